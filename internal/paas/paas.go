@@ -1,0 +1,195 @@
+// Package paas holds the value types every part of the platform shares (apps,
+// releases, images, process types) and the sentinel errors checked with errors.Is.
+// It does no I/O and imports nothing of the project.
+package paas
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"time"
+)
+
+// Sentinel errors. Commands map them to Dokku's exit codes.
+var (
+	ErrAppNotFound   = errors.New("app does not exist")
+	ErrAppExists     = errors.New("app already exists")
+	ErrInvalidName   = errors.New("invalid app name")
+	ErrInvalidKey    = errors.New("invalid config key")
+	ErrKeyNotFound   = errors.New("ssh key not found")
+	ErrKeyExists     = errors.New("ssh key already exists")
+	ErrForbidden     = errors.New("permission denied")
+	ErrDeployRunning = errors.New("a deploy of this app is already running")
+	ErrNoRelease     = errors.New("app has no release yet")
+)
+
+// Labels put on every Swarm object paas creates. The router reads them back, so
+// they are the contract between the control plane and the data plane.
+const (
+	LabelInstallation = "paas.installation" // the --name prefix of the owning installation
+	LabelApp          = "paas.app"
+	LabelProcess      = "paas.process" // process type, e.g. "web"
+	LabelRelease      = "paas.release" // release version number, decimal
+	LabelPort         = "paas.port"    // container port the web process listens on
+	LabelHosts        = "paas.hosts"   // comma-separated host names routed to this service
+	LabelRole         = "paas.role"    // "app" or "router"
+)
+
+// WebProcess is the process type the router sends traffic to.
+const WebProcess = "web"
+
+// DefaultPort is the PORT an app's web process is told to listen on.
+const DefaultPort = 5000
+
+var (
+	appNameRe   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	configKeyRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	keyNameRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]*$`)
+)
+
+// ValidateAppName reports whether name is a lowercase DNS label usable as an app
+// name, a path element, a Swarm object name and a host name part.
+func ValidateAppName(name string) error {
+	if len(name) == 0 || len(name) > 63 || !appNameRe.MatchString(name) {
+		return fmt.Errorf("%w %q: use lowercase letters, digits and dashes, starting with a letter or digit, at most 63 characters", ErrInvalidName, name)
+	}
+	return nil
+}
+
+// ValidateConfigKey reports whether key may be an environment variable name.
+func ValidateConfigKey(key string) error {
+	if !configKeyRe.MatchString(key) {
+		return fmt.Errorf("%w %q: use letters, digits and underscores, not starting with a digit", ErrInvalidKey, key)
+	}
+	return nil
+}
+
+// ValidateKeyName reports whether name may name an SSH key (a user).
+func ValidateKeyName(name string) error {
+	if len(name) > 64 || !keyNameRe.MatchString(name) {
+		return fmt.Errorf("invalid key name %q: use letters, digits and . _ @ -, at most 64 characters", name)
+	}
+	return nil
+}
+
+// App is a deployable application.
+type App struct {
+	Name      string    `json:"name"`
+	Owner     string    `json:"owner"`
+	CreatedAt time.Time `json:"created_at"`
+	// Config holds the environment, stored byte for byte.
+	Config map[string]string `json:"config"`
+	// ConfigVersion increases on every config change.
+	ConfigVersion int `json:"config_version"`
+	// Current is the version of the release that serves, 0 before the first deploy.
+	Current int `json:"current"`
+	// DeployBranch is the branch whose pushes deploy ("main" when empty).
+	DeployBranch string `json:"deploy_branch,omitempty"`
+}
+
+// Branch returns the deploy branch.
+func (a *App) Branch() string {
+	if a.DeployBranch == "" {
+		return "main"
+	}
+	return a.DeployBranch
+}
+
+// Image is a built image as stored in a registry, addressed by digest.
+type Image struct {
+	Repository string `json:"repository"` // e.g. 127.0.0.1:5001/paas/hello
+	Digest     string `json:"digest"`     // sha256:...
+}
+
+// Ref is the pullable reference repository@digest.
+func (i Image) Ref() string { return i.Repository + "@" + i.Digest }
+
+// ProcessType is one line of a Procfile; an empty Command means the image's own
+// entrypoint and command.
+type ProcessType struct {
+	Name    string `json:"name"`
+	Command string `json:"command,omitempty"`
+}
+
+// Release is an immutable record of what runs: one image, one config snapshot.
+type Release struct {
+	App           string            `json:"app"`
+	Version       int               `json:"version"`
+	Image         Image             `json:"image"`
+	Config        map[string]string `json:"config"`
+	ConfigVersion int               `json:"config_version"`
+	Processes     []ProcessType     `json:"processes"`
+	Scale         map[string]int    `json:"scale"`
+	Commit        string            `json:"commit,omitempty"`
+	Author        string            `json:"author"`
+	Reason        string            `json:"reason"` // "push", "config:set", ...
+	CreatedAt     time.Time         `json:"created_at"`
+}
+
+// Env returns the environment a process of this release runs with: the config
+// vars plus PORT, sorted for stable service specs.
+func (r *Release) Env() []string {
+	keys := make([]string, 0, len(r.Config))
+	for k := range r.Config {
+		if k != "PORT" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	env := make([]string, 0, len(keys)+1)
+	for _, k := range keys {
+		env = append(env, k+"="+r.Config[k])
+	}
+	port := fmt.Sprint(DefaultPort)
+	if p, ok := r.Config["PORT"]; ok && p != "" {
+		port = p
+	}
+	return append(env, "PORT="+port)
+}
+
+// Port returns the port the web process listens on.
+func (r *Release) Port() string {
+	if p, ok := r.Config["PORT"]; ok && p != "" {
+		return p
+	}
+	return fmt.Sprint(DefaultPort)
+}
+
+// Identity is who a key belongs to.
+type Identity struct {
+	Name  string `json:"name"`
+	Admin bool   `json:"admin"`
+}
+
+// SSHKey is a user key added with ssh-keys:add.
+type SSHKey struct {
+	Name        string    `json:"name"`
+	Fingerprint string    `json:"fingerprint"` // SHA256:...
+	Key         string    `json:"key"`         // "type base64", no comment
+	AddedBy     string    `json:"added_by"`
+	AddedAt     time.Time `json:"added_at"`
+}
+
+// Deploy states.
+const (
+	DeployRunning   = "running"
+	DeploySucceeded = "succeeded"
+	DeployFailed    = "failed"
+)
+
+// Deploy records one run of the pipeline.
+type Deploy struct {
+	ID         int       `json:"id"`
+	App        string    `json:"app"`
+	Commit     string    `json:"commit,omitempty"`
+	Reason     string    `json:"reason"`
+	Author     string    `json:"author"`
+	Builder    string    `json:"builder,omitempty"`
+	State      string    `json:"state"`
+	Error      string    `json:"error,omitempty"`
+	Release    int       `json:"release,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	Log        string    `json:"log,omitempty"`
+}
