@@ -130,16 +130,11 @@ type Release struct {
 // Env returns the environment a process of this release runs with: the config
 // vars plus PORT, sorted for stable service specs.
 func (r *Release) Env() []string {
-	keys := make([]string, 0, len(r.Config))
-	for k := range r.Config {
+	env := make([]string, 0, len(r.Config)+1)
+	for _, k := range SortedKeys(r.Config) {
 		if k != "PORT" {
-			keys = append(keys, k)
+			env = append(env, k+"="+r.Config[k])
 		}
-	}
-	sort.Strings(keys)
-	env := make([]string, 0, len(keys)+1)
-	for _, k := range keys {
-		env = append(env, k+"="+r.Config[k])
 	}
 	port := fmt.Sprint(DefaultPort)
 	if p, ok := r.Config["PORT"]; ok && p != "" {
@@ -192,4 +187,14 @@ type Deploy struct {
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	Log        string    `json:"log,omitempty"`
+}
+
+// SortedKeys returns the keys of m in order, for stable specs and output.
+func SortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

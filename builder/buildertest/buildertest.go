@@ -1,0 +1,182 @@
+// Package buildertest gives tests what they need to build and run images on
+// the real Docker daemon: a client, a throwaway loopback registry and a tiny
+// app (a static Go HTTP server in a FROM scratch image) to build.
+package buildertest
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+
+	"paas/internal/registry"
+)
+
+// Docker returns a client of the local daemon. Without a daemon the test is
+// skipped, unless CI=true, where it fails.
+func Docker(t testing.TB) *client.Client {
+	t.Helper()
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = cli.Ping(ctx)
+	}
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("docker is required on CI: %v", err)
+		}
+		t.Skipf("no docker daemon: %v", err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// Registry starts an empty registry on 127.0.0.1 (which the daemon treats as
+// an insecure registry) for the test and returns its host:port.
+func Registry(t testing.TB) string {
+	t.Helper()
+	reg, err := registry.New(t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg)
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// RemoveImages removes, when the test ends, every image tagged in repository
+// repo (e.g. "127.0.0.1:5001/stest-ab12/hello") on the daemon.
+func RemoveImages(t testing.TB, cli *client.Client, repo string) {
+	t.Helper()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		imgs, err := cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", repo))})
+		if err != nil {
+			t.Logf("list images of %s: %v", repo, err)
+			return
+		}
+		for _, img := range imgs {
+			if _, err := cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+				t.Logf("remove image %s: %v", img.ID, err)
+			}
+		}
+	})
+}
+
+// helloSource is the test app: it logs a start line, exits 1 when CRASH=1 or
+// with -crash, and otherwise answers every request with "hello $GREETING" on
+// $PORT (or -port), stopping at once on SIGTERM.
+const helloSource = `package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "5000"
+	}
+	flag.StringVar(&port, "port", port, "port to listen on")
+	crash := flag.Bool("crash", false, "exit 1 at start, like CRASH=1")
+	flag.Parse()
+	fmt.Printf("hello-app starting on port %s greeting=%q args=%q\n", port, os.Getenv("GREETING"), flag.Args())
+	if os.Getenv("CRASH") == "1" || *crash {
+		fmt.Println("hello-app: crashing on purpose (CRASH=1)")
+		os.Exit(1)
+	}
+	srv := &http.Server{Addr: ":" + port, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s\n", os.Getenv("GREETING"))
+	})}
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+		<-sig
+		srv.Shutdown(context.Background())
+	}()
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+`
+
+// HelloDockerfile builds the test app binary "hello" into a scratch image.
+const HelloDockerfile = "FROM scratch\nCOPY hello /hello\nENTRYPOINT [\"/hello\"]\n"
+
+// HelloBinary compiles the test app as a static binary and returns its path.
+func HelloBinary(t testing.TB) string {
+	t.Helper()
+	src := t.TempDir()
+	write(t, filepath.Join(src, "go.mod"), "module hello\n\ngo 1.22\n")
+	write(t, filepath.Join(src, "main.go"), helloSource)
+	bin := filepath.Join(t.TempDir(), "hello")
+	cmd := exec.Command(goTool(), "build", "-trimpath", "-o", bin, ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build test app: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// HelloApp returns a build directory holding the test app binary and a
+// Dockerfile that copies it into a scratch image.
+func HelloApp(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	bin := HelloBinary(t)
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hello"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "Dockerfile"), HelloDockerfile)
+	return dir
+}
+
+func write(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// goTool finds the go command the test runs under.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	if root := os.Getenv("GOROOT"); root != "" {
+		return filepath.Join(root, "bin", "go")
+	}
+	return "go"
+}
+
+// Unique returns prefix-<random hex>, a name no other test run uses.
+func Unique(prefix string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // never fails
+	return fmt.Sprintf("%s-%x", prefix, b)
+}

@@ -1,0 +1,347 @@
+package main
+
+// End-to-end scenarios: each testdata/script/*.txtar runs against the real
+// paasd binary, the real ssh and git clients, the real Docker daemon in swarm
+// mode and the embedded registry. Every scenario gets its own installation
+// (--name), ports and data dir, and everything it started is removed at its end.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"paas/scheduler"
+)
+
+var paasdBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		if os.Getenv("PAAS_E2E") == "0" {
+			return m.Run()
+		}
+		dir, err := os.MkdirTemp("", "paasd-e2e-bin")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		paasdBin = filepath.Join(dir, "paasd")
+		build := exec.Command("go", "build", "-o", paasdBin, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build paasd:", err)
+			return 1
+		}
+		return m.Run()
+	}())
+}
+
+// requireTools fails (never skips) when a real part is missing: a skipped
+// end-to-end test is an untested feature.
+func requireTools(t *testing.T) {
+	for _, tool := range []string{"git", "ssh", "ssh-keygen", "docker", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is required for the end-to-end tests: run scripts/install.sh --deps", tool)
+		}
+	}
+	if out, err := exec.Command("docker", "info", "--format", "{{.Swarm.LocalNodeState}}").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "active" {
+		t.Fatalf("a Docker daemon in swarm mode is required (got %q, %v): run scripts/install.sh --deps", out, err)
+	}
+}
+
+func TestScripts(t *testing.T) {
+	if paasdBin == "" {
+		t.Fatal("PAAS_E2E=0: end-to-end tests disabled")
+	}
+	requireTools(t)
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		Setup:               setupInstallation,
+		Cmds:                scriptCmds,
+		RequireExplicitExec: true,
+	})
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func runQuiet(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// installation is one paasd under test.
+type installation struct {
+	name, dataDir, work string
+	sshPort, httpPort   int
+	regPort             int
+	adminKeys           string
+	cmd                 *exec.Cmd
+	logFile             *os.File
+}
+
+func (in *installation) args() []string {
+	return []string{"serve",
+		"--data-dir", in.dataDir,
+		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", in.sshPort),
+		"--http-port", fmt.Sprint(in.httpPort),
+		"--registry-addr", fmt.Sprintf("127.0.0.1:%d", in.regPort),
+		"--domain", "paas.test",
+		"--admin-keys", in.adminKeys,
+		"--name", in.name,
+	}
+}
+
+func (in *installation) start() error {
+	if in.cmd != nil {
+		return fmt.Errorf("paasd already running")
+	}
+	cmd := exec.Command(paasdBin, in.args()...)
+	cmd.Stdout, cmd.Stderr = in.logFile, in.logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	in.cmd = cmd
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", in.sshPort)); err == nil {
+			c.Close()
+			// The router is up when an unknown host gets its 404.
+			if code, _, err := in.get("unknown.invalid", "/"); err == nil && code == 404 {
+				return nil
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return fmt.Errorf("paasd did not come up in 90s; log:\n%s", in.log())
+}
+
+func (in *installation) stop() {
+	if in.cmd == nil {
+		return
+	}
+	in.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { in.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		syscall.Kill(-in.cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	in.cmd = nil
+}
+
+func (in *installation) log() string {
+	data, _ := os.ReadFile(in.logFile.Name())
+	return string(data)
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+func (in *installation) get(host, path string) (int, string, error) {
+	req, err := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", in.httpPort, path), nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Host = host
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(body), nil
+}
+
+func (in *installation) cleanup() {
+	in.stop()
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	scheduler.New(cli, scheduler.Options{Name: in.name, Network: in.name + "-net"}).RemoveAll(ctx)
+	// Images of this installation: everything tagged under its registry prefix.
+	out, _ := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", fmt.Sprintf("reference=127.0.0.1:%d/%s/*", in.regPort, in.name)).Output()
+	for _, ref := range strings.Fields(string(out)) {
+		exec.Command("docker", "rmi", "-f", ref).Run()
+	}
+	in.logFile.Close()
+}
+
+var installations = map[string]*installation{} // by $WORK
+
+func setupInstallation(env *testscript.Env) error {
+	b := make([]byte, 3)
+	rand.Read(b)
+	in := &installation{
+		name:     "t" + hex.EncodeToString(b),
+		work:     env.WorkDir,
+		dataDir:  filepath.Join(env.WorkDir, ".paas-data"),
+		sshPort:  freePort(env.T().(testing.TB)),
+		httpPort: freePort(env.T().(testing.TB)),
+		regPort:  freePort(env.T().(testing.TB)),
+	}
+	home := filepath.Join(env.WorkDir, ".home")
+	sshDir := filepath.Join(home, ".ssh")
+	if err := os.MkdirAll(sshDir, 0o700); err != nil {
+		return err
+	}
+	for _, k := range []string{"admin", "alice", "stranger"} {
+		if err := runQuiet("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", k, "-f", filepath.Join(sshDir, k)); err != nil {
+			return err
+		}
+	}
+	adminPub, err := os.ReadFile(filepath.Join(sshDir, "admin.pub"))
+	if err != nil {
+		return err
+	}
+	in.adminKeys = filepath.Join(env.WorkDir, ".admin_keys")
+	if err := os.WriteFile(in.adminKeys, adminPub, 0o600); err != nil {
+		return err
+	}
+	// One Host entry per key, as a user would write in ~/.ssh/config.
+	var cfg bytes.Buffer
+	for _, k := range []string{"admin", "alice", "stranger"} {
+		host := "paas"
+		if k != "admin" {
+			host = "paas-" + k
+		}
+		fmt.Fprintf(&cfg, "Host %s\n  HostName 127.0.0.1\n  Port %d\n  User git\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  StrictHostKeyChecking accept-new\n  LogLevel ERROR\n  BatchMode yes\n\n",
+			host, in.sshPort, filepath.Join(sshDir, k), filepath.Join(sshDir, "known_hosts"))
+	}
+	sshConfig := filepath.Join(sshDir, "config")
+	if err := os.WriteFile(sshConfig, cfg.Bytes(), 0o600); err != nil {
+		return err
+	}
+	in.logFile, err = os.Create(filepath.Join(env.WorkDir, ".paasd.log"))
+	if err != nil {
+		return err
+	}
+	env.Setenv("HOME", home)
+	env.Setenv("PATH", filepath.Dir(paasdBin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	env.Setenv("GIT_SSH_COMMAND", "ssh -F "+sshConfig)
+	env.Setenv("GIT_AUTHOR_NAME", "Test")
+	env.Setenv("GIT_AUTHOR_EMAIL", "test@example.com")
+	env.Setenv("GIT_COMMITTER_NAME", "Test")
+	env.Setenv("GIT_COMMITTER_EMAIL", "test@example.com")
+	env.Setenv("SSHCONFIG", sshConfig)
+	env.Setenv("SSHDIR", sshDir)
+	env.Setenv("HTTP_PORT", fmt.Sprint(in.httpPort))
+	env.Setenv("SSH_PORT", fmt.Sprint(in.sshPort))
+	env.Setenv("PAAS_NAME", in.name)
+	env.Setenv("DATA_DIR", in.dataDir)
+	env.Setenv("GOCACHE", goEnv("GOCACHE"))
+	env.Setenv("GOPATH", goEnv("GOPATH"))
+	env.Setenv("GOFLAGS", "-mod=mod")
+	env.Setenv("CGO_ENABLED", "0")
+	installations[env.WorkDir] = in
+	env.Defer(func() {
+		if env.T().(testing.TB).Failed() {
+			env.T().Log("paasd log:\n" + in.log())
+		}
+		in.cleanup()
+		delete(installations, env.WorkDir)
+	})
+	return in.start()
+}
+
+func goEnv(name string) string {
+	out, err := exec.Command("go", "env", name).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	// paasd-stop / paasd-start: stop and restart the control plane.
+	"paasd-stop": func(ts *testscript.TestScript, neg bool, args []string) {
+		installations[ts.Getenv("WORK")].stop()
+	},
+	"paasd-start": func(ts *testscript.TestScript, neg bool, args []string) {
+		ts.Check(installations[ts.Getenv("WORK")].start())
+	},
+	// http HOST PATH: GET through the router on 127.0.0.1; prints the body,
+	// fails on a status other than 200 (or succeeds only on one with !).
+	"http": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 2 {
+			ts.Fatalf("usage: http HOST PATH")
+		}
+		code, body, err := installations[ts.Getenv("WORK")].get(args[0], args[1])
+		ts.Check(err)
+		fmt.Fprintf(ts.Stdout(), "%d\n%s", code, body)
+		if (code != 200) != neg {
+			ts.Fatalf("GET %s%s: %d %s", args[0], args[1], code, body)
+		}
+	},
+	// wait-http HOST PATH TEXT: retry for up to 30s until the body contains TEXT.
+	"wait-http": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 3 {
+			ts.Fatalf("usage: wait-http HOST PATH TEXT")
+		}
+		in := installations[ts.Getenv("WORK")]
+		var last string
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+			code, body, err := in.get(args[0], args[1])
+			last = fmt.Sprintf("%d %s %v", code, body, err)
+			if err == nil && code == 200 && strings.Contains(body, args[2]) {
+				return
+			}
+		}
+		ts.Fatalf("GET %s%s never answered %q; last: %s", args[0], args[1], args[2], last)
+	},
+	// build-app DIR: compile DIR's Go server statically into DIR/server.
+	"build-app": func(ts *testscript.TestScript, neg bool, args []string) {
+		dir := ts.MkAbs(args[0])
+		cmd := exec.Command("go", "build", "-o", "server", ".")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GO111MODULE=on", "GOWORK=off")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			ts.Fatalf("build app: %v\n%s", err, out)
+		}
+	},
+	// sleep SECONDS
+	"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
+		d, err := time.ParseDuration(args[0] + "s")
+		ts.Check(err)
+		time.Sleep(d)
+	},
+	// docker-services: list this installation's Swarm services (names).
+	"docker-services": func(ts *testscript.TestScript, neg bool, args []string) {
+		out, err := exec.Command("docker", "service", "ls", "--format", "{{.Name}}", "--filter", "label=paas.installation="+ts.Getenv("PAAS_NAME")).CombinedOutput()
+		ts.Check(err)
+		ts.Stdout().Write(out)
+	},
+}

@@ -1,0 +1,174 @@
+// Command paasd is the paas platform in one binary: `paasd serve` runs the
+// control plane, `paasd router` the data plane. Invoked as git's pre-receive
+// hook, it forwards a push to the running paasd.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/client"
+
+	"paas/gitreceive"
+	"paas/internal/daemon"
+	"paas/router"
+)
+
+var version = "dev"
+
+const usage = `paasd: a git-push platform on Docker Swarm
+
+Usage:
+  paasd serve [flags]     run the control plane (SSH, git, builds, deploys, registry)
+  paasd router [flags]    run the HTTP router (started by serve as a Swarm service)
+  paasd version           print the version
+
+Run 'paasd COMMAND --help' for a command's flags. Every flag also reads
+PAAS_<FLAG> from the environment, e.g. PAAS_DATA_DIR for --data-dir.
+`
+
+func main() {
+	if filepath.Base(os.Args[0]) == gitreceive.HookName {
+		os.Exit(gitreceive.RunHook(os.Stdin, os.Stdout))
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "router":
+		return runRouter(args[1:], stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "paasd %s\n", version)
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "paasd: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+// envFlags defines flags whose defaults come from PAAS_<FLAG> when set. An env
+// value that does not parse is an error, never silently replaced by a default.
+type envFlags struct {
+	fs   *flag.FlagSet
+	errs []string
+}
+
+func envName(name string) string {
+	return "PAAS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+func (e *envFlags) String(p *string, name, def, help string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		def = v
+	}
+	e.fs.StringVar(p, name, def, help+" ("+envName(name)+")")
+}
+
+func (e *envFlags) Int(p *int, name string, def int, help string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Sprintf("%s=%q is not a number", envName(name), v))
+		}
+		def = n
+	}
+	e.fs.IntVar(p, name, def, help+" ("+envName(name)+")")
+}
+
+func (e *envFlags) parse(args []string, stderr io.Writer) bool {
+	e.fs.SetOutput(stderr)
+	if err := e.fs.Parse(args); err != nil {
+		return false
+	}
+	if len(e.errs) > 0 {
+		fmt.Fprintf(stderr, "paasd: %s\n", strings.Join(e.errs, "; "))
+		return false
+	}
+	if e.fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "paasd: unexpected argument %q\n", e.fs.Arg(0))
+		return false
+	}
+	return true
+}
+
+func newLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func serve(args []string, stderr io.Writer) int {
+	var cfg daemon.Config
+	f := &envFlags{fs: flag.NewFlagSet("paasd serve", flag.ContinueOnError)}
+	f.String(&cfg.DataDir, "data-dir", "/var/lib/paas", "state, repositories, registry and host key")
+	f.String(&cfg.SSHAddr, "ssh-addr", ":2222", "SSH listen address")
+	f.Int(&cfg.HTTPPort, "http-port", 80, "router HTTP port (published in host mode)")
+	f.Int(&cfg.HTTPSPort, "https-port", 443, "router HTTPS port")
+	f.String(&cfg.Domain, "domain", "paas.localhost", "apps are served at APP.DOMAIN")
+	f.String(&cfg.AdminKeys, "admin-keys", "/etc/paas/admin_keys", "authorized_keys file of administrators (re-read on change)")
+	f.String(&cfg.Name, "name", "paas", "prefix of every Swarm object of this installation")
+	f.String(&cfg.RegistryAddr, "registry-addr", "127.0.0.1:5000", "loopback address of the embedded registry")
+	f.String(&cfg.PluginsDir, "plugins-dir", "", "directory of executable plugins (default DATA_DIR/plugins)")
+	if !f.parse(args, stderr) {
+		return 2
+	}
+	if cfg.PluginsDir == "" {
+		cfg.PluginsDir = filepath.Join(cfg.DataDir, "plugins")
+	}
+	cfg.Version = version
+	log := newLogger(stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := daemon.Run(ctx, cfg, log); err != nil {
+		log.Error("paasd stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func runRouter(args []string, stderr io.Writer) int {
+	var opts router.Options
+	var port int
+	f := &envFlags{fs: flag.NewFlagSet("paasd router", flag.ContinueOnError)}
+	f.String(&opts.Installation, "name", "paas", "installation whose apps are routed")
+	f.String(&opts.Domain, "domain", "paas.localhost", "apps are served at APP.DOMAIN")
+	f.String(&opts.Network, "network", "paas-net", "overlay network the app tasks are reached on")
+	f.Int(&port, "http-port", 80, "HTTP listen port")
+	if !f.parse(args, stderr) {
+		return 2
+	}
+	opts.HTTPAddr = fmt.Sprintf(":%d", port)
+	opts.PollInterval = time.Second
+	opts.Log = newLogger(stderr)
+	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		opts.Log.Error("docker client", "err", err)
+		return 1
+	}
+	defer docker.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := router.New(router.NewDockerSource(docker, opts), opts).Run(ctx); err != nil {
+		opts.Log.Error("router stopped", "err", err)
+		return 1
+	}
+	return 0
+}

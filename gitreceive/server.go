@@ -1,0 +1,284 @@
+// Package gitreceive is the SSH front door: it authenticates keys, serves git
+// pushes through the system git-receive-pack with a pre-receive hook that calls
+// back into paasd, and hands every other command to a CommandRunner. It knows
+// nothing of builds or Swarm: a push goes to a PushHandler whose error rejects it.
+package gitreceive
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"paas/internal/paas"
+)
+
+// Authenticator maps a public key to an identity.
+type Authenticator interface {
+	Identify(key gossh.PublicKey) (paas.Identity, bool, error)
+}
+
+// Repos resolves the bare repository of an app for an identity. It returns
+// paas.ErrAppNotFound both for a missing app and for one the identity may not
+// use, so that nothing is learnt about apps one cannot touch.
+type Repos interface {
+	RepoFor(ctx context.Context, id paas.Identity, app string, write bool) (dir string, err error)
+}
+
+// PushHandler runs inside pre-receive; a returned error rejects the whole push.
+type PushHandler interface {
+	HandlePush(ctx context.Context, p *Push, out io.Writer) error
+}
+
+// CommandRunner runs a non-git command and returns its exit code.
+type CommandRunner interface {
+	RunCommand(ctx context.Context, id paas.Identity, args []string, stdin io.Reader, stdout, stderr io.Writer) int
+}
+
+// Options configures a Server.
+type Options struct {
+	Addr        string // host:port to listen on
+	HostKeyPath string // ed25519 host key, generated on first start
+	DataDir     string // the hook socket and hooks dir live here
+	Auth        Authenticator
+	Repos       Repos
+	Pushes      PushHandler
+	Commands    CommandRunner
+	Log         *slog.Logger
+}
+
+// Server is the SSH server.
+type Server struct {
+	opts     Options
+	ssh      *ssh.Server
+	hooks    *hookServer
+	hooksDir string
+	listener net.Listener
+}
+
+// New prepares a Server: host key, hooks dir and hook socket path.
+func New(opts Options) (*Server, error) {
+	signer, err := loadOrCreateHostKey(opts.HostKeyPath)
+	if err != nil {
+		return nil, err
+	}
+	hooksDir := filepath.Join(opts.DataDir, "hooks")
+	if err := installHook(hooksDir); err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, hooksDir: hooksDir}
+	s.hooks = newHookServer(filepath.Join(opts.DataDir, "hook.sock"), opts.Pushes, opts.Log)
+	s.ssh = &ssh.Server{
+		Addr:             opts.Addr,
+		Handler:          s.handleSession,
+		PublicKeyHandler: s.checkKey,
+		HostSigners:      []ssh.Signer{signer},
+		Version:          "paas",
+	}
+	return s, nil
+}
+
+// Listen binds the SSH port; Addr returns the bound address.
+func (s *Server) Listen() error {
+	l, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("listen ssh: %w", err)
+	}
+	s.listener = l
+	return s.hooks.listen()
+}
+
+// Addr is the address the SSH server listens on.
+func (s *Server) Addr() net.Addr { return s.listener.Addr() }
+
+// Run serves SSH and the hook socket until ctx is done, then shuts down, waiting
+// up to the shutdown deadline for running sessions (a deploy) to finish.
+func (s *Server) Run(ctx context.Context, shutdownGrace time.Duration) error {
+	if s.listener == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- s.ssh.Serve(s.listener) }()
+	go func() { errc <- s.hooks.serve() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	err := s.ssh.Shutdown(sctx)
+	s.hooks.close()
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.ssh.Close()
+	}
+	return nil
+}
+
+// checkKey is the public-key callback: it may see keys that are only offered,
+// so it grants nothing by itself; the session re-identifies its key.
+func (s *Server) checkKey(ctx ssh.Context, key ssh.PublicKey) bool {
+	_, ok, err := s.opts.Auth.Identify(key)
+	if err != nil {
+		s.opts.Log.Error("identify key", "err", err)
+		return false
+	}
+	return ok
+}
+
+func (s *Server) handleSession(sess ssh.Session) {
+	ctx := sess.Context()
+	// Re-check the key that authenticated this connection (CVE-2024-45337 class):
+	// x/crypto calls the key callback for the signing key last, so the session's
+	// key is the one that signed; look it up again rather than trusting state
+	// left by earlier callbacks.
+	key := sess.PublicKey()
+	if key == nil {
+		fmt.Fprintln(sess.Stderr(), "Permission denied (publickey).")
+		sess.Exit(255)
+		return
+	}
+	id, ok, err := s.opts.Auth.Identify(key)
+	if err != nil || !ok {
+		fmt.Fprintln(sess.Stderr(), "Permission denied (publickey).")
+		sess.Exit(255)
+		return
+	}
+	log := s.opts.Log.With("user", id.Name, "remote", sess.RemoteAddr().String())
+	args := sess.Command()
+	if len(args) > 0 {
+		switch args[0] {
+		case "git-receive-pack", "git-upload-pack":
+			sess.Exit(s.serveGit(ctx, sess, id, args, log))
+			return
+		}
+	}
+	code := s.opts.Commands.RunCommand(ctx, id, args, sess, sess, sess.Stderr())
+	sess.Exit(code)
+}
+
+// ParseRepoPath turns the path git asks for ('/hello', 'hello.git') into an
+// app name, or fails when it is not exactly one valid app name.
+func ParseRepoPath(p string) (string, error) {
+	name := strings.TrimPrefix(p, "/")
+	name = strings.TrimSuffix(name, ".git")
+	name = strings.TrimSuffix(name, "/")
+	if err := paas.ValidateAppName(name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identity, args []string, log *slog.Logger) int {
+	if len(args) != 2 {
+		fmt.Fprintln(sess.Stderr(), " !     usage: git-receive-pack REPO")
+		return 1
+	}
+	write := args[0] == "git-receive-pack"
+	app, err := ParseRepoPath(args[1])
+	if err != nil {
+		fmt.Fprintf(sess.Stderr(), " !     %v\n", err)
+		return 1
+	}
+	dir, err := s.opts.Repos.RepoFor(ctx, id, app, write)
+	if err != nil {
+		if errors.Is(err, paas.ErrAppNotFound) {
+			fmt.Fprintf(sess.Stderr(), " !     App %s does not exist: create it with apps:create %s\n", app, app)
+		} else {
+			fmt.Fprintf(sess.Stderr(), " !     %v\n", err)
+		}
+		return 1
+	}
+	cmd := exec.CommandContext(ctx, args[0], dir)
+	cmd.Env = gitEnv()
+	if write {
+		token, done := s.hooks.expect(&Push{App: app, Identity: id, Repo: dir})
+		defer done()
+		cmd.Env = append(cmd.Env,
+			"GIT_CONFIG_COUNT=2",
+			"GIT_CONFIG_KEY_0=core.hooksPath", "GIT_CONFIG_VALUE_0="+s.hooksDir,
+			"GIT_CONFIG_KEY_1=receive.advertisePushOptions", "GIT_CONFIG_VALUE_1=false",
+			envHookSocket+"="+s.hooks.path,
+			envPushToken+"="+token,
+		)
+	}
+	cmd.Stdout = sess
+	cmd.Stderr = sess.Stderr()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return 1
+	}
+	if err := cmd.Start(); err != nil {
+		log.Error("start git", "err", err)
+		fmt.Fprintln(sess.Stderr(), " !     git is not available on the server")
+		return 1
+	}
+	// Copy stdin on our own: the client keeps its side open until it has read
+	// the report, so waiting for this copy would deadlock.
+	go func() {
+		io.Copy(stdin, sess)
+		stdin.Close()
+	}()
+	if err := cmd.Wait(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		return 1
+	}
+	return 0
+}
+
+// gitEnv is the environment git runs with: enough to find itself, nothing of ours.
+func gitEnv() []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "GIT_TERMINAL_PROMPT=0", "LANG=C"}
+	return env
+}
+
+func loadOrCreateHostKey(path string) (ssh.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err == nil {
+		signer, err := gossh.ParsePrivateKey(data)
+		if err != nil {
+			return nil, fmt.Errorf("parse host key %s: %w", path, err)
+		}
+		return signer, nil
+	}
+	if !os.IsNotExist(err) {
+		return nil, fmt.Errorf("read host key: %w", err)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate host key: %w", err)
+	}
+	block, err := gossh.MarshalPrivateKey(priv, "paas host key")
+	if err != nil {
+		return nil, fmt.Errorf("encode host key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create host key dir: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
+		return nil, fmt.Errorf("write host key: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("write host key: %w", err)
+	}
+	return gossh.NewSignerFromKey(priv)
+}

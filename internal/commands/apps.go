@@ -1,0 +1,247 @@
+package commands
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"paas/internal/paas"
+	"paas/scheduler"
+)
+
+// Store is the state the commands read and change.
+type Store interface {
+	AppStore
+	Apps() ([]*paas.App, error)
+	CreateApp(app *paas.App) error
+	DeleteApp(name string) error
+	AddKey(k *paas.SSHKey) error
+	Keys() ([]*paas.SSHKey, error)
+	RemoveKey(name string) error
+	Releases(app string) ([]*paas.Release, error)
+	Deploys(app string) ([]*paas.Deploy, error)
+}
+
+// Pipeline applies changes that roll out.
+type Pipeline interface {
+	SetConfig(ctx context.Context, app string, who paas.Identity, reason string, restart bool, fn func(map[string]string) error, out io.Writer) error
+	Locked(ctx context.Context, app string, out io.Writer, fn func() error) error
+}
+
+// Runtime is what runs the apps (the scheduler).
+type Runtime interface {
+	Logs(ctx context.Context, app string, opts scheduler.LogOptions, w io.Writer) error
+	Status(ctx context.Context, app string) ([]scheduler.ProcessStatus, error)
+	Remove(ctx context.Context, app string) error
+}
+
+// Repos holds the apps' git repositories.
+type Repos interface {
+	Create(app string) error
+	Remove(app string) error
+	Path(app string) string
+}
+
+// Images drops an app's images from the registry.
+type Images interface {
+	DeleteApp(app string) error
+}
+
+// Platform is everything the built-in commands act on.
+type Platform struct {
+	Store    Store
+	Pipeline Pipeline
+	Runtime  Runtime
+	Repos    Repos
+	Images   Images
+	AppURL   func(app string) string
+}
+
+// Builtins returns the built-in commands.
+func (p *Platform) Builtins() []*Command {
+	var cmds []*Command
+	cmds = append(cmds, p.appCommands()...)
+	cmds = append(cmds, p.configCommands()...)
+	cmds = append(cmds, p.keyCommands()...)
+	cmds = append(cmds, p.psCommands()...)
+	return cmds
+}
+
+var formatFlag = map[string]bool{"--format": true}
+
+func wantJSON(c *Call) (bool, error) {
+	switch f := c.Flags["--format"]; f {
+	case "", "stdout":
+		return false, nil
+	case "json":
+		return true, nil
+	default:
+		return false, fmt.Errorf("unknown format %q: use json or stdout", sanitize(f))
+	}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+func (p *Platform) appCommands() []*Command {
+	return []*Command{
+		{Name: "apps:create", Args: "APP", Help: "Create a new app", MinArgs: 1, Run: p.appsCreate},
+		{Name: "apps:list", Help: "List your apps", Flags: formatFlag, Run: p.appsList},
+		{Name: "apps:exists", Args: "APP", Help: "Exit 0 when the app exists, 20 when it does not", App: true, Run: func(_ context.Context, c *Call) error {
+			fmt.Fprintf(c.Out, "App %s exists\n", c.App.Name)
+			return nil
+		}},
+		{Name: "apps:destroy", Args: "APP --force", Help: "Destroy an app: its services, repository, images, config and releases", App: true, Flags: map[string]bool{"--force": false}, Run: p.appsDestroy},
+		{Name: "apps:report", Args: "APP", Help: "Show an app's information", App: true, Flags: formatFlag, Run: p.appsReport},
+	}
+}
+
+func (p *Platform) appsCreate(_ context.Context, c *Call) error {
+	name := c.Args[0]
+	if err := paas.ValidateAppName(name); err != nil {
+		return err
+	}
+	app := &paas.App{Name: name, Owner: c.ID.Name, CreatedAt: time.Now().UTC()}
+	if err := p.Store.CreateApp(app); err != nil {
+		if errors.Is(err, paas.ErrAppExists) {
+			// Do not tell apart an app one may not see from a new name clash.
+			return fmt.Errorf("Name is already taken: %s", name)
+		}
+		return err
+	}
+	if err := p.Repos.Create(name); err != nil {
+		p.Store.DeleteApp(name)
+		return fmt.Errorf("create repository: %w", err)
+	}
+	fmt.Fprintf(c.Out, "-----> Creating %s...\n", name)
+	return nil
+}
+
+func (p *Platform) visibleApps(id paas.Identity) ([]*paas.App, error) {
+	apps, err := p.Store.Apps()
+	if err != nil {
+		return nil, err
+	}
+	out := apps[:0]
+	for _, a := range apps {
+		if id.Admin || a.Owner == id.Name {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+type appJSON struct {
+	Name      string    `json:"name"`
+	Owner     string    `json:"owner"`
+	CreatedAt time.Time `json:"created_at"`
+	Deployed  bool      `json:"deployed"`
+	Release   int       `json:"release"`
+	URL       string    `json:"url"`
+}
+
+func (p *Platform) appsList(_ context.Context, c *Call) error {
+	asJSON, err := wantJSON(c)
+	if err != nil {
+		return err
+	}
+	apps, err := p.visibleApps(c.ID)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		list := make([]appJSON, 0, len(apps))
+		for _, a := range apps {
+			list = append(list, appJSON{a.Name, a.Owner, a.CreatedAt, a.Current > 0, a.Current, p.AppURL(a.Name)})
+		}
+		return writeJSON(c.Out, list)
+	}
+	fmt.Fprintln(c.Out, "=====> My Apps")
+	for _, a := range apps {
+		fmt.Fprintln(c.Out, a.Name)
+	}
+	return nil
+}
+
+func (p *Platform) appsDestroy(ctx context.Context, c *Call) error {
+	name := c.App.Name
+	if !c.Has("--force") {
+		return fmt.Errorf("destroying %s removes its services, repository, images, config and releases\nrun `apps:destroy %s --force` to confirm", name, name)
+	}
+	return p.Pipeline.Locked(ctx, name, c.Out, func() error {
+		fmt.Fprintf(c.Out, "-----> Destroying %s\n", name)
+		if err := p.Runtime.Remove(ctx, name); err != nil {
+			return fmt.Errorf("remove services: %w", err)
+		}
+		if err := p.Store.DeleteApp(name); err != nil {
+			return err
+		}
+		if err := p.Repos.Remove(name); err != nil {
+			fmt.Fprintf(c.Err, " !     remove repository: %v\n", err)
+		}
+		if err := p.Images.DeleteApp(name); err != nil {
+			fmt.Fprintf(c.Err, " !     remove images: %v\n", err)
+		}
+		return nil
+	})
+}
+
+func (p *Platform) appsReport(_ context.Context, c *Call) error {
+	asJSON, err := wantJSON(c)
+	if err != nil {
+		return err
+	}
+	a := c.App
+	rels, err := p.Store.Releases(a.Name)
+	if err != nil {
+		return err
+	}
+	var commit, image string
+	for _, r := range rels {
+		if r.Version == a.Current {
+			commit, image = r.Commit, r.Image.Ref()
+		}
+	}
+	fields := []kv{
+		{"App created at", a.CreatedAt.Format(time.RFC3339)},
+		{"App deploy source", "git"},
+		{"App deploy branch", a.Branch()},
+		{"App dir", p.Repos.Path(a.Name)},
+		{"App owner", a.Owner},
+		{"App release", fmt.Sprint(a.Current)},
+		{"App commit", commit},
+		{"App image", image},
+		{"App url", p.AppURL(a.Name)},
+	}
+	return report(c.Out, asJSON, a.Name+" app information", fields)
+}
+
+type kv struct{ k, v string }
+
+// report prints Dokku's "=====> title" block of aligned "Key: value" lines, or a
+// JSON object with lower-case dashed keys.
+func report(w io.Writer, asJSON bool, title string, fields []kv) error {
+	if asJSON {
+		m := map[string]string{}
+		for _, f := range fields {
+			m[strings.ReplaceAll(strings.ToLower(f.k), " ", "-")] = f.v
+		}
+		return writeJSON(w, m)
+	}
+	width := 0
+	for _, f := range fields {
+		width = max(width, len(f.k)+1)
+	}
+	fmt.Fprintf(w, "=====> %s\n", title)
+	for _, f := range fields {
+		fmt.Fprintf(w, "       %-*s %s\n", width, f.k+":", sanitize(f.v))
+	}
+	return nil
+}

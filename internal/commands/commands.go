@@ -1,0 +1,265 @@
+// Package commands is the dispatcher behind `ssh paas COMMAND ARGS`: Dokku's
+// command names, flags, output formats and exit codes (0 ok, 1 error, 20 app
+// does not exist).
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"paas/internal/auth"
+	"paas/internal/paas"
+)
+
+// Exit codes, as Dokku's.
+const (
+	ExitOK       = 0
+	ExitError    = 1
+	ExitNotFound = 20
+)
+
+// Command is one `ssh paas NAME ...` command.
+type Command struct {
+	Name    string
+	Args    string // usage, e.g. "APP KEY=VALUE..."
+	Help    string
+	Flags   map[string]bool // flag -> takes a value
+	App     bool            // the first positional argument is an app the caller must be able to use
+	Admin   bool            // administrators only
+	MinArgs int             // positional arguments required after the app
+	Run     func(ctx context.Context, c *Call) error
+}
+
+// Call is one invocation of a command.
+type Call struct {
+	ID    paas.Identity
+	App   *paas.App // set when the command takes an app
+	Args  []string  // positional arguments after the app
+	Flags map[string]string
+	Stdin io.Reader
+	Out   io.Writer
+	Err   io.Writer
+}
+
+// Has reports whether flag was given.
+func (c *Call) Has(flag string) bool { _, ok := c.Flags[flag]; return ok }
+
+// exitError carries an exit code other than 1, with a message already printed or empty.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// Set is the registered commands.
+type Set struct {
+	cmds    map[string]*Command
+	version string
+}
+
+// AppStore is the lookup the dispatcher needs to resolve an app argument.
+type AppStore interface {
+	App(name string) (*paas.App, error)
+}
+
+// Dispatcher runs commands.
+type Dispatcher struct {
+	set   *Set
+	store AppStore
+}
+
+// NewDispatcher returns a dispatcher over the given commands.
+func NewDispatcher(store AppStore, version string, cmds ...[]*Command) *Dispatcher {
+	s := &Set{cmds: map[string]*Command{}, version: version}
+	d := &Dispatcher{set: s, store: store}
+	for _, group := range cmds {
+		for _, c := range group {
+			s.cmds[c.Name] = c
+		}
+	}
+	s.cmds["help"] = &Command{Name: "help", Args: "[COMMAND]", Help: "Show the commands, or one command's usage", Run: d.help}
+	s.cmds["version"] = &Command{Name: "version", Help: "Show the paas version", Run: func(_ context.Context, c *Call) error {
+		fmt.Fprintf(c.Out, "paas %s\n", version)
+		return nil
+	}}
+	return d
+}
+
+// RunCommand parses args, checks rights and runs the command. It returns the exit code.
+func (d *Dispatcher) RunCommand(ctx context.Context, id paas.Identity, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		args = []string{"help"}
+	}
+	name := args[0]
+	if name == "--help" || name == "-h" {
+		name = "help"
+	}
+	if name == "--version" {
+		name = "version"
+	}
+	cmd, ok := d.set.cmds[name]
+	if !ok {
+		fmt.Fprintf(stderr, " !     `%s` is not a paas command.\n !     See `help` for a list of available commands.\n", sanitize(name))
+		return ExitError
+	}
+	call := &Call{ID: id, Flags: map[string]string{}, Stdin: stdin, Out: stdout, Err: stderr}
+	pos, err := parseFlags(cmd, args[1:], call.Flags)
+	if err != nil {
+		return fail(stderr, fmt.Errorf("%w\n Usage: %s %s", err, cmd.Name, cmd.Args))
+	}
+	if call.Has("--help") {
+		usage(stdout, cmd)
+		return ExitOK
+	}
+	if cmd.Admin && !id.Admin {
+		return fail(stderr, fmt.Errorf("%s is for administrators only", cmd.Name))
+	}
+	if cmd.App {
+		if len(pos) == 0 {
+			return fail(stderr, fmt.Errorf("please specify an app name\n Usage: %s %s", cmd.Name, cmd.Args))
+		}
+		app, err := d.resolveApp(id, pos[0])
+		if err != nil {
+			return fail(stderr, err)
+		}
+		call.App, pos = app, pos[1:]
+	}
+	if len(pos) < cmd.MinArgs {
+		return fail(stderr, fmt.Errorf("missing arguments\n Usage: %s %s", cmd.Name, cmd.Args))
+	}
+	call.Args = pos
+	return fail(stderr, cmd.Run(ctx, call))
+}
+
+// resolveApp loads an app the identity may use. An app the identity may not
+// use is reported exactly like a missing one.
+func (d *Dispatcher) resolveApp(id paas.Identity, name string) (*paas.App, error) {
+	if err := paas.ValidateAppName(name); err != nil {
+		return nil, err
+	}
+	app, err := d.store.App(name)
+	if errors.Is(err, paas.ErrAppNotFound) || (err == nil && !auth.CanUseApp(id, app)) {
+		return nil, notFound(name)
+	}
+	return app, err
+}
+
+func notFound(name string) error {
+	return &exitError{code: ExitNotFound, msg: fmt.Sprintf("App %s does not exist", name)}
+}
+
+// fail prints err Dokku-style and returns its exit code.
+func fail(stderr io.Writer, err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	code := ExitError
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	} else if errors.Is(err, paas.ErrAppNotFound) {
+		code = ExitNotFound
+	}
+	if msg := err.Error(); msg != "" {
+		for _, line := range strings.Split(strings.TrimRight(msg, "\n"), "\n") {
+			fmt.Fprintf(stderr, " !     %s\n", strings.TrimPrefix(line, " "))
+		}
+	}
+	return code
+}
+
+func parseFlags(cmd *Command, args []string, flags map[string]string) ([]string, error) {
+	var pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if a == "--help" || a == "-h" {
+			flags["--help"] = ""
+			continue
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		name, val, hasVal := strings.Cut(a, "=")
+		takes, ok := cmd.Flags[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown flag %s for %s", sanitize(name), cmd.Name)
+		}
+		if takes && !hasVal {
+			if i+1 >= len(args) {
+				return nil, fmt.Errorf("flag %s needs a value", name)
+			}
+			i++
+			val = args[i]
+		}
+		flags[name] = val
+	}
+	return pos, nil
+}
+
+func usage(w io.Writer, cmd *Command) {
+	fmt.Fprintf(w, "Usage: %s %s\n\n%s\n", cmd.Name, cmd.Args, cmd.Help)
+	if len(cmd.Flags) > 0 {
+		fmt.Fprintln(w, "\nFlags:")
+		names := make([]string, 0, len(cmd.Flags))
+		for f := range cmd.Flags {
+			names = append(names, f)
+		}
+		sort.Strings(names)
+		for _, f := range names {
+			if cmd.Flags[f] {
+				fmt.Fprintf(w, "    %s VALUE\n", f)
+			} else {
+				fmt.Fprintf(w, "    %s\n", f)
+			}
+		}
+	}
+}
+
+func (d *Dispatcher) help(_ context.Context, c *Call) error {
+	if len(c.Args) > 0 {
+		cmd, ok := d.set.cmds[c.Args[0]]
+		if !ok {
+			return fmt.Errorf("`%s` is not a paas command", sanitize(c.Args[0]))
+		}
+		usage(c.Out, cmd)
+		return nil
+	}
+	names := make([]string, 0, len(d.set.cmds))
+	width := 0
+	for n, cmd := range d.set.cmds {
+		names = append(names, n)
+		width = max(width, len(n)+1+len(cmd.Args))
+	}
+	sort.Strings(names)
+	fmt.Fprintf(c.Out, "Usage: ssh paas COMMAND [ARGS] [--help]\n\nCommands:\n")
+	for _, n := range names {
+		cmd := d.set.cmds[n]
+		if cmd.Admin && !c.ID.Admin {
+			continue
+		}
+		fmt.Fprintf(c.Out, "    %-*s  %s\n", width, strings.TrimSpace(n+" "+cmd.Args), cmd.Help)
+	}
+	return nil
+}
+
+// sanitize makes user input safe to print on a terminal: control characters
+// (ANSI escapes among them) are shown quoted, never replayed raw.
+func sanitize(s string) string {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			q := fmt.Sprintf("%q", s)
+			return q[1 : len(q)-1]
+		}
+	}
+	return s
+}

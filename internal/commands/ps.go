@@ -1,0 +1,83 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"paas/internal/paas"
+	"paas/scheduler"
+)
+
+func (p *Platform) psCommands() []*Command {
+	return []*Command{
+		{Name: "logs", Args: "APP [-t] [-n NUM] [-p PROCESS]", Help: "Show an app's output; -t follows it until interrupted", App: true,
+			Flags: map[string]bool{"-t": false, "--tail": false, "-n": true, "--num": true, "-p": true, "--ps": true}, Run: p.logs},
+		{Name: "ps:report", Args: "APP", Help: "Show an app's processes", App: true, Flags: formatFlag, Run: p.psReport},
+	}
+}
+
+func (p *Platform) logs(ctx context.Context, c *Call) error {
+	opts := scheduler.LogOptions{Follow: c.Has("-t") || c.Has("--tail"), Tail: 100}
+	for _, f := range []string{"-n", "--num"} {
+		if v, ok := c.Flags[f]; ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return fmt.Errorf("-n wants a number of lines, got %q", sanitize(v))
+			}
+			opts.Tail = n
+		}
+	}
+	for _, f := range []string{"-p", "--ps"} {
+		if v, ok := c.Flags[f]; ok {
+			if err := paas.ValidateAppName(v); err != nil {
+				return fmt.Errorf("invalid process type %q", sanitize(v))
+			}
+			opts.Process = v
+		}
+	}
+	if c.App.Current == 0 {
+		return fmt.Errorf("App %s has not been deployed", c.App.Name)
+	}
+	err := p.Runtime.Logs(ctx, c.App.Name, opts, c.Out)
+	if errors.Is(err, context.Canceled) {
+		return nil // the user hung up on a followed log
+	}
+	return err
+}
+
+func (p *Platform) psReport(ctx context.Context, c *Call) error {
+	asJSON, err := wantJSON(c)
+	if err != nil {
+		return err
+	}
+	procs, err := p.Runtime.Status(ctx, c.App.Name)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.Out, map[string]any{"app": c.App.Name, "deployed": c.App.Current > 0, "release": c.App.Current, "processes": procs})
+	}
+	running := 0
+	for _, pr := range procs {
+		running += pr.Running
+	}
+	fields := []kv{
+		{"Deployed", strconv.FormatBool(c.App.Current > 0)},
+		{"Release", fmt.Sprint(c.App.Current)},
+		{"Processes", fmt.Sprint(running)},
+		{"Running", strconv.FormatBool(running > 0)},
+	}
+	for _, pr := range procs {
+		fields = append(fields, kv{"Status " + pr.Process, fmt.Sprintf("%d/%d running", pr.Running, pr.Desired)})
+		for _, t := range pr.Tasks {
+			st := t.State
+			if t.Error != "" {
+				st += " (" + t.Error + ")"
+			}
+			fields = append(fields, kv{fmt.Sprintf("Status %s %d", pr.Process, t.Slot), st})
+		}
+	}
+	return report(c.Out, false, c.App.Name+" ps information", fields)
+}

@@ -1,0 +1,260 @@
+// Package daemon is the composition root of `paasd serve`: it builds the
+// concrete parts (store, Docker, registry, builder, scheduler, router service,
+// pipeline, commands, SSH server) and runs them until the context ends.
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/docker/docker/client"
+	"golang.org/x/sync/errgroup"
+
+	"paas/builder"
+	"paas/gitreceive"
+	"paas/internal/auth"
+	"paas/internal/commands"
+	"paas/internal/deploy"
+	"paas/internal/paas"
+	"paas/internal/registry"
+	"paas/internal/store"
+	"paas/plugins"
+	"paas/scheduler"
+)
+
+// Config is the operator contract of `paasd serve` (DESIGN.md).
+type Config struct {
+	DataDir      string
+	SSHAddr      string
+	HTTPPort     int
+	HTTPSPort    int
+	Domain       string
+	AdminKeys    string
+	Name         string
+	RegistryAddr string
+	PluginsDir   string
+	Version      string
+}
+
+// Validate reports the first invalid setting.
+func (c *Config) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return errors.New("--data-dir is required")
+	case c.Domain == "":
+		return errors.New("--domain is required")
+	case paas.ValidateAppName(c.Name) != nil || len(c.Name) > 20:
+		return fmt.Errorf("--name %q: use lowercase letters, digits and dashes, at most 20 characters", c.Name)
+	case c.HTTPPort <= 0 || c.HTTPPort > 65535:
+		return fmt.Errorf("--http-port %d is not a port", c.HTTPPort)
+	}
+	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
+		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
+	}
+	if _, _, err := net.SplitHostPort(c.RegistryAddr); err != nil {
+		return fmt.Errorf("--registry-addr %q: %w", c.RegistryAddr, err)
+	}
+	return nil
+}
+
+// ShutdownGrace is how long a stopping paasd lets running deploys finish.
+const ShutdownGrace = 2 * time.Minute
+
+// Run starts every part of the control plane and blocks until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(dataDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if n, err := st.FailInterrupted(time.Now().UTC()); err != nil {
+		return err
+	} else if n > 0 {
+		log.Warn("marked interrupted deploys as failed", "count", n)
+	}
+
+	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer docker.Close()
+	if _, err := docker.Ping(ctx); err != nil {
+		return fmt.Errorf("reach the Docker daemon: %w", err)
+	}
+
+	// The embedded registry must serve before anything is pushed to it.
+	reg, err := registry.New(filepath.Join(dataDir, "registry"), log)
+	if err != nil {
+		return err
+	}
+	regListener, err := net.Listen("tcp", cfg.RegistryAddr)
+	if err != nil {
+		return fmt.Errorf("listen registry: %w", err)
+	}
+	regServer := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second}
+
+	network := cfg.Name + "-net"
+	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log})
+	repoPrefix := cfg.RegistryAddr + "/" + cfg.Name
+	build := builder.NewDockerfile(docker, repoPrefix, log)
+	appURL := func(app string) string {
+		if cfg.HTTPPort == 80 {
+			return "http://" + app + "." + cfg.Domain
+		}
+		return fmt.Sprintf("http://%s.%s:%d", app, cfg.Domain, cfg.HTTPPort)
+	}
+	pipeline := deploy.New(st, build, sched, plugins.NewDir(cfg.PluginsDir, 0, log.With("component", "plugins")), deploy.Options{
+		BuildRoot: filepath.Join(dataDir, "builds"),
+		AppURL:    appURL,
+		Log:       log.With("component", "deploy"),
+	})
+	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st}
+	platform := &commands.Platform{
+		Store: st, Pipeline: pipeline, Runtime: sched, Repos: repos, AppURL: appURL,
+		Images: imagesFunc(func(app string) error { return reg.DeleteRepository(cfg.Name + "/" + app) }),
+	}
+	dispatcher := commands.NewDispatcher(st, cfg.Version, platform.Builtins())
+
+	ssh, err := gitreceive.New(gitreceive.Options{
+		Addr:        cfg.SSHAddr,
+		HostKeyPath: filepath.Join(dataDir, "ssh_host_ed25519_key"),
+		DataDir:     dataDir,
+		Auth:        auth.NewKeys(cfg.AdminKeys, st),
+		Repos:       repos,
+		Pushes:      &pushes{pipeline: pipeline, store: st},
+		Commands:    dispatcher,
+		Log:         log.With("component", "ssh"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := ssh.Listen(); err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := regServer.Serve(regListener); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("registry: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
+		defer cancel()
+		return regServer.Shutdown(sctx)
+	})
+	g.Go(func() error {
+		if err := sched.EnsureNetwork(gctx); err != nil {
+			return err
+		}
+		return startRouter(gctx, docker, sched, cfg, repoPrefix, network, log)
+	})
+	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
+	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", regListener.Addr().String(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
+	return g.Wait()
+}
+
+// startRouter builds the router image from this very binary and runs it as a
+// Swarm service, publishing the HTTP port in host mode.
+func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, repoPrefix, network string, log *slog.Logger) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	sum, err := fileDigest(exe)
+	if err != nil {
+		return err
+	}
+	ref := repoPrefix + "/router:" + sum[:16]
+	args := []string{"router", "--name", cfg.Name, "--domain", cfg.Domain, "--http-port", strconv.Itoa(cfg.HTTPPort), "--network", network}
+	image, err := builder.BuildSelfImage(ctx, docker, exe, ref, args, true, io.Discard)
+	if err != nil {
+		return fmt.Errorf("build router image: %w", err)
+	}
+	if err := sched.EnsureRouter(ctx, image, args, cfg.HTTPPort); err != nil {
+		return fmt.Errorf("start router: %w", err)
+	}
+	log.Info("router running", "image", image, "http_port", cfg.HTTPPort)
+	return nil
+}
+
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+type imagesFunc func(app string) error
+
+func (f imagesFunc) DeleteApp(app string) error { return f(app) }
+
+// repos keeps one bare repository per app under dir.
+type repos struct {
+	dir   string
+	store *store.Store
+}
+
+var (
+	_ gitreceive.Repos = (*repos)(nil)
+	_ commands.Repos   = (*repos)(nil)
+)
+
+func (r *repos) Path(app string) string { return filepath.Join(r.dir, app+".git") }
+
+func (r *repos) Create(app string) error {
+	if err := paas.ValidateAppName(app); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(r.dir, 0o700); err != nil {
+		return err
+	}
+	return gitreceive.InitRepo(r.Path(app), "main")
+}
+
+func (r *repos) Remove(app string) error {
+	if err := paas.ValidateAppName(app); err != nil {
+		return err
+	}
+	return os.RemoveAll(r.Path(app))
+}
+
+func (r *repos) RepoFor(_ context.Context, id paas.Identity, name string, _ bool) (string, error) {
+	app, err := r.store.App(name)
+	if err != nil {
+		return "", err
+	}
+	if !auth.CanUseApp(id, app) {
+		return "", paas.ErrAppNotFound
+	}
+	if err := r.Create(name); err != nil {
+		return "", err
+	}
+	return r.Path(name), nil
+}

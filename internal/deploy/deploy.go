@@ -1,0 +1,369 @@
+// Package deploy is the pipeline: it turns a pushed commit or a config change
+// into a new release running on the scheduler, one deploy at a time per app.
+// The data flow of a push reads top to bottom in Pipeline.Push.
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"paas/builder"
+	"paas/internal/paas"
+)
+
+// Store is the state the pipeline reads and records.
+type Store interface {
+	App(name string) (*paas.App, error)
+	UpdateApp(name string, fn func(*paas.App) error) (*paas.App, error)
+	Release(app string, v int) (*paas.Release, error)
+	LatestVersion(app string) (int, error)
+	AddRelease(rel *paas.Release) error
+	StartDeploy(d *paas.Deploy) error
+	FinishDeploy(d *paas.Deploy) error
+}
+
+// Builder turns an exported commit into an image in the registry.
+type Builder interface {
+	Build(ctx context.Context, in builder.Input) (paas.Image, error)
+}
+
+// Scheduler runs a release; an error means the previous release still runs.
+type Scheduler interface {
+	Deploy(ctx context.Context, rel *paas.Release, hosts []string, out io.Writer) error
+}
+
+// Triggers runs plugin triggers; an error from a pre-* trigger stops the deploy.
+type Triggers interface {
+	Trigger(ctx context.Context, name string, args []string, out io.Writer) error
+}
+
+// Source is a commit to deploy.
+type Source struct {
+	Commit  string
+	Subject string
+	// Export writes the commit's tree as a tar stream.
+	Export func(ctx context.Context, w io.Writer) error
+}
+
+// Pipeline runs deploys.
+type Pipeline struct {
+	store     Store
+	builder   Builder
+	scheduler Scheduler
+	triggers  Triggers
+	buildRoot string
+	appURL    func(app string) string
+	log       *slog.Logger
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+// Options configures a Pipeline.
+type Options struct {
+	BuildRoot string                  // build dirs are made under it
+	AppURL    func(app string) string // shown at the end of a deploy
+	Log       *slog.Logger
+}
+
+// New returns a Pipeline.
+func New(st Store, b Builder, s Scheduler, t Triggers, opts Options) *Pipeline {
+	return &Pipeline{
+		store: st, builder: b, scheduler: s, triggers: t,
+		buildRoot: opts.BuildRoot, appURL: opts.AppURL, log: opts.Log,
+		locks: map[string]*sync.Mutex{},
+	}
+}
+
+// lock serializes deploys of one app; pushes of different apps run side by side.
+// The lock lives in memory only, so a restart never leaves one behind.
+func (p *Pipeline) lock(ctx context.Context, app string, out io.Writer) (func(), error) {
+	p.mu.Lock()
+	l, ok := p.locks[app]
+	if !ok {
+		l = &sync.Mutex{}
+		p.locks[app] = l
+	}
+	p.mu.Unlock()
+	if l.TryLock() {
+		return l.Unlock, nil
+	}
+	fmt.Fprintf(out, "-----> Waiting for the running deploy of %s to finish\n", app)
+	got := make(chan struct{})
+	go func() {
+		l.Lock()
+		close(got)
+	}()
+	select {
+	case <-got:
+		return l.Unlock, nil
+	case <-ctx.Done():
+		go func() { <-got; l.Unlock() }()
+		return nil, ctx.Err()
+	}
+}
+
+// Push deploys a pushed commit: export, pre-build, build, release, roll out,
+// post-deploy. Any error leaves the previous release serving.
+func (p *Pipeline) Push(ctx context.Context, appName string, who paas.Identity, src Source, out io.Writer) error {
+	unlock, err := p.lock(ctx, appName, out)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	rec := &paas.Deploy{App: appName, Commit: src.Commit, Reason: "push", Author: who.Name, StartedAt: time.Now().UTC()}
+	out, finish, err := p.record(rec, out)
+	if err != nil {
+		return err
+	}
+	err = p.push(ctx, appName, who, src, rec, out)
+	finish(err)
+	return err
+}
+
+func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, src Source, rec *paas.Deploy, out io.Writer) error {
+	app, err := p.store.App(appName)
+	if err != nil {
+		return err
+	}
+	short := shortSHA(src.Commit)
+	fmt.Fprintf(out, "-----> Deploying %s (%s)\n", appName, short)
+
+	// 1. export the pushed commit to a build dir
+	dir := filepath.Join(p.buildRoot, fmt.Sprintf("%s-%d", appName, rec.ID))
+	defer os.RemoveAll(dir)
+	if err := exportTo(ctx, src.Export, dir); err != nil {
+		return fmt.Errorf("export %s: %w", short, err)
+	}
+
+	// 2. pre-build plugins
+	if err := p.triggers.Trigger(ctx, "pre-build", []string{appName}, out); err != nil {
+		return err
+	}
+
+	// 3. build the image
+	procs, err := ReadProcfile(dir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "Dockerfile")); err != nil {
+		return errors.New("no Dockerfile at the root of the commit: add one to deploy this app")
+	}
+	rec.Builder = "dockerfile"
+	version, err := p.store.LatestVersion(appName)
+	if err != nil {
+		return err
+	}
+	version++
+	img, err := p.builder.Build(ctx, builder.Input{App: appName, Dir: dir, Tag: fmt.Sprintf("v%d-%s", version, short), Out: out})
+	if err != nil {
+		return fmt.Errorf("build failed: %w", err)
+	}
+
+	// 4-6. release and roll out (the router follows the running tasks)
+	rel := &paas.Release{
+		App: appName, Version: version, Image: img,
+		Config: app.Config, ConfigVersion: app.ConfigVersion,
+		Processes: procs, Scale: scaleOf(app, procs),
+		Commit: src.Commit, Author: who.Name, Reason: "push " + short,
+	}
+	if err := p.rollOut(ctx, rel, out); err != nil {
+		return err
+	}
+	rec.Release = rel.Version
+
+	// 7. post-deploy plugins: the release is live; a failure here is reported only
+	if err := p.triggers.Trigger(ctx, "post-deploy", []string{appName}, out); err != nil {
+		fmt.Fprintf(out, " !     post-deploy: %v\n", err)
+	}
+	fmt.Fprintf(out, "=====> Application deployed:\n       %s\n", p.appURL(appName))
+	return nil
+}
+
+// rollOut runs rel on the scheduler and records it as current once it runs.
+func (p *Pipeline) rollOut(ctx context.Context, rel *paas.Release, out io.Writer) error {
+	rel.CreatedAt = time.Now().UTC()
+	fmt.Fprintf(out, "-----> Releasing %s v%d\n", rel.App, rel.Version)
+	if err := p.scheduler.Deploy(ctx, rel, nil, out); err != nil {
+		return fmt.Errorf("release v%d failed, v%d keeps serving: %w", rel.Version, rel.Version-1, err)
+	}
+	if err := p.store.AddRelease(rel); err != nil {
+		return fmt.Errorf("record release: %w", err)
+	}
+	return nil
+}
+
+// SetConfig changes an app's config through fn. With restart and a running
+// release, the change is rolled out as a new release and stored only once it
+// runs; otherwise it is stored for the next deploy.
+func (p *Pipeline) SetConfig(ctx context.Context, appName string, who paas.Identity, reason string, restart bool, fn func(cfg map[string]string) error, out io.Writer) error {
+	unlock, err := p.lock(ctx, appName, out)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	app, err := p.store.App(appName)
+	if err != nil {
+		return err
+	}
+	cfg := make(map[string]string, len(app.Config))
+	for k, v := range app.Config {
+		cfg[k] = v
+	}
+	if err := fn(cfg); err != nil {
+		return err
+	}
+	if !restart || app.Current == 0 {
+		_, err := p.store.UpdateApp(appName, func(a *paas.App) error {
+			a.Config = cfg
+			a.ConfigVersion++
+			return nil
+		})
+		return err
+	}
+	cur, err := p.store.Release(appName, 0)
+	if err != nil {
+		return err
+	}
+	version, err := p.store.LatestVersion(appName)
+	if err != nil {
+		return err
+	}
+	rec := &paas.Deploy{App: appName, Commit: cur.Commit, Reason: reason, Author: who.Name, StartedAt: time.Now().UTC()}
+	out, finish, err := p.record(rec, out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "-----> Restarting app %s\n", appName)
+	rel := *cur
+	rel.Version, rel.Config, rel.ConfigVersion = version+1, cfg, app.ConfigVersion+1
+	rel.Author, rel.Reason = who.Name, reason
+	err = p.rollOut(ctx, &rel, out)
+	if err == nil {
+		rec.Release = rel.Version
+	}
+	finish(err)
+	return err
+}
+
+// Locked runs fn holding the app's deploy lock (used by apps:destroy).
+func (p *Pipeline) Locked(ctx context.Context, appName string, out io.Writer, fn func() error) error {
+	unlock, err := p.lock(ctx, appName, out)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return fn()
+}
+
+const maxLog = 1 << 20
+
+// record starts a deploy record and returns an output that also keeps the log,
+// and the function that closes the record with the result.
+func (p *Pipeline) record(rec *paas.Deploy, out io.Writer) (io.Writer, func(error), error) {
+	if err := p.store.StartDeploy(rec); err != nil {
+		return nil, nil, err
+	}
+	buf := &cappedBuffer{max: maxLog}
+	finish := func(err error) {
+		rec.FinishedAt = time.Now().UTC()
+		rec.State = paas.DeploySucceeded
+		if err != nil {
+			rec.State, rec.Error = paas.DeployFailed, err.Error()
+		}
+		rec.Log = buf.String()
+		if ferr := p.store.FinishDeploy(rec); ferr != nil {
+			p.log.Error("record deploy", "app", rec.App, "err", ferr)
+		}
+		p.log.Info("deploy finished", "app", rec.App, "deploy", rec.ID, "release", rec.Release, "state", rec.State)
+	}
+	return io.MultiWriter(out, buf), finish, nil
+}
+
+type cappedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	max int
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if room := c.max - c.buf.Len(); room > 0 {
+		c.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (c *cappedBuffer) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
+}
+
+func shortSHA(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+func scaleOf(app *paas.App, procs []paas.ProcessType) map[string]int {
+	scale := map[string]int{}
+	for _, pt := range procs {
+		scale[pt.Name] = 0
+		if pt.Name == paas.WebProcess {
+			scale[pt.Name] = 1
+		}
+	}
+	return scale
+}
+
+// ReadProcfile returns the process types of the commit in dir; without a
+// Procfile the app has one web process running the image's own command.
+func ReadProcfile(dir string) ([]paas.ProcessType, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "Procfile"))
+	if errors.Is(err, os.ErrNotExist) {
+		return []paas.ProcessType{{Name: paas.WebProcess}}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read Procfile: %w", err)
+	}
+	return ParseProcfile(data)
+}
+
+// ParseProcfile parses "name: command" lines.
+func ParseProcfile(data []byte) ([]paas.ProcessType, error) {
+	var procs []paas.ProcessType
+	seen := map[string]bool{}
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, cmd, ok := strings.Cut(line, ":")
+		name, cmd = strings.TrimSpace(name), strings.TrimSpace(cmd)
+		if !ok || paas.ValidateAppName(name) != nil || cmd == "" {
+			return nil, fmt.Errorf("Procfile line %d: want \"name: command\" with a lowercase name, got %q", i+1, line)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("Procfile line %d: process type %q defined twice", i+1, name)
+		}
+		seen[name] = true
+		procs = append(procs, paas.ProcessType{Name: name, Command: cmd})
+	}
+	if !seen[paas.WebProcess] {
+		procs = append([]paas.ProcessType{{Name: paas.WebProcess}}, procs...)
+	}
+	return procs, nil
+}

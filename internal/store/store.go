@@ -1,0 +1,411 @@
+// Package store keeps the platform's state (apps, config, keys, releases, deploy
+// records) in one embedded, crash-safe bbolt file in the data dir.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"paas/internal/paas"
+)
+
+var (
+	bucketApps     = []byte("apps")
+	bucketKeys     = []byte("keys")
+	bucketReleases = []byte("releases") // nested: app -> version -> Release
+	bucketDeploys  = []byte("deploys")  // nested: app -> id -> Deploy
+)
+
+// Store is the state of one installation.
+type Store struct {
+	db *bolt.DB
+}
+
+// Open opens (creating when missing) the store file under dataDir.
+func Open(dataDir string) (*Store, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	db, err := bolt.Open(filepath.Join(dataDir, "paas.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketApps, bucketKeys, bucketReleases, bucketDeploys} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init store: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the store file.
+func (s *Store) Close() error { return s.db.Close() }
+
+func get[T any](b *bolt.Bucket, key []byte) (*T, bool, error) {
+	raw := b.Get(key)
+	if raw == nil {
+		return nil, false, nil
+	}
+	v := new(T)
+	if err := json.Unmarshal(raw, v); err != nil {
+		return nil, false, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return v, true, nil
+}
+
+func put(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
+
+func itob(n int) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, uint64(n))
+	return b
+}
+
+// CreateApp records a new app; ErrAppExists when the name is taken.
+func (s *Store) CreateApp(app *paas.App) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketApps)
+		if b.Get([]byte(app.Name)) != nil {
+			return paas.ErrAppExists
+		}
+		if app.Config == nil {
+			app.Config = map[string]string{}
+		}
+		return put(b, []byte(app.Name), app)
+	})
+}
+
+// App returns the named app or ErrAppNotFound.
+func (s *Store) App(name string) (*paas.App, error) {
+	var app *paas.App
+	err := s.db.View(func(tx *bolt.Tx) error {
+		a, ok, err := get[paas.App](tx.Bucket(bucketApps), []byte(name))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return paas.ErrAppNotFound
+		}
+		app = a
+		return nil
+	})
+	return app, err
+}
+
+// Apps returns every app, sorted by name.
+func (s *Store) Apps() ([]*paas.App, error) {
+	var apps []*paas.App
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketApps).ForEach(func(k, v []byte) error {
+			a := new(paas.App)
+			if err := json.Unmarshal(v, a); err != nil {
+				return fmt.Errorf("decode app %s: %w", k, err)
+			}
+			apps = append(apps, a)
+			return nil
+		})
+	})
+	return apps, err
+}
+
+// UpdateApp applies fn to the stored app atomically.
+func (s *Store) UpdateApp(name string, fn func(*paas.App) error) (*paas.App, error) {
+	var app *paas.App
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketApps)
+		a, ok, err := get[paas.App](b, []byte(name))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return paas.ErrAppNotFound
+		}
+		if a.Config == nil {
+			a.Config = map[string]string{}
+		}
+		if err := fn(a); err != nil {
+			return err
+		}
+		app = a
+		return put(b, []byte(name), a)
+	})
+	return app, err
+}
+
+// DeleteApp removes the app with its releases and deploy records.
+func (s *Store) DeleteApp(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketApps).Get([]byte(name)) == nil {
+			return paas.ErrAppNotFound
+		}
+		if err := tx.Bucket(bucketApps).Delete([]byte(name)); err != nil {
+			return err
+		}
+		for _, bn := range [][]byte{bucketReleases, bucketDeploys} {
+			if err := tx.Bucket(bn).DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// AddKey records a user key; ErrKeyExists when the name or the key is taken.
+func (s *Store) AddKey(k *paas.SSHKey) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		if b.Get([]byte(k.Name)) != nil {
+			return fmt.Errorf("%w: name %q is taken", paas.ErrKeyExists, k.Name)
+		}
+		err := b.ForEach(func(_, v []byte) error {
+			var other paas.SSHKey
+			if err := json.Unmarshal(v, &other); err != nil {
+				return err
+			}
+			if other.Fingerprint == k.Fingerprint {
+				return fmt.Errorf("%w: the key is already added as %q", paas.ErrKeyExists, other.Name)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return put(b, []byte(k.Name), k)
+	})
+}
+
+// Keys returns every user key, sorted by name.
+func (s *Store) Keys() ([]*paas.SSHKey, error) {
+	var keys []*paas.SSHKey
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
+			k := new(paas.SSHKey)
+			if err := json.Unmarshal(v, k); err != nil {
+				return err
+			}
+			keys = append(keys, k)
+			return nil
+		})
+	})
+	return keys, err
+}
+
+// RemoveKey deletes a user key by name.
+func (s *Store) RemoveKey(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		if b.Get([]byte(name)) == nil {
+			return paas.ErrKeyNotFound
+		}
+		return b.Delete([]byte(name))
+	})
+}
+
+// AddRelease records rel under its version (chosen by the caller, who holds the
+// app's deploy lock) and makes it current.
+func (s *Store) AddRelease(rel *paas.Release) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		apps := tx.Bucket(bucketApps)
+		app, ok, err := get[paas.App](apps, []byte(rel.App))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return paas.ErrAppNotFound
+		}
+		rb, err := tx.Bucket(bucketReleases).CreateBucketIfNotExists([]byte(rel.App))
+		if err != nil {
+			return err
+		}
+		if rb.Get(itob(rel.Version)) != nil {
+			return fmt.Errorf("release v%d of %s already exists", rel.Version, rel.App)
+		}
+		if err := put(rb, itob(rel.Version), rel); err != nil {
+			return err
+		}
+		app.Current = rel.Version
+		app.Config, app.ConfigVersion = rel.Config, rel.ConfigVersion
+		return put(apps, []byte(app.Name), app)
+	})
+}
+
+// LatestVersion returns the highest release version of app, 0 when none.
+func (s *Store) LatestVersion(app string) (int, error) {
+	v := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
+			return paas.ErrAppNotFound
+		}
+		if rb := tx.Bucket(bucketReleases).Bucket([]byte(app)); rb != nil {
+			if k, _ := rb.Cursor().Last(); k != nil {
+				v = int(binary.BigEndian.Uint64(k))
+			}
+		}
+		return nil
+	})
+	return v, err
+}
+
+// Release returns version v of app, or its current release when v is 0.
+func (s *Store) Release(app string, v int) (*paas.Release, error) {
+	var rel *paas.Release
+	err := s.db.View(func(tx *bolt.Tx) error {
+		a, ok, err := get[paas.App](tx.Bucket(bucketApps), []byte(app))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return paas.ErrAppNotFound
+		}
+		if v == 0 {
+			v = a.Current
+		}
+		rb := tx.Bucket(bucketReleases).Bucket([]byte(app))
+		if v == 0 || rb == nil {
+			return paas.ErrNoRelease
+		}
+		r, ok, err := get[paas.Release](rb, itob(v))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("release v%d of %s: %w", v, app, paas.ErrNoRelease)
+		}
+		rel = r
+		return nil
+	})
+	return rel, err
+}
+
+// Releases returns the app's releases, newest first.
+func (s *Store) Releases(app string) ([]*paas.Release, error) {
+	var rels []*paas.Release
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
+			return paas.ErrAppNotFound
+		}
+		rb := tx.Bucket(bucketReleases).Bucket([]byte(app))
+		if rb == nil {
+			return nil
+		}
+		c := rb.Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			r := new(paas.Release)
+			if err := json.Unmarshal(v, r); err != nil {
+				return err
+			}
+			rels = append(rels, r)
+		}
+		return nil
+	})
+	return rels, err
+}
+
+// StartDeploy records a running deploy and assigns its ID.
+func (s *Store) StartDeploy(d *paas.Deploy) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketApps).Get([]byte(d.App)) == nil {
+			return paas.ErrAppNotFound
+		}
+		db, err := tx.Bucket(bucketDeploys).CreateBucketIfNotExists([]byte(d.App))
+		if err != nil {
+			return err
+		}
+		seq, err := db.NextSequence()
+		if err != nil {
+			return err
+		}
+		d.ID = int(seq)
+		d.State = paas.DeployRunning
+		return put(db, itob(d.ID), d)
+	})
+}
+
+// FinishDeploy stores the final state of d.
+func (s *Store) FinishDeploy(d *paas.Deploy) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		db := tx.Bucket(bucketDeploys).Bucket([]byte(d.App))
+		if db == nil {
+			return paas.ErrAppNotFound
+		}
+		return put(db, itob(d.ID), d)
+	})
+}
+
+// Deploys returns the app's deploy records, newest first.
+func (s *Store) Deploys(app string) ([]*paas.Deploy, error) {
+	var out []*paas.Deploy
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
+			return paas.ErrAppNotFound
+		}
+		db := tx.Bucket(bucketDeploys).Bucket([]byte(app))
+		if db == nil {
+			return nil
+		}
+		c := db.Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			d := new(paas.Deploy)
+			if err := json.Unmarshal(v, d); err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// FailInterrupted marks every deploy still "running" as failed. Called at start-up:
+// a deploy cannot outlive the process that ran it, so no lock stays behind.
+func (s *Store) FailInterrupted(now time.Time) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDeploys).ForEachBucket(func(app []byte) error {
+			db := tx.Bucket(bucketDeploys).Bucket(app)
+			var stale []*paas.Deploy
+			err := db.ForEach(func(_, v []byte) error {
+				d := new(paas.Deploy)
+				if err := json.Unmarshal(v, d); err != nil {
+					return err
+				}
+				if d.State == paas.DeployRunning {
+					stale = append(stale, d)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, d := range stale {
+				d.State, d.Error, d.FinishedAt = paas.DeployFailed, "interrupted: paasd stopped during the deploy", now
+				if err := put(db, itob(d.ID), d); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+	})
+	return n, err
+}

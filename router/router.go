@@ -1,0 +1,592 @@
+// Package router is the HTTP data plane. It routes each request by its Host
+// header to the running web tasks of an app, round-robin, through a reverse
+// proxy. It learns its routes itself, by polling a Source (the Docker API in
+// production), so it keeps serving while the control plane is stopped.
+package router
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Tuning that callers have no reason to change.
+const (
+	// dialTimeout bounds a connection attempt to one backend; a task that is
+	// gone from the overlay network fails here and the request moves on.
+	dialTimeout = 2 * time.Second
+	// ejectFor is how long a backend that refused a connection is tried only
+	// after the others.
+	ejectFor = 3 * time.Second
+	// sourceTimeout bounds one read of the route table, also the first one,
+	// made before the first connection is accepted.
+	sourceTimeout = 5 * time.Second
+	// maxIdlePerBackend keeps enough warm connections per task for a busy app.
+	maxIdlePerBackend = 1024
+
+	headerRequestID = "X-Request-Id"
+)
+
+// Options configure a Router and a DockerSource.
+type Options struct {
+	Installation string        // the --name prefix; only services with this label are routed
+	Domain       string        // apps are served at APP.DOMAIN
+	Network      string        // overlay network whose task addresses are used
+	HTTPAddr     string        // listen address, e.g. ":80"
+	PollInterval time.Duration // how often routes are re-read; default 1s
+	// AccessLog logs one line per request, at Info level on Log.
+	AccessLog bool
+	// ShutdownTimeout bounds how long Run waits for requests in flight once
+	// its context is done; default 10s. Keep it below the service's stop grace
+	// period.
+	ShutdownTimeout time.Duration
+	Log             *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 10 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return o
+}
+
+// Source yields the current route table.
+type Source interface {
+	Routes(ctx context.Context) (Table, error)
+}
+
+// Router serves HTTP for every app in its route table.
+type Router struct {
+	src   Source
+	opts  Options
+	log   *slog.Logger
+	table atomic.Pointer[routeTable]
+	proxy *httputil.ReverseProxy
+
+	mu      sync.Mutex          // serializes Refresh; guards pool and failing
+	pool    map[string]*backend // by address; kept across table swaps
+	failing bool                // the last read of the source failed
+}
+
+// routeTable is a Table compiled for lookups; it is never modified once
+// published.
+type routeTable struct {
+	src   Table // normalized
+	hosts map[string]*route
+}
+
+type route struct {
+	app      string
+	backends []*backend
+	next     atomic.Uint64 // round-robin position
+}
+
+// backend is one task address with its own connection pool, so that the idle
+// connections to a task that left the table can be closed without touching
+// the others.
+type backend struct {
+	addr      string
+	transport *http.Transport
+	downUntil atomic.Int64 // unix nanoseconds; set after a failed dial
+}
+
+func newBackend(addr string) *backend {
+	return &backend{
+		addr: addr,
+		transport: &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost:   maxIdlePerBackend,
+			IdleConnTimeout:       60 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			// A proxy passes bodies through as they are.
+			DisableCompression: true,
+		},
+	}
+}
+
+func (b *backend) down(now int64) bool { return b.downUntil.Load() > now }
+
+// New returns a Router that serves the routes src yields. Call Run to serve,
+// or Refresh and ServeHTTP to drive it by hand.
+func New(src Source, opts Options) *Router {
+	opts = opts.withDefaults()
+	r := &Router{
+		src:  src,
+		opts: opts,
+		log:  opts.Log.With("component", "router"),
+		pool: map[string]*backend{},
+	}
+	r.table.Store(&routeTable{hosts: map[string]*route{}})
+	r.proxy = &httputil.ReverseProxy{
+		Rewrite:        rewrite,
+		Transport:      balancer{},
+		FlushInterval:  -1, // stream: server-sent events and long polls must not wait in a buffer
+		ModifyResponse: setResponseID,
+		ErrorHandler:   r.proxyError,
+		ErrorLog:       slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
+	}
+	return r
+}
+
+// Run listens on Options.HTTPAddr and serves until ctx is done, then shuts
+// down gracefully.
+func (r *Router) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", r.opts.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", r.opts.HTTPAddr, err)
+	}
+	return r.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened; it closes ln. Routes are
+// loaded before the first connection is accepted (waiting at most
+// sourceTimeout) and re-read every PollInterval until the graceful shutdown
+// has finished.
+func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
+	_ = r.Refresh(ctx) // a failure is logged; serve what we have and keep polling
+
+	// Keep routes current while requests drain, so stop polling only at the end.
+	pollCtx, stopPolling := context.WithCancel(context.WithoutCancel(ctx))
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		r.poll(pollCtx)
+	}()
+	defer func() {
+		stopPolling()
+		<-polled
+	}()
+
+	srv := &http.Server{
+		Handler:           r,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	r.log.Info("serving", "addr", ln.Addr().String(), "installation", r.opts.Installation, "domain", r.opts.Domain)
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), r.opts.ShutdownTimeout)
+	defer cancelShutdown()
+	err := srv.Shutdown(shutdownCtx)
+	<-served
+	r.closeIdle()
+	if err != nil {
+		return fmt.Errorf("shut down http: %w", err)
+	}
+	r.log.Info("stopped")
+	return nil
+}
+
+func (r *Router) poll(ctx context.Context) {
+	t := time.NewTicker(r.opts.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_ = r.Refresh(ctx) // logged by Refresh
+	}
+}
+
+// Refresh reads the route table from the source once and swaps it in if it
+// changed. When the source fails, the table being served stays as it is;
+// the first failure of a run of failures is logged, and so is the recovery.
+func (r *Router) Refresh(ctx context.Context) error {
+	readCtx, cancel := context.WithTimeout(ctx, sourceTimeout)
+	defer cancel()
+	t, err := r.src.Routes(readCtx)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("read routes: %w", err) // stopping, not failing
+		}
+		if !r.failing {
+			r.log.Warn("cannot read routes; serving the last known ones", "err", err)
+		}
+		r.failing = true
+		return fmt.Errorf("read routes: %w", err)
+	}
+	if r.failing {
+		r.failing = false
+		r.log.Info("reading routes again")
+	}
+	r.apply(t)
+	return nil
+}
+
+// apply publishes t if it differs from the table being served. r.mu is held.
+func (r *Router) apply(t Table) {
+	n := t.normalize()
+	cur := r.table.Load()
+	if n.same(cur.src) {
+		return
+	}
+	pool := make(map[string]*backend, len(r.pool))
+	hosts := make(map[string]*route)
+	for _, rt := range n.Routes {
+		cr := &route{app: rt.App, backends: make([]*backend, 0, len(rt.Backends))}
+		for _, b := range rt.Backends {
+			be := pool[b.Addr]
+			if be == nil {
+				if be = r.pool[b.Addr]; be == nil {
+					be = newBackend(b.Addr)
+				}
+				pool[b.Addr] = be
+			}
+			cr.backends = append(cr.backends, be)
+		}
+		for _, h := range rt.Hosts {
+			if other, taken := hosts[h]; taken {
+				r.log.Warn("host name claimed by two apps; the first one keeps it", "host", h, "app", other.app, "ignored_app", rt.App)
+				continue
+			}
+			hosts[h] = cr
+		}
+	}
+	r.table.Store(&routeTable{src: n, hosts: hosts})
+
+	// Requests already on their way keep the backend they picked; only idle
+	// connections to tasks that left the table are closed.
+	for addr, be := range r.pool {
+		if pool[addr] == nil {
+			be.transport.CloseIdleConnections()
+		}
+	}
+	r.pool = pool
+	logChanges(r.log, cur.src, n)
+}
+
+// logChanges logs one line per app whose route changed.
+func logChanges(log *slog.Logger, old, cur Table) {
+	before := make(map[string]Route, len(old.Routes))
+	for _, rt := range old.Routes {
+		before[rt.App] = rt
+	}
+	for _, rt := range cur.Routes {
+		prev, ok := before[rt.App]
+		delete(before, rt.App)
+		if ok && (Table{Routes: []Route{prev}}).same(Table{Routes: []Route{rt}}) {
+			continue
+		}
+		addrs := make([]string, len(rt.Backends))
+		for i, b := range rt.Backends {
+			addrs[i] = b.Addr
+		}
+		log.Info("route updated", "app", rt.App, "hosts", rt.Hosts, "backends", addrs)
+	}
+	for app := range before {
+		log.Info("route removed", "app", app)
+	}
+}
+
+func (r *Router) closeIdle() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, be := range r.pool {
+		be.transport.CloseIdleConnections()
+	}
+}
+
+// proxied is what one proxied request carries through the ReverseProxy in its
+// context: where it goes, and which backend served it.
+type proxied struct {
+	route   *route
+	id      string
+	backend string // set by balancer.RoundTrip
+}
+
+type proxiedKey struct{}
+
+// ServeHTTP routes req by its Host header.
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	id := req.Header.Get(headerRequestID)
+	if !validRequestID(id) {
+		id = rand.Text()
+	}
+	rt := r.table.Load().hosts[canonicalHost(req.Host)]
+	var pr *proxied
+	if r.opts.AccessLog {
+		start := time.Now()
+		lw := &logWriter{ResponseWriter: w}
+		w = lw
+		// Deferred so that a request the proxy aborts (panic with
+		// http.ErrAbortHandler) is logged too.
+		defer func() { r.logAccess(req, lw, rt, pr, id, start) }()
+	}
+	switch {
+	case rt == nil:
+		w.Header().Set(headerRequestID, id)
+		writeError(w, http.StatusNotFound, "404 Not Found\n\nNo app is served at this address.\n")
+	case len(rt.backends) == 0:
+		w.Header().Set(headerRequestID, id)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "503 Service Unavailable\n\nThe app has no running instance right now. Try again in a moment.\n")
+	default:
+		pr = &proxied{route: rt, id: id}
+		r.proxy.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), proxiedKey{}, pr)))
+	}
+}
+
+func writeError(w http.ResponseWriter, code int, body string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, body)
+}
+
+// validRequestID accepts an incoming request id if it is short, visible
+// ASCII; anything else is replaced so that it is safe to log and forward.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// rewrite builds the outgoing request. The backend is chosen later, by
+// balancer.RoundTrip, so that a failed dial can move on to another one.
+func rewrite(p *httputil.ProxyRequest) {
+	pr := p.In.Context().Value(proxiedKey{}).(*proxied)
+	p.Out.URL.Scheme = "http"
+	p.Out.URL.Host = pr.route.app // placeholder; replaced by a backend address
+	p.Out.Host = p.In.Host        // the app sees the host name it was called by
+	// The router is the edge: X-Forwarded-* sent by the client are dropped
+	// (ReverseProxy removes them before Rewrite) and set from the connection.
+	p.SetXForwarded()
+	p.Out.Header.Set(headerRequestID, pr.id)
+}
+
+func setResponseID(resp *http.Response) error {
+	if pr, ok := resp.Request.Context().Value(proxiedKey{}).(*proxied); ok {
+		resp.Header.Set(headerRequestID, pr.id)
+	}
+	return nil
+}
+
+func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error) {
+	pr, _ := req.Context().Value(proxiedKey{}).(*proxied)
+	if req.Context().Err() != nil {
+		// The client went away; there is nobody to answer.
+		w.WriteHeader(499)
+		return
+	}
+	if pr != nil {
+		w.Header().Set(headerRequestID, pr.id)
+		r.log.Warn("proxy error", "app", pr.route.app, "backend", pr.backend, "request_id", pr.id, "err", err)
+	}
+	writeError(w, http.StatusBadGateway, "502 Bad Gateway\n\nThe app did not answer.\n")
+}
+
+// balancer is the ReverseProxy's transport: it sends the request to the
+// route's backends in round-robin order, moving on to the next one when a
+// connection cannot be made (nothing was sent, so this is safe for every
+// method) and, once, when the connection of an idempotent request whose body
+// was not consumed fails (a task stopping under it).
+type balancer struct{}
+
+func (balancer) RoundTrip(req *http.Request) (*http.Response, error) {
+	pr, ok := req.Context().Value(proxiedKey{}).(*proxied)
+	if !ok {
+		return nil, errors.New("route a request: no route in its context")
+	}
+	var body *replayBody
+	if req.Body != nil && req.Body != http.NoBody {
+		body = &replayBody{rc: req.Body}
+	}
+	var buf [16]*backend
+	order := pr.route.order(buf[:0], time.Now().UnixNano())
+	var lastErr error
+	failedSends := 0 // requests sent and lost; a dial failure sends nothing
+	for _, b := range order {
+		out := req.WithContext(req.Context()) // a shallow copy we may change
+		u := *req.URL
+		u.Host = b.addr
+		out.URL = &u
+		if body != nil {
+			out.Body = body
+		}
+		pr.backend = b.addr
+		resp, err := b.transport.RoundTrip(out)
+		if err == nil {
+			return resp, nil
+		}
+		lastErr = err
+		if !isDialError(err) {
+			failedSends++
+		}
+		// One more try after a lost request: a request that makes every
+		// task crash must not take them all down.
+		if !retriable(req, body, err) || failedSends > 1 {
+			break
+		}
+		b.downUntil.Store(time.Now().Add(ejectFor).UnixNano())
+	}
+	if body != nil {
+		_ = body.rc.Close()
+	}
+	return nil, lastErr
+}
+
+// order returns the route's backends starting at the next round-robin
+// position, those that recently refused a connection last.
+func (rt *route) order(dst []*backend, now int64) []*backend {
+	n := uint64(len(rt.backends))
+	start := rt.next.Add(1) - 1
+	for i := range n {
+		if b := rt.backends[(start+i)%n]; !b.down(now) {
+			dst = append(dst, b)
+		}
+	}
+	for i := range n {
+		if b := rt.backends[(start+i)%n]; b.down(now) {
+			dst = append(dst, b)
+		}
+	}
+	return dst
+}
+
+// retriable reports whether a request that failed with err may be sent to
+// another backend: when it was never sent (the dial failed), or when it is
+// idempotent and its body, if any, was not consumed (the backend closed or
+// reset the connection, as a stopping task does).
+func retriable(req *http.Request, body *replayBody, err error) bool {
+	if req.Context().Err() != nil || (body != nil && body.read.Load()) {
+		return false
+	}
+	return isDialError(err) || idempotent(req)
+}
+
+func idempotent(req *http.Request) bool {
+	switch req.Method {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	_, key := req.Header["Idempotency-Key"]
+	_, xkey := req.Header["X-Idempotency-Key"]
+	return key || xkey
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// replayBody lets the same request body be offered to a second backend after
+// a failed dial. http.Transport closes the body when a dial fails; until
+// something has been read that Close is held back (the server closes the
+// inbound body when the handler returns anyway).
+type replayBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool // the transport reads from its own goroutine
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.rc.Read(p)
+}
+
+func (b *replayBody) Close() error {
+	if b.read.Load() {
+		return b.rc.Close()
+	}
+	return nil
+}
+
+func (r *Router) logAccess(req *http.Request, lw *logWriter, rt *route, pr *proxied, id string, start time.Time) {
+	status := lw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	attrs := make([]slog.Attr, 0, 10)
+	attrs = append(attrs,
+		slog.String("method", req.Method),
+		slog.String("host", req.Host),
+		slog.String("path", req.URL.Path),
+		slog.Int("status", status),
+		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		slog.Int64("bytes", lw.bytes),
+		slog.String("request_id", id),
+	)
+	if rt != nil {
+		attrs = append(attrs, slog.String("app", rt.app))
+	}
+	if pr != nil && pr.backend != "" {
+		attrs = append(attrs, slog.String("backend", pr.backend))
+	}
+	r.log.LogAttrs(req.Context(), slog.LevelInfo, "request", attrs...)
+}
+
+// logWriter records what the access log needs. It keeps Flush and Hijack
+// working (streaming and protocol upgrades go through it).
+type logWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *logWriter) WriteHeader(code int) {
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *logWriter) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *logWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return c, brw, err
+}
+
+func (w *logWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

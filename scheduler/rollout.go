@@ -1,0 +1,544 @@
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"paas/internal/paas"
+)
+
+// RolloutError says why new tasks did not come up. Deploy and EnsureRouter
+// return it (wrapped) after rolling back; errors.As finds it.
+type RolloutError struct {
+	Process string   // process type, or "router"
+	Task    string   // the failing task as process.slot, e.g. "web.1"; empty on a timeout with no task to blame
+	State   string   // the task's state: failed, rejected, complete, pending...
+	Reason  string   // the task's error as Swarm reports it, e.g. "task: non-zero exit (1)"
+	Logs    []string // the last lines the failing task wrote
+}
+
+func (e *RolloutError) Error() string {
+	var b strings.Builder
+	if e.Task != "" {
+		fmt.Fprintf(&b, "%s %s: %s", e.Task, e.State, e.Reason)
+	} else {
+		fmt.Fprintf(&b, "%s: %s", e.Process, e.Reason)
+	}
+	if len(e.Logs) > 0 {
+		b.WriteString("; last log lines:")
+		for _, l := range e.Logs {
+			b.WriteString("\n    " + l)
+		}
+	}
+	return b.String()
+}
+
+// rollout is one service being moved to a new spec.
+type rollout struct {
+	process string // process type, or "router"
+	label   string // what progress lines call it
+	trial   bool   // a trial service (see trial)
+	id      string
+	created bool               // the service did not exist before
+	prev    *swarm.ServiceSpec // the spec before the update; nil when created
+	hash    string             // spec hash of the new tasks
+	want    int                // running tasks wanted; -1 for a global service
+	before  map[string]bool    // tasks that existed before the update
+}
+
+// apply creates the service of spec, or updates svc to spec when it exists.
+func (s *Swarm) apply(ctx context.Context, svc *swarm.Service, spec swarm.ServiceSpec, process string) (*rollout, error) {
+	r := &rollout{process: process, label: process, hash: specHash(&spec), want: -1}
+	if spec.Mode.Replicated != nil && spec.Mode.Replicated.Replicas != nil {
+		r.want = int(*spec.Mode.Replicated.Replicas)
+	}
+	if svc == nil {
+		resp, err := s.cli.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("create service %s: %w", spec.Name, err)
+		}
+		for _, w := range resp.Warnings {
+			s.log.Warn("service create", "service", spec.Name, "warning", w)
+		}
+		r.id, r.created = resp.ID, true
+		return r, nil
+	}
+	r.id = svc.ID
+	tasks, err := s.tasks(ctx, svc.ID)
+	if err != nil {
+		return nil, err
+	}
+	r.before = map[string]bool{}
+	for _, t := range tasks {
+		r.before[t.ID] = true
+	}
+	prev := svc.Spec
+	r.prev = &prev
+	spec.Name = svc.Spec.Name
+	resp, err := s.cli.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("update service %s: %w", spec.Name, err)
+	}
+	for _, w := range resp.Warnings {
+		s.log.Warn("service update", "service", spec.Name, "warning", w)
+	}
+	return r, nil
+}
+
+// revert undoes r: removes the service it created or puts back the spec it
+// replaced, then waits for the old tasks to run again. It runs to the end
+// even when ctx is cancelled, within the rollout timeout.
+func (s *Swarm) revert(ctx context.Context, r *rollout, p *progress) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
+	if r.created {
+		if err := s.cli.ServiceRemove(ctx, r.id); err != nil && !isNotFound(err) {
+			return fmt.Errorf("remove service %s: %w", r.id, err)
+		}
+		return nil
+	}
+	svc, _, err := s.cli.ServiceInspectWithRaw(ctx, r.id, swarm.ServiceInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("inspect service %s: %w", r.id, err)
+	}
+	back, err := s.apply(ctx, &svc, *r.prev, r.process)
+	if err != nil {
+		return err
+	}
+	if back.hash == "" {
+		return nil // not a spec of ours: nothing to recognise its tasks by
+	}
+	return s.wait(ctx, back, p)
+}
+
+// tasks lists the tasks of a service.
+func (s *Swarm) tasks(ctx context.Context, serviceID string) ([]swarm.Task, error) {
+	tasks, err := s.cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", serviceID))})
+	if err != nil {
+		return nil, fmt.Errorf("list tasks of %s: %w", serviceID, err)
+	}
+	return tasks, nil
+}
+
+// wait returns once the tasks of r's new spec are all running, no older task
+// is still meant to run, and that has held for the settle time. It returns a
+// *RolloutError as soon as a new task fails, or when the timeout passes.
+func (s *Swarm) wait(ctx context.Context, r *rollout, p *progress) error {
+	deadline := time.Now().Add(s.timeout)
+	var (
+		stableKey   string
+		stableSince time.Time
+		reported    = -1
+	)
+	for {
+		tasks, err := s.tasks(ctx, r.id)
+		if err != nil {
+			return err
+		}
+		var (
+			running []string
+			waiting *swarm.Task // a new task meant to run that does not yet
+			old     int         // older tasks still meant to run
+		)
+		for i := range tasks {
+			t := &tasks[i]
+			wanted := t.DesiredState == swarm.TaskStateRunning || t.DesiredState == swarm.TaskStateReady
+			if taskHash(t) != r.hash {
+				if wanted && !terminal(t.Status.State) {
+					old++
+				}
+				continue
+			}
+			if !r.before[t.ID] && failed(t.Status.State) {
+				return s.failure(ctx, r, t)
+			}
+			if !wanted {
+				continue
+			}
+			if t.Status.State == swarm.TaskStateRunning {
+				running = append(running, t.ID)
+			} else if !terminal(t.Status.State) {
+				waiting = t
+			}
+		}
+		if len(running) != reported && len(running) != r.want {
+			reported = len(running)
+			p.printf("       %s: %s running", r.label, s.count(len(running), r.want))
+		}
+		done := waiting == nil && old == 0 && (r.want < 0 && len(running) > 0 || len(running) == r.want)
+		if done {
+			slices.Sort(running)
+			key := strings.Join(running, ",")
+			if key != stableKey {
+				stableKey, stableSince = key, time.Now()
+			} else if time.Since(stableSince) >= s.settle {
+				p.printf("=====> %s: %s running", r.label, s.count(len(running), r.want))
+				return nil
+			}
+		} else {
+			stableKey = ""
+		}
+		if time.Now().After(deadline) {
+			e := &RolloutError{Process: r.process, State: "timeout"}
+			e.Reason = fmt.Sprintf("%s running after %s", s.count(len(running), r.want), s.timeout)
+			if waiting != nil {
+				e.Task = r.taskName(waiting)
+				e.State = string(waiting.Status.State)
+				e.Reason = fmt.Sprintf("not running after %s: %s", s.timeout, taskMessage(waiting))
+				e.Logs = s.taskLogs(ctx, waiting.ID, 10)
+			} else if old > 0 {
+				e.Reason += fmt.Sprintf("; %d task(s) of the previous version still running", old)
+			}
+			return e
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(s.poll):
+		}
+	}
+}
+
+func (s *Swarm) count(running, want int) string {
+	if want < 0 {
+		return fmt.Sprint(running)
+	}
+	return fmt.Sprintf("%d/%d", running, want)
+}
+
+// failure builds the error for a failed task, with its last log lines.
+func (s *Swarm) failure(ctx context.Context, r *rollout, t *swarm.Task) error {
+	return &RolloutError{
+		Process: r.process,
+		Task:    r.taskName(t),
+		State:   string(t.Status.State),
+		Reason:  taskMessage(t),
+		Logs:    s.taskLogs(ctx, t.ID, 10),
+	}
+}
+
+// taskLogs returns the last n lines a task wrote, nil when they cannot be read.
+func (s *Swarm) taskLogs(ctx context.Context, taskID string, n int) []string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	rc, err := s.cli.TaskLogs(ctx, taskID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(n)})
+	if err != nil {
+		s.log.Debug("read task logs", "task", taskID, "err", err)
+		return nil
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	if _, err := stdcopy.StdCopy(&buf, &buf, io.LimitReader(rc, 1<<20)); err != nil {
+		s.log.Debug("read task logs", "task", taskID, "err", err)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
+		if l = strings.TrimRight(l, "\r"); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
+func taskHash(t *swarm.Task) string {
+	if t.Spec.ContainerSpec == nil {
+		return ""
+	}
+	return t.Spec.ContainerSpec.Labels[labelSpec]
+}
+
+// taskName names a task like Dokku: process.slot.
+func (r *rollout) taskName(t *swarm.Task) string {
+	switch {
+	case r.trial:
+		return r.process + ".trial"
+	case t.Slot == 0:
+		return r.process // global services have no slots
+	}
+	return fmt.Sprintf("%s.%d", r.process, t.Slot)
+}
+
+func taskMessage(t *swarm.Task) string {
+	switch {
+	case t.Status.Err != "":
+		return t.Status.Err
+	case t.Status.State == swarm.TaskStateComplete:
+		return "the process exited"
+	case t.Status.Message != "":
+		return string(t.Status.State) + ": " + t.Status.Message
+	}
+	return string(t.Status.State)
+}
+
+// failed reports whether a task in state st stopped on its own.
+func failed(st swarm.TaskState) bool {
+	return st == swarm.TaskStateFailed || st == swarm.TaskStateRejected || st == swarm.TaskStateComplete
+}
+
+// terminal reports whether a task in state st will never run again.
+func terminal(st swarm.TaskState) bool {
+	switch st {
+	case swarm.TaskStateComplete, swarm.TaskStateShutdown, swarm.TaskStateFailed,
+		swarm.TaskStateRejected, swarm.TaskStateRemove, swarm.TaskStateOrphaned:
+		return true
+	}
+	return false
+}
+
+// Deploy makes the app's Swarm services match rel: one service per process
+// type, created or updated start-first, labelled for the router (hosts go on
+// the web service). It returns once every new task has been running for the
+// settle time.
+//
+// Before a running web service is changed, the new web spec runs once on
+// the side (see trial): a release that dies at start fails there and the
+// running tasks are never touched. When a new task fails later, or the
+// timeout passes, or ctx is cancelled, every service is put back as it was
+// (services it created are removed). Either way the error, a wrapped
+// *RolloutError for a failed task, names the task, its error and its last
+// log lines. Services of process types rel no longer has are removed after a
+// successful rollout.
+func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, hosts []string, out io.Writer) error {
+	if out == nil {
+		out = io.Discard
+	}
+	if rel == nil || rel.App == "" || rel.Image.Repository == "" || rel.Image.Digest == "" {
+		return errors.New("deploy: release has no app or image")
+	}
+	procs, err := processes(rel)
+	if err != nil {
+		return fmt.Errorf("deploy %s v%d: %w", rel.App, rel.Version, err)
+	}
+	specs := make([]swarm.ServiceSpec, len(procs))
+	for i, proc := range procs {
+		if specs[i], err = s.appSpec(rel, proc, hosts); err != nil {
+			return fmt.Errorf("deploy %s v%d: %w", rel.App, rel.Version, err)
+		}
+	}
+	if err := s.EnsureNetwork(ctx); err != nil {
+		return err
+	}
+	existing, err := s.appServices(ctx, rel.App)
+	if err != nil {
+		return err
+	}
+	byProcess := map[string]*swarm.Service{}
+	for i := range existing {
+		byProcess[existing[i].Spec.Labels[paas.LabelProcess]] = &existing[i]
+	}
+
+	log := s.log.With("app", rel.App, "release", rel.Version)
+	p := &progress{out: out}
+	p.printf("-----> Releasing %s v%d", rel.App, rel.Version)
+	log.Info("deploying")
+
+	var applied []*rollout
+	fail := func(cause error) error {
+		log.Info("rollout failed, rolling back", "err", cause)
+		if len(applied) > 0 {
+			p.printf("-----> Rolling back %s", rel.App)
+		}
+		var rbErrs []error
+		for _, r := range slices.Backward(applied) {
+			if err := s.revert(ctx, r, p); err != nil {
+				rbErrs = append(rbErrs, fmt.Errorf("%s: %w", r.process, err))
+			}
+		}
+		err := fmt.Errorf("deploy %s v%d: %w", rel.App, rel.Version, cause)
+		if rb := errors.Join(rbErrs...); rb != nil {
+			log.Error("rollback failed", "err", rb)
+			return fmt.Errorf("%w (rollback failed too: %v)", err, rb)
+		}
+		return err
+	}
+
+	for i, proc := range procs {
+		svc := byProcess[proc.Name]
+		if proc.Name != paas.WebProcess || svc == nil || replicas(rel, proc.Name) == 0 || specHash(&svc.Spec) == specHash(&specs[i]) {
+			continue
+		}
+		if err := s.trial(ctx, rel, specs[i], p); err != nil {
+			log.Info("trial failed", "err", err)
+			return fmt.Errorf("deploy %s v%d: %w", rel.App, rel.Version, err)
+		}
+	}
+	for i, proc := range procs {
+		r, err := s.apply(ctx, byProcess[proc.Name], specs[i], proc.Name)
+		if err != nil {
+			return fail(err)
+		}
+		applied = append(applied, r)
+	}
+	if err := s.waitAll(ctx, applied, p); err != nil {
+		return fail(err)
+	}
+
+	keep := map[string]bool{}
+	for _, proc := range procs {
+		keep[proc.Name] = true
+	}
+	for _, svc := range existing {
+		proc := svc.Spec.Labels[paas.LabelProcess]
+		if keep[proc] {
+			continue
+		}
+		p.printf("-----> Removing process type %s", proc)
+		if err := s.cli.ServiceRemove(ctx, svc.ID); err != nil && !isNotFound(err) {
+			return fmt.Errorf("deploy %s v%d: remove service %s: %w", rel.App, rel.Version, svc.Spec.Name, err)
+		}
+	}
+	log.Info("deployed")
+	return nil
+}
+
+// waitAll waits for every rollout at once; the first failure stops the others.
+func (s *Swarm) waitAll(ctx context.Context, rs []*rollout, p *progress) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(rs))
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		wg.Go(func() {
+			if errs[i] = s.wait(ctx, r, p); errs[i] != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	var canceled error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, context.Canceled) {
+			return err
+		}
+		canceled = err
+	}
+	return canceled
+}
+
+// Remove removes every service of app and waits until their containers are gone.
+func (s *Swarm) Remove(ctx context.Context, app string) error {
+	svcs, err := s.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", paas.LabelInstallation+"="+s.name),
+		filters.Arg("label", paas.LabelApp+"="+app),
+	)})
+	if err != nil {
+		return fmt.Errorf("list services: %w", err)
+	}
+	for _, svc := range svcs {
+		if err := s.cli.ServiceRemove(ctx, svc.ID); err != nil && !isNotFound(err) {
+			return fmt.Errorf("remove service %s: %w", svc.Spec.Name, err)
+		}
+	}
+	s.log.Info("removed services", "app", app, "count", len(svcs))
+	return s.waitContainersGone(ctx, filters.NewArgs(
+		filters.Arg("label", paas.LabelInstallation+"="+s.name),
+		filters.Arg("label", paas.LabelApp+"="+app),
+	))
+}
+
+// waitContainersGone waits until no container on this node matches f.
+func (s *Swarm) waitContainersGone(ctx context.Context, f filters.Args) error {
+	deadline := time.Now().Add(s.timeout)
+	for {
+		cs, err := s.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+		if err != nil {
+			return fmt.Errorf("list containers: %w", err)
+		}
+		if len(cs) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d container(s) still there after %s", len(cs), s.timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(s.poll):
+		}
+	}
+}
+
+// trial runs spec, the new spec of a running web service, as a one-task
+// service of its own, and returns once that task has stayed up for the
+// settle time. It exists because Swarm's start-first update stops an old
+// task as soon as its replacement is running, even when the replacement dies
+// a moment later: without a trial, a release that crashes at start would
+// take the serving tasks down until the rollback brings them back. The trial
+// service has no paas.process label, so the router never routes to it; it is
+// removed before trial returns.
+func (s *Swarm) trial(ctx context.Context, rel *paas.Release, spec swarm.ServiceSpec, p *progress) error {
+	process := spec.Labels[paas.LabelProcess]
+	labels := map[string]string{
+		paas.LabelInstallation: s.name,
+		paas.LabelRole:         RoleTrial,
+		paas.LabelApp:          rel.App,
+		paas.LabelRelease:      spec.Labels[paas.LabelRelease],
+	}
+	cs := *spec.TaskTemplate.ContainerSpec
+	cs.Labels = clone(labels)
+	one := uint64(1)
+	t := swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: objectName(s.name, rel.App, process, RoleTrial), Labels: clone(labels)},
+		TaskTemplate: swarm.TaskSpec{
+			ContainerSpec: &cs,
+			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone},
+			Networks:      spec.TaskTemplate.Networks,
+		},
+		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
+		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR},
+	}
+	t = withSpecHash(t)
+	if err := s.removeTrials(ctx, rel.App); err != nil {
+		return err
+	}
+	p.printf("-----> Trying %s v%d on the side", process, rel.Version)
+	r, err := s.apply(ctx, nil, t, process)
+	if err != nil {
+		return err
+	}
+	r.trial, r.label = true, process+" trial"
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := s.cli.ServiceRemove(ctx, r.id); err != nil && !isNotFound(err) {
+			s.log.Warn("remove trial service", "service", t.Name, "err", err)
+		}
+	}()
+	return s.wait(ctx, r, p)
+}
+
+// removeTrials removes trial services of app an interrupted deploy left.
+func (s *Swarm) removeTrials(ctx context.Context, app string) error {
+	svcs, err := s.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", paas.LabelInstallation+"="+s.name),
+		filters.Arg("label", paas.LabelApp+"="+app),
+		filters.Arg("label", paas.LabelRole+"="+RoleTrial),
+	)})
+	if err != nil {
+		return fmt.Errorf("list services: %w", err)
+	}
+	for _, svc := range svcs {
+		if err := s.cli.ServiceRemove(ctx, svc.ID); err != nil && !isNotFound(err) {
+			return fmt.Errorf("remove service %s: %w", svc.Spec.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,432 @@
+// Package scheduler turns releases into running Swarm services: one service
+// per process type, rolled out start-first and rolled back when the new tasks
+// do not stay up.
+package scheduler
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+
+	"paas/internal/paas"
+)
+
+// DockerAPI is the part of the Docker client the scheduler uses.
+// *client.Client satisfies it.
+type DockerAPI interface {
+	NetworkCreate(ctx context.Context, name string, options network.CreateOptions) (network.CreateResponse, error)
+	NetworkInspect(ctx context.Context, network string, options network.InspectOptions) (network.Inspect, error)
+	NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error)
+	NetworkRemove(ctx context.Context, network string) error
+
+	ServiceCreate(ctx context.Context, service swarm.ServiceSpec, options swarm.ServiceCreateOptions) (swarm.ServiceCreateResponse, error)
+	ServiceInspectWithRaw(ctx context.Context, serviceID string, options swarm.ServiceInspectOptions) (swarm.Service, []byte, error)
+	ServiceList(ctx context.Context, options swarm.ServiceListOptions) ([]swarm.Service, error)
+	ServiceRemove(ctx context.Context, serviceID string) error
+	ServiceUpdate(ctx context.Context, serviceID string, version swarm.Version, service swarm.ServiceSpec, options swarm.ServiceUpdateOptions) (swarm.ServiceUpdateResponse, error)
+	ServiceLogs(ctx context.Context, serviceID string, options container.LogsOptions) (io.ReadCloser, error)
+
+	TaskList(ctx context.Context, options swarm.TaskListOptions) ([]swarm.Task, error)
+	TaskLogs(ctx context.Context, taskID string, options container.LogsOptions) (io.ReadCloser, error)
+
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+}
+
+// Options configures a Swarm scheduler.
+type Options struct {
+	// Name is the installation prefix: every Swarm object is named Name+"-..."
+	// and labelled paas.installation=Name.
+	Name string
+	// Network is the attachable overlay network every service joins
+	// (Name+"-network" when empty). EnsureNetwork creates it.
+	Network string
+	Log     *slog.Logger
+	// Timeout bounds one rollout (90s when zero).
+	Timeout time.Duration
+	// Settle is how long new tasks must stay running before a rollout counts
+	// as done (2s when zero).
+	Settle time.Duration
+}
+
+// Swarm runs releases as Docker Swarm services.
+type Swarm struct {
+	cli     DockerAPI
+	name    string
+	network string
+	log     *slog.Logger
+	timeout time.Duration
+	settle  time.Duration
+	poll    time.Duration
+
+	netMu sync.Mutex
+}
+
+// New returns a scheduler for the installation opts.Name.
+func New(cli DockerAPI, opts Options) *Swarm {
+	s := &Swarm{
+		cli:     cli,
+		name:    opts.Name,
+		network: opts.Network,
+		log:     opts.Log,
+		timeout: opts.Timeout,
+		settle:  opts.Settle,
+		poll:    300 * time.Millisecond,
+	}
+	if s.network == "" {
+		s.network = opts.Name + "-network"
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("component", "scheduler")
+	if s.timeout <= 0 {
+		s.timeout = 90 * time.Second
+	}
+	if s.settle <= 0 {
+		s.settle = 2 * time.Second
+	}
+	return s
+}
+
+// Labels put on containers only.
+const (
+	// labelSpec holds a hash of the task template a container was made from,
+	// so a rollout can tell its own tasks from older ones.
+	labelSpec = "paas.spec"
+)
+
+// RoleApp and RoleRouter are the values of paas.role.
+const (
+	RoleApp    = "app"
+	RoleRouter = "router"
+	// RoleTrial marks the short-lived service that runs a new web release on
+	// the side before the real web service is touched. It has no
+	// paas.process label, so the router never sends it traffic.
+	RoleTrial = "trial"
+)
+
+// maxNameLen is the longest Swarm object name (a DNS label).
+const maxNameLen = 63
+
+// ServiceName returns the name of the service running process of app.
+func (s *Swarm) ServiceName(app, process string) string {
+	return objectName(s.name, app, process)
+}
+
+// RouterServiceName returns the name of the router service.
+func (s *Swarm) RouterServiceName() string { return objectName(s.name, "router") }
+
+// NetworkName returns the name of the installation's overlay network.
+func (s *Swarm) NetworkName() string { return s.network }
+
+// objectName joins parts with "-" into a valid Swarm object name. Characters
+// Swarm refuses become "-"; a name that had to be changed or is too long is
+// cut and ends with a short hash of the original, so it stays unique and
+// the same on every call.
+func objectName(parts ...string) string {
+	orig := strings.Join(parts, "-")
+	b := []byte(orig)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '-'
+		}
+	}
+	name := strings.Trim(string(b), "-_")
+	if name == orig && len(name) <= maxNameLen {
+		return name
+	}
+	sum := sha256.Sum256([]byte(orig))
+	suffix := hex.EncodeToString(sum[:])[:8]
+	if len(name) > maxNameLen-len(suffix)-1 {
+		name = name[:maxNameLen-len(suffix)-1]
+	}
+	name = strings.TrimRight(name, "-_")
+	if name == "" {
+		return "paas-" + suffix
+	}
+	return name + "-" + suffix
+}
+
+// EnsureNetwork creates the installation's attachable overlay network if it
+// does not exist yet.
+func (s *Swarm) EnsureNetwork(ctx context.Context) error {
+	s.netMu.Lock()
+	defer s.netMu.Unlock()
+	n, err := s.cli.NetworkInspect(ctx, s.network, network.InspectOptions{})
+	switch {
+	case err == nil:
+		// A network just created may not show its driver yet.
+		if n.Scope != "swarm" || n.Driver != "overlay" && n.Driver != "" {
+			return fmt.Errorf("ensure network %s: it exists with driver %s and scope %s, want an overlay network", s.network, n.Driver, n.Scope)
+		}
+		return nil
+	case !cerrdefs.IsNotFound(err):
+		return fmt.Errorf("ensure network %s: %w", s.network, err)
+	}
+	_, err = s.cli.NetworkCreate(ctx, s.network, network.CreateOptions{
+		Driver:     "overlay",
+		Scope:      "swarm",
+		Attachable: true,
+		Labels:     map[string]string{paas.LabelInstallation: s.name},
+	})
+	if err != nil {
+		return fmt.Errorf("create network %s: %w", s.network, err)
+	}
+	s.log.Info("created network", "network", s.network)
+	return nil
+}
+
+// appServices lists the services of app (of every app when app is ""),
+// keyed by process type.
+func (s *Swarm) appServices(ctx context.Context, app string) ([]swarm.Service, error) {
+	f := filters.NewArgs(
+		filters.Arg("label", paas.LabelInstallation+"="+s.name),
+		filters.Arg("label", paas.LabelRole+"="+RoleApp),
+	)
+	if app != "" {
+		f.Add("label", paas.LabelApp+"="+app)
+	}
+	svcs, err := s.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list services: %w", err)
+	}
+	slices.SortFunc(svcs, func(a, b swarm.Service) int {
+		return compareProcess(a.Spec.Labels[paas.LabelProcess], b.Spec.Labels[paas.LabelProcess])
+	})
+	return svcs, nil
+}
+
+// compareProcess orders process types web first, then by name.
+func compareProcess(a, b string) int {
+	switch {
+	case a == b:
+		return 0
+	case a == paas.WebProcess:
+		return -1
+	case b == paas.WebProcess:
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+// processes returns the process types of rel, the image's own command as
+// "web" when it declares none.
+func processes(rel *paas.Release) ([]paas.ProcessType, error) {
+	procs := rel.Processes
+	if len(procs) == 0 {
+		procs = []paas.ProcessType{{Name: paas.WebProcess}}
+	}
+	seen := map[string]bool{}
+	for _, p := range procs {
+		if p.Name == "" {
+			return nil, errors.New("a process type has no name")
+		}
+		if seen[p.Name] {
+			return nil, fmt.Errorf("process type %q is declared twice", p.Name)
+		}
+		seen[p.Name] = true
+	}
+	procs = slices.Clone(procs)
+	slices.SortFunc(procs, func(a, b paas.ProcessType) int { return compareProcess(a.Name, b.Name) })
+	return procs, nil
+}
+
+// replicas returns how many tasks of proc rel asks for: its scale, else 1
+// for web and 0 for the others.
+func replicas(rel *paas.Release, proc string) uint64 {
+	if n, ok := rel.Scale[proc]; ok {
+		return uint64(max(n, 0))
+	}
+	if proc == paas.WebProcess {
+		return 1
+	}
+	return 0
+}
+
+// appSpec returns the service spec of one process type of rel.
+func (s *Swarm) appSpec(rel *paas.Release, proc paas.ProcessType, hosts []string) (swarm.ServiceSpec, error) {
+	args, err := SplitCommand(proc.Command)
+	if err != nil {
+		return swarm.ServiceSpec{}, fmt.Errorf("process type %s: %w", proc.Name, err)
+	}
+	n := replicas(rel, proc.Name)
+	common := map[string]string{
+		paas.LabelInstallation: s.name,
+		paas.LabelRole:         RoleApp,
+		paas.LabelApp:          rel.App,
+		paas.LabelProcess:      proc.Name,
+		paas.LabelRelease:      strconv.Itoa(rel.Version),
+		paas.LabelPort:         rel.Port(),
+	}
+	svcLabels := clone(common)
+	if proc.Name == paas.WebProcess && len(hosts) > 0 {
+		svcLabels[paas.LabelHosts] = strings.Join(hosts, ",")
+	}
+	restartDelay := 2 * time.Second
+	spec := swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: s.ServiceName(rel.App, proc.Name), Labels: svcLabels},
+		TaskTemplate: swarm.TaskSpec{
+			ContainerSpec: &swarm.ContainerSpec{
+				Image:  rel.Image.Ref(),
+				Labels: clone(common),
+				Args:   args,
+				Env:    escapeTemplates(rel.Env()),
+			},
+			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny, Delay: &restartDelay},
+			Networks:      []swarm.NetworkAttachmentConfig{{Target: s.network}},
+		},
+		Mode:           swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &n}},
+		UpdateConfig:   s.updateConfig(swarm.UpdateOrderStartFirst),
+		RollbackConfig: s.updateConfig(swarm.UpdateOrderStartFirst),
+		EndpointSpec:   &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR},
+	}
+	return withSpecHash(spec), nil
+}
+
+// escapeTemplates protects env entries from Swarm, which expands Go
+// templates ("{{.Task.Slot}}") in them and refuses a service whose entry is
+// not a valid template: config values reach the app byte for byte.
+func escapeTemplates(env []string) []string {
+	out := make([]string, len(env))
+	for i, e := range env {
+		out[i] = strings.ReplaceAll(e, "{{", `{{"{{"}}`)
+	}
+	return out
+}
+
+func (s *Swarm) updateConfig(order string) *swarm.UpdateConfig {
+	return &swarm.UpdateConfig{
+		Parallelism:   1,
+		FailureAction: swarm.UpdateFailureActionPause,
+		Monitor:       s.settle,
+		Order:         order,
+	}
+}
+
+// withSpecHash labels the containers of spec with a hash of its task
+// template. The hash changes exactly when Swarm replaces tasks, so tasks
+// carrying it belong to this version of the service.
+func withSpecHash(spec swarm.ServiceSpec) swarm.ServiceSpec {
+	cs := *spec.TaskTemplate.ContainerSpec
+	cs.Labels = clone(cs.Labels)
+	delete(cs.Labels, labelSpec)
+	tt := spec.TaskTemplate
+	tt.ContainerSpec = &cs
+	b, _ := json.Marshal(tt) // plain data: cannot fail
+	sum := sha256.Sum256(b)
+	cs.Labels[labelSpec] = hex.EncodeToString(sum[:])[:16]
+	spec.TaskTemplate = tt
+	return spec
+}
+
+func specHash(spec *swarm.ServiceSpec) string {
+	if spec == nil || spec.TaskTemplate.ContainerSpec == nil {
+		return ""
+	}
+	return spec.TaskTemplate.ContainerSpec.Labels[labelSpec]
+}
+
+func clone(m map[string]string) map[string]string {
+	c := make(map[string]string, len(m)+1)
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// SplitCommand splits a Procfile command into arguments the way a POSIX shell
+// would split a simple command: blanks separate words, single quotes keep
+// everything literally, double quotes keep everything but \" \\ \$ \`, and a
+// backslash outside quotes escapes the next character. No expansion is done,
+// because a scratch image has no shell to do it. An empty command gives nil.
+func SplitCommand(cmd string) ([]string, error) {
+	var (
+		args    []string
+		word    strings.Builder
+		inWord  bool
+		quote   byte
+		escaped bool
+	)
+	for i := 0; i < len(cmd); i++ {
+		c := cmd[i]
+		switch {
+		case escaped:
+			word.WriteByte(c)
+			escaped = false
+		case quote == '\'':
+			if c == '\'' {
+				quote = 0
+			} else {
+				word.WriteByte(c)
+			}
+		case quote == '"':
+			switch {
+			case c == '"':
+				quote = 0
+			case c == '\\' && i+1 < len(cmd) && strings.IndexByte("\"\\$`", cmd[i+1]) >= 0:
+				i++
+				word.WriteByte(cmd[i])
+			default:
+				word.WriteByte(c)
+			}
+		case c == '\\':
+			escaped, inWord = true, true
+		case c == '\'' || c == '"':
+			quote, inWord = c, true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			if inWord {
+				args = append(args, word.String())
+				word.Reset()
+				inWord = false
+			}
+		default:
+			word.WriteByte(c)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unterminated %c quote in command %q", quote, cmd)
+	}
+	if escaped {
+		return nil, fmt.Errorf("command %q ends with a backslash", cmd)
+	}
+	if inWord {
+		args = append(args, word.String())
+	}
+	return args, nil
+}
+
+// progress writes a line to out and flushes it when out buffers.
+type progress struct {
+	mu  sync.Mutex
+	out io.Writer
+}
+
+func (p *progress) printf(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.out, format+"\n", args...)
+	switch f := p.out.(type) {
+	case interface{ Flush() error }:
+		_ = f.Flush()
+	case http.Flusher:
+		f.Flush()
+	}
+}

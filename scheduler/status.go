@@ -1,0 +1,125 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+
+	"paas/internal/paas"
+)
+
+// ProcessStatus is the state of one process type of an app.
+type ProcessStatus struct {
+	Process string       `json:"process"`
+	Release int          `json:"release"` // release the service spec runs
+	Image   string       `json:"image"`   // image the service spec runs
+	Desired int          `json:"desired"`
+	Running int          `json:"running"`
+	Tasks   []TaskStatus `json:"tasks"`
+}
+
+// TaskStatus is the latest task of one slot of a process type.
+type TaskStatus struct {
+	ID    string `json:"id"`
+	Slot  int    `json:"slot"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+	Image string `json:"image"`
+}
+
+// Status returns the state of every process type of app, web first. An app
+// with no services has an empty status.
+func (s *Swarm) Status(ctx context.Context, app string) ([]ProcessStatus, error) {
+	svcs, err := s.appServices(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ProcessStatus, 0, len(svcs))
+	for _, svc := range svcs {
+		ps := ProcessStatus{Process: svc.Spec.Labels[paas.LabelProcess]}
+		ps.Release, _ = strconv.Atoi(svc.Spec.Labels[paas.LabelRelease])
+		if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
+			ps.Image = cs.Image
+		}
+		if m := svc.Spec.Mode.Replicated; m != nil && m.Replicas != nil {
+			ps.Desired = int(*m.Replicas)
+		}
+		tasks, err := s.tasks(ctx, svc.ID)
+		if err != nil {
+			return nil, err
+		}
+		// The newest task of each slot says how that slot is doing; slots
+		// above the desired count were scaled away.
+		slices.SortFunc(tasks, func(a, b swarm.Task) int { return b.CreatedAt.Compare(a.CreatedAt) })
+		seen := map[int]bool{}
+		for _, t := range tasks {
+			if t.Status.State == swarm.TaskStateRunning && t.DesiredState == swarm.TaskStateRunning {
+				ps.Running++
+			}
+			if seen[t.Slot] || t.Slot > ps.Desired {
+				continue
+			}
+			seen[t.Slot] = true
+			ts := TaskStatus{ID: t.ID, Slot: t.Slot, State: string(t.Status.State), Error: t.Status.Err}
+			if t.Spec.ContainerSpec != nil {
+				ts.Image = t.Spec.ContainerSpec.Image
+			}
+			ps.Tasks = append(ps.Tasks, ts)
+		}
+		slices.SortFunc(ps.Tasks, func(a, b TaskStatus) int { return a.Slot - b.Slot })
+		out = append(out, ps)
+	}
+	return out, nil
+}
+
+// RemoveAll removes every service and network of this installation and waits
+// until their containers are gone.
+func (s *Swarm) RemoveAll(ctx context.Context) error {
+	inst := filters.Arg("label", paas.LabelInstallation+"="+s.name)
+	svcs, err := s.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(inst)})
+	if err != nil {
+		return fmt.Errorf("list services: %w", err)
+	}
+	var errs []error
+	for _, svc := range svcs {
+		if err := s.cli.ServiceRemove(ctx, svc.ID); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove service %s: %w", svc.Spec.Name, err))
+		}
+	}
+	if err := s.waitContainersGone(ctx, filters.NewArgs(inst)); err != nil {
+		errs = append(errs, err)
+	}
+	nets, err := s.cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(inst)})
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list networks: %w", err))...)
+	}
+	for _, n := range nets {
+		// The network lingers for a moment after its last task is gone.
+		var err error
+		for range 20 {
+			if err = s.cli.NetworkRemove(ctx, n.ID); err == nil || isNotFound(err) {
+				err = nil
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }

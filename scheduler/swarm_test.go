@@ -1,0 +1,524 @@
+package scheduler_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
+
+	"paas/builder"
+	"paas/builder/buildertest"
+	"paas/internal/paas"
+	"paas/scheduler"
+)
+
+// testEnv is a scheduler of a throwaway installation and the test app's
+// image in a throwaway registry.
+type testEnv struct {
+	cli  *client.Client
+	s    *scheduler.Swarm
+	name string
+	img  paas.Image
+}
+
+func setup(t *testing.T) *testEnv {
+	t.Helper()
+	cli := buildertest.Docker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	info, err := cli.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !info.Swarm.ControlAvailable {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("docker is not a swarm manager (state %q)", info.Swarm.LocalNodeState)
+		}
+		t.Skipf("docker is not a swarm manager (state %q)", info.Swarm.LocalNodeState)
+	}
+	reg := buildertest.Registry(t)
+	name := buildertest.Unique("stest")
+	b := builder.NewDockerfile(cli, reg+"/"+name, nil)
+	buildertest.RemoveImages(t, cli, b.Repository("hello"))
+	img, err := b.Build(ctx, builder.Input{App: "hello", Dir: buildertest.HelloApp(t), Tag: "v1", Out: io.Discard})
+	if err != nil {
+		t.Fatalf("build test image: %v", err)
+	}
+	s := scheduler.New(cli, scheduler.Options{
+		Name:    name,
+		Log:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Timeout: 45 * time.Second,
+		Settle:  time.Second,
+	})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := s.RemoveAll(ctx); err != nil {
+			t.Errorf("RemoveAll: %v", err)
+		}
+		assertNothingLeft(t, cli, name)
+	})
+	if err := s.EnsureNetwork(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureNetwork(ctx); err != nil {
+		t.Fatalf("second EnsureNetwork: %v", err)
+	}
+	return &testEnv{cli: cli, s: s, name: name, img: img}
+}
+
+// assertNothingLeft checks no object of the installation remains.
+func assertNothingLeft(t *testing.T, cli *client.Client, name string) {
+	ctx := context.Background()
+	f := filters.NewArgs(filters.Arg("label", paas.LabelInstallation+"="+name))
+	if svcs, err := cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: f}); err != nil || len(svcs) > 0 {
+		t.Errorf("services left: %d, %v", len(svcs), err)
+	}
+	if cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f}); err != nil || len(cs) > 0 {
+		t.Errorf("containers left: %d, %v", len(cs), err)
+	}
+	if ns, err := cli.NetworkList(ctx, network.ListOptions{Filters: f}); err != nil || len(ns) > 0 {
+		t.Errorf("networks left: %d, %v", len(ns), err)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (e *testEnv) release(version int, config map[string]string, procs ...paas.ProcessType) *paas.Release {
+	return &paas.Release{
+		App:       "hello",
+		Version:   version,
+		Image:     e.img,
+		Config:    config,
+		Processes: procs,
+		CreatedAt: time.Now(),
+	}
+}
+
+func (e *testEnv) inspect(t *testing.T, app, process string) swarm.Service {
+	t.Helper()
+	svc, _, err := e.cli.ServiceInspectWithRaw(context.Background(), e.s.ServiceName(app, process), swarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatalf("inspect %s %s: %v", app, process, err)
+	}
+	return svc
+}
+
+func (e *testEnv) status(t *testing.T, app string) map[string]scheduler.ProcessStatus {
+	t.Helper()
+	st, err := e.s.Status(context.Background(), app)
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	m := map[string]scheduler.ProcessStatus{}
+	for _, p := range st {
+		m[p.Process] = p
+	}
+	return m
+}
+
+// waitLogs polls Logs until its output contains want.
+func (e *testEnv) waitLogs(t *testing.T, app string, opts scheduler.LogOptions, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var buf bytes.Buffer
+		if err := e.s.Logs(context.Background(), app, opts, &buf); err != nil {
+			t.Fatalf("Logs: %v", err)
+		}
+		if strings.Contains(buf.String(), want) {
+			return buf.String()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("logs lack %q:\n%s", want, buf.String())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// greeting2 is v2's GREETING as the service spec holds it: escaped from
+// Swarm's template expansion.
+const greeting2 = `GREETING=two {{"{{"}}.Task.Slot}}`
+
+func TestDeployLifecycle(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	var out bytes.Buffer
+	step := func(name string) time.Time {
+		t.Logf("--- %s", name)
+		out.Reset()
+		return time.Now()
+	}
+
+	// v1: a new app gets its web service.
+	start := step("deploy v1")
+	hosts := []string{"hello.example.test", "www.example.test"}
+	if err := e.s.Deploy(ctx, e.release(1, map[string]string{"GREETING": "one"}), hosts, &out); err != nil {
+		t.Fatalf("Deploy v1: %v\n%s", err, out.String())
+	}
+	t.Logf("deploy v1 took %s:\n%s", time.Since(start), out.String())
+	for _, want := range []string{"-----> Releasing hello v1\n", "=====> web: 1/1 running\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	web := e.inspect(t, "hello", "web")
+	wantLabels := map[string]string{
+		paas.LabelInstallation: e.name,
+		paas.LabelApp:          "hello",
+		paas.LabelProcess:      "web",
+		paas.LabelRelease:      "1",
+		paas.LabelPort:         "5000",
+		paas.LabelHosts:        "hello.example.test,www.example.test",
+		paas.LabelRole:         "app",
+	}
+	for k, v := range wantLabels {
+		if got := web.Spec.Labels[k]; got != v {
+			t.Errorf("label %s = %q, want %q", k, got, v)
+		}
+	}
+	if web.Spec.Name != e.name+"-hello-web" {
+		t.Errorf("service name %q", web.Spec.Name)
+	}
+	if web.Spec.EndpointSpec == nil || web.Spec.EndpointSpec.Mode != swarm.ResolutionModeDNSRR {
+		t.Errorf("endpoint spec %+v, want dnsrr", web.Spec.EndpointSpec)
+	}
+	cs := web.Spec.TaskTemplate.ContainerSpec
+	if !slices.Contains(cs.Env, "GREETING=one") || !slices.Contains(cs.Env, "PORT=5000") {
+		t.Errorf("env %q", cs.Env)
+	}
+	if cs.Image != e.img.Ref() {
+		t.Errorf("image %q, want %q", cs.Image, e.img.Ref())
+	}
+	st := e.status(t, "hello")["web"]
+	if st.Release != 1 || st.Desired != 1 || st.Running != 1 || len(st.Tasks) != 1 || st.Tasks[0].State != "running" || st.Tasks[0].Slot != 1 {
+		t.Errorf("status %+v", st)
+	}
+	firstTask := st.Tasks[0].ID
+
+	// Logs carry the start line, prefixed like Dokku's.
+	step("logs")
+	logs := e.waitLogs(t, "hello", scheduler.LogOptions{}, `app[web.1]: hello-app starting on port 5000 greeting="one"`)
+	line := strings.SplitN(logs, "\n", 2)[0]
+	if ts, _, _ := strings.Cut(line, " "); len(ts) != len("2006-01-02T15:04:05.000000000Z") || !strings.HasSuffix(ts, "Z") {
+		t.Errorf("line does not start with a UTC timestamp: %q", line)
+	}
+
+	// v2: new config updates web in place; a worker appears.
+	start = step("deploy v2")
+	rel2 := e.release(2, map[string]string{"GREETING": "two {{.Task.Slot}}"},
+		paas.ProcessType{Name: "web"},
+		paas.ProcessType{Name: "worker", Command: `-port 6000 "two words"`})
+	rel2.Scale = map[string]int{"worker": 1}
+	if err := e.s.Deploy(ctx, rel2, hosts, &out); err != nil {
+		t.Fatalf("Deploy v2: %v\n%s", err, out.String())
+	}
+	t.Logf("deploy v2 took %s:\n%s", time.Since(start), out.String())
+	web = e.inspect(t, "hello", "web")
+	if !slices.Contains(web.Spec.TaskTemplate.ContainerSpec.Env, greeting2) || web.Spec.Labels[paas.LabelRelease] != "2" {
+		t.Errorf("web not updated: env %q labels %v", web.Spec.TaskTemplate.ContainerSpec.Env, web.Spec.Labels)
+	}
+	worker := e.inspect(t, "hello", "worker")
+	if got := worker.Spec.TaskTemplate.ContainerSpec.Args; !slices.Equal(got, []string{"-port", "6000", "two words"}) {
+		t.Errorf("worker args %q", got)
+	}
+	if _, ok := worker.Spec.Labels[paas.LabelHosts]; ok {
+		t.Errorf("worker carries hosts: %v", worker.Spec.Labels)
+	}
+	sts := e.status(t, "hello")
+	if sts["web"].Running != 1 || sts["web"].Release != 2 || sts["worker"].Running != 1 {
+		t.Errorf("status %+v", sts)
+	}
+	if sts["web"].Tasks[0].ID == firstTask {
+		t.Errorf("web task %s was not replaced", firstTask)
+	}
+	// Swarm expands templates in env values; config values are kept as is.
+	e.waitLogs(t, "hello", scheduler.LogOptions{Process: "worker"}, `app[worker.1]: hello-app starting on port 6000 greeting="two {{.Task.Slot}}" args=["two words"]`)
+
+	// Scaling alone keeps the running task.
+	start = step("scale web to 2")
+	webTask := sts["web"].Tasks[0].ID
+	rel2.Scale = map[string]int{"web": 2, "worker": 1}
+	if err := e.s.Deploy(ctx, rel2, hosts, &out); err != nil {
+		t.Fatalf("Deploy v2 scaled: %v\n%s", err, out.String())
+	}
+	t.Logf("scale took %s:\n%s", time.Since(start), out.String())
+	sts = e.status(t, "hello")
+	if st := sts["web"]; st.Running != 2 || st.Desired != 2 || len(st.Tasks) != 2 || st.Tasks[0].ID != webTask {
+		t.Errorf("web after scale %+v, want slot 1 still %s", st, webTask)
+	}
+
+	// v3's worker crashes at start: web (tried first, then updated) and
+	// worker are both put back to v2, and the error carries the crash.
+	start = step("deploy v3 (worker crashes)")
+	rel3 := e.release(3, map[string]string{"GREETING": "three"},
+		paas.ProcessType{Name: "web"},
+		paas.ProcessType{Name: "worker", Command: "-crash"})
+	rel3.Scale = rel2.Scale
+	err := e.s.Deploy(ctx, rel3, hosts, &out)
+	t.Logf("failed deploy took %s: %v\n%s", time.Since(start), err, out.String())
+	if err == nil {
+		t.Fatal("Deploy v3 succeeded, want the crash")
+	}
+	var rerr *scheduler.RolloutError
+	if !errors.As(err, &rerr) {
+		t.Fatalf("error %T is not a RolloutError", err)
+	}
+	if rerr.Process != "worker" || rerr.Task != "worker.1" {
+		t.Errorf("failure blamed on %s %s, want worker.1", rerr.Process, rerr.Task)
+	}
+	for _, want := range []string{"hello-app: crashing on purpose (CRASH=1)", "non-zero exit (1)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	for _, want := range []string{"-----> Trying web v3 on the side\n", "-----> Rolling back hello\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	assertV2 := func() {
+		t.Helper()
+		for _, proc := range []string{"web", "worker"} {
+			svc := e.inspect(t, "hello", proc)
+			if svc.Spec.Labels[paas.LabelRelease] != "2" || !slices.Contains(svc.Spec.TaskTemplate.ContainerSpec.Env, greeting2) {
+				t.Errorf("%s spec: labels %v env %q, want v2", proc, svc.Spec.Labels, svc.Spec.TaskTemplate.ContainerSpec.Env)
+			}
+		}
+		sts := e.status(t, "hello")
+		if sts["web"].Running != 2 || sts["web"].Release != 2 || sts["worker"].Running != 1 || sts["worker"].Release != 2 {
+			t.Errorf("status %+v, want v2 running", sts)
+		}
+	}
+	assertV2()
+
+	// v4 crashes at start: its trial fails, and the running web tasks are
+	// never touched.
+	start = step("deploy v4 (web crashes)")
+	sts = e.status(t, "hello")
+	webTasks := []string{sts["web"].Tasks[0].ID, sts["web"].Tasks[1].ID}
+	rel4 := e.release(4, map[string]string{"GREETING": "four", "CRASH": "1"}, rel2.Processes...)
+	rel4.Scale = rel2.Scale
+	err = e.s.Deploy(ctx, rel4, hosts, &out)
+	t.Logf("failed deploy took %s: %v\n%s", time.Since(start), err, out.String())
+	if err == nil || !strings.Contains(err.Error(), "web.trial failed: task: non-zero exit (1)") || !strings.Contains(err.Error(), "crashing on purpose") {
+		t.Fatalf("Deploy v4 = %v, want the trial's crash", err)
+	}
+	if strings.Contains(out.String(), "Rolling back") {
+		t.Errorf("a failed trial rolled back:\n%s", out.String())
+	}
+	assertV2()
+	sts = e.status(t, "hello")
+	if got := []string{sts["web"].Tasks[0].ID, sts["web"].Tasks[1].ID}; !slices.Equal(got, webTasks) {
+		t.Errorf("web tasks %v became %v", webTasks, got)
+	}
+
+	// Following logs streams until the context ends.
+	step("logs -t")
+	fctx, cancel := context.WithCancel(ctx)
+	lw := &signalWriter{want: "app[web.2]: hello-app starting", seen: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- e.s.Logs(fctx, "hello", scheduler.LogOptions{Follow: true, Process: "web"}, lw) }()
+	select {
+	case <-lw.seen:
+	case <-time.After(15 * time.Second):
+		t.Errorf("following logs did not show %q:\n%s", lw.want, lw.String())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Logs with Follow returned %v after cancel", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("Logs with Follow did not return after cancel")
+	}
+
+	// A release without the worker removes it.
+	start = step("deploy v5 without worker")
+	if err := e.s.Deploy(ctx, e.release(5, map[string]string{"GREETING": "five"}), hosts, &out); err != nil {
+		t.Fatalf("Deploy v5: %v\n%s", err, out.String())
+	}
+	t.Logf("deploy v5 took %s:\n%s", time.Since(start), out.String())
+	if sts := e.status(t, "hello"); len(sts) != 1 || sts["web"].Desired != 1 || sts["web"].Release != 5 {
+		t.Errorf("status after v5 %+v", sts)
+	}
+
+	start = step("remove")
+	if err := e.s.Remove(ctx, "hello"); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	t.Logf("remove took %s", time.Since(start))
+	if sts := e.status(t, "hello"); len(sts) != 0 {
+		t.Errorf("status after Remove %+v", sts)
+	}
+	cs2, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", paas.LabelApp+"=hello"), filters.Arg("label", paas.LabelInstallation+"="+e.name))})
+	if err != nil || len(cs2) != 0 {
+		t.Errorf("containers after Remove: %d %v", len(cs2), err)
+	}
+	if err := e.s.Logs(ctx, "hello", scheduler.LogOptions{}, io.Discard); !errors.Is(err, paas.ErrNoRelease) {
+		t.Errorf("Logs after Remove = %v, want ErrNoRelease", err)
+	}
+}
+
+// signalWriter closes seen once the text written contains want.
+type signalWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	want string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.want) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
+}
+
+func (w *signalWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func TestDeployFirstReleaseCrashes(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	var out bytes.Buffer
+	start := time.Now()
+	err := e.s.Deploy(ctx, e.release(1, map[string]string{"CRASH": "1"}), nil, &out)
+	t.Logf("failed deploy took %s: %v\n%s", time.Since(start), err, out.String())
+	if err == nil || !strings.Contains(err.Error(), "crashing on purpose") {
+		t.Fatalf("Deploy = %v, want the crash line", err)
+	}
+	if sts := e.status(t, "hello"); len(sts) != 0 {
+		t.Errorf("a service of a failed first release remains: %+v", sts)
+	}
+}
+
+func TestDeployTimesOut(t *testing.T) {
+	e := setup(t)
+	s := scheduler.New(e.cli, scheduler.Options{Name: e.name, Timeout: 4 * time.Second, Settle: time.Second})
+	rel := e.release(1, nil)
+	rel.Image.Digest = "sha256:" + strings.Repeat("0", 64) // no such image: the task is rejected or never runs
+	err := s.Deploy(context.Background(), rel, nil, io.Discard)
+	if err == nil {
+		t.Fatal("Deploy of a missing image succeeded")
+	}
+	t.Logf("error: %v", err)
+	if sts := e.status(t, "hello"); len(sts) != 0 {
+		t.Errorf("services remain: %+v", sts)
+	}
+}
+
+func TestEnsureRouter(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	port := freePort(t)
+	args := []string{"-port", fmt.Sprint(port)}
+	start := time.Now()
+	if err := e.s.EnsureRouter(ctx, e.img.Ref(), args, port); err != nil {
+		t.Fatalf("EnsureRouter: %v", err)
+	}
+	t.Logf("router up in %s", time.Since(start))
+	svc, _, err := e.cli.ServiceInspectWithRaw(ctx, e.s.RouterServiceName(), swarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.Spec.Labels[paas.LabelRole] != "router" || svc.Spec.Labels[paas.LabelInstallation] != e.name {
+		t.Errorf("labels %v", svc.Spec.Labels)
+	}
+	if m := svc.Spec.TaskTemplate.ContainerSpec.Mounts; len(m) != 1 || m[0].Source != "/var/run/docker.sock" {
+		t.Errorf("mounts %+v", m)
+	}
+	// The published host port answers on loopback.
+	body := get(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if body != "hello \n" {
+		t.Errorf("router answered %q", body)
+	}
+
+	// Ensuring the same router again changes nothing.
+	tasks := func() []string {
+		ts, err := e.cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", svc.ID), filters.Arg("desired-state", "running"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, t := range ts {
+			ids = append(ids, t.ID)
+		}
+		return ids
+	}
+	before := tasks()
+	if err := e.s.EnsureRouter(ctx, e.img.Ref(), args, port); err != nil {
+		t.Fatalf("second EnsureRouter: %v", err)
+	}
+	if after := tasks(); !slices.Equal(before, after) {
+		t.Errorf("router tasks %v became %v", before, after)
+	}
+
+	// A router that cannot start is rolled back to the running one.
+	err = e.s.EnsureRouter(ctx, e.img.Ref(), []string{"-no-such-flag"}, port)
+	if err == nil || !strings.Contains(err.Error(), "flag provided but not defined") {
+		t.Fatalf("EnsureRouter with a bad flag = %v, want the flag error", err)
+	}
+	t.Logf("error: %v", err)
+	if body := get(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); body != "hello \n" {
+		t.Errorf("router after rollback answered %q", body)
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// get polls url until it answers, for the port mapping to settle.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == http.StatusOK {
+				return string(b)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
