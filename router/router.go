@@ -42,7 +42,7 @@ type Options struct {
 	Installation string        // the --name prefix; only services with this label are routed
 	Domain       string        // apps are served at APP.DOMAIN
 	Network      string        // overlay network whose task addresses are used
-	HTTPAddr     string        // listen address, e.g. ":80"
+	HTTPAddr     string        // listen address; default ":80"
 	PollInterval time.Duration // how often routes are re-read; default 1s
 	// AccessLog logs one line per request, at Info level on Log.
 	AccessLog bool
@@ -54,6 +54,9 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
+	if o.HTTPAddr == "" {
+		o.HTTPAddr = ":80"
+	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
 	}

@@ -180,7 +180,7 @@ func exportConfig(w io.Writer, format string, cfg map[string]string) error {
 	return nil
 }
 
-// shellQuote quotes s for a POSIX shell: single quotes, with ' written as '\''.
+// shellQuote quotes s for a POSIX shell: single quotes, with ' written as '\”.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
