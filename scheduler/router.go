@@ -3,7 +3,8 @@ package scheduler
 import (
 	"context"
 	"fmt"
-	"io"
+	"log/slog"
+	"strings"
 
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
@@ -75,12 +76,13 @@ func (s *Swarm) EnsureRouter(ctx context.Context, image string, args []string, h
 	if len(svcs) > 0 {
 		existing = &svcs[0]
 	}
-	p := &progress{out: io.Discard}
+	p := &progress{out: logWriter{s.log.With("service", spec.Name)}}
 	r, err := s.apply(ctx, existing, spec, RoleRouter)
 	if err != nil {
 		return fmt.Errorf("ensure router: %w", err)
 	}
 	if err := s.wait(ctx, r, p); err != nil {
+		s.log.Info("router rollout failed, rolling back", "err", err)
 		if rbErr := s.revert(ctx, r, p); rbErr != nil {
 			return fmt.Errorf("ensure router: %w (rollback failed too: %v)", err, rbErr)
 		}
@@ -88,4 +90,12 @@ func (s *Swarm) EnsureRouter(ctx context.Context, image string, args []string, h
 	}
 	s.log.Info("router running", "image", image, "port", httpPort)
 	return nil
+}
+
+// logWriter writes progress lines to a logger at debug level.
+type logWriter struct{ log *slog.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Debug(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

@@ -97,29 +97,49 @@ func (s *Swarm) RemoveAll(ctx context.Context) error {
 	if err := s.waitContainersGone(ctx, filters.NewArgs(inst)); err != nil {
 		errs = append(errs, err)
 	}
-	nets, err := s.cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(inst)})
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("list networks: %w", err))...)
-	}
-	for _, n := range nets {
-		// The network lingers for a moment after its last task is gone.
-		var err error
-		for range 20 {
-			if err = s.cli.NetworkRemove(ctx, n.ID); err == nil || isNotFound(err) {
-				err = nil
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
-		}
+	if err := s.removeNetworks(ctx, filters.NewArgs(inst)); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
 func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
+
+// removeNetworks removes the networks matching f. This node may list a
+// removed overlay network for a moment after the cluster forgot it, and
+// refuses to remove one whose endpoints are still being torn down, so it
+// tries until the list stays empty.
+func (s *Swarm) removeNetworks(ctx context.Context, f filters.Args) error {
+	deadline := time.Now().Add(20 * time.Second)
+	emptyTimes := 0
+	var lastErr error
+	for {
+		nets, err := s.cli.NetworkList(ctx, network.ListOptions{Filters: f})
+		if err != nil {
+			return fmt.Errorf("list networks: %w", err)
+		}
+		if len(nets) == 0 {
+			if emptyTimes++; emptyTimes >= 2 {
+				return nil
+			}
+		} else {
+			emptyTimes = 0
+		}
+		for _, n := range nets {
+			if err := s.cli.NetworkRemove(ctx, n.ID); err != nil && !isNotFound(err) {
+				lastErr = fmt.Errorf("remove network %s: %w", n.Name, err)
+			}
+		}
+		if time.Now().After(deadline) {
+			if lastErr == nil {
+				lastErr = fmt.Errorf("%d network(s) still listed", len(nets))
+			}
+			return lastErr
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}

@@ -422,16 +422,30 @@ func TestDeployFirstReleaseCrashes(t *testing.T) {
 	}
 }
 
+func TestDeployMissingImage(t *testing.T) {
+	e := setup(t)
+	rel := e.release(1, nil)
+	rel.Image.Digest = "sha256:" + strings.Repeat("0", 64)
+	err := e.s.Deploy(context.Background(), rel, nil, io.Discard)
+	t.Logf("error: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "No such image") {
+		t.Fatalf("Deploy of a missing image = %v, want No such image", err)
+	}
+	if sts := e.status(t, "hello"); len(sts) != 0 {
+		t.Errorf("services remain: %+v", sts)
+	}
+}
+
 func TestDeployTimesOut(t *testing.T) {
 	e := setup(t)
-	s := scheduler.New(e.cli, scheduler.Options{Name: e.name, Timeout: 4 * time.Second, Settle: time.Second})
-	rel := e.release(1, nil)
-	rel.Image.Digest = "sha256:" + strings.Repeat("0", 64) // no such image: the task is rejected or never runs
-	err := s.Deploy(context.Background(), rel, nil, io.Discard)
-	if err == nil {
-		t.Fatal("Deploy of a missing image succeeded")
-	}
+	// Tasks never stay up for the settle time within the timeout.
+	s := scheduler.New(e.cli, scheduler.Options{Name: e.name, Timeout: 500 * time.Millisecond, Settle: 5 * time.Second})
+	err := s.Deploy(context.Background(), e.release(1, nil), nil, io.Discard)
 	t.Logf("error: %v", err)
+	var rerr *scheduler.RolloutError
+	if !errors.As(err, &rerr) || !strings.Contains(err.Error(), "after 500ms") {
+		t.Fatalf("Deploy = %v, want a timeout", err)
+	}
 	if sts := e.status(t, "hello"); len(sts) != 0 {
 		t.Errorf("services remain: %+v", sts)
 	}

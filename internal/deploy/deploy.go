@@ -193,7 +193,6 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 // rollOut runs rel on the scheduler and records it as current once it runs.
 func (p *Pipeline) rollOut(ctx context.Context, rel *paas.Release, out io.Writer) error {
 	rel.CreatedAt = time.Now().UTC()
-	fmt.Fprintf(out, "-----> Releasing %s v%d\n", rel.App, rel.Version)
 	if err := p.scheduler.Deploy(ctx, rel, nil, out); err != nil {
 		return fmt.Errorf("release v%d failed, v%d keeps serving: %w", rel.Version, rel.Version-1, err)
 	}
