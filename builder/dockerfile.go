@@ -14,6 +14,7 @@ import (
 
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
 
 	"paas/internal/paas"
 )
@@ -24,6 +25,8 @@ type DockerAPI interface {
 	ImageBuild(ctx context.Context, buildContext io.Reader, options build.ImageBuildOptions) (build.ImageBuildResponse, error)
 	ImagePush(ctx context.Context, ref string, options image.PushOptions) (io.ReadCloser, error)
 }
+
+var _ DockerAPI = (*client.Client)(nil)
 
 // Input is one build: an app's exported commit and where its output goes.
 type Input struct {
@@ -42,8 +45,6 @@ type Dockerfile struct {
 	cli        DockerAPI
 	repoPrefix string
 	log        *slog.Logger
-	// push is false only in tests that have no registry.
-	push bool
 }
 
 // NewDockerfile returns a builder whose images are named repoPrefix+"/"+app,
@@ -56,7 +57,6 @@ func NewDockerfile(cli DockerAPI, repoPrefix string, log *slog.Logger) *Dockerfi
 		cli:        cli,
 		repoPrefix: strings.TrimSuffix(repoPrefix, "/"),
 		log:        log.With("component", "builder"),
-		push:       true,
 	}
 }
 
@@ -91,16 +91,12 @@ func (b *Dockerfile) Build(ctx context.Context, in Input) (paas.Image, error) {
 	log.Info("building image", "ref", ref)
 	imageID, err := buildImage(ctx, b.cli, in.Dir, ref, map[string]string{paas.LabelApp: in.App}, out)
 	if err != nil {
-		log.Info("build failed", "err", err)
 		return paas.Image{}, err
 	}
-	if !b.push {
-		return paas.Image{Repository: repo, Digest: imageID}, nil
-	}
+	log.Info("built image", "ref", ref, "id", imageID)
 	step(out, "Pushing image %s", ref)
 	digest, err := pushImage(ctx, b.cli, ref, out)
 	if err != nil {
-		log.Info("push failed", "err", err)
 		return paas.Image{}, err
 	}
 	log.Info("pushed image", "ref", ref, "digest", digest)

@@ -454,19 +454,25 @@ func (s *Swarm) Remove(ctx context.Context, app string) error {
 	))
 }
 
-// waitContainersGone waits until no container on this node matches f.
+// waitContainersGone waits until no task in the cluster and no container on
+// this node matches the label filters f. A task of a removed service may
+// still be about to create its container, so both must be gone.
 func (s *Swarm) waitContainersGone(ctx context.Context, f filters.Args) error {
 	deadline := time.Now().Add(s.timeout)
 	for {
+		tasks, err := s.cli.TaskList(ctx, swarm.TaskListOptions{Filters: f})
+		if err != nil {
+			return fmt.Errorf("list tasks: %w", err)
+		}
 		cs, err := s.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 		if err != nil {
 			return fmt.Errorf("list containers: %w", err)
 		}
-		if len(cs) == 0 {
+		if len(tasks) == 0 && len(cs) == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d container(s) still there after %s", len(cs), s.timeout)
+			return fmt.Errorf("%d task(s) and %d container(s) still there after %s", len(tasks), len(cs), s.timeout)
 		}
 		select {
 		case <-ctx.Done():

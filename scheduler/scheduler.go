@@ -24,6 +24,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
 
 	"paas/internal/paas"
 )
@@ -48,6 +49,8 @@ type DockerAPI interface {
 
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 }
+
+var _ DockerAPI = (*client.Client)(nil)
 
 // Options configures a Swarm scheduler.
 type Options struct {

@@ -162,6 +162,7 @@ func (e *testEnv) waitLogs(t *testing.T, app string, opts scheduler.LogOptions, 
 const greeting2 = `GREETING=two {{"{{"}}.Task.Slot}}`
 
 func TestDeployLifecycle(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	ctx := context.Background()
 	var out bytes.Buffer
@@ -408,6 +409,7 @@ func (w *signalWriter) String() string {
 }
 
 func TestDeployFirstReleaseCrashes(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	ctx := context.Background()
 	var out bytes.Buffer
@@ -423,6 +425,7 @@ func TestDeployFirstReleaseCrashes(t *testing.T) {
 }
 
 func TestDeployMissingImage(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	rel := e.release(1, nil)
 	rel.Image.Digest = "sha256:" + strings.Repeat("0", 64)
@@ -437,6 +440,7 @@ func TestDeployMissingImage(t *testing.T) {
 }
 
 func TestDeployTimesOut(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	// Tasks never stay up for the settle time within the timeout.
 	s := scheduler.New(e.cli, scheduler.Options{Name: e.name, Timeout: 500 * time.Millisecond, Settle: 5 * time.Second})
@@ -452,6 +456,7 @@ func TestDeployTimesOut(t *testing.T) {
 }
 
 func TestEnsureRouter(t *testing.T) {
+	t.Parallel()
 	e := setup(t)
 	ctx := context.Background()
 	port := freePort(t)
