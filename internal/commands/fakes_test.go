@@ -1,0 +1,298 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"paas/internal/paas"
+	"paas/scheduler"
+)
+
+// fakeStore is an in-memory Store. It hands out copies, as the real store does.
+type fakeStore struct {
+	mu      sync.Mutex
+	apps    map[string]*paas.App
+	keys    map[string]*paas.SSHKey
+	deleted []string
+}
+
+var _ Store = (*fakeStore)(nil)
+
+func newFakeStore(apps ...*paas.App) *fakeStore {
+	s := &fakeStore{apps: map[string]*paas.App{}, keys: map[string]*paas.SSHKey{}}
+	for _, a := range apps {
+		if a.Config == nil {
+			a.Config = map[string]string{}
+		}
+		s.apps[a.Name] = a
+	}
+	return s
+}
+
+func copyApp(a *paas.App) *paas.App {
+	c := *a
+	c.Config = maps.Clone(a.Config)
+	return &c
+}
+
+func (s *fakeStore) App(name string) (*paas.App, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.apps[name]
+	if !ok {
+		return nil, paas.ErrAppNotFound
+	}
+	return copyApp(a), nil
+}
+
+func (s *fakeStore) Apps() ([]*paas.App, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*paas.App
+	for _, n := range slices.Sorted(maps.Keys(s.apps)) {
+		out = append(out, copyApp(s.apps[n]))
+	}
+	return out, nil
+}
+
+func (s *fakeStore) CreateApp(app *paas.App) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.apps[app.Name]; ok {
+		return paas.ErrAppExists
+	}
+	if app.Config == nil {
+		app.Config = map[string]string{}
+	}
+	s.apps[app.Name] = copyApp(app)
+	return nil
+}
+
+func (s *fakeStore) DeleteApp(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.apps[name]; !ok {
+		return paas.ErrAppNotFound
+	}
+	delete(s.apps, name)
+	s.deleted = append(s.deleted, name)
+	return nil
+}
+
+func (s *fakeStore) AddKey(k *paas.SSHKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.keys[k.Name]; ok {
+		return paas.ErrKeyExists
+	}
+	for _, o := range s.keys {
+		if o.Fingerprint == k.Fingerprint {
+			return paas.ErrKeyExists
+		}
+	}
+	c := *k
+	s.keys[k.Name] = &c
+	return nil
+}
+
+func (s *fakeStore) Keys() ([]*paas.SSHKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*paas.SSHKey
+	for _, n := range slices.Sorted(maps.Keys(s.keys)) {
+		c := *s.keys[n]
+		out = append(out, &c)
+	}
+	return out, nil
+}
+
+func (s *fakeStore) RemoveKey(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.keys[name]; !ok {
+		return paas.ErrKeyNotFound
+	}
+	delete(s.keys, name)
+	return nil
+}
+
+func (s *fakeStore) Releases(app string) ([]*paas.Release, error) {
+	if _, err := s.App(app); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+func (s *fakeStore) Deploys(app string) ([]*paas.Deploy, error) {
+	if _, err := s.App(app); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// setConfigCall is one recorded Pipeline.SetConfig.
+type setConfigCall struct {
+	app     string
+	who     string
+	reason  string
+	restart bool
+}
+
+// fakePipeline applies config changes straight to the fake store.
+type fakePipeline struct {
+	store *fakeStore
+	err   error // returned by SetConfig after fn ran, without storing
+
+	mu     sync.Mutex
+	calls  []setConfigCall
+	locked []string
+}
+
+var _ Pipeline = (*fakePipeline)(nil)
+
+func (p *fakePipeline) SetConfig(_ context.Context, app string, who paas.Identity, reason string, restart bool, fn func(map[string]string) error, out io.Writer) error {
+	p.mu.Lock()
+	p.calls = append(p.calls, setConfigCall{app, who.Name, reason, restart})
+	p.mu.Unlock()
+	a, err := p.store.App(app)
+	if err != nil {
+		return err
+	}
+	cfg := maps.Clone(a.Config)
+	if err := fn(cfg); err != nil {
+		return err
+	}
+	if p.err != nil {
+		return p.err
+	}
+	p.store.mu.Lock()
+	p.store.apps[app].Config = cfg
+	p.store.mu.Unlock()
+	return nil
+}
+
+func (p *fakePipeline) Locked(_ context.Context, app string, _ io.Writer, fn func() error) error {
+	p.mu.Lock()
+	p.locked = append(p.locked, app)
+	p.mu.Unlock()
+	return fn()
+}
+
+type fakeRuntime struct {
+	mu      sync.Mutex
+	removed []string
+	logOpts []scheduler.LogOptions
+}
+
+var _ Runtime = (*fakeRuntime)(nil)
+
+func (r *fakeRuntime) Logs(_ context.Context, app string, opts scheduler.LogOptions, w io.Writer) error {
+	r.mu.Lock()
+	r.logOpts = append(r.logOpts, opts)
+	r.mu.Unlock()
+	_, err := io.WriteString(w, app+" log line\n")
+	return err
+}
+
+func (r *fakeRuntime) Status(_ context.Context, app string) ([]scheduler.ProcessStatus, error) {
+	return []scheduler.ProcessStatus{{Process: "web", Desired: 1, Running: 1}}, nil
+}
+
+func (r *fakeRuntime) Remove(_ context.Context, app string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.removed = append(r.removed, app)
+	return nil
+}
+
+type fakeRepos struct {
+	createErr error
+
+	mu      sync.Mutex
+	created []string
+	removed []string
+}
+
+var _ Repos = (*fakeRepos)(nil)
+
+func (r *fakeRepos) Create(app string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.createErr != nil {
+		return r.createErr
+	}
+	r.created = append(r.created, app)
+	return nil
+}
+
+func (r *fakeRepos) Remove(app string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.removed = append(r.removed, app)
+	return nil
+}
+
+func (r *fakeRepos) Path(app string) string { return "/data/repos/" + app + ".git" }
+
+type fakeImages struct {
+	mu      sync.Mutex
+	deleted []string
+}
+
+var _ Images = (*fakeImages)(nil)
+
+func (i *fakeImages) DeleteApp(app string) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.deleted = append(i.deleted, app)
+	return nil
+}
+
+// env is a dispatcher over the built-in commands with fakes behind it.
+type env struct {
+	store    *fakeStore
+	pipeline *fakePipeline
+	runtime  *fakeRuntime
+	repos    *fakeRepos
+	images   *fakeImages
+	d        *Dispatcher
+}
+
+var (
+	alice = paas.Identity{Name: "alice"}
+	bob   = paas.Identity{Name: "bob"}
+	root  = paas.Identity{Name: "root", Admin: true}
+)
+
+// newEnv has apps "alpha" (alice's, with config) and "bravo" (bob's, deployed).
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	st := newFakeStore(
+		&paas.App{Name: "alpha", Owner: "alice", CreatedAt: time.Unix(1700000000, 0).UTC(), Config: map[string]string{"GREETING": "hi", "EMPTY": ""}},
+		&paas.App{Name: "bravo", Owner: "bob", CreatedAt: time.Unix(1700000000, 0).UTC(), Current: 3},
+	)
+	e := &env{store: st, pipeline: &fakePipeline{store: st}, runtime: &fakeRuntime{}, repos: &fakeRepos{}, images: &fakeImages{}}
+	p := &Platform{
+		Store: st, Pipeline: e.pipeline, Runtime: e.runtime, Repos: e.repos, Images: e.images,
+		AppURL: func(app string) string { return "http://" + app + ".example.test" },
+	}
+	e.d = NewDispatcher(st, "1.2.3", p.Builtins())
+	return e
+}
+
+// run runs one command and returns its exit code, stdout and stderr.
+func (e *env) run(t *testing.T, id paas.Identity, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb strings.Builder
+	code := e.d.RunCommand(context.Background(), id, args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+var errBoom = errors.New("boom")

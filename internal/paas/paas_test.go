@@ -1,0 +1,223 @@
+package paas_test
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"paas/internal/paas"
+)
+
+func TestValidateAppName(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		ok    bool
+	}{
+		{"simple", "hello", true},
+		{"digits and dashes", "app-2-go", true},
+		{"starts with digit", "1app", true},
+		{"single char", "a", true},
+		{"63 chars", strings.Repeat("a", 63), true},
+		{"parent path", "../x", false},
+		{"slash", "a/b", false},
+		{"shell metachar", "a;id", false},
+		{"uppercase", "A", false},
+		{"empty", "", false},
+		{"64 chars", strings.Repeat("a", 64), false},
+		{"leading dash", "-x", false},
+		{"underscore", "a_b", false},
+		{"dot", "a.b", false},
+		{"space", "a b", false},
+		{"newline", "a\nb", false},
+		{"trailing newline", "ab\n", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := paas.ValidateAppName(tc.input)
+			if tc.ok && err != nil {
+				t.Fatalf("ValidateAppName(%q) = %v, want nil", tc.input, err)
+			}
+			if !tc.ok {
+				if err == nil {
+					t.Fatalf("ValidateAppName(%q) = nil, want error", tc.input)
+				}
+				if !errors.Is(err, paas.ErrInvalidName) {
+					t.Fatalf("ValidateAppName(%q) = %v, want errors.Is ErrInvalidName", tc.input, err)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateConfigKey(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		ok    bool
+	}{
+		{"upper", "DATABASE_URL", true},
+		{"lower", "foo", true},
+		{"leading underscore", "_X", true},
+		{"digits after first", "A1_2", true},
+		{"single letter", "A", true},
+		{"empty", "", false},
+		{"leading digit", "1A", false},
+		{"dash", "A-B", false},
+		{"equals", "A=B", false},
+		{"space", "A B", false},
+		{"dollar", "A$", false},
+		{"newline", "A\n", false},
+		{"unicode", "É", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := paas.ValidateConfigKey(tc.input)
+			if tc.ok != (err == nil) {
+				t.Fatalf("ValidateConfigKey(%q) = %v, want ok=%v", tc.input, err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, paas.ErrInvalidKey) {
+				t.Fatalf("ValidateConfigKey(%q) = %v, want errors.Is ErrInvalidKey", tc.input, err)
+			}
+		})
+	}
+}
+
+func TestValidateKeyName(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		ok    bool
+	}{
+		{"plain", "alice", true},
+		{"email", "alice@example.com", true},
+		{"mixed", "Bob_1.dev-x", true},
+		{"64 chars", strings.Repeat("k", 64), true},
+		{"65 chars", strings.Repeat("k", 65), false},
+		{"empty", "", false},
+		{"leading dot", ".alice", false},
+		{"leading dash", "-alice", false},
+		{"space", "alice smith", false},
+		{"slash", "a/b", false},
+		{"quote", `a"b`, false},
+		{"newline", "a\nb", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := paas.ValidateKeyName(tc.input)
+			if tc.ok != (err == nil) {
+				t.Fatalf("ValidateKeyName(%q) = %v, want ok=%v", tc.input, err, tc.ok)
+			}
+		})
+	}
+}
+
+func TestReleaseEnv(t *testing.T) {
+	tests := []struct {
+		name     string
+		config   map[string]string
+		want     []string
+		wantPort string
+	}{
+		{
+			name:     "nil config gets default port",
+			config:   nil,
+			want:     []string{"PORT=5000"},
+			wantPort: "5000",
+		},
+		{
+			name:     "sorted keys then port",
+			config:   map[string]string{"ZED": "z", "ALPHA": "a", "MID": "m=1"},
+			want:     []string{"ALPHA=a", "MID=m=1", "ZED=z", "PORT=5000"},
+			wantPort: "5000",
+		},
+		{
+			name:     "port override not duplicated",
+			config:   map[string]string{"PORT": "8080", "A": "1", "Z": "2"},
+			want:     []string{"A=1", "Z=2", "PORT=8080"},
+			wantPort: "8080",
+		},
+		{
+			name:     "empty port falls back to default",
+			config:   map[string]string{"PORT": ""},
+			want:     []string{"PORT=5000"},
+			wantPort: "5000",
+		},
+		{
+			name:     "values kept byte for byte",
+			config:   map[string]string{"Q": "it's \"x\"\n$HOME `id`"},
+			want:     []string{"Q=it's \"x\"\n$HOME `id`", "PORT=5000"},
+			wantPort: "5000",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &paas.Release{Config: tc.config}
+			got := r.Env()
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("Env() = %q, want %q", got, tc.want)
+			}
+			ports := 0
+			for _, kv := range got {
+				if strings.HasPrefix(kv, "PORT=") {
+					ports++
+				}
+			}
+			if ports != 1 {
+				t.Fatalf("Env() has %d PORT entries, want 1", ports)
+			}
+			if p := r.Port(); p != tc.wantPort {
+				t.Fatalf("Port() = %q, want %q", p, tc.wantPort)
+			}
+		})
+	}
+}
+
+func TestImageRef(t *testing.T) {
+	tests := []struct {
+		name string
+		img  paas.Image
+		want string
+	}{
+		{"registry with port", paas.Image{Repository: "127.0.0.1:5001/paas/hello", Digest: "sha256:abc"}, "127.0.0.1:5001/paas/hello@sha256:abc"},
+		{"plain", paas.Image{Repository: "hello", Digest: "sha256:0"}, "hello@sha256:0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.img.Ref(); got != tc.want {
+				t.Fatalf("Ref() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAppBranch(t *testing.T) {
+	tests := []struct {
+		name   string
+		branch string
+		want   string
+	}{
+		{"default", "", "main"},
+		{"set", "production", "production"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &paas.App{DeployBranch: tc.branch}
+			if got := a.Branch(); got != tc.want {
+				t.Fatalf("Branch() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSortedKeys(t *testing.T) {
+	got := paas.SortedKeys(map[string]string{"b": "", "a": "", "C": ""})
+	want := []string{"C", "a", "b"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("SortedKeys = %q, want %q", got, want)
+	}
+	if got := paas.SortedKeys(nil); len(got) != 0 {
+		t.Fatalf("SortedKeys(nil) = %q, want empty", got)
+	}
+}
