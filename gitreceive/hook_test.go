@@ -112,6 +112,8 @@ type fakePushes struct {
 	// handle, when set, runs instead of the above.
 	handle func(ctx context.Context, p *Push, out io.Writer) error
 
+	stop chan struct{} // ends a waiting handler whose context never ends
+
 	mu     sync.Mutex
 	pushes []Push
 	ctxErr error
@@ -129,7 +131,10 @@ func (f *fakePushes) HandlePush(ctx context.Context, p *Push, out io.Writer) err
 	}
 	io.WriteString(out, f.output)
 	if f.wait {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-f.stop:
+		}
 		f.mu.Lock()
 		f.ctxErr = ctx.Err()
 		f.mu.Unlock()
@@ -370,8 +375,10 @@ func TestHookFrames(t *testing.T) {
 // TestHookHangUpCancels checks that a hook going away (the pusher hung up)
 // cancels the push's context.
 func TestHookHangUpCancels(t *testing.T) {
-	h := &fakePushes{output: "started\n", wait: true, done: make(chan struct{})}
+	h := &fakePushes{output: "started\n", wait: true, done: make(chan struct{}), stop: make(chan struct{})}
 	hs := startHookServer(t, h)
+	// Runs before the server's cleanup, which waits for the handler.
+	t.Cleanup(func() { close(h.stop) })
 	token, done := hs.expect(&Push{App: "hello"})
 	t.Cleanup(done)
 
@@ -400,6 +407,8 @@ func TestHookHangUpCancels(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handler's context was not cancelled when the hook hung up")
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if !errors.Is(h.ctxErr, context.Canceled) {
 		t.Fatalf("ctx err %v", h.ctxErr)
 	}

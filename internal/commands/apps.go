@@ -44,6 +44,8 @@ type Repos interface {
 	Create(app string) error
 	Remove(app string) error
 	Path(app string) string
+	// Head returns the commit the app's branch points to, "" when it has none.
+	Head(app, branch string) (string, error)
 }
 
 // Images drops an app's images from the registry.
@@ -209,6 +211,10 @@ func (p *Platform) appsReport(_ context.Context, c *Call) error {
 			commit, image = r.Commit, r.Image.Ref()
 		}
 	}
+	head, err := p.Repos.Head(a.Name, a.Branch())
+	if err != nil {
+		return err
+	}
 	fields := []kv{
 		{"App created at", a.CreatedAt.Format(time.RFC3339)},
 		{"App deploy source", "git"},
@@ -217,6 +223,7 @@ func (p *Platform) appsReport(_ context.Context, c *Call) error {
 		{"App owner", a.Owner},
 		{"App release", fmt.Sprint(a.Current)},
 		{"App commit", commit},
+		{"App git head", head},
 		{"App image", image},
 		{"App url", p.AppURL(a.Name)},
 	}

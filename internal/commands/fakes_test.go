@@ -241,6 +241,8 @@ func (r *fakeRepos) Remove(app string) error {
 
 func (r *fakeRepos) Path(app string) string { return "/data/repos/" + app + ".git" }
 
+func (r *fakeRepos) Head(app, branch string) (string, error) { return "", nil }
+
 type fakeImages struct {
 	mu      sync.Mutex
 	deleted []string

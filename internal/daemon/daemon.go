@@ -238,6 +238,10 @@ func (r *repos) Create(app string) error {
 	return gitreceive.InitRepo(r.Path(app), "main")
 }
 
+func (r *repos) Head(app, branch string) (string, error) {
+	return gitreceive.BranchCommit(r.Path(app), branch)
+}
+
 func (r *repos) Remove(app string) error {
 	if err := paas.ValidateAppName(app); err != nil {
 		return err
