@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"paas/internal/paas"
 	"paas/scheduler"
@@ -31,7 +32,8 @@ func (p *Platform) logs(ctx context.Context, c *Call) error {
 	}
 	for _, f := range []string{"-p", "--ps"} {
 		if v, ok := c.Flags[f]; ok {
-			if err := paas.ValidateAppName(v); err != nil {
+			proc, slot, hasSlot := strings.Cut(v, ".")
+			if paas.ValidateAppName(proc) != nil || (hasSlot && !isDigits(slot)) {
 				return fmt.Errorf("invalid process type %q", sanitize(v))
 			}
 			opts.Process = v
@@ -45,6 +47,18 @@ func (p *Platform) logs(ctx context.Context, c *Call) error {
 		return nil // the user hung up on a followed log
 	}
 	return err
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *Platform) psReport(ctx context.Context, c *Call) error {

@@ -29,13 +29,24 @@ func exportTo(ctx context.Context, export func(context.Context, io.Writer) error
 		io.Copy(io.Discard, pr) // the padding after the end-of-archive marker
 	}
 	pr.CloseWithError(errors.New("unpack stopped"))
-	if err := <-errc; err != nil {
-		return err
+	eerr := <-errc
+	switch {
+	case eerr != nil && (uerr == nil || errors.Is(uerr, eerr)):
+		return eerr // the export failed first
+	case uerr != nil:
+		return uerr // the reason; the export then only failed to write the rest
 	}
-	return uerr
+	return nil
 }
 
+// untar unpacks r under dir through an os.Root, so no entry can reach outside
+// dir, not even through a symlink an earlier entry created.
 func untar(r io.Reader, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -49,23 +60,24 @@ func untar(r io.Reader, dir string) error {
 		if name == "." || filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
 			return fmt.Errorf("archive entry %q leaves the build dir", h.Name)
 		}
-		target := filepath.Join(dir, name)
+		target := name
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return err
+			if err := root.MkdirAll(target, 0o755); err != nil {
+				return fmt.Errorf("archive entry %q: %w", h.Name, err)
 			}
 		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
+			if err := root.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return fmt.Errorf("archive entry %q: %w", h.Name, err)
 			}
 			mode := os.FileMode(0o644)
 			if h.Mode&0o111 != 0 {
 				mode = 0o755
 			}
-			f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+			// O_EXCL: an entry never writes through an existing file or link.
+			f, err := root.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
 			if err != nil {
-				return err
+				return fmt.Errorf("archive entry %q: %w", h.Name, err)
 			}
 			_, err = io.Copy(f, tr)
 			if cerr := f.Close(); err == nil {
@@ -76,11 +88,11 @@ func untar(r io.Reader, dir string) error {
 			}
 		case tar.TypeSymlink:
 			// Links are kept as links; the builder does not follow them out of the dir.
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
+			if err := root.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return fmt.Errorf("archive entry %q: %w", h.Name, err)
 			}
-			if err := os.Symlink(h.Linkname, target); err != nil {
-				return err
+			if err := root.Symlink(h.Linkname, target); err != nil {
+				return fmt.Errorf("archive entry %q: %w", h.Name, err)
 			}
 		case tar.TypeXGlobalHeader:
 			// git archive puts the commit id here
