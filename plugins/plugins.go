@@ -1,6 +1,14 @@
-// Package plugins runs triggers at the hook points of the pipeline. Executable
-// plugins live in a directory, one folder per plugin, one executable per trigger
-// (Dokku's layout: DIR/PLUGIN/TRIGGER), and are run directly, never through a shell.
+// Package plugins is where an installation adapts paas without forking it: hook
+// points (triggers) around the pipeline and the commands, with Dokku's trigger
+// names, and commands added by plugins.
+//
+// Two kinds of plugins use the same trigger points:
+//   - Go plugins compiled into paasd (a value implementing Plugin, registered
+//     at wiring time), which may also implement Hooker (triggers) and
+//     Commander (commands such as postgres:create);
+//   - executable plugins in a directory, one folder per plugin and one
+//     executable per trigger (Dokku's layout: DIR/PLUGIN/TRIGGER), run
+//     directly, never through a shell.
 package plugins
 
 import (
@@ -8,85 +16,154 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sort"
 	"strings"
-	"time"
+
+	"paas/internal/paas"
 )
 
-// DefaultTimeout bounds one trigger run.
-const DefaultTimeout = 2 * time.Minute
+// Trigger names. The arguments each one gets are listed in Triggers.
+const (
+	TriggerUserAuth          = "user-auth"
+	TriggerPreReceiveApp     = "pre-receive-app"
+	TriggerPostExtract       = "post-extract"
+	TriggerPreBuild          = "pre-build"
+	TriggerPostBuild         = "post-build"
+	TriggerPreDeploy         = "pre-deploy"
+	TriggerPostDeploy        = "post-deploy"
+	TriggerPostConfigUpdate  = "post-config-update"
+	TriggerPreDelete         = "pre-delete"
+	TriggerPostDelete        = "post-delete"
+	TriggerPostDomainsUpdate = "post-domains-update"
+)
 
-// Dir runs executable plugins found under a directory.
-type Dir struct {
-	path    string
-	timeout time.Duration
-	log     *slog.Logger
+// TriggerDoc documents one trigger point.
+type TriggerDoc struct {
+	Name string
+	Args string
+	When string
+	// Fails says what a non-zero exit (an error) does.
+	Fails string
 }
 
-// NewDir returns the plugins under path; a missing directory has no plugins.
-func NewDir(path string, timeout time.Duration, log *slog.Logger) *Dir {
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	return &Dir{path: path, timeout: timeout, log: log}
+// Triggers lists every trigger point, in the order they fire during a push.
+var Triggers = []TriggerDoc{
+	{TriggerUserAuth, "USER COMMAND [ARGS...]", "before every SSH command is run", "refuses the command with the plugin's message"},
+	{TriggerPreReceiveApp, "APP COMMIT", "a push to the deploy branch arrived, before anything is done", "rejects the push; nothing changes"},
+	{TriggerPostExtract, "APP BUILD_DIR COMMIT", "the commit is exported to BUILD_DIR (the plugin may change the files)", "rejects the push; nothing changes"},
+	{TriggerPreBuild, "APP BUILD_DIR", "before the image is built", "rejects the push; nothing changes"},
+	{TriggerPostBuild, "APP IMAGE", "the image is built and in the registry", "rejects the push; nothing changes"},
+	{TriggerPreDeploy, "APP IMAGE VERSION", "before release VERSION is rolled out", "rejects the push; the previous release keeps serving"},
+	{TriggerPostDeploy, "APP VERSION IMAGE", "release VERSION serves", "reported to the pusher; the release stays"},
+	{TriggerPostConfigUpdate, "APP set|unset KEY...", "config vars changed (and rolled out unless --no-restart)", "reported to the user; the change stays"},
+	{TriggerPreDelete, "APP", "apps:destroy, before anything is removed", "refuses the destroy; nothing changes"},
+	{TriggerPostDelete, "APP", "apps:destroy removed the app", "reported to the user"},
+	{TriggerPostDomainsUpdate, "APP add|remove DOMAIN...", "an app's domains changed (fired by the domains commands)", "reported to the user"},
 }
 
-// Trigger runs every plugin's executable named name, in plugin name order, with
-// args as its arguments. Output goes to out. A failure of a trigger whose name
-// starts with "pre-" stops at once with the plugin's message.
-func (d *Dir) Trigger(ctx context.Context, name string, args []string, out io.Writer) error {
-	if d.path == "" {
-		return nil
-	}
-	entries, err := os.ReadDir(d.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read plugins dir: %w", err)
-	}
-	names := make([]string, 0, len(entries))
-	for _, e := range entries {
-		if e.IsDir() {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
-	var errs []error
-	for _, plugin := range names {
-		exe := filepath.Join(d.path, plugin, name)
-		fi, err := os.Stat(exe)
-		if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-			continue
-		}
-		if err := d.run(ctx, plugin, exe, args, out); err != nil {
-			if strings.HasPrefix(name, "pre-") {
-				return err
-			}
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+// Stops reports whether a failure of trigger name stops what it guards: every
+// pre-* trigger and user-auth stop at the first failing plugin; the others run
+// every plugin and report all failures.
+func Stops(name string) bool {
+	return strings.HasPrefix(name, "pre-") || name == TriggerUserAuth
 }
 
-func (d *Dir) run(ctx context.Context, plugin, exe string, args []string, out io.Writer) error {
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.Dir = filepath.Dir(exe)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	if ctx.Err() == context.DeadlineExceeded {
-		return fmt.Errorf("plugin %s: %s timed out after %s", plugin, filepath.Base(exe), d.timeout)
-	}
-	if err != nil {
-		d.log.Warn("plugin trigger failed", "plugin", plugin, "trigger", filepath.Base(exe), "err", err)
-		return fmt.Errorf("plugin %s: %s failed: %w", plugin, filepath.Base(exe), err)
-	}
-	return nil
+// Plugin is a Go plugin compiled into paasd.
+type Plugin interface {
+	Name() string
+	Description() string
 }
+
+// Event is one firing of a trigger.
+type Event struct {
+	Trigger string
+	Args    []string
+	// User is who caused it (the pusher, the command's caller); empty when paasd did.
+	User paas.Identity
+	// Out is where the user reads the plugin's output (the push, the session).
+	Out io.Writer
+}
+
+// HookFunc runs at a trigger; an error is handled as Triggers describes.
+type HookFunc func(ctx context.Context, ev Event) error
+
+// Hooker is a Go plugin that runs at trigger points.
+type Hooker interface {
+	Plugin
+	Hooks() map[string]HookFunc
+}
+
+// Commander is a Go plugin that adds commands, named "PLUGIN:subcommand".
+type Commander interface {
+	Plugin
+	Commands() []Command
+}
+
+// Runner is a Go plugin with background work (e.g. scheduled backups); Run
+// returns when ctx ends.
+type Runner interface {
+	Plugin
+	Run(ctx context.Context) error
+}
+
+// Command is a command a plugin adds. The dispatcher applies the same access
+// checks as to built-in commands: Admin commands are refused to others, and
+// with App the first argument must be an app the caller may use.
+type Command struct {
+	Name    string // "PLUGIN:subcommand"
+	Args    string // usage, e.g. "DB APP"
+	Help    string
+	Flags   map[string]bool // flag -> takes a value
+	App     bool
+	Admin   bool
+	MinArgs int
+	Run     func(ctx context.Context, c *Call) error
+}
+
+// Call is one invocation of a plugin command.
+type Call struct {
+	ID    paas.Identity
+	App   *paas.App // with Command.App
+	Args  []string  // positional arguments (after the app)
+	Flags map[string]string
+	Stdin io.Reader
+	Out   io.Writer
+	Err   io.Writer
+}
+
+// Has reports whether flag was given.
+func (c *Call) Has(flag string) bool { _, ok := c.Flags[flag]; return ok }
+
+// Apps is what a plugin may do with apps, with the caller's rights.
+type Apps interface {
+	// App returns an app id may use; an app one may not use is reported
+	// exactly like a missing one (an error matching paas.ErrAppNotFound,
+	// exit 20).
+	App(id paas.Identity, name string) (*paas.App, error)
+	// SetConfig changes the app's config through fn and rolls it out as a new
+	// release (zero downtime) when the app runs.
+	SetConfig(ctx context.Context, app string, who paas.Identity, reason string, fn func(cfg map[string]string) error, out io.Writer) error
+}
+
+// Data is a plugin's own space in the store: keys to values, changed atomically.
+type Data interface {
+	Get(key string) ([]byte, error) // nil when missing
+	// Update replaces key's value with what fn returns from the current one
+	// (nil when missing); a nil result deletes the key; an error changes nothing.
+	Update(key string, fn func(old []byte) ([]byte, error)) error
+	List() (map[string][]byte, error)
+}
+
+// ErrNotFound is what a plugin returns for a thing of its own (a database)
+// that does not exist or that the caller may not see: both read the same.
+var ErrNotFound = errors.New("not found")
+
+// NotFound returns an error reading "KIND NAME does not exist" matching ErrNotFound.
+func NotFound(kind, name string) error {
+	return fmt.Errorf("%s %s does not exist%w", kind, name, silent{ErrNotFound})
+}
+
+// silent wraps an error without adding to the message.
+type silent struct{ err error }
+
+func (s silent) Error() string { return "" }
+func (s silent) Unwrap() error { return s.err }

@@ -18,6 +18,7 @@ import (
 
 	"paas/builder"
 	"paas/internal/paas"
+	"paas/plugins"
 )
 
 // Store is the state the pipeline reads and records.
@@ -138,6 +139,10 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 	}
 	short := shortSHA(src.Commit)
 	fmt.Fprintf(out, "-----> Deploying %s (%s)\n", appName, short)
+	ctx = plugins.WithUser(ctx, who)
+	if err := p.triggers.Trigger(ctx, plugins.TriggerPreReceiveApp, []string{appName, src.Commit}, out); err != nil {
+		return err
+	}
 
 	// 1. export the pushed commit to a build dir
 	dir := filepath.Join(p.buildRoot, fmt.Sprintf("%s-%d", appName, rec.ID))
@@ -145,9 +150,12 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 	if err := exportTo(ctx, src.Export, dir); err != nil {
 		return fmt.Errorf("export %s: %w", short, err)
 	}
+	if err := p.triggers.Trigger(ctx, plugins.TriggerPostExtract, []string{appName, dir, src.Commit}, out); err != nil {
+		return err
+	}
 
 	// 2. pre-build plugins
-	if err := p.triggers.Trigger(ctx, "pre-build", []string{appName}, out); err != nil {
+	if err := p.triggers.Trigger(ctx, plugins.TriggerPreBuild, []string{appName, dir}, out); err != nil {
 		return err
 	}
 
@@ -169,6 +177,9 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 	if err != nil {
 		return fmt.Errorf("build failed: %w", err)
 	}
+	if err := p.triggers.Trigger(ctx, plugins.TriggerPostBuild, []string{appName, img.Ref()}, out); err != nil {
+		return err
+	}
 
 	// 4-6. release and roll out (the router follows the running tasks)
 	rel := &paas.Release{
@@ -177,13 +188,16 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 		Processes: procs, Scale: scaleOf(app, procs),
 		Commit: src.Commit, Author: who.Name, Reason: "push " + short,
 	}
+	if err := p.triggers.Trigger(ctx, plugins.TriggerPreDeploy, []string{appName, img.Ref(), fmt.Sprint(version)}, out); err != nil {
+		return err
+	}
 	if err := p.rollOut(ctx, rel, out); err != nil {
 		return err
 	}
 	rec.Release = rel.Version
 
 	// 7. post-deploy plugins: the release is live; a failure here is reported only
-	if err := p.triggers.Trigger(ctx, "post-deploy", []string{appName}, out); err != nil {
+	if err := p.triggers.Trigger(ctx, plugins.TriggerPostDeploy, []string{appName, fmt.Sprint(rel.Version), img.Ref()}, out); err != nil {
 		fmt.Fprintf(out, " !     post-deploy: %v\n", err)
 	}
 	fmt.Fprintf(out, "=====> Application deployed:\n       %s\n", p.appURL(appName))

@@ -243,13 +243,15 @@ type fakeTriggers struct {
 
 	mu    sync.Mutex
 	calls []string
+	args  [][]string
 }
 
 var _ Triggers = (*fakeTriggers)(nil)
 
 func (f *fakeTriggers) Trigger(_ context.Context, name string, args []string, out io.Writer) error {
 	f.mu.Lock()
-	f.calls = append(f.calls, name+" "+strings.Join(args, " "))
+	f.calls = append(f.calls, name+" "+args[0]) // the app; TestTriggerArgs checks the rest
+	f.args = append(f.args, args)
 	f.mu.Unlock()
 	return f.errs[name]
 }
@@ -323,43 +325,55 @@ func TestPush(t *testing.T) {
 			name: "success", src: source(),
 			wantCurrent: 2, wantBuilds: 1, wantRollout: 1,
 			wantOut:  "=====> Application deployed:\n       http://hello.example.test",
-			wantTrig: []string{"pre-build hello", "post-deploy hello"},
+			wantTrig: []string{"pre-receive-app hello", "post-extract hello", "pre-build hello", "post-build hello", "pre-deploy hello", "post-deploy hello"},
 		},
 		{
 			name: "build fails", setup: func(e *pipelineEnv) { e.builder.err = boom }, src: source(),
 			wantErr: "build failed: boom", wantCurrent: 1, wantBuilds: 1, wantRollout: 0,
-			wantOut: "building v2-0123456", wantTrig: []string{"pre-build hello"},
+			wantOut: "building v2-0123456", wantTrig: []string{"pre-receive-app hello", "post-extract hello", "pre-build hello"},
 		},
 		{
 			name: "scheduler fails", setup: func(e *pipelineEnv) { e.scheduler.err = boom }, src: source(),
 			wantErr: "release v2 failed, v1 keeps serving: boom", wantCurrent: 1, wantBuilds: 1, wantRollout: 1,
-			wantOut: "rolling out v2", wantTrig: []string{"pre-build hello"},
+			wantOut: "rolling out v2", wantTrig: []string{"pre-receive-app hello", "post-extract hello", "pre-build hello", "post-build hello", "pre-deploy hello"},
 		},
 		{
 			name: "pre-build trigger stops before the build", setup: func(e *pipelineEnv) { e.triggers.errs["pre-build"] = boom }, src: source(),
 			wantErr: "boom", wantCurrent: 1, wantBuilds: 0, wantRollout: 0,
-			wantOut: "-----> Deploying hello (0123456)", wantTrig: []string{"pre-build hello"},
+			wantOut: "-----> Deploying hello (0123456)", wantTrig: []string{"pre-receive-app hello", "post-extract hello", "pre-build hello"},
 		},
 		{
 			name: "post-deploy failure is only reported", setup: func(e *pipelineEnv) { e.triggers.errs["post-deploy"] = boom }, src: source(),
 			wantCurrent: 2, wantBuilds: 1, wantRollout: 1,
-			wantOut: " !     post-deploy: boom", wantTrig: []string{"pre-build hello", "post-deploy hello"},
+			wantOut: " !     post-deploy: boom", wantTrig: []string{"pre-receive-app hello", "post-extract hello", "pre-build hello", "post-build hello", "pre-deploy hello", "post-deploy hello"},
 		},
 		{
 			name: "no Dockerfile", src: source(file("main.go", "package main")),
-			wantErr: "no Dockerfile", wantCurrent: 1, wantTrig: []string{"pre-build hello"},
+			wantErr: "no Dockerfile", wantCurrent: 1, wantTrig: []string{"pre-receive-app hello", "post-extract hello", "pre-build hello"},
 		},
 		{
 			name: "bad Procfile", src: source(file("Dockerfile", "FROM scratch"), file("Procfile", "Web: x")),
-			wantErr: "Procfile line 1", wantCurrent: 1, wantTrig: []string{"pre-build hello"},
+			wantErr: "Procfile line 1", wantCurrent: 1, wantTrig: []string{"pre-receive-app hello", "post-extract hello", "pre-build hello"},
+		},
+		{
+			name: "pre-receive-app refuses before anything", setup: func(e *pipelineEnv) { e.triggers.errs["pre-receive-app"] = boom }, src: source(),
+			wantErr: "boom", wantCurrent: 1, wantTrig: []string{"pre-receive-app hello"},
+		},
+		{
+			name: "post-build failure rejects before the rollout", setup: func(e *pipelineEnv) { e.triggers.errs["post-build"] = boom }, src: source(),
+			wantErr: "boom", wantCurrent: 1, wantBuilds: 1, wantTrig: []string{"pre-receive-app hello", "post-extract hello", "pre-build hello", "post-build hello"},
+		},
+		{
+			name: "pre-deploy refuses the rollout", setup: func(e *pipelineEnv) { e.triggers.errs["pre-deploy"] = boom }, src: source(),
+			wantErr: "boom", wantCurrent: 1, wantBuilds: 1, wantTrig: []string{"pre-receive-app hello", "post-extract hello", "pre-build hello", "post-build hello", "pre-deploy hello"},
 		},
 		{
 			name: "archive escaping the build dir", src: source(file("../evil", "x")),
-			wantErr: "export 0123456", wantCurrent: 1,
+			wantErr: "export 0123456", wantCurrent: 1, wantTrig: []string{"pre-receive-app hello"},
 		},
 		{
 			name: "export fails", src: Source{Commit: commit, Export: func(context.Context, io.Writer) error { return boom }},
-			wantErr: "export 0123456: boom", wantCurrent: 1,
+			wantErr: "export 0123456: boom", wantCurrent: 1, wantTrig: []string{"pre-receive-app hello"},
 		},
 	}
 	for _, tc := range tests {
@@ -771,5 +785,32 @@ func TestLocked(t *testing.T) {
 	}
 	if err := <-lockedErr; err == nil || err.Error() != "from fn" {
 		t.Fatalf("Locked = %v, want fn's error", err)
+	}
+}
+
+// TestTriggerArgs checks the arguments every pipeline trigger gets (the
+// contract the README documents for plugin authors).
+func TestTriggerArgs(t *testing.T) {
+	e := newPipelineEnv(t, &paas.App{Name: "hello", Owner: "alice"})
+	if err := e.p.Push(context.Background(), "hello", alice, source(), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(e.buildRoot, "hello-1")
+	img := "reg/hello@sha256:v1-0123456"
+	want := [][]string{
+		{"hello", commit},
+		{"hello", dir, commit},
+		{"hello", dir},
+		{"hello", img},
+		{"hello", img, "1"},
+		{"hello", "1", img},
+	}
+	if len(e.triggers.args) != len(want) {
+		t.Fatalf("trigger args %q, want %q", e.triggers.args, want)
+	}
+	for i := range want {
+		if !slices.Equal(e.triggers.args[i], want[i]) {
+			t.Fatalf("%s args %q, want %q", e.triggers.calls[i], e.triggers.args[i], want[i])
+		}
 	}
 }
