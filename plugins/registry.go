@@ -276,7 +276,6 @@ func (r *Registry) Commands() []Command {
 	return out
 }
 
-
 // Run runs the background work of every Go plugin that has some, until ctx ends.
 func (r *Registry) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)

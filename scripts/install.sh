@@ -96,6 +96,7 @@ deps() {
   install_go
   start_docker
   start_swarm
+  "$ROOT/scripts/postgres/build.sh"   # the Postgres plugin's image, built here (no pulls)
   log "Docker $(docker version --format '{{.Server.Version}}') in swarm mode, $(go version | cut -d' ' -f3)"
 }
 

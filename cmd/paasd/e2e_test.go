@@ -191,6 +191,11 @@ func (in *installation) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	scheduler.New(cli, scheduler.Options{Name: in.name, Network: in.name + "-net"}).RemoveAll(ctx)
+	// Volumes of this installation (Postgres databases).
+	vols, _ := exec.Command("docker", "volume", "ls", "-q", "--filter", "label=paas.installation="+in.name).Output()
+	for _, v := range strings.Fields(string(vols)) {
+		exec.Command("docker", "volume", "rm", "-f", v).Run()
+	}
 	// Images of this installation: everything tagged under its registry prefix.
 	out, _ := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", fmt.Sprintf("reference=127.0.0.1:%d/%s/*", in.regPort, in.name)).Output()
 	for _, ref := range strings.Fields(string(out)) {

@@ -127,6 +127,7 @@ func serve(args []string, stderr io.Writer) int {
 	f.String(&cfg.Name, "name", "paas", "prefix of every Swarm object of this installation")
 	f.String(&cfg.RegistryAddr, "registry-addr", "127.0.0.1:5000", "loopback address of the embedded registry")
 	f.String(&cfg.PluginsDir, "plugins-dir", "", "directory of executable plugins (default DATA_DIR/plugins)")
+	f.String(&cfg.PostgresImage, "postgres-image", "", "image of Postgres databases (default paas-postgres:15, built by scripts/postgres/build.sh)")
 	if !f.parse(args, stderr) {
 		return 2
 	}

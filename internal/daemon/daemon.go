@@ -29,7 +29,6 @@ import (
 	"paas/internal/paas"
 	"paas/internal/registry"
 	"paas/internal/store"
-	"paas/plugins"
 	"paas/scheduler"
 )
 
@@ -44,7 +43,9 @@ type Config struct {
 	Name         string
 	RegistryAddr string
 	PluginsDir   string
-	Version      string
+	// PostgresImage is the image of Postgres databases (postgres.DefaultImage when empty).
+	PostgresImage string
+	Version       string
 }
 
 // Validate reports the first invalid setting.
@@ -121,7 +122,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		return fmt.Sprintf("http://%s.%s:%d", app, cfg.Domain, cfg.HTTPPort)
 	}
-	pipeline := deploy.New(st, build, sched, plugins.NewDir(cfg.PluginsDir, 0, log.With("component", "plugins")), deploy.Options{
+	triggers := newPlugins(cfg, dataDir, st, log)
+	pipeline := deploy.New(st, build, sched, triggers, deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
 		Log:       log.With("component", "deploy"),
@@ -131,7 +133,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Store: st, Pipeline: pipeline, Runtime: sched, Repos: repos, AppURL: appURL,
 		Images: imagesFunc(func(app string) error { return reg.DeleteRepository(cfg.Name + "/" + app) }),
 	}
-	dispatcher := commands.NewDispatcher(st, cfg.Version, platform.Builtins())
+	if err := registerPlugins(triggers, cfg, dataDir, st, docker, pipeline, network, log); err != nil {
+		return err
+	}
+	dispatcher := commands.NewDispatcher(st, cfg.Version, commands.WithTriggers(platform.Builtins(), triggers), pluginCommands(triggers))
 
 	ssh, err := gitreceive.New(gitreceive.Options{
 		Addr:        cfg.SSHAddr,
@@ -140,7 +145,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Auth:        auth.NewKeys(cfg.AdminKeys, st),
 		Repos:       repos,
 		Pushes:      &pushes{pipeline: pipeline, store: st},
-		Commands:    dispatcher,
+		Commands:    &commands.UserAuth{Next: dispatcher, Triggers: triggers},
 		Log:         log.With("component", "ssh"),
 	})
 	if err != nil {
@@ -170,6 +175,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return startRouter(gctx, docker, sched, cfg, repoPrefix, network, log)
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
+	g.Go(func() error { return triggers.Run(gctx) })
 	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", regListener.Addr().String(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
 	return g.Wait()
 }
