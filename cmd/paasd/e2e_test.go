@@ -343,6 +343,20 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 		ts.Check(err)
 		time.Sleep(d)
 	},
+	// wait-file GLOB SECONDS: wait until a file matches GLOB.
+	"wait-file": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 2 {
+			ts.Fatalf("usage: wait-file GLOB SECONDS")
+		}
+		secs, err := time.ParseDuration(args[1] + "s")
+		ts.Check(err)
+		for deadline := time.Now().Add(secs); time.Now().Before(deadline); time.Sleep(time.Second) {
+			if m, _ := filepath.Glob(ts.MkAbs(args[0])); len(m) > 0 {
+				return
+			}
+		}
+		ts.Fatalf("no file matched %s in %s", args[0], secs)
+	},
 	// docker-services: list this installation's Swarm services (names).
 	"docker-services": func(ts *testscript.TestScript, neg bool, args []string) {
 		out, err := exec.Command("docker", "service", "ls", "--format", "{{.Name}}", "--filter", "label=paas.installation="+ts.Getenv("PAAS_NAME")).CombinedOutput()
