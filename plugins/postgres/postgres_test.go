@@ -1,0 +1,171 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/swarm"
+
+	"paas/internal/paas"
+	"paas/plugins"
+)
+
+func TestSchedule(t *testing.T) {
+	at := func(s string) time.Time {
+		tm, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm
+	}
+	tests := []struct {
+		spec    string
+		match   []string
+		noMatch []string
+	}{
+		{"0 3 * * *", []string{"2026-11-22T03:00:00Z", "2026-01-01T03:00:59Z"}, []string{"2026-11-22T03:01:00Z", "2026-11-22T04:00:00Z"}},
+		{"* * * * *", []string{"2026-11-22T00:00:00Z", "2026-11-22T23:59:00Z"}, nil},
+		{"*/15 9-17 * * 1-5", []string{"2026-11-23T09:45:00Z", "2026-11-27T17:00:00Z"}, []string{"2026-11-22T10:00:00Z", "2026-11-23T09:44:00Z", "2026-11-23T18:00:00Z"}},
+		{"30 2 1,15 * *", []string{"2026-11-01T02:30:00Z", "2026-11-15T02:30:00Z"}, []string{"2026-11-02T02:30:00Z"}},
+		{"0 0 * * 7", []string{"2026-11-22T00:00:00Z"}, []string{"2026-11-23T00:00:00Z"}}, // 7 is Sunday
+		{"0 0 13 * 5", []string{"2026-11-13T00:00:00Z", "2026-11-20T00:00:00Z"}, []string{"2026-11-14T00:00:00Z"}}, // day fields OR
+		{"0 12 * 6 *", []string{"2026-06-03T12:00:00Z"}, []string{"2026-07-03T12:00:00Z"}},
+		{"5-10/5 * * * *", []string{"2026-06-03T12:05:00Z", "2026-06-03T12:10:00Z"}, []string{"2026-06-03T12:06:00Z"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.spec, func(t *testing.T) {
+			s, err := parseSchedule(tc.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range tc.match {
+				if !s.matches(at(m)) {
+					t.Errorf("%s does not match %s", tc.spec, m)
+				}
+			}
+			for _, m := range tc.noMatch {
+				if s.matches(at(m)) {
+					t.Errorf("%s matches %s", tc.spec, m)
+				}
+			}
+		})
+	}
+}
+
+func TestScheduleInvalid(t *testing.T) {
+	for _, spec := range []string{"", "every day", "* * * *", "* * * * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8", "5-1 * * * *", "*/0 * * * *", "a * * * *", "1,,2 * * * *", "-1 * * * *"} {
+		if _, err := parseSchedule(spec); err == nil {
+			t.Errorf("parseSchedule(%q) succeeded", spec)
+		}
+	}
+}
+
+func TestValidateName(t *testing.T) {
+	for _, ok := range []string{"db", "my-db-2", strings.Repeat("a", maxDBName)} {
+		if err := validateName(ok); err != nil {
+			t.Errorf("validateName(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "-db", "My", "a_b", "a.b", "a/b", "a b", `a"b`, strings.Repeat("a", maxDBName+1), "$(id)"} {
+		if err := validateName(bad); err == nil {
+			t.Errorf("validateName(%q) succeeded", bad)
+		}
+	}
+}
+
+func newTestPlugin(t *testing.T) *Postgres {
+	return New(Options{Name: "inst", Network: "inst-net", BackupDir: t.TempDir(), Data: plugins.NewMemData()})
+}
+
+func TestPrune(t *testing.T) {
+	p := newTestPlugin(t)
+	dir := p.backupDir("db")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+	for i := range 5 {
+		name := "db-" + base.Add(time.Duration(i)*time.Hour).Format(backupTimeFormat) + ".dump"
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// files that are not backups of db are never touched
+	for _, other := range []string{"notes.txt", ".partial-123", "db-garbage.dump"} {
+		os.WriteFile(filepath.Join(dir, other), nil, 0o600)
+	}
+	if err := p.prune("db", 2); err != nil {
+		t.Fatal(err)
+	}
+	kept, err := p.keptBackups("db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range kept {
+		got = append(got, b.Time.Format("15:04"))
+	}
+	if want := []string{"07:00", "06:00"}; !slices.Equal(got, want) {
+		t.Fatalf("kept %v, want %v", got, want)
+	}
+	for _, other := range []string{"notes.txt", ".partial-123", "db-garbage.dump"} {
+		if _, err := os.Stat(filepath.Join(dir, other)); err != nil {
+			t.Errorf("%s removed", other)
+		}
+	}
+}
+
+func TestAccessAndLinksBlockDelete(t *testing.T) {
+	p := newTestPlugin(t)
+	db := &Database{Name: "shop", Owner: "alice", Password: "secret/with:chars@", Links: []string{"web"}}
+	raw, _ := json.Marshal(db)
+	p.opts.Data.Update("shop", func([]byte) ([]byte, error) { return raw, nil })
+
+	for _, tc := range []struct {
+		id paas.Identity
+		ok bool
+	}{{paas.Identity{Name: "alice"}, true}, {paas.Identity{Name: "root", Admin: true}, true}, {paas.Identity{Name: "bob"}, false}} {
+		_, err := p.get(tc.id, "shop")
+		if (err == nil) != tc.ok {
+			t.Errorf("get as %+v = %v", tc.id, err)
+		}
+		if err != nil && err.Error() != "Postgres database shop does not exist" {
+			t.Errorf("get as %+v = %q", tc.id, err)
+		}
+	}
+	if err := p.preDelete(context.Background(), plugins.Event{Args: []string{"web"}}); err == nil || !strings.Contains(err.Error(), "postgres:unlink shop web") {
+		t.Fatalf("pre-delete of a linked app = %v", err)
+	}
+	if err := p.preDelete(context.Background(), plugins.Event{Args: []string{"other"}}); err != nil {
+		t.Fatalf("pre-delete of an unlinked app = %v", err)
+	}
+	if got, want := p.URL(db), "postgres://postgres:secret%2Fwith%3Achars%40@inst-pg-shop:5432/shop?sslmode=disable"; got != want {
+		t.Fatalf("URL = %s, want %s", got, want)
+	}
+}
+
+func TestSpec(t *testing.T) {
+	p := newTestPlugin(t)
+	s := p.spec("shop", "node1")
+	c := s.TaskTemplate.ContainerSpec
+	switch {
+	case s.Name != "inst-pg-shop" || s.Labels[paas.LabelInstallation] != "inst" || s.Labels[labelDatabase] != "shop":
+		t.Fatalf("annotations %+v", s.Annotations)
+	case s.EndpointSpec.Mode != swarm.ResolutionModeDNSRR || len(s.EndpointSpec.Ports) != 0:
+		t.Fatalf("endpoint %+v: want dnsrr and no published port", s.EndpointSpec)
+	case len(c.Mounts) != 1 || c.Mounts[0].Source != "inst-pg-shop-data" || c.Mounts[0].Target != dataDir:
+		t.Fatalf("mounts %+v", c.Mounts)
+	case len(s.TaskTemplate.Networks) != 1 || s.TaskTemplate.Networks[0].Target != "inst-net":
+		t.Fatalf("networks %+v", s.TaskTemplate.Networks)
+	case !slices.Equal(s.TaskTemplate.Placement.Constraints, []string{"node.id==node1"}):
+		t.Fatalf("placement %+v", s.TaskTemplate.Placement)
+	case c.Image != DefaultImage || len(c.Env) != 0:
+		t.Fatalf("image %s env %v: no password may be in the spec", c.Image, c.Env)
+	}
+}
