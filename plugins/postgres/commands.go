@@ -438,4 +438,3 @@ func (p *Postgres) destroy(ctx context.Context, c *plugins.Call) error {
 	}
 	return nil
 }
-

@@ -244,5 +244,4 @@ func (p *Postgres) preDelete(_ context.Context, ev plugins.Event) error {
 	return nil
 }
 
-
 func step(w io.Writer, format string, args ...any) { fmt.Fprintf(w, "-----> "+format+"\n", args...) }
