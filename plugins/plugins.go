@@ -57,7 +57,7 @@ var Triggers = []TriggerDoc{
 	{TriggerPostConfigUpdate, "APP set|unset KEY...", "config vars changed (and rolled out unless --no-restart)", "reported to the user; the change stays"},
 	{TriggerPreDelete, "APP", "apps:destroy, before anything is removed", "refuses the destroy; nothing changes"},
 	{TriggerPostDelete, "APP", "apps:destroy removed the app", "reported to the user"},
-	{TriggerPostDomainsUpdate, "APP add|remove DOMAIN...", "an app's domains changed (fired by the domains commands)", "reported to the user"},
+	{TriggerPostDomainsUpdate, "APP add|remove DOMAIN...", "reserved for the domains commands, which fire it when an app's domains change", "reported to the user"},
 }
 
 // Stops reports whether a failure of trigger name stops what it guards: every
