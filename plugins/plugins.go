@@ -47,7 +47,7 @@ type TriggerDoc struct {
 
 // Triggers lists every trigger point, in the order they fire during a push.
 var Triggers = []TriggerDoc{
-	{TriggerUserAuth, "USER COMMAND [ARGS...]", "before every SSH command is run", "refuses the command with the plugin's message"},
+	{TriggerUserAuth, "USER COMMAND [ARGS...]", "before every SSH command, and before a received push is handled (COMMAND is git-receive-pack, ARGS the app)", "refuses the command or rejects the push with the plugin's message"},
 	{TriggerPreReceiveApp, "APP COMMIT", "a push to the deploy branch arrived, before anything is done", "rejects the push; nothing changes"},
 	{TriggerPostExtract, "APP BUILD_DIR COMMIT", "the commit is exported to BUILD_DIR (the plugin may change the files)", "rejects the push; nothing changes"},
 	{TriggerPreBuild, "APP BUILD_DIR", "before the image is built", "rejects the push; nothing changes"},

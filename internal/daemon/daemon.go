@@ -144,7 +144,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		DataDir:     dataDir,
 		Auth:        auth.NewKeys(cfg.AdminKeys, st),
 		Repos:       repos,
-		Pushes:      &pushes{pipeline: pipeline, store: st},
+		Pushes:      &authorizedPushes{next: &pushes{pipeline: pipeline, store: st}, triggers: triggers},
 		Commands:    &commands.UserAuth{Next: dispatcher, Triggers: triggers},
 		Log:         log.With("component", "ssh"),
 	})

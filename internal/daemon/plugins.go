@@ -1,11 +1,15 @@
 package daemon
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 
 	"github.com/docker/docker/client"
 
+	"paas/gitreceive"
 	"paas/internal/commands"
 	"paas/internal/store"
 	"paas/plugins"
@@ -48,4 +52,21 @@ func registerPlugins(reg *plugins.Registry, cfg Config, dataDir string, st *stor
 // pluginCommands are the commands about and from plugins, for the dispatcher.
 func pluginCommands(reg *plugins.Registry) []*commands.Command {
 	return append(commands.PluginCommands(reg), commands.FromPlugins(reg.Commands())...)
+}
+
+// authorizedPushes fires user-auth (USER git-receive-pack APP) before a
+// received push is handled; a failing plugin rejects the push.
+type authorizedPushes struct {
+	next     gitreceive.PushHandler
+	triggers *plugins.Registry
+}
+
+var _ gitreceive.PushHandler = (*authorizedPushes)(nil)
+
+func (a *authorizedPushes) HandlePush(ctx context.Context, p *gitreceive.Push, out io.Writer) error {
+	ctx = plugins.WithUser(ctx, p.Identity)
+	if err := a.triggers.Trigger(ctx, plugins.TriggerUserAuth, []string{p.Identity.Name, "git-receive-pack", p.App}, out); err != nil {
+		return fmt.Errorf("permission denied: %w", err)
+	}
+	return a.next.HandlePush(ctx, p, out)
 }
