@@ -117,15 +117,24 @@ func (d *Dir) Run(ctx context.Context, plugin string, ev Event) error {
 	if !d.executable(plugin, ev.Trigger) {
 		return nil
 	}
-	exe := filepath.Join(d.path, plugin, ev.Trigger)
 	out := ev.Out
 	if out == nil {
 		out = io.Discard
 	}
+	if err := d.exec(ctx, plugin, filepath.Join(d.path, plugin, ev.Trigger), ev.Args, ev, nil, out, out); err != nil {
+		return fmt.Errorf("plugin %s: %s %w", plugin, ev.Trigger, err)
+	}
+	return nil
+}
+
+// exec runs exe with argv (no shell) in the plugin's folder, with a fixed
+// environment describing ev, under the timeout; the error reads "timed out
+// after D" or "failed: REASON".
+func (d *Dir) exec(ctx context.Context, plugin, exe string, argv []string, ev Event, stdin io.Reader, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, ev.Args...)
-	cmd.Dir = filepath.Dir(exe)
+	cmd := exec.CommandContext(ctx, exe, argv...)
+	cmd.Dir = filepath.Join(d.path, plugin)
 	cmd.Env = append([]string{
 		"PATH=" + execPath,
 		"LANG=C.UTF-8",
@@ -135,16 +144,16 @@ func (d *Dir) Run(ctx context.Context, plugin string, ev Event) error {
 		"PAAS_USER=" + ev.User.Name,
 		"PAAS_ADMIN=" + strconv.FormatBool(ev.User.Admin),
 	}, d.env...)
-	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
 	if ctx.Err() == context.DeadlineExceeded {
-		d.log.Warn("plugin trigger timed out", "plugin", plugin, "trigger", ev.Trigger, "timeout", d.timeout)
-		return fmt.Errorf("plugin %s: %s timed out after %s", plugin, ev.Trigger, d.timeout)
+		d.log.Warn("plugin timed out", "plugin", plugin, "trigger", ev.Trigger, "timeout", d.timeout)
+		return fmt.Errorf("timed out after %s", d.timeout)
 	}
 	if err != nil {
-		d.log.Warn("plugin trigger failed", "plugin", plugin, "trigger", ev.Trigger, "err", err)
-		return fmt.Errorf("plugin %s: %s failed: %w", plugin, ev.Trigger, err)
+		d.log.Warn("plugin failed", "plugin", plugin, "trigger", ev.Trigger, "err", err)
+		return fmt.Errorf("failed: %w", err)
 	}
 	return nil
 }

@@ -201,8 +201,8 @@ func TestTriggerTimeout(t *testing.T) {
 			script(t, dir, "b-next", tc.trigger, "echo next ran", 0)
 			var out syncBuffer
 			start := time.Now()
-			err := newDir(dir, 200*time.Millisecond).Trigger(context.Background(), tc.trigger, nil, &out)
-			if err == nil || !strings.Contains(err.Error(), "plugin a-slow: "+tc.trigger+" timed out after 200ms") {
+			err := newDir(dir, time.Second).Trigger(context.Background(), tc.trigger, nil, &out)
+			if err == nil || !strings.Contains(err.Error(), "plugin a-slow: "+tc.trigger+" timed out after 1s") {
 				t.Fatalf("Trigger = %v, want a timeout of a-slow", err)
 			}
 			if elapsed := time.Since(start); elapsed > 10*time.Second {

@@ -144,8 +144,18 @@ func (r *Registry) List() ([]Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	cmds, err := r.dir.Commands()
+	if err != nil {
+		return nil, err
+	}
 	for _, e := range execs {
-		out = append(out, Info{Name: e.Name, Kind: KindExecutable, Description: "executables in " + r.dir.Path() + "/" + e.Name, Triggers: nonNil(e.Triggers), Commands: []string{}})
+		info := Info{Name: e.Name, Kind: KindExecutable, Description: "executables in " + r.dir.Path() + "/" + e.Name, Triggers: nonNil(e.Triggers), Commands: []string{}}
+		for _, c := range cmds {
+			if c.Plugin == e.Name {
+				info.Commands = append(info.Commands, c.Name)
+			}
+		}
+		out = append(out, info)
 	}
 	for i := range out {
 		on, err := r.Enabled(out[i].Name)
@@ -242,38 +252,56 @@ func (r *Registry) callHook(ctx context.Context, plugin string, fn HookFunc, ev 
 	return nil
 }
 
-// Commands returns the commands of every Go plugin; each refuses to run while
-// its plugin is disabled, and a panic in one is reported as a failure.
+// Commands returns the commands of every Go plugin and executable plugin
+// (read now: an executable plugin's commands appear when paasd starts). Each
+// refuses to run while its plugin is disabled, and a panic in one is reported
+// as a failure.
 func (r *Registry) Commands() []Command {
 	var out []Command
 	for _, p := range r.builtins() {
-		c, ok := p.(Commander)
-		if !ok {
-			continue
-		}
-		name := p.Name()
-		for _, cmd := range c.Commands() {
-			run, cmdName := cmd.Run, cmd.Name
-			cmd.Run = func(ctx context.Context, call *Call) (err error) {
-				on, err := r.Enabled(name)
-				if err != nil {
-					return err
-				}
-				if !on {
-					return fmt.Errorf("plugin %s is disabled (plugin:enable %s)", name, name)
-				}
-				defer func() {
-					if v := recover(); v != nil {
-						r.log.Error("plugin command panicked", "plugin", name, "panic", v, "stack", string(debug.Stack()))
-						err = fmt.Errorf("%s failed: internal error", cmdName)
-					}
-				}()
-				return run(ctx, call)
+		if c, ok := p.(Commander); ok {
+			for _, cmd := range c.Commands() {
+				out = append(out, r.guard(p.Name(), cmd))
 			}
-			out = append(out, cmd)
 		}
 	}
+	execs, err := r.dir.Commands()
+	if err != nil {
+		r.log.Error("read executable plugin commands", "err", err)
+	}
+	taken := map[string]bool{}
+	for _, c := range out {
+		taken[c.Name] = true
+	}
+	for _, c := range execs {
+		if taken[c.Name] {
+			r.log.Warn("executable plugin command ignored: a Go plugin has it", "command", c.Name)
+			continue
+		}
+		out = append(out, r.guard(c.Plugin, c.Command))
+	}
 	return out
+}
+
+func (r *Registry) guard(plugin string, cmd Command) Command {
+	run, name := cmd.Run, cmd.Name
+	cmd.Run = func(ctx context.Context, call *Call) (err error) {
+		on, err := r.Enabled(plugin)
+		if err != nil {
+			return err
+		}
+		if !on {
+			return fmt.Errorf("plugin %s is disabled (plugin:enable %s)", plugin, plugin)
+		}
+		defer func() {
+			if v := recover(); v != nil {
+				r.log.Error("plugin command panicked", "plugin", plugin, "command", name, "panic", v, "stack", string(debug.Stack()))
+				err = fmt.Errorf("%s failed: internal error", name)
+			}
+		}()
+		return run(ctx, call)
+	}
+	return cmd
 }
 
 // Run runs the background work of every Go plugin that has some, until ctx ends.

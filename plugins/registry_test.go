@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -227,5 +229,51 @@ func TestRegistryListAndCommands(t *testing.T) {
 	}
 	if err := reg.SetEnabled("nope", false); !errors.Is(err, plugins.ErrNotFound) || err.Error() != "Plugin nope does not exist" {
 		t.Fatalf("SetEnabled(nope) = %v", err)
+	}
+}
+
+func TestExecutableCommands(t *testing.T) {
+	dir := t.TempDir()
+	script(t, dir, "hello", "subcommands/greet", `printf '%s|' "$@"; echo "by $PAAS_USER"; cat`, 0)
+	if err := os.WriteFile(filepath.Join(dir, "hello", "subcommands", "greet.help"), []byte("args: APP NAME [--loud] [--times N]\nflags: --loud --times=\nGreet someone\nfrom an app.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script(t, dir, "hello", "subcommands/purge", "echo purging; exit 3", 0)
+	script(t, dir, "hello", "subcommands/not-executable", "true", 0o644)
+	script(t, dir, "hello", "subcommands/Bad_Name", "true", 0)
+	reg := plugins.NewRegistry(newDir(dir, 10*time.Second), plugins.NewMemData(), nil)
+	cmds := map[string]plugins.Command{}
+	for _, c := range reg.Commands() {
+		cmds[c.Name] = c
+	}
+	if len(cmds) != 2 {
+		t.Fatalf("commands %v, want hello:greet and hello:purge", cmds)
+	}
+	greet, purge := cmds["hello:greet"], cmds["hello:purge"]
+	if greet.Args != "APP NAME [--loud] [--times N]" || greet.Help != "Greet someone from an app." || !greet.App || greet.Admin ||
+		!greet.Flags["--times"] || greet.Flags["--loud"] || len(greet.Flags) != 2 {
+		t.Fatalf("hello:greet = %+v", greet)
+	}
+	if purge.App || !purge.Admin || purge.Help != "Added by the hello plugin" {
+		t.Fatalf("hello:purge = %+v: without APP first it is for administrators", purge)
+	}
+	var out, errb syncBuffer
+	call := &plugins.Call{
+		ID: paas.Identity{Name: "alice"}, App: &paas.App{Name: "web"}, Args: []string{"$(id)", "two words"},
+		Flags: map[string]string{"--times": "3", "--loud": ""}, Stdin: strings.NewReader("from stdin\n"), Out: &out, Err: &errb,
+	}
+	if err := greet.Run(context.Background(), call); err != nil {
+		t.Fatal(err)
+	}
+	if want := "web|$(id)|two words|--loud|--times=3|by alice\nfrom stdin\n"; out.String() != want {
+		t.Fatalf("output %q, want %q", out.String(), want)
+	}
+	err := purge.Run(context.Background(), &plugins.Call{Out: &out, Err: &errb})
+	if err == nil || err.Error() != "hello:purge failed: exit status 3" {
+		t.Fatalf("hello:purge = %v", err)
+	}
+	list, _ := reg.List()
+	if len(list) != 1 || !slices.Equal(list[0].Commands, []string{"hello:greet", "hello:purge"}) {
+		t.Fatalf("List = %+v", list)
 	}
 }
