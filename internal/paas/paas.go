@@ -34,6 +34,13 @@ const (
 	LabelPort         = "paas.port"    // container port the web process listens on
 	LabelHosts        = "paas.hosts"   // comma-separated host names routed to this service
 	LabelRole         = "paas.role"    // "app" or "router"
+	// LabelRouted is "true" on the web service whose tasks receive traffic.
+	// A new release's service gets it only once its tasks passed their
+	// health checks; an old one loses it, and is drained, before it stops.
+	LabelRouted = "paas.routed"
+	// LabelDeployment names one rollout's set of services (all process
+	// types of one release, at one formation): "v7-1a2b3c".
+	LabelDeployment = "paas.deployment"
 )
 
 // WebProcess is the process type the router sends traffic to.
