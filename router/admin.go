@@ -1,14 +1,17 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -214,4 +217,60 @@ func (c *countedConn) Close() error {
 	err := c.ReadWriteCloser.Close()
 	c.done.finish()
 	return err
+}
+
+// Client talks to a router's control endpoint, e.g. at 127.0.0.1:80 from
+// the host that publishes the router's port.
+type Client struct {
+	Addr  string // host:port of the router's HTTP port
+	Token string
+	HTTP  *http.Client // http.DefaultClient when nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.Addr+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Host = AdminHost
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("router %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("router %s: %s: %s", path, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("router %s: %w", path, err)
+	}
+	return nil
+}
+
+// Refresh makes the router re-read its routes and returns its status.
+func (c *Client) Refresh(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodPost, "/refresh", nil, &st)
+	return st, err
+}
+
+// Check asks the router to probe a task.
+func (c *Client) Check(ctx context.Context, req CheckRequest) (CheckResult, error) {
+	var res CheckResult
+	err := c.do(ctx, http.MethodPost, "/check", req, &res)
+	return res, err
 }
