@@ -289,22 +289,3 @@ func ParseAppJSON(data []byte) (map[string][]paas.HealthCheck, error) {
 	}
 	return doc.Healthchecks, nil
 }
-
-// ValidateCheckProp checks a checks:set property and value.
-func ValidateCheckProp(prop, value string) error {
-	if _, ok := paas.CheckProps[prop]; !ok {
-		return fmt.Errorf("unknown property %q; known: attempts, timeout, wait, initial-delay, wait-to-retire", prop)
-	}
-	if value == "" {
-		return nil // unset
-	}
-	n, err := strconv.Atoi(value)
-	limit := maxSeconds
-	if prop == "attempts" {
-		limit = maxAttempts
-	}
-	if err != nil || n < 0 || n > limit {
-		return fmt.Errorf("%s wants a whole number from 0 to %d, got %q", prop, limit, value)
-	}
-	return nil
-}

@@ -206,6 +206,15 @@ func (r *Release) Port() string {
 	return fmt.Sprint(DefaultPort)
 }
 
+// Terminal is the terminal an SSH client asked for (ssh -t).
+type Terminal struct {
+	Term          string
+	Width, Height int
+	// Resize delivers the new width and height when the window changes; it
+	// is closed when the session ends.
+	Resize <-chan [2]int
+}
+
 // Identity is who a key belongs to.
 type Identity struct {
 	Name  string `json:"name"`
