@@ -472,6 +472,30 @@ func TestDeployLifecycle(t *testing.T) {
 	if svc := e.inspect(t, "hello", "web"); svc.ID != web5.ID || e.services(t, "hello") != 1 {
 		t.Errorf("after Reconcile: routed web %s (want %s), %d services", svc.ID, web5.ID, e.services(t, "hello"))
 	}
+	// Killed after the old deployment was drained, before the new release
+	// was recorded: the recorded one is routed again, the other removed.
+	orphan.Name += "2"
+	orphan.Labels[paas.LabelDeployment] = "v7-orphan"
+	orphan.Labels[paas.LabelRelease] = "7"
+	if _, err := e.cli.ServiceCreate(ctx, orphan, swarm.ServiceCreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cur, _, err := e.cli.ServiceInspectWithRaw(ctx, web5.ID, swarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	demoted := cur.Spec
+	demoted.Labels = maps.Clone(demoted.Labels)
+	demoted.Labels[paas.LabelRouted] = "false"
+	if _, err := e.cli.ServiceUpdate(ctx, cur.ID, cur.Version, demoted, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.Reconcile(ctx, "hello", 5, &out); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if svc := e.inspect(t, "hello", "web"); svc.ID != web5.ID || e.services(t, "hello") != 1 {
+		t.Errorf("after the second Reconcile: routed web %s (want %s), %d services", svc.ID, web5.ID, e.services(t, "hello"))
+	}
 
 	// Stop drains and scales to zero; the app stays known.
 	step("stop")

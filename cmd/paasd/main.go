@@ -127,6 +127,7 @@ func serve(args []string, stderr io.Writer) int {
 	f.String(&cfg.Name, "name", "paas", "prefix of every Swarm object of this installation")
 	f.String(&cfg.RegistryAddr, "registry-addr", "127.0.0.1:5000", "loopback address of the embedded registry")
 	f.String(&cfg.PluginsDir, "plugins-dir", "", "directory of executable plugins (default DATA_DIR/plugins)")
+	f.Int(&cfg.KeepReleases, "keep-releases", 10, "releases whose images each app keeps in the registry (how far rollback reaches)")
 	if !f.parse(args, stderr) {
 		return 2
 	}

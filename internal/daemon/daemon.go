@@ -45,6 +45,9 @@ type Config struct {
 	Name         string
 	RegistryAddr string
 	PluginsDir   string
+	// KeepReleases is how many releases' images an app keeps in the
+	// registry (rollback reaches that far back).
+	KeepReleases int
 	Version      string
 }
 
@@ -59,6 +62,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--name %q: use lowercase letters, digits and dashes, at most 20 characters", c.Name)
 	case c.HTTPPort <= 0 || c.HTTPPort > 65535:
 		return fmt.Errorf("--http-port %d is not a port", c.HTTPPort)
+	case c.KeepReleases < 0 || c.KeepReleases > 1000:
+		return fmt.Errorf("--keep-releases %d: use 1 to 1000 (0 for the default, 10)", c.KeepReleases)
 	}
 	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
@@ -131,7 +136,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
 		AppHost:   func(app string) string { return app + "." + cfg.Domain },
-		Log:       log.With("component", "deploy"),
+		Images: pruneFunc(func(app string, keep []string) error {
+			_, err := reg.Prune(cfg.Name+"/"+app, keep)
+			return err
+		}),
+		KeepReleases: cfg.KeepReleases,
+		Log:          log.With("component", "deploy"),
 	})
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st}
 	platform := &commands.Platform{
@@ -179,7 +189,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := startRouter(gctx, docker, sched, cfg, repoPrefix, network, routerToken, log); err != nil {
 			return err
 		}
-		return reconcile(gctx, st, sched, log)
+		return reconcile(gctx, st, pipeline, sched, log)
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", regListener.Addr().String(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
@@ -223,6 +233,10 @@ func fileDigest(path string) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
+
+type pruneFunc func(app string, keep []string) error
+
+func (f pruneFunc) Prune(app string, keep []string) error { return f(app, keep) }
 
 type imagesFunc func(app string) error
 
