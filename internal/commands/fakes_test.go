@@ -3,8 +3,8 @@ package commands
 import (
 	"context"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
