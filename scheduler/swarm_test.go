@@ -425,12 +425,17 @@ func TestDeployLifecycle(t *testing.T) {
 	}
 	assertV2()
 
-	// Following logs streams until the context ends.
-	step("logs -t")
+	// Following logs streams until the context ends, and follows the tasks
+	// of a new deployment too. A release without the worker removes it.
+	step("logs -t across a deploy")
 	fctx, cancel := context.WithCancel(ctx)
-	lw := &signalWriter{want: "hello-app starting", seen: make(chan struct{})}
+	lw := &signalWriter{want: `greeting="five"`, seen: make(chan struct{})}
 	done := make(chan error, 1)
-	go func() { done <- e.s.Logs(fctx, "hello", scheduler.LogOptions{Follow: true, Process: "web"}, lw) }()
+	go func() { done <- e.s.Logs(fctx, "hello", scheduler.LogOptions{Follow: true, Tail: 1, Process: "web"}, lw) }()
+	time.Sleep(time.Second)
+	if err := deploy(e.release(5, map[string]string{"GREETING": "five"})); err != nil {
+		t.Fatalf("Deploy v5: %v", err)
+	}
 	select {
 	case <-lw.seen:
 	case <-time.After(15 * time.Second):
@@ -444,12 +449,6 @@ func TestDeployLifecycle(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("Logs with Follow did not return after cancel")
-	}
-
-	// A release without the worker removes it.
-	step("deploy v5 without worker")
-	if err := deploy(e.release(5, map[string]string{"GREETING": "five"})); err != nil {
-		t.Fatalf("Deploy v5: %v", err)
 	}
 	if sts := e.status(t, "hello"); len(sts) != 1 || sts["web"].Desired != 1 || sts["web"].Release != 5 {
 		t.Errorf("status after v5 %+v", sts)
