@@ -431,7 +431,9 @@ func TestDeployLifecycle(t *testing.T) {
 	fctx, cancel := context.WithCancel(ctx)
 	lw := &signalWriter{want: `greeting="five"`, seen: make(chan struct{})}
 	done := make(chan error, 1)
-	go func() { done <- e.s.Logs(fctx, "hello", scheduler.LogOptions{Follow: true, Tail: 1, Process: "web"}, lw) }()
+	go func() {
+		done <- e.s.Logs(fctx, "hello", scheduler.LogOptions{Follow: true, Tail: 1, Process: "web"}, lw)
+	}()
 	time.Sleep(time.Second)
 	if err := deploy(e.release(5, map[string]string{"GREETING": "five"})); err != nil {
 		t.Fatalf("Deploy v5: %v", err)
