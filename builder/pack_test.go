@@ -158,7 +158,9 @@ func TestPackGoCache(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, first.String())
 	}
+	start := time.Now()
 	img2, err := p.Build(ctx, Input{App: "cached", Dir: dir, Tag: "v2", Out: &second})
+	t.Logf("cached rebuild took %v", time.Since(start))
 	if err != nil {
 		t.Fatalf("%v\n%s", err, second.String())
 	}
@@ -168,8 +170,9 @@ func TestPackGoCache(t *testing.T) {
 	if !strings.Contains(second.String(), "Reusing layer 'paas/go:app'") {
 		t.Errorf("second build did not reuse the app layer:\n%s", second.String())
 	}
-	_ = img1
-	_ = img2
+	if img1.Digest != img2.Digest {
+		t.Errorf("the rebuild of the same source made a new image: %s then %s", img1.Digest, img2.Digest)
+	}
 	if err := p.PurgeCache(ctx, "cached"); err != nil {
 		t.Fatal(err)
 	}

@@ -300,6 +300,11 @@ func (s *Swarm) appSpec(rel *paas.Release, proc paas.ProcessType, hosts []string
 		RollbackConfig: s.updateConfig(swarm.UpdateOrderStartFirst),
 		EndpointSpec:   &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR},
 	}
+	if rel.Image.CNB {
+		// A buildpacks image: its launcher runs the process type as the image defines it.
+		spec.TaskTemplate.ContainerSpec.Command = []string{"/cnb/process/" + proc.Name}
+		spec.TaskTemplate.ContainerSpec.Args = nil
+	}
 	return withSpecHash(spec), nil
 }
 

@@ -114,14 +114,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	network := cfg.Name + "-net"
 	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log})
 	repoPrefix := cfg.RegistryAddr + "/" + cfg.Name
-	build := builder.NewDockerfile(docker, repoPrefix, log)
+	builds, err := newBuilders(ctx, docker, st, dataDir, repoPrefix, cfg.Name, log)
+	if err != nil {
+		return err
+	}
+	defer builds.close()
 	appURL := func(app string) string {
 		if cfg.HTTPPort == 80 {
 			return "http://" + app + "." + cfg.Domain
 		}
 		return fmt.Sprintf("http://%s.%s:%d", app, cfg.Domain, cfg.HTTPPort)
 	}
-	pipeline := deploy.New(st, build, sched, plugins.NewDir(cfg.PluginsDir, 0, log.With("component", "plugins")), deploy.Options{
+	pipeline := deploy.New(st, builds.selector, sched, plugins.NewDir(cfg.PluginsDir, 0, log.With("component", "plugins")), deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
 		Log:       log.With("component", "deploy"),
@@ -129,9 +133,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st}
 	platform := &commands.Platform{
 		Store: st, Pipeline: pipeline, Runtime: sched, Repos: repos, AppURL: appURL,
-		Images: imagesFunc(func(app string) error { return reg.DeleteRepository(cfg.Name + "/" + app) }),
+		Images: imagesFunc(func(app string) error {
+			if err := builds.pack.PurgeCache(context.Background(), app); err != nil {
+				return err
+			}
+			return reg.DeleteRepository(cfg.Name + "/" + app)
+		}),
 	}
-	dispatcher := commands.NewDispatcher(st, cfg.Version, platform.Builtins())
+	dispatcher := commands.NewDispatcher(st, cfg.Version, platform.Builtins(), builds.commands(st, pipeline))
 
 	ssh, err := gitreceive.New(gitreceive.Options{
 		Addr:        cfg.SSHAddr,

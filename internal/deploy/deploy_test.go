@@ -211,6 +211,9 @@ func (b *fakeBuilder) Build(ctx context.Context, in builder.Input) (paas.Image, 
 		b.total--
 		b.mu.Unlock()
 	}()
+	if in.Report != nil {
+		in.Report("dockerfile")
+	}
 	fmt.Fprintf(in.Out, "building %s\n", in.Tag)
 	if b.gate != nil {
 		b.gate(in.App)
@@ -344,10 +347,6 @@ func TestPush(t *testing.T) {
 			name: "post-deploy failure is only reported", setup: func(e *pipelineEnv) { e.triggers.errs["post-deploy"] = boom }, src: source(),
 			wantCurrent: 2, wantBuilds: 1, wantRollout: 1,
 			wantOut: " !     post-deploy: boom", wantTrig: []string{"pre-build hello", "post-deploy hello"},
-		},
-		{
-			name: "no Dockerfile", src: source(file("main.go", "package main")),
-			wantErr: "no Dockerfile", wantCurrent: 1, wantTrig: []string{"pre-build hello"},
 		},
 		{
 			name: "bad Procfile", src: source(file("Dockerfile", "FROM scratch"), file("Procfile", "Web: x")),
