@@ -87,14 +87,20 @@ func init() {
 		ts.Check(err)
 		ts.Check(remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: args[2], Password: args[3]})))
 	}
-	// volumes PREFIX: list the Docker volumes whose name starts with PREFIX.
+	// volumes PREFIX: list the Docker volumes whose name starts with PREFIX
+	// ("no volumes" when there is none).
 	scriptCmds["volumes"] = func(ts *testscript.TestScript, neg bool, args []string) {
 		out, err := exec.Command("docker", "volume", "ls", "-q", "--filter", "name="+args[0]).Output()
 		ts.Check(err)
+		n := 0
 		for _, v := range strings.Fields(string(out)) {
 			if strings.HasPrefix(v, args[0]) {
 				io.WriteString(ts.Stdout(), filepath.Base(v)+"\n")
+				n++
 			}
+		}
+		if n == 0 {
+			io.WriteString(ts.Stdout(), "no volumes\n")
 		}
 	}
 }
