@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/heroku/color"
 	mobyclient "github.com/moby/moby/client"
 
 	"paas/internal/paas"
@@ -95,6 +97,8 @@ func NewPack(docker PackDockerAPI, mobyDocker packclient.DockerClient, keychain 
 	if keychain == nil {
 		keychain = authn.NewMultiKeychain()
 	}
+	// Build output goes to a git client's remote: lines, not a terminal.
+	color.Disable(true)
 	return &Pack{
 		docker: docker, mobyDocker: mobyDocker, keychain: keychain,
 		repoPrefix: strings.TrimSuffix(repoPrefix, "/"), name: name,
@@ -157,7 +161,7 @@ func (p *Pack) Build(ctx context.Context, in Input) (paas.Image, error) {
 	if in.App == "" || in.Tag == "" {
 		return paas.Image{}, errors.New("build image: app and tag are required")
 	}
-	lw := &lineWriter{out: out}
+	lw := &lineWriter{out: &packNoise{w: out}}
 	defer lw.Close()
 	logger := logging.NewLogWithWriters(lw, lw)
 
@@ -295,4 +299,21 @@ func (p *Pack) mirrorRunImage(ctx context.Context, builderImage string, out io.W
 	p.runImages[id] = target
 	p.mu.Unlock()
 	return target, nil
+}
+
+// packNoise drops the lines of pack's output that speak to a pack CLI user,
+// not to someone pushing an app.
+type packNoise struct{ w io.Writer }
+
+func (n *packNoise) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("Detected pack is running in a container")) {
+		return len(p), nil
+	}
+	return n.w.Write(p)
+}
+
+// Flush passes flushes on, so lines still reach the pusher as they come.
+func (n *packNoise) Flush() error {
+	flush(n.w)
+	return nil
 }

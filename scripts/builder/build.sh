@@ -120,6 +120,16 @@ mkdir -p "$work/build/go"
 tar -C "$GOROOT_HOST" --exclude=./test --exclude=./doc --exclude=./api --exclude=./misc \
   --exclude='./pkg/tool/*/api' --exclude='./src/*/testdata' -cf - . | tar -C "$work/build/go" -xf -
 image "paas/cnb-build:$TAG" "$work/build" "COPY go/ /usr/local/go/"
+# Compile the standard library once, here, into a seed build cache the Go
+# buildpack starts an app's cache from: a first build then compiles the app only.
+log "Seeding the Go build cache of the build image"
+seed=paas-cnb-seed-$TAG
+docker rm -f "$seed" >/dev/null 2>&1 || true
+docker run --name "$seed" --network none -e CGO_ENABLED=0 -e GOTOOLCHAIN=local -e GOENV=off \
+  -e GOCACHE=/usr/local/go-cache -e HOME=/tmp -u 0:0 "paas/cnb-build:$TAG" \
+  sh -c 'go build -trimpath -ldflags="-s -w" std && chmod -R a+rX /usr/local/go-cache' >/dev/null
+docker commit -c "USER 1000:1000" "$seed" "paas/cnb-build:$TAG" >/dev/null
+docker rm -f "$seed" >/dev/null
 
 log "Creating the builder $BUILDER"
 cat >"$work/builder.toml" <<TOML
@@ -169,3 +179,9 @@ TOML
 go run ./scripts/builder/create -config "$work/builder.toml" -name "$BUILDER"
 docker tag "$BUILDER" paas/cnb-builder:latest
 log "Builder $BUILDER ready (also tagged paas/cnb-builder:latest)"
+# Older builders of this script: their tags go (images in use stay).
+for repo in paas/cnb-builder paas/cnb-build paas/cnb-run; do
+  docker images "$repo" --format '{{.Repository}}:{{.Tag}}' | while read -r ref; do
+    case "$ref" in *:"$TAG"|*:latest) ;; *) docker rmi "$ref" >/dev/null 2>&1 || true ;; esac
+  done
+done

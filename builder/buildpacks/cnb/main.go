@@ -138,6 +138,9 @@ func buildGo(appDir, layers string) error {
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return err
 	}
+	if err := seedBuildCache(filepath.Join(cache, "build")); err != nil {
+		return err
+	}
 	gobin := goTool()
 	version, _ := exec.Command(gobin, "env", "GOVERSION").Output()
 	step("Building Go module %s with %s", mod.Module.Mod.Path, strings.TrimSpace(string(version)))
@@ -173,6 +176,22 @@ func buildGo(appDir, layers string) error {
 	return buildpacks.WriteLaunch(layers, buildpacks.Launch{Processes: []buildpacks.Process{
 		{Type: "web", Command: []string{filepath.Join(bin, web)}, Default: true},
 	}})
+}
+
+// seedCache is the build cache of the standard library the build image ships.
+const seedCache = "/usr/local/go-cache"
+
+// seedBuildCache starts an empty build cache from the build image's seed, so
+// that a first build compiles the app, not the standard library.
+func seedBuildCache(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if _, err := os.Stat(seedCache); err != nil {
+		return nil
+	}
+	step("Starting the build cache from the toolchain's compiled standard library")
+	return os.CopyFS(dir, os.DirFS(seedCache))
 }
 
 func buildStatic(appDir, bpDir, layers string) error {
