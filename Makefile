@@ -13,6 +13,7 @@ bench:
 	go run ./scripts/bench/push
 	go run ./scripts/bench/rollout
 	go run ./scripts/bench/pgbackup
+	go run ./scripts/bench/live
 
 install:
 	scripts/install.sh

@@ -34,6 +34,13 @@ type Input struct {
 	Dir string    // directory holding the exported commit (contains the Dockerfile)
 	Tag string    // image tag chosen by the caller, e.g. "v3-abc1234"
 	Out io.Writer // build output streams here, line by line, as it happens
+
+	Config map[string]string // the app's config; Select hands it to the build when build-env is on
+	// Set by Select for Pack:
+	Builder string            // CNB builder image; "" for project.toml's or the default
+	Env     map[string]string // variables the buildpacks see
+	// Report, when set, is told which builder runs, as soon as it is chosen.
+	Report func(builder string)
 }
 
 // DockerfileName is the file a Dockerfile build reads, at the root of Input.Dir.
@@ -100,7 +107,7 @@ func (b *Dockerfile) Build(ctx context.Context, in Input) (paas.Image, error) {
 		return paas.Image{}, err
 	}
 	log.Info("pushed image", "ref", ref, "digest", digest)
-	return paas.Image{Repository: repo, Digest: digest}, nil
+	return paas.Image{Repository: repo, Digest: digest, Builder: "dockerfile"}, nil
 }
 
 // buildImage builds the context in dir with the classic builder, tags the

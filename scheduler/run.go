@@ -76,6 +76,11 @@ func (s *Swarm) Run(ctx context.Context, rel *paas.Release, opts RunOptions) (in
 		AttachStdout: !opts.Detach,
 		AttachStderr: !opts.Detach,
 	}
+	if rel.Image.CNB {
+		// A buildpacks image runs commands through its launcher, which sets
+		// up the environment the buildpacks prepared.
+		cfg.Entrypoint = []string{"/cnb/lifecycle/launcher"}
+	}
 	host := &container.HostConfig{AutoRemove: opts.Detach}
 	if err := s.EnsureNetwork(ctx); err != nil {
 		return 0, err

@@ -315,6 +315,11 @@ func (s *Swarm) appSpec(rel *paas.Release, proc paas.ProcessType, dep string) (s
 		RollbackConfig: s.updateConfig(swarm.UpdateOrderStartFirst),
 		EndpointSpec:   &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR},
 	}
+	if rel.Image.CNB {
+		// A buildpacks image: its launcher runs the process type as the image defines it.
+		spec.TaskTemplate.ContainerSpec.Command = []string{"/cnb/process/" + proc.Name}
+		spec.TaskTemplate.ContainerSpec.Args = nil
+	}
 	spec = withSpecHash(spec)
 	spec.TaskTemplate.ContainerSpec.Labels[paas.LabelDeployment] = dep
 	return spec, nil

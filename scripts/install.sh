@@ -25,7 +25,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 [ "$(id -u)" = 0 ] || die "run as root: it installs packages and starts dockerd"
 
 install_packages() {
-  local want=(docker.io git openssh-client openssh-server ca-certificates curl unzip procps iproute2)
+  local want=(docker.io git openssh-client openssh-server ca-certificates curl unzip procps iproute2 busybox-static)
   local missing=()
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -97,6 +97,7 @@ deps() {
   start_docker
   start_swarm
   "$ROOT/scripts/postgres/build.sh"   # the Postgres plugin's image, built here (no pulls)
+  scripts/builder/build.sh   # the air-gapped buildpacks builder, the default for source apps
   log "Docker $(docker version --format '{{.Server.Version}}') in swarm mode, $(go version | cut -d' ' -f3)"
 }
 

@@ -206,6 +206,11 @@ func (in *installation) cleanup() {
 	for _, ref := range strings.Fields(string(out)) {
 		exec.Command("docker", "rmi", "-f", ref).Run()
 	}
+	// Build cache volumes of this installation's apps.
+	vols, _ = exec.Command("docker", "volume", "ls", "-q", "--filter", "name="+in.name+"-cache-").Output()
+	for _, v := range strings.Fields(string(vols)) {
+		exec.Command("docker", "volume", "rm", "-f", v).Run()
+	}
 	in.logFile.Close()
 }
 

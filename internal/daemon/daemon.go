@@ -126,7 +126,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	traffic := &traffic{c: &router.Client{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HTTPPort)), Token: routerToken}}
 	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log, Traffic: traffic})
 	repoPrefix := cfg.RegistryAddr + "/" + cfg.Name
-	build := builder.NewDockerfile(docker, repoPrefix, log)
+	builds, err := newBuilders(ctx, docker, st, dataDir, repoPrefix, cfg.Name, log)
+	if err != nil {
+		return err
+	}
+	defer builds.close()
 	appURL := func(app string) string {
 		if cfg.HTTPPort == 80 {
 			return "http://" + app + "." + cfg.Domain
@@ -134,7 +138,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Sprintf("http://%s.%s:%d", app, cfg.Domain, cfg.HTTPPort)
 	}
 	triggers := newPlugins(cfg, dataDir, st, log)
-	pipeline := deploy.New(st, build, sched, triggers, deploy.Options{
+	pipeline := deploy.New(st, builds.selector, sched, triggers, deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
 		AppHost:   func(app string) string { return app + "." + cfg.Domain },
@@ -148,14 +152,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st}
 	platform := &commands.Platform{
 		Store: st, Pipeline: pipeline, Runtime: sched, Repos: repos, AppURL: appURL,
-		Images:   imagesFunc(func(app string) error { return reg.DeleteRepository(cfg.Name + "/" + app) }),
+		Images: imagesFunc(func(app string) error {
+			if err := builds.pack.PurgeCache(context.Background(), app); err != nil {
+				return err
+			}
+			return reg.DeleteRepository(cfg.Name + "/" + app)
+		}),
 		Releases: &releases{Pipeline: pipeline, store: st, repos: repos},
 		OneOffs:  sched,
 	}
 	if err := registerPlugins(triggers, cfg, dataDir, st, docker, pipeline, network, log); err != nil {
 		return err
 	}
-	dispatcher := commands.NewDispatcher(st, cfg.Version, commands.WithTriggers(platform.Builtins(), triggers), pluginCommands(triggers))
+	dispatcher := commands.NewDispatcher(st, cfg.Version,
+		commands.WithTriggers(platform.Builtins(), triggers),
+		commands.WithTriggers(builds.commands(st, pipeline), triggers),
+		pluginCommands(triggers))
 
 	ssh, err := gitreceive.New(gitreceive.Options{
 		Addr:        cfg.SSHAddr,

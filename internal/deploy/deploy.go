@@ -187,16 +187,15 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(dir, "Dockerfile")); err != nil {
-		return errors.New("no Dockerfile at the root of the commit: add one to deploy this app")
-	}
-	rec.Builder = "dockerfile"
 	version, err := p.store.LatestVersion(appName)
 	if err != nil {
 		return err
 	}
 	version++
-	img, err := p.builder.Build(ctx, builder.Input{App: appName, Dir: dir, Tag: fmt.Sprintf("v%d-%s", version, short), Out: out})
+	img, err := p.builder.Build(ctx, builder.Input{
+		App: appName, Dir: dir, Tag: fmt.Sprintf("v%d-%s", version, short), Out: out,
+		Config: app.Config, Report: func(b string) { rec.Builder = b },
+	})
 	if err != nil {
 		return fmt.Errorf("build failed: %w", err)
 	}

@@ -224,6 +224,9 @@ func (b *fakeBuilder) Build(ctx context.Context, in builder.Input) (paas.Image, 
 		b.total--
 		b.mu.Unlock()
 	}()
+	if in.Report != nil {
+		in.Report("dockerfile")
+	}
 	fmt.Fprintf(in.Out, "building %s\n", in.Tag)
 	if b.gate != nil {
 		b.gate(in.App)
@@ -370,10 +373,6 @@ func TestPush(t *testing.T) {
 			name: "post-deploy failure is only reported", setup: func(e *pipelineEnv) { e.triggers.errs["post-deploy"] = boom }, src: source(),
 			wantCurrent: 2, wantBuilds: 1, wantRollout: 1,
 			wantOut: " !     post-deploy: boom", wantTrig: []string{"pre-receive-app hello", "post-extract hello", "pre-build hello", "post-build hello", "pre-deploy hello", "post-deploy hello"},
-		},
-		{
-			name: "no Dockerfile", src: source(file("main.go", "package main")),
-			wantErr: "no Dockerfile", wantCurrent: 1, wantTrig: []string{"pre-receive-app hello", "post-extract hello", "pre-build hello"},
 		},
 		{
 			name: "bad Procfile", src: source(file("Dockerfile", "FROM scratch"), file("Procfile", "Web: x")),

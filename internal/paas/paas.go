@@ -100,6 +100,8 @@ type App struct {
 	Stopped bool `json:"stopped,omitempty"`
 	// Checks holds the checks:* settings.
 	Checks CheckSettings `json:"checks,omitzero"`
+	// Build holds the app's builder:set and buildpacks:set-property settings.
+	Build BuildSettings `json:"build,omitzero"`
 }
 
 // CheckSettings are an app's checks:* settings.
@@ -118,6 +120,34 @@ var CheckProps = map[string]string{
 	"wait-to-retire": "seconds the old release gets to finish its requests before it is stopped",
 }
 
+// Builders an app may select with builder:set APP selected NAME.
+const (
+	BuilderDockerfile = "dockerfile"
+	BuilderPack       = "pack"
+)
+
+// BuildSettings choose how an app's pushes are built. Empty fields fall back
+// to the global settings, then to detection and the default builder.
+type BuildSettings struct {
+	Selected string `json:"selected,omitempty"`  // "dockerfile", "pack", "" (detect)
+	Stack    string `json:"stack,omitempty"`     // CNB builder image
+	BuildEnv string `json:"build_env,omitempty"` // "true": config vars reach the build
+}
+
+// Merge returns s with its empty fields taken from global.
+func (s BuildSettings) Merge(global BuildSettings) BuildSettings {
+	if s.Selected == "" {
+		s.Selected = global.Selected
+	}
+	if s.Stack == "" {
+		s.Stack = global.Stack
+	}
+	if s.BuildEnv == "" {
+		s.BuildEnv = global.BuildEnv
+	}
+	return s
+}
+
 // Branch returns the deploy branch.
 func (a *App) Branch() string {
 	if a.DeployBranch == "" {
@@ -130,6 +160,11 @@ func (a *App) Branch() string {
 type Image struct {
 	Repository string `json:"repository"` // e.g. 127.0.0.1:5001/paas/hello
 	Digest     string `json:"digest"`     // sha256:...
+	// CNB: the image was built by Cloud Native Buildpacks; each process type
+	// runs through the launcher as /cnb/process/TYPE.
+	CNB bool `json:"cnb,omitempty"`
+	// Builder says what made the image: "dockerfile", "pack BUILDER", "image SOURCE".
+	Builder string `json:"builder,omitempty"`
 }
 
 // Ref is the pullable reference repository@digest.

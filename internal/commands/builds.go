@@ -1,0 +1,227 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"paas/internal/auth"
+	"paas/internal/paas"
+)
+
+// BuildStore is the state the build commands read and change.
+type BuildStore interface {
+	AppStore
+	UpdateApp(name string, fn func(*paas.App) error) (*paas.App, error)
+	GlobalBuildSettings() (paas.BuildSettings, error)
+	UpdateGlobalBuildSettings(fn func(*paas.BuildSettings) error) error
+	Deploys(app string) ([]*paas.Deploy, error)
+	Deploy(app string, id int) (*paas.Deploy, error)
+}
+
+// ImageDeployer deploys a prebuilt image (the pipeline with an importer).
+type ImageDeployer interface {
+	DeployImage(ctx context.Context, app string, who paas.Identity, source string, out io.Writer) error
+}
+
+// BuildCache drops an app's build cache.
+type BuildCache interface {
+	PurgeCache(ctx context.Context, app string) error
+}
+
+// RegistryLogins stores registry credentials.
+type RegistryLogins interface {
+	Login(server, user, password string) error
+	Servers() (map[string]string, error)
+}
+
+// Builds are the commands about how apps are built: builder:*, buildpacks:*,
+// builds:*, git:from-image, registry:*, repo:purge-cache.
+type Builds struct {
+	Store    BuildStore
+	Pipeline Pipeline // for the deploy lock
+	Images   ImageDeployer
+	Cache    BuildCache
+	Logins   RegistryLogins
+}
+
+// Commands returns the build commands.
+func (b *Builds) Commands() []*Command {
+	var cmds []*Command
+	cmds = append(cmds, b.builderCommands()...)
+	cmds = append(cmds, b.buildCommands()...)
+	cmds = append(cmds, b.gitCommands()...)
+	cmds = append(cmds, b.registryCommands()...)
+	return cmds
+}
+
+// appOrGlobal resolves the first argument of a command taking
+// "[--global|APP]": nil with --global (administrators only).
+func (b *Builds) appOrGlobal(c *Call) (*paas.App, []string, error) {
+	if c.Has("--global") {
+		if !c.ID.Admin {
+			return nil, nil, errors.New("--global is for administrators only")
+		}
+		return nil, c.Args, nil
+	}
+	if len(c.Args) == 0 {
+		return nil, nil, errors.New("please specify an app name or --global")
+	}
+	name := c.Args[0]
+	if err := paas.ValidateAppName(name); err != nil {
+		return nil, nil, err
+	}
+	app, err := b.Store.App(name)
+	if errors.Is(err, paas.ErrAppNotFound) || (err == nil && !auth.CanUseApp(c.ID, app)) {
+		return nil, nil, notFound(name)
+	}
+	return app, c.Args[1:], err
+}
+
+func (b *Builds) buildCommands() []*Command {
+	return []*Command{
+		{Name: "builds:list", Args: "APP", Help: "List an app's builds, newest first", App: true, Flags: formatFlag, Run: b.buildsList},
+		{Name: "builds:info", Args: "APP [ID]", Help: "Show a build (the latest without ID)", App: true, Flags: formatFlag, Run: b.buildsInfo},
+		{Name: "builds:output", Args: "APP [ID]", Help: "Print a build's log (the latest without ID)", App: true, Run: b.buildsOutput},
+	}
+}
+
+// isBuild tells deploy records that built or imported an image from config changes.
+func isBuild(d *paas.Deploy) bool { return d.Reason == "push" || d.Reason == "git:from-image" }
+
+type buildJSON struct {
+	ID         int       `json:"id"`
+	App        string    `json:"app"`
+	Status     string    `json:"status"`
+	Kind       string    `json:"kind"`
+	Builder    string    `json:"builder"`
+	Commit     string    `json:"commit"`
+	Author     string    `json:"author"`
+	Release    int       `json:"release,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	Duration   float64   `json:"duration_seconds"`
+}
+
+func toBuildJSON(d *paas.Deploy) buildJSON {
+	return buildJSON{
+		ID: d.ID, App: d.App, Status: d.State, Kind: d.Reason, Builder: d.Builder, Commit: d.Commit,
+		Author: d.Author, Release: d.Release, Error: d.Error, StartedAt: d.StartedAt, FinishedAt: d.FinishedAt,
+		Duration: duration(d).Seconds(),
+	}
+}
+
+func duration(d *paas.Deploy) time.Duration {
+	if d.FinishedAt.IsZero() {
+		return time.Since(d.StartedAt).Round(time.Millisecond)
+	}
+	return d.FinishedAt.Sub(d.StartedAt).Round(time.Millisecond)
+}
+
+func (b *Builds) buildsList(_ context.Context, c *Call) error {
+	asJSON, err := wantJSON(c)
+	if err != nil {
+		return err
+	}
+	all, err := b.Store.Deploys(c.App.Name)
+	if err != nil {
+		return err
+	}
+	list := []buildJSON{}
+	for _, d := range all {
+		if isBuild(d) {
+			list = append(list, toBuildJSON(d))
+		}
+	}
+	if asJSON {
+		return writeJSON(c.Out, list)
+	}
+	fmt.Fprintf(c.Out, "=====> %s builds\n", c.App.Name)
+	fmt.Fprintf(c.Out, "%-5s %-10s %-9s %-8s %-20s %s\n", "ID", "STATUS", "DURATION", "COMMIT", "STARTED", "BUILDER")
+	for _, d := range list {
+		commit := d.Commit
+		if len(commit) > 7 {
+			commit = commit[:7]
+		}
+		fmt.Fprintf(c.Out, "%-5d %-10s %-9s %-8s %-20s %s\n", d.ID, d.Status, fmt.Sprintf("%.1fs", d.Duration), commit, d.StartedAt.Format(time.RFC3339), sanitize(d.Builder))
+	}
+	return nil
+}
+
+// build returns the build named by the optional ID argument, the latest one without it.
+func (b *Builds) build(c *Call) (*paas.Deploy, error) {
+	id := 0
+	if len(c.Args) > 0 && c.Args[0] != "current" && c.Args[0] != "latest" {
+		n, err := strconv.Atoi(c.Args[0])
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("build ID %q: want a number", sanitize(c.Args[0]))
+		}
+		id = n
+	}
+	if id == 0 {
+		all, err := b.Store.Deploys(c.App.Name)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range all {
+			if isBuild(d) {
+				return d, nil
+			}
+		}
+		return nil, fmt.Errorf("%s has no build yet", c.App.Name)
+	}
+	d, err := b.Store.Deploy(c.App.Name, id)
+	if err != nil || !isBuild(d) {
+		return nil, fmt.Errorf("%s has no build %d", c.App.Name, id)
+	}
+	return d, nil
+}
+
+func (b *Builds) buildsInfo(_ context.Context, c *Call) error {
+	asJSON, err := wantJSON(c)
+	if err != nil {
+		return err
+	}
+	d, err := b.build(c)
+	if err != nil {
+		return err
+	}
+	j := toBuildJSON(d)
+	if asJSON {
+		return writeJSON(c.Out, j)
+	}
+	finished := ""
+	if !d.FinishedAt.IsZero() {
+		finished = d.FinishedAt.Format(time.RFC3339)
+	}
+	release := ""
+	if d.Release > 0 {
+		release = fmt.Sprint(d.Release)
+	}
+	return report(c.Out, false, fmt.Sprintf("%s build %d information", c.App.Name, d.ID), []kv{
+		{"Build id", fmt.Sprint(d.ID)},
+		{"Build status", d.State},
+		{"Build kind", d.Reason},
+		{"Build builder", d.Builder},
+		{"Build commit", d.Commit},
+		{"Build author", d.Author},
+		{"Build started at", d.StartedAt.Format(time.RFC3339)},
+		{"Build finished at", finished},
+		{"Build duration", fmt.Sprintf("%.1fs", j.Duration)},
+		{"Build release", release},
+		{"Build error", d.Error},
+	})
+}
+
+func (b *Builds) buildsOutput(_ context.Context, c *Call) error {
+	d, err := b.build(c)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprint(c.Out, d.Log)
+	return err
+}

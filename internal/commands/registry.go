@@ -1,0 +1,69 @@
+package commands
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+func (b *Builds) registryCommands() []*Command {
+	return []*Command{
+		{Name: "registry:login", Args: "SERVER USER < password", Help: "Store credentials for a registry (the password is read from stdin)", Admin: true, MinArgs: 2, Run: b.registryLogin},
+		{Name: "registry:report", Help: "List the registries paas has credentials for", Admin: true, Flags: formatFlag, Run: b.registryReport},
+		{Name: "repo:purge-cache", Args: "APP", Help: "Drop an app's build cache; the next build starts cold", App: true, Run: b.repoPurgeCache},
+	}
+}
+
+func (b *Builds) registryLogin(_ context.Context, c *Call) error {
+	server, user := c.Args[0], c.Args[1]
+	if c.Stdin == nil {
+		return errors.New("give the password on stdin")
+	}
+	line, err := bufio.NewReader(c.Stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return errors.New("give the password on stdin")
+	}
+	password := strings.TrimRight(line, "\r\n")
+	if err := b.Logins.Login(server, user, password); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Out, "-----> Logged in to %s as %s\n", sanitize(server), sanitize(user))
+	return nil
+}
+
+func (b *Builds) registryReport(_ context.Context, c *Call) error {
+	asJSON, err := wantJSON(c)
+	if err != nil {
+		return err
+	}
+	servers, err := b.Logins.Servers()
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.Out, servers)
+	}
+	names := make([]string, 0, len(servers))
+	for s := range servers {
+		names = append(names, s)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(c.Out, "=====> Registry logins")
+	for _, s := range names {
+		fmt.Fprintf(c.Out, "       %s (%s)\n", sanitize(s), sanitize(servers[s]))
+	}
+	return nil
+}
+
+func (b *Builds) repoPurgeCache(ctx context.Context, c *Call) error {
+	return b.Pipeline.Locked(ctx, c.App.Name, c.Out, func() error {
+		if err := b.Cache.PurgeCache(ctx, c.App.Name); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.Out, "-----> Purged the build cache of %s\n", c.App.Name)
+		return nil
+	})
+}

@@ -1,0 +1,67 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"paas/internal/paas"
+)
+
+// ImageImporter brings a prebuilt image into the installation's registry.
+type ImageImporter interface {
+	Import(ctx context.Context, app, source, tag string, out io.Writer) (paas.Image, []paas.ProcessType, error)
+}
+
+// DeployImage releases a prebuilt image (`git:from-image APP IMAGE`) like a
+// push: recorded as a build, rolled out, the previous release serving until
+// the new one runs. Any error changes nothing that serves.
+func (p *Pipeline) DeployImage(ctx context.Context, appName string, who paas.Identity, imp ImageImporter, source string, out io.Writer) error {
+	unlock, err := p.lock(ctx, appName, out)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rec := &paas.Deploy{App: appName, Reason: "git:from-image", Author: who.Name, Builder: "image " + source, StartedAt: time.Now().UTC()}
+	out, finish, err := p.record(rec, out)
+	if err != nil {
+		return err
+	}
+	err = p.deployImage(ctx, appName, who, imp, source, rec, out)
+	finish(err)
+	return err
+}
+
+func (p *Pipeline) deployImage(ctx context.Context, appName string, who paas.Identity, imp ImageImporter, source string, rec *paas.Deploy, out io.Writer) error {
+	app, err := p.store.App(appName)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "-----> Deploying %s from image %s\n", appName, source)
+	version, err := p.store.LatestVersion(appName)
+	if err != nil {
+		return err
+	}
+	version++
+	img, procs, err := imp.Import(ctx, appName, source, fmt.Sprintf("v%d-image", version), out)
+	if err != nil {
+		return fmt.Errorf("deploy image failed: %w", err)
+	}
+	rec.Builder = img.Builder
+	rel := &paas.Release{
+		App: appName, Version: version, Image: img,
+		Config: app.Config, ConfigVersion: app.ConfigVersion,
+		Processes: procs, Scale: scaleOf(app, procs),
+		Author: who.Name, Reason: "git:from-image " + source,
+	}
+	if err := p.rollOut(ctx, app, rel, out); err != nil {
+		return err
+	}
+	rec.Release = rel.Version
+	if err := p.triggers.Trigger(ctx, "post-deploy", []string{appName}, out); err != nil {
+		fmt.Fprintf(out, " !     post-deploy: %v\n", err)
+	}
+	fmt.Fprintf(out, "=====> Application deployed:\n       %s\n", p.appURL(appName))
+	return nil
+}

@@ -1,0 +1,100 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"paas/internal/paas"
+)
+
+var (
+	bucketSettings    = []byte("settings") // installation-wide settings
+	keyGlobalSettings = []byte("build")
+)
+
+// GlobalBuildSettings returns the installation's build settings
+// (`buildpacks:set-property --global`, `builder:set --global`).
+func (s *Store) GlobalBuildSettings() (paas.BuildSettings, error) {
+	var set paas.BuildSettings
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSettings)
+		if b == nil {
+			return nil
+		}
+		v, ok, err := get[paas.BuildSettings](b, keyGlobalSettings)
+		if ok {
+			set = *v
+		}
+		return err
+	})
+	return set, err
+}
+
+// UpdateGlobalBuildSettings applies fn to the installation's build settings.
+func (s *Store) UpdateGlobalBuildSettings(fn func(*paas.BuildSettings) error) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketSettings)
+		if err != nil {
+			return err
+		}
+		set := &paas.BuildSettings{}
+		if v, ok, err := get[paas.BuildSettings](b, keyGlobalSettings); err != nil {
+			return err
+		} else if ok {
+			set = v
+		}
+		if err := fn(set); err != nil {
+			return err
+		}
+		return put(b, keyGlobalSettings, set)
+	})
+}
+
+// BuildSettings returns the app's build settings merged over the global ones.
+func (s *Store) BuildSettings(app string) (paas.BuildSettings, error) {
+	a, err := s.App(app)
+	if err != nil {
+		return paas.BuildSettings{}, err
+	}
+	global, err := s.GlobalBuildSettings()
+	if err != nil {
+		return paas.BuildSettings{}, err
+	}
+	return a.Build.Merge(global), nil
+}
+
+// ErrBuildNotFound is returned for a build ID the app does not have.
+var ErrBuildNotFound = errors.New("build not found")
+
+// Deploy returns the app's deploy record id, or its latest when id is 0.
+func (s *Store) Deploy(app string, id int) (*paas.Deploy, error) {
+	var d *paas.Deploy
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
+			return paas.ErrAppNotFound
+		}
+		db := tx.Bucket(bucketDeploys).Bucket([]byte(app))
+		if db == nil {
+			return ErrBuildNotFound
+		}
+		key := itob(id)
+		if id == 0 {
+			key, _ = db.Cursor().Last()
+			if key == nil {
+				return ErrBuildNotFound
+			}
+		}
+		v, ok, err := get[paas.Deploy](db, key)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: %d", ErrBuildNotFound, id)
+		}
+		d = v
+		return nil
+	})
+	return d, err
+}
