@@ -86,6 +86,9 @@ type App struct {
 	Current int `json:"current"`
 	// DeployBranch is the branch whose pushes deploy ("main" when empty).
 	DeployBranch string `json:"deploy_branch,omitempty"`
+	// Access lists who besides the owner may use the app: user names and
+	// @group names (acl:add).
+	Access []string `json:"access,omitempty"`
 }
 
 // Branch returns the deploy branch.
@@ -155,6 +158,10 @@ func (r *Release) Port() string {
 type Identity struct {
 	Name  string `json:"name"`
 	Admin bool   `json:"admin"`
+	// Groups are the directory groups of an LDAP user (names, e.g. a cn).
+	Groups []string `json:"groups,omitempty"`
+	// Source is where the key was found: "admin-keys", "ssh-keys" or "ldap".
+	Source string `json:"source,omitempty"`
 }
 
 // SSHKey is a user key added with ssh-keys:add.
