@@ -45,6 +45,7 @@ type Config struct {
 	RegistryAddr string
 	PluginsDir   string
 	Version      string
+	LDAP         LDAPConfig
 }
 
 // Validate reports the first invalid setting.
@@ -126,20 +127,33 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		AppURL:    appURL,
 		Log:       log.With("component", "deploy"),
 	})
-	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st}
+	audit := &auditLog{store: st, log: log.With("component", "audit")}
+	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st, audit: audit}
 	platform := &commands.Platform{
 		Store: st, Pipeline: pipeline, Runtime: sched, Repos: repos, AppURL: appURL,
 		Images: imagesFunc(func(app string) error { return reg.DeleteRepository(cfg.Name + "/" + app) }),
 	}
-	dispatcher := commands.NewDispatcher(st, cfg.Version, platform.Builtins())
+	dispatcher := commands.NewDispatcher(st, cfg.Version, platform.Builtins(),
+		commands.AccessCommands(st), commands.WhoamiCommands(), commands.EventCommands(st))
+	dispatcher.SetAuditor(audit)
+	var keys gitreceive.Authenticator
+	local, dirKeys, closeDir, err := cfg.LDAP.authenticator(cfg.AdminKeys, st, log)
+	if err != nil {
+		return err
+	}
+	defer closeDir()
+	keys = local
+	if dirKeys != nil {
+		keys = dirKeys
+	}
 
 	ssh, err := gitreceive.New(gitreceive.Options{
 		Addr:        cfg.SSHAddr,
 		HostKeyPath: filepath.Join(dataDir, "ssh_host_ed25519_key"),
 		DataDir:     dataDir,
-		Auth:        auth.NewKeys(cfg.AdminKeys, st),
+		Auth:        keys,
 		Repos:       repos,
-		Pushes:      &pushes{pipeline: pipeline, store: st},
+		Pushes:      &pushes{pipeline: pipeline, store: st, audit: audit},
 		Commands:    dispatcher,
 		Log:         log.With("component", "ssh"),
 	})
@@ -219,6 +233,7 @@ func (f imagesFunc) DeleteApp(app string) error { return f(app) }
 type repos struct {
 	dir   string
 	store *store.Store
+	audit *auditLog
 }
 
 var (
@@ -249,13 +264,18 @@ func (r *repos) Remove(app string) error {
 	return os.RemoveAll(r.Path(app))
 }
 
-func (r *repos) RepoFor(_ context.Context, id paas.Identity, name string, _ bool) (string, error) {
+func (r *repos) RepoFor(_ context.Context, id paas.Identity, name string, write bool) (string, error) {
 	app, err := r.store.App(name)
-	if err != nil {
-		return "", err
+	if err == nil && !auth.CanUseApp(id, app) {
+		err = paas.ErrAppNotFound
 	}
-	if !auth.CanUseApp(id, app) {
-		return "", paas.ErrAppNotFound
+	if err != nil {
+		action := "fetch"
+		if write {
+			action = "push"
+		}
+		r.audit.recordPush(id, action, name, err, "")
+		return "", err
 	}
 	if err := r.Create(name); err != nil {
 		return "", err

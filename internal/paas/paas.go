@@ -205,3 +205,18 @@ func SortedKeys(m map[string]string) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// Event is one line of the audit log: who did what to which app, when, with
+// what result. It never holds a config value.
+type Event struct {
+	ID     int       `json:"id"`
+	Time   time.Time `json:"time"`
+	Actor  string    `json:"actor"`            // identity name
+	Source string    `json:"source,omitempty"` // where the actor's key was found
+	App    string    `json:"app,omitempty"`
+	Action string    `json:"action"`         // a command name, "push", "deploy", "rollback"
+	Args   []string  `json:"args,omitempty"` // arguments, config values removed
+	Result string    `json:"result"`         // "ok", "error", "not-found"
+	Code   int       `json:"code"`           // exit code
+	Detail string    `json:"detail,omitempty"`
+}
