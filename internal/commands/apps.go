@@ -95,7 +95,7 @@ func writeJSON(w io.Writer, v any) error {
 
 func (p *Platform) appCommands() []*Command {
 	return []*Command{
-		{Name: "apps:create", Args: "APP", Help: "Create a new app", MinArgs: 1, CreatesApp: true, Run: p.appsCreate},
+		{Name: "apps:create", Args: "APP", Help: "Create a new app", MinArgs: 1, NamesApp: true, Run: p.appsCreate},
 		{Name: "apps:list", Help: "List your apps", Flags: formatFlag, Run: p.appsList},
 		{Name: "apps:exists", Args: "APP", Help: "Exit 0 when the app exists, 20 when it does not", App: true, Run: func(_ context.Context, c *Call) error {
 			fmt.Fprintf(c.Out, "App %s exists\n", c.App.Name)

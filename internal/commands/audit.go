@@ -52,14 +52,19 @@ func (d *Dispatcher) record(id paas.Identity, args []string, code int) {
 	}
 	e.Action = AuditArg(args[0])
 	cmd, known := d.set.cmds[args[0]]
-	rest := args[1:]
+	rest, app := args[1:], ""
 	if known {
 		flags := map[string]string{}
-		if pos, err := parseFlags(cmd, rest, flags); err == nil && len(pos) > 0 && (cmd.App || cmd.CreatesApp) {
-			e.App = AuditArg(pos[0])
+		if pos, err := parseFlags(cmd, rest, flags); err == nil && len(pos) > 0 && (cmd.App || cmd.NamesApp) {
+			app = pos[0]
+			e.App = AuditArg(app)
 		}
 	}
 	for _, a := range rest {
+		if app != "" && a == app {
+			app = "" // the app is recorded once, in its own field
+			continue
+		}
 		e.Args = append(e.Args, AuditArg(a))
 	}
 	if len(e.Args) > 32 {

@@ -32,11 +32,13 @@ type Command struct {
 	Help  string
 	Flags map[string]bool // flag -> takes a value
 	App   bool            // the first positional argument is an app the caller must be able to use
-	// CreatesApp: the first positional argument names a new app (audit log).
-	CreatesApp bool
-	Admin      bool // administrators only
-	MinArgs    int  // positional arguments required after the app
-	Run        func(ctx context.Context, c *Call) error
+	// NamesApp: the first positional argument names an app that the
+	// dispatcher does not resolve (apps:create, events APP); the audit log
+	// records it as the event's app.
+	NamesApp bool
+	Admin    bool // administrators only
+	MinArgs  int  // positional arguments required after the app
+	Run      func(ctx context.Context, c *Call) error
 }
 
 // Call is one invocation of a command.

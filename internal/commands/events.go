@@ -27,8 +27,9 @@ var EventPoll = 500 * time.Millisecond
 func EventCommands(st EventStore) []*Command {
 	return []*Command{{
 		Name: "events", Args: "[-t] [-n N] [--format json] [APP]",
-		Help:  "Show who did what to which app, when, with what result (-t follows; administrators see every event, others those of the apps they may use)",
-		Flags: map[string]bool{"-t": false, "--tail": false, "-n": true, "--num": true, "--format": true},
+		Help:     "Show who did what to which app, when, with what result (-t follows; administrators see every event, others those of the apps they may use)",
+		NamesApp: true,
+		Flags:    map[string]bool{"-t": false, "--tail": false, "-n": true, "--num": true, "--format": true},
 		Run: func(ctx context.Context, c *Call) error {
 			return showEvents(ctx, st, c)
 		},
