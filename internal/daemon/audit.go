@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"log/slog"
 
 	"paas/internal/commands"
@@ -32,7 +33,10 @@ func (a *auditLog) recordPush(id paas.Identity, action, app string, err error, d
 		return
 	}
 	code := commands.ExitOK
-	if err != nil {
+	switch {
+	case errors.Is(err, paas.ErrAppNotFound):
+		code = commands.ExitNotFound
+	case err != nil:
 		code = commands.ExitError
 		if detail == "" {
 			detail = err.Error()

@@ -255,7 +255,7 @@ func (c *Client) LookupKey(ctx context.Context, key string) (*User, error) {
 	if key == "" || strings.ContainsAny(key, "\x00\r\n") {
 		return nil, ErrNotFound
 	}
-	filter := fmt.Sprintf("(&%s(%s=%s))", c.cfg.UserFilter, c.cfg.KeyAttribute, ldap.EscapeFilter(key))
+	filter := c.keyFilter(key)
 	res, err := c.search(ctx, ldap.NewSearchRequest(c.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 		2, int(c.cfg.Timeout/time.Second), false, filter,
 		[]string{c.cfg.NameAttribute, c.cfg.KeyAttribute, "memberOf"}, nil))
@@ -289,7 +289,7 @@ func (c *Client) LookupKey(ctx context.Context, key string) (*User, error) {
 		c.addGroup(groups, dn, "")
 	}
 	if c.cfg.GroupFilter != "-" {
-		gf := strings.NewReplacer("{dn}", ldap.EscapeFilter(u.DN), "{name}", ldap.EscapeFilter(u.Name)).Replace(c.cfg.GroupFilter)
+		gf := c.groupFilter(u.DN, u.Name)
 		gres, err := c.search(ctx, ldap.NewSearchRequest(c.cfg.GroupBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 			0, int(c.cfg.Timeout/time.Second), false, gf, []string{"cn"}, nil))
 		if err != nil {
@@ -310,6 +310,16 @@ func (c *Client) LookupKey(ctx context.Context, key string) (*User, error) {
 	sort.Strings(u.Groups)
 	u.Groups = compactSorted(u.Groups)
 	return u, nil
+}
+
+// keyFilter finds the entry holding key; key is escaped.
+func (c *Client) keyFilter(key string) string {
+	return fmt.Sprintf("(&%s(%s=%s))", c.cfg.UserFilter, c.cfg.KeyAttribute, ldap.EscapeFilter(key))
+}
+
+// groupFilter finds the groups of the user dn named name; both are escaped.
+func (c *Client) groupFilter(dn, name string) string {
+	return strings.NewReplacer("{dn}", ldap.EscapeFilter(dn), "{name}", ldap.EscapeFilter(name)).Replace(c.cfg.GroupFilter)
 }
 
 // addGroup records a group by DN, named by its cn or its first RDN value.
