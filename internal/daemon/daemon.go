@@ -66,7 +66,7 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.RegistryAddr); err != nil {
 		return fmt.Errorf("--registry-addr %q: %w", c.RegistryAddr, err)
 	}
-	return nil
+	return c.LDAP.validate()
 }
 
 // ShutdownGrace is how long a stopping paasd lets running deploys finish.

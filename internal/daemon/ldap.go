@@ -56,6 +56,22 @@ func (c LDAPConfig) directoryConfig() (directory.Config, error) {
 	return cfg, nil
 }
 
+// validate checks the directory settings (and that the password is there)
+// without dialling the directory.
+func (c LDAPConfig) validate() error {
+	if c.URL == "" {
+		return nil
+	}
+	dcfg, err := c.directoryConfig()
+	if err != nil {
+		return err
+	}
+	if _, err := directory.New(dcfg); err != nil {
+		return fmt.Errorf("ldap: %w", err)
+	}
+	return nil
+}
+
 // authenticator returns who identifies keys: the local lists, and the
 // directory after them when one is configured.
 func (c LDAPConfig) authenticator(adminKeys string, st *store.Store, log *slog.Logger) (*auth.Keys, *auth.DirectoryKeys, func(), error) {
