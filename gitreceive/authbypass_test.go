@@ -95,10 +95,10 @@ func assertOfferedKeyGrantsNothing(t *testing.T, authn Authenticator, admin, ali
 		HostKeyPath: filepath.Join(dir, "host_key"),
 		DataDir:     dir,
 		Auth:        authn,
-		Repos:    noRepos{},
-		Pushes:   noPushes{},
-		Commands: runner,
-		Log:      slog.New(slog.DiscardHandler),
+		Repos:       noRepos{},
+		Pushes:      noPushes{},
+		Commands:    runner,
+		Log:         slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -22,28 +22,10 @@ type AccessStore interface {
 // administrators share it with users and @groups.
 func AccessCommands(st AccessStore) []*Command {
 	return []*Command{
-		{Name: "acl:add", Args: "APP USER|@GROUP", Help: "Let a user, or the members of a directory group, use an app (owner and administrators)", App: true, MinArgs: 1, Run: func(_ context.Context, c *Call) error {
-			entry, err := accessEntry(c)
-			if err != nil {
-				return err
-			}
-			if _, err := st.AddAccess(c.App.Name, entry); err != nil {
-				return fmt.Errorf("add %s to %s: %w", sanitize(entry), c.App.Name, err)
-			}
-			fmt.Fprintf(c.Out, "-----> %s may use %s\n", sanitize(entry), c.App.Name)
-			return nil
-		}},
-		{Name: "acl:remove", Args: "APP USER|@GROUP", Help: "Take a user or @group off an app's access list (owner and administrators)", App: true, MinArgs: 1, Run: func(_ context.Context, c *Call) error {
-			entry, err := accessEntry(c)
-			if err != nil {
-				return err
-			}
-			if _, err := st.RemoveAccess(c.App.Name, entry); err != nil {
-				return fmt.Errorf("remove %s from %s: %w", sanitize(entry), c.App.Name, err)
-			}
-			fmt.Fprintf(c.Out, "-----> %s may no longer use %s\n", sanitize(entry), c.App.Name)
-			return nil
-		}},
+		{Name: "acl:add", Args: "APP USER|@GROUP", Help: "Let a user, or the members of a directory group, use an app (owner and administrators)", App: true, MinArgs: 1,
+			Run: changeAccess(st.AddAccess, "add %s to %s", "-----> %s may use %s\n")},
+		{Name: "acl:remove", Args: "APP USER|@GROUP", Help: "Take a user or @group off an app's access list (owner and administrators)", App: true, MinArgs: 1,
+			Run: changeAccess(st.RemoveAccess, "remove %s from %s", "-----> %s may no longer use %s\n")},
 		{Name: "acl:list", Args: "APP", Help: "Show who may use an app (owner and administrators)", App: true, Flags: formatFlag, Run: func(_ context.Context, c *Call) error {
 			asJSON, err := wantJSON(c)
 			if err != nil {
@@ -68,6 +50,22 @@ func AccessCommands(st AccessStore) []*Command {
 			}
 			return nil
 		}},
+	}
+}
+
+// changeAccess runs one access-list change; failed and done are formats
+// taking the entry and the app.
+func changeAccess(change func(app, entry string) (*paas.App, error), failed, done string) func(context.Context, *Call) error {
+	return func(_ context.Context, c *Call) error {
+		entry, err := accessEntry(c)
+		if err != nil {
+			return err
+		}
+		if _, err := change(c.App.Name, entry); err != nil {
+			return fmt.Errorf(failed+": %w", sanitize(entry), c.App.Name, err)
+		}
+		fmt.Fprintf(c.Out, done, sanitize(entry), c.App.Name)
+		return nil
 	}
 }
 
