@@ -4,7 +4,11 @@
 // started on loopback with the project's openssh-lpk schema), cold and warm,
 // interleaved, median and p99 over N connections each, and the ratios.
 //
-//	go run ./scripts/bench/ssh [-n 1000]
+//	go run ./scripts/bench/ssh [-n 1000] [-audit]
+//
+// -audit also records each whoami in the audit log, as paasd does: one
+// fsynced store write per command, the same on every side, which adds its
+// own disk noise to what is measured here, the cost of finding the key.
 //
 // Configurations, each on its own in-process paasd SSH server:
 //
@@ -43,6 +47,7 @@ import (
 	"paas/internal/directory"
 	"paas/internal/directory/slapdtest"
 	"paas/internal/paas"
+	"paas/internal/store"
 )
 
 type noKeys struct{}
@@ -67,11 +72,18 @@ func (f *fresh) Identify(key gossh.PublicKey) (paas.Identity, bool, error) {
 	return f.cur.Load().Identify(key)
 }
 
+// audit records every command in the store, as paasd does.
+type audit struct{ st *store.Store }
+
+func (a audit) Record(e *paas.Event) { a.st.AddEvent(e) }
+
 type noPushes struct{}
 
 func (noPushes) HandlePush(context.Context, *gitreceive.Push, io.Writer) error { return nil }
 
 // config is one server under test.
+var withAudit bool
+
 type config struct {
 	name   string
 	addr   string
@@ -81,6 +93,7 @@ type config struct {
 
 func main() {
 	n := flag.Int("n", 1000, "connections per configuration")
+	flag.BoolVar(&withAudit, "audit", false, "record each whoami in the audit log as paasd does (one fsynced store write, the same on every side)")
 	flag.Parse()
 	if err := run(*n); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -171,11 +184,18 @@ func run(n int) error {
 	var cfgs []*config
 	for i, a := range auths {
 		dir := filepath.Join(tmp, fmt.Sprint("server", i))
+		st, err := store.Open(dir)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		dispatcher := commands.NewDispatcher(st, "bench", commands.WhoamiCommands())
+		if withAudit {
+			dispatcher.SetAuditor(audit{st})
+		}
 		s, err := gitreceive.New(gitreceive.Options{
 			Addr: "127.0.0.1:0", HostKeyPath: filepath.Join(dir, "host_key"), DataDir: dir,
-			Auth: a.authn, Repos: noRepos{}, Pushes: noPushes{},
-			Commands: commands.NewDispatcher(nil, "bench", commands.WhoamiCommands()),
-			Log:      log,
+			Auth: a.authn, Repos: noRepos{}, Pushes: noPushes{}, Commands: dispatcher, Log: log,
 		})
 		if err != nil {
 			return err
