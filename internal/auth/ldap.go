@@ -47,6 +47,9 @@ type DirectoryKeys struct {
 	cache map[string]cachedKey // by normalized key
 }
 
+// pruneAt is the cache size from which expired entries are dropped.
+const pruneAt = 1024
+
 type cachedKey struct {
 	id paas.Identity
 	at time.Time
@@ -92,6 +95,13 @@ func (d *DirectoryKeys) Identify(key gossh.PublicKey) (paas.Identity, bool, erro
 	}
 	id := paas.Identity{Name: u.Name, Admin: u.Admin, Groups: u.Groups, Source: "ldap"}
 	d.mu.Lock()
+	if len(d.cache) >= pruneAt {
+		for key, c := range d.cache {
+			if now.Sub(c.at) >= d.ttl {
+				delete(d.cache, key)
+			}
+		}
+	}
 	d.cache[k] = cachedKey{id: id, at: now}
 	d.mu.Unlock()
 	return id, true, nil

@@ -125,8 +125,10 @@ type Client struct {
 	tls   *tls.Config
 	admin *ldap.DN
 
-	mu   sync.Mutex
-	conn *ldap.Conn
+	mu       sync.Mutex
+	conn     *ldap.Conn
+	failedAt time.Time // last failed dial or bind
+	failErr  error
 }
 
 // New checks cfg and returns a Client; it does not dial until the first lookup.
@@ -168,6 +170,7 @@ func (c *Client) Close() error {
 // connect returns the shared bound connection, dialling when there is none or
 // it broke.
 func (c *Client) connect(ctx context.Context) (*ldap.Conn, error) {
+	waitFrom := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conn != nil && !c.conn.IsClosing() {
@@ -177,6 +180,24 @@ func (c *Client) connect(ctx context.Context) (*ldap.Conn, error) {
 		c.conn.Close()
 		c.conn = nil
 	}
+	// A lookup that waited here while a dial failed fails with it instead of
+	// dialling again: lookups queued behind dials to a dead directory would
+	// otherwise each wait a full timeout in turn.
+	if c.failErr != nil && c.failedAt.After(waitFrom) {
+		return nil, c.failErr
+	}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		c.failedAt, c.failErr = time.Now(), err
+		return nil, err
+	}
+	c.failErr = nil
+	c.conn = conn
+	return conn, nil
+}
+
+// dial opens, secures and binds a new connection.
+func (c *Client) dial(ctx context.Context) (*ldap.Conn, error) {
 	timeout := c.cfg.Timeout
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = time.Until(d)
@@ -199,7 +220,6 @@ func (c *Client) connect(ctx context.Context) (*ldap.Conn, error) {
 			return nil, fmt.Errorf("%w: bind as %s: %w", ErrUnavailable, c.cfg.BindDN, err)
 		}
 	}
-	c.conn = conn
 	return conn, nil
 }
 

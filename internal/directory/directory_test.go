@@ -220,3 +220,42 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// Many logins at once against a directory that never answers: none waits
+// much longer than one timeout, however many queue up.
+func TestSilentServerConcurrentLookups(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+		}
+	}()
+	const timeout = 300 * time.Millisecond
+	c, err := New(Config{URL: "ldap://" + l.Addr().String(), BindDN: "cn=x,dc=example,dc=com", BindPassword: "x", BaseDN: "dc=example,dc=com", Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 20
+	durations := make(chan time.Duration, n)
+	for range n {
+		go func() {
+			start := time.Now()
+			c.LookupKey(context.Background(), "ssh-ed25519 AAAA")
+			durations <- time.Since(start)
+		}()
+	}
+	for range n {
+		if d := <-durations; d > 5*timeout {
+			t.Fatalf("a lookup took %v with a %v timeout", d, timeout)
+		}
+	}
+}
