@@ -197,6 +197,7 @@ func runRouter(args []string, stderr io.Writer) int {
 	f.String(&opts.Domain, "domain", "paas.localhost", "apps are served at APP.DOMAIN")
 	f.String(&opts.Network, "network", "paas-net", "overlay network the app tasks are reached on")
 	f.Int(&port, "http-port", 80, "HTTP listen port")
+	f.String(&opts.AdminToken, "admin-token", "", "token of the control endpoint paasd uses to drain and check tasks (set it through PAAS_ADMIN_TOKEN)")
 	if !f.parse(args, stderr) {
 		return 2
 	}

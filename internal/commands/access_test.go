@@ -91,6 +91,9 @@ func TestAccessLists(t *testing.T) {
 		{"logs", "APP"}, {"ps:report", "APP"},
 		{"acl:add", "APP", "dave"}, {"acl:remove", "APP", "dave"}, {"acl:list", "APP"},
 		{"events", "APP"},
+		{"releases", "APP"}, {"releases:info", "APP", "1"}, {"rollback", "APP"},
+		{"ps:scale", "APP", "web=2"}, {"ps:restart", "APP"}, {"ps:stop", "APP"}, {"ps:start", "APP"}, {"ps:rebuild", "APP"},
+		{"run", "APP", "--", "id"}, {"checks:report", "APP"}, {"checks:disable", "APP"}, {"checks:set", "APP", "attempts", "3"},
 	}
 	refusedLikeMissing := func(t *testing.T, id paas.Identity) {
 		t.Helper()

@@ -30,6 +30,7 @@ import (
 	"paas/internal/registry"
 	"paas/internal/store"
 	"paas/plugins"
+	"paas/router"
 	"paas/scheduler"
 )
 
@@ -113,7 +114,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	regServer := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second}
 
 	network := cfg.Name + "-net"
-	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log})
+	routerToken, err := secretFile(filepath.Join(dataDir, "router_token"))
+	if err != nil {
+		return err
+	}
+	traffic := &traffic{c: &router.Client{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HTTPPort)), Token: routerToken}}
+	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log, Traffic: traffic})
 	repoPrefix := cfg.RegistryAddr + "/" + cfg.Name
 	build := builder.NewDockerfile(docker, repoPrefix, log)
 	appURL := func(app string) string {
@@ -125,13 +131,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	pipeline := deploy.New(st, build, sched, plugins.NewDir(cfg.PluginsDir, 0, log.With("component", "plugins")), deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
+		AppHost:   func(app string) string { return app + "." + cfg.Domain },
 		Log:       log.With("component", "deploy"),
 	})
 	audit := &auditLog{store: st, log: log.With("component", "audit")}
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st, audit: audit}
 	platform := &commands.Platform{
 		Store: st, Pipeline: pipeline, Runtime: sched, Repos: repos, AppURL: appURL,
-		Images: imagesFunc(func(app string) error { return reg.DeleteRepository(cfg.Name + "/" + app) }),
+		Images:   imagesFunc(func(app string) error { return reg.DeleteRepository(cfg.Name + "/" + app) }),
+		Releases: &releases{Pipeline: pipeline, store: st, repos: repos},
+		OneOffs:  sched,
 	}
 	dispatcher := commands.NewDispatcher(st, cfg.Version, platform.Builtins(),
 		commands.AccessCommands(st), commands.WhoamiCommands(), commands.EventCommands(st))
@@ -181,7 +190,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := sched.EnsureNetwork(gctx); err != nil {
 			return err
 		}
-		return startRouter(gctx, docker, sched, cfg, repoPrefix, network, log)
+		if err := startRouter(gctx, docker, sched, cfg, repoPrefix, network, routerToken, log); err != nil {
+			return err
+		}
+		return reconcile(gctx, st, sched, log)
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", regListener.Addr().String(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
@@ -190,7 +202,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // startRouter builds the router image from this very binary and runs it as a
 // Swarm service, publishing the HTTP port in host mode.
-func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, repoPrefix, network string, log *slog.Logger) error {
+func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, repoPrefix, network, token string, log *slog.Logger) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -205,7 +217,8 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 	if err != nil {
 		return fmt.Errorf("build router image: %w", err)
 	}
-	if err := sched.EnsureRouter(ctx, image, args, cfg.HTTPPort); err != nil {
+	env := []string{"PAAS_ADMIN_TOKEN=" + token}
+	if err := sched.EnsureRouter(ctx, image, args, env, cfg.HTTPPort); err != nil {
 		return fmt.Errorf("start router: %w", err)
 	}
 	log.Info("router running", "image", image, "http_port", cfg.HTTPPort)
