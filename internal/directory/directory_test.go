@@ -161,21 +161,7 @@ func TestConnectionReusedAndOutage(t *testing.T) {
 
 // A directory that accepts connections and never answers must not hang a lookup.
 func TestSilentServerTimesOut(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-		}
-	}()
-	c, err := New(Config{URL: "ldap://" + l.Addr().String(), BindDN: "cn=x,dc=example,dc=com", BindPassword: "x", BaseDN: "dc=example,dc=com", Timeout: 300 * time.Millisecond})
+	c, err := New(Config{URL: "ldap://" + silentServer(t), BindDN: "cn=x,dc=example,dc=com", BindPassword: "x", BaseDN: "dc=example,dc=com", Timeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,22 +210,9 @@ func TestConfigValidate(t *testing.T) {
 // Many logins at once against a directory that never answers: none waits
 // much longer than one timeout, however many queue up.
 func TestSilentServerConcurrentLookups(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-		}
-	}()
+	addr := silentServer(t)
 	const timeout = 300 * time.Millisecond
-	c, err := New(Config{URL: "ldap://" + l.Addr().String(), BindDN: "cn=x,dc=example,dc=com", BindPassword: "x", BaseDN: "dc=example,dc=com", Timeout: timeout})
+	c, err := New(Config{URL: "ldap://" + addr, BindDN: "cn=x,dc=example,dc=com", BindPassword: "x", BaseDN: "dc=example,dc=com", Timeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,4 +231,30 @@ func TestSilentServerConcurrentLookups(t *testing.T) {
 			t.Fatalf("a lookup took %v with a %v timeout", d, timeout)
 		}
 	}
+}
+
+// silentServer accepts TCP connections and never answers; it returns its address.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, conn)
+		}
+	}()
+	return l.Addr().String()
 }
