@@ -6,9 +6,11 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -25,6 +27,69 @@ func init() {
 	scriptCmds["ldap-user"] = ldapUser
 	scriptCmds["ldap-modify"] = ldapModify
 	scriptCmds["paasd-ldap"] = paasdLDAP
+	scriptCmds["ldap-blackhole"] = ldapBlackhole
+	scriptCmds["stopwatch"] = stopwatch
+}
+
+var (
+	blackholes  = map[string]net.Listener{} // by $WORK
+	stopwatches = map[string]time.Time{}    // by $WORK
+)
+
+// ldap-blackhole start|stop: while slapd is stopped, listen on its port and
+// never answer: a directory that is dead but still accepts connections.
+func ldapBlackhole(ts *testscript.TestScript, neg bool, args []string) {
+	work := ts.Getenv("WORK")
+	if len(args) != 1 {
+		ts.Fatalf("usage: ldap-blackhole start|stop")
+	}
+	switch args[0] {
+	case "start":
+		l, err := net.Listen("tcp", strings.TrimPrefix(directoryOf(ts).URL, "ldap://"))
+		ts.Check(err)
+		blackholes[work] = l
+		go func() {
+			var conns []net.Conn
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					for _, c := range conns {
+						c.Close()
+					}
+					return
+				}
+				conns = append(conns, c)
+			}
+		}()
+		ts.Defer(func() { l.Close() })
+	case "stop":
+		if l := blackholes[work]; l != nil {
+			l.Close()
+			delete(blackholes, work)
+		}
+	default:
+		ts.Fatalf("usage: ldap-blackhole start|stop")
+	}
+}
+
+// stopwatch start | stopwatch max SECONDS: fail when more than SECONDS
+// passed since start (nothing may hang on a dead directory).
+func stopwatch(ts *testscript.TestScript, neg bool, args []string) {
+	work := ts.Getenv("WORK")
+	switch {
+	case len(args) == 1 && args[0] == "start":
+		stopwatches[work] = time.Now()
+	case len(args) == 2 && args[0] == "max":
+		limit, err := time.ParseDuration(args[1] + "s")
+		ts.Check(err)
+		if d := time.Since(stopwatches[work]); d > limit {
+			ts.Fatalf("took %v, more than %v", d.Round(time.Millisecond), limit)
+		} else {
+			fmt.Fprintf(ts.Stdout(), "took %v\n", d.Round(time.Millisecond))
+		}
+	default:
+		ts.Fatalf("usage: stopwatch start | stopwatch max SECONDS")
+	}
 }
 
 func directoryOf(ts *testscript.TestScript) *slapdtest.Server {
@@ -106,6 +171,7 @@ func paasdLDAP(ts *testscript.TestScript, neg bool, args []string) {
 	pwFile := filepath.Join(ts.Getenv("WORK"), ".ldap-password")
 	ts.Check(os.WriteFile(pwFile, []byte(slapdtest.ServicePassword+"\n"), 0o600))
 	in.stop()
+	routerUp := strings.Count(in.log(), `"msg":"router running"`)
 	in.extraArgs = []string{
 		"--ldap-url", d.URL, "--ldap-starttls", "--ldap-ca-file", d.CAFile,
 		"--ldap-bind-dn", slapdtest.ServiceDN, "--ldap-bind-password-file", pwFile,
@@ -114,4 +180,12 @@ func paasdLDAP(ts *testscript.TestScript, neg bool, args []string) {
 		"--ldap-cache-ttl", ttl, "--ldap-timeout", "2s",
 	}
 	ts.Check(in.start())
+	// start() returns once a router answers, which may still be the one the
+	// previous paasd left; a deploy started before this paasd has finished
+	// its own start-up (router, reconcile) is retired by it. Wait for that.
+	for deadline := time.Now().Add(90 * time.Second); strings.Count(in.log(), `"msg":"router running"`) <= routerUp; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			ts.Fatalf("paasd did not report its router running")
+		}
+	}
 }
