@@ -14,6 +14,7 @@ bench:
 	go run ./scripts/bench/rollout
 	go run ./scripts/bench/pgbackup
 	go run ./scripts/bench/live
+	go run ./scripts/bench/ssh
 
 install:
 	scripts/install.sh

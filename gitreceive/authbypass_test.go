@@ -78,20 +78,27 @@ func newSigner(t *testing.T) gossh.Signer {
 // key's identity, or none, never the administrator's.
 func TestOfferedKeyGrantsNothing(t *testing.T) {
 	admin, alice, stranger := newSigner(t), newSigner(t), newSigner(t)
+	assertOfferedKeyGrantsNothing(t, keyAuth{
+		gossh.FingerprintSHA256(admin.PublicKey()): {Name: "root", Admin: true},
+		gossh.FingerprintSHA256(alice.PublicKey()): {Name: "alice"},
+	}, admin, alice, stranger)
+}
+
+// assertOfferedKeyGrantsNothing runs the offered-key cases against a server
+// whose authenticator knows admin as "root" and alice as "alice".
+func assertOfferedKeyGrantsNothing(t *testing.T, authn Authenticator, admin, alice, stranger gossh.Signer) {
+	t.Helper()
 	runner := &recordingRunner{}
 	dir := t.TempDir()
 	srv, err := New(Options{
 		Addr:        "127.0.0.1:0",
 		HostKeyPath: filepath.Join(dir, "host_key"),
 		DataDir:     dir,
-		Auth: keyAuth{
-			gossh.FingerprintSHA256(admin.PublicKey()): {Name: "root", Admin: true},
-			gossh.FingerprintSHA256(alice.PublicKey()): {Name: "alice"},
-		},
-		Repos:    noRepos{},
-		Pushes:   noPushes{},
-		Commands: runner,
-		Log:      slog.New(slog.DiscardHandler),
+		Auth:        authn,
+		Repos:       noRepos{},
+		Pushes:      noPushes{},
+		Commands:    runner,
+		Log:         slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -258,7 +259,7 @@ func TestHookProtocol(t *testing.T) {
 				t.Fatalf("handler got %d pushes, want 1", len(got))
 			}
 			p := got[0]
-			if p.App != "hello" || p.Identity != id || p.Repo != "/data/repos/hello.git" {
+			if p.App != "hello" || !reflect.DeepEqual(p.Identity, id) || p.Repo != "/data/repos/hello.git" {
 				t.Fatalf("push %+v", p)
 			}
 			if !slices.Equal(p.Updates, wantUpdates) {

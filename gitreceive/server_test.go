@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -282,7 +283,7 @@ func TestServerCommands(t *testing.T) {
 				t.Fatalf("stderr %q, want %q", errOut, tc.wantErr)
 			}
 			got := ts.commands.last()
-			if got.id != tc.wantID || !slices.Equal(got.args, tc.wantArgs) || got.stdin != tc.wantIn {
+			if !reflect.DeepEqual(got.id, tc.wantID) || !slices.Equal(got.args, tc.wantArgs) || got.stdin != tc.wantIn {
 				t.Fatalf("command got %+v, want id %+v args %q stdin %q", got, tc.wantID, tc.wantArgs, tc.wantIn)
 			}
 		})

@@ -25,12 +25,14 @@ have() { command -v "$1" >/dev/null 2>&1; }
 [ "$(id -u)" = 0 ] || die "run as root: it installs packages and starts dockerd"
 
 install_packages() {
-  local want=(docker.io git openssh-client openssh-server ca-certificates curl unzip procps iproute2 busybox-static)
+  local want=(docker.io git openssh-client openssh-server ca-certificates curl unzip procps iproute2 busybox-static slapd ldap-utils)
   local missing=()
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
     log "Installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # slapd is only for the LDAP tests: no configuration, no service started.
+    echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi

@@ -102,12 +102,13 @@ type installation struct {
 	sshPort, httpPort   int
 	regPort             int
 	adminKeys           string
+	extraArgs           []string // more serve flags (paasd-ldap)
 	cmd                 *exec.Cmd
 	logFile             *os.File
 }
 
 func (in *installation) args() []string {
-	return []string{"serve",
+	return append([]string{"serve",
 		"--data-dir", in.dataDir,
 		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", in.sshPort),
 		"--http-port", fmt.Sprint(in.httpPort),
@@ -115,7 +116,7 @@ func (in *installation) args() []string {
 		"--domain", "paas.test",
 		"--admin-keys", in.adminKeys,
 		"--name", in.name,
-	}
+	}, in.extraArgs...)
 }
 
 func (in *installation) start() error {

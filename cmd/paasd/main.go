@@ -21,6 +21,7 @@ import (
 
 	"paas/gitreceive"
 	"paas/internal/daemon"
+	"paas/internal/directory"
 	"paas/router"
 )
 
@@ -95,6 +96,47 @@ func (e *envFlags) Int(p *int, name string, def int, help string) {
 	e.fs.IntVar(p, name, def, help+" ("+envName(name)+")")
 }
 
+func (e *envFlags) Bool(p *bool, name string, def bool, help string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Sprintf("%s=%q is not true or false", envName(name), v))
+		}
+		def = b
+	}
+	e.fs.BoolVar(p, name, def, help+" ("+envName(name)+")")
+}
+
+func (e *envFlags) Duration(p *time.Duration, name string, def time.Duration, help string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Sprintf("%s=%q is not a duration (e.g. 60s)", envName(name), v))
+		}
+		def = d
+	}
+	e.fs.DurationVar(p, name, def, help+" ("+envName(name)+")")
+}
+
+// ldapFlags defines the directory flags. The bind password is never a flag
+// (it would show in ps): a file, or PAAS_LDAP_BIND_PASSWORD.
+func ldapFlags(f *envFlags, c *daemon.LDAPConfig) {
+	f.String(&c.URL, "ldap-url", "", "LDAP directory for users' keys, ldap://HOST:PORT or ldaps://HOST:PORT (off when empty)")
+	f.String(&c.BindDN, "ldap-bind-dn", "", "DN of the service account to bind as")
+	f.String(&c.BindPasswordFile, "ldap-bind-password-file", "", "file holding the service account's password (or set PAAS_LDAP_BIND_PASSWORD)")
+	f.String(&c.BaseDN, "ldap-base-dn", "", "where users are searched, e.g. ou=people,dc=example,dc=com")
+	f.String(&c.GroupBaseDN, "ldap-group-base-dn", "", "where groups are searched (default: --ldap-base-dn)")
+	f.String(&c.AdminGroup, "ldap-admin-group", "", "DN of the group whose members are administrators")
+	f.Bool(&c.StartTLS, "ldap-starttls", false, "upgrade an ldap:// connection with StartTLS")
+	f.String(&c.CAFile, "ldap-ca-file", "", "PEM CA certificates to verify the directory with (default: system roots)")
+	f.String(&c.UserFilter, "ldap-user-filter", directory.DefaultUserFilter, "filter of user entries, ANDed with the key match")
+	f.String(&c.KeyAttribute, "ldap-key-attribute", directory.DefaultKeyAttribute, "attribute holding SSH public keys")
+	f.String(&c.NameAttribute, "ldap-name-attribute", directory.DefaultNameAttribute, "attribute naming the user (sAMAccountName on Active Directory)")
+	f.String(&c.GroupFilter, "ldap-group-filter", directory.DefaultGroupFilter, "filter finding a user's groups; {dn} and {name} are replaced, escaped; - for memberOf only")
+	f.Duration(&c.CacheTTL, "ldap-cache-ttl", 60*time.Second, "how long a key the directory confirmed is trusted without asking again, also through an outage")
+	f.Duration(&c.Timeout, "ldap-timeout", directory.DefaultTimeout, "timeout of every dial and request to the directory")
+}
+
 func (e *envFlags) parse(args []string, stderr io.Writer) bool {
 	e.fs.SetOutput(stderr)
 	if err := e.fs.Parse(args); err != nil {
@@ -129,9 +171,12 @@ func serve(args []string, stderr io.Writer) int {
 	f.String(&cfg.PluginsDir, "plugins-dir", "", "directory of executable plugins (default DATA_DIR/plugins)")
 	f.Int(&cfg.KeepReleases, "keep-releases", 10, "releases whose images each app keeps in the registry (how far rollback reaches)")
 	f.String(&cfg.PostgresImage, "postgres-image", "", "image of Postgres databases (default paas-postgres:15, built by scripts/postgres/build.sh)")
+	ldapFlags(f, &cfg.LDAP)
 	if !f.parse(args, stderr) {
 		return 2
 	}
+	cfg.LDAP.BindPassword = os.Getenv("PAAS_LDAP_BIND_PASSWORD")
+	os.Unsetenv("PAAS_LDAP_BIND_PASSWORD") // not passed on to git, builds or plugins
 	if cfg.PluginsDir == "" {
 		cfg.PluginsDir = filepath.Join(cfg.DataDir, "plugins")
 	}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -60,7 +61,7 @@ func (k *Keys) Identify(key gossh.PublicKey) (paas.Identity, bool, error) {
 		return paas.Identity{}, false, err
 	}
 	if name, ok := admins[fp]; ok {
-		return paas.Identity{Name: name, Admin: true}, true, nil
+		return paas.Identity{Name: name, Admin: true, Source: "admin-keys"}, true, nil
 	}
 	keys, err := k.store.Keys()
 	if err != nil {
@@ -68,7 +69,7 @@ func (k *Keys) Identify(key gossh.PublicKey) (paas.Identity, bool, error) {
 	}
 	for _, sk := range keys {
 		if sk.Fingerprint == fp {
-			return paas.Identity{Name: sk.Name}, true, nil
+			return paas.Identity{Name: sk.Name, Source: "ssh-keys"}, true, nil
 		}
 	}
 	return paas.Identity{}, false, nil
@@ -117,8 +118,26 @@ func (k *Keys) adminKeys() (map[string]string, error) {
 	return admins, nil
 }
 
-// CanUseApp reports whether id may read and change app: admins and the app's
-// owner may.
+// CanUseApp reports whether id may read and change app: admins, the app's
+// owner, and the users and @groups of its access list may.
 func CanUseApp(id paas.Identity, app *paas.App) bool {
+	if id.Admin || (id.Name != "" && app.Owner == id.Name) {
+		return true
+	}
+	for _, e := range app.Access {
+		if g, ok := strings.CutPrefix(e, "@"); ok {
+			if g != "" && slices.Contains(id.Groups, g) {
+				return true
+			}
+		} else if id.Name != "" && e == id.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// CanManageAccess reports whether id may change app's access list: admins
+// and the owner may.
+func CanManageAccess(id paas.Identity, app *paas.App) bool {
 	return id.Admin || (id.Name != "" && app.Owner == id.Name)
 }

@@ -97,7 +97,7 @@ func TestIdentify(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ok != tc.wantOK || id != tc.wantID {
+			if ok != tc.wantOK || id.Name != tc.wantID.Name || id.Admin != tc.wantID.Admin {
 				t.Fatalf("Identify = %+v, %v; want %+v, %v", id, ok, tc.wantID, tc.wantOK)
 			}
 		})
@@ -195,7 +195,7 @@ func TestAdminFileReloads(t *testing.T) {
 					t.Fatal(err)
 				}
 				want, wantOK := st.want[name]
-				if ok != wantOK || id != want {
+				if ok != wantOK || id.Name != want.Name || id.Admin != want.Admin {
 					t.Fatalf("%s key: Identify = %+v, %v; want %+v, %v", name, id, ok, want, wantOK)
 				}
 			}

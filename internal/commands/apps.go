@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"paas/internal/auth"
 	"paas/internal/paas"
 	"paas/scheduler"
 )
@@ -97,7 +98,7 @@ func writeJSON(w io.Writer, v any) error {
 
 func (p *Platform) appCommands() []*Command {
 	return []*Command{
-		{Name: "apps:create", Args: "APP", Help: "Create a new app", MinArgs: 1, Run: p.appsCreate},
+		{Name: "apps:create", Args: "APP", Help: "Create a new app", MinArgs: 1, NamesApp: true, Run: p.appsCreate},
 		{Name: "apps:list", Help: "List your apps", Flags: formatFlag, Run: p.appsList},
 		{Name: "apps:exists", Args: "APP", Help: "Exit 0 when the app exists, 20 when it does not", App: true, Run: func(_ context.Context, c *Call) error {
 			fmt.Fprintf(c.Out, "App %s exists\n", c.App.Name)
@@ -136,7 +137,7 @@ func (p *Platform) visibleApps(id paas.Identity) ([]*paas.App, error) {
 	}
 	out := apps[:0]
 	for _, a := range apps {
-		if id.Admin || a.Owner == id.Name {
+		if auth.CanUseApp(id, a) {
 			out = append(out, a)
 		}
 	}

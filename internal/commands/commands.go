@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"paas/internal/auth"
 	"paas/internal/paas"
@@ -24,14 +27,18 @@ const (
 
 // Command is one `ssh paas NAME ...` command.
 type Command struct {
-	Name    string
-	Args    string // usage, e.g. "APP KEY=VALUE..."
-	Help    string
-	Flags   map[string]bool // flag -> takes a value
-	App     bool            // the first positional argument is an app the caller must be able to use
-	Admin   bool            // administrators only
-	MinArgs int             // positional arguments required after the app
-	Run     func(ctx context.Context, c *Call) error
+	Name  string
+	Args  string // usage, e.g. "APP KEY=VALUE..."
+	Help  string
+	Flags map[string]bool // flag -> takes a value
+	App   bool            // the first positional argument is an app the caller must be able to use
+	// NamesApp: the first positional argument names an app that the
+	// dispatcher does not resolve (apps:create, events APP); the audit log
+	// records it as the event's app.
+	NamesApp bool
+	Admin    bool // administrators only
+	MinArgs  int  // positional arguments required after the app
+	Run      func(ctx context.Context, c *Call) error
 }
 
 // Call is one invocation of a command.
@@ -71,6 +78,7 @@ type AppStore interface {
 type Dispatcher struct {
 	set   *Set
 	store AppStore
+	audit Auditor
 }
 
 // NewDispatcher returns a dispatcher over the given commands.
@@ -90,8 +98,15 @@ func NewDispatcher(store AppStore, version string, cmds ...[]*Command) *Dispatch
 	return d
 }
 
-// RunCommand parses args, checks rights and runs the command. It returns the exit code.
+// RunCommand parses args, checks rights and runs the command, and records it
+// in the audit log. It returns the exit code.
 func (d *Dispatcher) RunCommand(ctx context.Context, id paas.Identity, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	code := d.runCommand(ctx, id, args, stdin, stdout, stderr)
+	d.record(id, args, code)
+	return code
+}
+
+func (d *Dispatcher) runCommand(ctx context.Context, id paas.Identity, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		args = []string{"help"}
 	}
@@ -253,11 +268,12 @@ func (d *Dispatcher) help(_ context.Context, c *Call) error {
 }
 
 // sanitize makes user input safe to print on a terminal: control characters
-// (ANSI escapes among them) are shown quoted, never replayed raw.
+// (C0, DEL, C1 such as the one-byte CSI U+009B, and format characters such as
+// bidi overrides) and invalid UTF-8 are shown quoted, never replayed raw.
 func sanitize(s string) string {
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			q := fmt.Sprintf("%q", s)
+		if r == utf8.RuneError || (r != ' ' && !unicode.IsPrint(r)) {
+			q := strconv.Quote(s)
 			return q[1 : len(q)-1]
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -684,6 +685,11 @@ func TestSanitize(t *testing.T) {
 		{"NUL", "a\x00b", `a\x00b`},
 		{"DEL", "a\x7fb", `a\x7fb`},
 		{"control char with quotes around", "\"\x1b\"", `\"\x1b\"`},
+		{"C1 CSI", "\u009b31mred", `\u009b31mred`},
+		{"C1 OSC", "\u009d0;pwned\u009c", `\u009d0;pwned\u009c`},
+		{"raw C1 byte, invalid UTF-8", "\x9b31m", `\x9b31m`},
+		{"invalid UTF-8", "a\xffb", `a\xffb`},
+		{"bidi override", "abc\u202edcba", `abc\u202edcba`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -691,8 +697,11 @@ func TestSanitize(t *testing.T) {
 			if got != tc.want {
 				t.Fatalf("sanitize(%q) = %q, want %q", tc.in, got, tc.want)
 			}
+			if !utf8.ValidString(got) {
+				t.Fatalf("sanitize(%q) = %q is not valid UTF-8", tc.in, got)
+			}
 			for _, r := range got {
-				if r < 0x20 || r == 0x7f {
+				if r < 0x20 || (r >= 0x7f && r < 0xa0) || r == 0x202e {
 					t.Fatalf("sanitize(%q) = %q still has control char %U", tc.in, got, r)
 				}
 			}

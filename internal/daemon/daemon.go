@@ -50,6 +50,7 @@ type Config struct {
 	// PostgresImage is the image of Postgres databases (postgres.DefaultImage when empty).
 	PostgresImage string
 	Version       string
+	LDAP          LDAPConfig
 }
 
 // Validate reports the first invalid setting.
@@ -72,7 +73,7 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.RegistryAddr); err != nil {
 		return fmt.Errorf("--registry-addr %q: %w", c.RegistryAddr, err)
 	}
-	return nil
+	return c.LDAP.validate()
 }
 
 // ShutdownGrace is how long a stopping paasd lets running deploys finish.
@@ -149,7 +150,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		KeepReleases: cfg.KeepReleases,
 		Log:          log.With("component", "deploy"),
 	})
-	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st}
+	audit := &auditLog{store: st, log: log.With("component", "audit")}
+	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st, audit: audit}
 	platform := &commands.Platform{
 		Store: st, Pipeline: pipeline, Runtime: sched, Repos: repos, AppURL: appURL,
 		Images: imagesFunc(func(app string) error {
@@ -167,15 +169,27 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	dispatcher := commands.NewDispatcher(st, cfg.Version,
 		commands.WithTriggers(platform.Builtins(), triggers),
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
+		commands.AccessCommands(st), commands.WhoamiCommands(), commands.EventCommands(st),
 		pluginCommands(triggers))
+	dispatcher.SetAuditor(audit)
+	var keys gitreceive.Authenticator
+	local, dirKeys, closeDir, err := cfg.LDAP.authenticator(cfg.AdminKeys, st, log)
+	if err != nil {
+		return err
+	}
+	defer closeDir()
+	keys = local
+	if dirKeys != nil {
+		keys = dirKeys
+	}
 
 	ssh, err := gitreceive.New(gitreceive.Options{
 		Addr:        cfg.SSHAddr,
 		HostKeyPath: filepath.Join(dataDir, "ssh_host_ed25519_key"),
 		DataDir:     dataDir,
-		Auth:        auth.NewKeys(cfg.AdminKeys, st),
+		Auth:        keys,
 		Repos:       repos,
-		Pushes:      &authorizedPushes{next: &pushes{pipeline: pipeline, store: st}, triggers: triggers},
+		Pushes:      &authorizedPushes{next: &pushes{pipeline: pipeline, store: st, audit: audit}, triggers: triggers},
 		Commands:    &commands.UserAuth{Next: dispatcher, Triggers: triggers},
 		Log:         log.With("component", "ssh"),
 	})
@@ -264,6 +278,7 @@ func (f imagesFunc) DeleteApp(app string) error { return f(app) }
 type repos struct {
 	dir   string
 	store *store.Store
+	audit *auditLog
 }
 
 var (
@@ -294,13 +309,18 @@ func (r *repos) Remove(app string) error {
 	return os.RemoveAll(r.Path(app))
 }
 
-func (r *repos) RepoFor(_ context.Context, id paas.Identity, name string, _ bool) (string, error) {
+func (r *repos) RepoFor(_ context.Context, id paas.Identity, name string, write bool) (string, error) {
 	app, err := r.store.App(name)
-	if err != nil {
-		return "", err
+	if err == nil && !auth.CanUseApp(id, app) {
+		err = paas.ErrAppNotFound
 	}
-	if !auth.CanUseApp(id, app) {
-		return "", paas.ErrAppNotFound
+	if err != nil {
+		action := "fetch"
+		if write {
+			action = "push"
+		}
+		r.audit.recordPush(id, action, name, err, "")
+		return "", err
 	}
 	if err := r.Create(name); err != nil {
 		return "", err

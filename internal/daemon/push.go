@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"paas/gitreceive"
 	"paas/internal/deploy"
@@ -18,18 +19,33 @@ type pushes struct {
 	store    interface {
 		App(string) (*paas.App, error)
 	}
+	audit *auditLog
 }
 
 var _ gitreceive.PushHandler = (*pushes)(nil)
 
+// HandlePush handles the push and records it, and the deploy it ran, in the audit log.
 func (h *pushes) HandlePush(ctx context.Context, p *gitreceive.Push, out io.Writer) error {
+	var refs []string
+	for _, u := range p.Updates {
+		refs = append(refs, u.Ref)
+	}
+	deployed, err := h.handlePush(ctx, p, out)
+	h.audit.recordPush(p.Identity, "push", p.App, err, strings.Join(refs, " "))
+	if deployed != "" {
+		h.audit.recordPush(p.Identity, "deploy", p.App, err, "commit "+deployed)
+	}
+	return err
+}
+
+func (h *pushes) handlePush(ctx context.Context, p *gitreceive.Push, out io.Writer) (deployed string, err error) {
 	app, err := h.store.App(p.App)
 	if err != nil {
-		return err
+		return "", err
 	}
 	deployUpdate, err := selectDeploy(app.Branch(), p.Updates)
 	if err != nil {
-		return err
+		return "", err
 	}
 	for _, u := range p.Updates {
 		if u == deployUpdate {
@@ -45,13 +61,13 @@ func (h *pushes) HandlePush(ctx context.Context, p *gitreceive.Push, out io.Writ
 		}
 	}
 	if deployUpdate == (gitreceive.RefUpdate{}) {
-		return nil
+		return "", nil
 	}
 	src := deploy.Source{
 		Commit: deployUpdate.New,
 		Export: func(ctx context.Context, w io.Writer) error { return p.Archive(ctx, deployUpdate.New, w) },
 	}
-	return h.pipeline.Push(ctx, p.App, p.Identity, src, out)
+	return deployUpdate.New, h.pipeline.Push(ctx, p.App, p.Identity, src, out)
 }
 
 // selectDeploy returns the update that deploys: the one to the deploy branch,

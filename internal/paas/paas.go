@@ -93,6 +93,9 @@ type App struct {
 	Current int `json:"current"`
 	// DeployBranch is the branch whose pushes deploy ("main" when empty).
 	DeployBranch string `json:"deploy_branch,omitempty"`
+	// Access lists who besides the owner may use the app: user names and
+	// @group names (acl:add).
+	Access []string `json:"access,omitempty"`
 	// Formation is the number of tasks per process type set with ps:scale;
 	// a process type not in it runs 1 task for web, 0 for the others.
 	Formation map[string]int `json:"formation,omitempty"`
@@ -254,6 +257,10 @@ type Terminal struct {
 type Identity struct {
 	Name  string `json:"name"`
 	Admin bool   `json:"admin"`
+	// Groups are the directory groups of an LDAP user (names, e.g. a cn).
+	Groups []string `json:"groups,omitempty"`
+	// Source is where the key was found: "admin-keys", "ssh-keys" or "ldap".
+	Source string `json:"source,omitempty"`
 }
 
 // SSHKey is a user key added with ssh-keys:add.
@@ -296,4 +303,19 @@ func SortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// Event is one line of the audit log: who did what to which app, when, with
+// what result. It never holds a config value.
+type Event struct {
+	ID     int       `json:"id"`
+	Time   time.Time `json:"time"`
+	Actor  string    `json:"actor"`            // identity name
+	Source string    `json:"source,omitempty"` // where the actor's key was found
+	App    string    `json:"app,omitempty"`
+	Action string    `json:"action"`         // a command name, "push", "deploy", "rollback"
+	Args   []string  `json:"args,omitempty"` // arguments, config values removed
+	Result string    `json:"result"`         // "ok", "error", "not-found"
+	Code   int       `json:"code"`           // exit code
+	Detail string    `json:"detail,omitempty"`
 }

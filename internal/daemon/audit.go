@@ -1,0 +1,46 @@
+package daemon
+
+import (
+	"errors"
+	"log/slog"
+
+	"paas/internal/commands"
+	"paas/internal/paas"
+	"paas/internal/store"
+)
+
+// auditLog keeps audit events in the store. A failure to record is logged,
+// never shown to the user or allowed to change a command's outcome.
+type auditLog struct {
+	store *store.Store
+	log   *slog.Logger
+}
+
+var _ commands.Auditor = (*auditLog)(nil)
+
+func (a *auditLog) Record(e *paas.Event) {
+	if a == nil {
+		return
+	}
+	if err := a.store.AddEvent(e); err != nil {
+		a.log.Error("record audit event", "action", e.Action, "app", e.App, "err", err)
+	}
+}
+
+// recordPush records a push (or a fetch refused) of app by id.
+func (a *auditLog) recordPush(id paas.Identity, action, app string, err error, detail string) {
+	if a == nil {
+		return
+	}
+	code := commands.ExitOK
+	switch {
+	case errors.Is(err, paas.ErrAppNotFound):
+		code = commands.ExitNotFound
+	case err != nil:
+		code = commands.ExitError
+		if detail == "" {
+			detail = err.Error()
+		}
+	}
+	a.Record(&paas.Event{Actor: id.Name, Source: id.Source, App: app, Action: action, Result: commands.ResultOf(code), Code: code, Detail: commands.AuditArg(detail)})
+}
