@@ -127,6 +127,9 @@ func serve(args []string, stderr io.Writer) int {
 	f.String(&cfg.Name, "name", "paas", "prefix of every Swarm object of this installation")
 	f.String(&cfg.RegistryAddr, "registry-addr", "127.0.0.1:5000", "loopback address of the embedded registry")
 	f.String(&cfg.PluginsDir, "plugins-dir", "", "directory of executable plugins (default DATA_DIR/plugins)")
+	f.String(&cfg.ACMEDirectory, "acme-directory", "", "ACME directory URL for letsencrypt:enable (default Let's Encrypt's)")
+	f.String(&cfg.ACMECAFile, "acme-ca-file", "", "PEM file of extra roots trusted for the ACME server's HTTPS")
+	f.String(&cfg.ACMEEmail, "acme-email", "", "contact email of the ACME account")
 	if !f.parse(args, stderr) {
 		return 2
 	}
@@ -146,16 +149,28 @@ func serve(args []string, stderr io.Writer) int {
 
 func runRouter(args []string, stderr io.Writer) int {
 	var opts router.Options
-	var port int
+	var port, httpsPort int
+	accessLog := "on"
 	f := &envFlags{fs: flag.NewFlagSet("paasd router", flag.ContinueOnError)}
 	f.String(&opts.Installation, "name", "paas", "installation whose apps are routed")
 	f.String(&opts.Domain, "domain", "paas.localhost", "apps are served at APP.DOMAIN")
 	f.String(&opts.Network, "network", "paas-net", "overlay network the app tasks are reached on")
 	f.Int(&port, "http-port", 80, "HTTP listen port")
+	f.Int(&httpsPort, "https-port", 0, "HTTPS listen port; 0: no HTTPS")
+	f.String(&accessLog, "access-log", accessLog, "on: one JSON line per request on stderr; off: none")
 	if !f.parse(args, stderr) {
 		return 2
 	}
+	if accessLog != "on" && accessLog != "off" {
+		fmt.Fprintf(stderr, "paasd: --access-log %q: use on or off\n", accessLog)
+		return 2
+	}
+	opts.AccessLog = accessLog == "on"
 	opts.HTTPAddr = fmt.Sprintf(":%d", port)
+	if httpsPort > 0 {
+		opts.HTTPSAddr = fmt.Sprintf(":%d", httpsPort)
+		opts.HTTPSPort = httpsPort
+	}
 	opts.PollInterval = time.Second
 	opts.Log = newLogger(stderr)
 	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
@@ -166,7 +181,8 @@ func runRouter(args []string, stderr io.Writer) int {
 	defer docker.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := router.New(router.NewDockerSource(docker, opts), opts).Run(ctx); err != nil {
+	src := router.NewConfigSource(router.NewDockerSource(docker, opts), docker, opts)
+	if err := router.New(src, opts).Run(ctx); err != nil {
 		opts.Log.Error("router stopped", "err", err)
 		return 1
 	}

@@ -45,6 +45,11 @@ type Config struct {
 	RegistryAddr string
 	PluginsDir   string
 	Version      string
+	// ACME: the directory URL (default Let's Encrypt), a PEM file of extra
+	// roots to trust for its HTTPS, and the account's contact email.
+	ACMEDirectory string
+	ACMECAFile    string
+	ACMEEmail     string
 }
 
 // Validate reports the first invalid setting.
@@ -58,6 +63,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--name %q: use lowercase letters, digits and dashes, at most 20 characters", c.Name)
 	case c.HTTPPort <= 0 || c.HTTPPort > 65535:
 		return fmt.Errorf("--http-port %d is not a port", c.HTTPPort)
+	case c.HTTPSPort < 0 || c.HTTPSPort > 65535 || c.HTTPSPort == c.HTTPPort:
+		return fmt.Errorf("--https-port %d is not a port other than --http-port (0: no HTTPS)", c.HTTPSPort)
 	}
 	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
@@ -115,11 +122,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log})
 	repoPrefix := cfg.RegistryAddr + "/" + cfg.Name
 	build := builder.NewDockerfile(docker, repoPrefix, log)
+	routes, err := newRouting(docker, st, cfg, dataDir, log)
+	if err != nil {
+		return err
+	}
 	appURL := func(app string) string {
 		if cfg.HTTPPort == 80 {
-			return "http://" + app + "." + cfg.Domain
+			return "http://" + routes.DefaultHost(app)
 		}
-		return fmt.Sprintf("http://%s.%s:%d", app, cfg.Domain, cfg.HTTPPort)
+		return fmt.Sprintf("http://%s:%d", routes.DefaultHost(app), cfg.HTTPPort)
 	}
 	pipeline := deploy.New(st, build, sched, plugins.NewDir(cfg.PluginsDir, 0, log.With("component", "plugins")), deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
@@ -130,6 +141,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	platform := &commands.Platform{
 		Store: st, Pipeline: pipeline, Runtime: sched, Repos: repos, AppURL: appURL,
 		Images: imagesFunc(func(app string) error { return reg.DeleteRepository(cfg.Name + "/" + app) }),
+		Routing: routes, RoutingStore: st,
 	}
 	dispatcher := commands.NewDispatcher(st, cfg.Version, platform.Builtins())
 
@@ -167,7 +179,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := sched.EnsureNetwork(gctx); err != nil {
 			return err
 		}
-		return startRouter(gctx, docker, sched, cfg, repoPrefix, network, log)
+		if err := routes.Sync(gctx); err != nil {
+			log.Warn("cannot publish the route configuration", "err", err)
+		}
+		if err := startRouter(gctx, docker, sched, cfg, repoPrefix, network, log); err != nil {
+			return err
+		}
+		return routes.Run(gctx)
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", regListener.Addr().String(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
@@ -187,11 +205,16 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 	}
 	ref := repoPrefix + "/router:" + sum[:16]
 	args := []string{"router", "--name", cfg.Name, "--domain", cfg.Domain, "--http-port", strconv.Itoa(cfg.HTTPPort), "--network", network}
+	ports := []int{cfg.HTTPPort}
+	if cfg.HTTPSPort > 0 {
+		args = append(args, "--https-port", strconv.Itoa(cfg.HTTPSPort))
+		ports = append(ports, cfg.HTTPSPort)
+	}
 	image, err := builder.BuildSelfImage(ctx, docker, exe, ref, args, true, io.Discard)
 	if err != nil {
 		return fmt.Errorf("build router image: %w", err)
 	}
-	if err := sched.EnsureRouter(ctx, image, args, cfg.HTTPPort); err != nil {
+	if err := sched.EnsureRouterPorts(ctx, image, args, ports...); err != nil {
 		return fmt.Errorf("start router: %w", err)
 	}
 	log.Info("router running", "image", image, "http_port", cfg.HTTPPort)
