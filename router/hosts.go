@@ -23,6 +23,14 @@ func (t *routeTable) lookup(host string) *route {
 	return nil
 }
 
+// AppFor returns the app a Host header is routed to, as a request would be.
+func (r *Router) AppFor(host string) (string, bool) {
+	if rt := r.table.Load().lookup(canonicalHost(host)); rt != nil {
+		return rt.app, true
+	}
+	return "", false
+}
+
 // addWildcards registers the wildcard names of cr's Edge in wild, keyed by the
 // parent domain; a name another app already has stays with it.
 func addWildcards(log *slog.Logger, wild map[string]*route, cr *route) {

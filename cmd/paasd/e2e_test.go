@@ -100,6 +100,8 @@ func runQuiet(name string, args ...string) error {
 type installation struct {
 	name, dataDir, work string
 	sshPort, httpPort   int
+	httpsPort           int
+	extraArgs           []string // more flags for paasd serve (e2e_tls_test.go)
 	regPort             int
 	adminKeys           string
 	cmd                 *exec.Cmd
@@ -107,15 +109,16 @@ type installation struct {
 }
 
 func (in *installation) args() []string {
-	return []string{"serve",
+	return append([]string{"serve",
 		"--data-dir", in.dataDir,
 		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", in.sshPort),
 		"--http-port", fmt.Sprint(in.httpPort),
+		"--https-port", fmt.Sprint(in.httpsPort),
 		"--registry-addr", fmt.Sprintf("127.0.0.1:%d", in.regPort),
 		"--domain", "paas.test",
 		"--admin-keys", in.adminKeys,
 		"--name", in.name,
-	}
+	}, in.extraArgs...)
 }
 
 func (in *installation) start() error {
@@ -191,6 +194,7 @@ func (in *installation) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	scheduler.New(cli, scheduler.Options{Name: in.name, Network: in.name + "-net"}).RemoveAll(ctx)
+	removeConfigs(ctx, cli, in.name)
 	// Images of this installation: everything tagged under its registry prefix.
 	out, _ := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", fmt.Sprintf("reference=127.0.0.1:%d/%s/*", in.regPort, in.name)).Output()
 	for _, ref := range strings.Fields(string(out)) {
@@ -205,12 +209,13 @@ func setupInstallation(env *testscript.Env) error {
 	b := make([]byte, 3)
 	rand.Read(b)
 	in := &installation{
-		name:     "t" + hex.EncodeToString(b),
-		work:     env.WorkDir,
-		dataDir:  filepath.Join(env.WorkDir, ".paas-data"),
-		sshPort:  freePort(env.T().(testing.TB)),
-		httpPort: freePort(env.T().(testing.TB)),
-		regPort:  freePort(env.T().(testing.TB)),
+		name:      "t" + hex.EncodeToString(b),
+		work:      env.WorkDir,
+		dataDir:   filepath.Join(env.WorkDir, ".paas-data"),
+		sshPort:   freePort(env.T().(testing.TB)),
+		httpPort:  freePort(env.T().(testing.TB)),
+		httpsPort: freePort(env.T().(testing.TB)),
+		regPort:   freePort(env.T().(testing.TB)),
 	}
 	home := filepath.Join(env.WorkDir, ".home")
 	sshDir := filepath.Join(home, ".ssh")
@@ -258,6 +263,7 @@ func setupInstallation(env *testscript.Env) error {
 	env.Setenv("SSHCONFIG", sshConfig)
 	env.Setenv("SSHDIR", sshDir)
 	env.Setenv("HTTP_PORT", fmt.Sprint(in.httpPort))
+	env.Setenv("HTTPS_PORT", fmt.Sprint(in.httpsPort))
 	env.Setenv("SSH_PORT", fmt.Sprint(in.sshPort))
 	env.Setenv("PAAS_NAME", in.name)
 	env.Setenv("DATA_DIR", in.dataDir)

@@ -43,6 +43,9 @@ func ParseCertKey(data []byte, now time.Time) (*paas.Cert, error) {
 			return nil, bad("unexpected PEM block %q: give the certificate chain and its private key", b.Type)
 		}
 	}
+	if n := bytes.Count(data, []byte("-----BEGIN ")); n > len(certs)+len(keys) {
+		return nil, bad("malformed PEM: %d of %d blocks could not be decoded", n-len(certs)-len(keys), n)
+	}
 	if len(bytes.TrimSpace(rest)) > 0 {
 		if len(certs)+len(keys) == 0 {
 			return nil, bad("malformed PEM: no certificate or key found")
