@@ -267,8 +267,10 @@ func parseConfig(id, role string, data []byte) parsedConfig {
 func (s *ConfigSource) merge(t Table, apps map[string]parsedConfig, global *Global) Table {
 	t.Global = global
 	oldSuffix := "." + canonicalHost(s.opts.Domain)
+	t.Routes = slices.Clone(t.Routes) // the inner source's table stays as it was
 	for i := range t.Routes {
 		rt := &t.Routes[i]
+		rt.Hosts = slices.Clip(rt.Hosts)
 		if global != nil && global.Domain != "" && s.opts.Domain != "" {
 			hosts := make([]string, 0, len(rt.Hosts)+4)
 			for _, h := range rt.Hosts {

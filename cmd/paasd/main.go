@@ -172,7 +172,10 @@ func runRouter(args []string, stderr io.Writer) int {
 		opts.HTTPSPort = httpsPort
 	}
 	opts.PollInterval = time.Second
-	opts.Log = newLogger(stderr)
+	// Access log lines are written in batches (at most 100 ms late).
+	logOut := router.NewBufferedLog(stderr, 100*time.Millisecond)
+	defer logOut.Close()
+	opts.Log = newLogger(logOut)
 	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		opts.Log.Error("docker client", "err", err)

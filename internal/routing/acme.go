@@ -84,7 +84,7 @@ func (s *Service) Issue(ctx context.Context, app string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("acme: make a certificate request: %w", err)
 	}
-	der, _, err := cl.CreateOrderCert(ctx, order.FinalizeURL, csr, true)
+	der, _, err := cl.CreateCertFromOrder(ctx, order, csr, true)
 	if err != nil {
 		return fmt.Errorf("acme: finalize the order: %w", err)
 	}

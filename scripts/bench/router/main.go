@@ -33,6 +33,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -104,7 +105,9 @@ func runRouter(args []string) {
 	if err != nil {
 		panic(err)
 	}
-	log := slog.New(slog.NewJSONHandler(lf, nil))
+	logOut := router.NewBufferedLog(lf, 100*time.Millisecond) // as paasd router does
+	defer logOut.Close()
+	log := slog.New(slog.NewJSONHandler(logOut, nil))
 	tbl := router.Table{Routes: []router.Route{{
 		App: "bench", Hosts: []string{plainHost, tlsHost, "127.0.0.1"},
 		Backends: []router.Backend{{Addr: backendAddr}},
@@ -115,6 +118,14 @@ func runRouter(args []string) {
 	opts := router.Options{Installation: "bench", HTTPAddr: httpAddr, HTTPSAddr: httpsAddr, HTTPSPort: p, AccessLog: true, Log: log, PollInterval: time.Hour}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if f := os.Getenv("BENCH_ROUTER_CPUPROFILE"); f != "" { // where the router's time goes
+		pf, err := os.Create(f)
+		if err != nil {
+			panic(err)
+		}
+		pprof.StartCPUProfile(pf)
+		defer pprof.StopCPUProfile()
+	}
 	if err := router.New(static{tbl}, opts).Run(ctx); err != nil {
 		panic(err)
 	}
@@ -258,7 +269,7 @@ pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
 events { worker_connections 4096; }
 http {
-	access_log %[1]s/nginx-access.log;
+	access_log %[1]s/nginx-access.log combined buffer=64k flush=100ms; # as the router batches its lines
 	client_body_temp_path %[1]s/client_body;
 	proxy_temp_path %[1]s/proxy;
 	fastcgi_temp_path %[1]s/fastcgi;
