@@ -73,7 +73,7 @@ func (s *Swarm) EnsureRouterPorts(ctx context.Context, image string, args []stri
 		UpdateConfig:   s.updateConfig(swarm.UpdateOrderStopFirst),
 		RollbackConfig: s.updateConfig(swarm.UpdateOrderStopFirst),
 		EndpointSpec: &swarm.EndpointSpec{
-			Mode: swarm.ResolutionModeDNSRR,
+			Mode:  swarm.ResolutionModeDNSRR,
 			Ports: published,
 		},
 	}

@@ -140,7 +140,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st}
 	platform := &commands.Platform{
 		Store: st, Pipeline: pipeline, Runtime: sched, Repos: repos, AppURL: appURL,
-		Images: imagesFunc(func(app string) error { return reg.DeleteRepository(cfg.Name + "/" + app) }),
+		Images:  imagesFunc(func(app string) error { return reg.DeleteRepository(cfg.Name + "/" + app) }),
 		Routing: routes, RoutingStore: st,
 	}
 	dispatcher := commands.NewDispatcher(st, cfg.Version, platform.Builtins())
