@@ -11,6 +11,8 @@ test:
 
 bench:
 	go run ./scripts/bench/push
+	scripts/install.sh --bench-deps
+	go run ./scripts/bench/router
 
 install:
 	scripts/install.sh

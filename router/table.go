@@ -88,7 +88,10 @@ func (t Table) normalize() Table {
 // routes are keyed by: lower case, no port, no trailing dot, no IPv6 brackets.
 func canonicalHost(h string) string {
 	h = strings.TrimSpace(h)
-	if host, _, err := net.SplitHostPort(h); err == nil {
+	if strings.IndexByte(h, ':') < 0 {
+		// No port and no IPv6 address: skip SplitHostPort, whose error for
+		// a host without a port costs an allocation on every request.
+	} else if host, _, err := net.SplitHostPort(h); err == nil {
 		h = host
 	} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
 		h = h[1 : len(h)-1]
