@@ -35,6 +35,10 @@ const (
 	maxIdlePerBackend = 1024
 
 	headerRequestID = "X-Request-Id"
+
+	// flushLatency bounds how long part of a response of known length may
+	// wait in the server's buffer.
+	flushLatency = 10 * time.Millisecond
 )
 
 // Options configure a Router and a DockerSource.
@@ -142,9 +146,14 @@ func New(src Source, opts Options) *Router {
 	}
 	r.table.Store(&routeTable{hosts: map[string]*route{}})
 	r.proxy = &httputil.ReverseProxy{
-		Rewrite:        rewrite,
-		Transport:      balancer{},
-		FlushInterval:  -1, // stream: server-sent events and long polls must not wait in a buffer
+		Rewrite:   rewrite,
+		Transport: balancer{},
+		// Server-sent events and bodies of unknown length (chunked streams)
+		// are flushed at once by ReverseProxy itself; a body of known length
+		// is flushed within flushLatency. (-1 here would flush the headers
+		// from a timer before the body, two writes for every response.)
+		FlushInterval:  flushLatency,
+		BufferPool:     newBufferPool(),
 		ModifyResponse: setResponseID,
 		ErrorHandler:   r.proxyError,
 		ErrorLog:       slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),

@@ -63,8 +63,9 @@ func main() {
 	dur := flag.Duration("d", 4*time.Second, "duration of one wrk run")
 	conns := flag.Int("c", 32, "wrk connections (keep-alive)")
 	rounds := flag.Int("rounds", 3, "runs per side and workload, interleaved; the median is reported")
+	only := flag.String("only", "", "run only the workloads whose name contains this, e.g. \"small, HTTP\"")
 	flag.Parse()
-	if err := run(*dur, *conns, *rounds); err != nil {
+	if err := run(*dur, *conns, *rounds, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench router:", err)
 		os.Exit(1)
 	}
@@ -132,11 +133,12 @@ func runRouter(args []string) {
 }
 
 type result struct {
-	rps      float64
-	p50, p99 time.Duration
+	cpuPerReq time.Duration // CPU time (user+system) the proxy spent per request
+	rps       float64
+	p50, p99  time.Duration
 }
 
-func run(dur time.Duration, conns, rounds int) error {
+func run(dur time.Duration, conns, rounds int, only string) error {
 	for _, tool := range []string{"nginx", "wrk"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is missing: run scripts/install.sh --bench-deps", tool)
@@ -206,9 +208,12 @@ func run(dur time.Duration, conns, rounds int) error {
 		strings.TrimSpace(strings.TrimPrefix(string(nginxVersion), "nginx version: ")), conns, dur, rounds, runtimeProcs(), numCPU())
 	type workload struct{ name, scheme, path string }
 	workloads := []workload{{"small, HTTP", "http", "/small"}, {"100 KB, HTTP", "http", "/100k"}, {"small, HTTPS", "https", "/small"}, {"100 KB, HTTPS", "https", "/100k"}}
-	fmt.Printf("| workload | router rps | nginx rps | rps ratio | router p50 / p99 | nginx p50 / p99 | p99 ratio |\n|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| workload | router rps | nginx rps | rps ratio | router p50 / p99 | nginx p50 / p99 | p99 ratio | CPU per request router / nginx |\n|---|---|---|---|---|---|---|---|\n")
 	worstRPS, worstP99 := 1e9, 0.0
 	for _, w := range workloads {
+		if !strings.Contains(w.name, only) {
+			continue
+		}
 		var rs, ns []result
 		for i := range rounds {
 			for _, side := range []string{"router", "nginx"} {
@@ -225,7 +230,15 @@ func run(dur time.Duration, conns, rounds int) error {
 						addr = nginxHTTPS
 					}
 				}
+				pid := procs[1].Process.Pid // the router
+				if side == "nginx" {
+					pid = procs[2].Process.Pid
+				}
+				cpu0 := cpuTime(pid)
 				r, err := wrk(w.scheme+"://"+addr+w.path, host, conns, dur)
+				if err == nil {
+					r.cpuPerReq = (cpuTime(pid) - cpu0) / time.Duration(max(1, r.rps*dur.Seconds()))
+				}
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", side, w.name, err)
 				}
@@ -239,7 +252,8 @@ func run(dur time.Duration, conns, rounds int) error {
 		r, n := median(rs), median(ns)
 		rpsRatio, p99Ratio := r.rps/n.rps, float64(r.p99)/float64(n.p99)
 		worstRPS, worstP99 = min(worstRPS, rpsRatio), max(worstP99, p99Ratio)
-		fmt.Printf("| %s | %.0f | %.0f | %.2fx | %s / %s | %s / %s | %.2fx |\n", w.name, r.rps, n.rps, rpsRatio, fmtDur(r.p50), fmtDur(r.p99), fmtDur(n.p50), fmtDur(n.p99), p99Ratio)
+		fmt.Printf("| %s | %.0f | %.0f | %.2fx | %s / %s | %s / %s | %.2fx | %d / %d µs (%.2fx) |\n", w.name, r.rps, n.rps, rpsRatio, fmtDur(r.p50), fmtDur(r.p99), fmtDur(n.p50), fmtDur(n.p99), p99Ratio,
+			r.cpuPerReq.Microseconds(), n.cpuPerReq.Microseconds(), float64(r.cpuPerReq)/float64(n.cpuPerReq))
 	}
 	fmt.Printf("\nthroughput target >= 1.0x: %s (worst %.2fx); p99 target <= 1.0x: %s (worst %.2fx)\n",
 		verdict(worstRPS >= 1.0), worstRPS, verdict(worstP99 <= 1.0), worstP99)
@@ -351,10 +365,41 @@ func median(rs []result) result {
 		return v[len(v)/2]
 	}
 	return result{
-		rps: by(func(r result) float64 { return r.rps }),
-		p50: time.Duration(by(func(r result) float64 { return float64(r.p50) })),
-		p99: time.Duration(by(func(r result) float64 { return float64(r.p99) })),
+		rps:       by(func(r result) float64 { return r.rps }),
+		p50:       time.Duration(by(func(r result) float64 { return float64(r.p50) })),
+		cpuPerReq: time.Duration(by(func(r result) float64 { return float64(r.cpuPerReq) })),
+		p99:       time.Duration(by(func(r result) float64 { return float64(r.p99) })),
 	}
+}
+
+// cpuTime is the user and system CPU time of process pid and its children
+// still running (nginx's workers), from /proc.
+func cpuTime(pid int) time.Duration {
+	var total time.Duration
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may hold spaces) in ")".
+		f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		if p != pid && ppid != pid {
+			continue
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	}
+	return total
 }
 
 func fmtDur(d time.Duration) string {
