@@ -13,6 +13,7 @@ bench:
 	go run ./scripts/bench/push
 	scripts/install.sh --bench-deps
 	go run ./scripts/bench/router
+	go run ./scripts/bench/rollout
 
 install:
 	scripts/install.sh

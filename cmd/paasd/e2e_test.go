@@ -185,6 +185,11 @@ func (in *installation) get(host, path string) (int, string, error) {
 }
 
 func (in *installation) cleanup() {
+	if l := loads[in.work]; l != nil {
+		l.cancel()
+		l.wg.Wait()
+		delete(loads, in.work)
+	}
 	in.stop()
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
@@ -291,6 +296,7 @@ func goEnv(name string) string {
 }
 
 var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	"load": cmdLoad,
 	// paasd-stop / paasd-start: stop and restart the control plane.
 	"paasd-stop": func(ts *testscript.TestScript, neg bool, args []string) {
 		installations[ts.Getenv("WORK")].stop()

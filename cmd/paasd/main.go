@@ -158,6 +158,7 @@ func runRouter(args []string, stderr io.Writer) int {
 	f.Int(&port, "http-port", 80, "HTTP listen port")
 	f.Int(&httpsPort, "https-port", 0, "HTTPS listen port; 0: no HTTPS")
 	f.String(&accessLog, "access-log", accessLog, "on: one JSON line per request on stderr; off: none")
+	f.String(&opts.AdminToken, "admin-token", "", "token of the control endpoint paasd uses to drain and check tasks (set it through PAAS_ADMIN_TOKEN)")
 	if !f.parse(args, stderr) {
 		return 2
 	}

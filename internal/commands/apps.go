@@ -61,6 +61,8 @@ type Platform struct {
 	Repos    Repos
 	Images   Images
 	AppURL   func(app string) string
+	Releases Releases
+	OneOffs  OneOffs
 	// Routing and RoutingStore serve the domains, certs, letsencrypt, proxy
 	// and ports commands; without them those commands are not offered.
 	Routing      Routing
@@ -74,6 +76,7 @@ func (p *Platform) Builtins() []*Command {
 	cmds = append(cmds, p.configCommands()...)
 	cmds = append(cmds, p.keyCommands()...)
 	cmds = append(cmds, p.psCommands()...)
+	cmds = append(cmds, p.releaseCommands()...)
 	if p.Routing != nil && p.RoutingStore != nil {
 		cmds = append(cmds, p.domainCommands()...)
 		cmds = append(cmds, p.certCommands()...)

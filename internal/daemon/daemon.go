@@ -30,6 +30,7 @@ import (
 	"paas/internal/registry"
 	"paas/internal/store"
 	"paas/plugins"
+	"paas/router"
 	"paas/scheduler"
 )
 
@@ -119,7 +120,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	regServer := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second}
 
 	network := cfg.Name + "-net"
-	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log})
+	routerToken, err := secretFile(filepath.Join(dataDir, "router_token"))
+	if err != nil {
+		return err
+	}
+	traffic := &traffic{c: &router.Client{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HTTPPort)), Token: routerToken}}
+	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log, Traffic: traffic})
 	repoPrefix := cfg.RegistryAddr + "/" + cfg.Name
 	build := builder.NewDockerfile(docker, repoPrefix, log)
 	routes, err := newRouting(docker, st, cfg, dataDir, log)
@@ -135,13 +141,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	pipeline := deploy.New(st, build, sched, plugins.NewDir(cfg.PluginsDir, 0, log.With("component", "plugins")), deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
+		AppHost:   func(app string) string { return app + "." + cfg.Domain },
 		Log:       log.With("component", "deploy"),
 	})
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st}
 	platform := &commands.Platform{
 		Store: st, Pipeline: pipeline, Runtime: sched, Repos: repos, AppURL: appURL,
-		Images:  imagesFunc(func(app string) error { return reg.DeleteRepository(cfg.Name + "/" + app) }),
-		Routing: routes, RoutingStore: st,
+		Images:   imagesFunc(func(app string) error { return reg.DeleteRepository(cfg.Name + "/" + app) }),
+		Releases: &releases{Pipeline: pipeline, store: st, repos: repos},
+		OneOffs:  sched,
+		Routing:  routes, RoutingStore: st,
 	}
 	dispatcher := commands.NewDispatcher(st, cfg.Version, platform.Builtins())
 
@@ -182,10 +191,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := routes.Sync(gctx); err != nil {
 			log.Warn("cannot publish the route configuration", "err", err)
 		}
-		if err := startRouter(gctx, docker, sched, cfg, repoPrefix, network, log); err != nil {
+		if err := startRouter(gctx, docker, sched, cfg, repoPrefix, network, routerToken, log); err != nil {
 			return err
 		}
-		return routes.Run(gctx)
+		g.Go(func() error { return routes.Run(gctx) })
+		return reconcile(gctx, st, sched, log)
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", regListener.Addr().String(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
@@ -194,7 +204,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // startRouter builds the router image from this very binary and runs it as a
 // Swarm service, publishing the HTTP port in host mode.
-func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, repoPrefix, network string, log *slog.Logger) error {
+func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, repoPrefix, network, token string, log *slog.Logger) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -214,7 +224,8 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 	if err != nil {
 		return fmt.Errorf("build router image: %w", err)
 	}
-	if err := sched.EnsureRouterPorts(ctx, image, args, ports...); err != nil {
+	env := []string{"PAAS_ADMIN_TOKEN=" + token}
+	if err := sched.EnsureRouterPorts(ctx, image, args, env, ports...); err != nil {
 		return fmt.Errorf("start router: %w", err)
 	}
 	log.Info("router running", "image", image, "http_port", cfg.HTTPPort)

@@ -18,6 +18,7 @@ import (
 
 	"paas/builder"
 	"paas/internal/paas"
+	"paas/scheduler"
 )
 
 // Store is the state the pipeline reads and records.
@@ -38,7 +39,8 @@ type Builder interface {
 
 // Scheduler runs a release; an error means the previous release still runs.
 type Scheduler interface {
-	Deploy(ctx context.Context, rel *paas.Release, hosts []string, out io.Writer) error
+	Deploy(ctx context.Context, rel *paas.Release, opts scheduler.DeployOptions, out io.Writer) error
+	Stop(ctx context.Context, app string, drain time.Duration, out io.Writer) error
 }
 
 // Triggers runs plugin triggers; an error from a pre-* trigger stops the deploy.
@@ -62,6 +64,7 @@ type Pipeline struct {
 	triggers  Triggers
 	buildRoot string
 	appURL    func(app string) string
+	appHost   func(app string) string
 	log       *slog.Logger
 
 	mu    sync.Mutex
@@ -72,6 +75,7 @@ type Pipeline struct {
 type Options struct {
 	BuildRoot string                  // build dirs are made under it
 	AppURL    func(app string) string // shown at the end of a deploy
+	AppHost   func(app string) string // the Host header of health checks
 	Log       *slog.Logger
 }
 
@@ -79,7 +83,7 @@ type Options struct {
 func New(st Store, b Builder, s Scheduler, t Triggers, opts Options) *Pipeline {
 	return &Pipeline{
 		store: st, builder: b, scheduler: s, triggers: t,
-		buildRoot: opts.BuildRoot, appURL: opts.AppURL, log: opts.Log,
+		buildRoot: opts.BuildRoot, appURL: opts.AppURL, appHost: opts.AppHost, log: opts.Log,
 		locks: map[string]*sync.Mutex{},
 	}
 }
@@ -156,6 +160,10 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 	if err != nil {
 		return err
 	}
+	checks, err := ReadAppJSON(dir)
+	if err != nil {
+		return err
+	}
 	if _, err := os.Stat(filepath.Join(dir, "Dockerfile")); err != nil {
 		return errors.New("no Dockerfile at the root of the commit: add one to deploy this app")
 	}
@@ -174,10 +182,10 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 	rel := &paas.Release{
 		App: appName, Version: version, Image: img,
 		Config: app.Config, ConfigVersion: app.ConfigVersion,
-		Processes: procs, Scale: scaleOf(app, procs),
+		Processes: procs, Checks: checks,
 		Commit: src.Commit, Author: who.Name, Reason: "push " + short,
 	}
-	if err := p.rollOut(ctx, rel, out); err != nil {
+	if err := p.rollOut(ctx, app, rel, out); err != nil {
 		return err
 	}
 	rec.Release = rel.Version
@@ -190,11 +198,16 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 	return nil
 }
 
-// rollOut runs rel on the scheduler and records it as current once it runs.
-func (p *Pipeline) rollOut(ctx context.Context, rel *paas.Release, out io.Writer) error {
+// rollOut runs rel, a new release, on the scheduler at the app's formation
+// and records it as current once it serves.
+func (p *Pipeline) rollOut(ctx context.Context, app *paas.App, rel *paas.Release, out io.Writer) error {
 	rel.CreatedAt = time.Now().UTC()
-	if err := p.scheduler.Deploy(ctx, rel, nil, out); err != nil {
-		return fmt.Errorf("release v%d failed, v%d keeps serving: %w", rel.Version, rel.Version-1, err)
+	rel.Scale = scaleOf(app, rel.Processes)
+	if err := p.scheduler.Deploy(ctx, rel, p.deployOptions(app, rel, false), out); err != nil {
+		if app.Current == 0 {
+			return fmt.Errorf("release v%d failed: %w", rel.Version, err)
+		}
+		return fmt.Errorf("release v%d failed, v%d keeps serving: %w", rel.Version, app.Current, err)
 	}
 	if err := p.store.AddRelease(rel); err != nil {
 		return fmt.Errorf("record release: %w", err)
@@ -247,7 +260,8 @@ func (p *Pipeline) SetConfig(ctx context.Context, appName string, who paas.Ident
 	rel := *cur
 	rel.Version, rel.Config, rel.ConfigVersion = version+1, cfg, app.ConfigVersion+1
 	rel.Author, rel.Reason = who.Name, reason
-	err = p.rollOut(ctx, &rel, out)
+	app.Config, app.ConfigVersion = cfg, app.ConfigVersion+1
+	err = p.rollOut(ctx, app, &rel, out)
 	if err == nil {
 		rec.Release = rel.Version
 	}
@@ -317,12 +331,19 @@ func shortSHA(sha string) string {
 	return sha
 }
 
+// scaleOf is the app's formation for procs: what ps:scale set, else 1 web
+// task and none of the others.
 func scaleOf(app *paas.App, procs []paas.ProcessType) map[string]int {
 	scale := map[string]int{}
 	for _, pt := range procs {
-		scale[pt.Name] = 0
-		if pt.Name == paas.WebProcess {
+		n, ok := app.Formation[pt.Name]
+		switch {
+		case ok:
+			scale[pt.Name] = n
+		case pt.Name == paas.WebProcess:
 			scale[pt.Name] = 1
+		default:
+			scale[pt.Name] = 0
 		}
 	}
 	return scale

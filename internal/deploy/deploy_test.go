@@ -17,6 +17,7 @@ import (
 
 	"paas/builder"
 	"paas/internal/paas"
+	"paas/scheduler"
 )
 
 // fakeStore keeps apps, releases and deploy records in memory with the
@@ -45,6 +46,7 @@ func newFakeStore(apps ...*paas.App) *fakeStore {
 func cloneApp(a *paas.App) *paas.App {
 	c := *a
 	c.Config = maps.Clone(a.Config)
+	c.Formation = maps.Clone(a.Formation)
 	return &c
 }
 
@@ -125,7 +127,7 @@ func (s *fakeStore) AddRelease(rel *paas.Release) error {
 		return fmt.Errorf("release v%d of %s already exists", rel.Version, rel.App)
 	}
 	s.releases[rel.App][rel.Version] = cloneRelease(rel)
-	a.Current = rel.Version
+	a.Current, a.Stopped = rel.Version, false
 	a.Config, a.ConfigVersion = maps.Clone(rel.Config), rel.ConfigVersion
 	return nil
 }
@@ -226,15 +228,26 @@ type fakeScheduler struct {
 
 	mu       sync.Mutex
 	deployed []*paas.Release
+	opts     []scheduler.DeployOptions
+	stopped  []string
 }
 
 var _ Scheduler = (*fakeScheduler)(nil)
 
-func (s *fakeScheduler) Deploy(_ context.Context, rel *paas.Release, _ []string, out io.Writer) error {
+func (s *fakeScheduler) Deploy(_ context.Context, rel *paas.Release, opts scheduler.DeployOptions, out io.Writer) error {
 	s.mu.Lock()
 	s.deployed = append(s.deployed, cloneRelease(rel))
+	s.opts = append(s.opts, opts)
 	s.mu.Unlock()
 	fmt.Fprintf(out, "rolling out v%d\n", rel.Version)
+	return s.err
+}
+
+func (s *fakeScheduler) Stop(_ context.Context, app string, _ time.Duration, out io.Writer) error {
+	s.mu.Lock()
+	s.stopped = append(s.stopped, app)
+	s.mu.Unlock()
+	fmt.Fprintf(out, "stopping %s\n", app)
 	return s.err
 }
 
