@@ -173,6 +173,7 @@ func runRouter(args []string, stderr io.Writer) int {
 		opts.HTTPSPort = httpsPort
 	}
 	opts.PollInterval = time.Second
+	router.TuneGC()
 	// Access log lines are written in batches (at most 100 ms late).
 	logOut := router.NewBufferedLog(stderr, 100*time.Millisecond)
 	defer logOut.Close()
