@@ -41,6 +41,40 @@ func init() {
 	scriptCmds["curl-wait"] = cmdCurlWait
 	scriptCmds["file-mode"] = cmdFileMode
 	scriptCmds["concat"] = cmdConcat
+	scriptCmds["exec-wait"] = cmdExecWait
+	scriptCmds["paasd-restart"] = cmdPaasdRestart
+}
+
+// exec-wait SECONDS TEXT PROG ARGS...: run PROG (in $WORK) until its output
+// contains TEXT, for at most SECONDS.
+func cmdExecWait(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 3 {
+		ts.Fatalf("usage: exec-wait SECONDS TEXT PROG ARGS...")
+	}
+	secs, err := strconv.ParseFloat(args[0], 64)
+	ts.Check(err)
+	deadline := time.Now().Add(time.Duration(secs * float64(time.Second)))
+	for {
+		cmd := exec.Command(args[2], args[3:]...)
+		cmd.Dir = ts.MkAbs(".")
+		out, _ := cmd.CombinedOutput()
+		if bytes.Contains(out, []byte(args[1])) != neg {
+			ts.Stdout().Write(out)
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s: after %ss the output is still:\n%s", strings.Join(args[2:], " "), args[0], out)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// paasd-restart ARGS...: restart paasd with ARGS added to its flags.
+func cmdPaasdRestart(ts *testscript.TestScript, neg bool, args []string) {
+	in := installations[ts.Getenv("WORK")]
+	in.stop()
+	in.extraArgs = append(in.extraArgs, args...)
+	ts.Check(in.start())
 }
 
 // concat OUT IN...: write the files IN, one after the other, to OUT.

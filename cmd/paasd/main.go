@@ -84,6 +84,17 @@ func (e *envFlags) String(p *string, name, def, help string) {
 	e.fs.StringVar(p, name, def, help+" ("+envName(name)+")")
 }
 
+func (e *envFlags) Duration(p *time.Duration, name string, def time.Duration, help string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Sprintf("%s=%q is not a duration", envName(name), v))
+		}
+		def = d
+	}
+	e.fs.DurationVar(p, name, def, help+" ("+envName(name)+")")
+}
+
 func (e *envFlags) Int(p *int, name string, def int, help string) {
 	if v, ok := os.LookupEnv(envName(name)); ok {
 		n, err := strconv.Atoi(v)
@@ -130,6 +141,7 @@ func serve(args []string, stderr io.Writer) int {
 	f.String(&cfg.ACMEDirectory, "acme-directory", "", "ACME directory URL for letsencrypt:enable (default Let's Encrypt's)")
 	f.String(&cfg.ACMECAFile, "acme-ca-file", "", "PEM file of extra roots trusted for the ACME server's HTTPS")
 	f.String(&cfg.ACMEEmail, "acme-email", "", "contact email of the ACME account")
+	f.Duration(&cfg.ACMERenewBefore, "acme-renew-before", 30*24*time.Hour, "renew an ACME certificate this long before it expires")
 	if !f.parse(args, stderr) {
 		return 2
 	}

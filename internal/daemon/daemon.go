@@ -51,6 +51,9 @@ type Config struct {
 	ACMEDirectory string
 	ACMECAFile    string
 	ACMEEmail     string
+	// ACMERenewBefore: an ACME certificate is renewed this long before it
+	// expires (checked at start and hourly).
+	ACMERenewBefore time.Duration
 }
 
 // Validate reports the first invalid setting.

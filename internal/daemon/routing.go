@@ -34,7 +34,7 @@ func newRouting(docker client.APIClient, st *store.Store, cfg Config, dataDir st
 		HTTPPort:     cfg.HTTPPort,
 		HTTPSPort:    cfg.HTTPSPort,
 		DataDir:      dataDir,
-		ACME:         routing.ACMEOptions{DirectoryURL: cfg.ACMEDirectory, Roots: roots, Email: cfg.ACMEEmail},
+		ACME:         routing.ACMEOptions{DirectoryURL: cfg.ACMEDirectory, Roots: roots, Email: cfg.ACMEEmail, RenewBefore: cfg.ACMERenewBefore},
 		Log:          log,
 	}), nil
 }
