@@ -11,6 +11,8 @@ test:
 
 bench:
 	go run ./scripts/bench/push
+	scripts/install.sh --bench-deps
+	go run ./scripts/bench/router
 	go run ./scripts/bench/rollout
 	go run ./scripts/bench/pgbackup
 	go run ./scripts/bench/live

@@ -35,6 +35,10 @@ const (
 	maxIdlePerBackend = 1024
 
 	headerRequestID = "X-Request-Id"
+
+	// flushLatency bounds how long part of a response of known length may
+	// wait in the server's buffer.
+	flushLatency = 10 * time.Millisecond
 )
 
 // Options configure a Router and a DockerSource.
@@ -43,6 +47,8 @@ type Options struct {
 	Domain       string        // apps are served at APP.DOMAIN
 	Network      string        // overlay network whose task addresses are used
 	HTTPAddr     string        // listen address; default ":80"
+	HTTPSAddr    string        // HTTPS listen address; none when empty
+	HTTPSPort    int           // the HTTPS port clients reach, for redirects; 443 when 0
 	PollInterval time.Duration // how often routes are re-read; default 1s
 	// AccessLog logs one line per request, at Info level on Log.
 	AccessLog bool
@@ -95,12 +101,15 @@ type Router struct {
 // routeTable is a Table compiled for lookups; it is never modified once
 // published.
 type routeTable struct {
-	src   Table // normalized
-	hosts map[string]*route
+	src    Table // normalized
+	hosts  map[string]*route
+	wild   map[string]*route // one-label wildcards, by parent domain (hosts.go)
+	global *Global
 }
 
 type route struct {
 	app      string
+	edge     *Edge // wildcards, certificates, limits; may be nil
 	backends []*backend
 	next     atomic.Uint64 // round-robin position
 }
@@ -147,9 +156,14 @@ func New(src Source, opts Options) *Router {
 	}
 	r.table.Store(&routeTable{hosts: map[string]*route{}})
 	r.proxy = &httputil.ReverseProxy{
-		Rewrite:        rewrite,
-		Transport:      balancer{},
-		FlushInterval:  -1, // stream: server-sent events and long polls must not wait in a buffer
+		Rewrite:   rewrite,
+		Transport: balancer{},
+		// Server-sent events and bodies of unknown length (chunked streams)
+		// are flushed at once by ReverseProxy itself; a body of known length
+		// is flushed within flushLatency. (-1 here would flush the headers
+		// from a timer before the body, two writes for every response.)
+		FlushInterval:  flushLatency,
+		BufferPool:     newBufferPool(),
 		ModifyResponse: setResponseID,
 		ErrorHandler:   r.proxyError,
 		ErrorLog:       slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
@@ -164,7 +178,12 @@ func (r *Router) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", r.opts.HTTPAddr, err)
 	}
-	return r.Serve(ctx, ln)
+	tlsLn, err := r.listenHTTPS()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	return r.ServeTLS(ctx, ln, tlsLn)
 }
 
 // Serve is Run on a listener the caller opened; it closes ln. Routes are
@@ -172,6 +191,12 @@ func (r *Router) Run(ctx context.Context) error {
 // sourceTimeout) and re-read every PollInterval until the graceful shutdown
 // has finished.
 func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
+	return r.ServeTLS(ctx, ln, nil)
+}
+
+// ServeTLS is Serve with, when tlsLn is not nil, HTTPS (HTTP/1.1 and HTTP/2)
+// on tlsLn; certificates are chosen by server name from the route table.
+func (r *Router) ServeTLS(ctx context.Context, ln, tlsLn net.Listener) error {
 	_ = r.Refresh(ctx) // a failure is logged; serve what we have and keep polling
 
 	// Keep routes current while requests drain, so stop polling only at the end.
@@ -192,19 +217,39 @@ func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
 	}
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
+	var tlsSrv *http.Server
+	if tlsLn != nil {
+		tlsSrv = r.httpsServer(srv)
+		go func() { served <- tlsSrv.ServeTLS(tlsLn, "", "") }()
+		r.log.Info("serving https", "addr", tlsLn.Addr().String())
+	}
 	r.log.Info("serving", "addr", ln.Addr().String(), "installation", r.opts.Installation, "domain", r.opts.Domain)
 
 	select {
 	case err := <-served:
+		if tlsSrv != nil {
+			tlsSrv.Close()
+		}
+		srv.Close()
 		return fmt.Errorf("serve http: %w", err)
 	case <-ctx.Done():
 	}
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), r.opts.ShutdownTimeout)
 	defer cancelShutdown()
+	var tlsErr error
+	var tlsDown sync.WaitGroup
+	if tlsSrv != nil {
+		tlsDown.Go(func() { tlsErr = tlsSrv.Shutdown(shutdownCtx) })
+	}
 	err := srv.Shutdown(shutdownCtx)
+	tlsDown.Wait()
 	<-served
+	if tlsSrv != nil {
+		<-served
+		err = errors.Join(err, tlsErr)
+	}
 	r.closeIdle()
 	if err != nil {
 		return fmt.Errorf("shut down http: %w", err)
@@ -263,8 +308,9 @@ func (r *Router) apply(t Table) {
 	}
 	pool := make(map[string]*backend, len(r.pool))
 	hosts := make(map[string]*route)
+	wild := make(map[string]*route)
 	for _, rt := range n.Routes {
-		cr := &route{app: rt.App, backends: make([]*backend, 0, len(rt.Backends))}
+		cr := &route{app: rt.App, edge: rt.Edge, backends: make([]*backend, 0, len(rt.Backends))}
 		for _, b := range rt.Backends {
 			be := pool[b.Addr]
 			if be == nil {
@@ -285,8 +331,9 @@ func (r *Router) apply(t Table) {
 			}
 			hosts[h] = cr
 		}
+		addWildcards(r.log, wild, cr)
 	}
-	r.table.Store(&routeTable{src: n, hosts: hosts})
+	r.table.Store(&routeTable{src: n, hosts: hosts, wild: wild, global: n.Global})
 	r.gen.Add(1)
 
 	// Requests already on their way keep the backend they picked; only idle
@@ -356,7 +403,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !validRequestID(id) {
 		id = rand.Text()
 	}
-	rt := r.table.Load().hosts[canonicalHost(req.Host)]
+	tbl := r.table.Load()
+	host := canonicalHost(req.Host)
+	rt := tbl.lookup(host)
 	var pr *proxied
 	if r.opts.AccessLog {
 		start := time.Now()
@@ -367,6 +416,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		defer func() { r.logAccess(req, lw, rt, pr, id, start) }()
 	}
 	switch {
+	case r.serveEdge(w, &req, tbl, rt, host):
 	case rt == nil:
 		w.Header().Set(headerRequestID, id)
 		writeError(w, http.StatusNotFound, "404 Not Found\n\nNo app is served at this address.\n")
@@ -417,6 +467,7 @@ func rewrite(p *httputil.ProxyRequest) {
 }
 
 func setResponseID(resp *http.Response) error {
+	stopReadTimeout(resp.Request.Context())
 	if pr, ok := resp.Request.Context().Value(proxiedKey{}).(*proxied); ok {
 		resp.Header.Set(headerRequestID, pr.id)
 	}
@@ -425,6 +476,9 @@ func setResponseID(resp *http.Response) error {
 
 func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error) {
 	pr, _ := req.Context().Value(proxiedKey{}).(*proxied)
+	if readTimedOut(w, req) {
+		return
+	}
 	if req.Context().Err() != nil {
 		// The client went away; there is nobody to answer.
 		w.WriteHeader(499)

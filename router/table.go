@@ -12,6 +12,8 @@ import (
 // one it serves and swaps only when something changed.
 type Table struct {
 	Routes []Route
+	// Global is the installation-wide route configuration; nil when none.
+	Global *Global
 }
 
 // Route sends the requests for some host names to the backends of one app.
@@ -22,6 +24,9 @@ type Route struct {
 	// Backends are the app's running web tasks. None means the app is known
 	// but has nothing to serve with (503).
 	Backends []Backend
+	// Edge is what the app's route configuration adds (wildcard names,
+	// certificates, limits); nil when it has none.
+	Edge *Edge
 }
 
 // Backend is one task that serves an app.
@@ -37,8 +42,8 @@ func (t Table) Equal(o Table) bool {
 
 // same compares two normalized tables.
 func (t Table) same(o Table) bool {
-	return slices.EqualFunc(t.Routes, o.Routes, func(x, y Route) bool {
-		return x.App == y.App && slices.Equal(x.Hosts, y.Hosts) && slices.Equal(x.Backends, y.Backends)
+	return globalKey(t.Global) == globalKey(o.Global) && slices.EqualFunc(t.Routes, o.Routes, func(x, y Route) bool {
+		return x.App == y.App && slices.Equal(x.Hosts, y.Hosts) && slices.Equal(x.Backends, y.Backends) && edgeKey(x.Edge) == edgeKey(y.Edge)
 	})
 }
 
@@ -53,6 +58,9 @@ func (t Table) normalize() Table {
 			n = &Route{App: r.App}
 			byApp[r.App] = n
 		}
+		if n.Edge == nil {
+			n.Edge = r.Edge
+		}
 		for _, h := range r.Hosts {
 			if h = canonicalHost(h); h != "" {
 				n.Hosts = append(n.Hosts, h)
@@ -64,7 +72,7 @@ func (t Table) normalize() Table {
 			}
 		}
 	}
-	out := Table{Routes: make([]Route, 0, len(byApp))}
+	out := Table{Routes: make([]Route, 0, len(byApp)), Global: t.Global}
 	for _, r := range byApp {
 		slices.Sort(r.Hosts)
 		r.Hosts = slices.Compact(r.Hosts)
@@ -80,7 +88,10 @@ func (t Table) normalize() Table {
 // routes are keyed by: lower case, no port, no trailing dot, no IPv6 brackets.
 func canonicalHost(h string) string {
 	h = strings.TrimSpace(h)
-	if host, _, err := net.SplitHostPort(h); err == nil {
+	if strings.IndexByte(h, ':') < 0 {
+		// No port and no IPv6 address: skip SplitHostPort, whose error for
+		// a host without a port costs an allocation on every request.
+	} else if host, _, err := net.SplitHostPort(h); err == nil {
 		h = host
 	} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
 		h = h[1 : len(h)-1]

@@ -27,9 +27,28 @@ const DockerSocket = "/var/run/docker.sock"
 // A host port can only be bound once per node, so the router is updated
 // stop-first: requests that arrive during a router upgrade are refused.
 func (s *Swarm) EnsureRouter(ctx context.Context, image string, args, env []string, httpPort int) error {
-	if image == "" || httpPort <= 0 || httpPort > 65535 {
-		return fmt.Errorf("ensure router: invalid image %q or port %d", image, httpPort)
+	return s.EnsureRouterPorts(ctx, image, args, env, httpPort)
+}
+
+// EnsureRouterPorts is EnsureRouter publishing every one of ports (HTTP,
+// then HTTPS) in host mode.
+func (s *Swarm) EnsureRouterPorts(ctx context.Context, image string, args, env []string, ports ...int) error {
+	if image == "" || len(ports) == 0 {
+		return fmt.Errorf("ensure router: invalid image %q or no port", image)
 	}
+	published := make([]swarm.PortConfig, 0, len(ports))
+	for _, p := range ports {
+		if p <= 0 || p > 65535 {
+			return fmt.Errorf("ensure router: invalid port %d", p)
+		}
+		published = append(published, swarm.PortConfig{
+			Protocol:      swarm.PortConfigProtocolTCP,
+			TargetPort:    uint32(p),
+			PublishedPort: uint32(p),
+			PublishMode:   swarm.PortConfigPublishModeHost,
+		})
+	}
+	httpPort := ports[0]
 	if err := s.EnsureNetwork(ctx); err != nil {
 		return err
 	}
@@ -55,13 +74,8 @@ func (s *Swarm) EnsureRouter(ctx context.Context, image string, args, env []stri
 		UpdateConfig:   s.updateConfig(swarm.UpdateOrderStopFirst),
 		RollbackConfig: s.updateConfig(swarm.UpdateOrderStopFirst),
 		EndpointSpec: &swarm.EndpointSpec{
-			Mode: swarm.ResolutionModeDNSRR,
-			Ports: []swarm.PortConfig{{
-				Protocol:      swarm.PortConfigProtocolTCP,
-				TargetPort:    uint32(httpPort),
-				PublishedPort: uint32(httpPort),
-				PublishMode:   swarm.PortConfigPublishModeHost,
-			}},
+			Mode:  swarm.ResolutionModeDNSRR,
+			Ports: published,
 		},
 	}
 	spec = withSpecHash(spec)

@@ -5,6 +5,7 @@
 #                               swarm, build paasd, start it (SSH on :2222, HTTP on :80)
 #   scripts/install.sh --deps   only install and start what paas and its tests need
 #   scripts/install.sh --stop   stop the paasd this script started (apps keep serving)
+#   scripts/install.sh --bench-deps   also install the benchmark peers (Debian's nginx, wrk)
 #
 # Settings come from the environment, as paasd reads them: PAAS_DATA_DIR (/var/lib/paas),
 # PAAS_SSH_ADDR (:2222), PAAS_HTTP_PORT (80), PAAS_DOMAIN (paas.localhost),
@@ -183,8 +184,26 @@ trust_host_key() {
   echo "[127.0.0.1]:$port $key" >>"$HOME/.ssh/known_hosts"
 }
 
+# The benchmark peers (make bench): Debian's nginx and wrk. nginx's package would
+# start a system nginx on :80, so service starts are denied while it installs.
+bench_deps() {
+  local want=(nginx wrk) missing=() policy=/usr/sbin/policy-rc.d created=""
+  for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "Installing ${missing[*]} (benchmark peers; no service is started)"
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  local ok=0
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || ok=$?
+  if [ -n "$created" ]; then rm -f "$policy"; fi
+  [ "$ok" = 0 ] || die "could not install ${missing[*]}"
+}
+
 case "${1:-}" in
   --deps) deps ;;
+  --bench-deps) deps; bench_deps ;;
   --stop) stop_paasd ;;
   "") deps; build_paasd; start_paasd ;;
   -h|--help) sed -n '2,12p' "$0" ;;

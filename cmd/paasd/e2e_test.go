@@ -100,9 +100,10 @@ func runQuiet(name string, args ...string) error {
 type installation struct {
 	name, dataDir, work string
 	sshPort, httpPort   int
+	httpsPort           int
+	extraArgs           []string // more flags for paasd serve (e2e_tls_test.go)
 	regPort             int
 	adminKeys           string
-	extraArgs           []string // more serve flags (paasd-ldap)
 	cmd                 *exec.Cmd
 	logFile             *os.File
 }
@@ -112,6 +113,7 @@ func (in *installation) args() []string {
 		"--data-dir", in.dataDir,
 		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", in.sshPort),
 		"--http-port", fmt.Sprint(in.httpPort),
+		"--https-port", fmt.Sprint(in.httpsPort),
 		"--registry-addr", fmt.Sprintf("127.0.0.1:%d", in.regPort),
 		"--domain", "paas.test",
 		"--admin-keys", in.adminKeys,
@@ -202,6 +204,7 @@ func (in *installation) cleanup() {
 	for _, v := range strings.Fields(string(vols)) {
 		exec.Command("docker", "volume", "rm", "-f", v).Run()
 	}
+	removeConfigs(ctx, cli, in.name)
 	// Images of this installation: everything tagged under its registry prefix.
 	out, _ := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", fmt.Sprintf("reference=127.0.0.1:%d/%s/*", in.regPort, in.name)).Output()
 	for _, ref := range strings.Fields(string(out)) {
@@ -221,12 +224,13 @@ func setupInstallation(env *testscript.Env) error {
 	b := make([]byte, 3)
 	rand.Read(b)
 	in := &installation{
-		name:     "t" + hex.EncodeToString(b),
-		work:     env.WorkDir,
-		dataDir:  filepath.Join(env.WorkDir, ".paas-data"),
-		sshPort:  freePort(env.T().(testing.TB)),
-		httpPort: freePort(env.T().(testing.TB)),
-		regPort:  freePort(env.T().(testing.TB)),
+		name:      "t" + hex.EncodeToString(b),
+		work:      env.WorkDir,
+		dataDir:   filepath.Join(env.WorkDir, ".paas-data"),
+		sshPort:   freePort(env.T().(testing.TB)),
+		httpPort:  freePort(env.T().(testing.TB)),
+		httpsPort: freePort(env.T().(testing.TB)),
+		regPort:   freePort(env.T().(testing.TB)),
 	}
 	home := filepath.Join(env.WorkDir, ".home")
 	sshDir := filepath.Join(home, ".ssh")
@@ -274,6 +278,7 @@ func setupInstallation(env *testscript.Env) error {
 	env.Setenv("SSHCONFIG", sshConfig)
 	env.Setenv("SSHDIR", sshDir)
 	env.Setenv("HTTP_PORT", fmt.Sprint(in.httpPort))
+	env.Setenv("HTTPS_PORT", fmt.Sprint(in.httpsPort))
 	env.Setenv("SSH_PORT", fmt.Sprint(in.sshPort))
 	env.Setenv("PAAS_NAME", in.name)
 	env.Setenv("DATA_DIR", in.dataDir)

@@ -172,6 +172,10 @@ func serve(args []string, stderr io.Writer) int {
 	f.Int(&cfg.KeepReleases, "keep-releases", 10, "releases whose images each app keeps in the registry (how far rollback reaches)")
 	f.String(&cfg.PostgresImage, "postgres-image", "", "image of Postgres databases (default paas-postgres:15, built by scripts/postgres/build.sh)")
 	ldapFlags(f, &cfg.LDAP)
+	f.String(&cfg.ACMEDirectory, "acme-directory", "", "ACME directory URL for letsencrypt:enable (default Let's Encrypt's)")
+	f.String(&cfg.ACMECAFile, "acme-ca-file", "", "PEM file of extra roots trusted for the ACME server's HTTPS")
+	f.String(&cfg.ACMEEmail, "acme-email", "", "contact email of the ACME account")
+	f.Duration(&cfg.ACMERenewBefore, "acme-renew-before", 30*24*time.Hour, "renew an ACME certificate this long before it expires")
 	if !f.parse(args, stderr) {
 		return 2
 	}
@@ -193,19 +197,35 @@ func serve(args []string, stderr io.Writer) int {
 
 func runRouter(args []string, stderr io.Writer) int {
 	var opts router.Options
-	var port int
+	var port, httpsPort int
+	accessLog := "on"
 	f := &envFlags{fs: flag.NewFlagSet("paasd router", flag.ContinueOnError)}
 	f.String(&opts.Installation, "name", "paas", "installation whose apps are routed")
 	f.String(&opts.Domain, "domain", "paas.localhost", "apps are served at APP.DOMAIN")
 	f.String(&opts.Network, "network", "paas-net", "overlay network the app tasks are reached on")
 	f.Int(&port, "http-port", 80, "HTTP listen port")
+	f.Int(&httpsPort, "https-port", 0, "HTTPS listen port; 0: no HTTPS")
+	f.String(&accessLog, "access-log", accessLog, "on: one JSON line per request on stderr; off: none")
 	f.String(&opts.AdminToken, "admin-token", "", "token of the control endpoint paasd uses to drain and check tasks (set it through PAAS_ADMIN_TOKEN)")
 	if !f.parse(args, stderr) {
 		return 2
 	}
+	if accessLog != "on" && accessLog != "off" {
+		fmt.Fprintf(stderr, "paasd: --access-log %q: use on or off\n", accessLog)
+		return 2
+	}
+	opts.AccessLog = accessLog == "on"
 	opts.HTTPAddr = fmt.Sprintf(":%d", port)
+	if httpsPort > 0 {
+		opts.HTTPSAddr = fmt.Sprintf(":%d", httpsPort)
+		opts.HTTPSPort = httpsPort
+	}
 	opts.PollInterval = time.Second
-	opts.Log = newLogger(stderr)
+	router.TuneGC()
+	// Access log lines are written in batches (at most 100 ms late).
+	logOut := router.NewBufferedLog(stderr, 100*time.Millisecond)
+	defer logOut.Close()
+	opts.Log = newLogger(logOut)
 	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		opts.Log.Error("docker client", "err", err)
@@ -214,7 +234,8 @@ func runRouter(args []string, stderr io.Writer) int {
 	defer docker.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := router.New(router.NewDockerSource(docker, opts), opts).Run(ctx); err != nil {
+	src := router.NewConfigSource(router.NewDockerSource(docker, opts), docker, opts)
+	if err := router.New(src, opts).Run(ctx); err != nil {
 		opts.Log.Error("router stopped", "err", err)
 		return 1
 	}

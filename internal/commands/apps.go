@@ -64,6 +64,10 @@ type Platform struct {
 	AppURL   func(app string) string
 	Releases Releases
 	OneOffs  OneOffs
+	// Routing and RoutingStore serve the domains, certs, letsencrypt, proxy
+	// and ports commands; without them those commands are not offered.
+	Routing      Routing
+	RoutingStore RoutingStore
 }
 
 // Builtins returns the built-in commands.
@@ -74,6 +78,12 @@ func (p *Platform) Builtins() []*Command {
 	cmds = append(cmds, p.keyCommands()...)
 	cmds = append(cmds, p.psCommands()...)
 	cmds = append(cmds, p.releaseCommands()...)
+	if p.Routing != nil && p.RoutingStore != nil {
+		cmds = append(cmds, p.domainCommands()...)
+		cmds = append(cmds, p.certCommands()...)
+		cmds = append(cmds, p.letsencryptCommands()...)
+		cmds = append(cmds, p.proxyCommands()...)
+	}
 	return cmds
 }
 
@@ -188,6 +198,11 @@ func (p *Platform) appsDestroy(ctx context.Context, c *Call) error {
 		}
 		if err := p.Store.DeleteApp(name); err != nil {
 			return err
+		}
+		if p.Routing != nil {
+			if err := p.Routing.Forget(ctx, name); err != nil {
+				fmt.Fprintf(c.Err, " !     remove routing: %v\n", err)
+			}
 		}
 		if err := p.Repos.Remove(name); err != nil {
 			fmt.Fprintf(c.Err, " !     remove repository: %v\n", err)

@@ -51,6 +51,14 @@ type Config struct {
 	PostgresImage string
 	Version       string
 	LDAP          LDAPConfig
+	// ACME: the directory URL (default Let's Encrypt), a PEM file of extra
+	// roots to trust for its HTTPS, and the account's contact email.
+	ACMEDirectory string
+	ACMECAFile    string
+	ACMEEmail     string
+	// ACMERenewBefore: an ACME certificate is renewed this long before it
+	// expires (checked at start and hourly).
+	ACMERenewBefore time.Duration
 }
 
 // Validate reports the first invalid setting.
@@ -66,6 +74,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--http-port %d is not a port", c.HTTPPort)
 	case c.KeepReleases < 0 || c.KeepReleases > 1000:
 		return fmt.Errorf("--keep-releases %d: use 1 to 1000 (0 for the default, 10)", c.KeepReleases)
+	case c.HTTPSPort < 0 || c.HTTPSPort > 65535 || c.HTTPSPort == c.HTTPPort:
+		return fmt.Errorf("--https-port %d is not a port other than --http-port (0: no HTTPS)", c.HTTPSPort)
 	}
 	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
@@ -132,11 +142,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer builds.close()
+	routes, err := newRouting(docker, st, cfg, dataDir, log)
+	if err != nil {
+		return err
+	}
 	appURL := func(app string) string {
 		if cfg.HTTPPort == 80 {
-			return "http://" + app + "." + cfg.Domain
+			return "http://" + routes.DefaultHost(app)
 		}
-		return fmt.Sprintf("http://%s.%s:%d", app, cfg.Domain, cfg.HTTPPort)
+		return fmt.Sprintf("http://%s:%d", routes.DefaultHost(app), cfg.HTTPPort)
 	}
 	triggers := newPlugins(cfg, dataDir, st, log)
 	pipeline := deploy.New(st, builds.selector, sched, triggers, deploy.Options{
@@ -162,6 +176,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}),
 		Releases: &releases{Pipeline: pipeline, store: st, repos: repos},
 		OneOffs:  sched,
+		Routing:  routes, RoutingStore: st,
 	}
 	if err := registerPlugins(triggers, cfg, dataDir, st, docker, pipeline, network, log); err != nil {
 		return err
@@ -217,9 +232,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := sched.EnsureNetwork(gctx); err != nil {
 			return err
 		}
+		if err := routes.Sync(gctx); err != nil {
+			log.Warn("cannot publish the route configuration", "err", err)
+		}
 		if err := startRouter(gctx, docker, sched, cfg, repoPrefix, network, routerToken, log); err != nil {
 			return err
 		}
+		g.Go(func() error { return routes.Run(gctx) })
 		return reconcile(gctx, st, pipeline, sched, log)
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
@@ -241,12 +260,17 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 	}
 	ref := repoPrefix + "/router:" + sum[:16]
 	args := []string{"router", "--name", cfg.Name, "--domain", cfg.Domain, "--http-port", strconv.Itoa(cfg.HTTPPort), "--network", network}
+	ports := []int{cfg.HTTPPort}
+	if cfg.HTTPSPort > 0 {
+		args = append(args, "--https-port", strconv.Itoa(cfg.HTTPSPort))
+		ports = append(ports, cfg.HTTPSPort)
+	}
 	image, err := builder.BuildSelfImage(ctx, docker, exe, ref, args, true, io.Discard)
 	if err != nil {
 		return fmt.Errorf("build router image: %w", err)
 	}
 	env := []string{"PAAS_ADMIN_TOKEN=" + token}
-	if err := sched.EnsureRouter(ctx, image, args, env, cfg.HTTPPort); err != nil {
+	if err := sched.EnsureRouterPorts(ctx, image, args, env, ports...); err != nil {
 		return fmt.Errorf("start router: %w", err)
 	}
 	log.Info("router running", "image", image, "http_port", cfg.HTTPPort)

@@ -1,0 +1,292 @@
+// Package routing is the control plane's side of the router: it keeps each
+// app's domains, certificates, ports and limits in the store, publishes them
+// to the routers as Swarm config objects (router.AppConfig,
+// router.GlobalConfig), and obtains and renews ACME certificates.
+package routing
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
+
+	"paas/internal/paas"
+	"paas/router"
+)
+
+// Docker is the part of the Docker API the publisher uses.
+type Docker interface {
+	ConfigList(ctx context.Context, options swarm.ConfigListOptions) ([]swarm.Config, error)
+	ConfigCreate(ctx context.Context, config swarm.ConfigSpec) (swarm.ConfigCreateResponse, error)
+	ConfigRemove(ctx context.Context, id string) error
+}
+
+var _ Docker = (*client.Client)(nil)
+
+// Store is the state routing reads and changes.
+type Store interface {
+	Apps() ([]*paas.App, error)
+	Routing(app string) (*paas.Routing, error)
+	AllRouting() (map[string]*paas.Routing, error)
+	UpdateRouting(app string, fn func(*paas.Routing) error) (*paas.Routing, error)
+	DeleteRouting(app string) error
+	GlobalDomain() (string, error)
+	SetGlobalDomain(domain string) error
+}
+
+// Options configure a Service.
+type Options struct {
+	Installation string // the --name prefix
+	Domain       string // the --domain flag; domains:set-global overrides it
+	HTTPPort     int    // the router's HTTP port on this host (ACME challenges are checked through it)
+	HTTPSPort    int
+	DataDir      string // the ACME account key lives under DataDir/acme
+	ACME         ACMEOptions
+	Log          *slog.Logger
+}
+
+// ACMEOptions configure the ACME client.
+type ACMEOptions struct {
+	DirectoryURL string         // default: Let's Encrypt's production directory
+	Roots        *x509.CertPool // trusted roots for the ACME server's HTTPS; nil: the system's
+	Email        string         // account contact; optional
+	RenewBefore  time.Duration  // renew this long before expiry; default 30 days
+	CheckEvery   time.Duration  // how often expiry is checked; default 1 hour
+}
+
+// Service publishes route configuration and manages ACME certificates.
+type Service struct {
+	docker Docker
+	store  Store
+	opts   Options
+	log    *slog.Logger
+
+	mu         sync.Mutex        // serializes publishing
+	challenges map[string]string // ACME token -> key authorization, being validated
+	acmeMu     sync.Mutex        // one ACME issuance at a time
+}
+
+// New returns a Service.
+func New(docker Docker, store Store, opts Options) *Service {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.ACME.DirectoryURL == "" {
+		opts.ACME.DirectoryURL = LetsEncryptURL
+	}
+	if opts.ACME.RenewBefore <= 0 {
+		opts.ACME.RenewBefore = 30 * 24 * time.Hour
+	}
+	if opts.ACME.CheckEvery <= 0 {
+		opts.ACME.CheckEvery = time.Hour
+	}
+	return &Service{docker: docker, store: store, opts: opts, log: opts.Log.With("component", "routing"), challenges: map[string]string{}}
+}
+
+// Domain returns the global domain: domains:set-global's, else --domain.
+func (s *Service) Domain() string {
+	if d, err := s.store.GlobalDomain(); err == nil && d != "" {
+		return d
+	}
+	return paas.CanonicalDomain(s.opts.Domain)
+}
+
+// DefaultHost is APP.DOMAIN.
+func (s *Service) DefaultHost(app string) string { return app + "." + s.Domain() }
+
+// HTTPSPort is the router's HTTPS port.
+func (s *Service) HTTPSPort() int { return s.opts.HTTPSPort }
+
+// HTTPPort is the router's HTTP port.
+func (s *Service) HTTPPort() int { return s.opts.HTTPPort }
+
+// appConfig is what the router is told about app; nil when nothing beyond
+// the default.
+func appConfig(app string, r *paas.Routing) *router.AppConfig {
+	c := &router.AppConfig{App: app, Domains: slices.Clone(r.Domains), MaxBodyBytes: r.MaxBodyBytes, ReadTimeoutMS: r.ReadTimeout.Milliseconds()}
+	for _, p := range r.Ports {
+		if p.Scheme == "http" || c.Port == 0 {
+			c.Port = p.ContainerPort
+		}
+	}
+	for _, cert := range []*paas.Cert{r.Cert, r.ACMECert} {
+		if cert != nil {
+			c.Certs = append(c.Certs, router.CertPEM{Cert: cert.CertPEM, Key: cert.KeyPEM})
+		}
+	}
+	if len(c.Domains) == 0 && c.Port == 0 && len(c.Certs) == 0 && c.MaxBodyBytes == 0 && c.ReadTimeoutMS == 0 {
+		return nil
+	}
+	return c
+}
+
+// Publish hands the app's current routing settings to the routers. A change
+// is served within the routers' poll interval (a second).
+func (s *Service) Publish(ctx context.Context, app string) error {
+	r, err := s.store.Routing(app)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := appConfig(app, r)
+	if c == nil {
+		return s.write(ctx, router.RoleAppConfig, app, nil)
+	}
+	data, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, router.RoleAppConfig, app, data)
+}
+
+// PublishGlobal hands the global domain and the pending ACME challenges to
+// the routers.
+func (s *Service) PublishGlobal(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.publishGlobal(ctx)
+}
+
+func (s *Service) publishGlobal(ctx context.Context) error {
+	d, err := s.store.GlobalDomain()
+	if err != nil {
+		return err
+	}
+	g := router.GlobalConfig{Domain: d}
+	if len(s.challenges) > 0 {
+		g.Challenges = maps.Clone(s.challenges)
+	}
+	if g.Domain == "" && len(g.Challenges) == 0 {
+		return s.write(ctx, router.RoleGlobalConfig, "", nil)
+	}
+	data, err := json.Marshal(g)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, router.RoleGlobalConfig, "", data)
+}
+
+// Sync publishes every app's settings and the global ones, and removes the
+// configs of apps that no longer exist: run at start, so that a control
+// plane restored from a backup or upgraded brings the routers in line.
+func (s *Service) Sync(ctx context.Context) error {
+	all, err := s.store.AllRouting()
+	if err != nil {
+		return err
+	}
+	apps, err := s.store.Apps()
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, a := range apps {
+		known[a.Name] = true
+	}
+	var errs []error
+	for app := range all {
+		if !known[app] {
+			errs = append(errs, s.Forget(ctx, app))
+			continue
+		}
+		errs = append(errs, s.Publish(ctx, app))
+	}
+	existing, err := s.list(ctx, router.RoleAppConfig)
+	if err != nil {
+		return err
+	}
+	for _, c := range existing {
+		if app := c.Spec.Labels[paas.LabelApp]; all[app] == nil || !known[app] {
+			errs = append(errs, s.remove(ctx, c))
+		}
+	}
+	errs = append(errs, s.PublishGlobal(ctx))
+	return errors.Join(errs...)
+}
+
+// Forget removes everything routing keeps about app (apps:destroy).
+func (s *Service) Forget(ctx context.Context, app string) error {
+	if err := s.store.DeleteRouting(app); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.write(ctx, router.RoleAppConfig, app, nil)
+}
+
+// write makes data the one config object of (role, app): created under a
+// name derived from its content (nothing to do when it exists), then the
+// older ones removed; the routers take the newest, so there is no moment
+// without one. nil data removes them all.
+func (s *Service) write(ctx context.Context, role, app string, data []byte) error {
+	existing, err := s.list(ctx, role)
+	if err != nil {
+		return err
+	}
+	name := ""
+	if data != nil {
+		name = router.ConfigName(s.opts.Installation, role, app, data)
+	}
+	found := false
+	var stale []swarm.Config
+	for _, c := range existing {
+		if c.Spec.Labels[paas.LabelApp] != app {
+			continue
+		}
+		if c.Spec.Name == name {
+			found = true
+			continue
+		}
+		stale = append(stale, c)
+	}
+	if data != nil && !found {
+		_, err := s.docker.ConfigCreate(ctx, swarm.ConfigSpec{
+			Annotations: swarm.Annotations{Name: name, Labels: router.ConfigLabels(s.opts.Installation, role, app)},
+			Data:        data,
+		})
+		if err != nil {
+			return fmt.Errorf("publish route config of %s: %w", cmpApp(app), err)
+		}
+	}
+	var errs []error
+	for _, c := range stale {
+		errs = append(errs, s.remove(ctx, c))
+	}
+	return errors.Join(errs...)
+}
+
+func cmpApp(app string) string {
+	if app == "" {
+		return "the installation"
+	}
+	return app
+}
+
+func (s *Service) list(ctx context.Context, role string) ([]swarm.Config, error) {
+	cfgs, err := s.docker.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", paas.LabelInstallation+"="+s.opts.Installation),
+		filters.Arg("label", paas.LabelRole+"="+role),
+	)})
+	if err != nil {
+		return nil, fmt.Errorf("list route configs: %w", err)
+	}
+	return cfgs, nil
+}
+
+func (s *Service) remove(ctx context.Context, c swarm.Config) error {
+	if err := s.docker.ConfigRemove(ctx, c.ID); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove route config %s: %w", c.Spec.Name, err)
+	}
+	return nil
+}

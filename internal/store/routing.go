@@ -1,0 +1,138 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+
+	"paas/internal/paas"
+)
+
+var (
+	bucketRouting = []byte("routing") // app -> paas.Routing (certificate keys among them: the file is 0600)
+	// bucketSettings (builds.go) holds installation-wide settings, the global domain among them
+	keyGlobalDomain = []byte("global-domain")
+)
+
+// Routing returns the app's routing settings; empty ones when it has none.
+func (s *Store) Routing(app string) (*paas.Routing, error) {
+	r := &paas.Routing{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRouting)
+		if b == nil {
+			return nil
+		}
+		v, ok, err := get[paas.Routing](b, []byte(app))
+		if ok {
+			r = v
+		}
+		return err
+	})
+	return r, err
+}
+
+// AllRouting returns every app's routing settings, by app.
+func (s *Store) AllRouting() (map[string]*paas.Routing, error) {
+	out := map[string]*paas.Routing{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRouting)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			r := new(paas.Routing)
+			if err := json.Unmarshal(v, r); err != nil {
+				return fmt.Errorf("decode routing of %s: %w", k, err)
+			}
+			out[string(k)] = r
+			return nil
+		})
+	})
+	return out, err
+}
+
+// UpdateRouting applies fn to the app's routing settings atomically. It
+// refuses (ErrDomainTaken) a domain another app has, so that two commands
+// racing for one name cannot both win. ErrAppNotFound when the app is gone.
+func (s *Store) UpdateRouting(app string, fn func(*paas.Routing) error) (*paas.Routing, error) {
+	var out *paas.Routing
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
+			return paas.ErrAppNotFound
+		}
+		b, err := tx.CreateBucketIfNotExists(bucketRouting)
+		if err != nil {
+			return err
+		}
+		r, _, err := get[paas.Routing](b, []byte(app))
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			r = &paas.Routing{}
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+		err = b.ForEach(func(k, v []byte) error {
+			if string(k) == app {
+				return nil
+			}
+			var other paas.Routing
+			if err := json.Unmarshal(v, &other); err != nil {
+				return fmt.Errorf("decode routing of %s: %w", k, err)
+			}
+			for _, d := range r.Domains {
+				if slices.Contains(other.Domains, d) {
+					return fmt.Errorf("%w: %s", paas.ErrDomainTaken, d)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		out = r
+		return put(b, []byte(app), r)
+	})
+	return out, err
+}
+
+// DeleteRouting forgets the app's routing settings.
+func (s *Store) DeleteRouting(app string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRouting)
+		if b == nil {
+			return nil
+		}
+		return b.Delete([]byte(app))
+	})
+}
+
+// GlobalDomain returns the domain set by domains:set-global, "" when none.
+func (s *Store) GlobalDomain() (string, error) {
+	var d string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketSettings); b != nil {
+			d = string(b.Get(keyGlobalDomain))
+		}
+		return nil
+	})
+	return d, err
+}
+
+// SetGlobalDomain records the global domain; "" clears it.
+func (s *Store) SetGlobalDomain(domain string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketSettings)
+		if err != nil {
+			return err
+		}
+		if domain == "" {
+			return b.Delete(keyGlobalDomain)
+		}
+		return b.Put(keyGlobalDomain, []byte(domain))
+	})
+}

@@ -1,0 +1,51 @@
+package router
+
+import (
+	"log/slog"
+	"strings"
+)
+
+// lookup finds the route of a canonical host name: an exact name (custom
+// domains and the default APP.DOMAIN) first, then a one-label wildcard
+// ("*.preview.example.com" serves "pr-1.preview.example.com", not
+// "a.b.preview.example.com", as a wildcard certificate would). Two map reads
+// at most, whatever the number of apps.
+func (t *routeTable) lookup(host string) *route {
+	if rt := t.hosts[host]; rt != nil {
+		return rt
+	}
+	if len(t.wild) == 0 {
+		return nil
+	}
+	if i := strings.IndexByte(host, '.'); i > 0 {
+		return t.wild[host[i+1:]]
+	}
+	return nil
+}
+
+// AppFor returns the app a Host header is routed to, as a request would be.
+func (r *Router) AppFor(host string) (string, bool) {
+	if rt := r.table.Load().lookup(canonicalHost(host)); rt != nil {
+		return rt.app, true
+	}
+	return "", false
+}
+
+// addWildcards registers the wildcard names of cr's Edge in wild, keyed by the
+// parent domain; a name another app already has stays with it.
+func addWildcards(log *slog.Logger, wild map[string]*route, cr *route) {
+	if cr.edge == nil {
+		return
+	}
+	for _, w := range cr.edge.Wildcards {
+		parent, ok := strings.CutPrefix(w, "*.")
+		if !ok || parent == "" {
+			continue
+		}
+		if other, taken := wild[parent]; taken {
+			log.Warn("host name claimed by two apps; the first one keeps it", "host", w, "app", other.app, "ignored_app", cr.app)
+			continue
+		}
+		wild[parent] = cr
+	}
+}

@@ -1,0 +1,306 @@
+package router
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
+
+	"paas/internal/paas"
+)
+
+// Route configuration travels from the control plane to the router in Swarm
+// config objects, labelled with the installation and one of these roles. They
+// live in Swarm's replicated, encrypted store, so every router on every
+// manager reads them, also while paasd is stopped.
+const (
+	RoleAppConfig    = "route"        // one per app: AppConfig
+	RoleGlobalConfig = "route-global" // one per installation: GlobalConfig
+)
+
+// AppConfig is what the control plane adds to an app's route: the JSON
+// document in its Swarm config object.
+type AppConfig struct {
+	App string `json:"app"`
+	// Domains are exact names ("app.example.com") and one-label wildcards
+	// ("*.preview.example.com"), in canonical form.
+	Domains []string `json:"domains,omitempty"`
+	// Port, when set, is the container port requests go to, instead of the
+	// port the web service is labelled with (ports:set).
+	Port int `json:"port,omitempty"`
+	// Certs are PEM certificate chains with their keys; the first one that
+	// covers a name serves it.
+	Certs []CertPEM `json:"certs,omitempty"`
+	// MaxBodyBytes limits a request body; 0 means no limit.
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+	// ReadTimeoutMS bounds the wait for the app's response headers; 0 means
+	// no limit beyond the client's own.
+	ReadTimeoutMS int64 `json:"read_timeout_ms,omitempty"`
+}
+
+// CertPEM is a certificate chain and its private key, PEM encoded.
+type CertPEM struct {
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+}
+
+// GlobalConfig is the installation-wide part of the route configuration.
+type GlobalConfig struct {
+	// Domain, when set, replaces the router's --domain: apps are served at
+	// APP.Domain (domains:set-global).
+	Domain string `json:"domain,omitempty"`
+	// Challenges maps ACME HTTP-01 tokens to their key authorizations; the
+	// router answers /.well-known/acme-challenge/TOKEN on every host name.
+	Challenges map[string]string `json:"challenges,omitempty"`
+}
+
+// ConfigName returns the Swarm config object name for a document: the
+// installation, the role, the app and a digest of the data, so that a new
+// document is a new object and an old one can be removed once it is replaced.
+func ConfigName(installation, role, app string, data []byte) string {
+	sum := sha256.Sum256(data)
+	name := installation + "-" + role
+	if app != "" {
+		name += "-" + app
+	}
+	return name + "-" + hex.EncodeToString(sum[:6])
+}
+
+// ConfigLabels are the labels of a route config object.
+func ConfigLabels(installation, role, app string) map[string]string {
+	l := map[string]string{paas.LabelInstallation: installation, paas.LabelRole: role}
+	if app != "" {
+		l[paas.LabelApp] = app
+	}
+	return l
+}
+
+// Edge is what an app's route configuration adds to a Route: wildcard names,
+// certificates and limits. An Edge is built once per config object and never
+// changed; Key tells two apart.
+type Edge struct {
+	Key          string
+	Wildcards    []string // "*.preview.example.com", canonical
+	Certs        []*tls.Certificate
+	MaxBodyBytes int64
+	ReadTimeout  time.Duration
+}
+
+// Global is the compiled GlobalConfig.
+type Global struct {
+	Key        string
+	Domain     string
+	Challenges map[string]string
+}
+
+func edgeKey(e *Edge) string {
+	if e == nil {
+		return ""
+	}
+	return e.Key
+}
+
+func globalKey(g *Global) string {
+	if g == nil {
+		return ""
+	}
+	return g.Key
+}
+
+// ConfigAPI is the part of the Docker client a ConfigSource uses.
+type ConfigAPI interface {
+	ConfigList(ctx context.Context, options swarm.ConfigListOptions) ([]swarm.Config, error)
+}
+
+// ConfigSource adds the route configuration in the installation's Swarm
+// config objects (custom domains, certificates, ports, limits, the global
+// domain and ACME challenges) to the table of another Source. One poll is one
+// more API call; a config object is parsed once, when it first appears.
+type ConfigSource struct {
+	inner Source
+	api   ConfigAPI
+	opts  Options
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	parsed map[string]parsedConfig // by config ID; IDs are never reused
+}
+
+type parsedConfig struct {
+	app    *AppConfig
+	edge   *Edge
+	global *Global
+	err    error
+}
+
+var _ Source = (*ConfigSource)(nil)
+
+// NewConfigSource returns a Source that reads inner's table and adds the
+// route configuration read through api. It uses Installation, Domain and Log
+// from opts.
+func NewConfigSource(inner Source, api ConfigAPI, opts Options) *ConfigSource {
+	opts = opts.withDefaults()
+	return &ConfigSource{inner: inner, api: api, opts: opts, log: opts.Log.With("component", "router"), parsed: map[string]parsedConfig{}}
+}
+
+// Routes returns inner's table with the route configuration applied.
+func (s *ConfigSource) Routes(ctx context.Context) (Table, error) {
+	t, err := s.inner.Routes(ctx)
+	if err != nil {
+		return Table{}, err
+	}
+	if s.opts.Installation == "" {
+		return Table{}, errors.New("list route configs: no installation name")
+	}
+	cfgs, err := s.api.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", paas.LabelInstallation+"="+s.opts.Installation),
+	)})
+	if err != nil {
+		return Table{}, fmt.Errorf("list route configs: %w", err)
+	}
+	apps, global := s.compile(cfgs)
+	return s.merge(t, apps, global), nil
+}
+
+// compile picks the newest config object per app (an object is replaced by
+// creating the new one before removing the old one) and parses it.
+func (s *ConfigSource) compile(cfgs []swarm.Config) (map[string]parsedConfig, *Global) {
+	slices.SortFunc(cfgs, func(a, b swarm.Config) int {
+		return cmp.Or(cmp.Compare(a.Version.Index, b.Version.Index), a.CreatedAt.Compare(b.CreatedAt))
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[string]bool, len(cfgs))
+	apps := map[string]parsedConfig{}
+	var global *Global
+	for _, c := range cfgs {
+		l := c.Spec.Labels
+		if l[paas.LabelInstallation] != s.opts.Installation {
+			continue
+		}
+		role := l[paas.LabelRole]
+		if role != RoleAppConfig && role != RoleGlobalConfig {
+			continue
+		}
+		seen[c.ID] = true
+		p, ok := s.parsed[c.ID]
+		if !ok {
+			p = parseConfig(c.ID, role, c.Spec.Data)
+			if p.err != nil {
+				s.log.Warn("route config ignored", "config", c.Spec.Name, "err", p.err)
+			}
+			s.parsed[c.ID] = p
+		}
+		if p.err != nil {
+			continue
+		}
+		if role == RoleGlobalConfig {
+			global = p.global
+			continue
+		}
+		if p.app.App != l[paas.LabelApp] {
+			continue
+		}
+		apps[p.app.App] = p // newest wins
+	}
+	for id := range s.parsed {
+		if !seen[id] {
+			delete(s.parsed, id)
+		}
+	}
+	return apps, global
+}
+
+func parseConfig(id, role string, data []byte) parsedConfig {
+	if role == RoleGlobalConfig {
+		var g GlobalConfig
+		if err := json.Unmarshal(data, &g); err != nil {
+			return parsedConfig{err: fmt.Errorf("decode global config: %w", err)}
+		}
+		return parsedConfig{global: &Global{Key: id, Domain: canonicalHost(g.Domain), Challenges: g.Challenges}}
+	}
+	var a AppConfig
+	if err := json.Unmarshal(data, &a); err != nil {
+		return parsedConfig{err: fmt.Errorf("decode app config: %w", err)}
+	}
+	if err := paas.ValidateAppName(a.App); err != nil {
+		return parsedConfig{err: err}
+	}
+	e := &Edge{Key: id, MaxBodyBytes: a.MaxBodyBytes, ReadTimeout: time.Duration(a.ReadTimeoutMS) * time.Millisecond}
+	for _, d := range a.Domains {
+		if strings.HasPrefix(d, "*.") {
+			e.Wildcards = append(e.Wildcards, canonicalHost(d))
+		}
+	}
+	for i, c := range a.Certs {
+		cert, err := tls.X509KeyPair([]byte(c.Cert), []byte(c.Key))
+		if err != nil {
+			return parsedConfig{err: fmt.Errorf("app %s certificate %d: %w", a.App, i+1, err)}
+		}
+		if cert.Leaf == nil {
+			if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+				return parsedConfig{err: fmt.Errorf("app %s certificate %d: %w", a.App, i+1, err)}
+			}
+		}
+		e.Certs = append(e.Certs, &cert)
+	}
+	return parsedConfig{app: &a, edge: e}
+}
+
+// merge applies the route configuration to t: the global domain replaces the
+// router's own in every app's default name, custom exact names are added,
+// the port is replaced, and the Edge is attached.
+func (s *ConfigSource) merge(t Table, apps map[string]parsedConfig, global *Global) Table {
+	t.Global = global
+	oldSuffix := "." + canonicalHost(s.opts.Domain)
+	t.Routes = slices.Clone(t.Routes) // the inner source's table stays as it was
+	for i := range t.Routes {
+		rt := &t.Routes[i]
+		rt.Hosts = slices.Clip(rt.Hosts)
+		if global != nil && global.Domain != "" && s.opts.Domain != "" {
+			hosts := make([]string, 0, len(rt.Hosts)+4)
+			for _, h := range rt.Hosts {
+				if h == rt.App+oldSuffix {
+					h = rt.App + "." + global.Domain
+				}
+				hosts = append(hosts, h)
+			}
+			rt.Hosts = hosts
+		}
+		p, ok := apps[rt.App]
+		if !ok {
+			continue
+		}
+		for _, d := range p.app.Domains {
+			if !strings.HasPrefix(d, "*.") {
+				rt.Hosts = append(rt.Hosts, d)
+			}
+		}
+		if p.app.Port > 0 && p.app.Port < 65536 {
+			bs := make([]Backend, 0, len(rt.Backends))
+			for _, b := range rt.Backends {
+				if ap, err := netip.ParseAddrPort(b.Addr); err == nil {
+					b.Addr = netip.AddrPortFrom(ap.Addr(), uint16(p.app.Port)).String()
+				}
+				bs = append(bs, b)
+			}
+			rt.Backends = bs
+		}
+		rt.Edge = p.edge
+	}
+	return t
+}

@@ -1,0 +1,153 @@
+package router
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ACMEChallengePath is where ACME HTTP-01 validation requests arrive.
+const ACMEChallengePath = "/.well-known/acme-challenge/"
+
+// errNoCertificate fails a TLS handshake for a name no certificate covers.
+var errNoCertificate = errors.New("no certificate for this host name")
+
+// tlsConfig is the HTTPS listener's configuration: the certificate is chosen
+// per handshake from the table being served, so a new or renewed certificate
+// applies to the next handshake with no restart.
+func (r *Router) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: r.certificate,
+		NextProtos:     []string{"h2", "http/1.1"},
+	}
+}
+
+// certificate picks the certificate for a TLS handshake by its server name
+// (SNI): the first certificate of the name's app that covers the name.
+func (r *Router) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	host := canonicalHost(hello.ServerName)
+	if host == "" {
+		return nil, errNoCertificate
+	}
+	if c := r.table.Load().lookup(host).cert(host, time.Now()); c != nil {
+		return c, nil
+	}
+	return nil, errNoCertificate
+}
+
+// cert returns the first unexpired certificate of the route that covers host.
+func (rt *route) cert(host string, now time.Time) *tls.Certificate {
+	if rt == nil || rt.edge == nil {
+		return nil
+	}
+	for _, c := range rt.edge.Certs {
+		if now.After(c.Leaf.NotAfter) {
+			continue
+		}
+		if c.Leaf.VerifyHostname(host) == nil {
+			return c
+		}
+	}
+	return nil
+}
+
+// serveEdge answers what the router answers itself, before any routing: an
+// ACME HTTP-01 challenge on plain HTTP (for every host name, known or not),
+// the redirect to HTTPS of a host name that has a certificate, and a request
+// body over the app's limit. It may replace *req (to limit its body) and
+// reports whether the request was answered.
+func (r *Router) serveEdge(w http.ResponseWriter, req **http.Request, t *routeTable, rt *route, host string) bool {
+	in := *req
+	if in.TLS == nil && t.global != nil && strings.HasPrefix(in.URL.Path, ACMEChallengePath) {
+		token := in.URL.Path[len(ACMEChallengePath):]
+		if keyAuth, ok := t.global.Challenges[token]; ok && token != "" {
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = io.WriteString(w, keyAuth)
+			return true
+		}
+	}
+	if rt == nil || rt.edge == nil {
+		return false
+	}
+	if in.TLS == nil && r.opts.HTTPSAddr != "" && rt.cert(host, time.Now()) != nil {
+		target := "https://" + host
+		if p := r.opts.HTTPSPort; p != 0 && p != 443 {
+			target += ":" + strconv.Itoa(p)
+		}
+		target += in.URL.RequestURI()
+		w.Header().Set("Location", target)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusPermanentRedirect)
+		return true
+	}
+	if max := rt.edge.MaxBodyBytes; max > 0 && in.Body != nil && in.Body != http.NoBody {
+		if in.ContentLength > max {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestEntityTooLarge, "413 Content Too Large\n\nThe request body is larger than this app accepts.\n")
+			return true
+		}
+		out := in.Clone(in.Context())
+		out.Body = http.MaxBytesReader(w, in.Body, max)
+		*req = out
+	}
+	if d := rt.edge.ReadTimeout; d > 0 {
+		ctx, cancel := context.WithCancelCause((*req).Context())
+		t := time.AfterFunc(d, func() { cancel(errReadTimeout) })
+		*req = (*req).WithContext(context.WithValue(ctx, readTimerKey{}, t))
+	}
+	return false
+}
+
+// errReadTimeout cancels a request whose app did not send its response
+// headers within the app's proxy-read-timeout.
+var errReadTimeout = errors.New("the app did not answer within its read timeout")
+
+type readTimerKey struct{}
+
+// stopReadTimeout stops the read timeout once the response headers arrived:
+// a streamed response may then take as long as it needs.
+func stopReadTimeout(ctx context.Context) {
+	if t, ok := ctx.Value(readTimerKey{}).(*time.Timer); ok {
+		t.Stop()
+	}
+}
+
+// readTimedOut answers 504 when the request failed on its read timeout.
+func readTimedOut(w http.ResponseWriter, req *http.Request) bool {
+	if !errors.Is(context.Cause(req.Context()), errReadTimeout) {
+		return false
+	}
+	writeError(w, http.StatusGatewayTimeout, "504 Gateway Timeout\n\nThe app did not answer in time.\n")
+	return true
+}
+
+// serveHTTPS runs srv's TLS twin on ln until it is shut down; see Serve.
+func (r *Router) httpsServer(base *http.Server) *http.Server {
+	return &http.Server{
+		Handler:           base.Handler,
+		ReadHeaderTimeout: base.ReadHeaderTimeout,
+		IdleTimeout:       base.IdleTimeout,
+		ErrorLog:          base.ErrorLog,
+		TLSConfig:         r.tlsConfig(),
+	}
+}
+
+// listenHTTPS opens the HTTPS listener when Options.HTTPSAddr is set.
+func (r *Router) listenHTTPS() (net.Listener, error) {
+	if r.opts.HTTPSAddr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", r.opts.HTTPSAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", r.opts.HTTPSAddr, err)
+	}
+	return ln, nil
+}
