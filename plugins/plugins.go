@@ -7,8 +7,9 @@
 //     at wiring time), which may also implement Hooker (triggers) and
 //     Commander (commands such as postgres:create);
 //   - executable plugins in a directory, one folder per plugin and one
-//     executable per trigger (Dokku's layout: DIR/PLUGIN/TRIGGER), run
-//     directly, never through a shell.
+//     executable per trigger (Dokku's layout: DIR/PLUGIN/TRIGGER), plus
+//     commands in DIR/PLUGIN/subcommands/SUB, run directly, never through a
+//     shell.
 package plugins
 
 import (
