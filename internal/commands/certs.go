@@ -49,6 +49,18 @@ func (p *Platform) certsAdd(ctx context.Context, c *Call) error {
 		return err
 	}
 	fmt.Fprintf(c.Out, "-----> Added certificate for %s to %s (expires %s)\n", strings.Join(cert.Names, ", "), c.App.Name, cert.NotAfter.Format(time.RFC3339))
+	if r, err := p.RoutingStore.Routing(c.App.Name); err == nil {
+		names := append([]string{p.Routing.DefaultHost(c.App.Name)}, r.Domains...)
+		var uncovered []string
+		for _, n := range names {
+			if !routing.Covers(cert, n) {
+				uncovered = append(uncovered, n)
+			}
+		}
+		if len(uncovered) > 0 {
+			fmt.Fprintf(c.Out, "-----> Not covered by this certificate (served over HTTP only): %s\n", strings.Join(uncovered, " "))
+		}
+	}
 	return nil
 }
 

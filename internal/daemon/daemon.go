@@ -131,7 +131,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log, Traffic: traffic})
 	repoPrefix := cfg.RegistryAddr + "/" + cfg.Name
 	build := builder.NewDockerfile(docker, repoPrefix, log)
-	routes, err := newRouting(docker, st, cfg, dataDir, log)
+	routes, err := newRouting(docker, st, cfg, dataDir, func(ctx context.Context) error {
+		_, err := traffic.c.Refresh(ctx)
+		return err
+	}, log)
 	if err != nil {
 		return err
 	}
