@@ -2,45 +2,16 @@ package routing
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"os"
 	"testing"
-	"time"
 
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
-	"github.com/docker/docker/client"
 
+	"paas/builder/buildertest"
 	"paas/internal/paas"
 	"paas/internal/store"
 	"paas/router"
 )
-
-func swarmClient(t *testing.T) *client.Client {
-	t.Helper()
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err == nil {
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		defer cancel()
-		i, ierr := cli.Info(ctx)
-		switch {
-		case ierr != nil:
-			err = ierr
-		case i.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !i.Swarm.ControlAvailable:
-			err = errors.New("this daemon is not a Swarm manager")
-		}
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker with swarm mode is required in CI: %v", err)
-		}
-		t.Skipf("no Docker Swarm manager: %v", err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
 
 // staticRoutes is the backends a DockerSource would find.
 type staticRoutes struct{ t router.Table }
@@ -50,10 +21,8 @@ func (s staticRoutes) Routes(context.Context) (router.Table, error) { return s.t
 // TestPublishSwarm publishes route configuration to the real Swarm and reads
 // it back as the router does.
 func TestPublishSwarm(t *testing.T) {
-	cli := swarmClient(t)
-	b := make([]byte, 3)
-	rand.Read(b)
-	inst := "rt" + hex.EncodeToString(b)
+	cli := buildertest.Docker(t) // Swarm configs need a manager: scripts/install.sh --deps
+	inst := buildertest.Unique("rt")
 	ctx := t.Context()
 	list := func() []swarm.Config {
 		cfgs, err := cli.ConfigList(context.Background(), swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("label", paas.LabelInstallation+"="+inst))})
