@@ -72,6 +72,16 @@ func (d *deployment) service(process string) *swarm.Service {
 	return nil
 }
 
+// running reports whether d's web service (or its first one) asks for tasks:
+// false for a stopped app.
+func (d *deployment) running() bool {
+	svc := d.service(paas.WebProcess)
+	if svc == nil {
+		svc = &d.services[0]
+	}
+	return replicasOf(&svc.Spec) > 0
+}
+
 // deployments returns the app's deployments, oldest first.
 func (s *Swarm) deployments(ctx context.Context, app string) ([]*deployment, error) {
 	svcs, err := s.appServices(ctx, app)
@@ -634,10 +644,12 @@ func (s *Swarm) Stop(ctx context.Context, app string, drain time.Duration, out i
 }
 
 // Reconcile finishes or undoes a rollout that paasd did not see to the end
-// (it was stopped or killed): of the app's deployments, the routed one of
-// release current is kept (else the newest routed one, else the newest of
-// release current), and every other one is drained and removed. It is what
-// paasd runs for every app when it starts.
+// (it was stopped or killed). The newest deployment of release current (the
+// one the store says serves) is kept, taken back into the router if the
+// rollout had already drained it, and every other deployment is drained and
+// removed: an unrecorded release is rolled back. Without a deployment of
+// current, the newest routed one is kept. paasd runs it for every app when
+// it starts.
 func (s *Swarm) Reconcile(ctx context.Context, app string, current int, out io.Writer) error {
 	deps, err := s.deployments(ctx, app)
 	if err != nil || len(deps) < 2 && (len(deps) == 0 || deps[0].routed || deps[0].release == current) {
@@ -645,23 +657,33 @@ func (s *Swarm) Reconcile(ctx context.Context, app string, current int, out io.W
 	}
 	var keep *deployment
 	for _, d := range slices.Backward(deps) {
-		if d.routed && d.release == current {
+		if d.release == current && (keep == nil || d.routed && !keep.routed) {
 			keep = d
-			break
 		}
 	}
 	if keep == nil {
 		keep = live(deps)
 	}
-	if keep == nil {
-		for _, d := range slices.Backward(deps) {
-			if d.release == current {
-				keep = d
-				break
+	p := &progress{out: out}
+	if keep != nil && !keep.routed && keep.running() {
+		s.log.Info("routing the current release again", "app", app, "deployment", keep.id, "release", keep.release)
+		var rs []*rollout
+		for _, svc := range keep.services {
+			rs = append(rs, &rollout{process: svc.Spec.Labels[paas.LabelProcess], id: svc.ID})
+		}
+		if err := s.setRouted(ctx, rs, true); err != nil {
+			return err
+		}
+		if web := keep.service(paas.WebProcess); web != nil {
+			addrs, err := s.taskAddrs(ctx, web.ID)
+			if err != nil {
+				return err
+			}
+			if err := s.waitRouted(ctx, addrs); err != nil {
+				return err
 			}
 		}
 	}
-	p := &progress{out: out}
 	for _, d := range deps {
 		if d == keep {
 			continue

@@ -425,12 +425,19 @@ func TestDeployLifecycle(t *testing.T) {
 	}
 	assertV2()
 
-	// Following logs streams until the context ends.
-	step("logs -t")
+	// Following logs streams until the context ends, and follows the tasks
+	// of a new deployment too. A release without the worker removes it.
+	step("logs -t across a deploy")
 	fctx, cancel := context.WithCancel(ctx)
-	lw := &signalWriter{want: "hello-app starting", seen: make(chan struct{})}
+	lw := &signalWriter{want: `greeting="five"`, seen: make(chan struct{})}
 	done := make(chan error, 1)
-	go func() { done <- e.s.Logs(fctx, "hello", scheduler.LogOptions{Follow: true, Process: "web"}, lw) }()
+	go func() {
+		done <- e.s.Logs(fctx, "hello", scheduler.LogOptions{Follow: true, Tail: 1, Process: "web"}, lw)
+	}()
+	time.Sleep(time.Second)
+	if err := deploy(e.release(5, map[string]string{"GREETING": "five"})); err != nil {
+		t.Fatalf("Deploy v5: %v", err)
+	}
 	select {
 	case <-lw.seen:
 	case <-time.After(15 * time.Second):
@@ -444,12 +451,6 @@ func TestDeployLifecycle(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("Logs with Follow did not return after cancel")
-	}
-
-	// A release without the worker removes it.
-	step("deploy v5 without worker")
-	if err := deploy(e.release(5, map[string]string{"GREETING": "five"})); err != nil {
-		t.Fatalf("Deploy v5: %v", err)
 	}
 	if sts := e.status(t, "hello"); len(sts) != 1 || sts["web"].Desired != 1 || sts["web"].Release != 5 {
 		t.Errorf("status after v5 %+v", sts)
@@ -471,6 +472,30 @@ func TestDeployLifecycle(t *testing.T) {
 	}
 	if svc := e.inspect(t, "hello", "web"); svc.ID != web5.ID || e.services(t, "hello") != 1 {
 		t.Errorf("after Reconcile: routed web %s (want %s), %d services", svc.ID, web5.ID, e.services(t, "hello"))
+	}
+	// Killed after the old deployment was drained, before the new release
+	// was recorded: the recorded one is routed again, the other removed.
+	orphan.Name += "2"
+	orphan.Labels[paas.LabelDeployment] = "v7-orphan"
+	orphan.Labels[paas.LabelRelease] = "7"
+	if _, err := e.cli.ServiceCreate(ctx, orphan, swarm.ServiceCreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cur, _, err := e.cli.ServiceInspectWithRaw(ctx, web5.ID, swarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	demoted := cur.Spec
+	demoted.Labels = maps.Clone(demoted.Labels)
+	demoted.Labels[paas.LabelRouted] = "false"
+	if _, err := e.cli.ServiceUpdate(ctx, cur.ID, cur.Version, demoted, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.Reconcile(ctx, "hello", 5, &out); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if svc := e.inspect(t, "hello", "web"); svc.ID != web5.ID || e.services(t, "hello") != 1 {
+		t.Errorf("after the second Reconcile: routed web %s (want %s), %d services", svc.ID, web5.ID, e.services(t, "hello"))
 	}
 
 	// Stop drains and scales to zero; the app stays known.

@@ -85,8 +85,8 @@ func (p *Platform) releasesList(_ context.Context, c *Call) error {
 	}
 	if asJSON {
 		out := make([]releaseJSON, 0, len(rels))
-		for i := len(rels) - 1; i >= 0; i-- {
-			out = append(out, toJSON(rels[i], c.App.Current))
+		for _, r := range rels { // newest first
+			out = append(out, toJSON(r, c.App.Current))
 		}
 		return writeJSON(c.Out, out)
 	}
@@ -96,8 +96,7 @@ func (p *Platform) releasesList(_ context.Context, c *Call) error {
 		return nil
 	}
 	fmt.Fprintf(c.Out, "       %-8s %-20s %-12s %-8s %-12s %s\n", "Version", "Created", "Image", "Commit", "By", "Description")
-	for i := len(rels) - 1; i >= 0; i-- {
-		r := rels[i]
+	for _, r := range rels { // newest first
 		v := fmt.Sprintf("v%d", r.Version)
 		if r.Version == c.App.Current {
 			v += "*"

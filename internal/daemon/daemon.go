@@ -45,6 +45,9 @@ type Config struct {
 	Name         string
 	RegistryAddr string
 	PluginsDir   string
+	// KeepReleases is how many releases' images an app keeps in the
+	// registry (rollback reaches that far back).
+	KeepReleases int
 	Version      string
 	// ACME: the directory URL (default Let's Encrypt), a PEM file of extra
 	// roots to trust for its HTTPS, and the account's contact email.
@@ -69,6 +72,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--http-port %d is not a port", c.HTTPPort)
 	case c.HTTPSPort < 0 || c.HTTPSPort > 65535 || c.HTTPSPort == c.HTTPPort:
 		return fmt.Errorf("--https-port %d is not a port other than --http-port (0: no HTTPS)", c.HTTPSPort)
+	case c.KeepReleases < 0 || c.KeepReleases > 1000:
+		return fmt.Errorf("--keep-releases %d: use 1 to 1000 (0 for the default, 10)", c.KeepReleases)
 	}
 	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
@@ -148,7 +153,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
 		AppHost:   func(app string) string { return app + "." + cfg.Domain },
-		Log:       log.With("component", "deploy"),
+		Images: pruneFunc(func(app string, keep []string) error {
+			_, err := reg.Prune(cfg.Name+"/"+app, keep)
+			return err
+		}),
+		KeepReleases: cfg.KeepReleases,
+		Log:          log.With("component", "deploy"),
 	})
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st}
 	platform := &commands.Platform{
@@ -201,7 +211,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		g.Go(func() error { return routes.Run(gctx) })
-		return reconcile(gctx, st, sched, log)
+		return reconcile(gctx, st, pipeline, sched, log)
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", regListener.Addr().String(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
@@ -250,6 +260,10 @@ func fileDigest(path string) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
+
+type pruneFunc func(app string, keep []string) error
+
+func (f pruneFunc) Prune(app string, keep []string) error { return f(app, keep) }
 
 type imagesFunc func(app string) error
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"paas/internal/deploy"
 	"paas/internal/store"
 	"paas/router"
 	"paas/scheduler"
@@ -67,14 +68,22 @@ func secretFile(path string) (string, error) {
 }
 
 // reconcile finishes or undoes the rollouts a stopped or killed paasd left
-// behind, one app at a time.
-func reconcile(ctx context.Context, st *store.Store, sched *scheduler.Swarm, log *slog.Logger) error {
+// behind, one app at a time, each under the app's deploy lock so that it
+// never mistakes a deploy that has just started for a leftover.
+func reconcile(ctx context.Context, st *store.Store, pipeline *deploy.Pipeline, sched *scheduler.Swarm, log *slog.Logger) error {
 	apps, err := st.Apps()
 	if err != nil {
 		return err
 	}
 	for _, app := range apps {
-		if err := sched.Reconcile(ctx, app.Name, app.Current, io.Discard); err != nil {
+		err := pipeline.Locked(ctx, app.Name, io.Discard, func() error {
+			cur, err := st.App(app.Name)
+			if err != nil {
+				return err
+			}
+			return sched.Reconcile(ctx, cur.Name, cur.Current, io.Discard)
+		})
+		if err != nil {
 			log.Error("reconcile app", "app", app.Name, "err", err)
 		}
 	}

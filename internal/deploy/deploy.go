@@ -5,6 +5,7 @@ package deploy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ type Store interface {
 	App(name string) (*paas.App, error)
 	UpdateApp(name string, fn func(*paas.App) error) (*paas.App, error)
 	Release(app string, v int) (*paas.Release, error)
+	Releases(app string) ([]*paas.Release, error)
 	LatestVersion(app string) (int, error)
 	AddRelease(rel *paas.Release) error
 	StartDeploy(d *paas.Deploy) error
@@ -41,6 +43,12 @@ type Builder interface {
 type Scheduler interface {
 	Deploy(ctx context.Context, rel *paas.Release, opts scheduler.DeployOptions, out io.Writer) error
 	Stop(ctx context.Context, app string, drain time.Duration, out io.Writer) error
+}
+
+// Images drops the images of old releases from the registry.
+type Images interface {
+	// Prune keeps only the images keep (digests) of app.
+	Prune(app string, keep []string) error
 }
 
 // Triggers runs plugin triggers; an error from a pre-* trigger stops the deploy.
@@ -65,6 +73,8 @@ type Pipeline struct {
 	buildRoot string
 	appURL    func(app string) string
 	appHost   func(app string) string
+	images    Images
+	keep      int
 	log       *slog.Logger
 
 	mu    sync.Mutex
@@ -76,7 +86,11 @@ type Options struct {
 	BuildRoot string                  // build dirs are made under it
 	AppURL    func(app string) string // shown at the end of a deploy
 	AppHost   func(app string) string // the Host header of health checks
-	Log       *slog.Logger
+	// Images, when set, drops the images of all but the last KeepReleases
+	// releases (10 when zero) after each new release.
+	Images       Images
+	KeepReleases int
+	Log          *slog.Logger
 }
 
 // New returns a Pipeline.
@@ -84,6 +98,7 @@ func New(st Store, b Builder, s Scheduler, t Triggers, opts Options) *Pipeline {
 	return &Pipeline{
 		store: st, builder: b, scheduler: s, triggers: t,
 		buildRoot: opts.BuildRoot, appURL: opts.AppURL, appHost: opts.AppHost, log: opts.Log,
+		images: opts.Images, keep: cmp.Or(opts.KeepReleases, 10),
 		locks: map[string]*sync.Mutex{},
 	}
 }
@@ -212,7 +227,33 @@ func (p *Pipeline) rollOut(ctx context.Context, app *paas.App, rel *paas.Release
 	if err := p.store.AddRelease(rel); err != nil {
 		return fmt.Errorf("record release: %w", err)
 	}
+	p.pruneImages(app.Name, out)
 	return nil
+}
+
+// pruneImages drops the images that only releases older than the last p.keep
+// use. Those releases stay in the history; rolling back to one of them
+// fails at the rollout and changes nothing. A failure is only reported: the
+// release is live.
+func (p *Pipeline) pruneImages(app string, out io.Writer) {
+	if p.images == nil {
+		return
+	}
+	rels, err := p.store.Releases(app)
+	if err == nil && len(rels) <= p.keep {
+		return
+	}
+	var keep []string
+	if err == nil {
+		for _, r := range rels[:p.keep] { // newest first
+			keep = append(keep, r.Image.Digest)
+		}
+		err = p.images.Prune(app, keep)
+	}
+	if err != nil {
+		p.log.Warn("prune images", "app", app, "err", err)
+		fmt.Fprintf(out, " !     could not drop the images of old releases: %v\n", err)
+	}
 }
 
 // SetConfig changes an app's config through fn. With restart and a running

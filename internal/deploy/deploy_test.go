@@ -83,6 +83,17 @@ func (s *fakeStore) UpdateApp(name string, fn func(*paas.App) error) (*paas.App,
 	return cloneApp(c), nil
 }
 
+func (s *fakeStore) Releases(app string) ([]*paas.Release, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*paas.Release
+	for _, r := range s.releases[app] {
+		out = append(out, cloneRelease(r))
+	}
+	slices.SortFunc(out, func(a, b *paas.Release) int { return b.Version - a.Version })
+	return out, nil
+}
+
 func (s *fakeStore) Release(app string, v int) (*paas.Release, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

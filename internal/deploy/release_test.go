@@ -217,3 +217,42 @@ func TestParseAppJSON(t *testing.T) {
 		})
 	}
 }
+
+type fakeImages struct {
+	kept [][]string
+	err  error
+}
+
+func (f *fakeImages) Prune(app string, keep []string) error {
+	f.kept = append(f.kept, keep)
+	return f.err
+}
+
+func TestPruneImages(t *testing.T) {
+	e := deployedApp(t) // v1..v3
+	images := &fakeImages{}
+	e.p.images, e.p.keep = images, 2
+	var out syncBuffer
+	if err := e.p.SetConfig(context.Background(), "hello", alice, "config:set", true, func(cfg map[string]string) error { cfg["X"] = "1"; return nil }, &out); err != nil {
+		t.Fatal(err)
+	}
+	// v4 reuses v3's image: the last two releases are v4 and v3.
+	if len(images.kept) != 1 || !reflect.DeepEqual(images.kept[0], []string{"sha256:333", "sha256:333"}) {
+		t.Fatalf("kept %v, want v4's and v3's images", images.kept)
+	}
+	images.err = errors.New("disk on fire")
+	if err := e.p.Rollback(context.Background(), "hello", alice, 1, &out); err != nil {
+		t.Fatalf("a failed prune failed the release: %v", err)
+	}
+	if !strings.Contains(out.String(), "could not drop the images of old releases: disk on fire") {
+		t.Errorf("output lacks the prune failure:\n%s", out.String())
+	}
+	if !reflect.DeepEqual(images.kept[1], []string{"sha256:111", "sha256:333"}) {
+		t.Fatalf("kept %v, want v5's and v4's images", images.kept[1])
+	}
+	few := deployedApp(t)
+	few.p.images, few.p.keep = images, 10
+	if err := few.p.Restart(context.Background(), "hello", alice, &out); err != nil || len(images.kept) != 2 {
+		t.Fatalf("a restart (no new release) or few releases pruned: %v %v", err, images.kept)
+	}
+}

@@ -93,12 +93,12 @@ func run(ctx context.Context, o options) error {
 		results = append(results, r)
 	}
 	fmt.Println()
-	fmt.Printf("%-34s %9s %7s %14s %14s %14s %14s %10s\n", "app", "requests", "failed", "p50 outside", "p99 outside", "p50 during", "p99 during", "p99 ratio")
+	fmt.Printf("%-40s %9s %7s %12s %12s %12s %12s %10s\n", "app", "requests", "failed", "p50 outside", "p99 outside", "p50 during", "p99 during", "p99 ratio")
 	ok := true
 	for _, r := range results {
 		po50, po99 := percentile(r.outside, 50), percentile(r.outside, 99)
 		pd50, pd99 := percentile(r.during, 50), percentile(r.during, 99)
-		fmt.Printf("%-34s %9d %7d %14s %14s %14s %14s %9.2fx\n", r.name, r.sent, r.failed, ms(po50), ms(po99), ms(pd50), ms(pd99), float64(pd99)/float64(max(po99, 1)))
+		fmt.Printf("%-40s %9d %7d %12s %12s %12s %12s %9.2fx\n", r.name, r.sent, r.failed, ms(po50), ms(po99), ms(pd50), ms(pd99), float64(pd99)/float64(max(po99, 1)))
 		ok = ok && r.failed == 0 && r.sent >= o.minRequests
 		for _, f := range r.firstFailures {
 			fmt.Println("   failure:", f)
