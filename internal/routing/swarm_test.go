@@ -2,6 +2,7 @@ package routing
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/docker/docker/api/types/filters"
@@ -115,6 +116,20 @@ func TestPublishSwarm(t *testing.T) {
 		if c.Spec.Labels[paas.LabelApp] == "api" {
 			t.Errorf("config %s of a destroyed app survived Sync", c.Spec.Name)
 		}
+	}
+	// The longest app name still makes a valid Swarm config name.
+	long := strings.Repeat("l", 63)
+	if err := st.CreateApp(&paas.App{Name: long}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.UpdateRouting(long, func(r *paas.Routing) error { r.Domains = []string{"long.example.com"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish(ctx, long); err != nil {
+		t.Fatalf("publish for a 63-character app: %v", err)
+	}
+	if err := s.Forget(ctx, long); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.Forget(ctx, "web"); err != nil {
 		t.Fatal(err)
