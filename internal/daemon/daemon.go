@@ -152,7 +152,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	pipeline := deploy.New(st, build, sched, plugins.NewDir(cfg.PluginsDir, 0, log.With("component", "plugins")), deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
-		AppHost:   func(app string) string { return app + "." + cfg.Domain },
+		AppHost:   routes.DefaultHost, // follows domains:set-global
 		Images: pruneFunc(func(app string, keep []string) error {
 			_, err := reg.Prune(cfg.Name+"/"+app, keep)
 			return err
