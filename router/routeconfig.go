@@ -71,14 +71,22 @@ type GlobalConfig struct {
 // ConfigName returns the Swarm config object name for a document: the
 // installation, the role, the app and a digest of the data, so that a new
 // document is a new object and an old one can be removed once it is replaced.
+// Swarm takes names of at most 64 characters: a long app name is left out
+// (the labels carry it; the digest covers it).
 func ConfigName(installation, role, app string, data []byte) string {
-	sum := sha256.Sum256(data)
+	h := sha256.New()
+	h.Write([]byte(app + "\x00"))
+	h.Write(data)
+	digest := hex.EncodeToString(h.Sum(nil)[:6])
 	name := installation + "-" + role
-	if app != "" {
+	if app != "" && len(name)+len(app)+len(digest)+2 <= maxConfigName {
 		name += "-" + app
 	}
-	return name + "-" + hex.EncodeToString(sum[:6])
+	return name + "-" + digest
 }
+
+// maxConfigName is the longest name Swarm accepts for a config object.
+const maxConfigName = 64
 
 // ConfigLabels are the labels of a route config object.
 func ConfigLabels(installation, role, app string) map[string]string {

@@ -56,7 +56,7 @@ func TestMain(m *testing.M) {
 // requireTools fails (never skips) when a real part is missing: a skipped
 // end-to-end test is an untested feature.
 func requireTools(t *testing.T) {
-	for _, tool := range []string{"git", "ssh", "ssh-keygen", "docker", "go"} {
+	for _, tool := range []string{"git", "ssh", "ssh-keygen", "docker", "go", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is required for the end-to-end tests: run scripts/install.sh --deps", tool)
 		}

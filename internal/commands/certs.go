@@ -39,16 +39,22 @@ func (p *Platform) certsAdd(ctx context.Context, c *Call) error {
 	if err != nil {
 		return fmt.Errorf("%s; nothing changed", sanitize(err.Error()))
 	}
-	if _, err := p.RoutingStore.UpdateRouting(c.App.Name, func(r *paas.Routing) error {
-		r.Cert = cert
-		return nil
-	}); err != nil {
-		return err
-	}
-	if err := p.Routing.Publish(ctx, c.App.Name); err != nil {
+	if err := p.updateAndPublish(ctx, c.App.Name, func(r *paas.Routing) { r.Cert = cert }); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.Out, "-----> Added certificate for %s to %s (expires %s)\n", strings.Join(cert.Names, ", "), c.App.Name, cert.NotAfter.Format(time.RFC3339))
+	if r, err := p.RoutingStore.Routing(c.App.Name); err == nil {
+		names := append([]string{p.Routing.DefaultHost(c.App.Name)}, r.Domains...)
+		var uncovered []string
+		for _, n := range names {
+			if !routing.Covers(cert, n) {
+				uncovered = append(uncovered, n)
+			}
+		}
+		if len(uncovered) > 0 {
+			fmt.Fprintf(c.Out, "-----> Not covered by this certificate (served over HTTP only): %s\n", strings.Join(uncovered, " "))
+		}
+	}
 	return nil
 }
 
@@ -60,13 +66,7 @@ func (p *Platform) certsRemove(ctx context.Context, c *Call) error {
 	if r.Cert == nil {
 		return fmt.Errorf("%s has no uploaded certificate", c.App.Name)
 	}
-	if _, err := p.RoutingStore.UpdateRouting(c.App.Name, func(r *paas.Routing) error {
-		r.Cert = nil
-		return nil
-	}); err != nil {
-		return err
-	}
-	if err := p.Routing.Publish(ctx, c.App.Name); err != nil {
+	if err := p.updateAndPublish(ctx, c.App.Name, func(r *paas.Routing) { r.Cert = nil }); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.Out, "-----> Removed certificate from %s\n", c.App.Name)
@@ -74,35 +74,29 @@ func (p *Platform) certsRemove(ctx context.Context, c *Call) error {
 }
 
 func (p *Platform) certsReport(_ context.Context, c *Call) error {
-	asJSON, err := wantJSON(c)
-	if err != nil {
-		return err
+	return p.routingReport(c, "ssl information", func(r *paas.Routing) []kv {
+		fields := []kv{{"Ssl enabled", fmt.Sprint(r.Cert != nil || r.ACMECert != nil)}}
+		fields = append(fields, certFields("Ssl", r.Cert)...)
+		fields = append(fields, kv{"Letsencrypt enabled", fmt.Sprint(r.LetsEncrypt)})
+		return append(fields, certFields("Letsencrypt", r.ACMECert)...)
+	})
+}
+
+// certFields describes a certificate, never its key.
+func certFields(prefix string, cert *paas.Cert) []kv {
+	if cert == nil {
+		return []kv{{prefix + " hostnames", ""}}
 	}
-	r, err := p.RoutingStore.Routing(c.App.Name)
-	if err != nil {
-		return err
+	verified := "self signed"
+	if cert.Issuer != cert.Subject {
+		verified = "issued by " + cert.Issuer
 	}
-	fields := []kv{{"Ssl enabled", fmt.Sprint(r.Cert != nil || r.ACMECert != nil)}}
-	add := func(prefix string, cert *paas.Cert) {
-		if cert == nil {
-			fields = append(fields, kv{prefix + " hostnames", ""})
-			return
-		}
-		verified := "self signed"
-		if cert.Issuer != cert.Subject {
-			verified = "issued by " + cert.Issuer
-		}
-		fields = append(fields,
-			kv{prefix + " hostnames", strings.Join(cert.Names, " ")},
-			kv{prefix + " subject", cert.Subject},
-			kv{prefix + " issuer", cert.Issuer},
-			kv{prefix + " starts at", cert.NotBefore.Format(time.RFC3339)},
-			kv{prefix + " expires at", cert.NotAfter.Format(time.RFC3339)},
-			kv{prefix + " verified", verified},
-		)
+	return []kv{
+		{prefix + " hostnames", strings.Join(cert.Names, " ")},
+		{prefix + " subject", cert.Subject},
+		{prefix + " issuer", cert.Issuer},
+		{prefix + " starts at", cert.NotBefore.Format(time.RFC3339)},
+		{prefix + " expires at", cert.NotAfter.Format(time.RFC3339)},
+		{prefix + " verified", verified},
 	}
-	add("Ssl", r.Cert)
-	fields = append(fields, kv{"Letsencrypt enabled", fmt.Sprint(r.LetsEncrypt)})
-	add("Letsencrypt", r.ACMECert)
-	return report(c.Out, asJSON, c.App.Name+" ssl information", fields)
 }

@@ -142,20 +142,14 @@ func (p *Platform) domainsClear(ctx context.Context, c *Call) error {
 }
 
 func (p *Platform) domainsReport(_ context.Context, c *Call) error {
-	asJSON, err := wantJSON(c)
-	if err != nil {
-		return err
-	}
-	r, err := p.RoutingStore.Routing(c.App.Name)
-	if err != nil {
-		return err
-	}
-	vhosts := append([]string{p.Routing.DefaultHost(c.App.Name)}, r.Domains...)
-	return report(c.Out, asJSON, c.App.Name+" domains information", []kv{
-		{"Domains app enabled", "true"},
-		{"Domains app vhosts", strings.Join(vhosts, " ")},
-		{"Domains global enabled", "true"},
-		{"Domains global vhosts", p.Routing.Domain()},
+	return p.routingReport(c, "domains information", func(r *paas.Routing) []kv {
+		vhosts := append([]string{p.Routing.DefaultHost(c.App.Name)}, r.Domains...)
+		return []kv{
+			{"Domains app enabled", "true"},
+			{"Domains app vhosts", strings.Join(vhosts, " ")},
+			{"Domains global enabled", "true"},
+			{"Domains global vhosts", p.Routing.Domain()},
+		}
 	})
 }
 

@@ -40,14 +40,7 @@ func (p *Platform) letsencryptEnable(ctx context.Context, c *Call) error {
 }
 
 func (p *Platform) letsencryptDisable(ctx context.Context, c *Call) error {
-	if _, err := p.RoutingStore.UpdateRouting(c.App.Name, func(r *paas.Routing) error {
-		r.LetsEncrypt = false
-		r.ACMECert = nil
-		return nil
-	}); err != nil {
-		return err
-	}
-	if err := p.Routing.Publish(ctx, c.App.Name); err != nil {
+	if err := p.updateAndPublish(ctx, c.App.Name, func(r *paas.Routing) { r.LetsEncrypt, r.ACMECert = false, nil }); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.Out, "-----> Disabled Let's Encrypt for %s\n", c.App.Name)

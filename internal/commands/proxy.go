@@ -102,7 +102,8 @@ func (p *Platform) effectivePorts(r *paas.Routing, app *paas.App) []paas.PortMap
 	return maps
 }
 
-func (p *Platform) portsReport(_ context.Context, c *Call) error {
+// routingReport prints a report built from the app's routing settings.
+func (p *Platform) routingReport(c *Call, title string, fields func(r *paas.Routing) []kv) error {
 	asJSON, err := wantJSON(c)
 	if err != nil {
 		return err
@@ -111,37 +112,37 @@ func (p *Platform) portsReport(_ context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	return report(c.Out, asJSON, c.App.Name+" ports information", []kv{
-		{"Ports map", portList(r.Ports)},
-		{"Ports map detected", portList(p.effectivePorts(r, c.App))},
+	return report(c.Out, asJSON, c.App.Name+" "+title, fields(r))
+}
+
+func (p *Platform) portsReport(_ context.Context, c *Call) error {
+	return p.routingReport(c, "ports information", func(r *paas.Routing) []kv {
+		return []kv{
+			{"Ports map", portList(r.Ports)},
+			{"Ports map detected", portList(p.effectivePorts(r, c.App))},
+		}
 	})
 }
 
 func (p *Platform) proxyReport(_ context.Context, c *Call) error {
-	asJSON, err := wantJSON(c)
-	if err != nil {
-		return err
-	}
-	r, err := p.RoutingStore.Routing(c.App.Name)
-	if err != nil {
-		return err
-	}
-	limit := "none"
-	if r.MaxBodyBytes > 0 {
-		limit = strconv.FormatInt(r.MaxBodyBytes, 10)
-	}
-	timeout := "none"
-	if r.ReadTimeout > 0 {
-		timeout = r.ReadTimeout.String()
-	}
-	return report(c.Out, asJSON, c.App.Name+" proxy information", []kv{
-		{"Proxy enabled", "true"},
-		{"Proxy type", "paas-router"},
-		{"Proxy port map", portList(p.effectivePorts(r, c.App))},
-		{"Proxy vhosts", strings.Join(append([]string{p.Routing.DefaultHost(c.App.Name)}, r.Domains...), " ")},
-		{"Proxy https", fmt.Sprint(r.Cert != nil || r.ACMECert != nil)},
-		{"Proxy client max body size", limit},
-		{"Proxy read timeout", timeout},
+	return p.routingReport(c, "proxy information", func(r *paas.Routing) []kv {
+		limit := "none"
+		if r.MaxBodyBytes > 0 {
+			limit = strconv.FormatInt(r.MaxBodyBytes, 10)
+		}
+		timeout := "none"
+		if r.ReadTimeout > 0 {
+			timeout = r.ReadTimeout.String()
+		}
+		return []kv{
+			{"Proxy enabled", "true"},
+			{"Proxy type", "paas-router"},
+			{"Proxy port map", portList(p.effectivePorts(r, c.App))},
+			{"Proxy vhosts", strings.Join(append([]string{p.Routing.DefaultHost(c.App.Name)}, r.Domains...), " ")},
+			{"Proxy https", fmt.Sprint(r.Cert != nil || r.ACMECert != nil)},
+			{"Proxy client max body size", limit},
+			{"Proxy read timeout", timeout},
+		}
 	})
 }
 

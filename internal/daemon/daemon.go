@@ -142,7 +142,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer builds.close()
-	routes, err := newRouting(docker, st, cfg, dataDir, log)
+	routes, err := newRouting(docker, st, cfg, dataDir, func(ctx context.Context) error {
+		_, err := traffic.c.Refresh(ctx)
+		return err
+	}, log)
 	if err != nil {
 		return err
 	}
@@ -156,7 +159,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	pipeline := deploy.New(st, builds.selector, sched, triggers, deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
-		AppHost:   func(app string) string { return app + "." + cfg.Domain },
+		AppHost:   routes.DefaultHost, // follows domains:set-global
 		Images: pruneFunc(func(app string, keep []string) error {
 			_, err := reg.Prune(cfg.Name+"/"+app, keep)
 			return err

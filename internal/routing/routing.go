@@ -53,7 +53,11 @@ type Options struct {
 	HTTPSPort    int
 	DataDir      string // the ACME account key lives under DataDir/acme
 	ACME         ACMEOptions
-	Log          *slog.Logger
+	// Refresh, when set, asks this host's router to read its routes now
+	// (its control endpoint) after a change is published; routers that are
+	// not asked see it at their next poll, within a second.
+	Refresh func(ctx context.Context) error
+	Log     *slog.Logger
 }
 
 // ACMEOptions configure the ACME client.
@@ -263,7 +267,22 @@ func (s *Service) write(ctx context.Context, role, app string, data []byte) erro
 	for _, c := range stale {
 		errs = append(errs, s.remove(ctx, c))
 	}
+	if (data != nil && !found) || len(stale) > 0 {
+		s.refresh(ctx)
+	}
 	return errors.Join(errs...)
+}
+
+// refresh asks the local router to apply a change now; best effort.
+func (s *Service) refresh(ctx context.Context) {
+	if s.opts.Refresh == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.opts.Refresh(ctx); err != nil {
+		s.log.Debug("router refresh", "err", err)
+	}
 }
 
 func cmpApp(app string) string {

@@ -2,45 +2,17 @@ package routing
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"os"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
-	"github.com/docker/docker/client"
 
+	"paas/builder/buildertest"
 	"paas/internal/paas"
 	"paas/internal/store"
 	"paas/router"
 )
-
-func swarmClient(t *testing.T) *client.Client {
-	t.Helper()
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err == nil {
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		defer cancel()
-		i, ierr := cli.Info(ctx)
-		switch {
-		case ierr != nil:
-			err = ierr
-		case i.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !i.Swarm.ControlAvailable:
-			err = errors.New("this daemon is not a Swarm manager")
-		}
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker with swarm mode is required in CI: %v", err)
-		}
-		t.Skipf("no Docker Swarm manager: %v", err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
 
 // staticRoutes is the backends a DockerSource would find.
 type staticRoutes struct{ t router.Table }
@@ -50,10 +22,8 @@ func (s staticRoutes) Routes(context.Context) (router.Table, error) { return s.t
 // TestPublishSwarm publishes route configuration to the real Swarm and reads
 // it back as the router does.
 func TestPublishSwarm(t *testing.T) {
-	cli := swarmClient(t)
-	b := make([]byte, 3)
-	rand.Read(b)
-	inst := "rt" + hex.EncodeToString(b)
+	cli := buildertest.Docker(t) // Swarm configs need a manager: scripts/install.sh --deps
+	inst := buildertest.Unique("rt")
 	ctx := t.Context()
 	list := func() []swarm.Config {
 		cfgs, err := cli.ConfigList(context.Background(), swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("label", paas.LabelInstallation+"="+inst))})
@@ -146,6 +116,20 @@ func TestPublishSwarm(t *testing.T) {
 		if c.Spec.Labels[paas.LabelApp] == "api" {
 			t.Errorf("config %s of a destroyed app survived Sync", c.Spec.Name)
 		}
+	}
+	// The longest app name still makes a valid Swarm config name.
+	long := strings.Repeat("l", 63)
+	if err := st.CreateApp(&paas.App{Name: long}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.UpdateRouting(long, func(r *paas.Routing) error { r.Domains = []string{"long.example.com"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish(ctx, long); err != nil {
+		t.Fatalf("publish for a 63-character app: %v", err)
+	}
+	if err := s.Forget(ctx, long); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.Forget(ctx, "web"); err != nil {
 		t.Fatal(err)
