@@ -128,10 +128,11 @@ build_paasd() {
   mv "$BIN.new" "$BIN"
 }
 
-# The installing user's key becomes the first administrator's.
+# The installing user's key becomes an administrator's: the first one on a
+# new machine; on a machine whose admin keys file exists, the user's key is
+# added when it is missing (the file's other keys are kept).
 seed_admin_key() {
   local keys=$1
-  [ -s "$keys" ] && return
   mkdir -p "$(dirname "$keys")"
   local pub=""
   for k in "$HOME"/.ssh/id_ed25519.pub "$HOME"/.ssh/id_ecdsa.pub "$HOME"/.ssh/id_rsa.pub; do
@@ -143,8 +144,15 @@ seed_admin_key() {
     ssh-keygen -q -t ed25519 -N "" -C "$(id -un)" -f "$HOME/.ssh/id_ed25519"
     pub=$HOME/.ssh/id_ed25519.pub
   fi
+  local key
+  key=$(awk '{print $1" "$2}' "$pub")
+  if [ -f "$keys" ] && grep -qF -- "$key" "$keys"; then
+    return
+  fi
   log "Adding $pub to the administrators ($keys)"
-  install -m 600 "$pub" "$keys"
+  touch "$keys" && chmod 600 "$keys"
+  if [ -s "$keys" ] && [ -n "$(tail -c1 "$keys")" ]; then echo >>"$keys"; fi
+  cat "$pub" >>"$keys"
 }
 
 start_paasd() {
