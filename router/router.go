@@ -118,7 +118,11 @@ type route struct {
 // connections to a task that left the table can be closed without touching
 // the others.
 type backend struct {
-	addr      string
+	addr string
+	// fast carries requests without a body (most of them); transport the
+	// others, because it reads a response while the body is still being
+	// sent (a backend may answer 413 early).
+	fast      *upstream
 	transport *http.Transport
 	downUntil atomic.Int64 // unix nanoseconds; set after a failed dial
 	// inflight counts requests sent to this backend whose response has not
@@ -130,6 +134,7 @@ type backend struct {
 func newBackend(addr string) *backend {
 	return &backend{
 		addr: addr,
+		fast: newUpstream(addr),
 		transport: &http.Transport{
 			DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConnsPerHost:   maxIdlePerBackend,
@@ -142,6 +147,18 @@ func newBackend(addr string) *backend {
 }
 
 func (b *backend) down(now int64) bool { return b.downUntil.Load() > now }
+
+func (b *backend) closeIdle() {
+	b.fast.closeIdle()
+	b.transport.CloseIdleConnections()
+}
+
+func (b *backend) roundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return b.fast.RoundTrip(req)
+	}
+	return b.transport.RoundTrip(req)
+}
 
 // New returns a Router that serves the routes src yields. Call Run to serve,
 // or Refresh and ServeHTTP to drive it by hand.
@@ -342,7 +359,7 @@ func (r *Router) apply(t Table) {
 	// control plane can wait for them before it stops the task.
 	for addr, be := range r.pool {
 		if pool[addr] == nil {
-			be.transport.CloseIdleConnections()
+			be.closeIdle()
 			if be.inflight.Load() > 0 {
 				r.retired[addr] = be
 			}
@@ -379,7 +396,7 @@ func (r *Router) closeIdle() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, be := range r.pool {
-		be.transport.CloseIdleConnections()
+		be.closeIdle()
 	}
 }
 
@@ -521,7 +538,7 @@ func (balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		pr.backend = b.addr
 		b.inflight.Add(1)
-		resp, err := b.transport.RoundTrip(out)
+		resp, err := b.roundTrip(out)
 		if err == nil {
 			resp.Body = countBody(resp.Body, b)
 			return resp, nil
