@@ -11,6 +11,7 @@ test:
 
 bench:
 	go run ./scripts/bench/push
+	go run ./scripts/bench/rollout
 	go run ./scripts/bench/live
 
 install:

@@ -168,8 +168,34 @@ func (s *Server) handleSession(sess ssh.Session) {
 			return
 		}
 	}
-	code := s.opts.Commands.RunCommand(ctx, id, args, sess, sess, sess.Stderr())
+	code := s.opts.Commands.RunCommand(ctx, id, args, sessionInput{sess}, sess, sess.Stderr())
 	sess.Exit(code)
+}
+
+// sessionInput is a session's stdin that also tells a command (run) about
+// the terminal the client asked for.
+type sessionInput struct{ ssh.Session }
+
+func (s sessionInput) Read(p []byte) (int, error) { return s.Session.Read(p) }
+
+// Terminal returns the client's terminal when it asked for one (ssh -t).
+func (s sessionInput) Terminal() (*paas.Terminal, bool) {
+	pty, winCh, ok := s.Pty()
+	if !ok {
+		return nil, false
+	}
+	resize := make(chan [2]int)
+	go func() {
+		defer close(resize)
+		for w := range winCh {
+			select {
+			case resize <- [2]int{w.Width, w.Height}:
+			case <-s.Context().Done():
+				return
+			}
+		}
+	}()
+	return &paas.Terminal{Term: pty.Term, Width: pty.Window.Width, Height: pty.Window.Height, Resize: resize}, true
 }
 
 // ParseRepoPath turns the path git asks for ('/hello', 'hello.git') into an

@@ -27,7 +27,9 @@ type DockerAPI interface {
 var _ DockerAPI = (*client.Client)(nil)
 
 // DockerSource reads routes from Swarm: the services labelled with the
-// installation and the web process type, and their running tasks' addresses
+// installation, the web process type and routed=true (the control plane
+// sets it once a release's tasks are healthy and removes it to drain them),
+// and their running tasks' addresses
 // on the installation's network. One poll is two API calls, whatever the
 // number of apps.
 type DockerSource struct {
@@ -128,6 +130,9 @@ func (s *DockerSource) table(services []swarm.Service, tasks []swarm.Task) Table
 		port, err := parsePort(l[paas.LabelPort])
 		if err != nil {
 			s.warnOnce("port "+svc.Spec.Name+" "+l[paas.LabelPort], "app not reachable: bad port label", "app", name, "service", svc.Spec.Name, "err", err)
+		}
+		if l[paas.LabelRouted] != "true" {
+			continue // known app, but these tasks get no traffic (yet, or any more)
 		}
 		byID[svc.ID] = webService{app: app, port: port}
 	}

@@ -49,6 +49,7 @@ func webLabels(app string, extra ...string) map[string]string {
 		paas.LabelProcess:      paas.WebProcess,
 		paas.LabelApp:          app,
 		paas.LabelPort:         "5000",
+		paas.LabelRouted:       "true",
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		if extra[i+1] == "" {
@@ -94,6 +95,23 @@ func TestDockerSourceTable(t *testing.T) {
 			services: []swarm.Service{service("s1", webLabels("hello", paas.LabelHosts, " WWW.Hello.Test , ,api.hello.test.", paas.LabelPort, "8080"))},
 			tasks:    []swarm.Task{task("s1", running, running, attach("inst-net", "10.0.1.5/24"))},
 			want:     []Route{{App: "hello", Hosts: []string{"api.hello.test", "hello.example.test", "www.hello.test"}, Backends: backends("10.0.1.5:8080")}},
+		},
+		{
+			name: "only routed services send traffic; an unrouted one still makes the app known",
+			services: []swarm.Service{
+				service("s1", webLabels("hello", paas.LabelRouted, "")),
+				service("s2", webLabels("hello", paas.LabelRouted, "true")),
+				service("s3", webLabels("idle", paas.LabelRouted, "false")),
+			},
+			tasks: []swarm.Task{
+				task("s1", running, running, attach("inst-net", "10.0.1.5/24")),
+				task("s2", running, running, attach("inst-net", "10.0.1.6/24")),
+				task("s3", running, running, attach("inst-net", "10.0.1.7/24")),
+			},
+			want: []Route{
+				{App: "hello", Hosts: []string{"hello.example.test"}, Backends: backends("10.0.1.6:5000")},
+				{App: "idle", Hosts: []string{"idle.example.test"}, Backends: []Backend{}},
+			},
 		},
 		{
 			name:     "no port label means the default port",

@@ -50,7 +50,10 @@ type Options struct {
 	// its context is done; default 10s. Keep it below the service's stop grace
 	// period.
 	ShutdownTimeout time.Duration
-	Log             *slog.Logger
+	// AdminToken enables the control endpoint (see admin.go) for requests
+	// that carry it; empty disables it.
+	AdminToken string
+	Log        *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -82,9 +85,11 @@ type Router struct {
 	table atomic.Pointer[routeTable]
 	proxy *httputil.ReverseProxy
 
-	mu      sync.Mutex          // serializes Refresh; guards pool and failing
+	mu      sync.Mutex          // serializes Refresh; guards pool, retired and failing
 	pool    map[string]*backend // by address; kept across table swaps
+	retired map[string]*backend // left the table with requests still in flight
 	failing bool                // the last read of the source failed
+	gen     atomic.Uint64       // table generation, +1 on every swap
 }
 
 // routeTable is a Table compiled for lookups; it is never modified once
@@ -107,6 +112,10 @@ type backend struct {
 	addr      string
 	transport *http.Transport
 	downUntil atomic.Int64 // unix nanoseconds; set after a failed dial
+	// inflight counts requests sent to this backend whose response has not
+	// been fully passed on yet. A task is stopped only once it left the
+	// table and this is zero: that is what draining means.
+	inflight atomic.Int64
 }
 
 func newBackend(addr string) *backend {
@@ -130,10 +139,11 @@ func (b *backend) down(now int64) bool { return b.downUntil.Load() > now }
 func New(src Source, opts Options) *Router {
 	opts = opts.withDefaults()
 	r := &Router{
-		src:  src,
-		opts: opts,
-		log:  opts.Log.With("component", "router"),
-		pool: map[string]*backend{},
+		src:     src,
+		opts:    opts,
+		log:     opts.Log.With("component", "router"),
+		pool:    map[string]*backend{},
+		retired: map[string]*backend{},
 	}
 	r.table.Store(&routeTable{hosts: map[string]*route{}})
 	r.proxy = &httputil.ReverseProxy{
@@ -259,7 +269,10 @@ func (r *Router) apply(t Table) {
 			be := pool[b.Addr]
 			if be == nil {
 				if be = r.pool[b.Addr]; be == nil {
-					be = newBackend(b.Addr)
+					if be = r.retired[b.Addr]; be == nil {
+						be = newBackend(b.Addr)
+					}
+					delete(r.retired, b.Addr)
 				}
 				pool[b.Addr] = be
 			}
@@ -274,12 +287,18 @@ func (r *Router) apply(t Table) {
 		}
 	}
 	r.table.Store(&routeTable{src: n, hosts: hosts})
+	r.gen.Add(1)
 
 	// Requests already on their way keep the backend they picked; only idle
-	// connections to tasks that left the table are closed.
+	// connections to tasks that left the table are closed. A backend with
+	// requests in flight is remembered until they finish, so that the
+	// control plane can wait for them before it stops the task.
 	for addr, be := range r.pool {
 		if pool[addr] == nil {
 			be.transport.CloseIdleConnections()
+			if be.inflight.Load() > 0 {
+				r.retired[addr] = be
+			}
 		}
 	}
 	r.pool = pool
@@ -329,6 +348,10 @@ type proxiedKey struct{}
 
 // ServeHTTP routes req by its Host header.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if r.isAdmin(req) {
+		r.serveAdmin(w, req)
+		return
+	}
 	id := req.Header.Get(headerRequestID)
 	if !validRequestID(id) {
 		id = rand.Text()
@@ -443,10 +466,13 @@ func (balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 			out.Body = body
 		}
 		pr.backend = b.addr
+		b.inflight.Add(1)
 		resp, err := b.transport.RoundTrip(out)
 		if err == nil {
+			resp.Body = countBody(resp.Body, b)
 			return resp, nil
 		}
+		b.inflight.Add(-1)
 		lastErr = err
 		if !isDialError(err) {
 			failedSends++

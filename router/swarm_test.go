@@ -56,6 +56,7 @@ func TestDockerSourceSwarm(t *testing.T) {
 			paas.LabelProcess:      process,
 			paas.LabelPort:         "5000",
 			paas.LabelRelease:      "1",
+			paas.LabelRouted:       "true",
 		}
 		for i := 0; i+1 < len(extra); i += 2 {
 			l[extra[i]] = extra[i+1]

@@ -96,16 +96,48 @@ func (s *Swarm) Logs(ctx context.Context, app string, opts LogOptions, w io.Writ
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var firstErr error
-	for _, svc := range svcs {
+	seen := map[string]bool{}
+	follow := func(svc swarm.Service, lo container.LogsOptions) {
+		seen[svc.ID] = true
 		names := &slotNames{s: s, serviceID: svc.ID, process: svc.Spec.Labels[paas.LabelProcess]}
 		wg.Go(func() {
-			if err := s.serviceLogs(ctx, svc.ID, lo, names, slotFilter, emit); err != nil {
-				mu.Lock()
-				if firstErr == nil && ctx.Err() == nil {
-					firstErr = err
+			err := s.serviceLogs(ctx, svc.ID, lo, names, slotFilter, emit)
+			if err == nil || opts.Follow && isNotFound(err) {
+				return // a followed service was removed: a rollout replaced it
+			}
+			mu.Lock()
+			if firstErr == nil && ctx.Err() == nil {
+				firstErr = err
+			}
+			mu.Unlock()
+			cancel() // a broken stream ends them all
+		})
+	}
+	for _, svc := range svcs {
+		follow(svc, lo)
+	}
+	if opts.Follow {
+		// Rollouts replace services: follow the new ones from their start.
+		fresh := lo
+		fresh.Tail = "all"
+		wg.Go(func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
 				}
-				mu.Unlock()
-				cancel() // a broken stream ends them all
+				now, err := s.appServices(ctx, app)
+				if err != nil {
+					continue // the next tick tries again
+				}
+				for _, svc := range now {
+					if !seen[svc.ID] && (process == "" || svc.Spec.Labels[paas.LabelProcess] == process) {
+						follow(svc, fresh)
+					}
+				}
 			}
 		})
 	}

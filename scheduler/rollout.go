@@ -49,7 +49,6 @@ func (e *RolloutError) Error() string {
 type rollout struct {
 	process string // process type, or "router"
 	label   string // what progress lines call it
-	trial   bool   // a trial service (see trial)
 	id      string
 	created bool               // the service did not exist before
 	prev    *swarm.ServiceSpec // the spec before the update; nil when created
@@ -265,8 +264,6 @@ func taskHash(t *swarm.Task) string {
 // taskName names a task like Dokku: process.slot.
 func (r *rollout) taskName(t *swarm.Task) string {
 	switch {
-	case r.trial:
-		return r.process + ".trial"
 	case t.Slot == 0:
 		return r.process // global services have no slots
 	}
@@ -298,112 +295,6 @@ func terminal(st swarm.TaskState) bool {
 		return true
 	}
 	return false
-}
-
-// Deploy makes the app's Swarm services match rel: one service per process
-// type, created or updated start-first, labelled for the router (hosts go on
-// the web service). It returns once every new task has been running for the
-// settle time.
-//
-// Before a running web service is changed, the new web spec runs once on
-// the side (see trial): a release that dies at start fails there and the
-// running tasks are never touched. When a new task fails later, or the
-// timeout passes, or ctx is cancelled, every service is put back as it was
-// (services it created are removed). Either way the error, a wrapped
-// *RolloutError for a failed task, names the task, its error and its last
-// log lines. Services of process types rel no longer has are removed after a
-// successful rollout.
-func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, hosts []string, out io.Writer) error {
-	if out == nil {
-		out = io.Discard
-	}
-	if rel == nil || rel.App == "" || rel.Image.Repository == "" || rel.Image.Digest == "" {
-		return errors.New("deploy: release has no app or image")
-	}
-	procs, err := processes(rel)
-	if err != nil {
-		return fmt.Errorf("deploy %s v%d: %w", rel.App, rel.Version, err)
-	}
-	specs := make([]swarm.ServiceSpec, len(procs))
-	for i, proc := range procs {
-		if specs[i], err = s.appSpec(rel, proc, hosts); err != nil {
-			return fmt.Errorf("deploy %s v%d: %w", rel.App, rel.Version, err)
-		}
-	}
-	if err := s.EnsureNetwork(ctx); err != nil {
-		return err
-	}
-	existing, err := s.appServices(ctx, rel.App)
-	if err != nil {
-		return err
-	}
-	byProcess := map[string]*swarm.Service{}
-	for i := range existing {
-		byProcess[existing[i].Spec.Labels[paas.LabelProcess]] = &existing[i]
-	}
-
-	log := s.log.With("app", rel.App, "release", rel.Version)
-	p := &progress{out: out}
-	p.printf("-----> Releasing %s v%d", rel.App, rel.Version)
-	log.Info("deploying")
-
-	var applied []*rollout
-	fail := func(cause error) error {
-		log.Info("rollout failed, rolling back", "err", cause)
-		if len(applied) > 0 {
-			p.printf("-----> Rolling back %s", rel.App)
-		}
-		var rbErrs []error
-		for _, r := range slices.Backward(applied) {
-			if err := s.revert(ctx, r, p); err != nil {
-				rbErrs = append(rbErrs, fmt.Errorf("%s: %w", r.process, err))
-			}
-		}
-		err := fmt.Errorf("deploy %s v%d: %w", rel.App, rel.Version, cause)
-		if rb := errors.Join(rbErrs...); rb != nil {
-			log.Error("rollback failed", "err", rb)
-			return fmt.Errorf("%w (rollback failed too: %v)", err, rb)
-		}
-		return err
-	}
-
-	for i, proc := range procs {
-		svc := byProcess[proc.Name]
-		if proc.Name != paas.WebProcess || svc == nil || replicas(rel, proc.Name) == 0 || specHash(&svc.Spec) == specHash(&specs[i]) {
-			continue
-		}
-		if err := s.trial(ctx, rel, specs[i], p); err != nil {
-			log.Info("trial failed", "err", err)
-			return fmt.Errorf("deploy %s v%d: %w", rel.App, rel.Version, err)
-		}
-	}
-	for i, proc := range procs {
-		r, err := s.apply(ctx, byProcess[proc.Name], specs[i], proc.Name)
-		if err != nil {
-			return fail(err)
-		}
-		applied = append(applied, r)
-	}
-	if err := s.waitAll(ctx, applied, p); err != nil {
-		return fail(err)
-	}
-
-	keep := map[string]bool{}
-	for _, proc := range procs {
-		keep[proc.Name] = true
-	}
-	for _, svc := range existing {
-		proc := svc.Spec.Labels[paas.LabelProcess]
-		if keep[proc] {
-			continue
-		}
-		p.printf("-----> Removing process type %s", proc)
-		if err := s.cli.ServiceRemove(ctx, svc.ID); err != nil && !isNotFound(err) {
-			return fmt.Errorf("deploy %s v%d: remove service %s: %w", rel.App, rel.Version, svc.Spec.Name, err)
-		}
-	}
-	log.Info("deployed")
-	return nil
 }
 
 // waitAll waits for every rollout at once; the first failure stops the others.
@@ -480,71 +371,4 @@ func (s *Swarm) waitContainersGone(ctx context.Context, f filters.Args) error {
 		case <-time.After(s.poll):
 		}
 	}
-}
-
-// trial runs spec, the new spec of a running web service, as a one-task
-// service of its own, and returns once that task has stayed up for the
-// settle time. It exists because Swarm's start-first update stops an old
-// task as soon as its replacement is running, even when the replacement dies
-// a moment later: without a trial, a release that crashes at start would
-// take the serving tasks down until the rollback brings them back. The trial
-// service has no paas.process label, so the router never routes to it; it is
-// removed before trial returns.
-func (s *Swarm) trial(ctx context.Context, rel *paas.Release, spec swarm.ServiceSpec, p *progress) error {
-	process := spec.Labels[paas.LabelProcess]
-	labels := map[string]string{
-		paas.LabelInstallation: s.name,
-		paas.LabelRole:         RoleTrial,
-		paas.LabelApp:          rel.App,
-		paas.LabelRelease:      spec.Labels[paas.LabelRelease],
-	}
-	cs := *spec.TaskTemplate.ContainerSpec
-	cs.Labels = clone(labels)
-	one := uint64(1)
-	t := swarm.ServiceSpec{
-		Annotations: swarm.Annotations{Name: objectName(s.name, rel.App, process, RoleTrial), Labels: clone(labels)},
-		TaskTemplate: swarm.TaskSpec{
-			ContainerSpec: &cs,
-			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone},
-			Networks:      spec.TaskTemplate.Networks,
-		},
-		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
-		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR},
-	}
-	t = withSpecHash(t)
-	if err := s.removeTrials(ctx, rel.App); err != nil {
-		return err
-	}
-	p.printf("-----> Trying %s v%d on the side", process, rel.Version)
-	r, err := s.apply(ctx, nil, t, process)
-	if err != nil {
-		return err
-	}
-	r.trial, r.label = true, process+" trial"
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := s.cli.ServiceRemove(ctx, r.id); err != nil && !isNotFound(err) {
-			s.log.Warn("remove trial service", "service", t.Name, "err", err)
-		}
-	}()
-	return s.wait(ctx, r, p)
-}
-
-// removeTrials removes trial services of app an interrupted deploy left.
-func (s *Swarm) removeTrials(ctx context.Context, app string) error {
-	svcs, err := s.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(
-		filters.Arg("label", paas.LabelInstallation+"="+s.name),
-		filters.Arg("label", paas.LabelApp+"="+app),
-		filters.Arg("label", paas.LabelRole+"="+RoleTrial),
-	)})
-	if err != nil {
-		return fmt.Errorf("list services: %w", err)
-	}
-	for _, svc := range svcs {
-		if err := s.cli.ServiceRemove(ctx, svc.ID); err != nil && !isNotFound(err) {
-			return fmt.Errorf("remove service %s: %w", svc.Spec.Name, err)
-		}
-	}
-	return nil
 }

@@ -18,7 +18,7 @@ import (
 const DockerSocket = "/var/run/docker.sock"
 
 // EnsureRouter creates or updates the router service (RouterServiceName):
-// image run with args, the Docker socket bind-mounted, attached to the
+// image run with args and env, the Docker socket bind-mounted, attached to the
 // network, httpPort published in host mode on every manager node (the router
 // reads services from the Swarm API, which only managers serve). It returns
 // once the router runs; a router that fails to start is rolled back like an
@@ -26,7 +26,7 @@ const DockerSocket = "/var/run/docker.sock"
 //
 // A host port can only be bound once per node, so the router is updated
 // stop-first: requests that arrive during a router upgrade are refused.
-func (s *Swarm) EnsureRouter(ctx context.Context, image string, args []string, httpPort int) error {
+func (s *Swarm) EnsureRouter(ctx context.Context, image string, args, env []string, httpPort int) error {
 	if image == "" || httpPort <= 0 || httpPort > 65535 {
 		return fmt.Errorf("ensure router: invalid image %q or port %d", image, httpPort)
 	}
@@ -44,6 +44,7 @@ func (s *Swarm) EnsureRouter(ctx context.Context, image string, args []string, h
 				Image:  image,
 				Labels: clone(labels),
 				Args:   args,
+				Env:    env,
 				Mounts: []mount.Mount{{Type: mount.TypeBind, Source: DockerSocket, Target: DockerSocket}},
 			},
 			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny},

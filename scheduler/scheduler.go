@@ -20,11 +20,14 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"paas/internal/paas"
 )
@@ -48,6 +51,15 @@ type DockerAPI interface {
 	TaskLogs(ctx context.Context, taskID string, options container.LogsOptions) (io.ReadCloser, error)
 
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+
+	// One-off tasks (run) are containers on this node.
+	ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error)
+	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
+	ContainerAttach(ctx context.Context, container string, options container.AttachOptions) (types.HijackedResponse, error)
+	ContainerStart(ctx context.Context, container string, options container.StartOptions) error
+	ContainerWait(ctx context.Context, container string, condition container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
+	ContainerResize(ctx context.Context, container string, options container.ResizeOptions) error
+	ContainerRemove(ctx context.Context, container string, options container.RemoveOptions) error
 }
 
 var _ DockerAPI = (*client.Client)(nil)
@@ -66,6 +78,9 @@ type Options struct {
 	// Settle is how long new tasks must stay running before a rollout counts
 	// as done (2s when zero).
 	Settle time.Duration
+	// Traffic is the router. Without it there are no health checks (a
+	// rollout with checks fails) and no draining.
+	Traffic Traffic
 }
 
 // Swarm runs releases as Docker Swarm services.
@@ -77,6 +92,7 @@ type Swarm struct {
 	timeout time.Duration
 	settle  time.Duration
 	poll    time.Duration
+	traffic Traffic
 
 	netMu sync.Mutex
 }
@@ -91,6 +107,7 @@ func New(cli DockerAPI, opts Options) *Swarm {
 		timeout: opts.Timeout,
 		settle:  opts.Settle,
 		poll:    300 * time.Millisecond,
+		traffic: opts.Traffic,
 	}
 	if s.network == "" {
 		s.network = opts.Name + "-network"
@@ -119,18 +136,15 @@ const (
 const (
 	RoleApp    = "app"
 	RoleRouter = "router"
-	// RoleTrial marks the short-lived service that runs a new web release on
-	// the side before the real web service is touched. It has no
-	// paas.process label, so the router never sends it traffic.
-	RoleTrial = "trial"
 )
 
 // maxNameLen is the longest Swarm object name (a DNS label).
 const maxNameLen = 63
 
-// ServiceName returns the name of the service running process of app.
-func (s *Swarm) ServiceName(app, process string) string {
-	return objectName(s.name, app, process)
+// ServiceName returns the name of the service running process of app in
+// one deployment.
+func (s *Swarm) ServiceName(app, process, deployment string) string {
+	return objectName(s.name, app, process, deployment)
 }
 
 // RouterServiceName returns the name of the router service.
@@ -263,8 +277,10 @@ func replicas(rel *paas.Release, proc string) uint64 {
 	return 0
 }
 
-// appSpec returns the service spec of one process type of rel.
-func (s *Swarm) appSpec(rel *paas.Release, proc paas.ProcessType, hosts []string) (swarm.ServiceSpec, error) {
+// appSpec returns the service spec of one process type of rel in deployment
+// dep. The spec hash leaves the deployment out: two deployments of the same
+// release run the same task template.
+func (s *Swarm) appSpec(rel *paas.Release, proc paas.ProcessType, dep string) (swarm.ServiceSpec, error) {
 	args, err := SplitCommand(proc.Command)
 	if err != nil {
 		return swarm.ServiceSpec{}, fmt.Errorf("process type %s: %w", proc.Name, err)
@@ -279,12 +295,11 @@ func (s *Swarm) appSpec(rel *paas.Release, proc paas.ProcessType, hosts []string
 		paas.LabelPort:         rel.Port(),
 	}
 	svcLabels := clone(common)
-	if proc.Name == paas.WebProcess && len(hosts) > 0 {
-		svcLabels[paas.LabelHosts] = strings.Join(hosts, ",")
-	}
+	svcLabels[paas.LabelDeployment] = dep
+	svcLabels[paas.LabelRouted] = "false"
 	restartDelay := 2 * time.Second
 	spec := swarm.ServiceSpec{
-		Annotations: swarm.Annotations{Name: s.ServiceName(rel.App, proc.Name), Labels: svcLabels},
+		Annotations: swarm.Annotations{Name: s.ServiceName(rel.App, proc.Name, dep), Labels: svcLabels},
 		TaskTemplate: swarm.TaskSpec{
 			ContainerSpec: &swarm.ContainerSpec{
 				Image:  rel.Image.Ref(),
@@ -305,7 +320,9 @@ func (s *Swarm) appSpec(rel *paas.Release, proc paas.ProcessType, hosts []string
 		spec.TaskTemplate.ContainerSpec.Command = []string{"/cnb/process/" + proc.Name}
 		spec.TaskTemplate.ContainerSpec.Args = nil
 	}
-	return withSpecHash(spec), nil
+	spec = withSpecHash(spec)
+	spec.TaskTemplate.ContainerSpec.Labels[paas.LabelDeployment] = dep
+	return spec, nil
 }
 
 // escapeTemplates protects env entries from Swarm, which expands Go

@@ -119,7 +119,7 @@ func TestAppSpec(t *testing.T) {
 	}
 	var specs []any
 	for _, p := range procs {
-		spec, err := s.appSpec(rel, p, []string{"hello.example.com", "www.example.com"})
+		spec, err := s.appSpec(rel, p, "v7-abc123")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,15 +152,15 @@ func TestSpecHashFollowsTaskTemplate(t *testing.T) {
 	s := New(nil, Options{Name: "paas"})
 	rel := &paas.Release{App: "hello", Version: 1, Image: paas.Image{Repository: "r/hello", Digest: "sha256:1"}}
 	web := paas.ProcessType{Name: "web"}
-	base, _ := s.appSpec(rel, web, nil)
+	base, _ := s.appSpec(rel, web, "v1-aaaaaa")
 
 	rel.Scale = map[string]int{"web": 4}
-	scaled, _ := s.appSpec(rel, web, []string{"new.example.com"})
+	scaled, _ := s.appSpec(rel, web, "v1-bbbbbb")
 	if specHash(&scaled) != specHash(&base) {
-		t.Error("scale or hosts changed the task hash: tasks would restart for nothing")
+		t.Error("scale or the deployment changed the task hash: an in-place scale would look like a new release")
 	}
 	rel.Config = map[string]string{"K": "v"}
-	changed, _ := s.appSpec(rel, web, nil)
+	changed, _ := s.appSpec(rel, web, "v1-aaaaaa")
 	if specHash(&changed) == specHash(&base) {
 		t.Error("a config change kept the task hash")
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -25,16 +26,18 @@ import (
 	"paas/builder"
 	"paas/builder/buildertest"
 	"paas/internal/paas"
+	"paas/router"
 	"paas/scheduler"
 )
 
 // testEnv is a scheduler of a throwaway installation and the test app's
 // image in a throwaway registry.
 type testEnv struct {
-	cli  *client.Client
-	s    *scheduler.Swarm
-	name string
-	img  paas.Image
+	cli     *client.Client
+	s       *scheduler.Swarm
+	name    string
+	img     paas.Image
+	traffic *simTraffic
 }
 
 func setup(t *testing.T) *testEnv {
@@ -60,7 +63,9 @@ func setup(t *testing.T) *testEnv {
 	if err != nil {
 		t.Fatalf("build test image: %v", err)
 	}
+	traffic := &simTraffic{src: router.NewDockerSource(cli, router.Options{Installation: name, Domain: "example.test", Network: name + "-network", Log: slog.New(slog.DiscardHandler)})}
 	s := scheduler.New(cli, scheduler.Options{
+		Traffic: traffic,
 		Name:    name,
 		Log:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Timeout: 45 * time.Second,
@@ -80,7 +85,7 @@ func setup(t *testing.T) *testEnv {
 	if err := s.EnsureNetwork(ctx); err != nil {
 		t.Fatalf("second EnsureNetwork: %v", err)
 	}
-	return &testEnv{cli: cli, s: s, name: name, img: img}
+	return &testEnv{cli: cli, s: s, name: name, img: img, traffic: traffic}
 }
 
 // assertNothingLeft checks no object of the installation remains.
@@ -116,13 +121,83 @@ func (e *testEnv) release(version int, config map[string]string, procs ...paas.P
 	}
 }
 
+// inspect returns the service of process in the app's routed deployment.
 func (e *testEnv) inspect(t *testing.T, app, process string) swarm.Service {
 	t.Helper()
-	svc, _, err := e.cli.ServiceInspectWithRaw(context.Background(), e.s.ServiceName(app, process), swarm.ServiceInspectOptions{})
+	svcs, err := e.cli.ServiceList(context.Background(), swarm.ServiceListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", paas.LabelInstallation+"="+e.name),
+		filters.Arg("label", paas.LabelApp+"="+app),
+		filters.Arg("label", paas.LabelProcess+"="+process),
+	)})
 	if err != nil {
-		t.Fatalf("inspect %s %s: %v", app, process, err)
+		t.Fatal(err)
 	}
-	return svc
+	var routed []swarm.Service
+	for _, svc := range svcs {
+		if svc.Spec.Labels[paas.LabelRouted] == "true" {
+			routed = append(routed, svc)
+		}
+	}
+	if len(routed) != 1 {
+		t.Fatalf("%d routed %s services of %s (of %d), want 1", len(routed), process, app, len(svcs))
+	}
+	return routed[0]
+}
+
+// services counts the app's services.
+func (e *testEnv) services(t *testing.T, app string) int {
+	t.Helper()
+	svcs, err := e.cli.ServiceList(context.Background(), swarm.ServiceListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", paas.LabelInstallation+"="+e.name),
+		filters.Arg("label", paas.LabelApp+"="+app),
+	)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(svcs)
+}
+
+// simTraffic stands in for the router, which a test on the host cannot run
+// inside the app network: it reads the routes from Swarm with the router's
+// own DockerSource, and probes answer 200 unless unhealthy says otherwise.
+type simTraffic struct {
+	src *router.DockerSource
+
+	mu        sync.Mutex
+	unhealthy bool
+	probed    []string
+}
+
+func (f *simTraffic) Probe(_ context.Context, addr, path, host string, _ time.Duration) (int, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.probed = append(f.probed, addr+path+" "+host)
+	if f.unhealthy {
+		return 503, "not yet", nil
+	}
+	return 200, "ok", nil
+}
+
+func (f *simTraffic) Backends(ctx context.Context) ([]scheduler.Backend, error) {
+	t, err := f.src.Routes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []scheduler.Backend
+	for _, r := range t.Routes {
+		for _, b := range r.Backends {
+			out = append(out, scheduler.Backend{Addr: b.Addr, Routed: true})
+		}
+	}
+	return out, nil
+}
+
+func (f *simTraffic) set(unhealthy bool) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	probed := f.probed
+	f.unhealthy, f.probed = unhealthy, nil
+	return probed
 }
 
 func (e *testEnv) status(t *testing.T, app string) map[string]scheduler.ProcessStatus {
@@ -171,19 +246,28 @@ func TestDeployLifecycle(t *testing.T) {
 		out.Reset()
 		return time.Now()
 	}
-
-	// v1: a new app gets its web service.
-	start := step("deploy v1")
-	hosts := []string{"hello.example.test", "www.example.test"}
-	if err := e.s.Deploy(ctx, e.release(1, map[string]string{"GREETING": "one"}), hosts, &out); err != nil {
-		t.Fatalf("Deploy v1: %v\n%s", err, out.String())
+	opts := scheduler.DeployOptions{Host: "hello.example.test", DrainTimeout: 5 * time.Second}
+	deploy := func(rel *paas.Release) error {
+		start := time.Now()
+		err := e.s.Deploy(ctx, rel, opts, &out)
+		t.Logf("deploy v%d took %s: %v\n%s", rel.Version, time.Since(start), err, out.String())
+		return err
 	}
-	t.Logf("deploy v1 took %s:\n%s", time.Since(start), out.String())
-	for _, want := range []string{"-----> Releasing hello v1\n", "=====> web: 1/1 running\n"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("output lacks %q", want)
+	wantOut := func(lines ...string) {
+		t.Helper()
+		for _, want := range lines {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("output lacks %q", want)
+			}
 		}
 	}
+
+	// v1: a new app gets its web service, checked, then routed.
+	step("deploy v1")
+	if err := deploy(e.release(1, map[string]string{"GREETING": "one"})); err != nil {
+		t.Fatalf("Deploy v1: %v", err)
+	}
+	wantOut("-----> Releasing hello v1\n", "=====> web: 1/1 running\n", "-----> Checking web: answers on /\n", "=====> hello v1 receives traffic\n")
 	web := e.inspect(t, "hello", "web")
 	wantLabels := map[string]string{
 		paas.LabelInstallation: e.name,
@@ -191,16 +275,16 @@ func TestDeployLifecycle(t *testing.T) {
 		paas.LabelProcess:      "web",
 		paas.LabelRelease:      "1",
 		paas.LabelPort:         "5000",
-		paas.LabelHosts:        "hello.example.test,www.example.test",
 		paas.LabelRole:         "app",
+		paas.LabelRouted:       "true",
 	}
 	for k, v := range wantLabels {
 		if got := web.Spec.Labels[k]; got != v {
 			t.Errorf("label %s = %q, want %q", k, got, v)
 		}
 	}
-	if web.Spec.Name != e.name+"-hello-web" {
-		t.Errorf("service name %q", web.Spec.Name)
+	if dep := web.Spec.Labels[paas.LabelDeployment]; !strings.HasPrefix(dep, "v1-") || web.Spec.Name != e.name+"-hello-web-"+dep {
+		t.Errorf("service name %q, deployment %q", web.Spec.Name, dep)
 	}
 	if web.Spec.EndpointSpec == nil || web.Spec.EndpointSpec.Mode != swarm.ResolutionModeDNSRR {
 		t.Errorf("endpoint spec %+v, want dnsrr", web.Spec.EndpointSpec)
@@ -212,11 +296,13 @@ func TestDeployLifecycle(t *testing.T) {
 	if cs.Image != e.img.Ref() {
 		t.Errorf("image %q, want %q", cs.Image, e.img.Ref())
 	}
+	if probed := e.traffic.set(false); len(probed) != 1 || !strings.HasSuffix(probed[0], ":5000/ hello.example.test") {
+		t.Errorf("probes %q, want one of the web task on port 5000", probed)
+	}
 	st := e.status(t, "hello")["web"]
 	if st.Release != 1 || st.Desired != 1 || st.Running != 1 || len(st.Tasks) != 1 || st.Tasks[0].State != "running" || st.Tasks[0].Slot != 1 {
 		t.Errorf("status %+v", st)
 	}
-	firstTask := st.Tasks[0].ID
 
 	// Logs carry the start line, prefixed like Dokku's.
 	step("logs")
@@ -226,121 +312,132 @@ func TestDeployLifecycle(t *testing.T) {
 		t.Errorf("line does not start with a UTC timestamp: %q", line)
 	}
 
-	// v2: new config updates web in place; a worker appears.
-	start = step("deploy v2")
+	// v2: a new deployment with a worker replaces v1's.
+	step("deploy v2")
 	rel2 := e.release(2, map[string]string{"GREETING": "two {{.Task.Slot}}"},
 		paas.ProcessType{Name: "web"},
 		paas.ProcessType{Name: "worker", Command: `-port 6000 "two words"`})
-	rel2.Scale = map[string]int{"worker": 1}
-	if err := e.s.Deploy(ctx, rel2, hosts, &out); err != nil {
-		t.Fatalf("Deploy v2: %v\n%s", err, out.String())
+	rel2.Scale = map[string]int{"web": 1, "worker": 1}
+	if err := deploy(rel2); err != nil {
+		t.Fatalf("Deploy v2: %v", err)
 	}
-	t.Logf("deploy v2 took %s:\n%s", time.Since(start), out.String())
-	web = e.inspect(t, "hello", "web")
-	if !slices.Contains(web.Spec.TaskTemplate.ContainerSpec.Env, greeting2) || web.Spec.Labels[paas.LabelRelease] != "2" {
-		t.Errorf("web not updated: env %q labels %v", web.Spec.TaskTemplate.ContainerSpec.Env, web.Spec.Labels)
+	wantOut("-----> Stopped v1 (")
+	web2 := e.inspect(t, "hello", "web")
+	if web2.ID == web.ID || !slices.Contains(web2.Spec.TaskTemplate.ContainerSpec.Env, greeting2) || web2.Spec.Labels[paas.LabelRelease] != "2" {
+		t.Errorf("web not replaced: env %q labels %v", web2.Spec.TaskTemplate.ContainerSpec.Env, web2.Spec.Labels)
 	}
 	worker := e.inspect(t, "hello", "worker")
 	if got := worker.Spec.TaskTemplate.ContainerSpec.Args; !slices.Equal(got, []string{"-port", "6000", "two words"}) {
 		t.Errorf("worker args %q", got)
 	}
-	if _, ok := worker.Spec.Labels[paas.LabelHosts]; ok {
-		t.Errorf("worker carries hosts: %v", worker.Spec.Labels)
+	if n := e.services(t, "hello"); n != 2 {
+		t.Errorf("%d services after v2, want web and worker", n)
 	}
 	sts := e.status(t, "hello")
 	if sts["web"].Running != 1 || sts["web"].Release != 2 || sts["worker"].Running != 1 {
 		t.Errorf("status %+v", sts)
 	}
-	if sts["web"].Tasks[0].ID == firstTask {
-		t.Errorf("web task %s was not replaced", firstTask)
-	}
 	// Swarm expands templates in env values; config values are kept as is.
 	e.waitLogs(t, "hello", scheduler.LogOptions{Process: "worker"}, `app[worker.1]: hello-app starting on port 6000 greeting="two {{.Task.Slot}}" args=["two words"]`)
 
-	// Scaling alone keeps the running task.
-	start = step("scale web to 2")
+	// Scaling the worker alone is done in place: web keeps its task.
+	step("scale worker to 2")
 	webTask := sts["web"].Tasks[0].ID
-	rel2.Scale = map[string]int{"web": 2, "worker": 1}
-	if err := e.s.Deploy(ctx, rel2, hosts, &out); err != nil {
-		t.Fatalf("Deploy v2 scaled: %v\n%s", err, out.String())
+	rel2.Scale = map[string]int{"web": 1, "worker": 2}
+	if err := deploy(rel2); err != nil {
+		t.Fatalf("scale worker: %v", err)
 	}
-	t.Logf("scale took %s:\n%s", time.Since(start), out.String())
+	wantOut("-----> Scaling worker to 2\n")
 	sts = e.status(t, "hello")
-	if st := sts["web"]; st.Running != 2 || st.Desired != 2 || len(st.Tasks) != 2 || st.Tasks[0].ID != webTask {
-		t.Errorf("web after scale %+v, want slot 1 still %s", st, webTask)
+	if st := sts["web"]; st.Running != 1 || st.Tasks[0].ID != webTask || sts["worker"].Running != 2 {
+		t.Errorf("after scaling the worker %+v, want web task %s kept", sts, webTask)
 	}
 
-	// v3's worker crashes at start: web (tried first, then updated) and
-	// worker are both put back to v2, and the error carries the crash.
-	start = step("deploy v3 (worker crashes)")
+	// Scaling web is a new deployment, checked like a release.
+	step("scale web to 2")
+	e.traffic.set(false)
+	rel2.Scale = map[string]int{"web": 2, "worker": 2}
+	if err := deploy(rel2); err != nil {
+		t.Fatalf("scale web: %v", err)
+	}
+	if probed := e.traffic.set(false); len(probed) != 2 {
+		t.Errorf("probes %q, want both new web tasks", probed)
+	}
+	sts = e.status(t, "hello")
+	if st := sts["web"]; st.Running != 2 || st.Desired != 2 || len(st.Tasks) != 2 || sts["worker"].Running != 2 {
+		t.Errorf("web after scale %+v", sts)
+	}
+	live := map[string]string{"web": e.inspect(t, "hello", "web").ID, "worker": e.inspect(t, "hello", "worker").ID}
+	assertV2 := func() {
+		t.Helper()
+		for proc, id := range live {
+			if svc := e.inspect(t, "hello", proc); svc.ID != id || svc.Spec.Labels[paas.LabelRelease] != "2" {
+				t.Errorf("%s is now service %s of v%s, want %s untouched", proc, svc.ID, svc.Spec.Labels[paas.LabelRelease], id)
+			}
+		}
+		if n := e.services(t, "hello"); n != 2 {
+			t.Errorf("%d services, want v2's two", n)
+		}
+		sts := e.status(t, "hello")
+		if sts["web"].Running != 2 || sts["worker"].Running != 2 {
+			t.Errorf("status %+v, want v2 running", sts)
+		}
+	}
+
+	// v3's worker crashes at start: v3 is removed, v2 was never touched.
+	step("deploy v3 (worker crashes)")
 	rel3 := e.release(3, map[string]string{"GREETING": "three"},
 		paas.ProcessType{Name: "web"},
 		paas.ProcessType{Name: "worker", Command: "-crash"})
 	rel3.Scale = rel2.Scale
-	err := e.s.Deploy(ctx, rel3, hosts, &out)
-	t.Logf("failed deploy took %s: %v\n%s", time.Since(start), err, out.String())
-	if err == nil {
-		t.Fatal("Deploy v3 succeeded, want the crash")
-	}
+	err := deploy(rel3)
 	var rerr *scheduler.RolloutError
 	if !errors.As(err, &rerr) {
-		t.Fatalf("error %T is not a RolloutError", err)
+		t.Fatalf("Deploy v3 = %v, want a RolloutError", err)
 	}
-	if rerr.Process != "worker" || rerr.Task != "worker.1" {
-		t.Errorf("failure blamed on %s %s, want worker.1", rerr.Process, rerr.Task)
+	if rerr.Process != "worker" || !strings.HasPrefix(rerr.Task, "worker.") {
+		t.Errorf("failure blamed on %s %s, want a worker task", rerr.Process, rerr.Task)
 	}
 	for _, want := range []string{"hello-app: crashing on purpose (CRASH=1)", "non-zero exit (1)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
 	}
-	for _, want := range []string{"-----> Trying web v3 on the side\n", "-----> Rolling back hello\n"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("output lacks %q", want)
-		}
-	}
-	assertV2 := func() {
-		t.Helper()
-		for _, proc := range []string{"web", "worker"} {
-			svc := e.inspect(t, "hello", proc)
-			if svc.Spec.Labels[paas.LabelRelease] != "2" || !slices.Contains(svc.Spec.TaskTemplate.ContainerSpec.Env, greeting2) {
-				t.Errorf("%s spec: labels %v env %q, want v2", proc, svc.Spec.Labels, svc.Spec.TaskTemplate.ContainerSpec.Env)
-			}
-		}
-		sts := e.status(t, "hello")
-		if sts["web"].Running != 2 || sts["web"].Release != 2 || sts["worker"].Running != 1 || sts["worker"].Release != 2 {
-			t.Errorf("status %+v, want v2 running", sts)
-		}
-	}
+	wantOut("-----> Rolling back: the previous release keeps serving\n")
 	assertV2()
 
-	// v4 crashes at start: its trial fails, and the running web tasks are
-	// never touched.
-	start = step("deploy v4 (web crashes)")
-	sts = e.status(t, "hello")
-	webTasks := []string{sts["web"].Tasks[0].ID, sts["web"].Tasks[1].ID}
-	rel4 := e.release(4, map[string]string{"GREETING": "four", "CRASH": "1"}, rel2.Processes...)
+	// v4's web tasks run but fail their health check: never routed.
+	step("deploy v4 (unhealthy)")
+	e.traffic.set(true)
+	rel4 := e.release(4, map[string]string{"GREETING": "four"}, rel2.Processes...)
 	rel4.Scale = rel2.Scale
-	err = e.s.Deploy(ctx, rel4, hosts, &out)
-	t.Logf("failed deploy took %s: %v\n%s", time.Since(start), err, out.String())
-	if err == nil || !strings.Contains(err.Error(), "web.trial failed: task: non-zero exit (1)") || !strings.Contains(err.Error(), "crashing on purpose") {
-		t.Fatalf("Deploy v4 = %v, want the trial's crash", err)
+	opts.Checks = []paas.HealthCheck{{Name: "ready", Path: "/ready", Content: "ok", Attempts: 2, Wait: 1}}
+	err = deploy(rel4)
+	opts.Checks = nil
+	if !errors.As(err, &rerr) || rerr.State != "unhealthy" || !strings.Contains(err.Error(), "check ready failed: status 503 (after 2 attempts)") {
+		t.Fatalf("Deploy v4 = %v, want the failed check", err)
 	}
-	if strings.Contains(out.String(), "Rolling back") {
-		t.Errorf("a failed trial rolled back:\n%s", out.String())
+	if !strings.Contains(err.Error(), "hello-app starting") {
+		t.Errorf("the error lacks the task's log lines: %v", err)
+	}
+	if probed := e.traffic.set(false); len(probed) != 2 || !strings.Contains(probed[0], ":5000/ready ") {
+		t.Errorf("probes %q, want 2 attempts at /ready", probed)
 	}
 	assertV2()
-	sts = e.status(t, "hello")
-	if got := []string{sts["web"].Tasks[0].ID, sts["web"].Tasks[1].ID}; !slices.Equal(got, webTasks) {
-		t.Errorf("web tasks %v became %v", webTasks, got)
-	}
 
-	// Following logs streams until the context ends.
-	step("logs -t")
+	// Following logs streams until the context ends, and follows the tasks
+	// of a new deployment too. A release without the worker removes it.
+	step("logs -t across a deploy")
 	fctx, cancel := context.WithCancel(ctx)
-	lw := &signalWriter{want: "app[web.2]: hello-app starting", seen: make(chan struct{})}
+	lw := &signalWriter{want: `greeting="five"`, seen: make(chan struct{})}
 	done := make(chan error, 1)
-	go func() { done <- e.s.Logs(fctx, "hello", scheduler.LogOptions{Follow: true, Process: "web"}, lw) }()
+	go func() {
+		done <- e.s.Logs(fctx, "hello", scheduler.LogOptions{Follow: true, Tail: 1, Process: "web"}, lw)
+	}()
+	time.Sleep(time.Second)
+	if err := deploy(e.release(5, map[string]string{"GREETING": "five"})); err != nil {
+		t.Fatalf("Deploy v5: %v", err)
+	}
 	select {
 	case <-lw.seen:
 	case <-time.After(15 * time.Second):
@@ -355,22 +452,68 @@ func TestDeployLifecycle(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("Logs with Follow did not return after cancel")
 	}
-
-	// A release without the worker removes it.
-	start = step("deploy v5 without worker")
-	if err := e.s.Deploy(ctx, e.release(5, map[string]string{"GREETING": "five"}), hosts, &out); err != nil {
-		t.Fatalf("Deploy v5: %v\n%s", err, out.String())
-	}
-	t.Logf("deploy v5 took %s:\n%s", time.Since(start), out.String())
 	if sts := e.status(t, "hello"); len(sts) != 1 || sts["web"].Desired != 1 || sts["web"].Release != 5 {
 		t.Errorf("status after v5 %+v", sts)
 	}
 
-	start = step("remove")
+	// A deployment left behind by a killed paasd: reconciled away.
+	step("reconcile")
+	web5 := e.inspect(t, "hello", "web")
+	orphan := web5.Spec
+	orphan.Name += "-orphan"
+	orphan.Labels = maps.Clone(orphan.Labels)
+	orphan.Labels[paas.LabelDeployment] = "v6-orphan"
+	orphan.Labels[paas.LabelRelease] = "6"
+	if _, err := e.cli.ServiceCreate(ctx, orphan, swarm.ServiceCreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.Reconcile(ctx, "hello", 5, &out); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if svc := e.inspect(t, "hello", "web"); svc.ID != web5.ID || e.services(t, "hello") != 1 {
+		t.Errorf("after Reconcile: routed web %s (want %s), %d services", svc.ID, web5.ID, e.services(t, "hello"))
+	}
+	// Killed after the old deployment was drained, before the new release
+	// was recorded: the recorded one is routed again, the other removed.
+	orphan.Name += "2"
+	orphan.Labels[paas.LabelDeployment] = "v7-orphan"
+	orphan.Labels[paas.LabelRelease] = "7"
+	if _, err := e.cli.ServiceCreate(ctx, orphan, swarm.ServiceCreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cur, _, err := e.cli.ServiceInspectWithRaw(ctx, web5.ID, swarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	demoted := cur.Spec
+	demoted.Labels = maps.Clone(demoted.Labels)
+	demoted.Labels[paas.LabelRouted] = "false"
+	if _, err := e.cli.ServiceUpdate(ctx, cur.ID, cur.Version, demoted, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.Reconcile(ctx, "hello", 5, &out); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if svc := e.inspect(t, "hello", "web"); svc.ID != web5.ID || e.services(t, "hello") != 1 {
+		t.Errorf("after the second Reconcile: routed web %s (want %s), %d services", svc.ID, web5.ID, e.services(t, "hello"))
+	}
+
+	// Stop drains and scales to zero; the app stays known.
+	step("stop")
+	if err := e.s.Stop(ctx, "hello", 5*time.Second, &out); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if sts := e.status(t, "hello"); sts["web"].Desired != 0 || e.services(t, "hello") != 1 {
+		t.Errorf("after Stop: %+v", sts)
+	}
+	if err := e.s.Reconcile(ctx, "hello", 5, &out); err != nil || e.services(t, "hello") != 1 {
+		t.Errorf("Reconcile of a stopped app = %v, %d services, want it kept", err, e.services(t, "hello"))
+	}
+
+	step("remove")
 	if err := e.s.Remove(ctx, "hello"); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}
-	t.Logf("remove took %s", time.Since(start))
 	if sts := e.status(t, "hello"); len(sts) != 0 {
 		t.Errorf("status after Remove %+v", sts)
 	}
@@ -414,7 +557,7 @@ func TestDeployFirstReleaseCrashes(t *testing.T) {
 	ctx := context.Background()
 	var out bytes.Buffer
 	start := time.Now()
-	err := e.s.Deploy(ctx, e.release(1, map[string]string{"CRASH": "1"}), nil, &out)
+	err := e.s.Deploy(ctx, e.release(1, map[string]string{"CRASH": "1"}), scheduler.DeployOptions{}, &out)
 	t.Logf("failed deploy took %s: %v\n%s", time.Since(start), err, out.String())
 	if err == nil || !strings.Contains(err.Error(), "crashing on purpose") {
 		t.Fatalf("Deploy = %v, want the crash line", err)
@@ -429,7 +572,7 @@ func TestDeployMissingImage(t *testing.T) {
 	e := setup(t)
 	rel := e.release(1, nil)
 	rel.Image.Digest = "sha256:" + strings.Repeat("0", 64)
-	err := e.s.Deploy(context.Background(), rel, nil, io.Discard)
+	err := e.s.Deploy(context.Background(), rel, scheduler.DeployOptions{}, io.Discard)
 	t.Logf("error: %v", err)
 	if err == nil || !strings.Contains(err.Error(), "No such image") {
 		t.Fatalf("Deploy of a missing image = %v, want No such image", err)
@@ -444,7 +587,7 @@ func TestDeployTimesOut(t *testing.T) {
 	e := setup(t)
 	// Tasks never stay up for the settle time within the timeout.
 	s := scheduler.New(e.cli, scheduler.Options{Name: e.name, Timeout: 500 * time.Millisecond, Settle: 5 * time.Second})
-	err := s.Deploy(context.Background(), e.release(1, nil), nil, io.Discard)
+	err := s.Deploy(context.Background(), e.release(1, nil), scheduler.DeployOptions{}, io.Discard)
 	t.Logf("error: %v", err)
 	var rerr *scheduler.RolloutError
 	if !errors.As(err, &rerr) || !strings.Contains(err.Error(), "after 500ms") {
@@ -462,7 +605,7 @@ func TestEnsureRouter(t *testing.T) {
 	port := freePort(t)
 	args := []string{"-port", fmt.Sprint(port)}
 	start := time.Now()
-	if err := e.s.EnsureRouter(ctx, e.img.Ref(), args, port); err != nil {
+	if err := e.s.EnsureRouter(ctx, e.img.Ref(), args, nil, port); err != nil {
 		t.Fatalf("EnsureRouter: %v", err)
 	}
 	t.Logf("router up in %s", time.Since(start))
@@ -495,7 +638,7 @@ func TestEnsureRouter(t *testing.T) {
 		return ids
 	}
 	before := tasks()
-	if err := e.s.EnsureRouter(ctx, e.img.Ref(), args, port); err != nil {
+	if err := e.s.EnsureRouter(ctx, e.img.Ref(), args, nil, port); err != nil {
 		t.Fatalf("second EnsureRouter: %v", err)
 	}
 	if after := tasks(); !slices.Equal(before, after) {
@@ -503,7 +646,7 @@ func TestEnsureRouter(t *testing.T) {
 	}
 
 	// A router that cannot start is rolled back to the running one.
-	err = e.s.EnsureRouter(ctx, e.img.Ref(), []string{"-no-such-flag"}, port)
+	err = e.s.EnsureRouter(ctx, e.img.Ref(), []string{"-no-such-flag"}, nil, port)
 	if err == nil || !strings.Contains(err.Error(), "flag provided but not defined") {
 		t.Fatalf("EnsureRouter with a bad flag = %v, want the flag error", err)
 	}

@@ -182,6 +182,11 @@ func (in *installation) get(host, path string) (int, string, error) {
 }
 
 func (in *installation) cleanup() {
+	if l := loads[in.work]; l != nil {
+		l.cancel()
+		l.wg.Wait()
+		delete(loads, in.work)
+	}
 	in.stop()
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
@@ -290,9 +295,37 @@ func goEnv(name string) string {
 }
 
 var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	"load": cmdLoad,
 	// paasd-stop / paasd-start: stop and restart the control plane.
 	"paasd-stop": func(ts *testscript.TestScript, neg bool, args []string) {
 		installations[ts.Getenv("WORK")].stop()
+	},
+	// paasd-kill: kill the control plane (SIGKILL), as a crash would.
+	"paasd-kill": func(ts *testscript.TestScript, neg bool, args []string) {
+		in := installations[ts.Getenv("WORK")]
+		if in.cmd == nil {
+			ts.Fatalf("paasd is not running")
+		}
+		syscall.Kill(-in.cmd.Process.Pid, syscall.SIGKILL)
+		in.cmd.Wait()
+		in.cmd = nil
+	},
+	// wait-web-services N: wait up to 60s until the app has N web services.
+	"wait-web-services": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 2 {
+			ts.Fatalf("usage: wait-web-services APP N")
+		}
+		var last string
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			out, err := exec.Command("docker", "service", "ls", "-q", "--filter", "label=paas.installation="+ts.Getenv("PAAS_NAME"),
+				"--filter", "label=paas.app="+args[0], "--filter", "label=paas.process=web").CombinedOutput()
+			ts.Check(err)
+			last = strings.TrimSpace(string(out))
+			if fmt.Sprint(len(strings.Fields(last))) == args[1] {
+				return
+			}
+		}
+		ts.Fatalf("%s has web services %q, want %s", args[0], last, args[1])
 	},
 	"paasd-start": func(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(installations[ts.Getenv("WORK")].start())

@@ -127,6 +127,7 @@ func serve(args []string, stderr io.Writer) int {
 	f.String(&cfg.Name, "name", "paas", "prefix of every Swarm object of this installation")
 	f.String(&cfg.RegistryAddr, "registry-addr", "127.0.0.1:5000", "loopback address of the embedded registry")
 	f.String(&cfg.PluginsDir, "plugins-dir", "", "directory of executable plugins (default DATA_DIR/plugins)")
+	f.Int(&cfg.KeepReleases, "keep-releases", 10, "releases whose images each app keeps in the registry (how far rollback reaches)")
 	if !f.parse(args, stderr) {
 		return 2
 	}
@@ -152,6 +153,7 @@ func runRouter(args []string, stderr io.Writer) int {
 	f.String(&opts.Domain, "domain", "paas.localhost", "apps are served at APP.DOMAIN")
 	f.String(&opts.Network, "network", "paas-net", "overlay network the app tasks are reached on")
 	f.Int(&port, "http-port", 80, "HTTP listen port")
+	f.String(&opts.AdminToken, "admin-token", "", "token of the control endpoint paasd uses to drain and check tasks (set it through PAAS_ADMIN_TOKEN)")
 	if !f.parse(args, stderr) {
 		return 2
 	}

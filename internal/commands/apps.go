@@ -61,6 +61,8 @@ type Platform struct {
 	Repos    Repos
 	Images   Images
 	AppURL   func(app string) string
+	Releases Releases
+	OneOffs  OneOffs
 }
 
 // Builtins returns the built-in commands.
@@ -70,6 +72,7 @@ func (p *Platform) Builtins() []*Command {
 	cmds = append(cmds, p.configCommands()...)
 	cmds = append(cmds, p.keyCommands()...)
 	cmds = append(cmds, p.psCommands()...)
+	cmds = append(cmds, p.releaseCommands()...)
 	return cmds
 }
 

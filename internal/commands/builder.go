@@ -13,11 +13,11 @@ var globalFlag = map[string]bool{"--global": false}
 func (b *Builds) builderCommands() []*Command {
 	return []*Command{
 		{Name: "builder:set", Args: "[--global|APP] selected|build-env [VALUE]",
-			Help: "Choose the builder (selected dockerfile|pack; empty: detect) or pass config vars to builds (build-env true|false); no VALUE unsets",
+			Help:  "Choose the builder (selected dockerfile|pack; empty: detect) or pass config vars to builds (build-env true|false); no VALUE unsets",
 			Flags: globalFlag, Run: b.builderSet},
 		{Name: "builder:report", Args: "APP", Help: "Show an app's build settings", App: true, Flags: formatFlag, Run: b.builderReport},
 		{Name: "buildpacks:set-property", Args: "[--global|APP] stack [IMAGE]",
-			Help: "Use IMAGE as the CNB builder (e.g. heroku/builder:24); no IMAGE returns to the default",
+			Help:  "Use IMAGE as the CNB builder (e.g. heroku/builder:24); no IMAGE returns to the default",
 			Flags: globalFlag, Run: b.buildpacksSetProperty},
 	}
 }

@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"slices"
@@ -21,6 +22,7 @@ type fakeStore struct {
 	apps    map[string]*paas.App
 	keys    map[string]*paas.SSHKey
 	deleted []string
+	rels    map[string][]*paas.Release // newest first
 }
 
 var _ Store = (*fakeStore)(nil)
@@ -127,7 +129,9 @@ func (s *fakeStore) Releases(app string) ([]*paas.Release, error) {
 	if _, err := s.App(app); err != nil {
 		return nil, err
 	}
-	return nil, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rels[app], nil
 }
 
 func (s *fakeStore) Deploys(app string) ([]*paas.Deploy, error) {
@@ -264,6 +268,7 @@ type env struct {
 	runtime  *fakeRuntime
 	repos    *fakeRepos
 	images   *fakeImages
+	releases *fakeReleases
 	d        *Dispatcher
 }
 
@@ -285,8 +290,66 @@ func newEnv(t *testing.T) *env {
 		Store: st, Pipeline: e.pipeline, Runtime: e.runtime, Repos: e.repos, Images: e.images,
 		AppURL: func(app string) string { return "http://" + app + ".example.test" },
 	}
+	e.releases = &fakeReleases{store: st}
+	p.Releases, p.OneOffs = e.releases, e.releases
 	e.d = NewDispatcher(st, "1.2.3", p.Builtins())
 	return e
+}
+
+// fakeReleases records the release operations.
+type fakeReleases struct {
+	store *fakeStore
+	err   error
+	calls []string
+	run   scheduler.RunOptions
+	code  int
+}
+
+func (f *fakeReleases) record(format string, args ...any) error {
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+	return f.err
+}
+
+func (f *fakeReleases) Rollback(_ context.Context, app string, who paas.Identity, target int, _ io.Writer) error {
+	return f.record("rollback %s %d by %s", app, target, who.Name)
+}
+
+func (f *fakeReleases) Scale(_ context.Context, app string, _ paas.Identity, scale map[string]int, _ io.Writer) error {
+	return f.record("scale %s %v", app, scale)
+}
+
+func (f *fakeReleases) Restart(_ context.Context, app string, _ paas.Identity, _ io.Writer) error {
+	return f.record("restart %s", app)
+}
+
+func (f *fakeReleases) Stop(_ context.Context, app string, _ paas.Identity, _ io.Writer) error {
+	return f.record("stop %s", app)
+}
+
+func (f *fakeReleases) Start(_ context.Context, app string, _ paas.Identity, _ io.Writer) error {
+	return f.record("start %s", app)
+}
+
+func (f *fakeReleases) Rebuild(_ context.Context, app string, _ paas.Identity, _ io.Writer) error {
+	return f.record("rebuild %s", app)
+}
+
+func (f *fakeReleases) UpdateChecks(app string, fn func(*paas.CheckSettings) error) (*paas.App, error) {
+	f.store.mu.Lock()
+	defer f.store.mu.Unlock()
+	a := f.store.apps[app]
+	c := a.Checks
+	c.Props = maps.Clone(c.Props)
+	if err := fn(&c); err != nil {
+		return nil, err
+	}
+	a.Checks = c
+	return a, nil
+}
+
+func (f *fakeReleases) Run(_ context.Context, rel *paas.Release, opts scheduler.RunOptions) (int, error) {
+	f.run = opts
+	return f.code, f.record("run %s v%d %q", rel.App, rel.Version, opts.Args)
 }
 
 // run runs one command and returns its exit code, stdout and stderr.

@@ -30,6 +30,7 @@ import (
 	"paas/internal/registry"
 	"paas/internal/store"
 	"paas/plugins"
+	"paas/router"
 	"paas/scheduler"
 )
 
@@ -44,6 +45,9 @@ type Config struct {
 	Name         string
 	RegistryAddr string
 	PluginsDir   string
+	// KeepReleases is how many releases' images an app keeps in the
+	// registry (rollback reaches that far back).
+	KeepReleases int
 	Version      string
 }
 
@@ -58,6 +62,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--name %q: use lowercase letters, digits and dashes, at most 20 characters", c.Name)
 	case c.HTTPPort <= 0 || c.HTTPPort > 65535:
 		return fmt.Errorf("--http-port %d is not a port", c.HTTPPort)
+	case c.KeepReleases < 0 || c.KeepReleases > 1000:
+		return fmt.Errorf("--keep-releases %d: use 1 to 1000 (0 for the default, 10)", c.KeepReleases)
 	}
 	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
@@ -112,7 +118,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	regServer := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second}
 
 	network := cfg.Name + "-net"
-	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log})
+	routerToken, err := secretFile(filepath.Join(dataDir, "router_token"))
+	if err != nil {
+		return err
+	}
+	traffic := &traffic{c: &router.Client{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HTTPPort)), Token: routerToken}}
+	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log, Traffic: traffic})
 	repoPrefix := cfg.RegistryAddr + "/" + cfg.Name
 	builds, err := newBuilders(ctx, docker, st, dataDir, repoPrefix, cfg.Name, log)
 	if err != nil {
@@ -128,7 +139,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	pipeline := deploy.New(st, builds.selector, sched, plugins.NewDir(cfg.PluginsDir, 0, log.With("component", "plugins")), deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
-		Log:       log.With("component", "deploy"),
+		AppHost:   func(app string) string { return app + "." + cfg.Domain },
+		Images: pruneFunc(func(app string, keep []string) error {
+			_, err := reg.Prune(cfg.Name+"/"+app, keep)
+			return err
+		}),
+		KeepReleases: cfg.KeepReleases,
+		Log:          log.With("component", "deploy"),
 	})
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st}
 	platform := &commands.Platform{
@@ -139,6 +156,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 			return reg.DeleteRepository(cfg.Name + "/" + app)
 		}),
+		Releases: &releases{Pipeline: pipeline, store: st, repos: repos},
+		OneOffs:  sched,
 	}
 	dispatcher := commands.NewDispatcher(st, cfg.Version, platform.Builtins(), builds.commands(st, pipeline))
 
@@ -176,7 +195,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := sched.EnsureNetwork(gctx); err != nil {
 			return err
 		}
-		return startRouter(gctx, docker, sched, cfg, repoPrefix, network, log)
+		if err := startRouter(gctx, docker, sched, cfg, repoPrefix, network, routerToken, log); err != nil {
+			return err
+		}
+		return reconcile(gctx, st, pipeline, sched, log)
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", regListener.Addr().String(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
@@ -185,7 +207,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // startRouter builds the router image from this very binary and runs it as a
 // Swarm service, publishing the HTTP port in host mode.
-func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, repoPrefix, network string, log *slog.Logger) error {
+func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, repoPrefix, network, token string, log *slog.Logger) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -200,7 +222,8 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 	if err != nil {
 		return fmt.Errorf("build router image: %w", err)
 	}
-	if err := sched.EnsureRouter(ctx, image, args, cfg.HTTPPort); err != nil {
+	env := []string{"PAAS_ADMIN_TOKEN=" + token}
+	if err := sched.EnsureRouter(ctx, image, args, env, cfg.HTTPPort); err != nil {
 		return fmt.Errorf("start router: %w", err)
 	}
 	log.Info("router running", "image", image, "http_port", cfg.HTTPPort)
@@ -219,6 +242,10 @@ func fileDigest(path string) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
+
+type pruneFunc func(app string, keep []string) error
+
+func (f pruneFunc) Prune(app string, keep []string) error { return f(app, keep) }
 
 type imagesFunc func(app string) error
 

@@ -5,6 +5,7 @@ package deploy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"paas/builder"
 	"paas/internal/paas"
+	"paas/scheduler"
 )
 
 // Store is the state the pipeline reads and records.
@@ -25,6 +27,7 @@ type Store interface {
 	App(name string) (*paas.App, error)
 	UpdateApp(name string, fn func(*paas.App) error) (*paas.App, error)
 	Release(app string, v int) (*paas.Release, error)
+	Releases(app string) ([]*paas.Release, error)
 	LatestVersion(app string) (int, error)
 	AddRelease(rel *paas.Release) error
 	StartDeploy(d *paas.Deploy) error
@@ -38,7 +41,14 @@ type Builder interface {
 
 // Scheduler runs a release; an error means the previous release still runs.
 type Scheduler interface {
-	Deploy(ctx context.Context, rel *paas.Release, hosts []string, out io.Writer) error
+	Deploy(ctx context.Context, rel *paas.Release, opts scheduler.DeployOptions, out io.Writer) error
+	Stop(ctx context.Context, app string, drain time.Duration, out io.Writer) error
+}
+
+// Images drops the images of old releases from the registry.
+type Images interface {
+	// Prune keeps only the images keep (digests) of app.
+	Prune(app string, keep []string) error
 }
 
 // Triggers runs plugin triggers; an error from a pre-* trigger stops the deploy.
@@ -62,6 +72,9 @@ type Pipeline struct {
 	triggers  Triggers
 	buildRoot string
 	appURL    func(app string) string
+	appHost   func(app string) string
+	images    Images
+	keep      int
 	log       *slog.Logger
 
 	mu    sync.Mutex
@@ -72,14 +85,20 @@ type Pipeline struct {
 type Options struct {
 	BuildRoot string                  // build dirs are made under it
 	AppURL    func(app string) string // shown at the end of a deploy
-	Log       *slog.Logger
+	AppHost   func(app string) string // the Host header of health checks
+	// Images, when set, drops the images of all but the last KeepReleases
+	// releases (10 when zero) after each new release.
+	Images       Images
+	KeepReleases int
+	Log          *slog.Logger
 }
 
 // New returns a Pipeline.
 func New(st Store, b Builder, s Scheduler, t Triggers, opts Options) *Pipeline {
 	return &Pipeline{
 		store: st, builder: b, scheduler: s, triggers: t,
-		buildRoot: opts.BuildRoot, appURL: opts.AppURL, log: opts.Log,
+		buildRoot: opts.BuildRoot, appURL: opts.AppURL, appHost: opts.AppHost, log: opts.Log,
+		images: opts.Images, keep: cmp.Or(opts.KeepReleases, 10),
 		locks: map[string]*sync.Mutex{},
 	}
 }
@@ -156,6 +175,10 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 	if err != nil {
 		return err
 	}
+	checks, err := ReadAppJSON(dir)
+	if err != nil {
+		return err
+	}
 	version, err := p.store.LatestVersion(appName)
 	if err != nil {
 		return err
@@ -173,10 +196,10 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 	rel := &paas.Release{
 		App: appName, Version: version, Image: img,
 		Config: app.Config, ConfigVersion: app.ConfigVersion,
-		Processes: procs, Scale: scaleOf(app, procs),
+		Processes: procs, Checks: checks,
 		Commit: src.Commit, Author: who.Name, Reason: "push " + short,
 	}
-	if err := p.rollOut(ctx, rel, out); err != nil {
+	if err := p.rollOut(ctx, app, rel, out); err != nil {
 		return err
 	}
 	rec.Release = rel.Version
@@ -189,16 +212,47 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 	return nil
 }
 
-// rollOut runs rel on the scheduler and records it as current once it runs.
-func (p *Pipeline) rollOut(ctx context.Context, rel *paas.Release, out io.Writer) error {
+// rollOut runs rel, a new release, on the scheduler at the app's formation
+// and records it as current once it serves.
+func (p *Pipeline) rollOut(ctx context.Context, app *paas.App, rel *paas.Release, out io.Writer) error {
 	rel.CreatedAt = time.Now().UTC()
-	if err := p.scheduler.Deploy(ctx, rel, nil, out); err != nil {
-		return fmt.Errorf("release v%d failed, v%d keeps serving: %w", rel.Version, rel.Version-1, err)
+	rel.Scale = scaleOf(app, rel.Processes)
+	if err := p.scheduler.Deploy(ctx, rel, p.deployOptions(app, rel, false), out); err != nil {
+		if app.Current == 0 {
+			return fmt.Errorf("release v%d failed: %w", rel.Version, err)
+		}
+		return fmt.Errorf("release v%d failed, v%d keeps serving: %w", rel.Version, app.Current, err)
 	}
 	if err := p.store.AddRelease(rel); err != nil {
 		return fmt.Errorf("record release: %w", err)
 	}
+	p.pruneImages(app.Name, out)
 	return nil
+}
+
+// pruneImages drops the images that only releases older than the last p.keep
+// use. Those releases stay in the history; rolling back to one of them
+// fails at the rollout and changes nothing. A failure is only reported: the
+// release is live.
+func (p *Pipeline) pruneImages(app string, out io.Writer) {
+	if p.images == nil {
+		return
+	}
+	rels, err := p.store.Releases(app)
+	if err == nil && len(rels) <= p.keep {
+		return
+	}
+	var keep []string
+	if err == nil {
+		for _, r := range rels[:p.keep] { // newest first
+			keep = append(keep, r.Image.Digest)
+		}
+		err = p.images.Prune(app, keep)
+	}
+	if err != nil {
+		p.log.Warn("prune images", "app", app, "err", err)
+		fmt.Fprintf(out, " !     could not drop the images of old releases: %v\n", err)
+	}
 }
 
 // SetConfig changes an app's config through fn. With restart and a running
@@ -246,7 +300,8 @@ func (p *Pipeline) SetConfig(ctx context.Context, appName string, who paas.Ident
 	rel := *cur
 	rel.Version, rel.Config, rel.ConfigVersion = version+1, cfg, app.ConfigVersion+1
 	rel.Author, rel.Reason = who.Name, reason
-	err = p.rollOut(ctx, &rel, out)
+	app.Config, app.ConfigVersion = cfg, app.ConfigVersion+1
+	err = p.rollOut(ctx, app, &rel, out)
 	if err == nil {
 		rec.Release = rel.Version
 	}
@@ -316,12 +371,19 @@ func shortSHA(sha string) string {
 	return sha
 }
 
+// scaleOf is the app's formation for procs: what ps:scale set, else 1 web
+// task and none of the others.
 func scaleOf(app *paas.App, procs []paas.ProcessType) map[string]int {
 	scale := map[string]int{}
 	for _, pt := range procs {
-		scale[pt.Name] = 0
-		if pt.Name == paas.WebProcess {
+		n, ok := app.Formation[pt.Name]
+		switch {
+		case ok:
+			scale[pt.Name] = n
+		case pt.Name == paas.WebProcess:
 			scale[pt.Name] = 1
+		default:
+			scale[pt.Name] = 0
 		}
 	}
 	return scale

@@ -17,6 +17,7 @@ import (
 
 	"paas/builder"
 	"paas/internal/paas"
+	"paas/scheduler"
 )
 
 // fakeStore keeps apps, releases and deploy records in memory with the
@@ -45,6 +46,7 @@ func newFakeStore(apps ...*paas.App) *fakeStore {
 func cloneApp(a *paas.App) *paas.App {
 	c := *a
 	c.Config = maps.Clone(a.Config)
+	c.Formation = maps.Clone(a.Formation)
 	return &c
 }
 
@@ -79,6 +81,17 @@ func (s *fakeStore) UpdateApp(name string, fn func(*paas.App) error) (*paas.App,
 	}
 	s.apps[name] = c
 	return cloneApp(c), nil
+}
+
+func (s *fakeStore) Releases(app string) ([]*paas.Release, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*paas.Release
+	for _, r := range s.releases[app] {
+		out = append(out, cloneRelease(r))
+	}
+	slices.SortFunc(out, func(a, b *paas.Release) int { return b.Version - a.Version })
+	return out, nil
 }
 
 func (s *fakeStore) Release(app string, v int) (*paas.Release, error) {
@@ -125,7 +138,7 @@ func (s *fakeStore) AddRelease(rel *paas.Release) error {
 		return fmt.Errorf("release v%d of %s already exists", rel.Version, rel.App)
 	}
 	s.releases[rel.App][rel.Version] = cloneRelease(rel)
-	a.Current = rel.Version
+	a.Current, a.Stopped = rel.Version, false
 	a.Config, a.ConfigVersion = maps.Clone(rel.Config), rel.ConfigVersion
 	return nil
 }
@@ -229,15 +242,26 @@ type fakeScheduler struct {
 
 	mu       sync.Mutex
 	deployed []*paas.Release
+	opts     []scheduler.DeployOptions
+	stopped  []string
 }
 
 var _ Scheduler = (*fakeScheduler)(nil)
 
-func (s *fakeScheduler) Deploy(_ context.Context, rel *paas.Release, _ []string, out io.Writer) error {
+func (s *fakeScheduler) Deploy(_ context.Context, rel *paas.Release, opts scheduler.DeployOptions, out io.Writer) error {
 	s.mu.Lock()
 	s.deployed = append(s.deployed, cloneRelease(rel))
+	s.opts = append(s.opts, opts)
 	s.mu.Unlock()
 	fmt.Fprintf(out, "rolling out v%d\n", rel.Version)
+	return s.err
+}
+
+func (s *fakeScheduler) Stop(_ context.Context, app string, _ time.Duration, out io.Writer) error {
+	s.mu.Lock()
+	s.stopped = append(s.stopped, app)
+	s.mu.Unlock()
+	fmt.Fprintf(out, "stopping %s\n", app)
 	return s.err
 }
 

@@ -34,6 +34,13 @@ const (
 	LabelPort         = "paas.port"    // container port the web process listens on
 	LabelHosts        = "paas.hosts"   // comma-separated host names routed to this service
 	LabelRole         = "paas.role"    // "app" or "router"
+	// LabelRouted is "true" on the web service whose tasks receive traffic.
+	// A new release's service gets it only once its tasks passed their
+	// health checks; an old one loses it, and is drained, before it stops.
+	LabelRouted = "paas.routed"
+	// LabelDeployment names one rollout's set of services (all process
+	// types of one release, at one formation): "v7-1a2b3c".
+	LabelDeployment = "paas.deployment"
 )
 
 // WebProcess is the process type the router sends traffic to.
@@ -86,8 +93,31 @@ type App struct {
 	Current int `json:"current"`
 	// DeployBranch is the branch whose pushes deploy ("main" when empty).
 	DeployBranch string `json:"deploy_branch,omitempty"`
+	// Formation is the number of tasks per process type set with ps:scale;
+	// a process type not in it runs 1 task for web, 0 for the others.
+	Formation map[string]int `json:"formation,omitempty"`
+	// Stopped is set by ps:stop and cleared by ps:start and deploys.
+	Stopped bool `json:"stopped,omitempty"`
+	// Checks holds the checks:* settings.
+	Checks CheckSettings `json:"checks,omitzero"`
 	// Build holds the app's builder:set and buildpacks:set-property settings.
 	Build BuildSettings `json:"build,omitzero"`
+}
+
+// CheckSettings are an app's checks:* settings.
+type CheckSettings struct {
+	Disabled bool              `json:"disabled,omitempty"` // checks:disable: no health check at all
+	Skipped  bool              `json:"skipped,omitempty"`  // checks:skip: app.json checks skipped, the default one kept
+	Props    map[string]string `json:"props,omitempty"`    // checks:set: wait, timeout, attempts, initial-delay, wait-to-retire
+}
+
+// CheckProps are the properties checks:set accepts, with what they mean.
+var CheckProps = map[string]string{
+	"attempts":       "attempts of each check before the release is refused",
+	"timeout":        "seconds one attempt may take",
+	"wait":           "seconds between attempts",
+	"initial-delay":  "seconds before the first attempt",
+	"wait-to-retire": "seconds the old release gets to finish its requests before it is stopped",
 }
 
 // Builders an app may select with builder:set APP selected NAME.
@@ -160,6 +190,31 @@ type Release struct {
 	Author        string            `json:"author"`
 	Reason        string            `json:"reason"` // "push", "config:set", ...
 	CreatedAt     time.Time         `json:"created_at"`
+	// Checks are the health checks of app.json at the release's commit, by
+	// process type.
+	Checks map[string][]HealthCheck `json:"checks,omitempty"`
+}
+
+// HealthCheck is one entry of app.json's "healthchecks", with Dokku's
+// fields. Durations are in seconds.
+type HealthCheck struct {
+	Type         string `json:"type,omitempty"` // startup (default), readiness or liveness: all gate a rollout here
+	Name         string `json:"name,omitempty"`
+	Path         string `json:"path,omitempty"`    // "/" when empty
+	Content      string `json:"content,omitempty"` // must appear in the response body
+	Port         int    `json:"port,omitempty"`    // the release's PORT when 0
+	Attempts     int    `json:"attempts,omitempty"`
+	Timeout      int    `json:"timeout,omitempty"`
+	Wait         int    `json:"wait,omitempty"` // between attempts
+	InitialDelay int    `json:"initialDelay,omitempty"`
+	// AnyAnswer accepts any HTTP status below 500: the default check, that
+	// the web process listens on PORT and answers.
+	AnyAnswer bool `json:"-"`
+}
+
+// DefaultCheck is the check of a web process without app.json checks.
+func DefaultCheck() HealthCheck {
+	return HealthCheck{Name: "default", Path: "/", Attempts: 30, Timeout: 5, Wait: 1, AnyAnswer: true}
 }
 
 // Env returns the environment a process of this release runs with: the config
@@ -184,6 +239,15 @@ func (r *Release) Port() string {
 		return p
 	}
 	return fmt.Sprint(DefaultPort)
+}
+
+// Terminal is the terminal an SSH client asked for (ssh -t).
+type Terminal struct {
+	Term          string
+	Width, Height int
+	// Resize delivers the new width and height when the window changes; it
+	// is closed when the session ends.
+	Resize <-chan [2]int
 }
 
 // Identity is who a key belongs to.

@@ -243,7 +243,7 @@ func (s *Store) AddRelease(rel *paas.Release) error {
 		if err := put(rb, itob(rel.Version), rel); err != nil {
 			return err
 		}
-		app.Current = rel.Version
+		app.Current, app.Stopped = rel.Version, false
 		app.Config, app.ConfigVersion = rel.Config, rel.ConfigVersion
 		return put(apps, []byte(app.Name), app)
 	})

@@ -1,0 +1,401 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"paas/internal/paas"
+	"paas/scheduler"
+)
+
+// Releases is the part of the pipeline that makes releases and rolls the
+// current one out again.
+type Releases interface {
+	Rollback(ctx context.Context, app string, who paas.Identity, target int, out io.Writer) error
+	Scale(ctx context.Context, app string, who paas.Identity, scale map[string]int, out io.Writer) error
+	Restart(ctx context.Context, app string, who paas.Identity, out io.Writer) error
+	Stop(ctx context.Context, app string, who paas.Identity, out io.Writer) error
+	Start(ctx context.Context, app string, who paas.Identity, out io.Writer) error
+	// Rebuild builds and deploys the app's deploy branch head again.
+	Rebuild(ctx context.Context, app string, who paas.Identity, out io.Writer) error
+	// UpdateChecks changes the app's checks:* settings.
+	UpdateChecks(app string, fn func(*paas.CheckSettings) error) (*paas.App, error)
+}
+
+// OneOffs starts one-off tasks (run).
+type OneOffs interface {
+	Run(ctx context.Context, rel *paas.Release, opts scheduler.RunOptions) (int, error)
+}
+
+func (p *Platform) releaseCommands() []*Command {
+	return []*Command{
+		{Name: "releases", Args: "APP", Help: "List an app's releases, newest first", App: true, Flags: formatFlag, Run: p.releasesList},
+		{Name: "releases:info", Args: "APP [VERSION]", Help: "Show one release (the current one by default)", App: true, Flags: formatFlag, Run: p.releasesInfo},
+		{Name: "rollback", Args: "APP [VERSION]", Help: "Release again the image and config of an earlier release (the previous one by default)", App: true, Run: p.rollback},
+		{Name: "ps:scale", Args: "APP [PROCESS=COUNT...]", Help: "Show or set how many tasks each process type runs", App: true, Flags: formatFlag, Run: p.psScale},
+		{Name: "ps:restart", Args: "APP", Help: "Restart every task with no downtime: new tasks, checked, then the old ones drained", App: true, Run: p.lifecycle("ps:restart")},
+		{Name: "ps:stop", Args: "APP", Help: "Stop the app's tasks (requests get 503 until ps:start)", App: true, Run: p.lifecycle("ps:stop")},
+		{Name: "ps:start", Args: "APP", Help: "Start a stopped app", App: true, Run: p.lifecycle("ps:start")},
+		{Name: "ps:rebuild", Args: "APP", Help: "Build the deploy branch again and deploy it", App: true, Run: p.lifecycle("ps:rebuild")},
+		{Name: "run", Args: "APP [--detach] [--] COMMAND [ARGS...]", Help: "Run a one-off command in a new task of the current release, attached to this session", App: true, MinArgs: 1,
+			Flags: map[string]bool{"--detach": false, "-d": false}, Run: p.run},
+		{Name: "checks:report", Args: "APP", Help: "Show the health check settings", App: true, Flags: formatFlag, Run: p.checksReport},
+		{Name: "checks:disable", Args: "APP", Help: "Route new tasks as soon as they run, without any health check", App: true, Run: p.checksToggle(true, false)},
+		{Name: "checks:skip", Args: "APP", Help: "Skip app.json's checks; keep the default one (the web process answers on PORT)", App: true, Run: p.checksToggle(false, true)},
+		{Name: "checks:enable", Args: "APP", Help: "Run app.json's checks (or the default one) again", App: true, Run: p.checksToggle(false, false)},
+		{Name: "checks:set", Args: "APP PROPERTY [VALUE]", Help: "Set a check property (attempts, timeout, wait, initial-delay, wait-to-retire); no value unsets it", App: true, MinArgs: 1, Run: p.checksSet},
+	}
+}
+
+type releaseJSON struct {
+	Version       int                `json:"version"`
+	Current       bool               `json:"current"`
+	Image         string             `json:"image"`
+	ConfigVersion int                `json:"config_version"`
+	ConfigKeys    []string           `json:"config_keys"`
+	Formation     map[string]int     `json:"formation"`
+	Processes     []paas.ProcessType `json:"processes"`
+	Commit        string             `json:"commit,omitempty"`
+	Author        string             `json:"author"`
+	Description   string             `json:"description"`
+	CreatedAt     time.Time          `json:"created_at"`
+}
+
+func toJSON(r *paas.Release, current int) releaseJSON {
+	return releaseJSON{
+		Version: r.Version, Current: r.Version == current, Image: r.Image.Ref(),
+		ConfigVersion: r.ConfigVersion, ConfigKeys: paas.SortedKeys(r.Config), Formation: r.Scale,
+		Processes: r.Processes, Commit: r.Commit, Author: r.Author, Description: r.Reason, CreatedAt: r.CreatedAt,
+	}
+}
+
+func (p *Platform) releasesList(_ context.Context, c *Call) error {
+	asJSON, err := wantJSON(c)
+	if err != nil {
+		return err
+	}
+	rels, err := p.Store.Releases(c.App.Name)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		out := make([]releaseJSON, 0, len(rels))
+		for _, r := range rels { // newest first
+			out = append(out, toJSON(r, c.App.Current))
+		}
+		return writeJSON(c.Out, out)
+	}
+	fmt.Fprintf(c.Out, "=====> %s releases\n", c.App.Name)
+	if len(rels) == 0 {
+		fmt.Fprintln(c.Out, "       (none yet: git push to make one)")
+		return nil
+	}
+	fmt.Fprintf(c.Out, "       %-8s %-20s %-12s %-8s %-12s %s\n", "Version", "Created", "Image", "Commit", "By", "Description")
+	for _, r := range rels { // newest first
+		v := fmt.Sprintf("v%d", r.Version)
+		if r.Version == c.App.Current {
+			v += "*"
+		}
+		fmt.Fprintf(c.Out, "       %-8s %-20s %-12s %-8s %-12s %s\n", v, r.CreatedAt.UTC().Format("2006-01-02 15:04:05"),
+			shortDigest(r.Image.Digest), shortCommit(r.Commit), sanitize(r.Author), sanitize(r.Reason))
+	}
+	return nil
+}
+
+func shortDigest(d string) string {
+	d = strings.TrimPrefix(d, "sha256:")
+	return d[:min(len(d), 12)]
+}
+
+func shortCommit(c string) string { return c[:min(len(c), 7)] }
+
+// parseVersion reads "7" or "v7".
+func parseVersion(s string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimPrefix(s, "v"))
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("invalid release %q: use a version like v7", sanitize(s))
+	}
+	return n, nil
+}
+
+func (p *Platform) releasesInfo(_ context.Context, c *Call) error {
+	asJSON, err := wantJSON(c)
+	if err != nil {
+		return err
+	}
+	v := c.App.Current
+	if len(c.Args) > 0 {
+		if v, err = parseVersion(c.Args[0]); err != nil {
+			return err
+		}
+	}
+	rels, err := p.Store.Releases(c.App.Name)
+	if err != nil {
+		return err
+	}
+	for _, r := range rels {
+		if r.Version != v {
+			continue
+		}
+		if asJSON {
+			return writeJSON(c.Out, toJSON(r, c.App.Current))
+		}
+		procs := make([]string, len(r.Processes))
+		for i, pt := range r.Processes {
+			procs[i] = fmt.Sprintf("%s=%d", pt.Name, r.Scale[pt.Name])
+		}
+		return report(c.Out, false, fmt.Sprintf("%s v%d", c.App.Name, r.Version), []kv{
+			{"Current", strconv.FormatBool(r.Version == c.App.Current)},
+			{"Created", r.CreatedAt.UTC().Format(time.RFC3339)},
+			{"By", r.Author},
+			{"Description", r.Reason},
+			{"Commit", r.Commit},
+			{"Image", r.Image.Ref()},
+			{"Config version", strconv.Itoa(r.ConfigVersion)},
+			{"Config keys", strings.Join(paas.SortedKeys(r.Config), " ")},
+			{"Formation", strings.Join(procs, " ")},
+		})
+	}
+	return fmt.Errorf("release v%d of %s does not exist", v, c.App.Name)
+}
+
+func (p *Platform) rollback(ctx context.Context, c *Call) error {
+	target := 0
+	if len(c.Args) > 1 {
+		return errors.New("rollback takes at most one version")
+	}
+	if len(c.Args) == 1 {
+		var err error
+		if target, err = parseVersion(c.Args[0]); err != nil {
+			return err
+		}
+	}
+	return p.Releases.Rollback(ctx, c.App.Name, c.ID, target, c.Out)
+}
+
+func (p *Platform) psScale(ctx context.Context, c *Call) error {
+	if len(c.Args) == 0 {
+		asJSON, err := wantJSON(c)
+		if err != nil {
+			return err
+		}
+		return p.showScale(c, asJSON)
+	}
+	scale := map[string]int{}
+	for _, a := range c.Args {
+		name, count, ok := strings.Cut(a, "=")
+		n, err := strconv.Atoi(count)
+		if !ok || paas.ValidateAppName(name) != nil || err != nil || n < 0 {
+			return fmt.Errorf("invalid formation %q: use PROCESS=COUNT, e.g. web=3", sanitize(a))
+		}
+		if _, dup := scale[name]; dup {
+			return fmt.Errorf("process type %s given twice", name)
+		}
+		scale[name] = n
+	}
+	return p.Releases.Scale(ctx, c.App.Name, c.ID, scale, c.Out)
+}
+
+func (p *Platform) showScale(c *Call, asJSON bool) error {
+	if c.App.Current == 0 {
+		return fmt.Errorf("App %s has not been deployed", c.App.Name)
+	}
+	rels, err := p.Store.Releases(c.App.Name)
+	if err != nil {
+		return err
+	}
+	var cur *paas.Release
+	for _, r := range rels {
+		if r.Version == c.App.Current {
+			cur = r
+		}
+	}
+	if cur == nil {
+		return fmt.Errorf("release v%d of %s is missing", c.App.Current, c.App.Name)
+	}
+	formation := map[string]int{}
+	var names []string
+	for _, pt := range cur.Processes {
+		n, ok := c.App.Formation[pt.Name]
+		if !ok && pt.Name == paas.WebProcess {
+			n = 1
+		}
+		formation[pt.Name] = n
+		names = append(names, pt.Name)
+	}
+	if asJSON {
+		return writeJSON(c.Out, formation)
+	}
+	fmt.Fprintf(c.Out, "=====> %s ps:scale\n", c.App.Name)
+	for _, n := range names {
+		fmt.Fprintf(c.Out, "       %s: %d\n", n, formation[n])
+	}
+	return nil
+}
+
+func (p *Platform) lifecycle(name string) func(context.Context, *Call) error {
+	return func(ctx context.Context, c *Call) error {
+		if len(c.Args) > 0 {
+			return fmt.Errorf("%s takes only the app name", name)
+		}
+		switch name {
+		case "ps:restart":
+			return p.Releases.Restart(ctx, c.App.Name, c.ID, c.Out)
+		case "ps:stop":
+			return p.Releases.Stop(ctx, c.App.Name, c.ID, c.Out)
+		case "ps:start":
+			if !c.App.Stopped {
+				fmt.Fprintf(c.Out, "-----> %s is not stopped; use ps:restart to restart it\n", c.App.Name)
+				return nil
+			}
+			return p.Releases.Start(ctx, c.App.Name, c.ID, c.Out)
+		default:
+			return p.Releases.Rebuild(ctx, c.App.Name, c.ID, c.Out)
+		}
+	}
+}
+
+// terminal is what the SSH layer's stdin offers when the client asked for a
+// TTY (ssh -t).
+type terminal interface {
+	Terminal() (*paas.Terminal, bool)
+}
+
+func (p *Platform) run(ctx context.Context, c *Call) error {
+	if c.App.Current == 0 {
+		return fmt.Errorf("App %s has not been deployed", c.App.Name)
+	}
+	rels, err := p.Store.Releases(c.App.Name)
+	if err != nil {
+		return err
+	}
+	var cur *paas.Release
+	for _, r := range rels {
+		if r.Version == c.App.Current {
+			cur = r
+		}
+	}
+	if cur == nil {
+		return fmt.Errorf("release v%d of %s is missing", c.App.Current, c.App.Name)
+	}
+	opts := scheduler.RunOptions{Args: c.Args, Stdin: c.Stdin, Stdout: c.Out, Stderr: c.Err, Detach: c.Has("--detach") || c.Has("-d")}
+	if t, ok := c.Stdin.(terminal); ok {
+		opts.TTY, _ = t.Terminal()
+	}
+	code, err := p.OneOffs.Run(ctx, cur, opts)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+func (p *Platform) checksReport(_ context.Context, c *Call) error {
+	asJSON, err := wantJSON(c)
+	if err != nil {
+		return err
+	}
+	set := c.App.Checks
+	state := "enabled"
+	switch {
+	case set.Disabled:
+		state = "disabled"
+	case set.Skipped:
+		state = "skipped (default check only)"
+	}
+	fields := []kv{{"Checks", state}}
+	for _, prop := range []string{"attempts", "timeout", "wait", "initial-delay", "wait-to-retire"} {
+		v := set.Props[prop]
+		if v == "" {
+			v = "(default)"
+		}
+		fields = append(fields, kv{"Checks " + prop, v})
+	}
+	return report(c.Out, asJSON, c.App.Name+" checks information", fields)
+}
+
+func (p *Platform) checksToggle(disable, skip bool) func(context.Context, *Call) error {
+	return func(_ context.Context, c *Call) error {
+		if len(c.Args) > 0 {
+			return errors.New("checks apply to the web process: give only the app name")
+		}
+		if _, err := p.Releases.UpdateChecks(c.App.Name, func(s *paas.CheckSettings) error {
+			s.Disabled, s.Skipped = disable, skip
+			return nil
+		}); err != nil {
+			return err
+		}
+		switch {
+		case disable:
+			fmt.Fprintf(c.Out, "-----> Health checks disabled for %s: new tasks get traffic as soon as they run\n", c.App.Name)
+		case skip:
+			fmt.Fprintf(c.Out, "-----> app.json checks skipped for %s; the default check still runs\n", c.App.Name)
+		default:
+			fmt.Fprintf(c.Out, "-----> Health checks enabled for %s\n", c.App.Name)
+		}
+		return nil
+	}
+}
+
+func (p *Platform) checksSet(_ context.Context, c *Call) error {
+	if len(c.Args) > 2 {
+		return errors.New("checks:set takes one property and at most one value")
+	}
+	prop, value := c.Args[0], ""
+	if len(c.Args) == 2 {
+		value = c.Args[1]
+	}
+	if err := validateCheckProp(prop, value); err != nil {
+		return err
+	}
+	if _, err := p.Releases.UpdateChecks(c.App.Name, func(s *paas.CheckSettings) error {
+		if value == "" {
+			delete(s.Props, prop)
+			return nil
+		}
+		if s.Props == nil {
+			s.Props = map[string]string{}
+		}
+		s.Props[prop] = value
+		return nil
+	}); err != nil {
+		return err
+	}
+	if value == "" {
+		fmt.Fprintf(c.Out, "-----> Unset checks %s of %s\n", prop, c.App.Name)
+	} else {
+		fmt.Fprintf(c.Out, "-----> Set checks %s to %s for %s\n", prop, value, c.App.Name)
+	}
+	return nil
+}
+
+// Limits of checks:set values.
+const (
+	maxCheckAttempts = 100
+	maxCheckSeconds  = 600
+)
+
+func validateCheckProp(prop, value string) error {
+	if _, ok := paas.CheckProps[prop]; !ok {
+		return fmt.Errorf("unknown property %q: use attempts, timeout, wait, initial-delay or wait-to-retire", sanitize(prop))
+	}
+	if value == "" {
+		return nil
+	}
+	limit := maxCheckSeconds
+	if prop == "attempts" {
+		limit = maxCheckAttempts
+	}
+	n, err := strconv.Atoi(value)
+	if err != nil || n < 0 || n > limit {
+		return fmt.Errorf("%s wants a whole number from 0 to %d, got %q", prop, limit, sanitize(value))
+	}
+	return nil
+}

@@ -1,0 +1,291 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"paas/internal/paas"
+	"paas/scheduler"
+)
+
+// Rollback makes a new release from release target's image, config and
+// process types (the one before the current when target is 0) and rolls
+// it out through the same health gate as a push.
+func (p *Pipeline) Rollback(ctx context.Context, appName string, who paas.Identity, target int, out io.Writer) error {
+	return p.change(ctx, appName, who, "rollback", out, func(app *paas.App, version int) (*paas.Release, error) {
+		if app.Current == 0 {
+			return nil, fmt.Errorf("%w: nothing to roll back", paas.ErrNoRelease)
+		}
+		if target == 0 {
+			target = app.Current - 1
+		}
+		if target == app.Current {
+			return nil, fmt.Errorf("v%d is the current release already", target)
+		}
+		old, err := p.store.Release(appName, target)
+		if err != nil {
+			return nil, fmt.Errorf("release v%d of %s: %w", target, appName, err)
+		}
+		rel := *old
+		rel.Version, rel.Author, rel.Reason = version, who.Name, fmt.Sprintf("rollback to v%d", target)
+		rel.ConfigVersion = app.ConfigVersion + 1
+		fmt.Fprintf(out, "-----> Rolling back %s to v%d (as v%d)\n", appName, target, version)
+		return &rel, nil
+	})
+}
+
+// change runs one release-making change of the app under its deploy lock,
+// recorded like a push: make builds the new release from the app and the
+// next version number.
+func (p *Pipeline) change(ctx context.Context, appName string, who paas.Identity, reason string, out io.Writer, make func(app *paas.App, version int) (*paas.Release, error)) error {
+	unlock, err := p.lock(ctx, appName, out)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	app, err := p.store.App(appName)
+	if err != nil {
+		return err
+	}
+	version, err := p.store.LatestVersion(appName)
+	if err != nil {
+		return err
+	}
+	rel, err := make(app, version+1)
+	if err != nil {
+		return err
+	}
+	rec := &paas.Deploy{App: appName, Commit: rel.Commit, Reason: reason, Author: who.Name, StartedAt: time.Now().UTC()}
+	out, finish, err := p.record(rec, out)
+	if err != nil {
+		return err
+	}
+	err = p.rollOut(ctx, app, rel, out)
+	if err == nil {
+		rec.Release = rel.Version
+	}
+	finish(err)
+	return err
+}
+
+// Scale sets how many tasks each named process type runs and rolls the
+// current release out at that formation (no new release: Heroku's
+// formation is not part of one). Web changes go through a new health-checked
+// deployment; other process types are scaled in place.
+func (p *Pipeline) Scale(ctx context.Context, appName string, who paas.Identity, scale map[string]int, out io.Writer) error {
+	return p.withCurrent(ctx, appName, who, "ps:scale", out, func(app *paas.App, rel *paas.Release) (bool, error) {
+		known := map[string]bool{}
+		for _, pt := range rel.Processes {
+			known[pt.Name] = true
+		}
+		for name, n := range scale {
+			if !known[name] {
+				return false, fmt.Errorf("process type %s is not in the Procfile of v%d", name, rel.Version)
+			}
+			if n < 0 || n > 100 {
+				return false, fmt.Errorf("%s=%d: scale to 0 to 100 tasks", name, n)
+			}
+		}
+		app.Formation = maps.Clone(app.Formation)
+		if app.Formation == nil {
+			app.Formation = map[string]int{}
+		}
+		maps.Copy(app.Formation, scale)
+		return false, nil
+	}, func(a *paas.App) { a.Formation = maps.Clone(a.Formation); maps.Copy(ensure(&a.Formation), scale) })
+}
+
+func ensure(m *map[string]int) map[string]int {
+	if *m == nil {
+		*m = map[string]int{}
+	}
+	return *m
+}
+
+// Restart runs the current release again in a new deployment: new tasks,
+// health-checked, then the old ones drained and stopped.
+func (p *Pipeline) Restart(ctx context.Context, appName string, who paas.Identity, out io.Writer) error {
+	return p.withCurrent(ctx, appName, who, "ps:restart", out, func(*paas.App, *paas.Release) (bool, error) {
+		return true, nil
+	}, nil)
+}
+
+// Start runs a stopped app's current release again.
+func (p *Pipeline) Start(ctx context.Context, appName string, who paas.Identity, out io.Writer) error {
+	return p.withCurrent(ctx, appName, who, "ps:start", out, func(*paas.App, *paas.Release) (bool, error) {
+		return true, nil
+	}, func(a *paas.App) { a.Stopped = false })
+}
+
+// Stop drains the app's tasks and stops them; the app answers 503 until
+// ps:start or the next deploy.
+func (p *Pipeline) Stop(ctx context.Context, appName string, who paas.Identity, out io.Writer) error {
+	unlock, err := p.lock(ctx, appName, out)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	app, err := p.store.App(appName)
+	if err != nil {
+		return err
+	}
+	if app.Current == 0 {
+		return fmt.Errorf("App %s has not been deployed", appName)
+	}
+	fmt.Fprintf(out, "-----> Stopping %s\n", appName)
+	if err := p.scheduler.Stop(ctx, appName, drainTimeout(app), out); err != nil {
+		return err
+	}
+	_, err = p.store.UpdateApp(appName, func(a *paas.App) error { a.Stopped = true; return nil })
+	return err
+}
+
+// withCurrent rolls the current release out again after prepare changed the
+// app (in memory); save applies the same change to the stored app once the
+// rollout succeeded. prepare's bool forces a new deployment.
+func (p *Pipeline) withCurrent(ctx context.Context, appName string, who paas.Identity, reason string, out io.Writer,
+	prepare func(*paas.App, *paas.Release) (bool, error), save func(*paas.App)) error {
+	unlock, err := p.lock(ctx, appName, out)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	app, err := p.store.App(appName)
+	if err != nil {
+		return err
+	}
+	if app.Current == 0 {
+		return fmt.Errorf("App %s has not been deployed", appName)
+	}
+	rel, err := p.store.Release(appName, 0)
+	if err != nil {
+		return err
+	}
+	force, err := prepare(app, rel)
+	if err != nil {
+		return err
+	}
+	rec := &paas.Deploy{App: appName, Commit: rel.Commit, Reason: reason, Author: who.Name, StartedAt: time.Now().UTC(), Release: rel.Version}
+	out, finish, err := p.record(rec, out)
+	if err != nil {
+		return err
+	}
+	run := *rel
+	run.Scale = scaleOf(app, run.Processes)
+	err = p.scheduler.Deploy(ctx, &run, p.deployOptions(app, &run, force), out)
+	if err == nil && save != nil {
+		_, err = p.store.UpdateApp(appName, func(a *paas.App) error { save(a); return nil })
+	}
+	if err != nil {
+		err = fmt.Errorf("%s failed, v%d keeps running as it was: %w", reason, rel.Version, err)
+	}
+	finish(err)
+	return err
+}
+
+// deployOptions resolves the app's checks settings against rel's checks.
+func (p *Pipeline) deployOptions(app *paas.App, rel *paas.Release, force bool) scheduler.DeployOptions {
+	opts := scheduler.DeployOptions{Force: force, DrainTimeout: drainTimeout(app)}
+	if p.appHost != nil {
+		opts.Host = p.appHost(app.Name)
+	}
+	return withChecks(opts, app.Checks, rel.Checks[paas.WebProcess])
+}
+
+func withChecks(opts scheduler.DeployOptions, set paas.CheckSettings, declared []paas.HealthCheck) scheduler.DeployOptions {
+	switch {
+	case set.Disabled:
+		opts.Checks = []paas.HealthCheck{}
+		return opts
+	case set.Skipped || len(declared) == 0:
+		opts.Checks = []paas.HealthCheck{paas.DefaultCheck()}
+	default:
+		opts.Checks = append([]paas.HealthCheck(nil), declared...)
+	}
+	for i := range opts.Checks {
+		c := &opts.Checks[i]
+		for prop, field := range map[string]*int{"attempts": &c.Attempts, "timeout": &c.Timeout, "wait": &c.Wait, "initial-delay": &c.InitialDelay} {
+			if v, ok := set.Props[prop]; ok {
+				*field, _ = strconv.Atoi(v) // validated by checks:set
+			}
+		}
+	}
+	return opts
+}
+
+func drainTimeout(app *paas.App) time.Duration {
+	if n, err := strconv.Atoi(app.Checks.Props["wait-to-retire"]); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	return 30 * time.Second
+}
+
+// maxChecks bounds what app.json may ask for, so a typo cannot hold a deploy
+// lock for hours.
+const (
+	maxAttempts = 100
+	maxSeconds  = 600
+)
+
+// ReadAppJSON returns the health checks of app.json in dir, by process type;
+// nil without app.json or without checks.
+func ReadAppJSON(dir string) (map[string][]paas.HealthCheck, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "app.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read app.json: %w", err)
+	}
+	return ParseAppJSON(data)
+}
+
+// ParseAppJSON parses the "healthchecks" of an app.json and checks them.
+func ParseAppJSON(data []byte) (map[string][]paas.HealthCheck, error) {
+	var doc struct {
+		Healthchecks map[string][]paas.HealthCheck `json:"healthchecks"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("app.json: %w", err)
+	}
+	for proc, checks := range doc.Healthchecks {
+		if err := paas.ValidateAppName(proc); err != nil {
+			return nil, fmt.Errorf("app.json healthchecks: invalid process type %q", proc)
+		}
+		for i, c := range checks {
+			where := fmt.Sprintf("app.json healthchecks.%s[%d]", proc, i)
+			switch c.Type {
+			case "", "startup", "readiness", "liveness":
+			default:
+				return nil, fmt.Errorf("%s: unknown type %q (startup, readiness or liveness)", where, c.Type)
+			}
+			if c.Path != "" && (!strings.HasPrefix(c.Path, "/") || strings.ContainsAny(c.Path, " \t\r\n")) {
+				return nil, fmt.Errorf("%s: path must start with / and have no spaces, got %q", where, c.Path)
+			}
+			if c.Port < 0 || c.Port > 65535 {
+				return nil, fmt.Errorf("%s: port %d out of range", where, c.Port)
+			}
+			if c.Attempts < 0 || c.Attempts > maxAttempts {
+				return nil, fmt.Errorf("%s: attempts must be 0 to %d", where, maxAttempts)
+			}
+			for name, v := range map[string]int{"timeout": c.Timeout, "wait": c.Wait, "initialDelay": c.InitialDelay} {
+				if v < 0 || v > maxSeconds {
+					return nil, fmt.Errorf("%s: %s must be 0 to %d seconds", where, name, maxSeconds)
+				}
+			}
+			if proc != paas.WebProcess {
+				return nil, fmt.Errorf("%s: only the web process can be checked (it is the one that takes requests)", where)
+			}
+		}
+	}
+	return doc.Healthchecks, nil
+}

@@ -1,0 +1,697 @@
+package scheduler
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/swarm"
+
+	"paas/internal/paas"
+)
+
+// Traffic is the router as a rollout needs it. The scheduler runs on the
+// host and cannot reach the app network; the router can, so health checks
+// go through it, and it tells which tasks it sends requests to.
+type Traffic interface {
+	// Probe sends one GET to addr (a task on the app network) and returns
+	// the status and the start of the body, or why nothing came back.
+	Probe(ctx context.Context, addr, path, host string, timeout time.Duration) (status int, body string, err error)
+	// Backends makes the router re-read its routes now and returns the
+	// backends it routes or still has requests in flight to.
+	Backends(ctx context.Context) ([]Backend, error)
+}
+
+// Backend is one task address as the router sees it.
+type Backend struct {
+	Addr     string
+	Routed   bool  // new requests may go to it
+	Inflight int64 // requests sent to it and not answered in full yet
+}
+
+// DeployOptions tune one rollout.
+type DeployOptions struct {
+	// Checks gate the web tasks before they get traffic; nil means the
+	// default check, an empty non-nil slice no check at all.
+	Checks []paas.HealthCheck
+	// Host is the Host header the checks send (the app's own host name).
+	Host string
+	// DrainTimeout bounds how long the old tasks are given to finish the
+	// requests they have before they are stopped (30s when zero).
+	DrainTimeout time.Duration
+	// Force makes a new deployment even when the running one already runs
+	// this release at this formation (ps:restart).
+	Force bool
+}
+
+// deployment is the set of services one rollout created: every process type
+// of one release at one formation.
+type deployment struct {
+	id       string
+	release  int
+	routed   bool
+	created  time.Time
+	services []swarm.Service
+}
+
+func (d *deployment) service(process string) *swarm.Service {
+	for i := range d.services {
+		if d.services[i].Spec.Labels[paas.LabelProcess] == process {
+			return &d.services[i]
+		}
+	}
+	return nil
+}
+
+// running reports whether d's web service (or its first one) asks for tasks:
+// false for a stopped app.
+func (d *deployment) running() bool {
+	svc := d.service(paas.WebProcess)
+	if svc == nil {
+		svc = &d.services[0]
+	}
+	return replicasOf(&svc.Spec) > 0
+}
+
+// deployments returns the app's deployments, oldest first.
+func (s *Swarm) deployments(ctx context.Context, app string) ([]*deployment, error) {
+	svcs, err := s.appServices(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]*deployment{}
+	var out []*deployment
+	for _, svc := range svcs {
+		id := svc.Spec.Labels[paas.LabelDeployment]
+		d := byID[id]
+		if d == nil {
+			d = &deployment{id: id, created: svc.CreatedAt}
+			d.release, _ = strconv.Atoi(svc.Spec.Labels[paas.LabelRelease])
+			byID[id] = d
+			out = append(out, d)
+		}
+		d.routed = d.routed || svc.Spec.Labels[paas.LabelRouted] == "true"
+		if svc.CreatedAt.Before(d.created) {
+			d.created = svc.CreatedAt
+		}
+		d.services = append(d.services, svc)
+	}
+	slices.SortFunc(out, func(a, b *deployment) int { return a.created.Compare(b.created) })
+	return out, nil
+}
+
+// live returns the newest routed deployment, or nil.
+func live(deps []*deployment) *deployment {
+	for _, d := range slices.Backward(deps) {
+		if d.routed {
+			return d
+		}
+	}
+	return nil
+}
+
+func newDeploymentID(version int) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("v%d-%s", version, hex.EncodeToString(b))
+}
+
+// Deploy runs rel with zero downtime. Every process type of rel gets a new
+// service next to the running ones (a new deployment). Once its tasks run
+// and the web tasks pass their health checks, the router is told to send
+// them traffic; then the old deployment is taken out of the router, its
+// requests in flight are let finish, and only then are its services
+// removed. Nothing of the old deployment is touched before the new one is
+// healthy: when anything fails, or ctx is cancelled, the new services are
+// removed and the old ones keep serving. The error, a wrapped
+// *RolloutError for a failed task or check, says why and carries the task's
+// last log lines.
+//
+// When the running deployment already runs rel's task templates with as
+// many web tasks, only the other process types are scaled, in place.
+func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOptions, out io.Writer) error {
+	if out == nil {
+		out = io.Discard
+	}
+	if rel == nil || rel.App == "" || rel.Image.Repository == "" || rel.Image.Digest == "" {
+		return errors.New("deploy: release has no app or image")
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 30 * time.Second
+	}
+	procs, err := processes(rel)
+	if err != nil {
+		return fmt.Errorf("deploy %s v%d: %w", rel.App, rel.Version, err)
+	}
+	dep := newDeploymentID(rel.Version)
+	specs := make([]swarm.ServiceSpec, len(procs))
+	for i, proc := range procs {
+		if specs[i], err = s.appSpec(rel, proc, dep); err != nil {
+			return fmt.Errorf("deploy %s v%d: %w", rel.App, rel.Version, err)
+		}
+	}
+	if err := s.EnsureNetwork(ctx); err != nil {
+		return err
+	}
+	deps, err := s.deployments(ctx, rel.App)
+	if err != nil {
+		return err
+	}
+	log := s.log.With("app", rel.App, "release", rel.Version)
+	p := &progress{out: out}
+	if cur := live(deps); !opts.Force && cur != nil && sameTemplates(cur, specs) {
+		return s.scaleInPlace(ctx, cur, specs, p)
+	}
+
+	p.printf("-----> Releasing %s v%d", rel.App, rel.Version)
+	log.Info("deploying", "deployment", dep)
+	var started []*rollout
+	abandon := func(cause error) error {
+		log.Info("rollout failed, removing the new tasks", "err", cause)
+		p.printf("-----> Rolling back: the previous release keeps serving")
+		if rmErr := s.removeRollouts(ctx, started); rmErr != nil {
+			log.Error("remove new services", "err", rmErr)
+		}
+		return fmt.Errorf("deploy %s v%d: %w", rel.App, rel.Version, cause)
+	}
+
+	// 1. start the new deployment next to the old one
+	for i, proc := range procs {
+		r, err := s.apply(ctx, nil, specs[i], proc.Name)
+		if err != nil {
+			return abandon(err)
+		}
+		started = append(started, r)
+	}
+	if err := s.waitAll(ctx, started, p); err != nil {
+		return abandon(err)
+	}
+	// 2. health-check the web tasks
+	web := started[0] // processes sorts web first
+	if web.process != paas.WebProcess || web.want == 0 {
+		web = nil
+	}
+	var addrs []string
+	if web != nil {
+		if addrs, err = s.taskAddrs(ctx, web.id); err != nil {
+			return abandon(err)
+		}
+		if err := s.checkAll(ctx, rel, web, addrs, opts, p); err != nil {
+			return abandon(err)
+		}
+	}
+	// 3. route to it
+	if err := s.setRouted(ctx, started, true); err != nil {
+		return abandon(err)
+	}
+	if web != nil {
+		if err := s.waitRouted(ctx, addrs); err != nil {
+			// Take it out of the router again before removing it.
+			_ = s.setRouted(context.WithoutCancel(ctx), started, false)
+			_ = s.waitDrained(context.WithoutCancel(ctx), addrs, opts.DrainTimeout)
+			return abandon(err)
+		}
+		p.printf("=====> %s v%d receives traffic", rel.App, rel.Version)
+	}
+	// 4. retire everything older: out of the router, drained, stopped
+	for _, d := range deps {
+		if err := s.retire(context.WithoutCancel(ctx), d, opts.DrainTimeout, p); err != nil {
+			// The new release serves; a leftover is retired by the next
+			// rollout or at the next start.
+			log.Warn("retire deployment", "deployment", d.id, "err", err)
+		}
+	}
+	log.Info("deployed", "deployment", dep)
+	return nil
+}
+
+// sameTemplates reports whether d runs exactly the process types of specs,
+// with the same task templates and as many web tasks.
+func sameTemplates(d *deployment, specs []swarm.ServiceSpec) bool {
+	if len(d.services) != len(specs) {
+		return false
+	}
+	for _, spec := range specs {
+		svc := d.service(spec.Labels[paas.LabelProcess])
+		if svc == nil || specHash(&svc.Spec) != specHash(&spec) {
+			return false
+		}
+		if spec.Labels[paas.LabelProcess] == paas.WebProcess && replicasOf(&svc.Spec) != replicasOf(&spec) {
+			return false
+		}
+	}
+	return true
+}
+
+func replicasOf(spec *swarm.ServiceSpec) uint64 {
+	if spec.Mode.Replicated == nil || spec.Mode.Replicated.Replicas == nil {
+		return 0
+	}
+	return *spec.Mode.Replicated.Replicas
+}
+
+// scaleInPlace sets the replica counts of d's services that are not routed
+// (workers take no requests, so scaling them drops none).
+func (s *Swarm) scaleInPlace(ctx context.Context, d *deployment, specs []swarm.ServiceSpec, p *progress) error {
+	var rs []*rollout
+	for _, spec := range specs {
+		svc := d.service(spec.Labels[paas.LabelProcess])
+		want := replicasOf(&spec)
+		if replicasOf(&svc.Spec) == want {
+			continue
+		}
+		process := spec.Labels[paas.LabelProcess]
+		p.printf("-----> Scaling %s to %d", process, want)
+		upd := svc.Spec
+		upd.Mode = swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &want}}
+		if _, err := s.cli.ServiceUpdate(ctx, svc.ID, svc.Version, upd, swarm.ServiceUpdateOptions{}); err != nil {
+			return fmt.Errorf("scale %s: %w", process, err)
+		}
+		rs = append(rs, &rollout{process: process, label: process, id: svc.ID, hash: specHash(&upd), want: int(want)})
+	}
+	if len(rs) == 0 {
+		p.printf("-----> Nothing to change")
+		return nil
+	}
+	return s.waitAll(ctx, rs, p)
+}
+
+// removeRollouts removes the services rs created, even when ctx is cancelled.
+func (s *Swarm) removeRollouts(ctx context.Context, rs []*rollout) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
+	var errs []error
+	for _, r := range rs {
+		if err := s.cli.ServiceRemove(ctx, r.id); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove service %s: %w", r.id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// setRouted sets the routed label of the services of rs.
+func (s *Swarm) setRouted(ctx context.Context, rs []*rollout, routed bool) error {
+	for _, r := range rs {
+		if err := s.label(ctx, r.id, paas.LabelRouted, strconv.FormatBool(routed)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// label sets one label of a service. Only the service's own labels change,
+// not its task template, so Swarm leaves its tasks alone.
+func (s *Swarm) label(ctx context.Context, serviceID, key, value string) error {
+	for attempt := 0; ; attempt++ {
+		svc, _, err := s.cli.ServiceInspectWithRaw(ctx, serviceID, swarm.ServiceInspectOptions{})
+		if err != nil {
+			return fmt.Errorf("inspect service %s: %w", serviceID, err)
+		}
+		if svc.Spec.Labels[key] == value {
+			return nil
+		}
+		spec := svc.Spec
+		spec.Labels = clone(spec.Labels)
+		spec.Labels[key] = value
+		_, err = s.cli.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{})
+		if err == nil {
+			return nil
+		}
+		// Swarm refuses an update made from an outdated version: read again.
+		if attempt < 3 && strings.Contains(err.Error(), "update out of sequence") {
+			continue
+		}
+		return fmt.Errorf("label service %s: %w", svc.Spec.Name, err)
+	}
+}
+
+// taskAddrs returns the addresses (ip:port) of a service's running tasks on
+// the installation network.
+func (s *Swarm) taskAddrs(ctx context.Context, serviceID string) ([]string, error) {
+	svc, _, err := s.cli.ServiceInspectWithRaw(ctx, serviceID, swarm.ServiceInspectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("inspect service %s: %w", serviceID, err)
+	}
+	port := svc.Spec.Labels[paas.LabelPort]
+	tasks, err := s.tasks(ctx, serviceID)
+	if err != nil {
+		return nil, err
+	}
+	var addrs []string
+	for _, t := range tasks {
+		if t.DesiredState != swarm.TaskStateRunning || t.Status.State != swarm.TaskStateRunning {
+			continue
+		}
+		if ip, ok := s.taskIP(t); ok {
+			addrs = append(addrs, netip.AddrPortFrom(ip, mustPort(port)).String())
+		}
+	}
+	slices.Sort(addrs)
+	return addrs, nil
+}
+
+func mustPort(p string) uint16 {
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return paas.DefaultPort
+	}
+	return uint16(n)
+}
+
+// taskIP is a task's address on the installation network.
+func (s *Swarm) taskIP(t swarm.Task) (netip.Addr, bool) {
+	for _, na := range t.NetworksAttachments {
+		if na.Network.Spec.Name != s.network {
+			continue
+		}
+		for _, a := range na.Addresses {
+			if p, err := netip.ParsePrefix(a); err == nil {
+				return p.Addr(), true
+			}
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// checkAll runs the health checks against every new web task. The first
+// failure is returned as a *RolloutError with the task's last log lines.
+func (s *Swarm) checkAll(ctx context.Context, rel *paas.Release, web *rollout, addrs []string, opts DeployOptions, p *progress) error {
+	checks := opts.Checks
+	if checks == nil {
+		checks = []paas.HealthCheck{paas.DefaultCheck()}
+	}
+	if len(checks) == 0 {
+		p.printf("       checks disabled: routing without health checks")
+		return nil
+	}
+	if s.traffic == nil {
+		return errors.New("health checks need the router, and none is configured")
+	}
+	if len(addrs) != web.want {
+		return &RolloutError{Process: web.process, State: "unreachable", Reason: fmt.Sprintf("%d of %d web tasks have an address on %s", len(addrs), web.want, s.network)}
+	}
+	tasks, err := s.tasks(ctx, web.id)
+	if err != nil {
+		return err
+	}
+	for _, c := range checks {
+		name := cmp.Or(c.Name, c.Path, "check")
+		p.printf("-----> Checking %s: %s", web.process, describeCheck(c))
+		for _, addr := range addrs {
+			target := addr
+			if c.Port != 0 {
+				host, _, _ := strings.Cut(addr, ":")
+				target = host + ":" + strconv.Itoa(c.Port)
+			}
+			if err := s.check(ctx, c, target, opts.Host); err != nil {
+				e := &RolloutError{Process: web.process, State: "unhealthy", Reason: fmt.Sprintf("check %s failed: %v", name, err)}
+				if t := taskAt(tasks, s, addr); t != nil {
+					e.Task = fmt.Sprintf("%s.%d", web.process, t.Slot)
+					e.Logs = s.taskLogs(ctx, t.ID, 10)
+				}
+				return e
+			}
+		}
+	}
+	p.printf("=====> %s: healthy", web.process)
+	return nil
+}
+
+func describeCheck(c paas.HealthCheck) string {
+	path := cmp.Or(c.Path, "/")
+	if c.AnyAnswer {
+		return "answers on " + path
+	}
+	if c.Content != "" {
+		return fmt.Sprintf("GET %s contains %q", path, c.Content)
+	}
+	return "GET " + path + " succeeds"
+}
+
+func taskAt(tasks []swarm.Task, s *Swarm, addr string) *swarm.Task {
+	for i := range tasks {
+		if ip, ok := s.taskIP(tasks[i]); ok && strings.HasPrefix(addr, ip.String()+":") {
+			return &tasks[i]
+		}
+	}
+	return nil
+}
+
+// check runs one health check against one task, with its attempts.
+func (s *Swarm) check(ctx context.Context, c paas.HealthCheck, addr, host string) error {
+	attempts := max(c.Attempts, 1)
+	timeout := time.Duration(cmp.Or(c.Timeout, 5)) * time.Second
+	wait := time.Duration(cmp.Or(c.Wait, 1)) * time.Second
+	if c.InitialDelay > 0 {
+		if err := sleep(ctx, time.Duration(c.InitialDelay)*time.Second); err != nil {
+			return err
+		}
+	}
+	var last error
+	for i := range attempts {
+		if i > 0 {
+			if err := sleep(ctx, wait); err != nil {
+				return err
+			}
+		}
+		status, body, err := s.traffic.Probe(ctx, addr, cmp.Or(c.Path, "/"), host, timeout)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			last = err
+		case c.AnyAnswer && status < 500, !c.AnyAnswer && status >= 200 && status < 400 && strings.Contains(body, c.Content):
+			return nil
+		case !c.AnyAnswer && status < 400:
+			last = fmt.Errorf("the response does not contain %q", c.Content)
+		default:
+			last = fmt.Errorf("status %d", status)
+		}
+	}
+	return fmt.Errorf("%w (after %d attempts)", last, attempts)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// routerSync bounds how long the router may take to route new tasks.
+const routerSync = 15 * time.Second
+
+// waitRouted waits until the router routes every address in addrs.
+func (s *Swarm) waitRouted(ctx context.Context, addrs []string) error {
+	if s.traffic == nil {
+		return nil
+	}
+	deadline := time.Now().Add(routerSync)
+	for {
+		bs, err := s.traffic.Backends(ctx)
+		if err == nil {
+			routed := map[string]bool{}
+			for _, b := range bs {
+				routed[b.Addr] = b.Routed
+			}
+			all := true
+			for _, a := range addrs {
+				all = all && routed[a]
+			}
+			if all {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = errors.New("the new tasks are not routed")
+			}
+			return fmt.Errorf("the router did not take the new tasks within %s: %w", routerSync, err)
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// waitDrained waits until the router routes none of addrs and has no
+// request in flight to them, or timeout passes. It reports how many requests
+// were still running then.
+func (s *Swarm) waitDrained(ctx context.Context, addrs []string, timeout time.Duration) (cut int64) {
+	if s.traffic == nil || len(addrs) == 0 {
+		return 0
+	}
+	want := map[string]bool{}
+	for _, a := range addrs {
+		want[a] = true
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		bs, err := s.traffic.Backends(ctx)
+		busy := int64(0)
+		if err == nil {
+			for _, b := range bs {
+				if want[b.Addr] && (b.Routed || b.Inflight > 0) {
+					busy += max(b.Inflight, 1)
+				}
+			}
+			if busy == 0 {
+				return 0
+			}
+		}
+		if time.Now().After(deadline) {
+			return busy
+		}
+		if sleep(ctx, 50*time.Millisecond) != nil {
+			return busy
+		}
+	}
+}
+
+// retire takes deployment d out of the router, lets its requests in flight
+// finish (up to drain), and removes its services.
+func (s *Swarm) retire(ctx context.Context, d *deployment, drain time.Duration, p *progress) error {
+	if _, err := s.drain(ctx, d, drain, p); err != nil {
+		return err
+	}
+	for _, svc := range d.services {
+		if err := s.cli.ServiceRemove(ctx, svc.ID); err != nil && !isNotFound(err) {
+			return fmt.Errorf("remove service %s: %w", svc.Spec.Name, err)
+		}
+	}
+	if d.release > 0 {
+		p.printf("-----> Stopped v%d (%s)", d.release, d.id)
+	}
+	return nil
+}
+
+// drain takes d's web tasks out of the router and waits for their requests
+// in flight.
+func (s *Swarm) drain(ctx context.Context, d *deployment, timeout time.Duration, p *progress) ([]string, error) {
+	for _, svc := range d.services {
+		if err := s.label(ctx, svc.ID, paas.LabelRouted, "false"); err != nil && !isNotFound(err) {
+			return nil, err
+		}
+	}
+	web := d.service(paas.WebProcess)
+	if web == nil || !d.routed {
+		return nil, nil
+	}
+	addrs, err := s.taskAddrs(ctx, web.ID)
+	if err != nil {
+		return nil, err
+	}
+	if cut := s.waitDrained(ctx, addrs, timeout); cut > 0 {
+		p.printf(" !     %d request(s) still running on v%d after %s; stopping it anyway", cut, d.release, timeout)
+	}
+	return addrs, nil
+}
+
+// Stop takes the app out of the router, lets its requests finish and scales
+// every process type to zero. The services stay, so the app stays known to
+// the router (503 instead of 404) and ps:start can bring it back.
+func (s *Swarm) Stop(ctx context.Context, app string, drain time.Duration, out io.Writer) error {
+	if drain <= 0 {
+		drain = 30 * time.Second
+	}
+	p := &progress{out: out}
+	deps, err := s.deployments(ctx, app)
+	if err != nil {
+		return err
+	}
+	cur := live(deps)
+	for _, d := range deps {
+		if d == cur {
+			continue
+		}
+		if err := s.retire(ctx, d, drain, p); err != nil {
+			return err
+		}
+	}
+	if cur == nil {
+		return nil
+	}
+	if _, err := s.drain(ctx, cur, drain, p); err != nil {
+		return err
+	}
+	zero := uint64(0)
+	for _, svc := range cur.services {
+		svc2, _, err := s.cli.ServiceInspectWithRaw(ctx, svc.ID, swarm.ServiceInspectOptions{})
+		if err != nil {
+			return fmt.Errorf("inspect service %s: %w", svc.Spec.Name, err)
+		}
+		spec := svc2.Spec
+		spec.Mode = swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &zero}}
+		if _, err := s.cli.ServiceUpdate(ctx, svc2.ID, svc2.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+			return fmt.Errorf("stop %s: %w", svc.Spec.Labels[paas.LabelProcess], err)
+		}
+		p.printf("-----> Stopped %s", svc.Spec.Labels[paas.LabelProcess])
+	}
+	return nil
+}
+
+// Reconcile finishes or undoes a rollout that paasd did not see to the end
+// (it was stopped or killed). The newest deployment of release current (the
+// one the store says serves) is kept, taken back into the router if the
+// rollout had already drained it, and every other deployment is drained and
+// removed: an unrecorded release is rolled back. Without a deployment of
+// current, the newest routed one is kept. paasd runs it for every app when
+// it starts.
+func (s *Swarm) Reconcile(ctx context.Context, app string, current int, out io.Writer) error {
+	deps, err := s.deployments(ctx, app)
+	if err != nil || len(deps) < 2 && (len(deps) == 0 || deps[0].routed || deps[0].release == current) {
+		return err
+	}
+	var keep *deployment
+	for _, d := range slices.Backward(deps) {
+		if d.release == current && (keep == nil || d.routed && !keep.routed) {
+			keep = d
+		}
+	}
+	if keep == nil {
+		keep = live(deps)
+	}
+	p := &progress{out: out}
+	if keep != nil && !keep.routed && keep.running() {
+		s.log.Info("routing the current release again", "app", app, "deployment", keep.id, "release", keep.release)
+		var rs []*rollout
+		for _, svc := range keep.services {
+			rs = append(rs, &rollout{process: svc.Spec.Labels[paas.LabelProcess], id: svc.ID})
+		}
+		if err := s.setRouted(ctx, rs, true); err != nil {
+			return err
+		}
+		if web := keep.service(paas.WebProcess); web != nil {
+			addrs, err := s.taskAddrs(ctx, web.ID)
+			if err != nil {
+				return err
+			}
+			if err := s.waitRouted(ctx, addrs); err != nil {
+				return err
+			}
+		}
+	}
+	for _, d := range deps {
+		if d == keep {
+			continue
+		}
+		s.log.Info("retiring an unfinished deployment", "app", app, "deployment", d.id, "release", d.release)
+		if err := s.retire(ctx, d, 30*time.Second, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
