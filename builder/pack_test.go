@@ -115,6 +115,10 @@ func TestPackBuilds(t *testing.T) {
 			procs: "web,worker", wantOut: "Process worker: sleep 1000"},
 		{name: "static", files: map[string]string{"public/index.html": "<h1>hi</h1>"}, procs: "web", wantOut: "with paas-static"},
 		{name: "go", files: map[string]string{"go.mod": "module example.com/hello\n\ngo 1.22\n", "main.go": goApp}, procs: "web", wantOut: "process web runs hello"},
+		{name: "project.toml env", files: map[string]string{
+			"go.mod": "module example.com/tagged\n\ngo 1.22\n", "main.go": "//go:build special\n\n" + goApp,
+			"project.toml": "[_]\nschema-version = \"0.2\"\n\n[[io.buildpacks.build.env]]\nname = \"GOFLAGS\"\nvalue = \"-tags=special\"\n",
+		}, procs: "web", wantOut: "process web runs tagged"},
 		{name: "undetected", files: map[string]string{"README": "nothing to build"}, wantErr: "detect"},
 		{name: "broken go", files: map[string]string{"go.mod": "module broken\n\ngo 1.22\n", "main.go": "package main\nfunc main() { undefined() }\n"}, wantErr: "failed with status code"},
 	}
