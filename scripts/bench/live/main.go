@@ -112,7 +112,7 @@ var apps = []app{
 			return map[string]string{"www/index.html": fmt.Sprintf("version %d\n", v)}
 		}},
 	{name: "goapp",
-		files: map[string]string{"go.mod": "module example.com/goapp\n\ngo 1.22\n", "main.go": goMain(0)},
+		files:  map[string]string{"go.mod": "module example.com/goapp\n\ngo 1.22\n", "main.go": goMain(0)},
 		change: func(v int) map[string]string { return map[string]string{"main.go": goMain(v)} }},
 }
 
