@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -37,8 +39,16 @@ func packForTest(t *testing.T) *Pack {
 	}
 	t.Cleanup(func() { moby.Close() })
 	inst := buildertest.Unique("ptest")
-	p := NewPack(cli, moby, nil, buildertest.Registry(t)+"/"+inst, inst, nil)
+	prefix := buildertest.Registry(t) + "/" + inst
+	p := NewPack(cli, moby, nil, prefix, inst, nil)
 	t.Cleanup(func() {
+		// Untag the run image's mirror tag (the image is the builder's).
+		imgs, _ := cli.ImageList(context.Background(), image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", prefix+"/*"))})
+		for _, img := range imgs {
+			for _, tag := range img.RepoTags {
+				cli.ImageRemove(context.Background(), tag, image.RemoveOptions{})
+			}
+		}
 		vols, _ := cli.VolumeList(context.Background(), volume.ListOptions{})
 		for _, v := range vols.Volumes {
 			if strings.HasPrefix(v.Name, inst+"-") {
