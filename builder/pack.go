@@ -19,6 +19,7 @@ import (
 	"github.com/buildpacks/pack/pkg/logging"
 	"github.com/buildpacks/pack/pkg/project"
 	projecttypes "github.com/buildpacks/pack/pkg/project/types"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
@@ -125,9 +126,7 @@ func (p *Pack) PurgeCache(ctx context.Context, app string) error {
 	return nil
 }
 
-func isNotFound(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "No such") || strings.Contains(err.Error(), "not found"))
-}
+func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
 
 // readProject reads dir/project.toml, when there is one.
 func readProject(dir string, logger logging.Logger) (projecttypes.Descriptor, bool, error) {

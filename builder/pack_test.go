@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -37,8 +39,16 @@ func packForTest(t *testing.T) *Pack {
 	}
 	t.Cleanup(func() { moby.Close() })
 	inst := buildertest.Unique("ptest")
-	p := NewPack(cli, moby, nil, buildertest.Registry(t)+"/"+inst, inst, nil)
+	prefix := buildertest.Registry(t) + "/" + inst
+	p := NewPack(cli, moby, nil, prefix, inst, nil)
 	t.Cleanup(func() {
+		// Untag the run image's mirror tag (the image is the builder's).
+		imgs, _ := cli.ImageList(context.Background(), image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", prefix+"/*"))})
+		for _, img := range imgs {
+			for _, tag := range img.RepoTags {
+				cli.ImageRemove(context.Background(), tag, image.RemoveOptions{})
+			}
+		}
 		vols, _ := cli.VolumeList(context.Background(), volume.ListOptions{})
 		for _, v := range vols.Volumes {
 			if strings.HasPrefix(v.Name, inst+"-") {
@@ -115,6 +125,10 @@ func TestPackBuilds(t *testing.T) {
 			procs: "web,worker", wantOut: "Process worker: sleep 1000"},
 		{name: "static", files: map[string]string{"public/index.html": "<h1>hi</h1>"}, procs: "web", wantOut: "with paas-static"},
 		{name: "go", files: map[string]string{"go.mod": "module example.com/hello\n\ngo 1.22\n", "main.go": goApp}, procs: "web", wantOut: "process web runs hello"},
+		{name: "project.toml env", files: map[string]string{
+			"go.mod": "module example.com/tagged\n\ngo 1.22\n", "main.go": "//go:build special\n\n" + goApp,
+			"project.toml": "[_]\nschema-version = \"0.2\"\n\n[[io.buildpacks.build.env]]\nname = \"GOFLAGS\"\nvalue = \"-tags=special\"\n",
+		}, procs: "web", wantOut: "process web runs tagged"},
 		{name: "undetected", files: map[string]string{"README": "nothing to build"}, wantErr: "detect"},
 		{name: "broken go", files: map[string]string{"go.mod": "module broken\n\ngo 1.22\n", "main.go": "package main\nfunc main() { undefined() }\n"}, wantErr: "failed with status code"},
 	}

@@ -52,8 +52,8 @@ func (p *Pipeline) deployImage(ctx context.Context, appName string, who paas.Ide
 	rel := &paas.Release{
 		App: appName, Version: version, Image: img,
 		Config: app.Config, ConfigVersion: app.ConfigVersion,
-		Processes: procs, Scale: scaleOf(app, procs),
-		Author: who.Name, Reason: "git:from-image " + source,
+		Processes: procs,
+		Author:    who.Name, Reason: "git:from-image " + source,
 	}
 	if err := p.rollOut(ctx, app, rel, out); err != nil {
 		return err

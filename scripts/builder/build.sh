@@ -55,6 +55,13 @@ mkdir -p "$work/lifecycle/lifecycle"
   for l in detector analyzer restorer builder exporter rebaser creator extender; do
     ln -s lifecycle "$work/lifecycle/lifecycle/$l"
   done
+  # Minimal SBOMs of the lifecycle and launcher: the exporter adds them to
+  # every image and warns when they are missing.
+  for bin in lifecycle launcher; do
+    printf '{"bomFormat":"CycloneDX","specVersion":"1.4","version":1,"metadata":{"component":{"type":"application","name":"%s","version":"%s"}}}\n' "$bin" "$LIFECYCLE_VERSION" >"$work/lifecycle/lifecycle/$bin.sbom.cdx.json"
+    printf '{"spdxVersion":"SPDX-2.3","dataLicense":"CC0-1.0","SPDXID":"SPDXRef-DOCUMENT","name":"%s","packages":[]}\n' "$bin" >"$work/lifecycle/lifecycle/$bin.sbom.spdx.json"
+    printf '{"artifacts":[],"source":{"type":"file","target":"%s"}}\n' "$bin" >"$work/lifecycle/lifecycle/$bin.sbom.syft.json"
+  done
   go run ./tools/packager -inputDir "$work/lifecycle/lifecycle" -archivePath "$work/lifecycle.tgz" \
     -descriptorPath lifecycle.toml -version "$LIFECYCLE_VERSION" >/dev/null
 )

@@ -483,7 +483,10 @@ func (r *rawSide) push(ctx context.Context, dir, app, want string) (time.Duratio
 	port := r.port(app)
 	if out, _ := b.cmd(ctx, "", "docker", "service", "inspect", svc); strings.HasPrefix(strings.TrimSpace(out), "[]") || out == "" || strings.Contains(out, "No such") {
 		_, err = b.cmd(ctx, "", "docker", "service", "create", "-d", "-q", "--name", svc,
-			"--publish", fmt.Sprintf("mode=host,target=5000,published=%d", port), "--env", "PORT=5000", img.Ref())
+			"--publish", fmt.Sprintf("mode=host,target=5000,published=%d", port), "--env", "PORT=5000",
+			// Stop-first (a host port cannot be shared), but without the
+			// 10 s grace an app that ignores SIGTERM as PID 1 would add.
+			"--stop-grace-period", "100ms", img.Ref())
 	} else {
 		_, err = b.cmd(ctx, "", "docker", "service", "update", "-d", "-q", "--image", img.Ref(), svc)
 	}
