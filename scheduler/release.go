@@ -192,10 +192,14 @@ func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOption
 		}
 		started = append(started, r)
 	}
+	for _, r := range started {
+		r.noSettle = true
+	}
 	if err := s.waitAll(ctx, started, p); err != nil {
 		return abandon(err)
 	}
-	// 2. health-check the web tasks
+	// 2. health-check the web tasks while every new task must stay up for
+	// the settle time
 	web := started[0] // processes sorts web first
 	if web.process != paas.WebProcess || web.want == 0 {
 		web = nil
@@ -205,9 +209,9 @@ func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOption
 		if addrs, err = s.taskAddrs(ctx, web.id); err != nil {
 			return abandon(err)
 		}
-		if err := s.checkAll(ctx, rel, web, addrs, opts, p); err != nil {
-			return abandon(err)
-		}
+	}
+	if err := s.checkWhileSettling(ctx, rel, web, addrs, started, opts, p); err != nil {
+		return abandon(err)
 	}
 	// 3. route to it
 	if err := s.setRouted(ctx, started, true); err != nil {
@@ -232,6 +236,44 @@ func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOption
 	}
 	log.Info("deployed", "deployment", dep)
 	return nil
+}
+
+// checkWhileSettling runs the web checks and, at the same time, waits for
+// every new task to stay up for the settle time; the first failure of
+// either stops both.
+func (s *Swarm) checkWhileSettling(ctx context.Context, rel *paas.Release, web *rollout, addrs []string, started []*rollout, opts DeployOptions, p *progress) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	settled := make(chan error, 1)
+	go func() {
+		held := make([]*rollout, len(started))
+		for i, r := range started {
+			c := *r
+			c.noSettle = false
+			c.label = "" // already reported as running
+			held[i] = &c
+		}
+		err := s.waitAll(ctx, held, &progress{out: io.Discard})
+		if err != nil {
+			cancel()
+		}
+		settled <- err
+	}()
+	var checkErr error
+	if web != nil {
+		checkErr = s.checkAll(ctx, rel, web, addrs, opts, p)
+		if checkErr != nil {
+			cancel()
+		}
+	}
+	settleErr := <-settled
+	switch {
+	case settleErr != nil && !errors.Is(settleErr, context.Canceled):
+		return settleErr // a task died: that says more than a failed check
+	case checkErr != nil:
+		return checkErr
+	}
+	return settleErr
 }
 
 // sameTemplates reports whether d runs exactly the process types of specs,

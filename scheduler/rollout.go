@@ -55,6 +55,16 @@ type rollout struct {
 	hash    string             // spec hash of the new tasks
 	want    int                // running tasks wanted; -1 for a global service
 	before  map[string]bool    // tasks that existed before the update
+	// noSettle makes wait return as soon as the tasks run (the settle time
+	// is then waited for separately).
+	noSettle bool
+}
+
+func (r *rollout) settleFor(d time.Duration) time.Duration {
+	if r.noSettle {
+		return 0
+	}
+	return d
 }
 
 // apply creates the service of spec, or updates svc to spec when it exists.
@@ -182,7 +192,7 @@ func (s *Swarm) wait(ctx context.Context, r *rollout, p *progress) error {
 			key := strings.Join(running, ",")
 			if key != stableKey {
 				stableKey, stableSince = key, time.Now()
-			} else if time.Since(stableSince) >= s.settle {
+			} else if time.Since(stableSince) >= r.settleFor(s.settle) {
 				p.printf("=====> %s: %s running", r.label, s.count(len(running), r.want))
 				return nil
 			}

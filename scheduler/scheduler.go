@@ -76,7 +76,7 @@ type Options struct {
 	// Timeout bounds one rollout (90s when zero).
 	Timeout time.Duration
 	// Settle is how long new tasks must stay running before a rollout counts
-	// as done (2s when zero).
+	// as done (1s when zero); the health checks run during that time.
 	Settle time.Duration
 	// Traffic is the router. Without it there are no health checks (a
 	// rollout with checks fails) and no draining.
@@ -120,7 +120,7 @@ func New(cli DockerAPI, opts Options) *Swarm {
 		s.timeout = 90 * time.Second
 	}
 	if s.settle <= 0 {
-		s.settle = 2 * time.Second
+		s.settle = time.Second
 	}
 	return s
 }
