@@ -111,8 +111,19 @@ func (b *Dockerfile) Build(ctx context.Context, in Input) (paas.Image, error) {
 }
 
 // buildImage builds the context in dir with the classic builder, tags the
-// result ref and returns its image ID.
+// result ref and returns its image ID. When the builder reused a cached
+// layer of an image that was deleted meanwhile (apps:destroy of an app with
+// the same content), it builds once more: the layer is made again.
 func buildImage(ctx context.Context, cli DockerAPI, dir, ref string, labels map[string]string, out io.Writer) (string, error) {
+	id, err := buildImageOnce(ctx, cli, dir, ref, labels, out)
+	if err != nil && strings.Contains(err.Error(), "unable to find image") && ctx.Err() == nil {
+		step(out, "A cached layer was deleted during the build; building again")
+		id, err = buildImageOnce(ctx, cli, dir, ref, labels, out)
+	}
+	return id, err
+}
+
+func buildImageOnce(ctx context.Context, cli DockerAPI, dir, ref string, labels map[string]string, out io.Writer) (string, error) {
 	root, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return "", fmt.Errorf("build image: %w", err)

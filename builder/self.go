@@ -48,34 +48,52 @@ func BuildSelfImage(ctx context.Context, cli DockerAPI, binaryPath, ref string, 
 	}
 	dockerfile := fmt.Sprintf("FROM scratch\nCOPY paasd %s\nENTRYPOINT [%q]\nCMD %s\n", SelfBinaryPath, SelfBinaryPath, cmdJSON)
 
-	pr, pw := io.Pipe()
-	go func() {
-		tw := tar.NewWriter(pw)
-		err := writeFile(tw, DockerfileName, 0o644, int64(len(dockerfile)), strings.NewReader(dockerfile))
-		if err == nil {
-			err = writeFile(tw, "paasd", 0o755, fi.Size(), bin)
+	build1 := func() error {
+		if _, err := bin.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("build image %s: %w", ref, err)
 		}
-		if err == nil {
-			err = tw.Close()
-		}
-		pw.CloseWithError(err)
-	}()
-	defer pr.Close()
+		pr, pw := io.Pipe()
+		written := make(chan struct{})
+		defer func() { <-written }() // bin is read again by a retry
+		go func() {
+			defer close(written)
+			tw := tar.NewWriter(pw)
+			err := writeFile(tw, DockerfileName, 0o644, int64(len(dockerfile)), strings.NewReader(dockerfile))
+			if err == nil {
+				err = writeFile(tw, "paasd", 0o755, fi.Size(), bin)
+			}
+			if err == nil {
+				err = tw.Close()
+			}
+			pw.CloseWithError(err)
+		}()
+		defer pr.Close()
 
-	step(out, "Building image %s", ref)
-	resp, err := cli.ImageBuild(ctx, pr, build.ImageBuildOptions{
-		Tags:        []string{ref},
-		Dockerfile:  DockerfileName,
-		Remove:      true,
-		ForceRemove: true,
-		Version:     build.BuilderV1,
-	})
-	if err != nil {
-		return "", fmt.Errorf("build image %s: %w", ref, err)
+		step(out, "Building image %s", ref)
+		resp, err := cli.ImageBuild(ctx, pr, build.ImageBuildOptions{
+			Tags:        []string{ref},
+			Dockerfile:  DockerfileName,
+			Remove:      true,
+			ForceRemove: true,
+			Version:     build.BuilderV1,
+		})
+		if err != nil {
+			return fmt.Errorf("build image %s: %w", ref, err)
+		}
+		defer resp.Body.Close()
+		if _, err := readStream(resp.Body, out, false); err != nil {
+			return fmt.Errorf("build image %s: %w", ref, err)
+		}
+		return nil
 	}
-	defer resp.Body.Close()
-	if _, err := readStream(resp.Body, out, false); err != nil {
-		return "", fmt.Errorf("build image %s: %w", ref, err)
+	err = build1()
+	if err != nil && strings.Contains(err.Error(), "unable to find image") && ctx.Err() == nil {
+		// A cached layer of an image deleted meanwhile: build again.
+		step(out, "A cached layer was deleted during the build; building again")
+		err = build1()
+	}
+	if err != nil {
+		return "", err
 	}
 	if !push {
 		return ref, nil

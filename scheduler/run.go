@@ -122,7 +122,12 @@ func (s *Swarm) Run(ctx context.Context, rel *paas.Release, opts RunOptions) (in
 		if opts.Stdin != nil {
 			_, _ = io.Copy(att.Conn, opts.Stdin)
 		}
-		_ = att.CloseWrite() // end of input reaches the command
+		if !cfg.Tty {
+			_ = att.CloseWrite() // end of input reaches the command
+		}
+		// A terminal's input does not end: closing it would hang up the
+		// command. The container ends with the command, or when the
+		// session does (ctx).
 	}()
 	outDone := make(chan error, 1)
 	go func() {
