@@ -346,7 +346,7 @@ func (b *bench) startPaasd(ctx context.Context) error {
 		return err
 	}
 	b.paasd = exec.Command(bin, "serve", "--data-dir", filepath.Join(b.tmp, "data"),
-		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", b.sshPort), "--http-port", fmt.Sprint(b.httpPort),
+		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", b.sshPort), "--http-port", fmt.Sprint(b.httpPort), "--https-port", "0",
 		"--registry-addr", fmt.Sprintf("127.0.0.1:%d", b.regPort), "--domain", "paas.bench",
 		"--admin-keys", key+".pub", "--name", b.instance)
 	b.paasd.Stdout, b.paasd.Stderr = log, log

@@ -375,7 +375,7 @@ func startPaasd(ctx context.Context, tmp, bin string, g *gitEnv, cl *cleanups) (
 	args := []string{"serve",
 		"--data-dir", tmpPath(tmp, "paasd-data"),
 		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", p.sshPort),
-		"--http-port", fmt.Sprint(p.httpPort),
+		"--http-port", fmt.Sprint(p.httpPort), "--https-port", "0",
 		"--registry-addr", fmt.Sprintf("127.0.0.1:%d", p.regPort),
 		"--domain", "paas.bench",
 		"--admin-keys", adminKeys,
