@@ -125,15 +125,7 @@ func (r *Router) Status() Status {
 		}
 		st.Backends = append(st.Backends, BackendStatus{Addr: addr, Inflight: n})
 	}
-	slices.SortFunc(st.Backends, func(a, b BackendStatus) int {
-		switch {
-		case a.Addr < b.Addr:
-			return -1
-		case a.Addr > b.Addr:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(st.Backends, func(a, b BackendStatus) int { return strings.Compare(a.Addr, b.Addr) })
 	return st
 }
 
@@ -265,6 +257,13 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any)
 func (c *Client) Refresh(ctx context.Context) (Status, error) {
 	var st Status
 	err := c.do(ctx, http.MethodPost, "/refresh", nil, &st)
+	return st, err
+}
+
+// Status returns the router's backends as they are.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodGet, "/backends", nil, &st)
 	return st, err
 }
 

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"io"
 	"net/netip"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
 
+	"paas/builder/buildertest"
 	"paas/internal/paas"
 )
 
@@ -128,26 +128,7 @@ func TestDockerSourceSwarm(t *testing.T) {
 // Without one the test is skipped, except in CI where it fails.
 func swarmClient(t *testing.T) *client.Client {
 	t.Helper()
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err == nil {
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		defer cancel()
-		i, ierr := cli.Info(ctx)
-		switch {
-		case ierr != nil:
-			err = ierr
-		case i.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !i.Swarm.ControlAvailable:
-			err = errors.New("this daemon is not a Swarm manager")
-		}
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker with swarm mode is required in CI: %v", err)
-		}
-		t.Skipf("no Docker Swarm manager: %v", err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
+	return buildertest.SwarmManager(t)
 }
 
 const serverMain = `package main

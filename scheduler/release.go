@@ -26,9 +26,9 @@ type Traffic interface {
 	// Probe sends one GET to addr (a task on the app network) and returns
 	// the status and the start of the body, or why nothing came back.
 	Probe(ctx context.Context, addr, path, host string, timeout time.Duration) (status int, body string, err error)
-	// Backends makes the router re-read its routes now and returns the
-	// backends it routes or still has requests in flight to.
-	Backends(ctx context.Context) ([]Backend, error)
+	// Backends returns the backends the router routes or still has
+	// requests in flight to; with refresh it re-reads its routes first.
+	Backends(ctx context.Context, refresh bool) ([]Backend, error)
 }
 
 // Backend is one task address as the router sees it.
@@ -543,7 +543,7 @@ func (s *Swarm) waitRouted(ctx context.Context, addrs []string) error {
 	}
 	deadline := time.Now().Add(routerSync)
 	for {
-		bs, err := s.traffic.Backends(ctx)
+		bs, err := s.traffic.Backends(ctx, true)
 		if err == nil {
 			routed := map[string]bool{}
 			for _, b := range bs {
@@ -581,8 +581,12 @@ func (s *Swarm) waitDrained(ctx context.Context, addrs []string, timeout time.Du
 		want[a] = true
 	}
 	deadline := time.Now().Add(timeout)
+	refreshed := false
 	for {
-		bs, err := s.traffic.Backends(ctx)
+		// One re-read of the routes takes the drained tasks out; after that
+		// only the requests in flight are watched.
+		bs, err := s.traffic.Backends(ctx, !refreshed)
+		refreshed = refreshed || err == nil
 		busy := int64(0)
 		if err == nil {
 			for _, b := range bs {
@@ -606,7 +610,7 @@ func (s *Swarm) waitDrained(ctx context.Context, addrs []string, timeout time.Du
 // retire takes deployment d out of the router, lets its requests in flight
 // finish (up to drain), and removes its services.
 func (s *Swarm) retire(ctx context.Context, d *deployment, drain time.Duration, p *progress) error {
-	if _, err := s.drain(ctx, d, drain, p); err != nil {
+	if err := s.drain(ctx, d, drain, p); err != nil {
 		return err
 	}
 	for _, svc := range d.services {
@@ -622,24 +626,24 @@ func (s *Swarm) retire(ctx context.Context, d *deployment, drain time.Duration, 
 
 // drain takes d's web tasks out of the router and waits for their requests
 // in flight.
-func (s *Swarm) drain(ctx context.Context, d *deployment, timeout time.Duration, p *progress) ([]string, error) {
+func (s *Swarm) drain(ctx context.Context, d *deployment, timeout time.Duration, p *progress) error {
 	for _, svc := range d.services {
 		if err := s.label(ctx, svc.ID, paas.LabelRouted, "false"); err != nil && !isNotFound(err) {
-			return nil, err
+			return err
 		}
 	}
 	web := d.service(paas.WebProcess)
 	if web == nil || !d.routed {
-		return nil, nil
+		return nil
 	}
 	addrs, err := s.taskAddrs(ctx, web.ID)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if cut := s.waitDrained(ctx, addrs, timeout); cut > 0 {
 		p.printf(" !     %d request(s) still running on v%d after %s; stopping it anyway", cut, d.release, timeout)
 	}
-	return addrs, nil
+	return nil
 }
 
 // Stop takes the app out of the router, lets its requests finish and scales
@@ -666,7 +670,7 @@ func (s *Swarm) Stop(ctx context.Context, app string, drain time.Duration, out i
 	if cur == nil {
 		return nil
 	}
-	if _, err := s.drain(ctx, cur, drain, p); err != nil {
+	if err := s.drain(ctx, cur, drain, p); err != nil {
 		return err
 	}
 	zero := uint64(0)

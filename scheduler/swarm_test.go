@@ -10,7 +10,6 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -42,19 +41,9 @@ type testEnv struct {
 
 func setup(t *testing.T) *testEnv {
 	t.Helper()
-	cli := buildertest.Docker(t)
+	cli := buildertest.SwarmManager(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	info, err := cli.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !info.Swarm.ControlAvailable {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker is not a swarm manager (state %q)", info.Swarm.LocalNodeState)
-		}
-		t.Skipf("docker is not a swarm manager (state %q)", info.Swarm.LocalNodeState)
-	}
 	reg := buildertest.Registry(t)
 	name := buildertest.Unique("stest")
 	b := builder.NewDockerfile(cli, reg+"/"+name, nil)
@@ -178,7 +167,7 @@ func (f *simTraffic) Probe(_ context.Context, addr, path, host string, _ time.Du
 	return 200, "ok", nil
 }
 
-func (f *simTraffic) Backends(ctx context.Context) ([]scheduler.Backend, error) {
+func (f *simTraffic) Backends(ctx context.Context, _ bool) ([]scheduler.Backend, error) {
 	t, err := f.src.Routes(ctx)
 	if err != nil {
 		return nil, err

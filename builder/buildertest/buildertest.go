@@ -18,6 +18,7 @@ import (
 
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
 	"paas/internal/registry"
@@ -40,6 +41,26 @@ func Docker(t testing.TB) *client.Client {
 		t.Skipf("no docker daemon: %v", err)
 	}
 	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// SwarmManager is Docker(t) for a daemon that must be a Swarm manager: the
+// test fails in CI when it is not, and is skipped elsewhere.
+func SwarmManager(t testing.TB) *client.Client {
+	t.Helper()
+	cli := Docker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := cli.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !info.Swarm.ControlAvailable {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("docker is not a swarm manager (state %q)", info.Swarm.LocalNodeState)
+		}
+		t.Skipf("docker is not a swarm manager (state %q)", info.Swarm.LocalNodeState)
+	}
 	return cli
 }
 

@@ -202,40 +202,36 @@ func (p *Platform) psScale(ctx context.Context, c *Call) error {
 }
 
 func (p *Platform) showScale(c *Call, asJSON bool) error {
-	if c.App.Current == 0 {
-		return fmt.Errorf("App %s has not been deployed", c.App.Name)
-	}
-	rels, err := p.Store.Releases(c.App.Name)
+	cur, err := p.currentRelease(c.App)
 	if err != nil {
 		return err
 	}
-	var cur *paas.Release
-	for _, r := range rels {
-		if r.Version == c.App.Current {
-			cur = r
-		}
-	}
-	if cur == nil {
-		return fmt.Errorf("release v%d of %s is missing", c.App.Current, c.App.Name)
-	}
-	formation := map[string]int{}
-	var names []string
-	for _, pt := range cur.Processes {
-		n, ok := c.App.Formation[pt.Name]
-		if !ok && pt.Name == paas.WebProcess {
-			n = 1
-		}
-		formation[pt.Name] = n
-		names = append(names, pt.Name)
-	}
+	formation := c.App.ScaleOf(cur.Processes)
 	if asJSON {
 		return writeJSON(c.Out, formation)
 	}
 	fmt.Fprintf(c.Out, "=====> %s ps:scale\n", c.App.Name)
-	for _, n := range names {
-		fmt.Fprintf(c.Out, "       %s: %d\n", n, formation[n])
+	for _, pt := range cur.Processes {
+		fmt.Fprintf(c.Out, "       %s: %d\n", pt.Name, formation[pt.Name])
 	}
 	return nil
+}
+
+// currentRelease is the release that serves app.
+func (p *Platform) currentRelease(app *paas.App) (*paas.Release, error) {
+	if app.Current == 0 {
+		return nil, fmt.Errorf("App %s has not been deployed", app.Name)
+	}
+	rels, err := p.Store.Releases(app.Name)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rels {
+		if r.Version == app.Current {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("release v%d of %s is missing", app.Current, app.Name)
 }
 
 func (p *Platform) lifecycle(name string) func(context.Context, *Call) error {
@@ -267,21 +263,9 @@ type terminal interface {
 }
 
 func (p *Platform) run(ctx context.Context, c *Call) error {
-	if c.App.Current == 0 {
-		return fmt.Errorf("App %s has not been deployed", c.App.Name)
-	}
-	rels, err := p.Store.Releases(c.App.Name)
+	cur, err := p.currentRelease(c.App)
 	if err != nil {
 		return err
-	}
-	var cur *paas.Release
-	for _, r := range rels {
-		if r.Version == c.App.Current {
-			cur = r
-		}
-	}
-	if cur == nil {
-		return fmt.Errorf("release v%d of %s is missing", c.App.Current, c.App.Name)
 	}
 	opts := scheduler.RunOptions{Args: c.Args, Stdin: c.Stdin, Stdout: c.Out, Stderr: c.Err, Detach: c.Has("--detach") || c.Has("-d")}
 	if t, ok := c.Stdin.(terminal); ok {
@@ -376,12 +360,6 @@ func (p *Platform) checksSet(_ context.Context, c *Call) error {
 	return nil
 }
 
-// Limits of checks:set values.
-const (
-	maxCheckAttempts = 100
-	maxCheckSeconds  = 600
-)
-
 func validateCheckProp(prop, value string) error {
 	if _, ok := paas.CheckProps[prop]; !ok {
 		return fmt.Errorf("unknown property %q: use attempts, timeout, wait, initial-delay or wait-to-retire", sanitize(prop))
@@ -389,9 +367,9 @@ func validateCheckProp(prop, value string) error {
 	if value == "" {
 		return nil
 	}
-	limit := maxCheckSeconds
+	limit := paas.MaxCheckSeconds
 	if prop == "attempts" {
-		limit = maxCheckAttempts
+		limit = paas.MaxCheckAttempts
 	}
 	n, err := strconv.Atoi(value)
 	if err != nil || n < 0 || n > limit {

@@ -34,8 +34,12 @@ func (t *traffic) Probe(ctx context.Context, addr, path, host string, timeout ti
 	return res.Status, res.Body, nil
 }
 
-func (t *traffic) Backends(ctx context.Context) ([]scheduler.Backend, error) {
-	st, err := t.c.Refresh(ctx)
+func (t *traffic) Backends(ctx context.Context, refresh bool) ([]scheduler.Backend, error) {
+	get := t.c.Status
+	if refresh {
+		get = t.c.Refresh
+	}
+	st, err := get(ctx)
 	if err != nil {
 		return nil, err
 	}

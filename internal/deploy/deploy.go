@@ -230,7 +230,7 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 // and records it as current once it serves.
 func (p *Pipeline) rollOut(ctx context.Context, app *paas.App, rel *paas.Release, out io.Writer) error {
 	rel.CreatedAt = time.Now().UTC()
-	rel.Scale = scaleOf(app, rel.Processes)
+	rel.Scale = app.ScaleOf(rel.Processes)
 	if err := p.scheduler.Deploy(ctx, rel, p.deployOptions(app, rel, false), out); err != nil {
 		if app.Current == 0 {
 			return fmt.Errorf("release v%d failed: %w", rel.Version, err)
@@ -383,24 +383,6 @@ func shortSHA(sha string) string {
 		return sha[:7]
 	}
 	return sha
-}
-
-// scaleOf is the app's formation for procs: what ps:scale set, else 1 web
-// task and none of the others.
-func scaleOf(app *paas.App, procs []paas.ProcessType) map[string]int {
-	scale := map[string]int{}
-	for _, pt := range procs {
-		n, ok := app.Formation[pt.Name]
-		switch {
-		case ok:
-			scale[pt.Name] = n
-		case pt.Name == paas.WebProcess:
-			scale[pt.Name] = 1
-		default:
-			scale[pt.Name] = 0
-		}
-	}
-	return scale
 }
 
 // ReadProcfile returns the process types of the commit in dir; without a

@@ -82,17 +82,17 @@ func (p *Pipeline) change(ctx context.Context, appName string, who paas.Identity
 // formation is not part of one). Web changes go through a new health-checked
 // deployment; other process types are scaled in place.
 func (p *Pipeline) Scale(ctx context.Context, appName string, who paas.Identity, scale map[string]int, out io.Writer) error {
-	return p.withCurrent(ctx, appName, who, "ps:scale", out, func(app *paas.App, rel *paas.Release) (bool, error) {
+	return p.withCurrent(ctx, appName, who, "ps:scale", false, out, func(app *paas.App, rel *paas.Release) error {
 		known := map[string]bool{}
 		for _, pt := range rel.Processes {
 			known[pt.Name] = true
 		}
 		for name, n := range scale {
 			if !known[name] {
-				return false, fmt.Errorf("process type %s is not in the Procfile of v%d", name, rel.Version)
+				return fmt.Errorf("process type %s is not in the Procfile of v%d", name, rel.Version)
 			}
 			if n < 0 || n > 100 {
-				return false, fmt.Errorf("%s=%d: scale to 0 to 100 tasks", name, n)
+				return fmt.Errorf("%s=%d: scale to 0 to 100 tasks", name, n)
 			}
 		}
 		app.Formation = maps.Clone(app.Formation)
@@ -100,47 +100,32 @@ func (p *Pipeline) Scale(ctx context.Context, appName string, who paas.Identity,
 			app.Formation = map[string]int{}
 		}
 		maps.Copy(app.Formation, scale)
-		return false, nil
-	}, func(a *paas.App) { a.Formation = maps.Clone(a.Formation); maps.Copy(ensure(&a.Formation), scale) })
-}
-
-func ensure(m *map[string]int) map[string]int {
-	if *m == nil {
-		*m = map[string]int{}
-	}
-	return *m
+		return nil
+	})
 }
 
 // Restart runs the current release again in a new deployment: new tasks,
 // health-checked, then the old ones drained and stopped.
 func (p *Pipeline) Restart(ctx context.Context, appName string, who paas.Identity, out io.Writer) error {
-	return p.withCurrent(ctx, appName, who, "ps:restart", out, func(*paas.App, *paas.Release) (bool, error) {
-		return true, nil
-	}, nil)
+	return p.withCurrent(ctx, appName, who, "ps:restart", true, out, nil)
 }
 
 // Start runs a stopped app's current release again.
 func (p *Pipeline) Start(ctx context.Context, appName string, who paas.Identity, out io.Writer) error {
-	return p.withCurrent(ctx, appName, who, "ps:start", out, func(*paas.App, *paas.Release) (bool, error) {
-		return true, nil
-	}, func(a *paas.App) { a.Stopped = false })
+	return p.withCurrent(ctx, appName, who, "ps:start", true, out, func(a *paas.App, _ *paas.Release) error {
+		a.Stopped = false
+		return nil
+	})
 }
 
 // Stop drains the app's tasks and stops them; the app answers 503 until
 // ps:start or the next deploy.
 func (p *Pipeline) Stop(ctx context.Context, appName string, who paas.Identity, out io.Writer) error {
-	unlock, err := p.lock(ctx, appName, out)
+	app, unlock, err := p.lockDeployed(ctx, appName, out)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	app, err := p.store.App(appName)
-	if err != nil {
-		return err
-	}
-	if app.Current == 0 {
-		return fmt.Errorf("App %s has not been deployed", appName)
-	}
 	fmt.Fprintf(out, "-----> Stopping %s\n", appName)
 	if err := p.scheduler.Stop(ctx, appName, drainTimeout(app), out); err != nil {
 		return err
@@ -149,30 +134,43 @@ func (p *Pipeline) Stop(ctx context.Context, appName string, who paas.Identity, 
 	return err
 }
 
-// withCurrent rolls the current release out again after prepare changed the
-// app (in memory); save applies the same change to the stored app once the
-// rollout succeeded. prepare's bool forces a new deployment.
-func (p *Pipeline) withCurrent(ctx context.Context, appName string, who paas.Identity, reason string, out io.Writer,
-	prepare func(*paas.App, *paas.Release) (bool, error), save func(*paas.App)) error {
+// lockDeployed takes the app's deploy lock and loads the app, which must
+// have a release.
+func (p *Pipeline) lockDeployed(ctx context.Context, appName string, out io.Writer) (*paas.App, func(), error) {
 	unlock, err := p.lock(ctx, appName, out)
+	if err != nil {
+		return nil, nil, err
+	}
+	app, err := p.store.App(appName)
+	if err == nil && app.Current == 0 {
+		err = fmt.Errorf("App %s has not been deployed", appName)
+	}
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return app, unlock, nil
+}
+
+// withCurrent rolls the current release out again (a new deployment when
+// force) after change, if any, changed the app. change runs on the loaded
+// app before the rollout and on the stored one once the rollout succeeded,
+// so a failed rollout changes nothing.
+func (p *Pipeline) withCurrent(ctx context.Context, appName string, who paas.Identity, reason string, force bool, out io.Writer,
+	change func(*paas.App, *paas.Release) error) error {
+	app, unlock, err := p.lockDeployed(ctx, appName, out)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	app, err := p.store.App(appName)
-	if err != nil {
-		return err
-	}
-	if app.Current == 0 {
-		return fmt.Errorf("App %s has not been deployed", appName)
-	}
 	rel, err := p.store.Release(appName, 0)
 	if err != nil {
 		return err
 	}
-	force, err := prepare(app, rel)
-	if err != nil {
-		return err
+	if change != nil {
+		if err := change(app, rel); err != nil {
+			return err
+		}
 	}
 	rec := &paas.Deploy{App: appName, Commit: rel.Commit, Reason: reason, Author: who.Name, StartedAt: time.Now().UTC(), Release: rel.Version}
 	out, finish, err := p.record(rec, out)
@@ -180,10 +178,10 @@ func (p *Pipeline) withCurrent(ctx context.Context, appName string, who paas.Ide
 		return err
 	}
 	run := *rel
-	run.Scale = scaleOf(app, run.Processes)
+	run.Scale = app.ScaleOf(run.Processes)
 	err = p.scheduler.Deploy(ctx, &run, p.deployOptions(app, &run, force), out)
-	if err == nil && save != nil {
-		_, err = p.store.UpdateApp(appName, func(a *paas.App) error { save(a); return nil })
+	if err == nil && change != nil {
+		_, err = p.store.UpdateApp(appName, func(a *paas.App) error { return change(a, rel) })
 	}
 	if err != nil {
 		err = fmt.Errorf("%s failed, v%d keeps running as it was: %w", reason, rel.Version, err)
@@ -229,13 +227,6 @@ func drainTimeout(app *paas.App) time.Duration {
 	return 30 * time.Second
 }
 
-// maxChecks bounds what app.json may ask for, so a typo cannot hold a deploy
-// lock for hours.
-const (
-	maxAttempts = 100
-	maxSeconds  = 600
-)
-
 // ReadAppJSON returns the health checks of app.json in dir, by process type;
 // nil without app.json or without checks.
 func ReadAppJSON(dir string) (map[string][]paas.HealthCheck, error) {
@@ -274,12 +265,12 @@ func ParseAppJSON(data []byte) (map[string][]paas.HealthCheck, error) {
 			if c.Port < 0 || c.Port > 65535 {
 				return nil, fmt.Errorf("%s: port %d out of range", where, c.Port)
 			}
-			if c.Attempts < 0 || c.Attempts > maxAttempts {
-				return nil, fmt.Errorf("%s: attempts must be 0 to %d", where, maxAttempts)
+			if c.Attempts < 0 || c.Attempts > paas.MaxCheckAttempts {
+				return nil, fmt.Errorf("%s: attempts must be 0 to %d", where, paas.MaxCheckAttempts)
 			}
 			for name, v := range map[string]int{"timeout": c.Timeout, "wait": c.Wait, "initialDelay": c.InitialDelay} {
-				if v < 0 || v > maxSeconds {
-					return nil, fmt.Errorf("%s: %s must be 0 to %d seconds", where, name, maxSeconds)
+				if v < 0 || v > paas.MaxCheckSeconds {
+					return nil, fmt.Errorf("%s: %s must be 0 to %d seconds", where, name, paas.MaxCheckSeconds)
 				}
 			}
 			if proc != paas.WebProcess {

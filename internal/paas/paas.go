@@ -114,6 +114,27 @@ type CheckSettings struct {
 	Props    map[string]string `json:"props,omitempty"`    // checks:set: wait, timeout, attempts, initial-delay, wait-to-retire
 }
 
+// Limits of health check settings (checks:set and app.json), so that a typo
+// cannot hold a deploy lock for hours.
+const (
+	MaxCheckAttempts = 100
+	MaxCheckSeconds  = 600
+)
+
+// ScaleOf is the app's formation for procs: what ps:scale set, else 1 web
+// task and none of the others.
+func (a *App) ScaleOf(procs []ProcessType) map[string]int {
+	scale := make(map[string]int, len(procs))
+	for _, pt := range procs {
+		n, ok := a.Formation[pt.Name]
+		if !ok && pt.Name == WebProcess {
+			n = 1
+		}
+		scale[pt.Name] = n
+	}
+	return scale
+}
+
 // CheckProps are the properties checks:set accepts, with what they mean.
 var CheckProps = map[string]string{
 	"attempts":       "attempts of each check before the release is refused",
