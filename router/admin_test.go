@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +107,7 @@ func TestDrain(t *testing.T) {
 	}
 }
 
-func refresh(t *testing.T, s *httptest.Server, token string) Status {
+func refresh(t *testing.T, s *testServer, token string) Status {
 	t.Helper()
 	got := do(t, s.Client(), adminRequest(t, "POST", s.URL+"/refresh", token, ""))
 	if got.status != http.StatusOK {

@@ -9,6 +9,9 @@ import "sync"
 // scripts/bench/router.
 const copyBufferSize = 64 << 10
 
+// copyBuffers is shared by the front and ReverseProxy.
+var copyBuffers = newBufferPool()
+
 // bufferPool lends ReverseProxy its copy buffers, so that a response does
 // not allocate (and the garbage collector reclaim) 32 KB each time.
 type bufferPool struct{ p sync.Pool }

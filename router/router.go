@@ -6,8 +6,10 @@ package router
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,7 +183,7 @@ func New(src Source, opts Options) *Router {
 		// is flushed within flushLatency. (-1 here would flush the headers
 		// from a timer before the body, two writes for every response.)
 		FlushInterval:  flushLatency,
-		BufferPool:     newBufferPool(),
+		BufferPool:     copyBuffers,
 		ModifyResponse: setResponseID,
 		ErrorHandler:   r.proxyError,
 		ErrorLog:       slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
@@ -228,51 +231,87 @@ func (r *Router) ServeTLS(ctx context.Context, ln, tlsLn net.Listener) error {
 		<-polled
 	}()
 
-	srv := &http.Server{
-		Handler:           r,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+	// The front serves the listeners; net/http serves what it hands over
+	// (front.go): plain HTTP/1 connections and TLS ones with HTTP/1 that
+	// need it on fb, HTTP/2 on h2.
+	fb := &http.Server{
+		Handler:           http.HandlerFunc(r.serveHandedOff),
+		ConnContext:       handedOffContext,
+		ReadHeaderTimeout: headerTimeout,
+		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
 	}
-	served := make(chan error, 2)
-	go func() { served <- srv.Serve(ln) }()
-	var tlsSrv *http.Server
+	fbLn := newHandoff(ln.Addr())
+	f := newFront(r)
+	served := make(chan error, 4)
+	servers := []*http.Server{fb}
+	go func() { served <- fb.Serve(fbLn) }()
+	go func() { served <- f.accept(ln, nil, fbLn, nil) }()
 	if tlsLn != nil {
-		tlsSrv = r.httpsServer(srv)
-		go func() { served <- tlsSrv.ServeTLS(tlsLn, "", "") }()
+		h2 := r.httpsServer(fb)
+		servers = append(servers, h2)
+		h2Ln := newHandoff(tlsLn.Addr())
+		go func() { served <- h2.Serve(h2Ln) }()
+		go func() { served <- f.accept(tlsLn, r.tlsConfig(), fbLn, h2Ln) }()
 		r.log.Info("serving https", "addr", tlsLn.Addr().String())
 	}
 	r.log.Info("serving", "addr", ln.Addr().String(), "installation", r.opts.Installation, "domain", r.opts.Domain)
 
+	var failed error
 	select {
-	case err := <-served:
-		if tlsSrv != nil {
-			tlsSrv.Close()
+	case err := <-served: // a listener failed
+		if err == nil || errors.Is(err, http.ErrServerClosed) {
+			err = errors.New("stopped serving")
 		}
-		srv.Close()
-		return fmt.Errorf("serve http: %w", err)
+		failed = fmt.Errorf("serve http: %w", err)
 	case <-ctx.Done():
+	}
+	_ = ln.Close()
+	if tlsLn != nil {
+		_ = tlsLn.Close()
 	}
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), r.opts.ShutdownTimeout)
 	defer cancelShutdown()
-	var tlsErr error
-	var tlsDown sync.WaitGroup
-	if tlsSrv != nil {
-		tlsDown.Go(func() { tlsErr = tlsSrv.Shutdown(shutdownCtx) })
+	if failed != nil {
+		cancelShutdown()
 	}
-	err := srv.Shutdown(shutdownCtx)
-	tlsDown.Wait()
-	<-served
-	if tlsSrv != nil {
+	var down sync.WaitGroup
+	errs := make([]error, len(servers)+1)
+	down.Go(func() { errs[0] = f.shutdown(shutdownCtx) })
+	for i, srv := range servers {
+		down.Go(func() {
+			if errs[i+1] = srv.Shutdown(shutdownCtx); errs[i+1] != nil {
+				srv.Close()
+			}
+		})
+	}
+	down.Wait()
+	for range 2 * len(servers) {
+		if failed != nil {
+			break // one of them already reported
+		}
 		<-served
-		err = errors.Join(err, tlsErr)
 	}
 	r.closeIdle()
-	if err != nil {
+	if failed != nil {
+		return failed
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("shut down http: %w", err)
 	}
 	r.log.Info("stopped")
 	return nil
+}
+
+// serveHandedOff is ServeHTTP for the connections the front hands over: a
+// TLS one keeps its TLS state.
+func (r *Router) serveHandedOff(w http.ResponseWriter, req *http.Request) {
+	if req.TLS == nil {
+		if cs, ok := req.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
+			req.TLS = cs
+		}
+	}
+	r.ServeHTTP(w, req)
 }
 
 func (r *Router) poll(ctx context.Context) {
@@ -627,27 +666,59 @@ func (b *replayBody) Close() error {
 }
 
 func (r *Router) logAccess(req *http.Request, lw *logWriter, rt *route, pr *proxied, id string, start time.Time) {
-	status := lw.status
-	if status == 0 {
-		status = http.StatusOK
+	l := requestLog{method: req.Method, host: req.Host, path: req.URL.Path, status: lw.status,
+		start: start, bytes: lw.bytes, id: id}
+	if rt != nil {
+		l.app = rt.app
+	}
+	if pr != nil {
+		l.backend = pr.backend
+	}
+	r.logRequest(req.Context(), l)
+}
+
+// requestLog is one access log line.
+type requestLog struct {
+	method, host, path string
+	status             int
+	start              time.Time
+	bytes              int64
+	id, app, backend   string // app and backend empty when none
+}
+
+func (r *Router) logRequest(ctx context.Context, l requestLog) {
+	if l.status == 0 {
+		l.status = http.StatusOK
 	}
 	attrs := make([]slog.Attr, 0, 10)
 	attrs = append(attrs,
-		slog.String("method", req.Method),
-		slog.String("host", req.Host),
-		slog.String("path", req.URL.Path),
-		slog.Int("status", status),
-		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-		slog.Int64("bytes", lw.bytes),
-		slog.String("request_id", id),
+		slog.String("method", l.method),
+		slog.String("host", l.host),
+		slog.String("path", l.path),
+		slog.Int("status", l.status),
+		slog.Float64("duration_ms", float64(time.Since(l.start).Microseconds())/1000),
+		slog.Int64("bytes", l.bytes),
+		slog.String("request_id", l.id),
 	)
-	if rt != nil {
-		attrs = append(attrs, slog.String("app", rt.app))
+	if l.app != "" {
+		attrs = append(attrs, slog.String("app", l.app))
 	}
-	if pr != nil && pr.backend != "" {
-		attrs = append(attrs, slog.String("backend", pr.backend))
+	if l.backend != "" {
+		attrs = append(attrs, slog.String("backend", l.backend))
 	}
-	r.log.LogAttrs(req.Context(), slog.LevelInfo, "request", attrs...)
+	r.log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+}
+
+// unescapePath returns a request target's path as net/http's URL.Path has
+// it, percent-decoded.
+func unescapePath(p []byte) string {
+	if bytes.IndexByte(p, '%') < 0 {
+		return string(p)
+	}
+	if u, err := url.PathUnescape(string(p)); err == nil {
+		return u
+	}
+	return string(p)
 }
 
 // logWriter records what the access log needs. It keeps Flush and Hijack

@@ -1,0 +1,1015 @@
+package router
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The front is the router's own HTTP/1.1 server, for the requests almost all
+// traffic is made of: keep-alive HTTP/1.1 requests without a body, for an app
+// that has running tasks. It reads the request head itself, sends it to a
+// pooled backend connection with the headers the router sets, and passes the
+// response on as it arrives. net/http's server costs more than twice that
+// per request (a background read per connection, goroutine hand-offs, header
+// maps, a response writer, a second copy of the response through
+// ReverseProxy), and that cost was most of the router's.
+//
+// Everything else goes to net/http and ServeHTTP, with the bytes the front
+// already read, for the rest of the connection: HTTP/2, HTTP/1.0, a request
+// with a body, an upgrade, the control endpoint, an ACME challenge, a redirect
+// to HTTPS, an unknown host or an app without tasks, and any request head the
+// front is not sure how to read. The two paths send the same request to the
+// app and the same response to the client (router_test.go checks both).
+
+const (
+	// headerTimeout bounds how long a request head may take to arrive once
+	// it started, and a TLS handshake.
+	headerTimeout = 10 * time.Second
+	// idleTimeout closes a keep-alive connection that sent no new request.
+	idleTimeout = 120 * time.Second
+	// frontBufSize is the largest request head the front reads itself;
+	// net/http takes bigger ones (up to its 1 MB limit).
+	frontBufSize = 8 << 10
+	// maxResponseHead is the largest response head the front accepts from a
+	// backend (nginx's proxy_buffer_size is 4 or 8 KB); a bigger one is a 502.
+	maxResponseHead = 64 << 10
+	// flushAt is how much of a response the front collects before it writes
+	// it to the client even though the backend has more ready.
+	flushAt = 32 << 10
+)
+
+// front serves the listeners' connections and tracks them for a graceful
+// shutdown.
+type front struct {
+	r        *Router
+	stopping atomic.Bool
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func newFront(r *Router) *front {
+	return &front{r: r, conns: map[net.Conn]struct{}{}}
+}
+
+// accept serves ln's connections until ln is closed. With cfg set, they are
+// TLS: HTTP/2 ones go to h2, the others are served by the front. Requests
+// the front leaves to net/http go to h1.
+func (f *front) accept(ln net.Listener, cfg *tls.Config, h1, h2 *handoff) error {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if f.stopping.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				f.r.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if !f.track(c) {
+			_ = c.Close()
+			continue
+		}
+		go f.serve(c, cfg, h1, h2)
+	}
+}
+
+// isTemporary reports an accept error worth waiting out (too many open
+// files, a connection reset before it was accepted).
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (f *front) track(c net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopping.Load() {
+		return false
+	}
+	f.conns[c] = struct{}{}
+	f.wg.Add(1)
+	return true
+}
+
+func (f *front) untrack(c net.Conn) {
+	f.mu.Lock()
+	delete(f.conns, c)
+	f.mu.Unlock()
+	f.wg.Done()
+}
+
+// shutdown makes every connection close once its current request has been
+// answered (an idle one at once) and waits for them until ctx is done, then
+// closes those left.
+func (f *front) shutdown(ctx context.Context) error {
+	f.mu.Lock()
+	f.stopping.Store(true)
+	for c := range f.conns {
+		// Wakes a connection waiting for its next request; one that is
+		// proxying does not read from its client until it is done.
+		_ = c.SetReadDeadline(aLongTimeAgo)
+	}
+	f.mu.Unlock()
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	f.mu.Lock()
+	for c := range f.conns {
+		_ = c.Close()
+	}
+	f.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+func (f *front) serve(raw net.Conn, cfg *tls.Config, h1, h2 *handoff) {
+	defer f.untrack(raw)
+	c := raw
+	var state *tls.ConnectionState
+	if cfg != nil {
+		tc := tls.Server(raw, cfg)
+		_ = raw.SetDeadline(time.Now().Add(headerTimeout))
+		if err := tc.Handshake(); err != nil {
+			f.r.log.Warn("tls handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
+			_ = raw.Close()
+			return
+		}
+		_ = raw.SetDeadline(time.Time{})
+		cs := tc.ConnectionState()
+		if cs.NegotiatedProtocol == "h2" {
+			h2.give(tc)
+			return
+		}
+		c, state = tc, &cs
+	}
+	fc := &frontConn{r: f.r, f: f, conn: c, tls: state, br: bufio.NewReaderSize(c, frontBufSize)}
+	fc.clientIP, _, _ = net.SplitHostPort(raw.RemoteAddr().String())
+	if fc.serve() {
+		h1.give(&handedOff{Conn: c, br: fc.br, tls: state})
+		return
+	}
+	_ = c.Close()
+}
+
+// frontConn is one client connection served by the front.
+type frontConn struct {
+	r        *Router
+	f        *front
+	conn     net.Conn
+	tls      *tls.ConnectionState // nil for plain HTTP
+	br       *bufio.Reader
+	clientIP string
+	req      []byte // the request for the backend
+	out      []byte // what is to be written to the client
+	sent     int64  // response body bytes passed on, for the access log
+}
+
+// serve answers requests until the connection closes or a request needs
+// net/http, which it reports.
+func (c *frontConn) serve() (handOff bool) {
+	var h requestHead
+	for {
+		if c.f.stopping.Load() {
+			return false
+		}
+		_ = c.conn.SetReadDeadline(time.Now().Add(idleTimeout))
+		if c.f.stopping.Load() { // see front.shutdown
+			return false
+		}
+		fast, err := c.readHead(&h)
+		if err != nil {
+			return false
+		}
+		if !fast {
+			return true
+		}
+		keep := c.proxy(&h)
+		_, _ = c.br.Discard(h.size)
+		if !keep {
+			return false
+		}
+	}
+}
+
+// requestHead is what the front needs of a request; its byte slices point
+// into the connection's buffer and are valid until the request is done.
+type requestHead struct {
+	size           int // bytes of the head
+	method, target []byte
+	host           []byte
+	requestID      []byte
+	close          bool // the client asked to close the connection
+	idempotencyKey bool
+	rt             *route
+	hostName       string // canonical
+}
+
+var (
+	crlfcrlf = []byte("\r\n\r\n")
+	lflf     = []byte("\n\n")
+	lfcrlf   = []byte("\n\r\n")
+)
+
+// readHead waits for a whole request head and reads it. It reports false
+// when the request must go to net/http: one the front does not serve, or a
+// head it does not fully understand (which net/http then answers, with a 400
+// if need be).
+func (c *frontConn) readHead(h *requestHead) (fast bool, err error) {
+	timed := false
+	for {
+		buf, _ := c.br.Peek(c.br.Buffered())
+		if i := bytes.Index(buf, crlfcrlf); i >= 0 {
+			return c.parseHead(buf[:i+4], h), nil
+		}
+		if len(buf) == frontBufSize || bytes.Contains(buf, lflf) || bytes.Contains(buf, lfcrlf) {
+			return false, nil // too large, or bare line feeds
+		}
+		if len(buf) > 0 && !timed {
+			timed = true
+			_ = c.conn.SetReadDeadline(time.Now().Add(headerTimeout))
+			if c.f.stopping.Load() {
+				return false, net.ErrClosed
+			}
+		}
+		if _, err := c.br.Peek(len(buf) + 1); err != nil {
+			if len(buf) > 0 && !isTimeout(err) && !c.f.stopping.Load() {
+				return false, nil // a truncated head: net/http answers it
+			}
+			return false, err
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// parseHead parses a complete head and builds the request to send to the
+// backend in c.req. It reports whether the front serves it.
+func (c *frontConn) parseHead(head []byte, h *requestHead) bool {
+	*h = requestHead{size: len(head)}
+	line, rest, ok := cutLine(head)
+	if !ok {
+		return false
+	}
+	sp := bytes.IndexByte(line, ' ')
+	if sp <= 0 {
+		return false
+	}
+	h.method, line = line[:sp], line[sp+1:]
+	sp = bytes.IndexByte(line, ' ')
+	if sp <= 0 {
+		return false
+	}
+	h.target, line = line[:sp], line[sp+1:]
+	if string(line) != "HTTP/1.1" || !isToken(h.method) || string(h.method) == "CONNECT" ||
+		h.target[0] != '/' || !visibleASCII(h.target) {
+		return false
+	}
+	c.req = append(c.req[:0], head[:len(h.method)+1+len(h.target)]...)
+	c.req = append(c.req, " HTTP/1.1\r\n"...)
+	hosts := 0
+	for {
+		line, rest, ok = cutLine(rest)
+		if !ok {
+			return false
+		}
+		if len(line) == 0 {
+			break
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !isToken(line[:colon]) {
+			return false // includes obsolete line folding
+		}
+		name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
+		if !validFieldValue(value) {
+			return false
+		}
+		switch action := requestHeaders[headerKey(name)]; action {
+		case pass:
+			c.req = append(c.req, line...)
+			c.req = append(c.req, "\r\n"...)
+		case drop:
+		case leave:
+			return false
+		case hostHeader:
+			hosts++
+			h.host = value
+			c.req = append(c.req, line...)
+			c.req = append(c.req, "\r\n"...)
+		case contentLength:
+			if string(value) != "0" {
+				return false
+			}
+			c.req = append(c.req, line...)
+			c.req = append(c.req, "\r\n"...)
+		case connection:
+			for _, tok := range bytes.Split(value, []byte(",")) {
+				switch tok = bytes.Trim(tok, " \t"); {
+				case bytes.EqualFold(tok, []byte("close")):
+					h.close = true
+				case bytes.EqualFold(tok, []byte("keep-alive")), len(tok) == 0:
+				default:
+					return false // a hop-by-hop header the front would have to drop too
+				}
+			}
+		case requestID:
+			if h.requestID == nil {
+				h.requestID = value
+			}
+		case idempotencyKey:
+			h.idempotencyKey = true
+			c.req = append(c.req, line...)
+			c.req = append(c.req, "\r\n"...)
+		}
+	}
+	if hosts != 1 || len(h.host) == 0 {
+		return false
+	}
+	if c.r.opts.AdminToken != "" && string(h.host) == AdminHost {
+		return false
+	}
+	h.hostName = canonicalHost(string(h.host))
+	tbl := c.r.table.Load()
+	rt := tbl.lookup(h.hostName)
+	if rt == nil || len(rt.backends) == 0 {
+		return false // net/http writes the 404 and 503 pages
+	}
+	if c.tls == nil {
+		if tbl.global != nil && bytes.HasPrefix(h.target, []byte(ACMEChallengePath)) {
+			return false
+		}
+		if rt.edge != nil && len(rt.edge.Certs) > 0 && c.r.opts.HTTPSAddr != "" && rt.cert(h.hostName, time.Now()) != nil {
+			return false // the redirect to HTTPS
+		}
+	}
+	h.rt = rt
+	return true
+}
+
+// cutLine splits off the first CRLF-terminated line of b.
+func cutLine(b []byte) (line, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 1 || b[i-1] != '\r' {
+		return nil, nil, false
+	}
+	return b[:i-1], b[i+1:], true
+}
+
+// What the front does with a request header.
+type headerAction uint8
+
+const (
+	pass           headerAction = iota // send it on as it is
+	drop                               // hop-by-hop, or set by the router
+	leave                              // the request goes to net/http
+	hostHeader                         // Host
+	contentLength                      // only "0" is served here
+	connection                         // close and keep-alive are understood
+	requestID                          // X-Request-Id: kept if valid, else replaced
+	idempotencyKey                     // passed, and makes a request retriable
+)
+
+// requestHeaders are the headers the front does not simply pass on, by
+// lower-case name. Dropped: the hop-by-hop headers ReverseProxy drops, and
+// the forwarding headers the router sets itself (a client's are not
+// trusted).
+var requestHeaders = map[string]headerAction{
+	"host":                hostHeader,
+	"content-length":      contentLength,
+	"connection":          connection,
+	"x-request-id":        requestID,
+	"idempotency-key":     idempotencyKey,
+	"x-idempotency-key":   idempotencyKey,
+	"transfer-encoding":   leave,
+	"upgrade":             leave,
+	"expect":              leave,
+	"te":                  leave,
+	"keep-alive":          drop,
+	"proxy-connection":    drop,
+	"proxy-authenticate":  drop,
+	"proxy-authorization": drop,
+	"trailer":             drop,
+	"forwarded":           drop,
+	"x-forwarded-for":     drop,
+	"x-forwarded-host":    drop,
+	"x-forwarded-proto":   drop,
+}
+
+// headerKey returns name in lower case for a lookup in requestHeaders,
+// without allocating for names up to 32 bytes (longer ones are never in
+// the table).
+func headerKey(name []byte) string {
+	if len(name) > 32 {
+		return ""
+	}
+	var b [32]byte
+	for i, ch := range name {
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		b[i] = ch
+	}
+	return string(b[:len(name)]) // map index with a converted string does not allocate
+}
+
+// isToken reports whether b is an RFC 9110 token (method, header name).
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, ch := range b {
+		if !tokenChar[ch] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenChar = func() (t [256]bool) {
+	for ch := '0'; ch <= '9'; ch++ {
+		t[ch] = true
+	}
+	for ch := 'a'; ch <= 'z'; ch++ {
+		t[ch], t[ch-'a'+'A'] = true, true
+	}
+	for _, ch := range "!#$%&'*+-.^_`|~" {
+		t[ch] = true
+	}
+	return t
+}()
+
+func visibleASCII(b []byte) bool {
+	for _, ch := range b {
+		if ch <= ' ' || ch >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue rejects control characters other than tab (bytes of 0x80
+// and above, obs-text, are allowed, as net/http does).
+func validFieldValue(b []byte) bool {
+	for _, ch := range b {
+		if ch < ' ' && ch != '\t' || ch == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// proxy sends the request to one of the route's backends and passes the
+// response on. It reports whether the connection may serve another request.
+func (c *frontConn) proxy(h *requestHead) (keep bool) {
+	start := time.Now()
+	id := string(h.requestID)
+	if !validRequestID(id) {
+		id = rand.Text()
+	}
+	c.req = append(c.req, "X-Forwarded-For: "...)
+	c.req = append(c.req, c.clientIP...)
+	c.req = append(c.req, "\r\nX-Forwarded-Host: "...)
+	c.req = append(c.req, h.host...)
+	if c.tls != nil {
+		c.req = append(c.req, "\r\nX-Forwarded-Proto: https"...)
+	} else {
+		c.req = append(c.req, "\r\nX-Forwarded-Proto: http"...)
+	}
+	c.req = append(c.req, "\r\nX-Request-Id: "...)
+	c.req = append(c.req, id...)
+	c.req = append(c.req, "\r\n\r\n"...)
+
+	c.sent = 0
+	status, b, keep := c.exchange(h, id)
+	if c.r.opts.AccessLog {
+		var backend string
+		if b != nil {
+			backend = b.addr
+		}
+		path := h.target
+		if i := bytes.IndexByte(path, '?'); i >= 0 {
+			path = path[:i]
+		}
+		c.r.logRequest(context.Background(), requestLog{
+			method: method(h.method), host: string(h.host), path: unescapePath(path), status: status,
+			start: start, bytes: c.sent, id: id, app: h.rt.app, backend: backend,
+		})
+	}
+	return keep && !h.close
+}
+
+// method returns the method as a string, without allocating for the
+// common ones.
+func method(b []byte) string {
+	for _, m := range [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"} {
+		if string(b) == m {
+			return m
+		}
+	}
+	return string(b)
+}
+
+// errBadResponse is a backend response the front cannot pass on (a 502).
+var errBadResponse = errors.New("malformed response")
+
+// exchange sends c.req to the route's backends in round-robin order, as
+// balancer.RoundTrip does, and passes the first response on. It returns the
+// status the client got, the backend that served it, and whether the client
+// connection may be reused.
+func (c *frontConn) exchange(h *requestHead, id string) (int, *backend, bool) {
+	var buf [16]*backend
+	order := h.rt.order(buf[:0], time.Now().UnixNano())
+	retriable := h.idempotencyKey || idempotentMethod(string(h.method))
+	var last *backend
+	var lastErr error
+	failedSends := 0
+	for _, b := range order {
+		last = b
+		b.inflight.Add(1)
+		status, keep, sent, err := c.roundTrip(b, h, id)
+		if sent {
+			b.inflight.Add(-1)
+			return status, b, keep
+		}
+		b.inflight.Add(-1)
+		lastErr = err
+		if errors.Is(err, errReadTimeout) {
+			c.r.log.Warn("proxy error", "app", h.rt.app, "backend", b.addr, "request_id", id, "err", err)
+			return c.writeError(504, id, "504 Gateway Timeout\n\nThe app did not answer in time.\n"), b, !h.close
+		}
+		if !isDialError(err) {
+			failedSends++
+		}
+		if !isDialError(err) && !retriable || failedSends > 1 {
+			break
+		}
+		b.downUntil.Store(time.Now().Add(ejectFor).UnixNano())
+	}
+	c.r.log.Warn("proxy error", "app", h.rt.app, "backend", last.addr, "request_id", id, "err", lastErr)
+	return c.writeError(502, id, "502 Bad Gateway\n\nThe app did not answer.\n"), last, !h.close
+}
+
+func idempotentMethod(m string) bool {
+	switch m {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+// roundTrip sends the request in c.req to b and passes the response on. sent
+// reports that the client got a response (or part of one): the request is
+// over, whatever err says. A request that fails on a reused connection
+// before any response came (the backend closed it while idle) is sent again
+// once on a new connection.
+func (c *frontConn) roundTrip(b *backend, h *requestHead, id string) (status int, keep, sent bool, err error) {
+	for attempt := 0; ; attempt++ {
+		uc, reused, err := b.fast.get(context.Background())
+		if err != nil {
+			return 0, false, false, err
+		}
+		status, keep, sent, reusable, err := c.relay(uc, h, id)
+		if reusable {
+			b.fast.put(uc)
+		} else {
+			_ = uc.conn.Close()
+		}
+		if sent || err == nil {
+			return status, keep, true, err
+		}
+		if !reused || attempt > 0 || errors.Is(err, errReadTimeout) {
+			return 0, false, false, err
+		}
+	}
+}
+
+// relay writes the request to the backend connection and the response to
+// the client. reusable reports that the backend connection is ready for
+// another request.
+func (c *frontConn) relay(uc *upstreamConn, h *requestHead, id string) (status int, keep, sent, reusable bool, err error) {
+	if _, err := uc.conn.Write(c.req); err != nil {
+		return 0, false, false, false, err
+	}
+	if d := readTimeout(h.rt); d > 0 {
+		_ = uc.conn.SetReadDeadline(time.Now().Add(d))
+	}
+	src := uc.br
+	resp, err := readResponseHead(src, c.out[:0])
+	if err != nil {
+		if isTimeout(err) && readTimeout(h.rt) > 0 {
+			err = errReadTimeout
+		}
+		return 0, false, false, false, err
+	}
+	if readTimeout(h.rt) > 0 {
+		_ = uc.conn.SetReadDeadline(time.Time{})
+	}
+	c.out = resp.head
+	noBody := string(h.method) == "HEAD" || resp.status == 204 || resp.status == 304
+	delimited := noBody || resp.chunked || resp.length >= 0
+	keep = delimited && !h.close
+	c.out = append(c.out, "X-Request-Id: "...)
+	c.out = append(c.out, id...)
+	if !keep {
+		c.out = append(c.out, "\r\nConnection: close"...)
+	}
+	c.out = append(c.out, "\r\n\r\n"...)
+	switch {
+	case noBody:
+		err = c.flush()
+	case resp.chunked:
+		err = c.passChunked(src)
+	case resp.length >= 0:
+		err = c.pass(src, resp.length)
+	default:
+		err = c.pass(src, -1)
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		keep = false
+	}
+	if err == nil {
+		err = c.flush()
+	}
+	if err != nil {
+		keep = false
+	}
+	reusable = err == nil && delimited && !resp.close && src.Buffered() == 0
+	return resp.status, keep, true, reusable, err
+}
+
+func readTimeout(rt *route) time.Duration {
+	if rt.edge == nil {
+		return 0
+	}
+	return rt.edge.ReadTimeout
+}
+
+// responseHead is a backend's response head, rewritten for the client.
+type responseHead struct {
+	head    []byte // status line and headers, without the final CRLF
+	status  int
+	length  int64 // -1 when unknown
+	chunked bool
+	close   bool // the backend closes the connection after this response
+}
+
+// readResponseHead reads a response head from src, skipping informational
+// responses, and appends it to dst as the client is to get it: HTTP/1.1,
+// hop-by-hop headers and the backend's X-Request-Id dropped.
+func readResponseHead(src *bufio.Reader, dst []byte) (responseHead, error) {
+	for {
+		resp := responseHead{head: dst, length: -1}
+		line, err := readLine(src)
+		if err != nil {
+			return resp, err
+		}
+		// "HTTP/1.x NNN reason"
+		if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[7] != '0' && line[7] != '1' ||
+			line[8] != ' ' || len(line) > 12 && line[12] != ' ' {
+			return resp, errBadResponse
+		}
+		resp.status, err = strconv.Atoi(string(line[9:12]))
+		if err != nil || resp.status < 100 {
+			return resp, errBadResponse
+		}
+		resp.close = line[7] == '0' // HTTP/1.0: closes unless it says keep-alive
+		resp.head = append(resp.head, "HTTP/1.1"...)
+		resp.head = append(resp.head, line[8:]...)
+		resp.head = append(resp.head, "\r\n"...)
+		size := len(line)
+		for {
+			line, err = readLine(src)
+			if err != nil {
+				return resp, err
+			}
+			if size += len(line) + 2; size > maxResponseHead {
+				return resp, errBadResponse
+			}
+			if len(line) == 0 {
+				break
+			}
+			colon := bytes.IndexByte(line, ':')
+			if colon <= 0 || !isToken(line[:colon]) {
+				return resp, errBadResponse
+			}
+			name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
+			switch headerKey(name) {
+			case "content-length":
+				n, err := strconv.ParseInt(string(value), 10, 64)
+				if err != nil || n < 0 || resp.length >= 0 && n != resp.length {
+					return resp, errBadResponse
+				}
+				resp.length = n
+			case "transfer-encoding":
+				if !bytes.EqualFold(value, []byte("chunked")) || resp.chunked {
+					return resp, errBadResponse
+				}
+				resp.chunked = true
+			case "connection":
+				for _, tok := range bytes.Split(value, []byte(",")) {
+					switch tok = bytes.Trim(tok, " \t"); {
+					case bytes.EqualFold(tok, []byte("close")):
+						resp.close = true
+					case bytes.EqualFold(tok, []byte("keep-alive")):
+						resp.close = false
+					}
+				}
+				continue
+			case "keep-alive", "proxy-connection", "upgrade", "x-request-id":
+				continue
+			}
+			resp.head = append(resp.head, line...)
+			resp.head = append(resp.head, "\r\n"...)
+		}
+		if resp.chunked {
+			resp.length = -1 // RFC 9112: chunked wins over Content-Length
+		}
+		switch {
+		case resp.status == 101:
+			return resp, errBadResponse // the front never asks for an upgrade
+		case resp.status < 200:
+			continue // 100 Continue, 103 Early Hints: not passed on
+		}
+		return resp, nil
+	}
+}
+
+// readLine returns the next line of src without its line ending; it is
+// valid until the next read.
+func readLine(src *bufio.Reader) ([]byte, error) {
+	line, err := src.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, errBadResponse
+		}
+		if errors.Is(err, io.EOF) && len(line) == 0 {
+			return nil, io.ErrUnexpectedEOF // the backend closed the connection
+		}
+		return nil, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+// flush writes c.out to the client.
+func (c *frontConn) flush() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	_, err := c.conn.Write(c.out)
+	c.out = c.out[:0]
+	return err
+}
+
+// pass passes n bytes of src on to the client (until EOF when n is -1).
+// What the backend has sent is written as soon as the backend has nothing
+// more ready, so that streamed responses are not held back.
+func (c *frontConn) pass(src *bufio.Reader, n int64) error {
+	for n != 0 {
+		if k := src.Buffered(); k > 0 {
+			if n > 0 {
+				k = int(min(int64(k), n))
+			}
+			p, _ := src.Peek(k)
+			c.out = append(c.out, p...)
+			_, _ = src.Discard(k)
+			c.sent += int64(k)
+			if n > 0 {
+				n -= int64(k)
+			}
+			if len(c.out) >= flushAt {
+				if err := c.flush(); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		// About to wait for the backend: send what we have first.
+		if err := c.flush(); err != nil {
+			return err
+		}
+		if n < 0 || n >= int64(src.Size()) {
+			// Large reads go straight from the backend's socket to the
+			// client's, through a pooled buffer.
+			buf := copyBuffers.Get()
+			want := len(buf)
+			if n > 0 && n < int64(want) {
+				want = int(n)
+			}
+			k, err := src.Read(buf[:want])
+			if k > 0 {
+				c.sent += int64(k)
+				if n > 0 {
+					n -= int64(k)
+				}
+				if _, werr := c.conn.Write(buf[:k]); werr != nil {
+					copyBuffers.Put(buf)
+					return werr
+				}
+			}
+			copyBuffers.Put(buf)
+			if err != nil {
+				if errors.Is(err, io.EOF) && n > 0 {
+					return io.ErrUnexpectedEOF
+				}
+				return err
+			}
+			continue
+		}
+		if _, err := src.Peek(1); err != nil {
+			if errors.Is(err, io.EOF) && n > 0 {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// passChunked passes a chunked body on as it is, chunk by chunk, with its
+// trailers.
+func (c *frontConn) passChunked(src *bufio.Reader) error {
+	for {
+		if src.Buffered() == 0 || bytes.IndexByte(peekBuffered(src), '\n') < 0 {
+			if err := c.flush(); err != nil { // a server-sent event goes out now
+				return err
+			}
+		}
+		line, err := src.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		size, ok := chunkSize(line)
+		if !ok {
+			return errBadResponse
+		}
+		c.out = append(c.out, line...)
+		if size == 0 {
+			return c.passTrailers(src)
+		}
+		if err := c.pass(src, size); err != nil {
+			return err
+		}
+		crlf, err := readLine(src)
+		if err != nil || len(crlf) != 0 {
+			return errBadResponse
+		}
+		c.out = append(c.out, "\r\n"...)
+	}
+}
+
+func (c *frontConn) passTrailers(src *bufio.Reader) error {
+	for size := 0; ; {
+		line, err := src.ReadSlice('\n')
+		if err != nil {
+			return errBadResponse
+		}
+		if size += len(line); size > maxResponseHead {
+			return errBadResponse
+		}
+		c.out = append(c.out, line...)
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return nil
+		}
+	}
+}
+
+func peekBuffered(src *bufio.Reader) []byte {
+	b, _ := src.Peek(src.Buffered())
+	return b
+}
+
+// chunkSize parses a chunk-size line ("1a;ext=x\r\n").
+func chunkSize(line []byte) (int64, bool) {
+	line = bytes.TrimRight(line, "\r\n")
+	if i := bytes.IndexByte(line, ';'); i >= 0 {
+		line = line[:i]
+	}
+	line = bytes.TrimRight(line, " \t")
+	if len(line) == 0 || len(line) > 15 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(line), 16, 64)
+	return n, err == nil && n >= 0
+}
+
+// writeError answers the request with one of the router's own error pages,
+// as writeError does for net/http, and returns the status.
+func (c *frontConn) writeError(code int, id, body string) int {
+	c.out = c.out[:0]
+	c.out = append(c.out, "HTTP/1.1 "...)
+	c.out = strconv.AppendInt(c.out, int64(code), 10)
+	c.out = append(c.out, ' ')
+	c.out = append(c.out, statusText(code)...)
+	c.out = append(c.out, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nX-Request-Id: "...)
+	c.out = append(c.out, id...)
+	c.out = append(c.out, "\r\nContent-Length: "...)
+	c.out = strconv.AppendInt(c.out, int64(len(body)), 10)
+	c.out = append(c.out, "\r\n\r\n"...)
+	c.out = append(c.out, body...)
+	c.sent = int64(len(body))
+	_ = c.flush()
+	return code
+}
+
+func statusText(code int) string {
+	switch code {
+	case 502:
+		return "Bad Gateway"
+	case 504:
+		return "Gateway Timeout"
+	}
+	return "Error"
+}
+
+// handoff is the listener of a net/http server that serves the connections
+// the front gives it.
+type handoff struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newHandoff(addr net.Addr) *handoff {
+	return &handoff{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *handoff) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoff) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *handoff) Addr() net.Addr { return l.addr }
+
+// give passes c to the server, or closes it when the server has stopped.
+func (l *handoff) give(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.done:
+		_ = c.Close()
+	}
+}
+
+// handedOff is a connection the front gives net/http with the bytes it read
+// but did not use. A TLS connection keeps its state, which net/http only
+// knows of a *tls.Conn it handshakes itself (see handedOffContext).
+type handedOff struct {
+	net.Conn
+	br  *bufio.Reader
+	tls *tls.ConnectionState
+}
+
+func (c *handedOff) Read(p []byte) (int, error) { return c.br.Read(p) }
+
+type tlsStateKey struct{}
+
+// handedOffContext is the net/http server's ConnContext: it remembers the
+// TLS state of a handed-off connection for serveHandedOff.
+func handedOffContext(ctx context.Context, c net.Conn) context.Context {
+	if h, ok := c.(*handedOff); ok && h.tls != nil {
+		return context.WithValue(ctx, tlsStateKey{}, h.tls)
+	}
+	return ctx
+}
