@@ -254,10 +254,9 @@ func TestRoundRobin(t *testing.T) {
 	}
 }
 
-// dropBackend accepts connections, reads a request head and closes the
-// connection without answering, as a task being stopped does. It counts the
-// connections.
-func dropBackend(t *testing.T, accepted *atomic.Int64) string {
+// tcpBackend accepts connections on loopback and, for each, reads a
+// request head and calls answer, then closes the connection.
+func tcpBackend(t *testing.T, answer func(c net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -270,7 +269,6 @@ func dropBackend(t *testing.T, accepted *atomic.Int64) string {
 			if err != nil {
 				return
 			}
-			accepted.Add(1)
 			go func() {
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -278,13 +276,20 @@ func dropBackend(t *testing.T, accepted *atomic.Int64) string {
 				for {
 					l, err := br.ReadString('\n')
 					if err != nil || l == "\r\n" {
-						return
+						break
 					}
 				}
+				answer(c)
 			}()
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// dropBackend reads a request head and closes the connection without
+// answering, as a task being stopped does. It counts the connections.
+func dropBackend(t *testing.T, accepted *atomic.Int64) string {
+	return tcpBackend(t, func(net.Conn) { accepted.Add(1) })
 }
 
 func TestRetry(t *testing.T) {

@@ -45,7 +45,15 @@ func (r *Router) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, erro
 
 // cert returns the first unexpired certificate of the route that covers host.
 func (rt *route) cert(host string, now time.Time) *tls.Certificate {
-	if rt == nil || rt.edge == nil {
+	if rt == nil || rt.edge == nil || len(rt.edge.Certs) == 0 {
+		return nil
+	}
+	if certs, ok := rt.covering[host]; ok { // one of the route's own names
+		for _, c := range certs {
+			if !now.After(c.Leaf.NotAfter) {
+				return c
+			}
+		}
 		return nil
 	}
 	for _, c := range rt.edge.Certs {
@@ -57,6 +65,25 @@ func (rt *route) cert(host string, now time.Time) *tls.Certificate {
 		}
 	}
 	return nil
+}
+
+// coveringCerts returns, for each of hosts, the certificates among certs
+// that cover it, so that choosing one takes no name matching per request.
+func coveringCerts(hosts []string, certs []*tls.Certificate) map[string][]*tls.Certificate {
+	if len(certs) == 0 {
+		return nil
+	}
+	m := make(map[string][]*tls.Certificate, len(hosts))
+	for _, h := range hosts {
+		var covering []*tls.Certificate
+		for _, c := range certs {
+			if c.Leaf.VerifyHostname(h) == nil {
+				covering = append(covering, c)
+			}
+		}
+		m[h] = covering
+	}
+	return m
 }
 
 // serveEdge answers what the router answers itself, before any routing: an

@@ -226,6 +226,7 @@ func runRouter(args []string, stderr io.Writer) int {
 	logOut := router.NewBufferedLog(stderr, 100*time.Millisecond)
 	defer logOut.Close()
 	opts.Log = newLogger(logOut)
+	opts.AccessLogOut = logOut
 	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		opts.Log.Error("docker client", "err", err)

@@ -116,7 +116,7 @@ func runRouter(args []string) {
 	}}}
 	_, port, _ := net.SplitHostPort(httpsAddr)
 	p, _ := strconv.Atoi(port)
-	opts := router.Options{Installation: "bench", HTTPAddr: httpAddr, HTTPSAddr: httpsAddr, HTTPSPort: p, AccessLog: true, Log: log, PollInterval: time.Hour}
+	opts := router.Options{Installation: "bench", HTTPAddr: httpAddr, HTTPSAddr: httpsAddr, HTTPSPort: p, AccessLog: true, AccessLogOut: logOut, Log: log, PollInterval: time.Hour}
 	router.TuneGC() // as paasd router does
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

@@ -1,0 +1,141 @@
+package router
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// requestLog is one access log line.
+type requestLog struct {
+	method, host, path string
+	status             int
+	start              time.Time
+	bytes              int64
+	id, app, backend   string // app and backend empty when none
+}
+
+// logRequest writes an access log line: to Options.AccessLogOut, encoded
+// here, or else through Options.Log.
+func (r *Router) logRequest(ctx context.Context, l requestLog) {
+	if l.status == 0 {
+		l.status = 200
+	}
+	if r.opts.AccessLogOut != nil {
+		r.writeAccessLine(l)
+		return
+	}
+	attrs := make([]slog.Attr, 0, 10)
+	attrs = append(attrs,
+		slog.String("method", l.method),
+		slog.String("host", l.host),
+		slog.String("path", l.path),
+		slog.Int("status", l.status),
+		slog.Float64("duration_ms", durationMS(time.Since(l.start))),
+		slog.Int64("bytes", l.bytes),
+		slog.String("request_id", l.id),
+	)
+	if l.app != "" {
+		attrs = append(attrs, slog.String("app", l.app))
+	}
+	if l.backend != "" {
+		attrs = append(attrs, slog.String("backend", l.backend))
+	}
+	r.log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+}
+
+func durationMS(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+var lineBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// writeAccessLine encodes l as slog's JSON handler does a line logged
+// through Options.Log (same keys, order and formats), for a fifth of its
+// cost: the access log was a tenth of the router's CPU per request.
+func (r *Router) writeAccessLine(l requestLog) {
+	now := time.Now()
+	bp := lineBuffers.Get().(*[]byte)
+	b := append((*bp)[:0], `{"time":"`...)
+	b = now.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","level":"INFO","msg":"request","component":"router","method":`...)
+	b = appendJSONString(b, l.method)
+	b = append(b, `,"host":`...)
+	b = appendJSONString(b, l.host)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, l.path)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(l.status), 10)
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendFloat(b, durationMS(now.Sub(l.start)), 'f', -1, 64) // as json.Marshal, below 1e21
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, l.bytes, 10)
+	b = append(b, `,"request_id":`...)
+	b = appendJSONString(b, l.id)
+	if l.app != "" {
+		b = append(b, `,"app":`...)
+		b = appendJSONString(b, l.app)
+	}
+	if l.backend != "" {
+		b = append(b, `,"backend":`...)
+		b = appendJSONString(b, l.backend)
+	}
+	b = append(b, "}\n"...)
+	_, _ = r.opts.AccessLogOut.Write(b)
+	*bp = b
+	lineBuffers.Put(bp)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string, escaped as slog's JSON
+// handler does: quotes, backslashes, control characters, U+2028 and U+2029,
+// and invalid UTF-8 as U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= ' ' && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
