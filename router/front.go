@@ -189,6 +189,14 @@ type frontConn struct {
 	out      []byte // what is to be written to the client
 	sent     int64  // response body bytes passed on, for the access log
 	ids      *mrand.ChaCha8
+
+	// Watching the client while a response is awaited (watchClient).
+	watch     *time.Timer
+	watchSt   atomic.Int32 // watchIdle, watchArmed, watchRunning
+	headSize  int          // of the request being answered
+	watchDone chan struct{}
+	upstream  atomic.Pointer[upstreamConn]
+	gone      atomic.Bool // the client closed its connection while waiting
 }
 
 // serve answers requests until the connection closes or a request needs
@@ -584,6 +592,9 @@ func (c *frontConn) exchange(h *requestHead, id string) (int, *backend, bool) {
 		}
 		b.inflight.Add(-1)
 		lastErr = err
+		if c.gone.Load() {
+			return 499, b, false // nobody to answer, as ServeHTTP logs it
+		}
 		if errors.Is(err, errReadTimeout) {
 			c.r.log.Warn("proxy error", "app", h.rt.app, "backend", b.addr, "request_id", id, "err", err)
 			return c.writeError(504, id, "504 Gateway Timeout\n\nThe app did not answer in time.\n"), b, !h.close
@@ -645,7 +656,11 @@ func (c *frontConn) relay(uc *upstreamConn, h *requestHead, id string) (status i
 		_ = uc.conn.SetReadDeadline(time.Now().Add(d))
 	}
 	src := uc.br
+	watching := c.startWatch(uc, h.size)
 	resp, err := readResponseHead(src, c.out[:0])
+	if watching {
+		c.stopWatch()
+	}
 	if err != nil {
 		if isTimeout(err) && readTimeout(h.rt) > 0 {
 			err = errReadTimeout
@@ -687,6 +702,65 @@ func (c *frontConn) relay(uc *upstreamConn, h *requestHead, id string) (status i
 	}
 	reusable = err == nil && delimited && !resp.close && src.Buffered() == 0
 	return resp.status, keep, true, reusable, err
+}
+
+// clientWatchAfter is how long the front waits for a response head before it
+// watches the client's connection, so that a request whose client went away
+// is abandoned (as net/http's request context does) without a read of the
+// client's connection for every request.
+const clientWatchAfter = 500 * time.Millisecond
+
+const (
+	watchIdle int32 = iota
+	watchArmed
+	watchRunning
+)
+
+// startWatch arms the watch of the client for a request sent on uc, whose
+// head of headSize bytes is still in the client's buffer.
+func (c *frontConn) startWatch(uc *upstreamConn, headSize int) bool {
+	if headSize >= c.br.Size() {
+		return false // no room to read beyond it
+	}
+	c.headSize = headSize
+	c.upstream.Store(uc)
+	c.gone.Store(false)
+	c.watchSt.Store(watchArmed)
+	if c.watch == nil {
+		c.watchDone = make(chan struct{}, 1)
+		c.watch = time.AfterFunc(clientWatchAfter, c.watchClient)
+		return true
+	}
+	c.watch.Reset(clientWatchAfter)
+	return true
+}
+
+// watchClient runs once a response took clientWatchAfter: it waits for the
+// client to send something or to close; when it closed, the backend
+// connection is aborted, which ends the exchange.
+func (c *frontConn) watchClient() {
+	if !c.watchSt.CompareAndSwap(watchArmed, watchRunning) {
+		return // stopped meanwhile
+	}
+	_, err := c.br.Peek(c.headSize + 1) // more data (a pipelined request) is kept for later
+	if err != nil && !isTimeout(err) {
+		c.gone.Store(true)
+		_ = c.upstream.Load().conn.SetDeadline(aLongTimeAgo)
+	}
+	c.watchDone <- struct{}{}
+}
+
+// stopWatch ends the watch; the client's connection is the caller's again
+// when it returns.
+func (c *frontConn) stopWatch() {
+	if c.watch.Stop() || c.watchSt.CompareAndSwap(watchArmed, watchIdle) {
+		c.watchSt.Store(watchIdle)
+		return
+	}
+	_ = c.conn.SetReadDeadline(aLongTimeAgo) // ends the watcher's read
+	<-c.watchDone
+	c.watchSt.Store(watchIdle)
+	_ = c.conn.SetReadDeadline(time.Now().Add(idleTimeout))
 }
 
 func readTimeout(rt *route) time.Duration {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -338,5 +339,87 @@ func TestHeaderKey(t *testing.T) {
 		if name != strings.ToLower(name) {
 			t.Errorf("requestHeaders key %q is not lower case", name)
 		}
+	}
+}
+
+// A request whose client goes away while the app is still working on it is
+// abandoned: the app's request context is cancelled, as it is through
+// net/http, and the access log says 499.
+func TestFrontAbandonsRequestOfClientThatLeft(t *testing.T) {
+	cancelled := make(chan time.Duration, 1)
+	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		select {
+		case <-r.Context().Done():
+			cancelled <- time.Since(start)
+		case <-time.After(10 * time.Second):
+			cancelled <- -1
+		}
+	}))
+	src := &fakeSource{table: Table{Routes: []Route{{App: "alpha", Hosts: []string{"alpha.example.test"}, Backends: backends(be)}}}}
+	logs := &syncBuffer{}
+	_, s := startRouter(t, src, Options{AccessLog: true, Log: slog.New(slog.NewJSONHandler(logs, nil))})
+	c, err := net.Dial("tcp", s.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: alpha.example.test\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	c.Close()
+	if d := <-cancelled; d < 0 || d > 3*time.Second {
+		t.Fatalf("the app's request was not cancelled within 3s of the client leaving (%s)", d)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(logs.String(), `"status":499`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no access log line with status 499:\n%s", logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A slow response to a client that stays, alone or with a pipelined request
+// behind it, is passed on, and the connection serves on.
+func TestFrontSlowResponseToClientThatStays(t *testing.T) {
+	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(800 * time.Millisecond)
+		}
+		fmt.Fprint(w, r.URL.Path)
+	}))
+	src := &fakeSource{table: Table{Routes: []Route{{App: "alpha", Hosts: []string{"alpha.example.test"}, Backends: backends(be)}}}}
+	r, s := startRouter(t, src, Options{})
+	for _, tc := range []struct{ name, req, want string }{
+		{"alone", "GET /slow HTTP/1.1\r\nHost: alpha.example.test\r\n\r\n", "/slow"},
+		{"pipelined", "GET /slow HTTP/1.1\r\nHost: alpha.example.test\r\n\r\nGET /next HTTP/1.1\r\nHost: alpha.example.test\r\n\r\n", "/slow/next"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", s.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			var got string
+			send := func(req string, n int) {
+				io.WriteString(c, req)
+				for range n {
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					b, _ := io.ReadAll(resp.Body)
+					got += string(b)
+				}
+			}
+			send(tc.req, strings.Count(tc.req, "GET"))
+			send("GET /again HTTP/1.1\r\nHost: alpha.example.test\r\n\r\n", 1) // same connection
+			if want := tc.want + "/again"; got != want {
+				t.Errorf("got %q, want %q", got, want)
+			}
+		})
+	}
+	if r.handedOver.Load() != 0 {
+		t.Errorf("handed over %d connections", r.handedOver.Load())
 	}
 }
