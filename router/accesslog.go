@@ -11,11 +11,12 @@ import (
 
 // requestLog is one access log line.
 type requestLog struct {
-	method, host, path string
-	status             int
-	start              time.Time
-	bytes              int64
-	id, app, backend   string // app and backend empty when none
+	method         string
+	host, path, id []byte // as bytes: the front has them so, and logs without allocating
+	status         int
+	start          time.Time
+	bytes          int64
+	app, backend   string // empty when none
 }
 
 // logRequest writes an access log line: to Options.AccessLogOut, encoded
@@ -31,12 +32,12 @@ func (r *Router) logRequest(ctx context.Context, l requestLog) {
 	attrs := make([]slog.Attr, 0, 10)
 	attrs = append(attrs,
 		slog.String("method", l.method),
-		slog.String("host", l.host),
-		slog.String("path", l.path),
+		slog.String("host", string(l.host)),
+		slog.String("path", string(l.path)),
 		slog.Int("status", l.status),
 		slog.Float64("duration_ms", durationMS(time.Since(l.start))),
 		slog.Int64("bytes", l.bytes),
-		slog.String("request_id", l.id),
+		slog.String("request_id", string(l.id)),
 	)
 	if l.app != "" {
 		attrs = append(attrs, slog.String("app", l.app))
@@ -92,7 +93,7 @@ const hexDigits = "0123456789abcdef"
 // appendJSONString appends s as a JSON string, escaped as slog's JSON
 // handler does: quotes, backslashes, control characters, U+2028 and U+2029,
 // and invalid UTF-8 as U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
+func appendJSONString[S string | []byte](b []byte, s S) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -119,7 +120,7 @@ func appendJSONString(b []byte, s string) []byte {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)

@@ -30,6 +30,9 @@ func FuzzAppendJSONString(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		got := string(appendJSONString(nil, s))
+		if gotBytes := string(appendJSONString(nil, []byte(s))); gotBytes != got {
+			t.Errorf("appendJSONString of %q: %s as a string, %s as bytes", s, got, gotBytes)
+		}
 		if want := slogJSONString(s); got != want {
 			t.Errorf("appendJSONString(%q) = %s, slog writes %s", s, got, want)
 		}
@@ -42,8 +45,8 @@ func FuzzAppendJSONString(f *testing.F) {
 // A line written to AccessLogOut is the line Log's JSON handler would have
 // written, but for the time.
 func TestAccessLogOutMatchesSlog(t *testing.T) {
-	l := requestLog{method: "GET", host: "Alpha.example.test:8080", path: "/a b/\"q\"/\xff", status: 0,
-		start: time.Now().Add(-1234567 * time.Microsecond), bytes: 12345, id: "id-1", app: "alpha", backend: "10.0.0.5:5000"}
+	l := requestLog{method: "GET", host: []byte("Alpha.example.test:8080"), path: []byte("/a b/\"q\"/\xff"), status: 0,
+		start: time.Now().Add(-1234567 * time.Microsecond), bytes: 12345, id: []byte("id-1"), app: "alpha", backend: "10.0.0.5:5000"}
 	var viaSlog, direct bytes.Buffer
 	(&Router{opts: Options{}, log: slog.New(slog.NewJSONHandler(&viaSlog, nil)).With("component", "router")}).logRequest(context.Background(), l)
 	(&Router{opts: Options{AccessLogOut: &direct}}).logRequest(context.Background(), l)

@@ -189,6 +189,9 @@ type frontConn struct {
 	out      []byte // what is to be written to the client
 	sent     int64  // response body bytes passed on, for the access log
 	ids      *mrand.ChaCha8
+	id       [26]byte  // the last generated request id
+	head     []byte    // method, target, host and request id of the request (detach)
+	deadline time.Time // the client connection's read deadline, as last set here
 
 	// Watching the client while a response is awaited (watchClient).
 	watch     *time.Timer
@@ -207,7 +210,7 @@ func (c *frontConn) serve() (handOff bool) {
 		if c.f.stopping.Load() {
 			return false
 		}
-		_ = c.conn.SetReadDeadline(time.Now().Add(idleTimeout))
+		c.idleDeadline()
 		if c.f.stopping.Load() { // see front.shutdown
 			return false
 		}
@@ -226,6 +229,25 @@ func (c *frontConn) serve() (handOff bool) {
 	}
 }
 
+// deadlineSlack is how much an idle connection's deadline may lag: it is
+// moved only when it would come over deadlineSlack early, which spares a
+// timer update per request.
+const deadlineSlack = 10 * time.Second
+
+// idleDeadline gives the client idleTimeout (less up to deadlineSlack) to
+// send its next request.
+func (c *frontConn) idleDeadline() {
+	now := time.Now()
+	if c.deadline.Sub(now) < idleTimeout-deadlineSlack {
+		c.setReadDeadline(now.Add(idleTimeout))
+	}
+}
+
+func (c *frontConn) setReadDeadline(t time.Time) {
+	c.deadline = t
+	_ = c.conn.SetReadDeadline(t)
+}
+
 // requestHead is what the front needs of a request; its byte slices point
 // into the connection's buffer and are valid until the request is done.
 type requestHead struct {
@@ -236,7 +258,6 @@ type requestHead struct {
 	close          bool // the client asked to close the connection
 	idempotencyKey bool
 	rt             *route
-	hostName       string // canonical
 }
 
 var (
@@ -261,7 +282,7 @@ func (c *frontConn) readHead(h *requestHead) (fast bool, err error) {
 		}
 		if len(buf) > 0 && !timed {
 			timed = true
-			_ = c.conn.SetReadDeadline(time.Now().Add(headerTimeout))
+			c.setReadDeadline(time.Now().Add(headerTimeout))
 			if c.f.stopping.Load() {
 				return false, net.ErrClosed
 			}
@@ -365,9 +386,8 @@ func (c *frontConn) parseHead(head []byte, h *requestHead) bool {
 	if c.r.opts.AdminToken != "" && string(h.host) == AdminHost {
 		return false
 	}
-	h.hostName = canonicalHost(string(h.host))
 	tbl := c.r.table.Load()
-	rt := tbl.lookup(h.hostName)
+	rt := tbl.lookupBytes(h.host)
 	if rt == nil || len(rt.backends) == 0 {
 		return false // net/http writes the 404 and 503 pages
 	}
@@ -375,7 +395,7 @@ func (c *frontConn) parseHead(head []byte, h *requestHead) bool {
 		if tbl.global != nil && bytes.HasPrefix(h.target, []byte(ACMEChallengePath)) {
 			return false
 		}
-		if rt.edge != nil && len(rt.edge.Certs) > 0 && c.r.opts.HTTPSAddr != "" && rt.cert(h.hostName, time.Now()) != nil {
+		if rt.edge != nil && len(rt.edge.Certs) > 0 && c.r.opts.HTTPSAddr != "" && rt.cert(canonicalHost(string(h.host)), time.Now()) != nil {
 			return false // the redirect to HTTPS
 		}
 	}
@@ -499,7 +519,8 @@ func validFieldValue(b []byte) bool {
 // response on. It reports whether the connection may serve another request.
 func (c *frontConn) proxy(h *requestHead) (keep bool) {
 	start := time.Now()
-	id := string(h.requestID)
+	c.detach(h)
+	id := h.requestID
 	if !validRequestID(id) {
 		id = c.newRequestID()
 	}
@@ -528,33 +549,50 @@ func (c *frontConn) proxy(h *requestHead) (keep bool) {
 			path = path[:i]
 		}
 		c.r.logRequest(context.Background(), requestLog{
-			method: method(h.method), host: string(h.host), path: unescapePath(path), status: status,
+			method: method(h.method), host: h.host, path: unescapePath(path), status: status,
 			start: start, bytes: c.sent, id: id, app: h.rt.app, backend: backend,
 		})
 	}
 	return keep && !h.close
 }
 
+// detach copies what the front uses of the request head out of the client's
+// buffer, which the client watch may move (watchClient).
+func (c *frontConn) detach(h *requestHead) {
+	c.head = append(c.head[:0], h.method...)
+	c.head = append(c.head, h.target...)
+	c.head = append(c.head, h.host...)
+	c.head = append(c.head, h.requestID...)
+	next := func(n int) []byte {
+		b := c.head[:n:n]
+		c.head = c.head[n:]
+		return b
+	}
+	all := c.head
+	h.method, h.target, h.host, h.requestID = next(len(h.method)), next(len(h.target)), next(len(h.host)), next(len(h.requestID))
+	c.head = all
+}
+
 // newRequestID returns a random id like crypto/rand.Text's (26 base32
 // characters, 130 bits), from a ChaCha8 generator of the connection's seeded
-// from crypto/rand: the same strength without a system call per request.
-func (c *frontConn) newRequestID() string {
+// from crypto/rand: the same strength without a system call per request. It
+// is valid until the next call.
+func (c *frontConn) newRequestID() []byte {
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 	if c.ids == nil {
 		var seed [32]byte
 		_, _ = rand.Read(seed[:]) // never fails (crypto/rand panics instead)
 		c.ids = mrand.NewChaCha8(seed)
 	}
-	var b [26]byte
 	var v uint64
-	for i := range b {
+	for i := range c.id {
 		if i%12 == 0 {
 			v = c.ids.Uint64()
 		}
-		b[i] = alphabet[v&31]
+		c.id[i] = alphabet[v&31]
 		v >>= 5
 	}
-	return string(b[:])
+	return c.id[:]
 }
 
 // method returns the method as a string, without allocating for the
@@ -575,7 +613,7 @@ var errBadResponse = errors.New("malformed response")
 // balancer.RoundTrip does, and passes the first response on. It returns the
 // status the client got, the backend that served it, and whether the client
 // connection may be reused.
-func (c *frontConn) exchange(h *requestHead, id string) (int, *backend, bool) {
+func (c *frontConn) exchange(h *requestHead, id []byte) (int, *backend, bool) {
 	var buf [16]*backend
 	order := h.rt.order(buf[:0], time.Now().UnixNano())
 	retriable := h.idempotencyKey || idempotentMethod(string(h.method))
@@ -596,7 +634,7 @@ func (c *frontConn) exchange(h *requestHead, id string) (int, *backend, bool) {
 			return 499, b, false // nobody to answer, as ServeHTTP logs it
 		}
 		if errors.Is(err, errReadTimeout) {
-			c.r.log.Warn("proxy error", "app", h.rt.app, "backend", b.addr, "request_id", id, "err", err)
+			c.r.log.Warn("proxy error", "app", h.rt.app, "backend", b.addr, "request_id", string(id), "err", err)
 			return c.writeError(504, id, "504 Gateway Timeout\n\nThe app did not answer in time.\n"), b, !h.close
 		}
 		if !isDialError(err) {
@@ -607,7 +645,7 @@ func (c *frontConn) exchange(h *requestHead, id string) (int, *backend, bool) {
 		}
 		b.downUntil.Store(time.Now().Add(ejectFor).UnixNano())
 	}
-	c.r.log.Warn("proxy error", "app", h.rt.app, "backend", last.addr, "request_id", id, "err", lastErr)
+	c.r.log.Warn("proxy error", "app", h.rt.app, "backend", last.addr, "request_id", string(id), "err", lastErr)
 	return c.writeError(502, id, "502 Bad Gateway\n\nThe app did not answer.\n"), last, !h.close
 }
 
@@ -624,7 +662,7 @@ func idempotentMethod(m string) bool {
 // over, whatever err says. A request that fails on a reused connection
 // before any response came (the backend closed it while idle) is sent again
 // once on a new connection.
-func (c *frontConn) roundTrip(b *backend, h *requestHead, id string) (status int, keep, sent bool, err error) {
+func (c *frontConn) roundTrip(b *backend, h *requestHead, id []byte) (status int, keep, sent bool, err error) {
 	for attempt := 0; ; attempt++ {
 		uc, reused, err := b.fast.get(context.Background())
 		if err != nil {
@@ -648,7 +686,7 @@ func (c *frontConn) roundTrip(b *backend, h *requestHead, id string) (status int
 // relay writes the request to the backend connection and the response to
 // the client. reusable reports that the backend connection is ready for
 // another request.
-func (c *frontConn) relay(uc *upstreamConn, h *requestHead, id string) (status int, keep, sent, reusable bool, err error) {
+func (c *frontConn) relay(uc *upstreamConn, h *requestHead, id []byte) (status int, keep, sent, reusable bool, err error) {
 	if _, err := uc.conn.Write(c.req); err != nil {
 		return 0, false, false, false, err
 	}
@@ -757,10 +795,10 @@ func (c *frontConn) stopWatch() {
 		c.watchSt.Store(watchIdle)
 		return
 	}
-	_ = c.conn.SetReadDeadline(aLongTimeAgo) // ends the watcher's read
+	c.setReadDeadline(aLongTimeAgo) // ends the watcher's read
 	<-c.watchDone
 	c.watchSt.Store(watchIdle)
-	_ = c.conn.SetReadDeadline(time.Now().Add(idleTimeout))
+	c.idleDeadline()
 }
 
 func readTimeout(rt *route) time.Duration {
@@ -1027,7 +1065,7 @@ func chunkSize(line []byte) (int64, bool) {
 
 // writeError answers the request with one of the router's own error pages,
 // as writeError does for net/http, and returns the status.
-func (c *frontConn) writeError(code int, id, body string) int {
+func (c *frontConn) writeError(code int, id []byte, body string) int {
 	c.out = c.out[:0]
 	c.out = append(c.out, "HTTP/1.1 "...)
 	c.out = strconv.AppendInt(c.out, int64(code), 10)

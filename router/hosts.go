@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"log/slog"
 	"strings"
 )
@@ -19,6 +20,30 @@ func (t *routeTable) lookup(host string) *route {
 	}
 	if i := strings.IndexByte(host, '.'); i > 0 {
 		return t.wild[host[i+1:]]
+	}
+	return nil
+}
+
+// lookupBytes is lookup for a Host header as the front reads it; when it is
+// already canonical (lower case, no port), as it nearly always is, it
+// costs no allocation.
+func (t *routeTable) lookupBytes(host []byte) *route {
+	for _, ch := range host {
+		if 'A' <= ch && ch <= 'Z' || ch == ':' || ch == ' ' || ch == '\t' || ch == '[' {
+			return t.lookup(canonicalHost(string(host)))
+		}
+	}
+	if n := len(host); n > 0 && host[n-1] == '.' {
+		return t.lookup(canonicalHost(string(host)))
+	}
+	if rt := t.hosts[string(host)]; rt != nil {
+		return rt
+	}
+	if len(t.wild) == 0 {
+		return nil
+	}
+	if i := bytes.IndexByte(host, '.'); i > 0 {
+		return t.wild[string(host[i+1:])]
 	}
 	return nil
 }

@@ -510,8 +510,8 @@ func writeError(w http.ResponseWriter, code int, body string) {
 
 // validRequestID accepts an incoming request id if it is short, visible
 // ASCII; anything else is replaced so that it is safe to log and forward.
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
+func validRequestID[S string | []byte](id S) bool {
+	if len(id) == 0 || len(id) > 128 {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
@@ -679,8 +679,8 @@ func (b *replayBody) Close() error {
 }
 
 func (r *Router) logAccess(req *http.Request, lw *logWriter, rt *route, pr *proxied, id string, start time.Time) {
-	l := requestLog{method: req.Method, host: req.Host, path: req.URL.Path, status: lw.status,
-		start: start, bytes: lw.bytes, id: id}
+	l := requestLog{method: req.Method, host: []byte(req.Host), path: []byte(req.URL.Path), status: lw.status,
+		start: start, bytes: lw.bytes, id: []byte(id)}
 	if rt != nil {
 		l.app = rt.app
 	}
@@ -692,14 +692,14 @@ func (r *Router) logAccess(req *http.Request, lw *logWriter, rt *route, pr *prox
 
 // unescapePath returns a request target's path as net/http's URL.Path has
 // it, percent-decoded.
-func unescapePath(p []byte) string {
+func unescapePath(p []byte) []byte {
 	if bytes.IndexByte(p, '%') < 0 {
-		return string(p)
+		return p
 	}
 	if u, err := url.PathUnescape(string(p)); err == nil {
-		return u
+		return []byte(u)
 	}
-	return string(p)
+	return p
 }
 
 // logWriter records what the access log needs. It keeps Flush and Hijack
