@@ -50,13 +50,21 @@ func TestBufferedLog(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	// A full buffer is written at once; Close writes the rest.
+	// A full buffer is written at once, well before the interval; Close
+	// writes the rest.
+	b.ticker.Reset(time.Hour)
 	line := []byte(strings.Repeat("y", 1000) + "\n")
 	for range 100 {
 		b.Write(line)
 	}
-	if s, _ := out.snapshot(); strings.Count(s, "y\n") < 60 {
-		t.Errorf("a full buffer was not written: %d lines out", strings.Count(s, "y\n"))
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		s, _ := out.snapshot()
+		if strings.Count(s, "y\n") >= 60 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a full buffer was not written: %d lines out", strings.Count(s, "y\n"))
+		}
 	}
 	b.Write([]byte("last\n"))
 	if err := b.Close(); err != nil {
@@ -64,5 +72,43 @@ func TestBufferedLog(t *testing.T) {
 	}
 	if s, _ := out.snapshot(); !strings.HasSuffix(s, "last\n") || strings.Count(s, "y\n") != 100 {
 		t.Errorf("Close did not write everything")
+	}
+}
+
+// gatedWriter blocks every Write until the gate is opened.
+type gatedWriter struct {
+	gate chan struct{}
+	lockedBuffer
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	<-g.gate
+	return g.lockedBuffer.Write(p)
+}
+
+// A request logging a line never waits for a slow log, until the backlog
+// limit; no line is lost.
+func TestBufferedLogDoesNotWaitForASlowWriter(t *testing.T) {
+	out := &gatedWriter{gate: make(chan struct{})}
+	b := NewBufferedLog(out, 10*time.Millisecond)
+	line := []byte(strings.Repeat("z", 99) + "\n")
+	written := make(chan struct{})
+	go func() {
+		for range maxBacklog / len(line) / 2 { // half the backlog: several full buffers
+			b.Write(line)
+		}
+		close(written)
+	}()
+	select {
+	case <-written:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Write waited for a blocked writer below the backlog limit")
+	}
+	close(out.gate)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := out.snapshot(); strings.Count(s, "\n") != maxBacklog/len(line)/2 {
+		t.Errorf("%d lines written, want %d", strings.Count(s, "\n"), maxBacklog/len(line)/2)
 	}
 }

@@ -64,6 +64,7 @@ func main() {
 	conns := flag.Int("c", 32, "wrk connections (keep-alive)")
 	rounds := flag.Int("rounds", 3, "runs per side and workload, interleaved; the median is reported")
 	only := flag.String("only", "", "run only the workloads whose name contains this, e.g. \"small, HTTP\"")
+	flag.BoolVar(&verbose, "v", false, "print every run, not only the medians")
 	flag.Parse()
 	if err := run(*dur, *conns, *rounds, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench router:", err)
@@ -132,6 +133,9 @@ func runRouter(args []string) {
 		panic(err)
 	}
 }
+
+// verbose prints every run (-v).
+var verbose bool
 
 type result struct {
 	cpuPerReq time.Duration // CPU time (user+system) the proxy spent per request
@@ -242,6 +246,9 @@ func run(dur time.Duration, conns, rounds int, only string) error {
 				}
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", side, w.name, err)
+				}
+				if verbose {
+					fmt.Fprintf(os.Stderr, "  %s, %s, run %d: %.0f rps, p99 %s, %d µs CPU per request\n", w.name, side, i+1, r.rps, fmtDur(r.p99), r.cpuPerReq.Microseconds())
 				}
 				if side == "router" {
 					rs = append(rs, r)
