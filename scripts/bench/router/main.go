@@ -5,7 +5,7 @@
 // printed with the ratios router/nginx. It also prints the cost of a route
 // lookup with 10, 1,000 and 10,000 apps routed.
 //
-//	go run ./scripts/bench/router [-d 4s] [-c 32] [-rounds 3]
+//	go run ./scripts/bench/router [-d 3s] [-c 32] [-rounds 7] [-v]
 //
 // nginx and wrk come from scripts/install.sh --bench-deps.
 package main
@@ -60,9 +60,9 @@ func main() {
 			return
 		}
 	}
-	dur := flag.Duration("d", 4*time.Second, "duration of one wrk run")
+	dur := flag.Duration("d", 3*time.Second, "duration of one wrk run")
 	conns := flag.Int("c", 32, "wrk connections (keep-alive)")
-	rounds := flag.Int("rounds", 3, "runs per side and workload, interleaved; the median is reported")
+	rounds := flag.Int("rounds", 7, "runs per side and workload, interleaved; the median is reported")
 	only := flag.String("only", "", "run only the workloads whose name contains this, e.g. \"small, HTTP\"")
 	flag.BoolVar(&verbose, "v", false, "print every run, not only the medians")
 	flag.Parse()
@@ -208,9 +208,25 @@ func run(dur time.Duration, conns, rounds int, only string) error {
 		}
 	}
 
+	// Warm both up (connection pools, TLS session state, the Go runtime's
+	// heap and threads) with an unmeasured run of each workload.
+	for _, addr := range []string{routerHTTP, nginxHTTP} {
+		for _, path := range []string{"/small", "/100k"} {
+			if _, err := wrk("http://"+addr+path, plainHost, conns, time.Second); err != nil {
+				return fmt.Errorf("warm-up: %w", err)
+			}
+		}
+	}
+	for _, addr := range []string{routerHTTPS, nginxHTTPS} {
+		if _, err := wrk("https://"+addr+"/small", tlsHost, conns, time.Second); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+
 	nginxVersion, _ := exec.Command("nginx", "-v").CombinedOutput()
-	fmt.Printf("router vs %s, wrk -t1 -c%d -d%s, median of %d interleaved runs, GOMAXPROCS=%d, %d CPUs\n\n",
+	fmt.Printf("router vs %s, wrk -t1 -c%d -d%s, %d interleaved rounds after a warm-up, GOMAXPROCS=%d, %d CPUs\n",
 		strings.TrimSpace(strings.TrimPrefix(string(nginxVersion), "nginx version: ")), conns, dur, rounds, runtimeProcs(), numCPU())
+	fmt.Printf("figures: medians over the rounds; ratios: the median of each round's ratio (the two runs of a round are back to back, so a drift of the machine's speed cancels out)\n\n")
 	type workload struct{ name, scheme, path string }
 	workloads := []workload{{"small, HTTP", "http", "/small"}, {"100 KB, HTTP", "http", "/100k"}, {"small, HTTPS", "https", "/small"}, {"100 KB, HTTPS", "https", "/100k"}}
 	fmt.Printf("| workload | router rps | nginx rps | rps ratio | router p50 / p99 | nginx p50 / p99 | p99 ratio | CPU per request router / nginx |\n|---|---|---|---|---|---|---|---|\n")
@@ -258,10 +274,12 @@ func run(dur time.Duration, conns, rounds int, only string) error {
 			}
 		}
 		r, n := median(rs), median(ns)
-		rpsRatio, p99Ratio := r.rps/n.rps, float64(r.p99)/float64(n.p99)
+		rpsRatio := pairedRatio(rs, ns, func(x result) float64 { return x.rps })
+		p99Ratio := pairedRatio(rs, ns, func(x result) float64 { return float64(x.p99) })
+		cpuRatio := pairedRatio(rs, ns, func(x result) float64 { return float64(x.cpuPerReq) })
 		worstRPS, worstP99 = min(worstRPS, rpsRatio), max(worstP99, p99Ratio)
 		fmt.Printf("| %s | %.0f | %.0f | %.2fx | %s / %s | %s / %s | %.2fx | %d / %d µs (%.2fx) |\n", w.name, r.rps, n.rps, rpsRatio, fmtDur(r.p50), fmtDur(r.p99), fmtDur(n.p50), fmtDur(n.p99), p99Ratio,
-			r.cpuPerReq.Microseconds(), n.cpuPerReq.Microseconds(), float64(r.cpuPerReq)/float64(n.cpuPerReq))
+			r.cpuPerReq.Microseconds(), n.cpuPerReq.Microseconds(), cpuRatio)
 	}
 	fmt.Printf("\nthroughput target >= 1.0x: %s (worst %.2fx); p99 target <= 1.0x: %s (worst %.2fx)\n",
 		verdict(worstRPS >= 1.0), worstRPS, verdict(worstP99 <= 1.0), worstP99)
@@ -361,6 +379,16 @@ func wrk(url, host string, conns int, dur time.Duration) (result, error) {
 		return result{}, fmt.Errorf("no latency distribution in wrk's output:\n%s", s)
 	}
 	return r, nil
+}
+
+// pairedRatio is the median over the rounds of router/nginx for f.
+func pairedRatio(rs, ns []result, f func(result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i := range rs {
+		v[i] = f(rs[i]) / f(ns[i])
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 func median(rs []result) result {
