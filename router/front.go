@@ -320,7 +320,7 @@ func (c *frontConn) parseHead(head []byte, h *requestHead) bool {
 	}
 	h.target, line = line[:sp], line[sp+1:]
 	if string(line) != "HTTP/1.1" || !isToken(h.method) || string(h.method) == "CONNECT" ||
-		h.target[0] != '/' || !visibleASCII(h.target) {
+		h.target[0] != '/' || !visibleASCII(h.target) || !validEscapes(h.target) {
 		return false
 	}
 	c.req = append(c.req[:0], head[:len(h.method)+1+len(h.target)]...)
@@ -380,7 +380,7 @@ func (c *frontConn) parseHead(head []byte, h *requestHead) bool {
 			c.req = append(c.req, "\r\n"...)
 		}
 	}
-	if hosts != 1 || len(h.host) == 0 {
+	if hosts != 1 || !plainHost(h.host) {
 		return false
 	}
 	if c.r.opts.AdminToken != "" && string(h.host) == AdminHost {
@@ -504,6 +504,40 @@ func visibleASCII(b []byte) bool {
 	return true
 }
 
+// plainHost reports whether a Host header is made only of what host names,
+// IPv6 literals and ports use; net/http judges the others (and refuses
+// many).
+func plainHost(host []byte) bool {
+	if len(host) == 0 {
+		return false
+	}
+	for _, c := range host {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// validEscapes reports whether every % in the path part of target starts an
+// escape of two hex digits, as net/http requires (it answers 400 otherwise).
+func validEscapes(target []byte) bool {
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		target = target[:i]
+	}
+	for i := 0; i < len(target); i++ {
+		if target[i] != '%' {
+			continue
+		}
+		if i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
 // validFieldValue rejects control characters other than tab (bytes of 0x80
 // and above, obs-text, are allowed, as net/http does).
 func validFieldValue(b []byte) bool {
@@ -519,24 +553,7 @@ func validFieldValue(b []byte) bool {
 // response on. It reports whether the connection may serve another request.
 func (c *frontConn) proxy(h *requestHead) (keep bool) {
 	start := time.Now()
-	c.detach(h)
-	id := h.requestID
-	if !validRequestID(id) {
-		id = c.newRequestID()
-	}
-	c.req = append(c.req, "X-Forwarded-For: "...)
-	c.req = append(c.req, c.clientIP...)
-	c.req = append(c.req, "\r\nX-Forwarded-Host: "...)
-	c.req = append(c.req, h.host...)
-	if c.tls != nil {
-		c.req = append(c.req, "\r\nX-Forwarded-Proto: https"...)
-	} else {
-		c.req = append(c.req, "\r\nX-Forwarded-Proto: http"...)
-	}
-	c.req = append(c.req, "\r\nX-Request-Id: "...)
-	c.req = append(c.req, id...)
-	c.req = append(c.req, "\r\n\r\n"...)
-
+	id := c.proxyHead(h)
 	c.sent = 0
 	status, b, keep := c.exchange(h, id)
 	if c.r.opts.AccessLog {
@@ -554,6 +571,30 @@ func (c *frontConn) proxy(h *requestHead) (keep bool) {
 		})
 	}
 	return keep && !h.close
+}
+
+// proxyHead detaches h from the client's buffer and completes the request
+// for the app in c.req with the headers the router sets. It returns the
+// request id.
+func (c *frontConn) proxyHead(h *requestHead) []byte {
+	c.detach(h)
+	id := h.requestID
+	if !validRequestID(id) {
+		id = c.newRequestID()
+	}
+	c.req = append(c.req, "X-Forwarded-For: "...)
+	c.req = append(c.req, c.clientIP...)
+	c.req = append(c.req, "\r\nX-Forwarded-Host: "...)
+	c.req = append(c.req, h.host...)
+	if c.tls != nil {
+		c.req = append(c.req, "\r\nX-Forwarded-Proto: https"...)
+	} else {
+		c.req = append(c.req, "\r\nX-Forwarded-Proto: http"...)
+	}
+	c.req = append(c.req, "\r\nX-Request-Id: "...)
+	c.req = append(c.req, id...)
+	c.req = append(c.req, "\r\n\r\n"...)
+	return id
 }
 
 // detach copies what the front uses of the request head out of the client's

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // echoBackend answers with what it received (method, URI, Host and headers)
@@ -445,4 +447,92 @@ func TestFrontSlowResponseToClientThatStays(t *testing.T) {
 	if r.handedOver.Load() != 0 {
 		t.Errorf("handed over %d connections", r.handedOver.Load())
 	}
+}
+
+// pipeConn is a net.Conn that reads from a byte slice, for parsing tests.
+type pipeConn struct {
+	net.Conn // nil: only Read and SetReadDeadline are used
+	r        *strings.Reader
+}
+
+func (p *pipeConn) Read(b []byte) (int, error)       { return p.r.Read(b) }
+func (p *pipeConn) SetReadDeadline(time.Time) error { return nil }
+
+// FuzzFrontHead: whatever head the front serves itself, net/http reads the
+// same way (method, target, Host, no body), and the request the front sends
+// the app is one net/http reads with the same headers less the hop-by-hop
+// and forwarding ones. A head the front and net/http would read differently
+// is how requests are smuggled.
+func FuzzFrontHead(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: alpha.example.test\r\n\r\n",
+		"GET /a?b=c HTTP/1.1\r\nhost: Alpha.Example.Test:80\r\nX-Request-Id: x\r\nConnection: close\r\n\r\n",
+		"HEAD /x HTTP/1.1\r\nHost: alpha.example.test\r\nContent-Length: 0\r\nKeep-Alive: 1\r\n\r\n",
+		"POST /p HTTP/1.1\r\nHost: alpha.example.test\r\nContent-Length: 3\r\n\r\nabc",
+		"GET / HTTP/1.1\r\nHost: alpha.example.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: alpha.example.test\r\nX: a\r\n b\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: alpha.example.test\r\nHost: beta\r\n\r\n",
+		"GET http://alpha.example.test/ HTTP/1.1\r\nHost: alpha.example.test\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost : alpha.example.test\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: alpha.example.test\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x{.preview.example.test\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: pr-1.preview.example.test\r\n\r\n",
+	} {
+		f.Add(s)
+	}
+	r := New(&fakeSource{}, Options{Log: discardLog()})
+	r.apply(Table{Routes: []Route{{App: "alpha", Hosts: []string{"alpha.example.test"}, Backends: backends("127.0.0.1:9"),
+		Edge: &Edge{Key: "e", Wildcards: []string{"*.preview.example.test"}}}}})
+	f.Fuzz(func(t *testing.T, in string) {
+		c := &frontConn{r: r, f: newFront(r), conn: &pipeConn{r: strings.NewReader(in)}, clientIP: "192.0.2.1"}
+		c.br = bufio.NewReaderSize(c.conn, frontBufSize)
+		var h requestHead
+		fast, err := c.readHead(&h)
+		if err != nil || !fast {
+			return // net/http decides
+		}
+		head := in[:h.size]
+		want, err := http.ReadRequest(bufio.NewReader(strings.NewReader(head)))
+		if err != nil {
+			t.Fatalf("the front serves %q, net/http refuses it: %v", head, err)
+		}
+		// What net/http's server checks beyond ReadRequest.
+		if !httpguts.ValidHostHeader(want.Host) {
+			t.Fatalf("the front serves %q, net/http's server refuses its Host header", head)
+		}
+		for name, vals := range want.Header {
+			for _, v := range vals {
+				if !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(v) {
+					t.Fatalf("the front serves %q, net/http's server refuses its header %q: %q", head, name, v)
+				}
+			}
+		}
+		if want.Method != string(h.method) || want.RequestURI != string(h.target) || want.Host != string(h.host) {
+			t.Fatalf("%q: front read %s %s host %q, net/http %s %s host %q", head, h.method, h.target, h.host, want.Method, want.RequestURI, want.Host)
+		}
+		if want.ContentLength != 0 || len(want.TransferEncoding) != 0 {
+			t.Fatalf("%q: the front serves it as bodiless, net/http reads a body (length %d, %v)", head, want.ContentLength, want.TransferEncoding)
+		}
+		c.proxyHead(&h)
+		sent, err := http.ReadRequest(bufio.NewReader(strings.NewReader(string(c.req))))
+		if err != nil {
+			t.Fatalf("%q: the request for the app does not parse: %v\n%s", head, err, c.req)
+		}
+		if sent.Method != want.Method || sent.RequestURI != want.RequestURI || sent.Host != want.Host {
+			t.Fatalf("%q: the app would get %s %s host %q", head, sent.Method, sent.RequestURI, sent.Host)
+		}
+		for name, vals := range want.Header {
+			switch name {
+			case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Trailer",
+				"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id":
+				continue
+			}
+			if got := sent.Header[name]; !slices.Equal(got, vals) {
+				t.Fatalf("%q: header %s = %q for the app, net/http read %q", head, name, got, vals)
+			}
+		}
+		if got := sent.Header.Get("X-Forwarded-For"); got != "192.0.2.1" {
+			t.Fatalf("%q: X-Forwarded-For %q", head, got)
+		}
+	})
 }
