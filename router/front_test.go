@@ -455,7 +455,7 @@ type pipeConn struct {
 	r        *strings.Reader
 }
 
-func (p *pipeConn) Read(b []byte) (int, error)       { return p.r.Read(b) }
+func (p *pipeConn) Read(b []byte) (int, error)      { return p.r.Read(b) }
 func (p *pipeConn) SetReadDeadline(time.Time) error { return nil }
 
 // FuzzFrontHead: whatever head the front serves itself, net/http reads the
