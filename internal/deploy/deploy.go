@@ -210,37 +210,59 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 		Processes: procs, Checks: checks,
 		Commit: src.Commit, Author: who.Name, Reason: "push " + short,
 	}
-	if err := p.triggers.Trigger(ctx, plugins.TriggerPreDeploy, []string{appName, img.Ref(), fmt.Sprint(version)}, out); err != nil {
-		return err
-	}
+	// (pre-deploy and post-deploy plugins run in rollOut)
 	if err := p.rollOut(ctx, app, rel, out); err != nil {
 		return err
 	}
 	rec.Release = rel.Version
-
-	// 7. post-deploy plugins: the release is live; a failure here is reported only
-	if err := p.triggers.Trigger(ctx, plugins.TriggerPostDeploy, []string{appName, fmt.Sprint(rel.Version), img.Ref()}, out); err != nil {
-		fmt.Fprintf(out, " !     post-deploy: %v\n", err)
-	}
 	fmt.Fprintf(out, "=====> Application deployed:\n       %s\n", p.appURL(appName))
 	return nil
 }
 
-// rollOut runs rel, a new release, on the scheduler at the app's formation
-// and records it as current once it serves.
+// rollOut runs rel, a new release (of a push, an image, a rollback or a
+// config change), on the scheduler at the app's formation and records it as
+// current once it serves, between the pre-deploy and post-deploy plugins.
 func (p *Pipeline) rollOut(ctx context.Context, app *paas.App, rel *paas.Release, out io.Writer) error {
 	rel.CreatedAt = time.Now().UTC()
 	rel.Scale = app.ScaleOf(rel.Processes)
-	if err := p.scheduler.Deploy(ctx, rel, p.deployOptions(app, rel, false), out); err != nil {
-		if app.Current == 0 {
-			return fmt.Errorf("release v%d failed: %w", rel.Version, err)
+	err := p.deployTriggered(ctx, rel, p.deployOptions(app, rel, false), out, func() error {
+		if err := p.store.AddRelease(rel); err != nil {
+			return fmt.Errorf("record release: %w", err)
 		}
-		return fmt.Errorf("release v%d failed, v%d keeps serving: %w", rel.Version, app.Current, err)
+		p.pruneImages(app.Name, out)
+		return nil
+	})
+	var refused refusedError
+	switch {
+	case err == nil || errors.As(err, &refused):
+		return err
+	case app.Current == 0:
+		return fmt.Errorf("release v%d failed: %w", rel.Version, err)
 	}
-	if err := p.store.AddRelease(rel); err != nil {
-		return fmt.Errorf("record release: %w", err)
+	return fmt.Errorf("release v%d failed, v%d keeps serving: %w", rel.Version, app.Current, err)
+}
+
+// refusedError is a rollout a pre-deploy plugin refused: nothing was started.
+type refusedError struct{ error }
+
+func (e refusedError) Unwrap() error { return e.error }
+
+// deployTriggered rolls rel out on the scheduler between the pre-deploy
+// plugins, which may refuse it, and the post-deploy ones, whose failure is
+// only reported; serving runs once the release serves, before post-deploy.
+func (p *Pipeline) deployTriggered(ctx context.Context, rel *paas.Release, opts scheduler.DeployOptions, out io.Writer, serving func() error) error {
+	if err := p.triggers.Trigger(ctx, plugins.TriggerPreDeploy, []string{rel.App, rel.Image.Ref(), fmt.Sprint(rel.Version)}, out); err != nil {
+		return refusedError{err}
 	}
-	p.pruneImages(app.Name, out)
+	if err := p.scheduler.Deploy(ctx, rel, opts, out); err != nil {
+		return err
+	}
+	if err := serving(); err != nil {
+		return err
+	}
+	if err := p.triggers.Trigger(ctx, plugins.TriggerPostDeploy, []string{rel.App, fmt.Sprint(rel.Version), rel.Image.Ref()}, out); err != nil {
+		fmt.Fprintf(out, " !     post-deploy: %v\n", err)
+	}
 	return nil
 }
 
@@ -273,6 +295,7 @@ func (p *Pipeline) pruneImages(app string, out io.Writer) {
 // release, the change is rolled out as a new release and stored only once it
 // runs; otherwise it is stored for the next deploy.
 func (p *Pipeline) SetConfig(ctx context.Context, appName string, who paas.Identity, reason string, restart bool, fn func(cfg map[string]string) error, out io.Writer) error {
+	ctx = plugins.WithUser(ctx, who)
 	unlock, err := p.lock(ctx, appName, out)
 	if err != nil {
 		return err

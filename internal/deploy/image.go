@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"paas/internal/paas"
+	"paas/plugins"
 )
 
 // ImageImporter brings a prebuilt image into the installation's registry.
@@ -34,6 +35,7 @@ func (p *Pipeline) DeployImage(ctx context.Context, appName string, who paas.Ide
 }
 
 func (p *Pipeline) deployImage(ctx context.Context, appName string, who paas.Identity, imp ImageImporter, source string, rec *paas.Deploy, out io.Writer) error {
+	ctx = plugins.WithUser(ctx, who)
 	app, err := p.store.App(appName)
 	if err != nil {
 		return err
@@ -59,9 +61,6 @@ func (p *Pipeline) deployImage(ctx context.Context, appName string, who paas.Ide
 		return err
 	}
 	rec.Release = rel.Version
-	if err := p.triggers.Trigger(ctx, "post-deploy", []string{appName}, out); err != nil {
-		fmt.Fprintf(out, " !     post-deploy: %v\n", err)
-	}
 	fmt.Fprintf(out, "=====> Application deployed:\n       %s\n", p.appURL(appName))
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"paas/internal/paas"
+	"paas/plugins"
 	"paas/scheduler"
 )
 
@@ -47,6 +48,7 @@ func (p *Pipeline) Rollback(ctx context.Context, appName string, who paas.Identi
 // recorded like a push: make builds the new release from the app and the
 // next version number.
 func (p *Pipeline) change(ctx context.Context, appName string, who paas.Identity, reason string, out io.Writer, make func(app *paas.App, version int) (*paas.Release, error)) error {
+	ctx = plugins.WithUser(ctx, who)
 	unlock, err := p.lock(ctx, appName, out)
 	if err != nil {
 		return err
@@ -158,6 +160,7 @@ func (p *Pipeline) lockDeployed(ctx context.Context, appName string, out io.Writ
 // so a failed rollout changes nothing.
 func (p *Pipeline) withCurrent(ctx context.Context, appName string, who paas.Identity, reason string, force bool, out io.Writer,
 	change func(*paas.App, *paas.Release) error) error {
+	ctx = plugins.WithUser(ctx, who)
 	app, unlock, err := p.lockDeployed(ctx, appName, out)
 	if err != nil {
 		return err
@@ -179,10 +182,13 @@ func (p *Pipeline) withCurrent(ctx context.Context, appName string, who paas.Ide
 	}
 	run := *rel
 	run.Scale = app.ScaleOf(run.Processes)
-	err = p.scheduler.Deploy(ctx, &run, p.deployOptions(app, &run, force), out)
-	if err == nil && change != nil {
-		_, err = p.store.UpdateApp(appName, func(a *paas.App) error { return change(a, rel) })
-	}
+	err = p.deployTriggered(ctx, &run, p.deployOptions(app, &run, force), out, func() error {
+		if change == nil {
+			return nil
+		}
+		_, err := p.store.UpdateApp(appName, func(a *paas.App) error { return change(a, rel) })
+		return err
+	})
 	if err != nil {
 		err = fmt.Errorf("%s failed, v%d keeps running as it was: %w", reason, rel.Version, err)
 	}

@@ -256,3 +256,58 @@ func TestPruneImages(t *testing.T) {
 		t.Fatalf("a restart (no new release) or few releases pruned: %v %v", err, images.kept)
 	}
 }
+
+// Every rollout fires pre-deploy and post-deploy, as a push does; a
+// pre-deploy failure refuses it before anything starts, a post-deploy one is
+// only reported.
+func TestDeployTriggersOnChanges(t *testing.T) {
+	changes := []struct {
+		name string
+		run  func(*Pipeline, *syncBuffer) error
+	}{
+		{"rollback", func(p *Pipeline, out *syncBuffer) error {
+			return p.Rollback(context.Background(), "hello", alice, 0, out)
+		}},
+		{"ps:restart", func(p *Pipeline, out *syncBuffer) error { return p.Restart(context.Background(), "hello", alice, out) }},
+		{"ps:scale", func(p *Pipeline, out *syncBuffer) error {
+			return p.Scale(context.Background(), "hello", alice, map[string]int{"worker": 2}, out)
+		}},
+	}
+	for _, c := range changes {
+		for _, failing := range []string{"", "pre-deploy", "post-deploy"} {
+			t.Run(c.name+" "+failing, func(t *testing.T) {
+				e := deployedApp(t)
+				if failing != "" {
+					e.triggers.errs[failing] = errors.New(failing + " says no")
+				}
+				var out syncBuffer
+				err := c.run(e.p, &out)
+				want := []string{"pre-deploy hello", "post-deploy hello"}
+				switch failing {
+				case "pre-deploy":
+					want = want[:1]
+					if err == nil || !strings.Contains(err.Error(), "pre-deploy says no") {
+						t.Fatalf("error %v, want the pre-deploy refusal", err)
+					}
+					if len(e.scheduler.deployed) != 0 {
+						t.Fatalf("rolled out %d releases after a refusal", len(e.scheduler.deployed))
+					}
+					if app, _ := e.store.App("hello"); app.Current != 3 {
+						t.Fatalf("current v%d after a refusal, want v3", app.Current)
+					}
+				case "post-deploy":
+					if err != nil || !strings.Contains(out.String(), "post-deploy says no") {
+						t.Fatalf("error %v, output %q: want success with the post-deploy failure reported", err, out.String())
+					}
+				default:
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				if !reflect.DeepEqual(e.triggers.calls, want) {
+					t.Fatalf("triggers %q, want %q", e.triggers.calls, want)
+				}
+			})
+		}
+	}
+}
