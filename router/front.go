@@ -192,6 +192,8 @@ type frontConn struct {
 	id       [26]byte  // the last generated request id
 	head     []byte    // method, target, host and request id of the request (detach)
 	deadline time.Time // the client connection's read deadline, as last set here
+	// writeDeadline is the client connection's write deadline (write).
+	writeDeadline time.Time
 
 	// Watching the client while a response is awaited (watchClient).
 	watch     *time.Timer
@@ -959,12 +961,28 @@ func readLine(src *bufio.Reader) ([]byte, error) {
 	return line, nil
 }
 
+// sendTimeout is how long a write to a client may make no progress before
+// the connection is closed (nginx's send_timeout): a client that stops
+// reading does not hold a task's connection for ever.
+var sendTimeout = 60 * time.Second
+
+// write writes p to the client within sendTimeout. The deadline is moved
+// only once it is a sixth spent, which spares a timer update per write.
+func (c *frontConn) write(p []byte) (int, error) {
+	now := time.Now()
+	if c.writeDeadline.Sub(now) < sendTimeout*5/6 {
+		c.writeDeadline = now.Add(sendTimeout)
+		_ = c.conn.SetWriteDeadline(c.writeDeadline)
+	}
+	return c.conn.Write(p)
+}
+
 // flush writes c.out to the client.
 func (c *frontConn) flush() error {
 	if len(c.out) == 0 {
 		return nil
 	}
-	_, err := c.conn.Write(c.out)
+	_, err := c.write(c.out)
 	c.out = c.out[:0]
 	return err
 }
@@ -1010,7 +1028,7 @@ func (c *frontConn) pass(src *bufio.Reader, n int64) error {
 				if n > 0 {
 					n -= int64(k)
 				}
-				if _, werr := c.conn.Write(buf[:k]); werr != nil {
+				if _, werr := c.write(buf[:k]); werr != nil {
 					copyBuffers.Put(buf)
 					return werr
 				}

@@ -536,3 +536,46 @@ func FuzzFrontHead(f *testing.F) {
 		}
 	})
 }
+
+// A client that stops reading a response is dropped after sendTimeout, and
+// the task's connection and in-flight count are released.
+func TestFrontDropsClientThatStopsReading(t *testing.T) {
+	defer func(d time.Duration) { sendTimeout = d }(sendTimeout)
+	sendTimeout = 300 * time.Millisecond
+	big := strings.Repeat("x", 64<<20) // more than the socket buffers hold
+	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, big)
+	}))
+	src := &fakeSource{table: Table{Routes: []Route{{App: "alpha", Hosts: []string{"alpha.example.test"}, Backends: backends(be)}}}}
+	r, s := startRouter(t, src, Options{})
+	c, err := net.Dial("tcp", s.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: alpha.example.test\r\n\r\n") // and never read
+	inflight := func() (n int64) {
+		for _, b := range r.Status().Backends {
+			n += b.Inflight
+		}
+		return n
+	}
+	start := time.Now()
+	for inflight() == 0 { // the response started
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the request never got to the app")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for inflight() != 0 {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("the request is still in flight 10s after its client stopped reading: %+v", r.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The client's connection was closed.
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Errorf("reading what was sent: %v, want EOF", err)
+	}
+}
