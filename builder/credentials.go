@@ -1,15 +1,20 @@
 package builder
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // Credentials are the registry logins of the installation (`registry:login`),
@@ -88,6 +93,39 @@ func (c *Credentials) Login(server, user, password string) error {
 	}
 	if err := os.Rename(tmp, c.path); err != nil {
 		return fmt.Errorf("store registry credentials: %w", err)
+	}
+	return nil
+}
+
+// Check asks server's registry API whether it accepts user and password:
+// through its token service when it has one, with Basic authentication
+// otherwise (GET /v2/).
+func (c *Credentials) Check(ctx context.Context, server, user, password string) error {
+	reg, err := name.NewRegistry(normalizeServer(server))
+	if err != nil {
+		return fmt.Errorf("invalid registry server %q: %w", server, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	auth := authn.FromConfig(authn.AuthConfig{Username: user, Password: password})
+	tr, err := transport.NewWithContext(ctx, reg, auth, http.DefaultTransport, []string{reg.Scope(transport.PullScope)})
+	if err != nil {
+		return fmt.Errorf("log in to %s: %w", reg.RegistryStr(), err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, reg.Scheme()+"://"+reg.RegistryStr()+"/v2/", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return fmt.Errorf("log in to %s: %w", reg.RegistryStr(), err)
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("log in to %s: the registry refused user %s and this password", reg.RegistryStr(), user)
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("log in to %s: GET /v2/ answered %s", reg.RegistryStr(), resp.Status)
 	}
 	return nil
 }

@@ -32,8 +32,10 @@ type BuildCache interface {
 	PurgeCache(ctx context.Context, app string) error
 }
 
-// RegistryLogins stores registry credentials.
+// RegistryLogins checks and stores registry credentials.
 type RegistryLogins interface {
+	// Check asks the registry whether it accepts user and password.
+	Check(ctx context.Context, server, user, password string) error
 	Login(server, user, password string) error
 	Servers() (map[string]string, error)
 }

@@ -41,6 +41,13 @@ func (f fakeLogins) Login(server, user, password string) error {
 	return nil
 }
 
+func (f fakeLogins) Check(_ context.Context, server, user, password string) error {
+	if password == "wrong" {
+		return errors.New("log in to " + server + ": the registry refused user " + user + " and this password")
+	}
+	return nil
+}
+
 func (f fakeLogins) Servers() (map[string]string, error) {
 	out := map[string]string{}
 	for s, up := range f {
@@ -133,8 +140,10 @@ func TestBuildCommands(t *testing.T) {
 			wantOut: []string{"Logged in to r.example.com as team"}, notOut: []string{"s3cret"}},
 		{name: "registry:login without a password", id: root, args: []string{"registry:login", "r.example.com", "team"},
 			wantCode: ExitError, wantErr: []string{"password on stdin"}},
+		{name: "registry:login with a refused password", id: root, args: []string{"registry:login", "other.example.com", "team"}, stdin: "wrong\n",
+			wantCode: ExitError, wantErr: []string{"the registry refused user team"}, notOut: []string{"wrong"}},
 		{name: "registry:report hides passwords", id: root, args: []string{"registry:report"},
-			wantOut: []string{"r.example.com (team)"}, notOut: []string{"s3cret"}},
+			wantOut: []string{"r.example.com (team)"}, notOut: []string{"s3cret", "other.example.com"}},
 		{name: "repo:purge-cache", id: alice, args: []string{"repo:purge-cache", "alpha"}, wantOut: []string{"Purged the build cache of alpha"}},
 	}
 	for _, tt := range tests {

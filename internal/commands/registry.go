@@ -17,7 +17,7 @@ func (b *Builds) registryCommands() []*Command {
 	}
 }
 
-func (b *Builds) registryLogin(_ context.Context, c *Call) error {
+func (b *Builds) registryLogin(ctx context.Context, c *Call) error {
 	server, user := c.Args[0], c.Args[1]
 	if c.Stdin == nil {
 		return errors.New("give the password on stdin")
@@ -27,6 +27,14 @@ func (b *Builds) registryLogin(_ context.Context, c *Call) error {
 		return errors.New("give the password on stdin")
 	}
 	password := strings.TrimRight(line, "\r\n")
+	if password == "" {
+		return errors.New("give the password on stdin")
+	}
+	// Refused credentials are not stored: a wrong password shows now, not
+	// at the first deploy that needs it.
+	if err := b.Logins.Check(ctx, server, user, password); err != nil {
+		return err
+	}
 	if err := b.Logins.Login(server, user, password); err != nil {
 		return err
 	}
