@@ -48,6 +48,12 @@ type Builds struct {
 	Images   ImageDeployer
 	Cache    BuildCache
 	Logins   RegistryLogins
+	Running  RunningLogs // optional
+}
+
+// RunningLogs has the output so far of builds that have not finished.
+type RunningLogs interface {
+	RunningLog(id int) (string, bool)
 }
 
 // Commands returns the build commands.
@@ -224,6 +230,12 @@ func (b *Builds) buildsOutput(_ context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprint(c.Out, d.Log)
+	log := d.Log
+	if d.State == paas.DeployRunning && b.Running != nil {
+		if soFar, ok := b.Running.RunningLog(d.ID); ok {
+			log = soFar
+		}
+	}
+	_, err = fmt.Fprint(c.Out, log)
 	return err
 }

@@ -177,3 +177,32 @@ func TestBuildCommands(t *testing.T) {
 		t.Errorf("purged %q", cache.purged)
 	}
 }
+
+type fakeRunning map[int]string
+
+func (f fakeRunning) RunningLog(id int) (string, bool) { s, ok := f[id]; return s, ok }
+
+// builds:output of a build that is still running prints its output so far.
+func TestBuildsOutputWhileRunning(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.CreateApp(&paas.App{Name: "alpha", Owner: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	running := &paas.Deploy{App: "alpha", Reason: "push", Commit: strings.Repeat("a", 40), Author: "alice", StartedAt: time.Now()}
+	if err := st.StartDeploy(running); err != nil {
+		t.Fatal(err)
+	}
+	b := &Builds{Store: st, Pipeline: &fakePipeline{}, Logins: fakeLogins{}, Running: fakeRunning{running.ID: "-----> Building so far\n"}}
+	d := NewDispatcher(st, "test", b.Commands())
+	var out, errb bytes.Buffer
+	if code := d.RunCommand(context.Background(), alice, []string{"builds:output", "alpha"}, strings.NewReader(""), &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if out.String() != "-----> Building so far\n" {
+		t.Errorf("builds:output of a running build = %q", out.String())
+	}
+}

@@ -44,7 +44,7 @@ func newBuilders(ctx context.Context, docker *client.Client, st *store.Store, da
 // commands returns the build commands acting on b.
 func (b *builders) commands(st *store.Store, pipeline *deploy.Pipeline) []*commands.Command {
 	c := &commands.Builds{
-		Store: st, Pipeline: pipeline, Cache: b.pack, Logins: b.logins,
+		Store: st, Pipeline: pipeline, Cache: b.pack, Logins: b.logins, Running: pipeline,
 		Images: &imageDeployer{pipeline: pipeline, importer: b.importer},
 	}
 	return c.Commands()

@@ -80,6 +80,8 @@ type Pipeline struct {
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
+	// running holds the log so far of each deploy being run, by its id.
+	running sync.Map
 }
 
 // Options configures a Pipeline.
@@ -365,6 +367,7 @@ func (p *Pipeline) record(rec *paas.Deploy, out io.Writer) (io.Writer, func(erro
 		return nil, nil, err
 	}
 	buf := &cappedBuffer{max: maxLog}
+	p.running.Store(rec.ID, buf)
 	finish := func(err error) {
 		rec.FinishedAt = time.Now().UTC()
 		rec.State = paas.DeploySucceeded
@@ -375,9 +378,19 @@ func (p *Pipeline) record(rec *paas.Deploy, out io.Writer) (io.Writer, func(erro
 		if ferr := p.store.FinishDeploy(rec); ferr != nil {
 			p.log.Error("record deploy", "app", rec.App, "err", ferr)
 		}
+		p.running.Delete(rec.ID)
 		p.log.Info("deploy finished", "app", rec.App, "deploy", rec.ID, "release", rec.Release, "state", rec.State)
 	}
 	return io.MultiWriter(out, buf), finish, nil
+}
+
+// RunningLog returns the log so far of deploy id while it runs.
+func (p *Pipeline) RunningLog(id int) (string, bool) {
+	buf, ok := p.running.Load(id)
+	if !ok {
+		return "", false
+	}
+	return buf.(*cappedBuffer).String(), true
 }
 
 type cappedBuffer struct {

@@ -238,7 +238,8 @@ func (b *fakeBuilder) Build(ctx context.Context, in builder.Input) (paas.Image, 
 }
 
 type fakeScheduler struct {
-	err error
+	err    error
+	during func() // runs in Deploy, after its first line of output
 
 	mu       sync.Mutex
 	deployed []*paas.Release
@@ -254,6 +255,9 @@ func (s *fakeScheduler) Deploy(_ context.Context, rel *paas.Release, opts schedu
 	s.opts = append(s.opts, opts)
 	s.mu.Unlock()
 	fmt.Fprintf(out, "rolling out v%d\n", rel.Version)
+	if s.during != nil {
+		s.during()
+	}
 	return s.err
 }
 

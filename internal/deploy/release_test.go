@@ -311,3 +311,22 @@ func TestDeployTriggersOnChanges(t *testing.T) {
 		}
 	}
 }
+
+// While a deploy runs, its output so far can be read (builds:output); once
+// it is recorded, it is gone from there.
+func TestRunningLog(t *testing.T) {
+	e := deployedApp(t)
+	var during string
+	var found bool
+	e.scheduler.during = func() { during, found = e.p.RunningLog(1) }
+	var out syncBuffer
+	if err := e.p.Restart(context.Background(), "hello", alice, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !found || !strings.Contains(during, "rolling out v3") {
+		t.Errorf("RunningLog during the deploy = %q, %v; want its output so far", during, found)
+	}
+	if _, ok := e.p.RunningLog(1); ok {
+		t.Error("RunningLog still has the deploy after it finished")
+	}
+}
