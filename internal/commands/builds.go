@@ -53,7 +53,7 @@ type Builds struct {
 
 // RunningLogs has the output so far of builds that have not finished.
 type RunningLogs interface {
-	RunningLog(id int) (string, bool)
+	RunningLog(app string, id int) (string, bool)
 }
 
 // Commands returns the build commands.
@@ -232,7 +232,7 @@ func (b *Builds) buildsOutput(_ context.Context, c *Call) error {
 	}
 	log := d.Log
 	if d.State == paas.DeployRunning && b.Running != nil {
-		if soFar, ok := b.Running.RunningLog(d.ID); ok {
+		if soFar, ok := b.Running.RunningLog(d.App, d.ID); ok {
 			log = soFar
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -178,9 +179,12 @@ func TestBuildCommands(t *testing.T) {
 	}
 }
 
-type fakeRunning map[int]string
+type fakeRunning map[string]string // by "APP ID"
 
-func (f fakeRunning) RunningLog(id int) (string, bool) { s, ok := f[id]; return s, ok }
+func (f fakeRunning) RunningLog(app string, id int) (string, bool) {
+	s, ok := f[fmt.Sprintf("%s %d", app, id)]
+	return s, ok
+}
 
 // builds:output of a build that is still running prints its output so far.
 func TestBuildsOutputWhileRunning(t *testing.T) {
@@ -196,7 +200,7 @@ func TestBuildsOutputWhileRunning(t *testing.T) {
 	if err := st.StartDeploy(running); err != nil {
 		t.Fatal(err)
 	}
-	b := &Builds{Store: st, Pipeline: &fakePipeline{}, Logins: fakeLogins{}, Running: fakeRunning{running.ID: "-----> Building so far\n"}}
+	b := &Builds{Store: st, Pipeline: &fakePipeline{}, Logins: fakeLogins{}, Running: fakeRunning{fmt.Sprintf("alpha %d", running.ID): "-----> Building so far\n"}}
 	d := NewDispatcher(st, "test", b.Commands())
 	var out, errb bytes.Buffer
 	if code := d.RunCommand(context.Background(), alice, []string{"builds:output", "alpha"}, strings.NewReader(""), &out, &errb); code != 0 {

@@ -80,7 +80,7 @@ type Pipeline struct {
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
-	// running holds the log so far of each deploy being run, by its id.
+	// running holds the log so far of each deploy being run, by runningKey.
 	running sync.Map
 }
 
@@ -367,7 +367,7 @@ func (p *Pipeline) record(rec *paas.Deploy, out io.Writer) (io.Writer, func(erro
 		return nil, nil, err
 	}
 	buf := &cappedBuffer{max: maxLog}
-	p.running.Store(rec.ID, buf)
+	p.running.Store(runningKey{rec.App, rec.ID}, buf)
 	finish := func(err error) {
 		rec.FinishedAt = time.Now().UTC()
 		rec.State = paas.DeploySucceeded
@@ -378,15 +378,21 @@ func (p *Pipeline) record(rec *paas.Deploy, out io.Writer) (io.Writer, func(erro
 		if ferr := p.store.FinishDeploy(rec); ferr != nil {
 			p.log.Error("record deploy", "app", rec.App, "err", ferr)
 		}
-		p.running.Delete(rec.ID)
+		p.running.Delete(runningKey{rec.App, rec.ID})
 		p.log.Info("deploy finished", "app", rec.App, "deploy", rec.ID, "release", rec.Release, "state", rec.State)
 	}
 	return io.MultiWriter(out, buf), finish, nil
 }
 
-// RunningLog returns the log so far of deploy id while it runs.
-func (p *Pipeline) RunningLog(id int) (string, bool) {
-	buf, ok := p.running.Load(id)
+// runningKey names a deploy: ids count per app.
+type runningKey struct {
+	app string
+	id  int
+}
+
+// RunningLog returns the log so far of the app's deploy id while it runs.
+func (p *Pipeline) RunningLog(app string, id int) (string, bool) {
+	buf, ok := p.running.Load(runningKey{app, id})
 	if !ok {
 		return "", false
 	}

@@ -318,7 +318,7 @@ func TestRunningLog(t *testing.T) {
 	e := deployedApp(t)
 	var during string
 	var found bool
-	e.scheduler.during = func() { during, found = e.p.RunningLog(1) }
+	e.scheduler.during = func() { during, found = e.p.RunningLog("hello", 1) }
 	var out syncBuffer
 	if err := e.p.Restart(context.Background(), "hello", alice, &out); err != nil {
 		t.Fatal(err)
@@ -326,7 +326,7 @@ func TestRunningLog(t *testing.T) {
 	if !found || !strings.Contains(during, "rolling out v3") {
 		t.Errorf("RunningLog during the deploy = %q, %v; want its output so far", during, found)
 	}
-	if _, ok := e.p.RunningLog(1); ok {
+	if _, ok := e.p.RunningLog("hello", 1); ok {
 		t.Error("RunningLog still has the deploy after it finished")
 	}
 }
