@@ -408,27 +408,7 @@ func BenchmarkLookup(b *testing.B) {
 // TestUpgradeOverTLS: a protocol upgrade (as WebSocket's) through HTTPS.
 func TestUpgradeOverTLS(t *testing.T) {
 	ca := newTestCA(t)
-	echo := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "echo" || r.Header.Get("X-Forwarded-Proto") != "https" {
-			http.Error(w, "upgrade required", http.StatusUpgradeRequired)
-			return
-		}
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-		brw.Flush()
-		for {
-			l, err := brw.ReadString('\n')
-			if err != nil {
-				return
-			}
-			brw.WriteString(strings.ToUpper(l))
-			brw.Flush()
-		}
-	}))
+	echo := upgradeBackend(t, func(r *http.Request) bool { return r.Header.Get("X-Forwarded-Proto") == "https" })
 	edge := edgeOf(t, "ws", AppConfig{App: "ws", Domains: []string{"ws.example.com"}, Certs: []CertPEM{ca.issue(t, time.Now().Add(time.Hour), "ws.example.com")}})
 	_, _, httpsAddr := tlsRouter(t, &fakeSource{table: Table{Routes: []Route{{App: "ws", Hosts: []string{"ws.example.com"}, Backends: backends(echo), Edge: edge}}}})
 	conn, err := tls.Dial("tcp", httpsAddr, &tls.Config{RootCAs: ca.pool, ServerName: "ws.example.com", NextProtos: []string{"http/1.1"}})

@@ -10,6 +10,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -678,7 +679,7 @@ func (c *frontConn) exchange(h *requestHead, id []byte) (int, *backend, bool) {
 		}
 		if errors.Is(err, errReadTimeout) {
 			c.r.log.Warn("proxy error", "app", h.rt.app, "backend", b.addr, "request_id", string(id), "err", err)
-			return c.writeError(504, id, "504 Gateway Timeout\n\nThe app did not answer in time.\n"), b, !h.close
+			return c.writeError(http.StatusGatewayTimeout, id, gatewayTimeoutPage), b, !h.close
 		}
 		if !isDialError(err) {
 			failedSends++
@@ -689,15 +690,7 @@ func (c *frontConn) exchange(h *requestHead, id []byte) (int, *backend, bool) {
 		b.downUntil.Store(time.Now().Add(ejectFor).UnixNano())
 	}
 	c.r.log.Warn("proxy error", "app", h.rt.app, "backend", last.addr, "request_id", string(id), "err", lastErr)
-	return c.writeError(502, id, "502 Bad Gateway\n\nThe app did not answer.\n"), last, !h.close
-}
-
-func idempotentMethod(m string) bool {
-	switch m {
-	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
-		return true
-	}
-	return false
+	return c.writeError(http.StatusBadGateway, id, badGatewayPage), last, !h.close
 }
 
 // roundTrip sends the request in c.req to b and passes the response on. sent
@@ -1056,7 +1049,7 @@ func (c *frontConn) pass(src *bufio.Reader, n int64) error {
 // trailers.
 func (c *frontConn) passChunked(src *bufio.Reader) error {
 	for {
-		if src.Buffered() == 0 || bytes.IndexByte(peekBuffered(src), '\n') < 0 {
+		if bytes.IndexByte(peekBuffered(src), '\n') < 0 {
 			if err := c.flush(); err != nil { // a server-sent event goes out now
 				return err
 			}
@@ -1129,7 +1122,7 @@ func (c *frontConn) writeError(code int, id []byte, body string) int {
 	c.out = append(c.out, "HTTP/1.1 "...)
 	c.out = strconv.AppendInt(c.out, int64(code), 10)
 	c.out = append(c.out, ' ')
-	c.out = append(c.out, statusText(code)...)
+	c.out = append(c.out, http.StatusText(code)...)
 	c.out = append(c.out, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nX-Request-Id: "...)
 	c.out = append(c.out, id...)
 	c.out = append(c.out, "\r\nContent-Length: "...)
@@ -1139,16 +1132,6 @@ func (c *frontConn) writeError(code int, id []byte, body string) int {
 	c.sent = int64(len(body))
 	_ = c.flush()
 	return code
-}
-
-func statusText(code int) string {
-	switch code {
-	case 502:
-		return "Bad Gateway"
-	case 504:
-		return "Gateway Timeout"
-	}
-	return "Error"
 }
 
 // handoff is the listener of a net/http server that serves the connections

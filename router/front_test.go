@@ -315,13 +315,8 @@ func TestFrontShutdownClosesIdleConnections(t *testing.T) {
 	io.Copy(io.Discard, resp.Body)
 	start := time.Now()
 	cancel()
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return within 5s with an idle connection open")
+	if err := receive(t, served, 5*time.Second, "Serve did not return within 5s with an idle connection open"); err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("shutdown took %s with only an idle connection", d)

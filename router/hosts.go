@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
 )
@@ -11,18 +10,7 @@ import (
 // ("*.preview.example.com" serves "pr-1.preview.example.com", not
 // "a.b.preview.example.com", as a wildcard certificate would). Two map reads
 // at most, whatever the number of apps.
-func (t *routeTable) lookup(host string) *route {
-	if rt := t.hosts[host]; rt != nil {
-		return rt
-	}
-	if len(t.wild) == 0 {
-		return nil
-	}
-	if i := strings.IndexByte(host, '.'); i > 0 {
-		return t.wild[host[i+1:]]
-	}
-	return nil
-}
+func (t *routeTable) lookup(host string) *route { return lookupHost(t, host) }
 
 // lookupBytes is lookup for a Host header as the front reads it; when it is
 // already canonical (lower case, no port), as it nearly always is, it
@@ -36,14 +24,25 @@ func (t *routeTable) lookupBytes(host []byte) *route {
 	if n := len(host); n > 0 && host[n-1] == '.' {
 		return t.lookup(canonicalHost(string(host)))
 	}
+	return lookupHost(t, host)
+}
+
+// lookupHost is lookup for a canonical name as a string or as bytes (a map
+// index with string(bytes) does not allocate).
+func lookupHost[S string | []byte](t *routeTable, host S) *route {
 	if rt := t.hosts[string(host)]; rt != nil {
 		return rt
 	}
 	if len(t.wild) == 0 {
 		return nil
 	}
-	if i := bytes.IndexByte(host, '.'); i > 0 {
-		return t.wild[string(host[i+1:])]
+	for i := 0; i < len(host); i++ {
+		if host[i] == '.' {
+			if i == 0 {
+				return nil // no label for the wildcard
+			}
+			return t.wild[string(host[i+1:])]
+		}
 	}
 	return nil
 }

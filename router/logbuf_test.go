@@ -99,11 +99,7 @@ func TestBufferedLogDoesNotWaitForASlowWriter(t *testing.T) {
 		}
 		close(written)
 	}()
-	select {
-	case <-written:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Write waited for a blocked writer below the backlog limit")
-	}
+	receive(t, written, 5*time.Second, "Write waited for a blocked writer below the backlog limit")
 	close(out.gate)
 	if err := b.Close(); err != nil {
 		t.Fatal(err)

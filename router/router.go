@@ -499,6 +499,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
+// The router's own error pages, on both paths (ServeHTTP and the front).
+const (
+	badGatewayPage     = "502 Bad Gateway\n\nThe app did not answer.\n"
+	gatewayTimeoutPage = "504 Gateway Timeout\n\nThe app did not answer in time.\n"
+)
+
 func writeError(w http.ResponseWriter, code int, body string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
@@ -557,7 +563,7 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 		w.Header().Set(headerRequestID, pr.id)
 		r.log.Warn("proxy error", "app", pr.route.app, "backend", pr.backend, "request_id", pr.id, "err", err)
 	}
-	writeError(w, http.StatusBadGateway, "502 Bad Gateway\n\nThe app did not answer.\n")
+	writeError(w, http.StatusBadGateway, badGatewayPage)
 }
 
 // balancer is the ReverseProxy's transport: it sends the request to the
@@ -643,13 +649,20 @@ func retriable(req *http.Request, body *replayBody, err error) bool {
 }
 
 func idempotent(req *http.Request) bool {
-	switch req.Method {
-	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+	if idempotentMethod(req.Method) {
 		return true
 	}
 	_, key := req.Header["Idempotency-Key"]
 	_, xkey := req.Header["X-Idempotency-Key"]
 	return key || xkey
+}
+
+func idempotentMethod(m string) bool {
+	switch m {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
 }
 
 func isDialError(err error) bool {

@@ -468,32 +468,23 @@ func TestStreaming(t *testing.T) {
 					lines <- l
 				}
 			}()
-			select {
-			case l := <-lines:
-				if l != first {
-					t.Fatalf("first line = %q", l)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("the first line did not arrive before the second was written: the response is buffered")
+			if l := receive(t, lines, 5*time.Second, "the first line did not arrive before the second was written: the response is buffered"); l != first {
+				t.Fatalf("first line = %q", l)
 			}
 			releaseOnce()
-			select {
-			case l := <-lines:
-				if l != second {
-					t.Fatalf("second line = %q", l)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("the second line did not arrive")
+			if l := receive(t, lines, 5*time.Second, "the second line did not arrive"); l != second {
+				t.Fatalf("second line = %q", l)
 			}
 		})
 	}
 }
 
-func TestUpgrade(t *testing.T) {
-	// A backend that switches to a line-echo protocol after a 101, the way a
-	// WebSocket server does.
-	echo := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "echo" || !strings.EqualFold(r.Header.Get("Connection"), "upgrade") {
+// upgradeBackend switches to a line-echo protocol after a 101, the way a
+// WebSocket server does, for requests asking to upgrade to "echo" that
+// accept also approves of.
+func upgradeBackend(t *testing.T, accept func(*http.Request) bool) string {
+	return startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" || !accept(r) {
 			http.Error(w, "upgrade required", http.StatusUpgradeRequired)
 			return
 		}
@@ -514,6 +505,24 @@ func TestUpgrade(t *testing.T) {
 			brw.Flush()
 		}
 	}))
+}
+
+// receive returns the next value from ch, and fails the test with msg when
+// none comes within d.
+func receive[T any](t *testing.T, ch <-chan T, d time.Duration, msg string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatal(msg)
+	}
+	var zero T
+	return zero
+}
+
+func TestUpgrade(t *testing.T) {
+	echo := upgradeBackend(t, func(r *http.Request) bool { return strings.EqualFold(r.Header.Get("Connection"), "upgrade") })
 	src := &fakeSource{table: Table{Routes: []Route{{App: "alpha", Hosts: []string{"alpha.example.test"}, Backends: backends(echo)}}}}
 	for _, accessLog := range []bool{false, true} {
 		t.Run(fmt.Sprintf("access log %v", accessLog), func(t *testing.T) {
@@ -724,13 +733,8 @@ func TestServePollsAndShutsDownGracefully(t *testing.T) {
 	}()
 	<-slowStarted
 	cancel()
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return after its context ended")
+	if err := receive(t, served, 5*time.Second, "Serve did not return after its context ended"); err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 	if got := <-slowDone; got.status != 200 || got.body != "slow" {
 		t.Errorf("request in flight during shutdown: %d %q, want 200 slow", got.status, got.body)

@@ -45,22 +45,15 @@ func (r *Router) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, erro
 
 // cert returns the first unexpired certificate of the route that covers host.
 func (rt *route) cert(host string, now time.Time) *tls.Certificate {
-	if rt == nil || rt.edge == nil || len(rt.edge.Certs) == 0 {
+	if rt == nil || rt.edge == nil {
 		return nil
 	}
-	if certs, ok := rt.covering[host]; ok { // one of the route's own names
-		for _, c := range certs {
-			if !now.After(c.Leaf.NotAfter) {
-				return c
-			}
-		}
-		return nil
+	certs, known := rt.covering[host] // one of the route's own names: matched already
+	if !known {
+		certs = rt.edge.Certs
 	}
-	for _, c := range rt.edge.Certs {
-		if now.After(c.Leaf.NotAfter) {
-			continue
-		}
-		if c.Leaf.VerifyHostname(host) == nil {
+	for _, c := range certs {
+		if !now.After(c.Leaf.NotAfter) && (known || c.Leaf.VerifyHostname(host) == nil) {
 			return c
 		}
 	}
@@ -152,7 +145,7 @@ func readTimedOut(w http.ResponseWriter, req *http.Request) bool {
 	if !errors.Is(context.Cause(req.Context()), errReadTimeout) {
 		return false
 	}
-	writeError(w, http.StatusGatewayTimeout, "504 Gateway Timeout\n\nThe app did not answer in time.\n")
+	writeError(w, http.StatusGatewayTimeout, gatewayTimeoutPage)
 	return true
 }
 

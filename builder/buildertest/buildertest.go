@@ -24,8 +24,18 @@ import (
 	"paas/internal/registry"
 )
 
-// Docker returns a client of the local daemon. Without a daemon the test is
-// skipped, unless CI=true, where it fails.
+// Missing ends a test that lacks something it needs (a daemon, an image): it
+// fails when CI=true, where scripts/install.sh --deps provides everything,
+// and is skipped elsewhere.
+func Missing(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// Docker returns a client of the local daemon; see Missing.
 func Docker(t testing.TB) *client.Client {
 	t.Helper()
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
@@ -35,17 +45,14 @@ func Docker(t testing.TB) *client.Client {
 		_, err = cli.Ping(ctx)
 	}
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker is required on CI: %v", err)
-		}
-		t.Skipf("no docker daemon: %v", err)
+		Missing(t, "no docker daemon: "+err.Error())
 	}
 	t.Cleanup(func() { cli.Close() })
 	return cli
 }
 
-// SwarmManager is Docker(t) for a daemon that must be a Swarm manager: the
-// test fails in CI when it is not, and is skipped elsewhere.
+// SwarmManager is Docker(t) for a daemon that must be a Swarm manager; see
+// Missing.
 func SwarmManager(t testing.TB) *client.Client {
 	t.Helper()
 	cli := Docker(t)
@@ -56,10 +63,7 @@ func SwarmManager(t testing.TB) *client.Client {
 		t.Fatal(err)
 	}
 	if info.Swarm.LocalNodeState != swarm.LocalNodeStateActive || !info.Swarm.ControlAvailable {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker is not a swarm manager (state %q)", info.Swarm.LocalNodeState)
-		}
-		t.Skipf("docker is not a swarm manager (state %q)", info.Swarm.LocalNodeState)
+		Missing(t, fmt.Sprintf("docker is not a swarm manager (state %q)", info.Swarm.LocalNodeState))
 	}
 	return cli
 }

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,6 +35,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"paas/builder"
+	"paas/scripts/bench/internal/loopback"
 )
 
 func main() {
@@ -74,12 +74,11 @@ type bench struct {
 func step(format string, args ...any) { fmt.Fprintf(os.Stderr, "-- "+format+"\n", args...) }
 
 func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := loopback.FreePort()
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 func (b *bench) cmd(ctx context.Context, dir, name string, args ...string) (string, error) {

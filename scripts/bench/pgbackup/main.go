@@ -20,7 +20,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"paas/scripts/bench/internal/loopback"
 )
 
 func main() {
@@ -147,7 +148,7 @@ func (b *bench) start(ctx context.Context) error {
 		return err
 	}
 	for _, p := range []*int{&b.sshPort, &b.regPort, &b.httpPort} {
-		if *p, err = freePort(); err != nil {
+		if *p, err = loopback.FreePort(); err != nil {
 			return err
 		}
 	}
@@ -279,15 +280,6 @@ func output(ctx context.Context, name string, args ...string) (string, error) {
 		return "", fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, ee.Stderr)
 	}
 	return strings.TrimSpace(string(out)), err
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randomHex(n int) string {

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"paas/scripts/bench/internal/loopback"
 )
 
 const sshdPath = "/usr/sbin/sshd"
@@ -69,15 +71,6 @@ func checkTools(ctx context.Context) error {
 		return fmt.Errorf("a Docker daemon in swarm mode is required (got %q): %s", strings.TrimSpace(string(out)), deps)
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // waitPort waits until 127.0.0.1:port accepts connections or the process ends.
@@ -364,7 +357,7 @@ func startPaasd(ctx context.Context, tmp, bin string, g *gitEnv, cl *cleanups) (
 	p := &paasd{g: g, instance: "bench" + hex.EncodeToString(b)}
 	var err error
 	for _, port := range []*int{&p.sshPort, &p.httpPort, &p.regPort} {
-		if *port, err = freePort(); err != nil {
+		if *port, err = loopback.FreePort(); err != nil {
 			return nil, err
 		}
 	}
@@ -514,7 +507,7 @@ func startSSHD(ctx context.Context, tmp string, g *gitEnv, cl *cleanups) (*sshd,
 		return nil, err
 	}
 	s := &sshd{g: g, user: u.Username, repos: tmpPath(tmp, "sshd-repos")}
-	if s.port, err = freePort(); err != nil {
+	if s.port, err = loopback.FreePort(); err != nil {
 		return nil, err
 	}
 	dir := tmpPath(tmp, "sshd")

@@ -21,7 +21,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,6 +32,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"paas/scripts/bench/internal/loopback"
 )
 
 type options struct {
@@ -139,15 +140,6 @@ type installation struct {
 	log      string
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func runCmd(ctx context.Context, dir string, env []string, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
@@ -183,7 +175,7 @@ func startInstallation(ctx context.Context, tmp string) (*installation, error) {
 	}
 	ports := make([]int, 3)
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = loopback.FreePort(); err != nil {
 			return nil, err
 		}
 	}

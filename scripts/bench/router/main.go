@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"paas/router"
+	"paas/scripts/bench/internal/loopback"
 )
 
 const (
@@ -165,7 +166,7 @@ func run(dur time.Duration, conns, rounds int, only string) error {
 	}
 	ports := make([]int, 5)
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = loopback.FreePort(); err != nil {
 			return err
 		}
 	}
@@ -490,15 +491,6 @@ func writeCert(certFile, keyFile string) error {
 		return err
 	}
 	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func waitOK(url, host string) error {
