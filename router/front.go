@@ -726,8 +726,9 @@ func (c *frontConn) relay(uc *upstreamConn, h *requestHead, id []byte) (status i
 	if _, err := uc.conn.Write(c.req); err != nil {
 		return 0, false, false, false, err
 	}
-	if d := readTimeout(h.rt); d > 0 {
-		_ = uc.conn.SetReadDeadline(time.Now().Add(d))
+	timeout := readTimeout(h.rt)
+	if timeout > 0 {
+		_ = uc.conn.SetReadDeadline(time.Now().Add(timeout))
 	}
 	src := uc.br
 	watching := c.startWatch(uc, h.size)
@@ -736,12 +737,12 @@ func (c *frontConn) relay(uc *upstreamConn, h *requestHead, id []byte) (status i
 		c.stopWatch()
 	}
 	if err != nil {
-		if isTimeout(err) && readTimeout(h.rt) > 0 {
+		if isTimeout(err) && timeout > 0 {
 			err = errReadTimeout
 		}
 		return 0, false, false, false, err
 	}
-	if readTimeout(h.rt) > 0 {
+	if timeout > 0 {
 		_ = uc.conn.SetReadDeadline(time.Time{})
 	}
 	c.out = resp.head
