@@ -98,6 +98,7 @@ const goApp = `package main
 import (
 	"fmt"
 	"net/http"
+	"os"
 )
 
 func main() {
