@@ -288,6 +288,48 @@ func TestFrontBackendResponses(t *testing.T) {
 	}
 }
 
+// TestFrontBackendClosesKeptConnection checks that a backend connection
+// closed right after a response that promised to keep it (the close arrives
+// while the connection waits in the pool) costs no request: the request
+// sent on it is sent again on a new connection, at once, whether the
+// backend closed its socket or only its sending side for a while.
+func TestFrontBackendClosesKeptConnection(t *testing.T) {
+	const ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	for _, tc := range []struct {
+		name   string
+		answer func(c net.Conn)
+	}{
+		{"closed", func(c net.Conn) { io.WriteString(c, ok) }},
+		{"half-closed, reading for 300ms", func(c net.Conn) {
+			io.WriteString(c, ok)
+			c.(*net.TCPConn).CloseWrite()
+			c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			io.Copy(io.Discard, c)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &fakeSource{table: Table{Routes: []Route{{App: "alpha", Hosts: []string{"alpha.example.test"}, Backends: backends(tcpBackend(t, tc.answer))}}}}
+			r, s := startRouter(t, src, Options{})
+			client := s.Client()
+			client.Timeout = 5 * time.Second
+			for i := range 30 {
+				resp, err := client.Do(newRequest(t, "GET", s.URL, "alpha.example.test", nil))
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 || string(body) != "ok" {
+					t.Fatalf("request %d: %d %q %v, want 200 \"ok\"", i, resp.StatusCode, body, err)
+				}
+			}
+			if r.handedOver.Load() != 0 {
+				t.Errorf("handed over %d connections, want the front to answer", r.handedOver.Load())
+			}
+		})
+	}
+}
+
 // An idle keep-alive connection does not hold up a shutdown, and is closed
 // by it.
 func TestFrontShutdownClosesIdleConnections(t *testing.T) {

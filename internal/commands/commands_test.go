@@ -407,6 +407,21 @@ func TestConfigSet(t *testing.T) {
 			wantCode: ExitError, wantErr: "value of A is not base64",
 		},
 		{
+			name:     "encoded value not UTF-8 changes nothing",
+			args:     []string{"config:set", "--encoded", "alpha", "GOOD=" + b64("ok"), "BIN=" + b64("\xff\xfe")},
+			wantCode: ExitError, wantErr: "the value of BIN is not UTF-8 text",
+		},
+		{
+			name:     "encoded value with a NUL byte",
+			args:     []string{"config:set", "--encoded", "alpha", "NUL=" + b64("a\x00b")},
+			wantCode: ExitError, wantErr: "the value of NUL contains a NUL byte",
+		},
+		{
+			name:     "plain value not UTF-8",
+			args:     []string{"config:set", "alpha", "BIN=\xff"},
+			wantCode: ExitError, wantErr: "the value of BIN is not UTF-8 text",
+		},
+		{
 			name:     "bad key",
 			args:     []string{"config:set", "alpha", "1BAD=x"},
 			wantCode: ExitError, wantErr: `invalid config key "1BAD"`,

@@ -92,6 +92,9 @@ func (p *Platform) configSet(ctx context.Context, c *Call) error {
 			}
 			v = string(dec)
 		}
+		if err := paas.ValidateConfigValue(k, v); err != nil {
+			return err
+		}
 		if _, dup := pairs[k]; !dup {
 			order = append(order, k)
 		}

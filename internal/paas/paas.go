@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Sentinel errors. Commands map them to Dokku's exit codes.
@@ -68,6 +70,20 @@ func ValidateAppName(name string) error {
 func ValidateConfigKey(key string) error {
 	if !configKeyRe.MatchString(key) {
 		return fmt.Errorf("%w %q: use letters, digits and underscores, not starting with a digit", ErrInvalidKey, key)
+	}
+	return nil
+}
+
+// ValidateConfigValue reports whether value may be the value of the
+// environment variable key: text (UTF-8, which Docker's API and the release
+// record carry unchanged) without a NUL byte (which ends a variable in a
+// process's environment). Anything else would be stored altered or cut.
+func ValidateConfigValue(key, value string) error {
+	if !utf8.ValidString(value) {
+		return fmt.Errorf("the value of %s is not UTF-8 text, which an environment variable must be", key)
+	}
+	if strings.IndexByte(value, 0) >= 0 {
+		return fmt.Errorf("the value of %s contains a NUL byte, which an environment variable cannot hold", key)
 	}
 	return nil
 }
