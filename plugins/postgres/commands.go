@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"paas/internal/paas"
 	"paas/plugins"
 )
 
@@ -24,7 +25,7 @@ func (p *Postgres) Commands() []plugins.Command {
 		{Name: "postgres:list", Help: "List your Postgres databases", Flags: formatFlag, Run: p.list},
 		{Name: "postgres:link", Args: "DB APP", Help: "Set the app's DATABASE_URL to the database and roll it out", MinArgs: 2, Run: p.link},
 		{Name: "postgres:unlink", Args: "DB APP", Help: "Unset the app's DATABASE_URL and roll it out", MinArgs: 2, Run: p.unlink},
-		{Name: "postgres:connect", Args: "DB", Help: "Run psql on the database, reading this session's input", MinArgs: 1, Run: p.connect},
+		{Name: "postgres:connect", Args: "DB", Help: "Run psql on the database, reading this session's input (interactive with ssh -t)", MinArgs: 1, Run: p.connect},
 		{Name: "postgres:backup", Args: "DB", Help: "Write a pg_dump of the database (custom format) to stdout", MinArgs: 1, Run: p.backup},
 		{Name: "postgres:restore", Args: "DB", Help: "Replace the database's contents with a dump read from stdin", MinArgs: 1, Run: p.restore},
 		{Name: "postgres:backup-schedule", Args: "DB [\"MIN HOUR DOM MON DOW\"] [--keep N]", Help: "Back up on a cron schedule (UTC) into the data dir, keeping the newest N (7); without a schedule, show it", MinArgs: 1, Flags: map[string]bool{"--keep": true}, Run: p.backupSchedule},
@@ -279,7 +280,11 @@ func (p *Postgres) connect(ctx context.Context, c *plugins.Call) error {
 	if err != nil {
 		return err
 	}
-	err = p.exec(ctx, db.Name, []string{"psql", "-X", "-U", "postgres", "-d", db.Name}, c.Stdin, c.Out, c.Err)
+	var tty *paas.Terminal
+	if t, ok := c.Stdin.(interface{ Terminal() (*paas.Terminal, bool) }); ok {
+		tty, _ = t.Terminal()
+	}
+	err = p.execIn(ctx, db.Name, []string{"psql", "-X", "-U", "postgres", "-d", db.Name}, c.Stdin, c.Out, c.Err, tty)
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return fmt.Errorf("psql exited with status %d", ee.code)

@@ -38,6 +38,7 @@ type DockerAPI interface {
 	ContainerExecCreate(ctx context.Context, containerID string, options container.ExecOptions) (container.ExecCreateResponse, error)
 	ContainerExecAttach(ctx context.Context, execID string, config container.ExecAttachOptions) (types.HijackedResponse, error)
 	ContainerExecInspect(ctx context.Context, execID string) (container.ExecInspect, error)
+	ContainerExecResize(ctx context.Context, execID string, options container.ResizeOptions) error
 }
 
 var _ DockerAPI = (*client.Client)(nil)
@@ -219,34 +220,68 @@ func (p *Postgres) containerID(ctx context.Context, db string) (string, error) {
 // stdin (when not nil) is copied in, stdout and stderr out. A non-zero
 // exit is an error.
 func (p *Postgres) exec(ctx context.Context, db string, argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return p.execIn(ctx, db, argv, stdin, stdout, stderr, nil)
+}
+
+// execIn is exec, in a terminal of tty's size when tty is not nil (the
+// client asked for one, ssh -t): then the output is the terminal's one
+// stream, the input never ends (the command ends the session), and the
+// terminal follows the client's window size.
+func (p *Postgres) execIn(ctx context.Context, db string, argv []string, stdin io.Reader, stdout, stderr io.Writer, tty *paas.Terminal) error {
 	cid, err := p.containerID(ctx, db)
 	if err != nil {
 		return err
 	}
-	created, err := p.opts.Docker.ContainerExecCreate(ctx, cid, container.ExecOptions{
+	opts := container.ExecOptions{
 		User:         "postgres",
 		AttachStdin:  stdin != nil,
 		AttachStdout: true,
 		AttachStderr: true,
 		Cmd:          argv,
-	})
+	}
+	if tty != nil {
+		opts.Tty = true
+		if tty.Width > 0 && tty.Height > 0 {
+			opts.ConsoleSize = &[2]uint{uint(tty.Height), uint(tty.Width)}
+		}
+		if tty.Term != "" {
+			opts.Env = []string{"TERM=" + tty.Term}
+		}
+	}
+	created, err := p.opts.Docker.ContainerExecCreate(ctx, cid, opts)
 	if err != nil {
 		return fmt.Errorf("exec %s: %w", argv[0], err)
 	}
-	hj, err := p.opts.Docker.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	hj, err := p.opts.Docker.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{Tty: opts.Tty, ConsoleSize: opts.ConsoleSize})
 	if err != nil {
 		return fmt.Errorf("exec %s: %w", argv[0], err)
 	}
 	defer hj.Close()
 	stopWatch := context.AfterFunc(ctx, func() { hj.Close() })
 	defer stopWatch()
+	if tty != nil {
+		go func() {
+			for size := range tty.Resize {
+				if size[0] > 0 && size[1] > 0 {
+					_ = p.opts.Docker.ContainerExecResize(ctx, created.ID, container.ResizeOptions{Width: uint(size[0]), Height: uint(size[1])})
+				}
+			}
+		}()
+	}
 	if stdin != nil {
 		go func() {
 			io.Copy(hj.Conn, stdin)
-			hj.CloseWrite()
+			if tty == nil {
+				hj.CloseWrite()
+			}
 		}()
 	}
-	if _, err := stdcopy.StdCopy(stdout, stderr, hj.Reader); err != nil && ctx.Err() == nil {
+	if tty != nil {
+		_, err = io.Copy(stdout, hj.Reader)
+	} else {
+		_, err = stdcopy.StdCopy(stdout, stderr, hj.Reader)
+	}
+	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("exec %s: %w", argv[0], err)
 	}
 	if ctx.Err() != nil {
