@@ -149,6 +149,7 @@ func (f *front) shutdown(ctx context.Context) error {
 
 func (f *front) serve(raw net.Conn, cfg *tls.Config, h1, h2 *handoff) {
 	defer f.untrack(raw)
+	raw = rawIO(raw)
 	c := raw
 	var state *tls.ConnectionState
 	if cfg != nil {

@@ -61,6 +61,7 @@ func (u *upstream) get(ctx context.Context) (*upstreamConn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	conn = rawIO(conn)
 	return &upstreamConn{conn: conn, br: bufio.NewReaderSize(conn, upstreamBufSz), bw: bufio.NewWriterSize(conn, upstreamBufSz)}, false, nil
 }
 
