@@ -22,7 +22,8 @@ import (
 // Access follows the usage: a command whose args start with APP takes an app
 // the caller must be able to use (checked by the dispatcher, which passes the
 // app name as the first argument); any other command is for administrators
-// only. Flags not listed are refused. Commands are read when paasd starts.
+// only. Flags not listed are refused. Commands are read each time they are
+// looked up (Registry.ExecCommands).
 
 var subcommandRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 

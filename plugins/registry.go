@@ -252,11 +252,15 @@ func (r *Registry) callHook(ctx context.Context, plugin string, fn HookFunc, ev 
 	return nil
 }
 
-// Commands returns the commands of every Go plugin and executable plugin
-// (read now: an executable plugin's commands appear when paasd starts). Each
-// refuses to run while its plugin is disabled, and a panic in one is reported
-// as a failure.
+// Commands returns the commands of every Go plugin and executable plugin:
+// GoCommands, then ExecCommands.
 func (r *Registry) Commands() []Command {
+	return append(r.GoCommands(), r.ExecCommands()...)
+}
+
+// GoCommands returns the commands of the Go plugins. Each refuses to run
+// while its plugin is disabled, and a panic in one is reported as a failure.
+func (r *Registry) GoCommands() []Command {
 	var out []Command
 	for _, p := range r.builtins() {
 		if c, ok := p.(Commander); ok {
@@ -265,14 +269,23 @@ func (r *Registry) Commands() []Command {
 			}
 		}
 	}
+	return out
+}
+
+// ExecCommands returns the commands of the executable plugins, read from
+// the plugins directory now (a command added or removed there counts at
+// once), except those a Go plugin has. Each refuses to run while its plugin
+// is disabled.
+func (r *Registry) ExecCommands() []Command {
 	execs, err := r.dir.Commands()
 	if err != nil {
 		r.log.Error("read executable plugin commands", "err", err)
 	}
 	taken := map[string]bool{}
-	for _, c := range out {
+	for _, c := range r.GoCommands() {
 		taken[c.Name] = true
 	}
+	var out []Command
 	for _, c := range execs {
 		if taken[c.Name] {
 			r.log.Warn("executable plugin command ignored: a Go plugin has it", "command", c.Name)

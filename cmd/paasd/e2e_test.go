@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -185,10 +186,10 @@ func (in *installation) get(host, path string) (int, string, error) {
 }
 
 func (in *installation) cleanup() {
-	if l := loads[in.work]; l != nil {
+	if l := loads.get(in.work); l != nil {
 		l.cancel()
 		l.wg.Wait()
-		delete(loads, in.work)
+		loads.delete(in.work)
 	}
 	in.stop()
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
@@ -218,7 +219,35 @@ func (in *installation) cleanup() {
 	in.logFile.Close()
 }
 
-var installations = map[string]*installation{} // by $WORK
+var installations byWork[*installation]
+
+// byWork is per-script state keyed by the script's $WORK: testscript runs
+// the scripts in parallel.
+type byWork[T any] struct {
+	mu sync.Mutex
+	m  map[string]T
+}
+
+func (b *byWork[T]) get(work string) T {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.m[work]
+}
+
+func (b *byWork[T]) set(work string, v T) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = map[string]T{}
+	}
+	b.m[work] = v
+}
+
+func (b *byWork[T]) delete(work string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.m, work)
+}
 
 func setupInstallation(env *testscript.Env) error {
 	b := make([]byte, 3)
@@ -286,13 +315,13 @@ func setupInstallation(env *testscript.Env) error {
 	env.Setenv("GOPATH", goEnv("GOPATH"))
 	env.Setenv("GOFLAGS", "-mod=mod")
 	env.Setenv("CGO_ENABLED", "0")
-	installations[env.WorkDir] = in
+	installations.set(env.WorkDir, in)
 	env.Defer(func() {
 		if env.T().(testing.TB).Failed() {
 			env.T().Log("paasd log:\n" + in.log())
 		}
 		in.cleanup()
-		delete(installations, env.WorkDir)
+		installations.delete(env.WorkDir)
 	})
 	return in.start()
 }
@@ -309,11 +338,11 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"load": cmdLoad,
 	// paasd-stop / paasd-start: stop and restart the control plane.
 	"paasd-stop": func(ts *testscript.TestScript, neg bool, args []string) {
-		installations[ts.Getenv("WORK")].stop()
+		installations.get(ts.Getenv("WORK")).stop()
 	},
 	// paasd-kill: kill the control plane (SIGKILL), as a crash would.
 	"paasd-kill": func(ts *testscript.TestScript, neg bool, args []string) {
-		in := installations[ts.Getenv("WORK")]
+		in := installations.get(ts.Getenv("WORK"))
 		if in.cmd == nil {
 			ts.Fatalf("paasd is not running")
 		}
@@ -339,7 +368,7 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 		ts.Fatalf("%s has web services %q, want %s", args[0], last, args[1])
 	},
 	"paasd-start": func(ts *testscript.TestScript, neg bool, args []string) {
-		ts.Check(installations[ts.Getenv("WORK")].start())
+		ts.Check(installations.get(ts.Getenv("WORK")).start())
 	},
 	// http HOST PATH: GET through the router on 127.0.0.1; prints the body,
 	// fails on a status other than 200 (or succeeds only on one with !).
@@ -347,7 +376,7 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 		if len(args) != 2 {
 			ts.Fatalf("usage: http HOST PATH")
 		}
-		code, body, err := installations[ts.Getenv("WORK")].get(args[0], args[1])
+		code, body, err := installations.get(ts.Getenv("WORK")).get(args[0], args[1])
 		ts.Check(err)
 		fmt.Fprintf(ts.Stdout(), "%d\n%s", code, body)
 		if (code != 200) != neg {
@@ -359,7 +388,7 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 		if len(args) != 3 {
 			ts.Fatalf("usage: wait-http HOST PATH TEXT")
 		}
-		in := installations[ts.Getenv("WORK")]
+		in := installations.get(ts.Getenv("WORK"))
 		var last string
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 			code, body, err := in.get(args[0], args[1])

@@ -71,7 +71,7 @@ func cmdExecWait(ts *testscript.TestScript, neg bool, args []string) {
 
 // paasd-restart ARGS...: restart paasd with ARGS added to its flags.
 func cmdPaasdRestart(ts *testscript.TestScript, neg bool, args []string) {
-	in := installations[ts.Getenv("WORK")]
+	in := installations.get(ts.Getenv("WORK"))
 	in.stop()
 	in.extraArgs = append(in.extraArgs, args...)
 	ts.Check(in.start())
@@ -235,7 +235,7 @@ func buildPebble() (string, error) {
 // them as its ACME server. $WORK/pebble-root.pem is then the root Pebble
 // issues under.
 func cmdPebbleStart(ts *testscript.TestScript, neg bool, args []string) {
-	in := installations[ts.Getenv("WORK")]
+	in := installations.get(ts.Getenv("WORK"))
 	bin, err := buildPebble()
 	ts.Check(err)
 	dir := ts.MkAbs(".pebble")

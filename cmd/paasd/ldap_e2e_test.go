@@ -132,7 +132,7 @@ func ldapUser(ts *testscript.TestScript, neg bool, args []string) {
 	keyFile := filepath.Join(sshDir, name)
 	if _, err := os.Stat(keyFile); err != nil {
 		ts.Check(runQuiet("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name+"@laptop", "-f", keyFile))
-		in := installations[ts.Getenv("WORK")]
+		in := installations.get(ts.Getenv("WORK"))
 		cfg, err := os.OpenFile(ts.Getenv("SSHCONFIG"), os.O_APPEND|os.O_WRONLY, 0)
 		ts.Check(err)
 		fmt.Fprintf(cfg, "Host paas-%s\n  HostName 127.0.0.1\n  Port %d\n  User git\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  StrictHostKeyChecking accept-new\n  LogLevel ERROR\n  BatchMode yes\n\n",
@@ -167,7 +167,7 @@ func paasdLDAP(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) > 0 {
 		ttl = args[0]
 	}
-	in := installations[ts.Getenv("WORK")]
+	in := installations.get(ts.Getenv("WORK"))
 	pwFile := filepath.Join(ts.Getenv("WORK"), ".ldap-password")
 	ts.Check(os.WriteFile(pwFile, []byte(slapdtest.ServicePassword+"\n"), 0o600))
 	in.stop()

@@ -31,7 +31,7 @@ const (
 	loadMaxCount = 200_000
 )
 
-var loads = map[string]*load{} // by $WORK
+var loads byWork[*load]
 
 func startLoad(port int, host string) *load {
 	ctx, cancel := context.WithTimeout(context.Background(), loadMaxTime)
@@ -75,16 +75,16 @@ func cmdLoad(ts *testscript.TestScript, neg bool, args []string) {
 	work := ts.Getenv("WORK")
 	switch {
 	case len(args) == 2 && args[0] == "start":
-		if loads[work] != nil {
+		if loads.get(work) != nil {
 			ts.Fatalf("load already running")
 		}
-		loads[work] = startLoad(installations[work].httpPort, args[1])
+		loads.set(work, startLoad(installations.get(work).httpPort, args[1]))
 	case len(args) == 1 && args[0] == "stop":
-		l := loads[work]
+		l := loads.get(work)
 		if l == nil {
 			ts.Fatalf("no load running")
 		}
-		delete(loads, work)
+		loads.delete(work)
 		l.cancel()
 		l.wg.Wait()
 		fmt.Fprintf(ts.Stdout(), "sent %d failed %d\n", l.sent.Load(), l.failed.Load())

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -79,6 +80,35 @@ type Dispatcher struct {
 	set   *Set
 	store AppStore
 	audit Auditor
+	more  func() []*Command // read at each use (SetMore)
+}
+
+// SetMore adds commands read at each use, after the registered ones (which
+// keep their names): those of executable plugins, which an operator adds
+// and removes while paasd runs.
+func (d *Dispatcher) SetMore(more func() []*Command) { d.more = more }
+
+// commands returns every command by name: the registered ones and SetMore's.
+func (d *Dispatcher) commands() map[string]*Command {
+	if d.more == nil {
+		return d.set.cmds
+	}
+	all := maps.Clone(d.set.cmds)
+	for _, c := range d.more() {
+		if _, taken := all[c.Name]; !taken {
+			all[c.Name] = c
+		}
+	}
+	return all
+}
+
+// lookup returns the command name.
+func (d *Dispatcher) lookup(name string) (*Command, bool) {
+	if cmd, ok := d.set.cmds[name]; ok || d.more == nil {
+		return cmd, ok
+	}
+	cmd, ok := d.commands()[name]
+	return cmd, ok
 }
 
 // NewDispatcher returns a dispatcher over the given commands.
@@ -117,7 +147,7 @@ func (d *Dispatcher) runCommand(ctx context.Context, id paas.Identity, args []st
 	if name == "--version" {
 		name = "version"
 	}
-	cmd, ok := d.set.cmds[name]
+	cmd, ok := d.lookup(name)
 	if !ok {
 		fmt.Fprintf(stderr, " !     `%s` is not a paas command.\n !     See `help` for a list of available commands.\n", sanitize(name))
 		return ExitError
@@ -242,23 +272,24 @@ func usage(w io.Writer, cmd *Command) {
 
 func (d *Dispatcher) help(_ context.Context, c *Call) error {
 	if len(c.Args) > 0 {
-		cmd, ok := d.set.cmds[c.Args[0]]
+		cmd, ok := d.lookup(c.Args[0])
 		if !ok {
 			return fmt.Errorf("`%s` is not a paas command", sanitize(c.Args[0]))
 		}
 		usage(c.Out, cmd)
 		return nil
 	}
-	names := make([]string, 0, len(d.set.cmds))
+	cmds := d.commands()
+	names := make([]string, 0, len(cmds))
 	width := 0
-	for n, cmd := range d.set.cmds {
+	for n, cmd := range cmds {
 		names = append(names, n)
 		width = max(width, len(n)+1+len(cmd.Args))
 	}
 	sort.Strings(names)
 	fmt.Fprintf(c.Out, "Usage: ssh paas COMMAND [ARGS] [--help]\n\nCommands:\n")
 	for _, n := range names {
-		cmd := d.set.cmds[n]
+		cmd := cmds[n]
 		if cmd.Admin && !c.ID.Admin {
 			continue
 		}

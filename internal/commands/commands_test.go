@@ -2,10 +2,12 @@ package commands
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"os/exec"
@@ -843,5 +845,45 @@ func TestSSHKeysLifecycle(t *testing.T) {
 				t.Fatalf("exit %d (want %d)\nstdout %q (want %q)\nstderr %q (want %q)", code, st.wantCode, out, st.wantOut, errOut, st.wantErr)
 			}
 		})
+	}
+}
+
+// TestDispatcherMore checks the commands SetMore adds are read at each use:
+// one added later runs and is listed, one removed is unknown again, and a
+// registered command keeps its name.
+func TestDispatcherMore(t *testing.T) {
+	say := func(name, text string) *Command {
+		return &Command{Name: name, Help: "says " + text, Run: func(_ context.Context, c *Call) error {
+			fmt.Fprintln(c.Out, text)
+			return nil
+		}}
+	}
+	var more []*Command
+	d := NewDispatcher(nil, "test", []*Command{say("hello:builtin", "registered")})
+	d.SetMore(func() []*Command { return more })
+	run := func(args ...string) (int, string) {
+		var out, errb strings.Builder
+		code := d.RunCommand(context.Background(), alice, args, strings.NewReader(""), &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	if code, out := run("hello:later"); code != ExitError || !strings.Contains(out, "is not a paas command") {
+		t.Fatalf("before it exists: exit %d, %q", code, out)
+	}
+	more = []*Command{say("hello:later", "added"), say("hello:builtin", "shadowed")}
+	if code, out := run("hello:later"); code != ExitOK || out != "added\n" {
+		t.Fatalf("once added: exit %d, %q", code, out)
+	}
+	if code, out := run("hello:builtin"); code != ExitOK || out != "registered\n" {
+		t.Fatalf("a registered name: exit %d, %q, want the registered command", code, out)
+	}
+	if _, out := run("help"); !strings.Contains(out, "hello:later") || !strings.Contains(out, "says registered") || strings.Contains(out, "says shadowed") {
+		t.Fatalf("help lists:\n%s", out)
+	}
+	if code, out := run("hello:later", "--help"); code != ExitOK || !strings.Contains(out, "says added") {
+		t.Fatalf("hello:later --help: exit %d, %q", code, out)
+	}
+	more = nil
+	if code, _ := run("hello:later"); code != ExitError {
+		t.Fatalf("once removed: exit %d, want %d", code, ExitError)
 	}
 }

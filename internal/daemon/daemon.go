@@ -190,6 +190,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		commands.AccessCommands(st), commands.WhoamiCommands(), commands.EventCommands(st),
 		pluginCommands(triggers))
 	dispatcher.SetAuditor(audit)
+	dispatcher.SetMore(execPluginCommands(triggers))
 	var keys gitreceive.Authenticator
 	local, dirKeys, closeDir, err := cfg.LDAP.authenticator(cfg.AdminKeys, st, log)
 	if err != nil {

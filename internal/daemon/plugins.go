@@ -49,9 +49,15 @@ func registerPlugins(reg *plugins.Registry, cfg Config, dataDir string, st *stor
 	)
 }
 
-// pluginCommands are the commands about and from plugins, for the dispatcher.
+// pluginCommands are the commands about plugins and those of Go plugins,
+// for the dispatcher; execPluginCommands are those of executable plugins,
+// read at each use.
 func pluginCommands(reg *plugins.Registry) []*commands.Command {
-	return append(commands.PluginCommands(reg), commands.FromPlugins(reg.Commands())...)
+	return append(commands.PluginCommands(reg), commands.FromPlugins(reg.GoCommands())...)
+}
+
+func execPluginCommands(reg *plugins.Registry) func() []*commands.Command {
+	return func() []*commands.Command { return commands.FromPlugins(reg.ExecCommands()) }
 }
 
 // authorizedPushes fires user-auth (USER git-receive-pack APP) before a
