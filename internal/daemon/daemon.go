@@ -269,9 +269,20 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 		args = append(args, "--https-port", strconv.Itoa(cfg.HTTPSPort))
 		ports = append(ports, cfg.HTTPSPort)
 	}
-	image, err := builder.BuildSelfImage(ctx, docker, exe, ref, args, true, io.Discard)
-	if err != nil {
-		return fmt.Errorf("build router image: %w", err)
+	var image string
+	for attempt := 1; ; attempt++ {
+		image, err = builder.BuildSelfImage(ctx, docker, exe, ref, args, true, io.Discard)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || ctx.Err() != nil {
+			return fmt.Errorf("build router image: %w", err)
+		}
+		// Docker fails a build whose identical image (the same layers: the
+		// same paasd) another client removes meanwhile, with "failed to get
+		// digest"; built again, it succeeds.
+		log.Warn("building the router image failed; trying again", "err", err, "attempt", attempt)
+		time.Sleep(time.Second)
 	}
 	env := []string{"PAAS_ADMIN_TOKEN=" + token}
 	if err := sched.EnsureRouterPorts(ctx, image, args, env, ports...); err != nil {
