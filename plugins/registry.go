@@ -282,8 +282,12 @@ func (r *Registry) ExecCommands() []Command {
 		r.log.Error("read executable plugin commands", "err", err)
 	}
 	taken := map[string]bool{}
-	for _, c := range r.GoCommands() {
-		taken[c.Name] = true
+	for _, p := range r.builtins() {
+		if c, ok := p.(Commander); ok {
+			for _, cmd := range c.Commands() {
+				taken[cmd.Name] = true
+			}
+		}
 	}
 	var out []Command
 	for _, c := range execs {

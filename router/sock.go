@@ -16,7 +16,7 @@ import (
 // was asleep because the process had been idle; the monitor then polls
 // every 20 µs for a millisecond before it sleeps again. For a proxy that
 // idles between requests for a few microseconds at a time, that was a
-// quarter of its context switches. The calls here never block (the socket
+// third of its context switches. The calls here never block (the socket
 // is non-blocking) and take a few microseconds, so the scheduler need not
 // know about them.
 type sockConn struct {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -24,6 +23,7 @@ import (
 
 	"paas/builder"
 	"paas/builder/buildertest"
+	"paas/internal/loopback"
 	"paas/internal/paas"
 	"paas/router"
 	"paas/scheduler"
@@ -646,12 +646,11 @@ func TestEnsureRouter(t *testing.T) {
 }
 
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := loopback.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // get polls url until it answers, for the port mapping to settle.

@@ -26,6 +26,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"paas/internal/loopback"
 	"paas/scheduler"
 )
 
@@ -81,12 +82,11 @@ func TestScripts(t *testing.T) {
 }
 
 func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := loopback.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 func runQuiet(name string, args ...string) error {

@@ -57,17 +57,24 @@ func (f fakeLogins) Servers() (map[string]string, error) {
 	return out, nil
 }
 
-func TestBuildCommands(t *testing.T) {
+// storeWith opens a store in a temporary folder with the given apps.
+func storeWith(t *testing.T, apps ...*paas.App) *store.Store {
+	t.Helper()
 	st, err := store.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	for _, a := range []*paas.App{{Name: "alpha", Owner: "alice"}, {Name: "other", Owner: "bob"}} {
+	t.Cleanup(func() { st.Close() })
+	for _, a := range apps {
 		if err := st.CreateApp(a); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return st
+}
+
+func TestBuildCommands(t *testing.T) {
+	st := storeWith(t, &paas.App{Name: "alpha", Owner: "alice"}, &paas.App{Name: "other", Owner: "bob"})
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, d := range []*paas.Deploy{
 		{App: "alpha", Reason: "push", Commit: "0123456789abcdef0123456789abcdef01234567", Builder: "pack default", Author: "alice", StartedAt: start},
@@ -188,14 +195,7 @@ func (f fakeRunning) RunningLog(app string, id int) (string, bool) {
 
 // builds:output of a build that is still running prints its output so far.
 func TestBuildsOutputWhileRunning(t *testing.T) {
-	st, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.CreateApp(&paas.App{Name: "alpha", Owner: "alice"}); err != nil {
-		t.Fatal(err)
-	}
+	st := storeWith(t, &paas.App{Name: "alpha", Owner: "alice"})
 	running := &paas.Deploy{App: "alpha", Reason: "push", Commit: strings.Repeat("a", 40), Author: "alice", StartedAt: time.Now()}
 	if err := st.StartDeploy(running); err != nil {
 		t.Fatal(err)

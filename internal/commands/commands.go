@@ -107,8 +107,12 @@ func (d *Dispatcher) lookup(name string) (*Command, bool) {
 	if cmd, ok := d.set.cmds[name]; ok || d.more == nil {
 		return cmd, ok
 	}
-	cmd, ok := d.commands()[name]
-	return cmd, ok
+	for _, c := range d.more() {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return nil, false
 }
 
 // NewDispatcher returns a dispatcher over the given commands.

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"paas/internal/loopback"
 )
 
 // Schema is the openssh-lpk schema (sshPublicKey, ldapPublicKey).
@@ -134,11 +136,11 @@ func Start(dir string) (*Server, error) {
 	if out, err := add.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("slapadd: %v: %s", err, out)
 	}
-	port, err := freePort()
+	port, err := loopback.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	tlsPort, err := freePort()
+	tlsPort, err := loopback.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -286,15 +288,6 @@ func PosixGroupLDIF(cn string, gid int, uids ...string) string {
 		fmt.Fprintf(&b, "memberUid: %s\n", u)
 	}
 	return b.String() + "\n"
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // writeCerts makes a CA and a server certificate for 127.0.0.1 and localhost.

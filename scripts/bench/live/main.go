@@ -35,7 +35,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"paas/builder"
-	"paas/scripts/bench/internal/loopback"
+	"paas/internal/loopback"
 )
 
 func main() {

@@ -29,7 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"paas/scripts/bench/internal/loopback"
+	"paas/internal/loopback"
 )
 
 func main() {

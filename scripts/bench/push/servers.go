@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"paas/scripts/bench/internal/loopback"
+	"paas/internal/loopback"
 )
 
 const sshdPath = "/usr/sbin/sshd"

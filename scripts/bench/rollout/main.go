@@ -33,7 +33,7 @@ import (
 	"syscall"
 	"time"
 
-	"paas/scripts/bench/internal/loopback"
+	"paas/internal/loopback"
 )
 
 type options struct {

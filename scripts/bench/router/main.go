@@ -41,8 +41,8 @@ import (
 	"testing"
 	"time"
 
+	"paas/internal/loopback"
 	"paas/router"
-	"paas/scripts/bench/internal/loopback"
 )
 
 const (

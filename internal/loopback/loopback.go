@@ -1,4 +1,4 @@
-// Package loopback has what the benchmarks share to run their servers on
+// Package loopback has what tests and benchmarks share to run servers on
 // 127.0.0.1.
 package loopback
 
