@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,9 @@ const (
 type front struct {
 	r        *Router
 	stopping atomic.Bool
+	killing  atomic.Bool // the shutdown's time is up
+	loops    []*loop     // for plain HTTP
+	nextLoop int
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -86,6 +90,19 @@ func (f *front) accept(ln net.Listener, cfg *tls.Config, h1, h2 *handoff) error 
 			return err
 		}
 		backoff = 0
+		if cfg == nil && f.loops == nil {
+			f.startLoops(h1)
+		}
+		if cfg == nil && len(f.loops) > 0 {
+			l := f.loops[f.nextLoop%len(f.loops)]
+			f.nextLoop++
+			if !f.trackLoop(l) {
+				_ = c.Close()
+				continue
+			}
+			l.add(c)
+			continue
+		}
 		if !f.track(c) {
 			_ = c.Close()
 			continue
@@ -112,6 +129,42 @@ func (f *front) track(c net.Conn) bool {
 	return true
 }
 
+// startLoops starts the event loops that serve plain HTTP (loop.go), one
+// per processor Go runs on; with none, a goroutine serves each connection.
+func (f *front) startLoops(h1 *handoff) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.loops = []*loop{}
+	for range runtime.GOMAXPROCS(0) {
+		l, err := newLoop(f, h1)
+		if err != nil {
+			f.r.log.Warn("event loop unavailable; serving a goroutine per connection", "err", err)
+			return
+		}
+		f.loops = append(f.loops, l)
+		go l.run()
+	}
+}
+
+// trackLoop counts a connection l is to serve.
+func (f *front) trackLoop(l *loop) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopping.Load() {
+		return false
+	}
+	f.wg.Add(1)
+	l.live.Add(1)
+	return true
+}
+
+// adopt tracks a connection a loop gave up, already counted in wg.
+func (f *front) adopt(c net.Conn) {
+	f.mu.Lock()
+	f.conns[c] = struct{}{}
+	f.mu.Unlock()
+}
+
 func (f *front) untrack(c net.Conn) {
 	f.mu.Lock()
 	delete(f.conns, c)
@@ -130,7 +183,11 @@ func (f *front) shutdown(ctx context.Context) error {
 		// proxying does not read from its client until it is done.
 		_ = c.SetReadDeadline(aLongTimeAgo)
 	}
+	loops := f.loops
 	f.mu.Unlock()
+	for _, l := range loops {
+		l.wake()
+	}
 	done := make(chan struct{})
 	go func() { f.wg.Wait(); close(done) }()
 	select {
@@ -138,11 +195,15 @@ func (f *front) shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
+	f.killing.Store(true)
 	f.mu.Lock()
 	for c := range f.conns {
 		_ = c.Close()
 	}
 	f.mu.Unlock()
+	for _, l := range loops {
+		l.wake()
+	}
 	<-done
 	return ctx.Err()
 }
@@ -171,12 +232,18 @@ func (f *front) serve(raw net.Conn, cfg *tls.Config, h1, h2 *handoff) {
 	}
 	fc := &frontConn{r: f.r, f: f, conn: c, tls: state, br: bufio.NewReaderSize(c, frontBufSize)}
 	fc.clientIP, _, _ = net.SplitHostPort(raw.RemoteAddr().String())
-	if fc.serve() {
-		f.r.handedOver.Add(1)
-		h1.give(&handedOff{Conn: c, br: fc.br, tls: state})
+	fc.serveAll(h1)
+}
+
+// serveAll serves the connection's requests until it closes, or hands it
+// to net/http.
+func (c *frontConn) serveAll(h1 *handoff) {
+	if c.serve() {
+		c.r.handedOver.Add(1)
+		h1.give(&handedOff{Conn: c.conn, br: c.br, tls: c.tls})
 		return
 	}
-	_ = c.Close()
+	_ = c.conn.Close()
 }
 
 // frontConn is one client connection served by the front.
@@ -278,11 +345,12 @@ func (c *frontConn) readHead(h *requestHead) (fast bool, err error) {
 	timed := false
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
-		if i := bytes.Index(buf, crlfcrlf); i >= 0 {
-			return c.parseHead(buf[:i+4], h), nil
+		end, refuse := headEnd(buf)
+		if end > 0 {
+			return c.parseHead(buf[:end], h), nil
 		}
-		if len(buf) == frontBufSize || bytes.Contains(buf, lflf) || bytes.Contains(buf, lfcrlf) {
-			return false, nil // too large, or bare line feeds
+		if refuse {
+			return false, nil
 		}
 		if len(buf) > 0 && !timed {
 			timed = true
@@ -298,6 +366,16 @@ func (c *frontConn) readHead(h *requestHead) (fast bool, err error) {
 			return false, err
 		}
 	}
+}
+
+// headEnd returns the size of the request head at the start of buf, or 0
+// when it has not fully arrived; refuse reports a head the front leaves to
+// net/http: one too large for its buffer, or with bare line feeds.
+func headEnd(buf []byte) (end int, refuse bool) {
+	if i := bytes.Index(buf, crlfcrlf); i >= 0 {
+		return i + 4, false
+	}
+	return 0, len(buf) == frontBufSize || bytes.Contains(buf, lflf) || bytes.Contains(buf, lfcrlf)
 }
 
 func isTimeout(err error) bool {
@@ -560,21 +638,27 @@ func (c *frontConn) proxy(h *requestHead) (keep bool) {
 	id := c.proxyHead(h)
 	c.sent = 0
 	status, b, keep := c.exchange(h, id)
-	if c.r.opts.AccessLog {
-		var backend string
-		if b != nil {
-			backend = b.addr
-		}
-		path := h.target
-		if i := bytes.IndexByte(path, '?'); i >= 0 {
-			path = path[:i]
-		}
-		c.r.logRequest(context.Background(), requestLog{
-			method: method(h.method), host: h.host, path: unescapePath(path), status: status,
-			start: start, bytes: c.sent, id: id, app: h.rt.app, backend: backend,
-		})
-	}
+	c.logProxied(h, start, status, b, id)
 	return keep && !h.close
+}
+
+// logProxied writes the access log line of a request the front answered.
+func (c *frontConn) logProxied(h *requestHead, start time.Time, status int, b *backend, id []byte) {
+	if !c.r.opts.AccessLog {
+		return
+	}
+	var backend string
+	if b != nil {
+		backend = b.addr
+	}
+	path := h.target
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	c.r.logRequest(context.Background(), requestLog{
+		method: method(h.method), host: h.host, path: unescapePath(path), status: status,
+		start: start, bytes: c.sent, id: id, app: h.rt.app, backend: backend,
+	})
 }
 
 // proxyHead detaches h from the client's buffer and completes the request
@@ -746,16 +830,8 @@ func (c *frontConn) relay(uc *upstreamConn, h *requestHead, id []byte) (status i
 	if timeout > 0 {
 		_ = uc.conn.SetReadDeadline(time.Time{})
 	}
-	c.out = resp.head
-	noBody := string(h.method) == "HEAD" || resp.status == 204 || resp.status == 304
-	delimited := noBody || resp.chunked || resp.length >= 0
+	noBody, delimited := c.clientHead(resp, h, id)
 	keep = delimited && !h.close
-	c.out = append(c.out, "X-Request-Id: "...)
-	c.out = append(c.out, id...)
-	if !keep {
-		c.out = append(c.out, "\r\nConnection: close"...)
-	}
-	c.out = append(c.out, "\r\n\r\n"...)
 	switch {
 	case noBody:
 		err = c.flush()
@@ -778,6 +854,23 @@ func (c *frontConn) relay(uc *upstreamConn, h *requestHead, id []byte) (status i
 	}
 	reusable = err == nil && delimited && !resp.close && src.Buffered() == 0
 	return resp.status, keep, true, reusable, err
+}
+
+// clientHead puts the response head for the client in c.out: resp's, with
+// the request id and, when the connection is to close after it, a
+// Connection: close. It reports whether the response has no body and
+// whether its end can be told without the backend closing its connection.
+func (c *frontConn) clientHead(resp responseHead, h *requestHead, id []byte) (noBody, delimited bool) {
+	c.out = resp.head
+	noBody = string(h.method) == "HEAD" || resp.status == 204 || resp.status == 304
+	delimited = noBody || resp.chunked || resp.length >= 0
+	c.out = append(c.out, "X-Request-Id: "...)
+	c.out = append(c.out, id...)
+	if !delimited || h.close {
+		c.out = append(c.out, "\r\nConnection: close"...)
+	}
+	c.out = append(c.out, "\r\n\r\n"...)
+	return noBody, delimited
 }
 
 // clientWatchAfter is how long the front waits for a response head before it
@@ -1120,6 +1213,13 @@ func chunkSize(line []byte) (int64, bool) {
 // writeError answers the request with one of the router's own error pages,
 // as writeError does for net/http, and returns the status.
 func (c *frontConn) writeError(code int, id []byte, body string) int {
+	c.errorPage(code, id, body)
+	_ = c.flush()
+	return code
+}
+
+// errorPage puts one of the router's error pages in c.out.
+func (c *frontConn) errorPage(code int, id []byte, body string) {
 	c.out = c.out[:0]
 	c.out = append(c.out, "HTTP/1.1 "...)
 	c.out = strconv.AppendInt(c.out, int64(code), 10)
@@ -1132,8 +1232,6 @@ func (c *frontConn) writeError(code int, id []byte, body string) int {
 	c.out = append(c.out, "\r\n\r\n"...)
 	c.out = append(c.out, body...)
 	c.sent = int64(len(body))
-	_ = c.flush()
-	return code
 }
 
 // handoff is the listener of a net/http server that serves the connections

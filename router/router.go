@@ -142,6 +142,8 @@ type backend struct {
 	// been fully passed on yet. A task is stopped only once it left the
 	// table and this is zero: that is what draining means.
 	inflight atomic.Int64
+	// idleCloses counts closeIdle calls, for the event loops' pools.
+	idleCloses atomic.Uint64
 }
 
 func newBackend(addr string) *backend {
@@ -162,6 +164,7 @@ func newBackend(addr string) *backend {
 func (b *backend) down(now int64) bool { return b.downUntil.Load() > now }
 
 func (b *backend) closeIdle() {
+	b.idleCloses.Add(1)
 	b.fast.closeIdle()
 	b.transport.CloseIdleConnections()
 }
