@@ -25,7 +25,9 @@ import (
 // response on as it arrives. net/http's server costs more than twice that
 // per request (a background read per connection, goroutine hand-offs, header
 // maps, a response writer, a second copy of the response through
-// ReverseProxy), and that cost was most of the router's.
+// ReverseProxy), and that cost was most of the router's. A goroutine per
+// connection serves TLS connections with the code here; plain HTTP ones are
+// served by event loops (loop.go) with the same parsing and headers.
 //
 // Everything else goes to net/http and ServeHTTP, with the bytes the front
 // already read, for the rest of the connection: HTTP/2, HTTP/1.0, a request
@@ -93,9 +95,7 @@ func (f *front) accept(ln net.Listener, cfg *tls.Config, h1, h2 *handoff) error 
 		if cfg == nil && f.loops == nil {
 			f.startLoops(h1)
 		}
-		if cfg == nil && len(f.loops) > 0 {
-			l := f.loops[f.nextLoop%len(f.loops)]
-			f.nextLoop++
+		if l := f.pickLoop(cfg); l != nil {
 			if !f.trackLoop(l) {
 				_ = c.Close()
 				continue
@@ -144,6 +144,22 @@ func (f *front) startLoops(h1 *handoff) {
 		f.loops = append(f.loops, l)
 		go l.run()
 	}
+}
+
+// pickLoop returns the loop to serve a new plain HTTP connection, in turn,
+// or nil for a goroutine of its own.
+func (f *front) pickLoop(cfg *tls.Config) *loop {
+	if cfg != nil {
+		return nil
+	}
+	for range f.loops {
+		l := f.loops[f.nextLoop%len(f.loops)]
+		f.nextLoop++
+		if !l.dead.Load() {
+			return l
+		}
+	}
+	return nil
 }
 
 // trackLoop counts a connection l is to serve.
