@@ -60,7 +60,7 @@ type front struct {
 	stopping atomic.Bool
 	killing  atomic.Bool // the shutdown's time is up
 	loops    []*loop     // for plain HTTP
-	nextLoop int
+	nextLoop atomic.Uint64
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -92,15 +92,12 @@ func (f *front) accept(ln net.Listener, cfg *tls.Config, h1, h2 *handoff) error 
 			return err
 		}
 		backoff = 0
-		if cfg == nil && f.loops == nil {
-			f.startLoops(h1)
-		}
 		if l := f.pickLoop(cfg); l != nil {
 			if !f.trackLoop(l) {
 				_ = c.Close()
 				continue
 			}
-			l.add(c)
+			l.add(c, nil, nil, nil)
 			continue
 		}
 		if !f.track(c) {
@@ -129,12 +126,10 @@ func (f *front) track(c net.Conn) bool {
 	return true
 }
 
-// startLoops starts the event loops that serve plain HTTP (loop.go), one
-// per processor Go runs on; with none, a goroutine serves each connection.
+// startLoops starts the event loops that serve HTTP/1 (loop.go), one per
+// processor Go runs on; with none, a goroutine serves each connection. It
+// is called before the front accepts connections.
 func (f *front) startLoops(h1 *handoff) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.loops = []*loop{}
 	for range runtime.GOMAXPROCS(0) {
 		l, err := newLoop(f, h1)
 		if err != nil {
@@ -153,13 +148,26 @@ func (f *front) pickLoop(cfg *tls.Config) *loop {
 		return nil
 	}
 	for range f.loops {
-		l := f.loops[f.nextLoop%len(f.loops)]
-		f.nextLoop++
+		l := f.loops[f.nextLoop.Add(1)%uint64(len(f.loops))]
 		if !l.dead.Load() {
 			return l
 		}
 	}
 	return nil
+}
+
+// moveToLoop gives a loop a connection that was tracked for a goroutine of
+// its own, and returns it; nil when there is none or the front is stopping.
+func (f *front) moveToLoop(c net.Conn) *loop {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l := f.pickLoop(nil)
+	if l == nil || f.stopping.Load() {
+		return nil
+	}
+	delete(f.conns, c)
+	l.live.Add(1)
+	return l
 }
 
 // trackLoop counts a connection l is to serve.
@@ -224,13 +232,19 @@ func (f *front) shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (f *front) serve(raw net.Conn, cfg *tls.Config, h1, h2 *handoff) {
-	defer f.untrack(raw)
-	raw = rawIO(raw)
+func (f *front) serve(orig net.Conn, cfg *tls.Config, h1, h2 *handoff) {
+	moved := false // to a loop, which then counts it
+	defer func() {
+		if !moved {
+			f.untrack(orig)
+		}
+	}()
+	raw := rawIO(orig)
 	c := raw
 	var state *tls.ConnectionState
 	if cfg != nil {
-		tc := tls.Server(raw, cfg)
+		tr := newTLSTransport(raw)
+		tc := tls.Server(tr, cfg)
 		_ = raw.SetDeadline(time.Now().Add(headerTimeout))
 		if err := tc.Handshake(); err != nil {
 			f.r.log.Warn("tls handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
@@ -242,6 +256,11 @@ func (f *front) serve(raw net.Conn, cfg *tls.Config, h1, h2 *handoff) {
 		if cs.NegotiatedProtocol == "h2" {
 			f.r.handedOver.Add(1)
 			h2.give(tc)
+			return
+		}
+		if l := f.moveToLoop(orig); l != nil {
+			moved = true
+			l.add(orig, tc, tr, &cs)
 			return
 		}
 		c, state = tc, &cs

@@ -3,6 +3,7 @@ package router
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -95,6 +96,8 @@ type lconn struct {
 
 	// Client.
 	fc        *frontConn
+	tc        *tls.Conn // over tr, for HTTPS
+	tr        *tlsTransport
 	in        []byte // read buffer: the request head(s), in[:n]
 	n         int
 	state     uint8
@@ -158,8 +161,9 @@ func newLoop(f *front, h1 *handoff) (*loop, error) {
 
 // add gives the loop a client connection that the front tracks (wg) and
 // counted in l.live. The net.Conn is closed: the loop has its own
-// descriptor of the socket.
-func (l *loop) add(c net.Conn) {
+// descriptor of the socket. For HTTPS, tc is the connection after its
+// handshake, over tr, with state.
+func (l *loop) add(c net.Conn, tc *tls.Conn, tr *tlsTransport, state *tls.ConnectionState) {
 	fd, err := dupSocket(c)
 	ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	_ = c.Close()
@@ -169,7 +173,11 @@ func (l *loop) add(c net.Conn) {
 		l.f.wg.Done()
 		return
 	}
-	lc := &lconn{fd: fd, writable: true, fc: &frontConn{r: l.f.r, f: l.f, clientIP: ip}, in: make([]byte, frontBufSize), since: time.Now()}
+	lc := &lconn{fd: fd, readable: true, writable: true, fc: &frontConn{r: l.f.r, f: l.f, clientIP: ip, tls: state}, in: make([]byte, frontBufSize), since: time.Now()}
+	if tc != nil {
+		lc.tc, lc.tr = tc, tr
+		tr.nc, tr.c = nil, lc
+	}
 	l.mu.Lock()
 	l.added = append(l.added, lc)
 	l.hasAdded.Store(true)
@@ -338,7 +346,7 @@ func (l *loop) clientEvent(c *lconn) {
 	case stIdle:
 		l.serve(c)
 	case stBody:
-		if len(c.fc.out) > 0 && c.writable && l.flush(c) {
+		if c.pending() && c.writable && l.flush(c) {
 			l.readResponse(c) // the client took what was pending: pass more
 		}
 	case stFlush:
@@ -379,13 +387,29 @@ func (l *loop) serve(c *lconn) {
 			}
 			return
 		}
-		if !c.readable {
-			return
-		}
 		was := c.n
-		if errno := c.fill(); errno != 0 {
-			l.closeClient(c)
-			return
+		if c.tc != nil {
+			// TLS may hold records it read already: ask it even when
+			// the socket is drained (it then answers errWouldBlock).
+			k, err := c.tc.Read(c.in[c.n:])
+			c.n += k
+			switch {
+			case err == errWouldBlock:
+				return
+			case errors.Is(err, io.EOF):
+				c.eof = true
+			case err != nil:
+				l.closeClient(c)
+				return
+			}
+		} else {
+			if !c.readable {
+				return
+			}
+			if errno := c.fill(); errno != 0 {
+				l.closeClient(c)
+				return
+			}
 		}
 		if was == 0 && c.n > 0 {
 			c.since = l.now // the head's time starts
@@ -728,6 +752,16 @@ func (l *loop) finish(c *lconn) {
 // (tick).
 func (l *loop) flush(c *lconn) bool {
 	out := c.fc.out
+	if c.tc != nil {
+		if len(out) > 0 {
+			if _, err := c.tc.Write(out); err != nil { // into c.tr.out
+				l.abort(c, c.resp.status)
+				return false
+			}
+			c.fc.out = out[:0]
+		}
+		out = c.tr.out
+	}
 	for c.wrote < len(out) {
 		if !c.writable {
 			return false
@@ -749,9 +783,18 @@ func (l *loop) flush(c *lconn) bool {
 			return false
 		}
 	}
-	c.fc.out, c.wrote, c.progress = out[:0], 0, time.Time{}
+	if c.tc != nil {
+		c.tr.out = out[:0]
+	} else {
+		c.fc.out = out[:0]
+	}
+	c.wrote, c.progress = 0, time.Time{}
 	return true
 }
+
+// pending reports a response that is not fully written to the client's
+// socket yet.
+func (c *lconn) pending() bool { return len(c.fc.out) > 0 || c.tr != nil && len(c.tr.out) > 0 }
 
 // sendFailed handles a request that got no response from c.be, as
 // roundTrip and exchange do for the goroutine front.
@@ -821,7 +864,7 @@ func (l *loop) tick() {
 		switch {
 		case killing:
 			l.abort(c, 499)
-		case len(c.fc.out) > c.wrote && !c.progress.IsZero() && now.Sub(c.progress) > sendTimeout:
+		case c.pending() && !c.progress.IsZero() && now.Sub(c.progress) > sendTimeout:
 			l.abort(c, c.resp.status) // the client stopped reading
 		case c.state == stIdle && (stopping ||
 			c.n == 0 && now.Sub(c.since) > idleTimeout || c.n > 0 && now.Sub(c.since) > headerTimeout):
@@ -885,6 +928,9 @@ func (l *loop) closeClient(c *lconn) {
 		c.b = nil
 	}
 	l.forget(c)
+	if c.tc != nil && c.tc.CloseWrite() == nil { // close_notify, as tls.Conn.Close sends
+		_, _ = sysWrite(c.fd, c.tr.out[c.wrote:])
+	}
 	_ = syscall.Close(c.fd)
 	l.f.wg.Done()
 }
@@ -924,7 +970,8 @@ func (l *loop) release(c *lconn) (net.Conn, error) {
 }
 
 // releaseClient takes a client out of the loop as a net.Conn the front
-// tracks, whose reads start with the bytes the loop read but did not use.
+// tracks (for HTTPS, its TLS connection), whose reads start with the bytes
+// the loop read but did not use.
 func (l *loop) releaseClient(c *lconn, unread []byte) (net.Conn, *bufio.Reader, error) {
 	l.forget(c)
 	nc, err := l.release(c)
@@ -933,6 +980,10 @@ func (l *loop) releaseClient(c *lconn, unread []byte) (net.Conn, *bufio.Reader, 
 		return nil, nil, err
 	}
 	nc = rawIO(nc)
+	if c.tc != nil {
+		c.tr.nc, c.tr.c = nc, nil
+		nc = c.tc
+	}
 	var r io.Reader = nc
 	if len(unread) > 0 {
 		r = io.MultiReader(bytes.NewReader(bytes.Clone(unread)), nc)
@@ -950,7 +1001,7 @@ func (l *loop) handOff(c *lconn) {
 	l.f.r.handedOver.Add(1)
 	go func() {
 		defer l.f.wg.Done()
-		l.h1.give(&handedOff{Conn: nc, br: br})
+		l.h1.give(&handedOff{Conn: nc, br: br, tls: c.fc.tls})
 	}()
 }
 

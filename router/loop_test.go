@@ -3,6 +3,7 @@ package router
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -194,5 +195,67 @@ func TestLoopErrorPages(t *testing.T) {
 				t.Errorf("504 after %s, want after the 300ms read timeout", d)
 			}
 		}
+	}
+}
+
+// Over TLS, after the handshake, the loops serve the connection: requests
+// pipelined in one write (TLS reads them in one go and holds the rest), a
+// large response to a client that waits before reading, a chunked one (a
+// goroutine's, with the TLS connection), then one with a body (net/http's,
+// which still sees HTTPS).
+func TestLoopOverTLS(t *testing.T) {
+	const size = 4 << 20
+	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/chunked":
+			for i := range 3 {
+				fmt.Fprintf(w, "part %d\n", i)
+				w.(http.Flusher).Flush()
+			}
+		case "/big":
+			w.Header().Set("Content-Length", fmt.Sprint(size))
+			w.Write(bytes.Repeat([]byte("x"), size))
+		default:
+			fmt.Fprintf(w, "%s %s %s %s", r.Method, r.URL.Path, r.Header.Get("X-Forwarded-Proto"), b)
+		}
+	}))
+	ca := newTestCA(t)
+	edge := edgeOf(t, "cfg", AppConfig{App: "web", Domains: []string{"app.example.com"}, Certs: []CertPEM{ca.issue(t, time.Now().Add(time.Hour), "app.example.com")}})
+	r, _, httpsAddr := tlsRouter(t, &fakeSource{table: Table{Routes: []Route{{App: "web", Hosts: []string{"app.example.com"}, Backends: backends(be), Edge: edge}}}})
+	c, err := tls.Dial("tcp", httpsAddr, &tls.Config{RootCAs: ca.pool, ServerName: "app.example.com", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	get := func(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: app.example.com\r\n\r\n" }
+	read := func(want string) {
+		t.Helper()
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("want %q: %v", want, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || string(body) != want {
+			t.Fatalf("got %q %v, want %q", body, err, want)
+		}
+	}
+	io.WriteString(c, get("/one")+get("/two")+get("/three"))
+	read("GET /one https ")
+	read("GET /two https ")
+	read("GET /three https ")
+	io.WriteString(c, get("/big"))
+	time.Sleep(300 * time.Millisecond)
+	read(strings.Repeat("x", size))
+	io.WriteString(c, get("/chunked"))
+	read("part 0\npart 1\npart 2\n")
+	io.WriteString(c, get("/after-chunked"))
+	read("GET /after-chunked https ")
+	io.WriteString(c, "POST /body HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 5\r\n\r\nhello")
+	read("POST /body https hello")
+	if r.handedOver.Load() != 1 {
+		t.Errorf("handed over %d connections to net/http, want 1 (for the body)", r.handedOver.Load())
 	}
 }

@@ -256,6 +256,7 @@ func (r *Router) ServeTLS(ctx context.Context, ln, tlsLn net.Listener) error {
 	}
 	fbLn := newHandoff(ln.Addr())
 	f := newFront(r)
+	f.startLoops(fbLn)
 	served := make(chan error, 4)
 	servers := []*http.Server{fb}
 	go func() { served <- fb.Serve(fbLn) }()
