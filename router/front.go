@@ -126,10 +126,17 @@ func (f *front) track(c net.Conn) bool {
 	return true
 }
 
+// eventLoops turns the event loops on; without them (tests run both ways)
+// a goroutine serves each connection.
+var eventLoops = true
+
 // startLoops starts the event loops that serve HTTP/1 (loop.go), one per
 // processor Go runs on; with none, a goroutine serves each connection. It
 // is called before the front accepts connections.
 func (f *front) startLoops(h1 *handoff) {
+	if !eventLoops {
+		return
+	}
 	for range runtime.GOMAXPROCS(0) {
 		l, err := newLoop(f, h1)
 		if err != nil {

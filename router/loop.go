@@ -33,11 +33,10 @@ import (
 // costs one wake-up. (On the router benchmark's small plain-HTTP requests
 // this took the router from 0.98x-0.99x of nginx's throughput to 1.06x-1.08x.)
 //
-// A loop serves what the goroutine front serves (front.go): a request head
-// it does not serve goes to net/http, and a response whose end only the
-// backend's framing tells (chunked, or until close) is passed on by a
-// goroutine with the front's own code, which then serves the rest of that
-// connection. TLS connections are served by the goroutine front.
+// A loop serves what the goroutine front serves (front.go), with its
+// parsing: a request head it does not serve goes to net/http for the rest
+// of the connection. A TLS connection comes to a loop after its handshake
+// (looptls.go).
 
 const (
 	epollET    = 1 << 31 // syscall.EPOLLET, as the uint32 of an event mask
@@ -119,7 +118,10 @@ type lconn struct {
 	retriable bool
 	keep      bool
 	resp      responseHead
-	remaining int64
+	remaining int64     // of the body, or of the chunk; -1 until the backend closes
+	body      uint8     // how the body ends
+	chunk     uint8     // where a chunked body is
+	trailers  int       // bytes of trailers so far
 	deadline  time.Time // of the response head, when the route has a read timeout
 
 	// Backend.
@@ -624,9 +626,7 @@ func (l *loop) readResponse(c *lconn) {
 				resp, used, err := l.parseResponse(c, b.in[:b.n])
 				if err == nil {
 					b.off = used
-					if !l.startBody(c, resp) {
-						return
-					}
+					l.startBody(c, resp)
 					continue
 				}
 				if err != errIncomplete {
@@ -642,18 +642,23 @@ func (l *loop) readResponse(c *lconn) {
 				}
 			}
 		case stBody:
-			if k := int64(b.n - b.off); k > 0 && c.remaining > 0 {
-				k = min(k, c.remaining)
-				c.fc.out = append(c.fc.out, b.in[b.off:b.off+int(k)]...)
-				c.fc.sent += k
-				c.remaining -= k
-				b.off += int(k)
+			done, err := c.passBody()
+			if err != nil {
+				l.abort(c, c.resp.status) // a malformed body: the client's connection closes
+				return
 			}
-			if b.off == b.n {
-				b.off, b.n = 0, 0
-			}
-			if c.remaining == 0 {
+			if done {
 				l.endResponse(c)
+				return
+			}
+			switch {
+			case b.off == b.n:
+				b.off, b.n = 0, 0
+			case b.n == len(b.in) && b.off > 0: // room for the rest of a line
+				b.n = copy(b.in, b.in[b.off:b.n])
+				b.off = 0
+			case b.n == len(b.in):
+				l.abort(c, c.resp.status) // a chunk-size or trailer line longer than the buffer
 				return
 			}
 			if len(c.fc.out) >= flushAt || !b.readable {
@@ -669,6 +674,12 @@ func (l *loop) readResponse(c *lconn) {
 			return
 		}
 		if errno := b.fill(); errno != 0 || b.eof {
+			if errno == 0 && c.state == stBody && c.body == bodyUntilClose {
+				if done, _ := c.passBody(); done {
+					l.endResponse(c)
+					return
+				}
+			}
 			var err error = io.ErrUnexpectedEOF
 			if errno != 0 {
 				err = os.NewSyscallError("read", errno)
@@ -698,9 +709,8 @@ func (l *loop) parseResponse(c *lconn, buf []byte) (resp responseHead, used int,
 	return resp, len(buf) - l.rsrc.Len() - l.rbuf.Buffered(), nil
 }
 
-// startBody sets up the response's passing on; false means it is no longer
-// the loop's to read.
-func (l *loop) startBody(c *lconn, resp responseHead) bool {
+// startBody sets up the passing on of the response's body.
+func (l *loop) startBody(c *lconn, resp responseHead) {
 	c.resp = resp
 	c.deadline = time.Time{}
 	noBody, delimited := c.fc.clientHead(resp, &c.h, c.id)
@@ -708,14 +718,90 @@ func (l *loop) startBody(c *lconn, resp responseHead) bool {
 	c.state = stBody
 	switch {
 	case noBody:
-		c.remaining = 0
-	case resp.length >= 0 && !resp.chunked:
-		c.remaining = resp.length
+		c.body, c.remaining = bodyLength, 0
+	case resp.chunked:
+		c.body, c.chunk, c.trailers = bodyChunked, chunkSizeLine, 0
+	case resp.length >= 0:
+		c.body, c.remaining = bodyLength, resp.length
 	default:
-		l.passInGoroutine(c) // chunked, or until the backend closes
-		return false
+		c.body, c.remaining = bodyUntilClose, -1
 	}
-	return true
+}
+
+// How a response body ends (lconn.body), and where a chunked one is.
+const (
+	bodyLength     uint8 = iota // after Content-Length bytes (or none)
+	bodyChunked                 // at the last chunk and its trailers
+	bodyUntilClose              // when the backend closes the connection
+
+	chunkSizeLine uint8 = iota
+	chunkData
+	chunkEnd // the CRLF after a chunk's data
+	chunkTrailers
+)
+
+// passBody moves what the backend connection's buffer holds of the body
+// to c.fc.out, as it is (a chunked body keeps its framing, which is
+// checked as frontConn.passChunked does). done reports the body's end; at
+// EOF of a body that lasts until close, the caller calls it once more.
+func (c *lconn) passBody() (done bool, err error) {
+	b := c.b
+	for {
+		avail := b.in[b.off:b.n]
+		if c.body != bodyChunked || c.chunk == chunkData {
+			if c.remaining == 0 {
+				if c.body != bodyChunked {
+					return true, nil
+				}
+				c.chunk = chunkEnd
+				continue
+			}
+			k := int64(len(avail))
+			if k == 0 {
+				return c.body == bodyUntilClose && b.eof, nil
+			}
+			if c.remaining > 0 {
+				k = min(k, c.remaining)
+				c.remaining -= k
+			}
+			c.fc.out = append(c.fc.out, avail[:k]...)
+			c.fc.sent += k
+			b.off += int(k)
+			continue
+		}
+		i := bytes.IndexByte(avail, '\n')
+		if i < 0 {
+			return false, nil // the rest of the line is still to come
+		}
+		line := avail[:i+1]
+		b.off += i + 1
+		switch c.chunk {
+		case chunkSizeLine:
+			size, ok := chunkSize(line)
+			if !ok {
+				return false, errBadResponse
+			}
+			c.fc.out = append(c.fc.out, line...)
+			c.remaining, c.chunk = size, chunkData
+			if size == 0 {
+				c.chunk = chunkTrailers
+			}
+		case chunkEnd:
+			if len(bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))) != 0 {
+				return false, errBadResponse
+			}
+			c.fc.out = append(c.fc.out, "\r\n"...)
+			c.chunk = chunkSizeLine
+		case chunkTrailers:
+			if c.trailers += len(line); c.trailers > maxResponseHead {
+				return false, errBadResponse
+			}
+			c.fc.out = append(c.fc.out, line...)
+			if len(bytes.TrimRight(line, "\r\n")) == 0 {
+				return true, nil
+			}
+		}
+	}
 }
 
 // endResponse returns the backend connection and writes the rest of the
@@ -723,7 +809,7 @@ func (l *loop) startBody(c *lconn, resp responseHead) bool {
 func (l *loop) endResponse(c *lconn) {
 	b := c.b
 	c.b, b.owner = nil, nil
-	if !c.resp.close && b.n == 0 && !b.rdhup {
+	if !c.resp.close && b.off == b.n && !b.rdhup {
 		l.pool(b)
 	} else {
 		l.closeBackend(b)
@@ -1002,54 +1088,6 @@ func (l *loop) handOff(c *lconn) {
 	go func() {
 		defer l.f.wg.Done()
 		l.h1.give(&handedOff{Conn: nc, br: br, tls: c.fc.tls})
-	}()
-}
-
-// passInGoroutine passes on a response whose end only the backend's
-// framing tells with the front's code (frontConn.pass, passChunked), in a
-// goroutine that then serves the rest of the client's connection.
-func (l *loop) passInGoroutine(c *lconn) {
-	b := c.b
-	c.b, b.owner = nil, nil
-	bc, err := l.release(b)
-	if err != nil {
-		l.abort(c, 502)
-		return
-	}
-	var src io.Reader = rawIO(bc)
-	if rest := b.in[b.off:b.n]; len(rest) > 0 {
-		src = io.MultiReader(bytes.NewReader(bytes.Clone(rest)), src)
-	}
-	nc, br, err := l.releaseClient(c, c.in[c.h.size:c.n])
-	if err != nil {
-		_ = bc.Close()
-		c.be.inflight.Add(-1)
-		return
-	}
-	fc := c.fc
-	fc.conn, fc.br = nc, br
-	l.f.adopt(nc)
-	h, resp, be, start, id, keep := c.h, c.resp, c.be, c.start, c.id, c.keep
-	go func() {
-		defer l.f.untrack(nc)
-		body := bufio.NewReaderSize(src, upstreamBufSz)
-		var err error
-		if resp.chunked {
-			err = fc.passChunked(body)
-		} else if err = fc.pass(body, -1); errors.Is(err, io.EOF) {
-			err = nil
-		}
-		if err == nil {
-			err = fc.flush()
-		}
-		_ = bc.Close()
-		be.inflight.Add(-1)
-		fc.logProxied(&h, start, resp.status, be, id)
-		if err != nil || !keep {
-			_ = nc.Close()
-			return
-		}
-		fc.serveAll(l.h1)
 	}()
 }
 

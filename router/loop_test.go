@@ -97,8 +97,8 @@ func TestLoopLargeResponseToSlowClient(t *testing.T) {
 	}
 }
 
-// After a chunked response, which a goroutine passes on, the connection
-// serves a plain request, then one with a body (net/http's).
+// After a chunked response the connection serves a plain request, then one
+// with a body (net/http's).
 func TestLoopChunkedThenMore(t *testing.T) {
 	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -200,9 +200,8 @@ func TestLoopErrorPages(t *testing.T) {
 
 // Over TLS, after the handshake, the loops serve the connection: requests
 // pipelined in one write (TLS reads them in one go and holds the rest), a
-// large response to a client that waits before reading, a chunked one (a
-// goroutine's, with the TLS connection), then one with a body (net/http's,
-// which still sees HTTPS).
+// large response to a client that waits before reading, a chunked one, then
+// one with a body (net/http's, which still sees HTTPS).
 func TestLoopOverTLS(t *testing.T) {
 	const size = 4 << 20
 	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

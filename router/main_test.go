@@ -1,0 +1,20 @@
+package router
+
+import (
+	"fmt"
+	"os"
+	"testing"
+)
+
+// TestMain runs the tests twice: with the front's event loops, as the
+// router serves, and with a goroutine per connection, the front's way
+// where epoll is unavailable.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 && !testing.Short() {
+		fmt.Println("--- again, with a goroutine per connection instead of the event loops")
+		eventLoops = false
+		code = m.Run()
+	}
+	os.Exit(code)
+}
