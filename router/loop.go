@@ -651,13 +651,7 @@ func (l *loop) readResponse(c *lconn) {
 				l.endResponse(c)
 				return
 			}
-			switch {
-			case b.off == b.n:
-				b.off, b.n = 0, 0
-			case b.n == len(b.in) && b.off > 0: // room for the rest of a line
-				b.n = copy(b.in, b.in[b.off:b.n])
-				b.off = 0
-			case b.n == len(b.in):
+			if !b.makeRoom() {
 				l.abort(c, c.resp.status) // a chunk-size or trailer line longer than the buffer
 				return
 			}
@@ -726,6 +720,21 @@ func (l *loop) startBody(c *lconn, resp responseHead) {
 	default:
 		c.body, c.remaining = bodyUntilClose, -1
 	}
+}
+
+// makeRoom drops what was passed on from a backend connection's buffer;
+// false means a line fills it.
+func (b *lconn) makeRoom() bool {
+	switch {
+	case b.off == b.n:
+		b.off, b.n = 0, 0
+	case b.n == len(b.in) && b.off > 0: // room for the rest of a line
+		b.n = copy(b.in, b.in[b.off:b.n])
+		b.off = 0
+	case b.n == len(b.in):
+		return false
+	}
+	return true
 }
 
 // How a response body ends (lconn.body), and where a chunked one is.

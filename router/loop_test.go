@@ -258,3 +258,74 @@ func TestLoopOverTLS(t *testing.T) {
 		t.Errorf("handed over %d connections to net/http, want 1 (for the body)", r.handedOver.Load())
 	}
 }
+
+// writes collects what is written to it.
+type writes struct {
+	net.Conn
+	b bytes.Buffer
+}
+
+func (w *writes) Write(p []byte) (int, error)        { return w.b.Write(p) }
+func (w *writes) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzLoopChunked: the loop's reading of a chunked body, fed in pieces of
+// any size, passes on what frontConn.passChunked passes on, consumes as
+// much, and fails where it fails.
+func FuzzLoopChunked(f *testing.F) {
+	for _, s := range []string{
+		"5\r\nhello\r\n0\r\n\r\n",
+		"3;ext=1\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\n\r\nNEXT",
+		"5\nhello\n0\n\n",
+		"zz\r\nhello\r\n0\r\n\r\n",
+		"5\r\nhelloXX0\r\n\r\n",
+		"5\r\nhel",
+		"0\r\n" + strings.Repeat("T: 1234567890\r\n", 5000) + "\r\n",
+	} {
+		f.Add(s, uint16(7))
+	}
+	f.Fuzz(func(t *testing.T, body string, piece uint16) {
+		ref := &frontConn{conn: &writes{}}
+		rd := strings.NewReader(body)
+		src := bufio.NewReaderSize(rd, upstreamBufSz)
+		refErr := ref.passChunked(src)
+		if refErr == nil {
+			refErr = ref.flush()
+		}
+		refOut := ref.conn.(*writes).b.String()
+		refLeft := body[len(body)-src.Buffered()-rd.Len():]
+
+		b := &lconn{in: make([]byte, upstreamBufSz)}
+		c := &lconn{fc: &frontConn{}, b: b, body: bodyChunked, chunk: chunkSizeLine}
+		size := int(piece)%upstreamBufSz + 1
+		done, failed := false, false
+		rest := body
+		for !done && !failed {
+			if !b.makeRoom() {
+				failed = true
+				break
+			}
+			k := copy(b.in[b.n:], rest[:min(len(rest), size)])
+			if k == 0 {
+				failed = true // the backend closed before the end
+				break
+			}
+			b.n += k
+			rest = rest[k:]
+			var err error
+			done, err = c.passBody()
+			failed = err != nil
+		}
+		if failed != (refErr != nil) {
+			t.Fatalf("%q in pieces of %d: loop failed=%v, passChunked %v", body, size, failed, refErr)
+		}
+		if failed {
+			return
+		}
+		if got := string(c.fc.out); got != refOut || c.fc.sent != ref.sent {
+			t.Fatalf("%q in pieces of %d: loop passed %q (%d body bytes), passChunked %q (%d)", body, size, got, c.fc.sent, refOut, ref.sent)
+		}
+		if left := string(b.in[b.off:b.n]) + rest; left != refLeft {
+			t.Fatalf("%q: the loop left %q after the body, passChunked %q", body, left, refLeft)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -11,7 +12,8 @@ import (
 // where epoll is unavailable.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if code == 0 && !testing.Short() {
+	fuzzing := flag.Lookup("test.fuzz").Value.String() != ""
+	if code == 0 && !testing.Short() && !fuzzing {
 		fmt.Println("--- again, with a goroutine per connection instead of the event loops")
 		eventLoops = false
 		code = m.Run()
