@@ -265,7 +265,7 @@ type writes struct {
 	b bytes.Buffer
 }
 
-func (w *writes) Write(p []byte) (int, error)        { return w.b.Write(p) }
+func (w *writes) Write(p []byte) (int, error)      { return w.b.Write(p) }
 func (w *writes) SetWriteDeadline(time.Time) error { return nil }
 
 // FuzzLoopChunked: the loop's reading of a chunked body, fed in pieces of
