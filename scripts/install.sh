@@ -5,7 +5,7 @@
 #                               swarm, build paasd, start it (SSH on :2222, HTTP on :80)
 #   scripts/install.sh --deps   only install and start what paas and its tests need
 #   scripts/install.sh --stop   stop the paasd this script started (apps keep serving)
-#   scripts/install.sh --bench-deps   also install the benchmark peers (Debian's nginx, wrk)
+#   scripts/install.sh --bench-deps   also install the benchmark peers (Debian's nginx, wrk, h2load)
 #
 # Settings come from the environment, as paasd reads them: PAAS_DATA_DIR (/var/lib/paas),
 # PAAS_SSH_ADDR (:2222), PAAS_HTTP_PORT (80), PAAS_DOMAIN (paas.localhost),
@@ -195,7 +195,7 @@ trust_host_key() {
 # The benchmark peers (make bench): Debian's nginx and wrk. nginx's package would
 # start a system nginx on :80, so service starts are denied while it installs.
 bench_deps() {
-  local want=(nginx wrk) missing=() policy=/usr/sbin/policy-rc.d created=""
+  local want=(nginx wrk nghttp2-client) missing=() policy=/usr/sbin/policy-rc.d created=""
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "Installing ${missing[*]} (benchmark peers; no service is started)"

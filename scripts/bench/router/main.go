@@ -3,11 +3,12 @@
 // keep-alive, 127.0.0.1 only, bounded duration): requests per second and
 // p50/p99 latency for a small and a 100 KB response, over HTTP and HTTPS,
 // printed with the ratios router/nginx. It also prints the cost of a route
-// lookup with 10, 1,000 and 10,000 apps routed.
+// lookup with 10, 1,000 and 10,000 apps routed. For information, outside
+// the targets, it also prints small requests over HTTP/2 (h2load).
 //
 //	go run ./scripts/bench/router [-d 3s] [-c 32] [-rounds 7] [-v]
 //
-// nginx and wrk come from scripts/install.sh --bench-deps.
+// nginx, wrk and h2load come from scripts/install.sh --bench-deps.
 package main
 
 import (
@@ -145,7 +146,7 @@ type result struct {
 }
 
 func run(dur time.Duration, conns, rounds int, only string) error {
-	for _, tool := range []string{"nginx", "wrk"} {
+	for _, tool := range []string{"nginx", "wrk", "h2load"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is missing: run scripts/install.sh --bench-deps", tool)
 		}
@@ -282,8 +283,16 @@ func run(dur time.Duration, conns, rounds int, only string) error {
 		fmt.Printf("| %s | %.0f | %.0f | %.2fx | %s / %s | %s / %s | %.2fx | %d / %d µs (%.2fx) |\n", w.name, r.rps, n.rps, rpsRatio, fmtDur(r.p50), fmtDur(r.p99), fmtDur(n.p50), fmtDur(n.p99), p99Ratio,
 			r.cpuPerReq.Microseconds(), n.cpuPerReq.Microseconds(), cpuRatio)
 	}
-	fmt.Printf("\nthroughput target >= 1.0x: %s (worst %.2fx); p99 target <= 1.0x: %s (worst %.2fx)\n",
-		verdict(worstRPS >= 1.0), worstRPS, verdict(worstP99 <= 1.0), worstP99)
+	if worstP99 > 0 { // a workload ran
+		fmt.Printf("\nthroughput target >= 1.0x: %s (worst %.2fx); p99 target <= 1.0x: %s (worst %.2fx)\n",
+			verdict(worstRPS >= 1.0), worstRPS, verdict(worstP99 <= 1.0), worstP99)
+	}
+
+	if strings.Contains("small, HTTP/2", only) {
+		if err := runH2(routerHTTPS, nginxHTTPS, conns, dur, rounds); err != nil {
+			return err
+		}
+	}
 
 	fmt.Printf("\nroute lookup (Host header -> app), exact and wildcard names:\n")
 	var base float64
@@ -379,6 +388,62 @@ func wrk(url, host string, conns int, dur time.Duration) (result, error) {
 	if r.p50 == 0 || r.p99 == 0 {
 		return result{}, fmt.Errorf("no latency distribution in wrk's output:\n%s", s)
 	}
+	return r, nil
+}
+
+// runH2 prints, for information, small requests over HTTP/2 (h2load, one
+// stream at a time per connection, then ten), in paired rounds as the
+// other workloads; h2load prints no percentiles, so the mean latency.
+func runH2(routerAddr, nginxAddr string, conns int, dur time.Duration, rounds int) error {
+	fmt.Printf("\nfor information (no target): small responses over HTTP/2, h2load -c%d -D %s, paired medians\n", conns, dur)
+	for _, streams := range []int{1, 10} {
+		var rs, ns []result
+		for i := range rounds {
+			for j, addr := range []string{routerAddr, nginxAddr} {
+				if i%2 == 1 {
+					addr = []string{nginxAddr, routerAddr}[j]
+				}
+				r, err := h2load(addr, conns, streams, dur)
+				if err != nil {
+					return err
+				}
+				if addr == routerAddr {
+					rs = append(rs, r)
+				} else {
+					ns = append(ns, r)
+				}
+			}
+		}
+		r, n := median(rs), median(ns)
+		fmt.Printf("  %2d stream(s) per connection: router %.0f rps (mean %s), nginx %.0f rps (mean %s): %.2fx\n", streams,
+			r.rps, fmtDur(r.p50), n.rps, fmtDur(n.p50), pairedRatio(rs, ns, func(x result) float64 { return x.rps }))
+	}
+	return nil
+}
+
+var (
+	h2RPSRe  = regexp.MustCompile(`finished in [^,]+, ([0-9.]+) req/s`)
+	h2DoneRe = regexp.MustCompile(`requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded`)
+	h2MeanRe = regexp.MustCompile(`(?m)^time for request:\s+\S+\s+\S+\s+([0-9.]+)(us|ms|s)\s`)
+)
+
+// h2load runs the HTTP/2 load generator once against addr (TLS, server
+// name tlsHost). The mean latency is returned in p50.
+func h2load(addr string, conns, streams int, dur time.Duration) (result, error) {
+	out, err := exec.Command("h2load", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-m%d", streams), "-D", strconv.Itoa(int(dur.Seconds())),
+		"--connect-to="+addr, "https://"+tlsHost+"/small").CombinedOutput()
+	if err != nil {
+		return result{}, fmt.Errorf("h2load: %v\n%s", err, out)
+	}
+	s := string(out)
+	m, d, l := h2RPSRe.FindStringSubmatch(s), h2DoneRe.FindStringSubmatch(s), h2MeanRe.FindStringSubmatch(s)
+	if m == nil || d == nil || l == nil || d[1] != d[2] || d[1] == "0" {
+		return result{}, fmt.Errorf("h2load did not succeed on every request:\n%s", s)
+	}
+	var r result
+	r.rps, _ = strconv.ParseFloat(m[1], 64)
+	v, _ := strconv.ParseFloat(l[1], 64)
+	r.p50 = time.Duration(v * float64(map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[l[2]]))
 	return r, nil
 }
 
