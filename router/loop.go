@@ -973,6 +973,8 @@ func (l *loop) tick() {
 			l.errorPage(c, http.StatusGatewayTimeout, gatewayTimeoutPage, errReadTimeout)
 		case c.state == stExchange && c.b != nil && c.b.connecting && now.Sub(c.b.dialed) > dialTimeout:
 			l.sendFailed(c, dialError(c.be.addr, os.ErrDeadlineExceeded), true)
+		case c.state == stIdle && now.Sub(c.since) > keepBuffersFor:
+			c.dropBuffers()
 		}
 	}
 	l.runQueue()
@@ -983,6 +985,22 @@ func (l *loop) tick() {
 				l.closeBackend(b)
 			}
 		}
+	}
+}
+
+// keepBuffersFor is how long a client's connection keeps the buffers a
+// large response grew once it is idle: a busy one does not allocate them
+// again for every response, and thousands of idle ones do not hold them.
+const keepBuffersFor = time.Second
+
+// dropBuffers lets an idle client's large response buffers go.
+func (c *lconn) dropBuffers() {
+	const small = 4 << 10
+	if cap(c.fc.out) > small {
+		c.fc.out = nil
+	}
+	if c.tr != nil && cap(c.tr.out) > small {
+		c.tr.out = nil
 	}
 }
 
