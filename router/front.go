@@ -25,9 +25,10 @@ import (
 // response on as it arrives. net/http's server costs more than twice that
 // per request (a background read per connection, goroutine hand-offs, header
 // maps, a response writer, a second copy of the response through
-// ReverseProxy), and that cost was most of the router's. A goroutine per
-// connection serves TLS connections with the code here; plain HTTP ones are
-// served by event loops (loop.go) with the same parsing and headers.
+// ReverseProxy), and that cost was most of the router's. The front's
+// connections are served by event loops (loop.go), TLS ones after their
+// handshake, with the parsing and headers here; where epoll is not
+// available, a goroutine serves each connection with the code here.
 //
 // Everything else goes to net/http and ServeHTTP, with the bytes the front
 // already read, for the rest of the connection: HTTP/2, HTTP/1.0, a request
@@ -59,7 +60,7 @@ type front struct {
 	r        *Router
 	stopping atomic.Bool
 	killing  atomic.Bool // the shutdown's time is up
-	loops    []*loop     // for plain HTTP
+	loops    []*loop     // HTTP/1 connections (loop.go); set before accepting
 	nextLoop atomic.Uint64
 
 	mu    sync.Mutex
@@ -92,13 +93,15 @@ func (f *front) accept(ln net.Listener, cfg *tls.Config, h1, h2 *handoff) error 
 			return err
 		}
 		backoff = 0
-		if l := f.pickLoop(cfg); l != nil {
-			if !f.trackLoop(l) {
-				_ = c.Close()
+		if cfg == nil { // HTTPS comes to a loop after its handshake (serve)
+			if l := f.pickLoop(); l != nil {
+				if f.trackLoop(l) {
+					l.add(c, nil, nil, nil)
+				} else {
+					_ = c.Close()
+				}
 				continue
 			}
-			l.add(c, nil, nil, nil)
-			continue
 		}
 		if !f.track(c) {
 			_ = c.Close()
@@ -148,12 +151,9 @@ func (f *front) startLoops(h1 *handoff) {
 	}
 }
 
-// pickLoop returns the loop to serve a new plain HTTP connection, in turn,
-// or nil for a goroutine of its own.
-func (f *front) pickLoop(cfg *tls.Config) *loop {
-	if cfg != nil {
-		return nil
-	}
+// pickLoop returns the loop to serve a new connection, in turn, or nil for
+// a goroutine of its own.
+func (f *front) pickLoop() *loop {
 	for range f.loops {
 		l := f.loops[f.nextLoop.Add(1)%uint64(len(f.loops))]
 		if !l.dead.Load() {
@@ -168,7 +168,7 @@ func (f *front) pickLoop(cfg *tls.Config) *loop {
 func (f *front) moveToLoop(c net.Conn) *loop {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	l := f.pickLoop(nil)
+	l := f.pickLoop()
 	if l == nil || f.stopping.Load() {
 		return nil
 	}
@@ -187,13 +187,6 @@ func (f *front) trackLoop(l *loop) bool {
 	f.wg.Add(1)
 	l.live.Add(1)
 	return true
-}
-
-// adopt tracks a connection a loop gave up, already counted in wg.
-func (f *front) adopt(c net.Conn) {
-	f.mu.Lock()
-	f.conns[c] = struct{}{}
-	f.mu.Unlock()
 }
 
 func (f *front) untrack(c net.Conn) {

@@ -419,24 +419,41 @@ func (l *loop) serve(c *lconn) {
 	}
 }
 
-// fill reads once into c.in[c.n:], and records a drained socket (the next
-// data makes an event) or the end of the stream.
+// fill reads once into c.in[c.n:], and records the end of the stream.
 func (c *lconn) fill() syscall.Errno {
-	k, errno := sysRead(c.fd, c.in[c.n:])
+	k, errno := c.read(c.in[c.n:])
 	switch {
 	case errno == syscall.EAGAIN:
-		c.readable = false
-	case errno == syscall.EINTR:
 	case errno != 0:
 		return errno
 	case k == 0:
 		c.eof = true
 	default:
-		if c.n += k; c.n < len(c.in) && !c.rdhup {
-			c.readable = false // a short read drained it, and the peer has not closed
-		}
+		c.n += k
 	}
 	return 0
+}
+
+// read reads the socket once into p (k 0 and no error at the end of the
+// stream), and records a drained socket, whose next data makes an event:
+// EAGAIN, or a short read when the peer has not closed.
+func (c *lconn) read(p []byte) (int, syscall.Errno) {
+	for {
+		k, errno := sysRead(c.fd, p)
+		switch {
+		case errno == syscall.EINTR:
+			continue
+		case errno == syscall.EAGAIN:
+			c.readable = false
+			return 0, errno
+		case errno != 0:
+			return 0, errno
+		}
+		if k > 0 && k < len(p) && !c.rdhup {
+			c.readable = false
+		}
+		return k, 0
+	}
 }
 
 // begin sends the request whose head c.h was parsed.
@@ -1082,9 +1099,9 @@ func (l *loop) release(c *lconn) (net.Conn, error) {
 	return nc, err
 }
 
-// releaseClient takes a client out of the loop as a net.Conn the front
-// tracks (for HTTPS, its TLS connection), whose reads start with the bytes
-// the loop read but did not use.
+// releaseClient takes a client out of the loop as a net.Conn (for HTTPS,
+// its TLS connection), whose reads start with the bytes the loop read but
+// did not use.
 func (l *loop) releaseClient(c *lconn, unread []byte) (net.Conn, *bufio.Reader, error) {
 	l.forget(c)
 	nc, err := l.release(c)

@@ -42,24 +42,16 @@ func (t *tlsTransport) Read(p []byte) (int, error) {
 	if !c.readable || len(p) == 0 {
 		return 0, errWouldBlock
 	}
-	for {
-		k, errno := sysRead(c.fd, p)
-		switch {
-		case errno == syscall.EINTR:
-			continue
-		case errno == syscall.EAGAIN:
-			c.readable = false
-			return 0, errWouldBlock
-		case errno != 0:
-			return 0, &net.OpError{Op: "read", Net: "tcp", Source: t.local, Addr: t.remote, Err: os.NewSyscallError("read", errno)}
-		case k == 0:
-			return 0, io.EOF
-		}
-		if k < len(p) && !c.rdhup {
-			c.readable = false // drained: the next data makes an event
-		}
-		return k, nil
+	k, errno := c.read(p)
+	switch {
+	case errno == syscall.EAGAIN:
+		return 0, errWouldBlock
+	case errno != 0:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: t.local, Addr: t.remote, Err: os.NewSyscallError("read", errno)}
+	case k == 0:
+		return 0, io.EOF
 	}
+	return k, nil
 }
 
 func (t *tlsTransport) Write(p []byte) (int, error) {
