@@ -46,6 +46,7 @@ func (noRepos) RepoFor(context.Context, paas.Identity, string, bool) (string, er
 type noPushes struct{}
 
 func (noPushes) HandlePush(context.Context, *Push, io.Writer) error { return nil }
+func (noPushes) PushDone(context.Context, *Push, io.Writer)         {}
 
 // offerOnly presents one key's public half but signs with another key: the
 // server accepts the offer (the query), then the signature fails to verify.

@@ -55,13 +55,48 @@ func (u RefUpdate) Branch() string {
 	return b
 }
 
-// Push is one git push being received, seen from pre-receive.
+// Push is one git push being received, seen from pre-receive and, once
+// git-receive-pack has exited, from PushDone.
 type Push struct {
 	App      string
 	Identity paas.Identity
 	Repo     string
-	Updates  []RefUpdate
-	env      []string // quarantine environment of the hook
+	// Updates are the ref updates pre-receive was given; none when the
+	// hook did not run (nothing to update, or the pack was refused).
+	Updates []RefUpdate
+	// ExitCode is git-receive-pack's, once it has exited.
+	ExitCode int
+	env      []string        // quarantine environment of the hook
+	landed   map[string]bool // by ref, once git-receive-pack has exited
+}
+
+// Landed reports whether git applied u: its ref now holds u.New (or is gone,
+// for a delete). It is false until git-receive-pack has exited.
+func (p *Push) Landed(u RefUpdate) bool { return p.landed[u.Ref] }
+
+// readLanded records which updates the repository now shows applied.
+func (p *Push) readLanded(ctx context.Context) error {
+	p.landed = map[string]bool{}
+	if len(p.Updates) == 0 {
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, "git", "--git-dir="+p.Repo, "for-each-ref", "--format=%(objectname) %(refname)")
+	cmd.Env = gitEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("git for-each-ref: %w", err)
+	}
+	refs := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if sha, ref, ok := strings.Cut(line, " "); ok {
+			refs[ref] = sha
+		}
+	}
+	for _, u := range p.Updates {
+		sha, ok := refs[u.Ref]
+		p.landed[u.Ref] = u.Deletes() && !ok || !u.Deletes() && sha == u.New
+	}
+	return nil
 }
 
 // Archive writes the tree of commit as a tar stream to w (git archive).
@@ -208,22 +243,26 @@ func (h *hookServer) handle(conn net.Conn) {
 		return
 	}
 	out := &frameWriter{w: conn}
+	// The push's fields are set under h.mu, which serveGit takes (done)
+	// before it reads them once git-receive-pack has exited.
 	h.mu.Lock()
-	push, ok := h.pending[req.Token]
+	p, ok := h.pending[req.Token]
+	if ok {
+		p.Updates = req.Updates
+		p.env = nil
+		for _, kv := range req.Env {
+			for _, name := range quarantineEnv {
+				if strings.HasPrefix(kv, name+"=") {
+					p.env = append(p.env, kv)
+				}
+			}
+		}
+	}
 	h.mu.Unlock()
 	if !ok {
 		fmt.Fprintln(out, " !     push not recognised by paasd")
 		out.frame(frameExit, []byte{1})
 		return
-	}
-	p := *push
-	p.Updates = req.Updates
-	for _, kv := range req.Env {
-		for _, name := range quarantineEnv {
-			if strings.HasPrefix(kv, name+"=") {
-				p.env = append(p.env, kv)
-			}
-		}
 	}
 	// The hook sends nothing more: a read that returns means it went away
 	// (the pusher hung up), and the deploy is cancelled.
@@ -234,7 +273,7 @@ func (h *hookServer) handle(conn net.Conn) {
 		cancel()
 	}()
 	code := byte(0)
-	if err := h.handler.HandlePush(ctx, &p, out); err != nil {
+	if err := h.handler.HandlePush(ctx, p, out); err != nil {
 		fmt.Fprintf(out, " !     %s\n", strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "\n !     "))
 		code = 1
 	}

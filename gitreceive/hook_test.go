@@ -117,8 +117,21 @@ type fakePushes struct {
 
 	mu     sync.Mutex
 	pushes []Push
+	ended  []*Push // as PushDone saw them
 	ctxErr error
 	done   chan struct{}
+}
+
+func (f *fakePushes) PushDone(_ context.Context, p *Push, _ io.Writer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ended = append(f.ended, p)
+}
+
+func (f *fakePushes) finished() []*Push {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.ended)
 }
 
 var _ PushHandler = (*fakePushes)(nil)

@@ -23,6 +23,7 @@ import (
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
+	"paas/internal/applock"
 	"paas/internal/paas"
 )
 
@@ -38,9 +39,13 @@ type Repos interface {
 	RepoFor(ctx context.Context, id paas.Identity, app string, write bool) (dir string, err error)
 }
 
-// PushHandler runs inside pre-receive; a returned error rejects the whole push.
+// PushHandler decides on pushes. HandlePush runs inside pre-receive: a
+// returned error rejects the whole push. PushDone runs once git-receive-pack
+// has exited, for every push, with p.Landed telling which updates git
+// applied: only then is a push's outcome known.
 type PushHandler interface {
 	HandlePush(ctx context.Context, p *Push, out io.Writer) error
+	PushDone(ctx context.Context, p *Push, out io.Writer)
 }
 
 // CommandRunner runs a non-git command and returns its exit code.
@@ -67,6 +72,7 @@ type Server struct {
 	hooks    *hookServer
 	hooksDir string
 	listener net.Listener
+	pushes   applock.Set
 }
 
 // New prepares a Server: host key, hooks dir and hook socket path.
@@ -230,18 +236,46 @@ func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identit
 		}
 		return 1
 	}
+	if !write {
+		return s.runGit(ctx, sess, exec.CommandContext(ctx, args[0], dir), log)
+	}
+	// One push of an app at a time, from the ref advertisement to the last
+	// ref update: a second pusher waits, then sees the refs the first one
+	// left, so git itself refuses a push that is no longer a fast-forward
+	// before anything is built, and the deploy inside pre-receive always
+	// starts from the branch as it is.
+	unlock, err := s.pushes.Lock(ctx, app, func() {
+		fmt.Fprintf(sess.Stderr(), "-----> Waiting for another push to %s to finish\n", app)
+	})
+	if err != nil {
+		return 1
+	}
+	defer unlock()
+	push := &Push{App: app, Identity: id, Repo: dir}
+	token, done := s.hooks.expect(push)
+	defer done()
 	cmd := exec.CommandContext(ctx, args[0], dir)
-	cmd.Env = gitEnv()
-	if write {
-		token, done := s.hooks.expect(&Push{App: app, Identity: id, Repo: dir})
-		defer done()
-		cmd.Env = append(cmd.Env,
-			"GIT_CONFIG_COUNT=2",
-			"GIT_CONFIG_KEY_0=core.hooksPath", "GIT_CONFIG_VALUE_0="+s.hooksDir,
-			"GIT_CONFIG_KEY_1=receive.advertisePushOptions", "GIT_CONFIG_VALUE_1=false",
-			envHookSocket+"="+s.hooks.path,
-			envPushToken+"="+token,
-		)
+	cmd.Env = append(gitEnv(),
+		"GIT_CONFIG_COUNT=2",
+		"GIT_CONFIG_KEY_0=core.hooksPath", "GIT_CONFIG_VALUE_0="+s.hooksDir,
+		"GIT_CONFIG_KEY_1=receive.advertisePushOptions", "GIT_CONFIG_VALUE_1=false",
+		envHookSocket+"="+s.hooks.path,
+		envPushToken+"="+token,
+	)
+	code := s.runGit(ctx, sess, cmd, log)
+	done() // a late hook of this push is no longer recognised
+	push.ExitCode = code
+	if err := push.readLanded(context.WithoutCancel(ctx)); err != nil {
+		log.Error("read refs after push", "app", app, "err", err)
+	}
+	s.opts.Pushes.PushDone(context.WithoutCancel(ctx), push, sess.Stderr())
+	return code
+}
+
+// runGit runs a git transport command over the session and returns its exit code.
+func (s *Server) runGit(ctx context.Context, sess ssh.Session, cmd *exec.Cmd, log *slog.Logger) int {
+	if cmd.Env == nil {
+		cmd.Env = gitEnv()
 	}
 	cmd.Stdout = sess
 	cmd.Stderr = sess.Stderr()
@@ -262,7 +296,7 @@ func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identit
 	}()
 	if err := cmd.Wait(); err != nil {
 		var ee *exec.ExitError
-		if errors.As(err, &ee) {
+		if errors.As(err, &ee) && ee.ExitCode() >= 0 {
 			return ee.ExitCode()
 		}
 		return 1

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -456,7 +457,16 @@ func TestNewInstallsHook(t *testing.T) {
 // TestServerPush pushes with the real git and ssh clients: the pre-receive hook
 // (this test binary, see TestMain) calls back into the server, whose handler
 // reads the pushed commit from the quarantine and decides the push's fate.
-func TestServerPush(t *testing.T) {
+// pushClient is a real git client set up to push over ssh to a test server
+// as alice.
+type pushClient struct {
+	ts     *testServer
+	env    []string
+	home   string
+	remote string
+}
+
+func requireGit(t *testing.T) {
 	for _, bin := range []string{"git", "ssh", "git-receive-pack"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			if os.Getenv("CI") == "true" {
@@ -465,24 +475,12 @@ func TestServerPush(t *testing.T) {
 			t.Skipf("%s not installed", bin)
 		}
 	}
+}
+
+func newPushClient(t *testing.T, pushes *fakePushes) *pushClient {
+	requireGit(t)
 	alice := newTestKey(t)
 	auth := &fakeAuth{ids: map[string]paas.Identity{alice.fingerprint(): {Name: "alice"}}}
-	pushes := &fakePushes{}
-	pushes.handle = func(ctx context.Context, p *Push, out io.Writer) error {
-		var tarball bytes.Buffer
-		if err := p.Archive(ctx, p.Updates[0].New, &tarball); err != nil {
-			return err
-		}
-		subject, err := p.Subject(ctx, p.Updates[0].New)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "-----> got %q, archive has file.txt: %v\n", subject, bytes.Contains(tarball.Bytes(), []byte("file.txt")))
-		if strings.Contains(subject, "reject") {
-			return errors.New("rejected by the test")
-		}
-		return nil
-	}
 	hostKeyPath := filepath.Join(t.TempDir(), "host_key")
 	ts := startServer(t, hostKeyPath, auth, pushes)
 
@@ -507,17 +505,63 @@ func TestServerPush(t *testing.T) {
 		"GIT_SSH_COMMAND=ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -i "+keyFile+
 			" -o UserKnownHostsFile="+knownHosts+" -o StrictHostKeyChecking=yes -p "+port,
 	)
-	work := filepath.Join(home, "work")
-	git := func(args ...string) (string, error) {
-		cmd := exec.Command("git", args...)
-		cmd.Dir, cmd.Env = work, gitEnv
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+	return &pushClient{ts: ts, env: gitEnv, home: home, remote: "paas@" + host + ":hello"}
+}
+
+// git runs git in dir (under the client's home) and returns its output.
+func (c *pushClient) git(dir string, args ...string) (string, error) {
+	cmd := exec.Command("git", args...)
+	cmd.Dir, cmd.Env = filepath.Join(c.home, dir), c.env
+	if err := os.MkdirAll(cmd.Dir, 0o755); err != nil {
+		return "", err
 	}
-	if err := os.MkdirAll(work, 0o755); err != nil {
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// commit writes file.txt in dir and commits it.
+func (c *pushClient) commit(t *testing.T, dir, content, subject string) string {
+	t.Helper()
+	os.WriteFile(filepath.Join(c.home, dir, "file.txt"), []byte(content), 0o644)
+	for _, args := range [][]string{{"add", "-A"}, {"commit", "-q", "-m", subject}} {
+		if out, err := c.git(dir, args...); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	out, _ := c.git(dir, "rev-parse", "HEAD")
+	return strings.TrimSpace(out)
+}
+
+func (c *pushClient) serverHead(t *testing.T) string {
+	t.Helper()
+	head, err := BranchCommit(filepath.Join(c.ts.repos.dir, "hello.git"), "main")
+	if err != nil {
 		t.Fatal(err)
 	}
-	remote := "paas@" + host + ":hello"
+	return head
+}
+
+func TestServerPush(t *testing.T) {
+	pushes := &fakePushes{}
+	pushes.handle = func(ctx context.Context, p *Push, out io.Writer) error {
+		var tarball bytes.Buffer
+		if err := p.Archive(ctx, p.Updates[0].New, &tarball); err != nil {
+			return err
+		}
+		subject, err := p.Subject(ctx, p.Updates[0].New)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "-----> got %q, archive has file.txt: %v\n", subject, bytes.Contains(tarball.Bytes(), []byte("file.txt")))
+		if strings.Contains(subject, "reject") {
+			return errors.New("rejected by the test")
+		}
+		return nil
+	}
+	c := newPushClient(t, pushes)
+	git := func(args ...string) (string, error) { return c.git("work", args...) }
+	work := filepath.Join(c.home, "work")
+	ts, remote := c.ts, c.remote
 	steps := []struct {
 		name    string
 		subject string
@@ -566,5 +610,111 @@ func TestServerPush(t *testing.T) {
 		if p.App != "hello" || p.Identity.Name != "alice" || len(p.Updates) != 1 || p.Updates[0].Branch() != "main" {
 			t.Fatalf("push %+v", p)
 		}
+	}
+}
+
+// Three clients push diverging commits to one app at once. Pushes of an app
+// are serialized from the ref advertisement on, so the first one's deploy
+// is the only one that runs: the others see the branch it left, and git
+// refuses them as non-fast-forwards before anything reaches pre-receive.
+func TestServerConcurrentPushesAreSerialized(t *testing.T) {
+	var running, overlapped atomic.Int32
+	pushes := &fakePushes{}
+	pushes.handle = func(ctx context.Context, p *Push, out io.Writer) error {
+		if running.Add(1) > 1 {
+			overlapped.Add(1)
+		}
+		defer running.Add(-1)
+		time.Sleep(500 * time.Millisecond) // a deploy that takes a while
+		return nil
+	}
+	c := newPushClient(t, pushes)
+	if out, err := c.git("base", "init", "-q", "-b", "main"); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	c.commit(t, "base", "base", "base")
+	if out, err := c.git("base", "push", c.remote, "main"); err != nil {
+		t.Fatalf("first push: %v\n%s", err, out)
+	}
+	clients := []string{"a", "b", "c"}
+	commits := map[string]string{}
+	for _, name := range clients {
+		if out, err := c.git("", "clone", "-q", filepath.Join(c.home, "base"), name); err != nil {
+			t.Fatalf("clone: %v\n%s", err, out)
+		}
+		commits[name] = c.commit(t, name, name, "from "+name)
+	}
+	type result struct {
+		name string
+		out  string
+		err  error
+	}
+	results := make(chan result, len(clients))
+	for _, name := range clients {
+		go func() {
+			out, err := c.git(name, "push", c.remote, "main")
+			results <- result{name, out, err}
+		}()
+	}
+	var won []string
+	for range clients {
+		r := <-results
+		if r.err == nil {
+			won = append(won, r.name)
+			continue
+		}
+		if !strings.Contains(r.out, "rejected") || strings.Contains(r.out, "pre-receive") {
+			t.Errorf("push from %s: want git's own non-fast-forward refusal, got:\n%s", r.name, r.out)
+		}
+	}
+	if len(won) != 1 {
+		t.Fatalf("pushes that succeeded: %v, want exactly one", won)
+	}
+	if overlapped.Load() != 0 {
+		t.Fatal("two deploys of one app ran at once")
+	}
+	if got := c.serverHead(t); got != commits[won[0]] {
+		t.Fatalf("server main at %s, want the winner %s's %s", got, won[0], commits[won[0]])
+	}
+	if n := len(pushes.received()); n != 2 { // the base push and the winner
+		t.Fatalf("%d pushes reached pre-receive, want 2", n)
+	}
+	for _, p := range pushes.finished() {
+		for _, u := range p.Updates {
+			if !p.Landed(u) {
+				t.Errorf("PushDone of %+v: update to %s not landed", p.Updates, u.Ref)
+			}
+		}
+	}
+}
+
+// A push that pre-receive accepted but git then fails to apply reaches
+// PushDone with its update not landed, so the handler can take the deploy
+// back.
+func TestServerPushDoneSeesRefNotUpdated(t *testing.T) {
+	pushes := &fakePushes{}
+	var repo string
+	pushes.handle = func(ctx context.Context, p *Push, out io.Writer) error {
+		repo = p.Repo
+		// Another writer holds the ref's lock: git cannot update it.
+		return os.WriteFile(filepath.Join(p.Repo, "refs", "heads", "main.lock"), nil, 0o644)
+	}
+	c := newPushClient(t, pushes)
+	if out, err := c.git("work", "init", "-q", "-b", "main"); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	commit := c.commit(t, "work", "x", "x")
+	out, err := c.git("work", "push", c.remote, "main")
+	if err == nil {
+		t.Fatalf("push succeeded although the ref was locked:\n%s", out)
+	}
+	os.Remove(filepath.Join(repo, "refs", "heads", "main.lock"))
+	ended := pushes.finished()
+	if len(ended) != 1 || len(ended[0].Updates) != 1 {
+		t.Fatalf("PushDone calls %+v, want one with one update", ended)
+	}
+	p := ended[0]
+	if p.Landed(p.Updates[0]) || p.Updates[0].New != commit {
+		t.Fatalf("PushDone saw landed=%v new=%s; want not landed, %s", p.Landed(p.Updates[0]), p.Updates[0].New, commit)
 	}
 }

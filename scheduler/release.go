@@ -51,6 +51,19 @@ type DeployOptions struct {
 	// Force makes a new deployment even when the running one already runs
 	// this release at this formation (ps:restart).
 	Force bool
+	// Routed, when set, is called once the new release receives traffic
+	// and before anything older is retired: the caller records the release
+	// there, so a crash during the drain leaves the serving release on
+	// record. An error takes the new release out of the router again and
+	// fails the deploy.
+	Routed func() error
+}
+
+func (o DeployOptions) routed() error {
+	if o.Routed == nil {
+		return nil
+	}
+	return o.Routed()
 }
 
 // deployment is the set of services one rollout created: every process type
@@ -169,7 +182,10 @@ func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOption
 	log := s.log.With("app", rel.App, "release", rel.Version)
 	p := &progress{out: out}
 	if cur := live(deps); !opts.Force && cur != nil && sameTemplates(cur, specs) {
-		return s.scaleInPlace(ctx, cur, specs, p)
+		if err := s.scaleInPlace(ctx, cur, specs, p); err != nil {
+			return err
+		}
+		return opts.routed()
 	}
 
 	p.printf("-----> Releasing %s v%d", rel.App, rel.Version)
@@ -225,6 +241,11 @@ func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOption
 			return abandon(err)
 		}
 		p.printf("=====> %s v%d receives traffic", rel.App, rel.Version)
+	}
+	if err := opts.routed(); err != nil {
+		_ = s.setRouted(context.WithoutCancel(ctx), started, false)
+		_ = s.waitDrained(context.WithoutCancel(ctx), addrs, opts.DrainTimeout)
+		return abandon(err)
 	}
 	// 4. retire everything older: out of the router, drained, stopped
 	for _, d := range deps {

@@ -44,3 +44,24 @@ func (a *auditLog) recordPush(id paas.Identity, action, app string, err error, d
 	}
 	a.Record(&paas.Event{Actor: id.Name, Source: id.Source, App: app, Action: action, Result: commands.ResultOf(code), Code: code, Detail: commands.AuditArg(detail)})
 }
+
+// recordRecovered records how a restart settled d, a deploy the stopped
+// paasd left open: for a push, the push's own outcome, which its pusher
+// never learnt for sure.
+func (a *auditLog) recordRecovered(d *paas.Deploy) {
+	if a == nil {
+		return
+	}
+	code, detail := commands.ExitOK, "settled at restart"
+	if d.Commit != "" {
+		detail = "commit " + d.Commit + ", " + detail
+	}
+	if d.State != paas.DeploySucceeded {
+		code, detail = commands.ExitError, detail+": "+d.Error
+	}
+	action := d.Reason
+	if action == "push" {
+		action = "deploy"
+	}
+	a.Record(&paas.Event{Actor: d.Author, Source: "restart", App: d.App, Action: action, Result: commands.ResultOf(code), Code: code, Detail: commands.AuditArg(detail)})
+}

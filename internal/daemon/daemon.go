@@ -103,10 +103,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
-	if n, err := st.FailInterrupted(time.Now().UTC()); err != nil {
+	// Deploys a stopped paasd left open, settled once the router runs.
+	open, err := st.OpenDeploys()
+	if err != nil {
 		return err
-	} else if n > 0 {
-		log.Warn("marked interrupted deploys as failed", "count", n)
+	}
+	if len(open) > 0 {
+		log.Warn("deploys were interrupted by a stop; settling them", "count", len(open))
 	}
 
 	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
@@ -208,7 +211,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		DataDir:     dataDir,
 		Auth:        keys,
 		Repos:       repos,
-		Pushes:      &authorizedPushes{next: &pushes{pipeline: pipeline, store: st, audit: audit}, triggers: triggers},
+		Pushes:      &pushes{pipeline: pipeline, store: st, audit: audit, triggers: triggers},
 		Commands:    &commands.UserAuth{Next: dispatcher, Triggers: triggers},
 		Log:         log.With("component", "ssh"),
 	})
@@ -243,7 +246,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		g.Go(func() error { return routes.Run(gctx) })
-		return reconcile(gctx, st, pipeline, sched, log)
+		return reconcile(gctx, st, pipeline, sched, open, repos, audit, log)
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	g.Go(func() error { return triggers.Run(gctx) })

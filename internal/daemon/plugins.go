@@ -1,15 +1,11 @@
 package daemon
 
 import (
-	"context"
-	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 
 	"github.com/docker/docker/client"
 
-	"paas/gitreceive"
 	"paas/internal/commands"
 	"paas/internal/store"
 	"paas/plugins"
@@ -58,21 +54,4 @@ func pluginCommands(reg *plugins.Registry) []*commands.Command {
 
 func execPluginCommands(reg *plugins.Registry) func() []*commands.Command {
 	return func() []*commands.Command { return commands.FromPlugins(reg.ExecCommands()) }
-}
-
-// authorizedPushes fires user-auth (USER git-receive-pack APP) before a
-// received push is handled; a failing plugin rejects the push.
-type authorizedPushes struct {
-	next     gitreceive.PushHandler
-	triggers *plugins.Registry
-}
-
-var _ gitreceive.PushHandler = (*authorizedPushes)(nil)
-
-func (a *authorizedPushes) HandlePush(ctx context.Context, p *gitreceive.Push, out io.Writer) error {
-	ctx = plugins.WithUser(ctx, p.Identity)
-	if err := a.triggers.Trigger(ctx, plugins.TriggerUserAuth, []string{p.Identity.Name, "git-receive-pack", p.App}, out); err != nil {
-		return fmt.Errorf("permission denied: %w", err)
-	}
-	return a.next.HandlePush(ctx, p, out)
 }

@@ -41,7 +41,12 @@ func (r *releases) Rebuild(ctx context.Context, app string, who paas.Identity, o
 		Commit: commit,
 		Export: func(ctx context.Context, w io.Writer) error { return repo.Archive(ctx, commit, w) },
 	}
-	return r.Push(ctx, app, who, src, out)
+	landing, err := r.Push(ctx, app, who, src, out)
+	if err != nil {
+		return err
+	}
+	// The branch already holds the commit: nothing for git to move.
+	return landing.Land(ctx, true, out)
 }
 
 func (r *releases) UpdateChecks(app string, fn func(*paas.CheckSettings) error) (*paas.App, error) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"paas/internal/deploy"
+	"paas/internal/paas"
 	"paas/internal/store"
 	"paas/router"
 	"paas/scheduler"
@@ -74,7 +75,15 @@ func secretFile(path string) (string, error) {
 // reconcile finishes or undoes the rollouts a stopped or killed paasd left
 // behind, one app at a time, each under the app's deploy lock so that it
 // never mistakes a deploy that has just started for a leftover.
-func reconcile(ctx context.Context, st *store.Store, pipeline *deploy.Pipeline, sched *scheduler.Swarm, log *slog.Logger) error {
+func reconcile(ctx context.Context, st *store.Store, pipeline *deploy.Pipeline, sched *scheduler.Swarm, open []*paas.Deploy, repos *repos, audit *auditLog, log *slog.Logger) error {
+	for _, d := range open {
+		rec, err := pipeline.Recover(ctx, d, func(app *paas.App) (string, error) { return repos.Head(app.Name, app.Branch()) }, io.Discard)
+		if err != nil {
+			log.Error("settle an interrupted deploy", "app", d.App, "deploy", d.ID, "err", err)
+			continue
+		}
+		audit.recordRecovered(rec)
+	}
 	apps, err := st.Apps()
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"paas/builder"
+	"paas/internal/applock"
 	"paas/internal/paas"
 	"paas/plugins"
 	"paas/scheduler"
@@ -78,8 +79,7 @@ type Pipeline struct {
 	keep      int
 	log       *slog.Logger
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	locks applock.Set
 	// running holds the log so far of each deploy being run, by runningKey.
 	running sync.Map
 }
@@ -102,96 +102,152 @@ func New(st Store, b Builder, s Scheduler, t Triggers, opts Options) *Pipeline {
 		store: st, builder: b, scheduler: s, triggers: t,
 		buildRoot: opts.BuildRoot, appURL: opts.AppURL, appHost: opts.AppHost, log: opts.Log,
 		images: opts.Images, keep: cmp.Or(opts.KeepReleases, 10),
-		locks: map[string]*sync.Mutex{},
 	}
 }
 
 // lock serializes deploys of one app; pushes of different apps run side by side.
-// The lock lives in memory only, so a restart never leaves one behind.
 func (p *Pipeline) lock(ctx context.Context, app string, out io.Writer) (func(), error) {
-	p.mu.Lock()
-	l, ok := p.locks[app]
-	if !ok {
-		l = &sync.Mutex{}
-		p.locks[app] = l
-	}
-	p.mu.Unlock()
-	if l.TryLock() {
-		return l.Unlock, nil
-	}
-	fmt.Fprintf(out, "-----> Waiting for the running deploy of %s to finish\n", app)
-	got := make(chan struct{})
-	go func() {
-		l.Lock()
-		close(got)
-	}()
-	select {
-	case <-got:
-		return l.Unlock, nil
-	case <-ctx.Done():
-		go func() { <-got; l.Unlock() }()
-		return nil, ctx.Err()
-	}
+	return p.locks.Lock(ctx, app, func() {
+		fmt.Fprintf(out, "-----> Waiting for the running deploy of %s to finish\n", app)
+	})
 }
 
 // Push deploys a pushed commit: export, pre-build, build, release, roll out,
-// post-deploy. Any error leaves the previous release serving.
-func (p *Pipeline) Push(ctx context.Context, appName string, who paas.Identity, src Source, out io.Writer) error {
+// post-deploy. Any error leaves the previous release serving and closes the
+// deploy. On success the deploy stays open, with the app's deploy lock held,
+// until the returned Landing is told whether git moved the branch to the
+// commit: a push that git refuses after the deploy must not stay live.
+func (p *Pipeline) Push(ctx context.Context, appName string, who paas.Identity, src Source, out io.Writer) (*Landing, error) {
 	unlock, err := p.lock(ctx, appName, out)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer unlock()
-
 	rec := &paas.Deploy{App: appName, Commit: src.Commit, Reason: "push", Author: who.Name, StartedAt: time.Now().UTC()}
 	out, finish, err := p.record(rec, out)
 	if err != nil {
-		return err
+		unlock()
+		return nil, err
 	}
-	err = p.push(ctx, appName, who, src, rec, out)
-	finish(err)
+	rel, err := p.push(ctx, appName, who, src, rec, out)
+	if err != nil {
+		finish(err)
+		unlock()
+		return nil, err
+	}
+	return &Landing{p: p, who: who, rel: rel, rec: rec, finish: finish, unlock: unlock}, nil
+}
+
+// Landing is a pushed commit that serves, waiting for git to move its branch.
+type Landing struct {
+	p      *Pipeline
+	who    paas.Identity
+	rel    *paas.Release
+	rec    *paas.Deploy
+	finish func(error)
+	unlock func()
+	once   sync.Once
+}
+
+// Release is the version that serves the pushed commit.
+func (l *Landing) Release() int { return l.rel.Version }
+
+// Land closes the push's deploy and frees the app. moved says whether git
+// moved the branch to the commit; when it did not, the release is rolled back
+// (to the release before it, or the app is stopped when it had none), so what
+// serves is always what the branch holds. The error is the push's outcome.
+func (l *Landing) Land(ctx context.Context, moved bool, out io.Writer) error {
+	err := errors.New("deploy already landed")
+	l.once.Do(func() {
+		defer l.unlock()
+		if moved {
+			l.finish(nil)
+			err = nil
+			return
+		}
+		err = l.p.unland(ctx, l.rel, l.who, out)
+		l.finish(err)
+	})
 	return err
 }
 
-func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, src Source, rec *paas.Deploy, out io.Writer) error {
+// unland takes back rel, a pushed release that serves although git did not
+// move the branch to its commit. It runs under the app's deploy lock, held by
+// the caller, and returns the error that closes the push's deploy.
+func (p *Pipeline) unland(ctx context.Context, rel *paas.Release, who paas.Identity, out io.Writer) error {
+	cause := fmt.Errorf("git did not move the branch to %s", shortSHA(rel.Commit))
+	app, err := p.store.App(rel.App)
+	if err != nil {
+		return fmt.Errorf("%w; v%d still serves: %w", cause, rel.Version, err)
+	}
+	if app.Current != rel.Version {
+		return fmt.Errorf("%w; v%d no longer serves", cause, rel.Version)
+	}
+	prev, err := (*paas.Release)(nil), paas.ErrNoRelease
+	if rel.Version > 1 { // Release takes 0 for the current one
+		prev, err = p.store.Release(rel.App, rel.Version-1)
+	}
+	if errors.Is(err, paas.ErrNoRelease) {
+		fmt.Fprintf(out, "-----> Stopping %s: its first push did not complete\n", rel.App)
+		if err := p.scheduler.Stop(ctx, rel.App, drainTimeout(app), out); err != nil {
+			return fmt.Errorf("%w; v%d still serves: %w", cause, rel.Version, err)
+		}
+		_, err := p.store.UpdateApp(rel.App, func(a *paas.App) error { a.Current, a.Stopped = 0, false; return nil })
+		if err != nil {
+			return fmt.Errorf("%w; stopped v%d: %w", cause, rel.Version, err)
+		}
+		return fmt.Errorf("%w; stopped v%d, nothing serves", cause, rel.Version)
+	}
+	if err != nil {
+		return fmt.Errorf("%w; v%d still serves: %w", cause, rel.Version, err)
+	}
+	err = p.changeLocked(ctx, app, who, "rollback", out, func(app *paas.App, version int, out io.Writer) (*paas.Release, error) {
+		return p.rollbackRelease(app, prev, who, version, fmt.Sprintf("rollback to v%d: the push of %s did not complete", prev.Version, shortSHA(rel.Commit)), out), nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w; rolling v%d back failed, it still serves: %w", cause, rel.Version, err)
+	}
+	return fmt.Errorf("%w; v%d was rolled back to v%d", cause, rel.Version, prev.Version)
+}
+
+func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, src Source, rec *paas.Deploy, out io.Writer) (*paas.Release, error) {
 	app, err := p.store.App(appName)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	short := shortSHA(src.Commit)
 	fmt.Fprintf(out, "-----> Deploying %s (%s)\n", appName, short)
 	ctx = plugins.WithUser(ctx, who)
 	if err := p.triggers.Trigger(ctx, plugins.TriggerPreReceiveApp, []string{appName, src.Commit}, out); err != nil {
-		return err
+		return nil, err
 	}
 
 	// 1. export the pushed commit to a build dir
 	dir := filepath.Join(p.buildRoot, fmt.Sprintf("%s-%d", appName, rec.ID))
 	defer os.RemoveAll(dir)
 	if err := exportTo(ctx, src.Export, dir); err != nil {
-		return fmt.Errorf("export %s: %w", short, err)
+		return nil, fmt.Errorf("export %s: %w", short, err)
 	}
 	if err := p.triggers.Trigger(ctx, plugins.TriggerPostExtract, []string{appName, dir, src.Commit}, out); err != nil {
-		return err
+		return nil, err
 	}
 
 	// 2. pre-build plugins
 	if err := p.triggers.Trigger(ctx, plugins.TriggerPreBuild, []string{appName, dir}, out); err != nil {
-		return err
+		return nil, err
 	}
 
 	// 3. build the image
 	procs, err := ReadProcfile(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	checks, err := ReadAppJSON(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	version, err := p.store.LatestVersion(appName)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	version++
 	img, err := p.builder.Build(ctx, builder.Input{
@@ -199,10 +255,10 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 		Config: app.Config, Report: func(b string) { rec.Builder = b },
 	})
 	if err != nil {
-		return fmt.Errorf("build failed: %w", err)
+		return nil, fmt.Errorf("build failed: %w", err)
 	}
 	if err := p.triggers.Trigger(ctx, plugins.TriggerPostBuild, []string{appName, img.Ref()}, out); err != nil {
-		return err
+		return nil, err
 	}
 
 	// 4-6. release and roll out (the router follows the running tasks)
@@ -210,15 +266,15 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 		App: appName, Version: version, Image: img,
 		Config: app.Config, ConfigVersion: app.ConfigVersion,
 		Processes: procs, Checks: checks,
-		Commit: src.Commit, Author: who.Name, Reason: "push " + short,
+		Commit: src.Commit, Author: who.Name, Reason: "push " + short, Deploy: rec.ID,
 	}
 	// (pre-deploy and post-deploy plugins run in rollOut)
 	if err := p.rollOut(ctx, app, rel, out); err != nil {
-		return err
+		return nil, err
 	}
 	rec.Release = rel.Version
 	fmt.Fprintf(out, "=====> Application deployed:\n       %s\n", p.appURL(appName))
-	return nil
+	return rel, nil
 }
 
 // rollOut runs rel, a new release (of a push, an image, a rollback or a
@@ -231,12 +287,14 @@ func (p *Pipeline) rollOut(ctx context.Context, app *paas.App, rel *paas.Release
 		if err := p.store.AddRelease(rel); err != nil {
 			return fmt.Errorf("record release: %w", err)
 		}
-		p.pruneImages(app.Name, out)
 		return nil
 	})
 	var refused refusedError
 	switch {
-	case err == nil || errors.As(err, &refused):
+	case err == nil:
+		p.pruneImages(app.Name, out)
+		return nil
+	case errors.As(err, &refused):
 		return err
 	case app.Current == 0:
 		return fmt.Errorf("release v%d failed: %w", rel.Version, err)
@@ -251,15 +309,15 @@ func (e refusedError) Unwrap() error { return e.error }
 
 // deployTriggered rolls rel out on the scheduler between the pre-deploy
 // plugins, which may refuse it, and the post-deploy ones, whose failure is
-// only reported; serving runs once the release serves, before post-deploy.
+// only reported; serving runs the moment the release receives traffic,
+// before older tasks are drained, so that what serves is on record even if
+// paasd dies during the drain.
 func (p *Pipeline) deployTriggered(ctx context.Context, rel *paas.Release, opts scheduler.DeployOptions, out io.Writer, serving func() error) error {
 	if err := p.triggers.Trigger(ctx, plugins.TriggerPreDeploy, []string{rel.App, rel.Image.Ref(), fmt.Sprint(rel.Version)}, out); err != nil {
 		return refusedError{err}
 	}
+	opts.Routed = serving
 	if err := p.scheduler.Deploy(ctx, rel, opts, out); err != nil {
-		return err
-	}
-	if err := serving(); err != nil {
 		return err
 	}
 	if err := p.triggers.Trigger(ctx, plugins.TriggerPostDeploy, []string{rel.App, fmt.Sprint(rel.Version), rel.Image.Ref()}, out); err != nil {
@@ -326,26 +384,14 @@ func (p *Pipeline) SetConfig(ctx context.Context, appName string, who paas.Ident
 	if err != nil {
 		return err
 	}
-	version, err := p.store.LatestVersion(appName)
-	if err != nil {
-		return err
-	}
-	rec := &paas.Deploy{App: appName, Commit: cur.Commit, Reason: reason, Author: who.Name, StartedAt: time.Now().UTC()}
-	out, finish, err := p.record(rec, out)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "-----> Restarting app %s\n", appName)
-	rel := *cur
-	rel.Version, rel.Config, rel.ConfigVersion = version+1, cfg, app.ConfigVersion+1
-	rel.Author, rel.Reason = who.Name, reason
-	app.Config, app.ConfigVersion = cfg, app.ConfigVersion+1
-	err = p.rollOut(ctx, app, &rel, out)
-	if err == nil {
-		rec.Release = rel.Version
-	}
-	finish(err)
-	return err
+	return p.changeLocked(ctx, app, who, reason, out, func(app *paas.App, version int, out io.Writer) (*paas.Release, error) {
+		fmt.Fprintf(out, "-----> Restarting app %s\n", appName)
+		rel := *cur
+		rel.Version, rel.Config, rel.ConfigVersion = version, cfg, app.ConfigVersion+1
+		rel.Author, rel.Reason = who.Name, reason
+		app.Config, app.ConfigVersion = cfg, app.ConfigVersion+1
+		return &rel, nil
+	})
 }
 
 // Locked runs fn holding the app's deploy lock (used by apps:destroy).

@@ -258,7 +258,13 @@ func (s *fakeScheduler) Deploy(_ context.Context, rel *paas.Release, opts schedu
 	if s.during != nil {
 		s.during()
 	}
-	return s.err
+	if s.err != nil {
+		return s.err
+	}
+	if opts.Routed != nil {
+		return opts.Routed() // as the Swarm scheduler does once the release receives traffic
+	}
+	return nil
 }
 
 func (s *fakeScheduler) Stop(_ context.Context, app string, _ time.Duration, out io.Writer) error {
@@ -294,6 +300,15 @@ type pipelineEnv struct {
 	triggers  *fakeTriggers
 	buildRoot string
 	p         *Pipeline
+}
+
+// push runs a push whose branch git then moves: the deploy lands at once.
+func (e *pipelineEnv) push(ctx context.Context, app string, who paas.Identity, src Source, out io.Writer) error {
+	l, err := e.p.Push(ctx, app, who, src, out)
+	if err != nil {
+		return err
+	}
+	return l.Land(ctx, true, out)
 }
 
 func newPipelineEnv(t *testing.T, apps ...*paas.App) *pipelineEnv {
@@ -412,7 +427,7 @@ func TestPush(t *testing.T) {
 				tc.setup(e)
 			}
 			var out syncBuffer
-			err := e.p.Push(context.Background(), "hello", alice, tc.src, &out)
+			err := e.push(context.Background(), "hello", alice, tc.src, &out)
 			if tc.wantErr == "" && err != nil {
 				t.Fatalf("Push = %v\n%s", err, out.String())
 			}
@@ -499,7 +514,7 @@ func equalRelease(a, b *paas.Release) bool {
 func TestPushVersionsFollowLatest(t *testing.T) {
 	e := newPipelineEnv(t, &paas.App{Name: "hello", Owner: "alice"})
 	for want := 1; want <= 3; want++ {
-		if err := e.p.Push(context.Background(), "hello", alice, source(), io.Discard); err != nil {
+		if err := e.push(context.Background(), "hello", alice, source(), io.Discard); err != nil {
 			t.Fatal(err)
 		}
 		app, _ := e.store.App("hello")
@@ -514,7 +529,7 @@ func TestPushVersionsFollowLatest(t *testing.T) {
 
 func TestPushUnknownApp(t *testing.T) {
 	e := newPipelineEnv(t)
-	err := e.p.Push(context.Background(), "nope", alice, source(), io.Discard)
+	err := e.push(context.Background(), "nope", alice, source(), io.Discard)
 	if !errors.Is(err, paas.ErrAppNotFound) {
 		t.Fatalf("Push = %v, want ErrAppNotFound", err)
 	}
@@ -558,12 +573,12 @@ func TestPushSerializesOneApp(t *testing.T) {
 	}
 
 	errc := make(chan error, 2)
-	go func() { errc <- e.p.Push(context.Background(), "hello", alice, source(), io.Discard) }()
+	go func() { errc <- e.push(context.Background(), "hello", alice, source(), io.Discard) }()
 	waitFor(t, chanOf(entered), "the first build")
 
 	// The second push must wait for the lock, and say so, while the first builds.
 	second := &notifyWriter{marker: "Waiting for the running deploy of hello to finish", ch: make(chan struct{})}
-	go func() { errc <- e.p.Push(context.Background(), "hello", alice, source(), second) }()
+	go func() { errc <- e.push(context.Background(), "hello", alice, source(), second) }()
 	waitFor(t, second.ch, "the second push to wait")
 	close(release)
 	waitFor(t, chanOf(entered), "the second build")
@@ -608,7 +623,7 @@ func TestPushOverlapsDifferentApps(t *testing.T) {
 	}
 	errc := make(chan error, 2)
 	for _, app := range []string{"one", "two"} {
-		go func() { errc <- e.p.Push(context.Background(), app, alice, source(), io.Discard) }()
+		go func() { errc <- e.push(context.Background(), app, alice, source(), io.Discard) }()
 	}
 	waitFor(t, both, "both builds to run at once")
 	for range 2 {
@@ -630,13 +645,13 @@ func TestPushWaitingCancelled(t *testing.T) {
 		<-release
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- e.p.Push(context.Background(), "hello", alice, source(), io.Discard) }()
+	go func() { errc <- e.push(context.Background(), "hello", alice, source(), io.Discard) }()
 	waitFor(t, chanOf(entered), "the first build")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	second := &notifyWriter{marker: "Waiting for the running deploy", ch: make(chan struct{})}
 	secondErr := make(chan error, 1)
-	go func() { secondErr <- e.p.Push(ctx, "hello", alice, source(), second) }()
+	go func() { secondErr <- e.push(ctx, "hello", alice, source(), second) }()
 	waitFor(t, second.ch, "the second push to wait")
 	cancel()
 	if err := <-secondErr; !errors.Is(err, context.Canceled) {
@@ -648,7 +663,7 @@ func TestPushWaitingCancelled(t *testing.T) {
 	}
 	// The lock is free again afterwards.
 	e.builder.gate = nil
-	if err := e.p.Push(context.Background(), "hello", alice, source(), io.Discard); err != nil {
+	if err := e.push(context.Background(), "hello", alice, source(), io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if vs := e.store.releaseVersions("hello"); !slices.Equal(vs, []int{1, 2}) {
@@ -788,7 +803,7 @@ func TestLocked(t *testing.T) {
 		<-release
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- e.p.Push(context.Background(), "hello", alice, source(), io.Discard) }()
+	go func() { errc <- e.push(context.Background(), "hello", alice, source(), io.Discard) }()
 	waitFor(t, chanOf(entered), "the build")
 
 	ran := make(chan struct{})
@@ -819,7 +834,7 @@ func TestLocked(t *testing.T) {
 // contract the README documents for plugin authors).
 func TestTriggerArgs(t *testing.T) {
 	e := newPipelineEnv(t, &paas.App{Name: "hello", Owner: "alice"})
-	if err := e.p.Push(context.Background(), "hello", alice, source(), io.Discard); err != nil {
+	if err := e.push(context.Background(), "hello", alice, source(), io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(e.buildRoot, "hello-1")

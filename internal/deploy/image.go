@@ -55,7 +55,7 @@ func (p *Pipeline) deployImage(ctx context.Context, appName string, who paas.Ide
 		App: appName, Version: version, Image: img,
 		Config: app.Config, ConfigVersion: app.ConfigVersion,
 		Processes: procs,
-		Author:    who.Name, Reason: "git:from-image " + source,
+		Author:    who.Name, Reason: "git:from-image " + source, Deploy: rec.ID,
 	}
 	if err := p.rollOut(ctx, app, rel, out); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,7 +23,7 @@ import (
 // process types (the one before the current when target is 0) and rolls
 // it out through the same health gate as a push.
 func (p *Pipeline) Rollback(ctx context.Context, appName string, who paas.Identity, target int, out io.Writer) error {
-	return p.change(ctx, appName, who, "rollback", out, func(app *paas.App, version int) (*paas.Release, error) {
+	return p.change(ctx, appName, who, "rollback", out, func(app *paas.App, version int, out io.Writer) (*paas.Release, error) {
 		if app.Current == 0 {
 			return nil, fmt.Errorf("%w: nothing to roll back", paas.ErrNoRelease)
 		}
@@ -36,19 +37,24 @@ func (p *Pipeline) Rollback(ctx context.Context, appName string, who paas.Identi
 		if err != nil {
 			return nil, fmt.Errorf("release v%d of %s: %w", target, appName, err)
 		}
-		rel := *old
-		rel.Version, rel.Author, rel.Reason = version, who.Name, fmt.Sprintf("rollback to v%d", target)
-		rel.ConfigVersion = app.ConfigVersion + 1
-		fmt.Fprintf(out, "-----> Rolling back %s to v%d (as v%d)\n", appName, target, version)
-		return &rel, nil
+		return p.rollbackRelease(app, old, who, version, fmt.Sprintf("rollback to v%d", target), out), nil
 	})
+}
+
+// rollbackRelease is release version of app: old's image, config and
+// process types again.
+func (p *Pipeline) rollbackRelease(app *paas.App, old *paas.Release, who paas.Identity, version int, reason string, out io.Writer) *paas.Release {
+	rel := *old
+	rel.Version, rel.Author, rel.Reason = version, who.Name, reason
+	rel.ConfigVersion = app.ConfigVersion + 1
+	fmt.Fprintf(out, "-----> Rolling back %s to v%d (as v%d)\n", app.Name, old.Version, version)
+	return &rel
 }
 
 // change runs one release-making change of the app under its deploy lock,
 // recorded like a push: make builds the new release from the app and the
-// next version number.
-func (p *Pipeline) change(ctx context.Context, appName string, who paas.Identity, reason string, out io.Writer, make func(app *paas.App, version int) (*paas.Release, error)) error {
-	ctx = plugins.WithUser(ctx, who)
+// next version number; what it writes to its out goes to the deploy's log.
+func (p *Pipeline) change(ctx context.Context, appName string, who paas.Identity, reason string, out io.Writer, make func(app *paas.App, version int, out io.Writer) (*paas.Release, error)) error {
 	unlock, err := p.lock(ctx, appName, out)
 	if err != nil {
 		return err
@@ -58,19 +64,31 @@ func (p *Pipeline) change(ctx context.Context, appName string, who paas.Identity
 	if err != nil {
 		return err
 	}
-	version, err := p.store.LatestVersion(appName)
+	return p.changeLocked(ctx, app, who, reason, out, make)
+}
+
+// changeLocked is change for a caller that holds the app's deploy lock.
+func (p *Pipeline) changeLocked(ctx context.Context, app *paas.App, who paas.Identity, reason string, out io.Writer, make func(app *paas.App, version int, out io.Writer) (*paas.Release, error)) error {
+	ctx = plugins.WithUser(ctx, who)
+	version, err := p.store.LatestVersion(app.Name)
 	if err != nil {
 		return err
 	}
-	rel, err := make(app, version+1)
+	// What make says belongs to the deploy's log, which starts only once
+	// make has accepted the change.
+	var said bytes.Buffer
+	rel, err := make(app, version+1, &said)
 	if err != nil {
+		out.Write(said.Bytes())
 		return err
 	}
-	rec := &paas.Deploy{App: appName, Commit: rel.Commit, Reason: reason, Author: who.Name, StartedAt: time.Now().UTC()}
+	rec := &paas.Deploy{App: app.Name, Commit: rel.Commit, Reason: reason, Author: who.Name, StartedAt: time.Now().UTC()}
 	out, finish, err := p.record(rec, out)
 	if err != nil {
 		return err
 	}
+	out.Write(said.Bytes())
+	rel.Deploy = rec.ID
 	err = p.rollOut(ctx, app, rel, out)
 	if err == nil {
 		rec.Release = rel.Version

@@ -230,6 +230,9 @@ type Release struct {
 	Author        string            `json:"author"`
 	Reason        string            `json:"reason"` // "push", "config:set", ...
 	CreatedAt     time.Time         `json:"created_at"`
+	// Deploy is the ID of the deploy record that rolled the release out,
+	// so a restart can tell which open deploy a serving release belongs to.
+	Deploy int `json:"deploy,omitempty"`
 	// Checks are the health checks of app.json at the release's commit, by
 	// process type.
 	Checks map[string][]HealthCheck `json:"checks,omitempty"`

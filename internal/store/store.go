@@ -376,36 +376,24 @@ func (s *Store) Deploys(app string) ([]*paas.Deploy, error) {
 	return out, err
 }
 
-// FailInterrupted marks every deploy still "running" as failed. Called at start-up:
-// a deploy cannot outlive the process that ran it, so no lock stays behind.
-func (s *Store) FailInterrupted(now time.Time) (int, error) {
-	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
+// OpenDeploys returns every deploy still recorded as running, oldest first
+// per app. At start-up these are the deploys a stopped paasd left open: a
+// deploy cannot outlive the process that ran it.
+func (s *Store) OpenDeploys() ([]*paas.Deploy, error) {
+	var open []*paas.Deploy
+	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketDeploys).ForEachBucket(func(app []byte) error {
-			db := tx.Bucket(bucketDeploys).Bucket(app)
-			var stale []*paas.Deploy
-			err := db.ForEach(func(_, v []byte) error {
+			return tx.Bucket(bucketDeploys).Bucket(app).ForEach(func(_, v []byte) error {
 				d := new(paas.Deploy)
 				if err := json.Unmarshal(v, d); err != nil {
 					return err
 				}
 				if d.State == paas.DeployRunning {
-					stale = append(stale, d)
+					open = append(open, d)
 				}
 				return nil
 			})
-			if err != nil {
-				return err
-			}
-			for _, d := range stale {
-				d.State, d.Error, d.FinishedAt = paas.DeployFailed, "interrupted: paasd stopped during the deploy", now
-				if err := put(db, itob(d.ID), d); err != nil {
-					return err
-				}
-				n++
-			}
-			return nil
 		})
 	})
-	return n, err
+	return open, err
 }

@@ -2,10 +2,12 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -339,50 +341,16 @@ func TestDeploys(t *testing.T) {
 		t.Fatalf("running deploy state = %q", got[0].State)
 	}
 
-	now := time.Unix(99, 0).UTC()
-	n, err := s.FailInterrupted(now)
+	open, err := s.OpenDeploys()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 2 {
-		t.Fatalf("FailInterrupted = %d, want 2 (hello #2 and other #1)", n)
+	var names []string
+	for _, d := range open {
+		names = append(names, fmt.Sprintf("%s#%d", d.App, d.ID))
 	}
-	tests := []struct {
-		name      string
-		app       string
-		id        int
-		wantState string
-		wantErr   bool
-	}{
-		{"succeeded stays", "hello", 1, paas.DeploySucceeded, false},
-		{"running fails", "hello", 2, paas.DeployFailed, true},
-		{"other app fails", "other", 1, paas.DeployFailed, true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ds, err := s.Deploys(tc.app)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var d *paas.Deploy
-			for _, x := range ds {
-				if x.ID == tc.id {
-					d = x
-				}
-			}
-			if d == nil {
-				t.Fatalf("deploy %s#%d missing", tc.app, tc.id)
-			}
-			if d.State != tc.wantState {
-				t.Fatalf("state = %q, want %q", d.State, tc.wantState)
-			}
-			if tc.wantErr && (d.Error == "" || !d.FinishedAt.Equal(now)) {
-				t.Fatalf("interrupted deploy = %+v, want error and FinishedAt %v", d, now)
-			}
-		})
-	}
-	if n, err := s.FailInterrupted(now); err != nil || n != 0 {
-		t.Fatalf("second FailInterrupted = %d, %v; want 0", n, err)
+	if strings.Join(names, " ") != "hello#2 other#1" {
+		t.Fatalf("OpenDeploys = %v, want hello#2 other#1 (the finished hello#1 is not open)", names)
 	}
 }
 

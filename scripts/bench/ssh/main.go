@@ -80,6 +80,7 @@ func (a audit) Record(e *paas.Event) { a.st.AddEvent(e) }
 type noPushes struct{}
 
 func (noPushes) HandlePush(context.Context, *gitreceive.Push, io.Writer) error { return nil }
+func (noPushes) PushDone(context.Context, *gitreceive.Push, io.Writer)         {}
 
 // config is one server under test.
 var withAudit bool
