@@ -103,6 +103,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
+	// No build runs yet: a build dir here is a killed build's leftover.
+	if err := removeContents(filepath.Join(dataDir, "builds")); err != nil {
+		return err
+	}
 	// Deploys a stopped paasd left open, settled once the router runs.
 	open, err := st.OpenDeploys()
 	if err != nil {
@@ -368,4 +372,21 @@ func (r *repos) RepoFor(_ context.Context, id paas.Identity, name string, write 
 		return "", err
 	}
 	return r.Path(name), nil
+}
+
+// removeContents empties dir, which need not exist.
+func removeContents(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("remove a leftover build dir: %w", err)
+		}
+	}
+	return nil
 }

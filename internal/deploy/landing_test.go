@@ -121,7 +121,7 @@ func TestRecover(t *testing.T) {
 		wantErr     string
 		wantCurrent int
 	}{
-		{name: "never served", reason: "push", branch: "1111111", wantState: paas.DeployFailed, wantErr: "before the release received traffic", wantCurrent: 1},
+		{name: "never served", reason: "push", branch: "1111111", wantState: paas.DeployFailed, wantErr: "before the new release was recorded as serving", wantCurrent: 1},
 		{name: "served, branch moved", reason: "push", served: true, branch: commit, wantState: paas.DeploySucceeded, wantCurrent: 2},
 		{name: "served, branch did not move", reason: "push", served: true, branch: "1111111", wantState: paas.DeployFailed,
 			wantErr: "v2 was rolled back to v1", wantCurrent: 3},

@@ -37,7 +37,7 @@ func (p *Pipeline) Recover(ctx context.Context, d *paas.Deploy, branchHead func(
 	if rec.Log == "" {
 		rec.Log = lostLog
 	}
-	rec.State, rec.Error = paas.DeployFailed, "interrupted: paasd stopped before the release received traffic"
+	rec.State, rec.Error = paas.DeployFailed, "interrupted: paasd stopped before the new release was recorded as serving; the one before it serves"
 	app, err := p.store.App(d.App)
 	if errors.Is(err, paas.ErrAppNotFound) {
 		return &rec, nil // destroyed since; nothing records it any more
