@@ -39,7 +39,7 @@ func (r *recordingRunner) RunCommand(_ context.Context, id paas.Identity, _ []st
 
 type noRepos struct{}
 
-func (noRepos) RepoFor(context.Context, paas.Identity, string, bool) (string, error) {
+func (noRepos) RepoFor(context.Context, paas.Identity, string, bool, io.Writer) (string, error) {
 	return "", paas.ErrAppNotFound
 }
 

@@ -34,9 +34,10 @@ type Authenticator interface {
 
 // Repos resolves the bare repository of an app for an identity. It returns
 // paas.ErrAppNotFound both for a missing app and for one the identity may not
-// use, so that nothing is learnt about apps one cannot touch.
+// use, so that nothing is learnt about apps one cannot touch. A push (write)
+// to a missing app may create it, saying so on out.
 type Repos interface {
-	RepoFor(ctx context.Context, id paas.Identity, app string, write bool) (dir string, err error)
+	RepoFor(ctx context.Context, id paas.Identity, app string, write bool, out io.Writer) (dir string, err error)
 }
 
 // PushHandler decides on pushes. HandlePush runs inside pre-receive: a
@@ -227,10 +228,10 @@ func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identit
 		fmt.Fprintf(sess.Stderr(), " !     %v\n", err)
 		return 1
 	}
-	dir, err := s.opts.Repos.RepoFor(ctx, id, app, write)
+	dir, err := s.opts.Repos.RepoFor(ctx, id, app, write, sess.Stderr())
 	if err != nil {
 		if errors.Is(err, paas.ErrAppNotFound) {
-			fmt.Fprintf(sess.Stderr(), " !     App %s does not exist: create it with apps:create %s\n", app, app)
+			fmt.Fprintf(sess.Stderr(), " !     App %s does not exist\n", app)
 		} else {
 			fmt.Fprintf(sess.Stderr(), " !     %v\n", err)
 		}

@@ -49,7 +49,7 @@ type fakeRepos struct {
 	calls []string
 }
 
-func (f *fakeRepos) RepoFor(_ context.Context, id paas.Identity, app string, write bool) (string, error) {
+func (f *fakeRepos) RepoFor(_ context.Context, id paas.Identity, app string, write bool, _ io.Writer) (string, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, fmt.Sprintf("%s %s %v", id.Name, app, write))
 	f.mu.Unlock()
@@ -336,7 +336,7 @@ func TestServerGitErrors(t *testing.T) {
 	}{
 		{"invalid app name", "git-receive-pack '../etc'", ` !     invalid app name "../etc"`},
 		{"shell metachar", "git-receive-pack 'a;id'", "invalid app name"},
-		{"missing app", "git-receive-pack '/missing.git'", " !     App missing does not exist: create it with apps:create missing"},
+		{"missing app", "git-receive-pack '/missing.git'", " !     App missing does not exist"},
 		{"someone else's app", "git-upload-pack 'other'", "App other does not exist"},
 		{"no repo argument", "git-receive-pack", "usage: git-receive-pack REPO"},
 		{"extra arguments", "git-upload-pack hello --strict", "usage: git-receive-pack REPO"},

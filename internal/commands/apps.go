@@ -120,24 +120,30 @@ func (p *Platform) appCommands() []*Command {
 }
 
 func (p *Platform) appsCreate(_ context.Context, c *Call) error {
-	name := c.Args[0]
+	_, err := p.CreateApp(c.ID, c.Args[0], c.Out)
+	return err
+}
+
+// CreateApp creates the app name owned by id, with its repository: what
+// apps:create does, and a push to a missing app.
+func (p *Platform) CreateApp(id paas.Identity, name string, out io.Writer) (*paas.App, error) {
 	if err := paas.ValidateAppName(name); err != nil {
-		return err
+		return nil, err
 	}
-	app := &paas.App{Name: name, Owner: c.ID.Name, CreatedAt: time.Now().UTC()}
+	app := &paas.App{Name: name, Owner: id.Name, CreatedAt: time.Now().UTC()}
 	if err := p.Store.CreateApp(app); err != nil {
 		if errors.Is(err, paas.ErrAppExists) {
 			// Do not tell apart an app one may not see from a new name clash.
-			return fmt.Errorf("Name is already taken: %s", name)
+			return nil, fmt.Errorf("Name is already taken: %s", name)
 		}
-		return err
+		return nil, err
 	}
 	if err := p.Repos.Create(name); err != nil {
 		p.Store.DeleteApp(name)
-		return fmt.Errorf("create repository: %w", err)
+		return nil, fmt.Errorf("create repository: %w", err)
 	}
-	fmt.Fprintf(c.Out, "-----> Creating %s...\n", name)
-	return nil
+	fmt.Fprintf(out, "-----> Creating %s...\n", name)
+	return app, nil
 }
 
 func (p *Platform) visibleApps(id paas.Identity) ([]*paas.App, error) {
@@ -243,6 +249,7 @@ func (p *Platform) appsReport(_ context.Context, c *Call) error {
 		{"App release", fmt.Sprint(a.Current)},
 		{"App commit", commit},
 		{"App git head", head},
+		{"App locked", fmt.Sprint(a.Locked)},
 		{"App image", image},
 		{"App url", p.AppURL(a.Name)},
 	}

@@ -29,6 +29,7 @@ import (
 	"paas/internal/paas"
 	"paas/internal/registry"
 	"paas/internal/store"
+	"paas/plugins"
 	"paas/router"
 	"paas/scheduler"
 )
@@ -188,13 +189,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		OneOffs:  sched,
 		Routing:  routes, RoutingStore: st,
 	}
+	repos.create = func(id paas.Identity, name string, out io.Writer) (*paas.App, error) {
+		// The same user-auth check as `ssh paas apps:create NAME`.
+		ctx := plugins.WithUser(ctx, id)
+		if err := triggers.Trigger(ctx, plugins.TriggerUserAuth, []string{id.Name, "apps:create", name}, out); err != nil {
+			return nil, fmt.Errorf("permission denied: %w", err)
+		}
+		return platform.CreateApp(id, name, out)
+	}
 	if err := registerPlugins(triggers, cfg, dataDir, st, docker, pipeline, network, log); err != nil {
 		return err
 	}
 	dispatcher := commands.NewDispatcher(st, cfg.Version,
 		commands.WithTriggers(platform.Builtins(), triggers),
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
-		commands.AccessCommands(st), commands.WhoamiCommands(), commands.EventCommands(st),
+		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.WhoamiCommands(), commands.EventCommands(st),
 		pluginCommands(triggers))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))
@@ -325,6 +334,8 @@ type repos struct {
 	dir   string
 	store *store.Store
 	audit *auditLog
+	// create makes an app for a push to a missing one (apps:create's rules).
+	create func(id paas.Identity, name string, out io.Writer) (*paas.App, error)
 }
 
 var (
@@ -348,6 +359,25 @@ func (r *repos) Head(app, branch string) (string, error) {
 	return gitreceive.BranchCommit(r.Path(app), branch)
 }
 
+// autocreate creates the app a push names, as Dokku does on a first push,
+// unless an administrator turned that off (apps:set --global
+// disable-autocreation true).
+func (r *repos) autocreate(id paas.Identity, name string, out io.Writer) (*paas.App, error) {
+	set, err := r.store.AppsSettings()
+	if err != nil {
+		return nil, err
+	}
+	if set.DisableAutocreation || paas.ValidateAppName(name) != nil {
+		return nil, paas.ErrAppNotFound
+	}
+	app, err := r.create(id, name, out)
+	if err != nil {
+		return nil, err
+	}
+	r.audit.Record(&paas.Event{Actor: id.Name, Source: id.Source, App: name, Action: "apps:create", Result: commands.ResultOf(commands.ExitOK), Detail: "created by a push"})
+	return app, nil
+}
+
 func (r *repos) Remove(app string) error {
 	if err := paas.ValidateAppName(app); err != nil {
 		return err
@@ -355,8 +385,11 @@ func (r *repos) Remove(app string) error {
 	return os.RemoveAll(r.Path(app))
 }
 
-func (r *repos) RepoFor(_ context.Context, id paas.Identity, name string, write bool) (string, error) {
+func (r *repos) RepoFor(_ context.Context, id paas.Identity, name string, write bool, out io.Writer) (string, error) {
 	app, err := r.store.App(name)
+	if errors.Is(err, paas.ErrAppNotFound) && write {
+		app, err = r.autocreate(id, name, out)
+	}
 	if err == nil && !auth.CanUseApp(id, app) {
 		err = paas.ErrAppNotFound
 	}

@@ -102,6 +102,9 @@ func (h *pushes) handlePush(ctx context.Context, p *gitreceive.Push, o *pushOutc
 	if err != nil {
 		return err
 	}
+	if app.Locked && deployUpdate != (gitreceive.RefUpdate{}) {
+		return fmt.Errorf("%w (apps:unlock %s); nothing was stored", paas.ErrAppLocked, app.Name)
+	}
 	for _, u := range p.Updates {
 		if u == deployUpdate {
 			continue

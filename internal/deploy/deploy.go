@@ -112,13 +112,31 @@ func (p *Pipeline) lock(ctx context.Context, app string, out io.Writer) (func(),
 	})
 }
 
+// lockUnlocked takes the deploy lock of an app that is not locked against
+// deploys (apps:lock).
+func (p *Pipeline) lockUnlocked(ctx context.Context, appName string, out io.Writer) (func(), error) {
+	unlock, err := p.lock(ctx, appName, out)
+	if err != nil {
+		return nil, err
+	}
+	app, err := p.store.App(appName)
+	if err == nil && app.Locked {
+		err = fmt.Errorf("%w (apps:unlock %s)", paas.ErrAppLocked, appName)
+	}
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	return unlock, nil
+}
+
 // Push deploys a pushed commit: export, pre-build, build, release, roll out,
 // post-deploy. Any error leaves the previous release serving and closes the
 // deploy. On success the deploy stays open, with the app's deploy lock held,
 // until the returned Landing is told whether git moved the branch to the
 // commit: a push that git refuses after the deploy must not stay live.
 func (p *Pipeline) Push(ctx context.Context, appName string, who paas.Identity, src Source, out io.Writer) (*Landing, error) {
-	unlock, err := p.lock(ctx, appName, out)
+	unlock, err := p.lockUnlocked(ctx, appName, out)
 	if err != nil {
 		return nil, err
 	}

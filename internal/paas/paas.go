@@ -121,7 +121,19 @@ type App struct {
 	Checks CheckSettings `json:"checks,omitzero"`
 	// Build holds the app's builder:set and buildpacks:set-property settings.
 	Build BuildSettings `json:"build,omitzero"`
+	// Locked (apps:lock) refuses deploys until apps:unlock.
+	Locked bool `json:"locked,omitempty"`
 }
+
+// AppsSettings are the installation's app settings (`apps:set --global`).
+type AppsSettings struct {
+	// DisableAutocreation refuses a push to a missing app instead of
+	// creating the app for the pusher.
+	DisableAutocreation bool `json:"disable_autocreation,omitempty"`
+}
+
+// ErrAppLocked refuses a deploy of a locked app.
+var ErrAppLocked = errors.New("app is locked: run apps:unlock to deploy it")
 
 // CheckSettings are an app's checks:* settings.
 type CheckSettings struct {

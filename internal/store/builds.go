@@ -12,18 +12,40 @@ import (
 var (
 	bucketSettings    = []byte("settings") // installation-wide settings
 	keyGlobalSettings = []byte("build")
+	keyAppsSettings   = []byte("apps")
 )
 
 // GlobalBuildSettings returns the installation's build settings
 // (`buildpacks:set-property --global`, `builder:set --global`).
 func (s *Store) GlobalBuildSettings() (paas.BuildSettings, error) {
-	var set paas.BuildSettings
+	return setting[paas.BuildSettings](s, keyGlobalSettings)
+}
+
+// UpdateGlobalBuildSettings applies fn to the installation's build settings.
+func (s *Store) UpdateGlobalBuildSettings(fn func(*paas.BuildSettings) error) error {
+	return updateSetting(s, keyGlobalSettings, fn)
+}
+
+// AppsSettings returns the installation's app settings (`apps:set --global`).
+func (s *Store) AppsSettings() (paas.AppsSettings, error) {
+	return setting[paas.AppsSettings](s, keyAppsSettings)
+}
+
+// UpdateAppsSettings applies fn to the installation's app settings.
+func (s *Store) UpdateAppsSettings(fn func(*paas.AppsSettings) error) error {
+	return updateSetting(s, keyAppsSettings, fn)
+}
+
+// setting reads the installation-wide setting under key (its zero value
+// when never set).
+func setting[T any](s *Store, key []byte) (T, error) {
+	var set T
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSettings)
 		if b == nil {
 			return nil
 		}
-		v, ok, err := get[paas.BuildSettings](b, keyGlobalSettings)
+		v, ok, err := get[T](b, key)
 		if ok {
 			set = *v
 		}
@@ -32,15 +54,15 @@ func (s *Store) GlobalBuildSettings() (paas.BuildSettings, error) {
 	return set, err
 }
 
-// UpdateGlobalBuildSettings applies fn to the installation's build settings.
-func (s *Store) UpdateGlobalBuildSettings(fn func(*paas.BuildSettings) error) error {
+// updateSetting applies fn to the setting under key, in one transaction.
+func updateSetting[T any](s *Store, key []byte, fn func(*T) error) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketSettings)
 		if err != nil {
 			return err
 		}
-		set := &paas.BuildSettings{}
-		if v, ok, err := get[paas.BuildSettings](b, keyGlobalSettings); err != nil {
+		set := new(T)
+		if v, ok, err := get[T](b, key); err != nil {
 			return err
 		} else if ok {
 			set = v
@@ -48,7 +70,7 @@ func (s *Store) UpdateGlobalBuildSettings(fn func(*paas.BuildSettings) error) er
 		if err := fn(set); err != nil {
 			return err
 		}
-		return put(b, keyGlobalSettings, set)
+		return put(b, key, set)
 	})
 }
 

@@ -56,7 +56,7 @@ func (noKeys) Keys() ([]*paas.SSHKey, error) { return nil, nil }
 
 type noRepos struct{}
 
-func (noRepos) RepoFor(context.Context, paas.Identity, string, bool) (string, error) {
+func (noRepos) RepoFor(context.Context, paas.Identity, string, bool, io.Writer) (string, error) {
 	return "", paas.ErrAppNotFound
 }
 
