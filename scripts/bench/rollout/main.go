@@ -2,7 +2,8 @@
 // real paasd (its router, registry and Swarm services), deploys a test app,
 // and sends steady traffic through the router on 127.0.0.1 while it runs
 // 20 deploys, 5 rollbacks, 5 config changes, a scale 1->3->1 and 2 failing
-// deploys, all through the real ssh and git clients. It prints requests
+// deploys, and paasd killed with SIGKILL in the middle of a deploy and
+// started again, all through the real ssh and git clients. It prints requests
 // sent and failed, and p50/p99 latency during and outside rollouts, once for
 // an app that drains on SIGTERM and once for one that exits at once.
 //
@@ -14,6 +15,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -137,6 +139,7 @@ type installation struct {
 	sshArgs  []string
 	gitSSH   string
 	cmd      *exec.Cmd
+	args     []string // paasd's, to start it again
 	log      string
 }
 
@@ -182,37 +185,84 @@ func startInstallation(ctx context.Context, tmp string) (*installation, error) {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	inst := &installation{name: "rbench-" + hex.EncodeToString(b), httpPort: ports[1], log: filepath.Join(tmp, "paasd.log")}
-	logf, err := os.Create(inst.log)
-	if err != nil {
-		return nil, err
-	}
-	inst.cmd = exec.Command(bin, "serve", "--data-dir", filepath.Join(tmp, "data"),
+	inst.args = []string{bin, "serve", "--data-dir", filepath.Join(tmp, "data"),
 		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--http-port", fmt.Sprint(ports[1]), "--https-port", "0",
 		"--registry-addr", fmt.Sprintf("127.0.0.1:%d", ports[2]), "--domain", "paas.bench",
-		"--admin-keys", adminKeys, "--name", inst.name)
-	inst.cmd.Stdout, inst.cmd.Stderr = logf, logf
-	if err := inst.cmd.Start(); err != nil {
-		return nil, err
-	}
+		"--admin-keys", adminKeys, "--name", inst.name}
 	opts := []string{"-i", key, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-p", fmt.Sprint(ports[0])}
 	inst.sshArgs = append(opts, "git@127.0.0.1")
 	inst.gitSSH = "ssh " + strings.Join(opts, " ")
 	fmt.Printf("-----> Starting paasd %s (router on 127.0.0.1:%d)\n", inst.name, inst.httpPort)
+	if err := inst.start(ctx); err != nil {
+		inst.close()
+		return nil, err
+	}
+	return inst, nil
+}
+
+// start starts paasd and waits until the router and SSH answer.
+func (in *installation) start(ctx context.Context) error {
+	logf, err := os.OpenFile(in.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	in.cmd = exec.Command(in.args[0], in.args[1:]...)
+	in.cmd.Stdout, in.cmd.Stderr = logf, logf
+	if err := in.cmd.Start(); err != nil {
+		return err
+	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", inst.httpPort))
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", in.httpPort))
 		if err == nil {
 			resp.Body.Close()
-			if _, err := inst.ssh(ctx, "version"); err == nil {
-				return inst, nil
+			if _, err := in.ssh(ctx, "version"); err == nil {
+				return nil
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			inst.close()
-			return nil, fmt.Errorf("paasd did not come up; log %s", inst.log)
+			return fmt.Errorf("paasd did not come up; log %s", in.log)
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// killDuring runs cmd and kills paasd with SIGKILL once a line of cmd's
+// output contains mark; it returns cmd's error and whether it killed.
+func (in *installation) killDuring(cmd *exec.Cmd, mark string) (bool, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return false, err
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return false, err
+	}
+	w.Close()
+	killed := false
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		if !killed && strings.Contains(sc.Text(), mark) {
+			killed = true
+			_ = in.cmd.Process.Kill()
+			_ = in.cmd.Wait()
+		}
+	}
+	return killed, cmd.Wait()
+}
+
+// settled waits until no build of app is running (a restart settles the
+// ones a killed paasd left open).
+func (in *installation) settled(ctx context.Context, app string) error {
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		out, err := in.ssh(ctx, "builds:list", app, "--format", "json")
+		if err == nil && !strings.Contains(out, `"status":"running"`) {
+			return nil
+		}
+	}
+	return fmt.Errorf("a build of %s is still running 2 minutes after the restart", app)
 }
 
 func (in *installation) ssh(ctx context.Context, args ...string) (string, error) {
@@ -450,6 +500,30 @@ func benchApp(ctx context.Context, in *installation, tmp, kind string, o options
 	ssh := func(args ...string) func() error {
 		return func() error { _, err := in.ssh(ctx, args...); return err }
 	}
+	// paasd killed with SIGKILL right after a push's release received
+	// traffic, then started again: the restart rolls the release back (git
+	// never moved the branch), while the router keeps serving throughout.
+	killMidDeploy := func() error {
+		if err := os.WriteFile(filepath.Join(dir, "version"), []byte("killed"), 0o644); err != nil {
+			return err
+		}
+		if err := git("commit", "-q", "-am", "killed mid-deploy"); err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, "git", "push", "--progress", "paas", "main")
+		cmd.Dir, cmd.Env = dir, append(os.Environ(), gitEnv...)
+		killed, pushErr := in.killDuring(cmd, "receives traffic")
+		if err := in.start(ctx); err != nil {
+			return err
+		}
+		if !killed {
+			return fmt.Errorf("the push never reached its switch: %v", pushErr)
+		}
+		if err := in.settled(ctx, app); err != nil {
+			return err
+		}
+		return pushErr
+	}
 	version := 2
 	rollbacks, configs, failing := 0, 0, 0
 	for i := range o.deploys {
@@ -470,6 +544,7 @@ func benchApp(ctx context.Context, in *installation, tmp, kind string, o options
 		}
 		if i == o.deploys/2 {
 			ops = append(ops, op{name: "scale web=3", fn: ssh("ps:scale", app, "web=3")}, op{name: "scale web=1", fn: ssh("ps:scale", app, "web=1")})
+			ops = append(ops, op{name: "paasd kill -9", fn: killMidDeploy, wantErr: true})
 		}
 	}
 	for ; rollbacks < o.rollbacks; rollbacks++ {
