@@ -253,28 +253,42 @@ func (p *Platform) appsReport(_ context.Context, c *Call) error {
 		{"App image", image},
 		{"App url", p.AppURL(a.Name)},
 	}
-	return report(c.Out, asJSON, a.Name+" app information", fields)
+	return report(c, asJSON, a.Name+" app information", fields)
 }
 
 type kv struct{ k, v string }
 
 // report prints Dokku's "=====> title" block of aligned "Key: value" lines, or a
-// JSON object with lower-case dashed keys.
-func report(w io.Writer, asJSON bool, title string, fields []kv) error {
+// JSON object with lower-case dashed keys. With one of Dokku's single-value
+// flags (the dashed key, e.g. --app-deploy-source) it prints just that value.
+func report(c *Call, asJSON bool, title string, fields []kv) error {
+	dashed := func(k string) string { return strings.ReplaceAll(strings.ToLower(k), " ", "-") }
+	for flag := range c.Flags {
+		if flag == "--format" || flag == "--help" || !strings.HasPrefix(flag, "--") {
+			continue
+		}
+		for _, f := range fields {
+			if "--"+dashed(f.k) == flag {
+				fmt.Fprintln(c.Out, sanitize(f.v))
+				return nil
+			}
+		}
+		return fmt.Errorf("unknown flag %s for this report", sanitize(flag))
+	}
 	if asJSON {
 		m := map[string]string{}
 		for _, f := range fields {
-			m[strings.ReplaceAll(strings.ToLower(f.k), " ", "-")] = f.v
+			m[dashed(f.k)] = f.v
 		}
-		return writeJSON(w, m)
+		return writeJSON(c.Out, m)
 	}
 	width := 0
 	for _, f := range fields {
 		width = max(width, len(f.k)+1)
 	}
-	fmt.Fprintf(w, "=====> %s\n", title)
+	fmt.Fprintf(c.Out, "=====> %s\n", title)
 	for _, f := range fields {
-		fmt.Fprintf(w, "       %-*s %s\n", width, f.k+":", sanitize(f.v))
+		fmt.Fprintf(c.Out, "       %-*s %s\n", width, f.k+":", sanitize(f.v))
 	}
 	return nil
 }

@@ -47,6 +47,14 @@ func (d *Dispatcher) record(id paas.Identity, args []string, code int) {
 		return
 	}
 	e := &paas.Event{Actor: id.Name, Source: id.Source, Result: ResultOf(code), Code: code}
+	global, args, err := globalOptions(args)
+	if err != nil {
+		args = nil
+	}
+	if global.app != "" && len(args) > 0 {
+		// recorded as if the app were the first argument, as the command ran
+		args = append([]string{args[0], global.app}, args[1:]...)
+	}
 	if len(args) == 0 {
 		args = []string{"help"}
 	}

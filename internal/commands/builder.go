@@ -121,7 +121,7 @@ func (b *Builds) builderReport(_ context.Context, c *Call) error {
 	if selected == "" {
 		selected = "detect (Dockerfile, else pack)"
 	}
-	return report(c.Out, asJSON, c.App.Name+" builder information", []kv{
+	return report(c, asJSON, c.App.Name+" builder information", []kv{
 		{"Builder selected", own.Selected},
 		{"Builder global selected", global.Selected},
 		{"Builder computed selected", selected},

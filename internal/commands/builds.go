@@ -210,7 +210,7 @@ func (b *Builds) buildsInfo(_ context.Context, c *Call) error {
 	if d.Release > 0 {
 		release = fmt.Sprint(d.Release)
 	}
-	return report(c.Out, false, fmt.Sprintf("%s build %d information", c.App.Name, d.ID), []kv{
+	return report(c, false, fmt.Sprintf("%s build %d information", c.App.Name, d.ID), []kv{
 		{"Build id", fmt.Sprint(d.ID)},
 		{"Build status", d.State},
 		{"Build kind", d.Reason},

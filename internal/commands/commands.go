@@ -4,6 +4,7 @@
 package commands
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -141,6 +142,15 @@ func (d *Dispatcher) RunCommand(ctx context.Context, id paas.Identity, args []st
 }
 
 func (d *Dispatcher) runCommand(ctx context.Context, id paas.Identity, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	global, args, err := globalOptions(args)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if global.quiet {
+		q := &quietWriter{w: stdout}
+		defer q.Flush()
+		stdout = q
+	}
 	if len(args) == 0 {
 		args = []string{"help"}
 	}
@@ -167,6 +177,12 @@ func (d *Dispatcher) runCommand(ctx context.Context, id paas.Identity, args []st
 	}
 	if cmd.Admin && !id.Admin {
 		return fail(stderr, fmt.Errorf("%s is for administrators only", cmd.Name))
+	}
+	if global.app != "" {
+		if !cmd.App && !cmd.NamesApp {
+			return fail(stderr, fmt.Errorf("--app: %s does not take an app", cmd.Name))
+		}
+		pos = append([]string{global.app}, pos...)
 	}
 	if cmd.App {
 		if len(pos) == 0 {
@@ -222,6 +238,72 @@ func fail(stderr io.Writer, err error) int {
 	return code
 }
 
+// globals are Dokku's options before the command: `--app APP` names the app
+// of a command that takes one, `--quiet` leaves out the output's header
+// lines ("=====> ", "-----> "), `--trace` is accepted and does nothing.
+type globals struct {
+	app   string
+	quiet bool
+}
+
+func globalOptions(args []string) (globals, []string, error) {
+	var g globals
+	for len(args) > 0 {
+		name, val, hasVal := strings.Cut(args[0], "=")
+		switch name {
+		case "--quiet", "--trace":
+			if hasVal {
+				return g, nil, fmt.Errorf("%s takes no value", name)
+			}
+			g.quiet = g.quiet || name == "--quiet"
+			args = args[1:]
+		case "--app":
+			if !hasVal {
+				if len(args) < 2 {
+					return g, nil, errors.New("--app needs an app name")
+				}
+				val, args = args[1], args[1:]
+			}
+			g.app = val
+			args = args[1:]
+		default:
+			return g, args, nil
+		}
+	}
+	return g, args, nil
+}
+
+// quietWriter drops the header lines of --quiet output.
+type quietWriter struct {
+	w       io.Writer
+	partial []byte
+}
+
+func (q *quietWriter) Write(p []byte) (int, error) {
+	q.partial = append(q.partial, p...)
+	for {
+		i := bytes.IndexByte(q.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := q.partial[:i+1]
+		if !bytes.HasPrefix(line, []byte("=====> ")) && !bytes.HasPrefix(line, []byte("-----> ")) {
+			if _, err := q.w.Write(line); err != nil {
+				return 0, err
+			}
+		}
+		q.partial = q.partial[i+1:]
+	}
+}
+
+// Flush writes what is left of a last line without a newline.
+func (q *quietWriter) Flush() {
+	if len(q.partial) > 0 {
+		q.w.Write(q.partial)
+		q.partial = nil
+	}
+}
+
 func parseFlags(cmd *Command, args []string, flags map[string]string) ([]string, error) {
 	var pos []string
 	for i := 0; i < len(args); i++ {
@@ -240,6 +322,10 @@ func parseFlags(cmd *Command, args []string, flags map[string]string) ([]string,
 		}
 		name, val, hasVal := strings.Cut(a, "=")
 		takes, ok := cmd.Flags[name]
+		if !ok && !hasVal && strings.HasSuffix(cmd.Name, ":report") && strings.HasPrefix(name, "--") {
+			flags[name] = "" // a single-value flag: report checks it names a field
+			continue
+		}
 		if !ok {
 			return nil, fmt.Errorf("unknown flag %s for %s", sanitize(name), cmd.Name)
 		}

@@ -206,6 +206,38 @@ func TestRunCommand(t *testing.T) {
 			name: "ps:report", id: bob, args: []string{"ps:report", "bravo"},
 			wantOut: []string{"Status web:", "1/1 running"},
 		},
+		{
+			name: "report single-value flag", id: alice, args: []string{"apps:report", "alpha", "--app-owner"},
+			wantOut: []string{"alice\n"},
+		},
+		{
+			name: "report unknown single-value flag", id: alice, args: []string{"apps:report", "alpha", "--app-colour"},
+			wantCode: ExitError, wantErr: []string{"unknown flag --app-colour"},
+		},
+		{
+			name: "global --app", id: alice, args: []string{"--app", "alpha", "config:get", "GREETING"},
+			wantOut: []string{"hi\n"},
+		},
+		{
+			name: "global --app=", id: alice, args: []string{"--app=alpha", "apps:report", "--app-deploy-branch"},
+			wantOut: []string{"main\n"},
+		},
+		{
+			name: "global --app of an app one may not use", id: alice, args: []string{"--app", "bravo", "apps:report"},
+			wantCode: ExitNotFound, wantErr: []string{"App bravo does not exist"},
+		},
+		{
+			name: "global --app on a command without an app", id: alice, args: []string{"--app", "alpha", "apps:list"},
+			wantCode: ExitError, wantErr: []string{"apps:list does not take an app"},
+		},
+		{
+			name: "global --app without a name", id: alice, args: []string{"--app"},
+			wantCode: ExitError, wantErr: []string{"--app needs an app name"},
+		},
+		{
+			name: "global --quiet drops header lines", id: alice, args: []string{"--quiet", "apps:report", "alpha"},
+			wantOut: []string{"App owner:"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -885,5 +917,19 @@ func TestDispatcherMore(t *testing.T) {
 	more = nil
 	if code, _ := run("hello:later"); code != ExitError {
 		t.Fatalf("once removed: exit %d, want %d", code, ExitError)
+	}
+}
+
+func TestQuietLeavesOutHeaders(t *testing.T) {
+	e := newEnv(t)
+	for _, args := range [][]string{{"apps:report", "alpha"}, {"--quiet", "apps:report", "alpha"}} {
+		code, out, errOut := e.run(t, alice, "", args...)
+		if code != ExitOK {
+			t.Fatalf("%v: exit %d: %s", args, code, errOut)
+		}
+		quiet := args[0] == "--quiet"
+		if strings.Contains(out, "=====> ") == quiet || !strings.Contains(out, "App owner:") {
+			t.Fatalf("%v (quiet %v):\n%s", args, quiet, out)
+		}
 	}
 }

@@ -112,7 +112,7 @@ func (p *Platform) routingReport(c *Call, title string, fields func(r *paas.Rout
 	if err != nil {
 		return err
 	}
-	return report(c.Out, asJSON, c.App.Name+" "+title, fields(r))
+	return report(c, asJSON, c.App.Name+" "+title, fields(r))
 }
 
 func (p *Platform) portsReport(_ context.Context, c *Call) error {

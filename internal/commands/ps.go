@@ -93,5 +93,5 @@ func (p *Platform) psReport(ctx context.Context, c *Call) error {
 			fields = append(fields, kv{fmt.Sprintf("Status %s %d", pr.Process, t.Slot), st})
 		}
 	}
-	return report(c.Out, false, c.App.Name+" ps information", fields)
+	return report(c, false, c.App.Name+" ps information", fields)
 }

@@ -149,7 +149,7 @@ func (p *Platform) releasesInfo(_ context.Context, c *Call) error {
 		for i, pt := range r.Processes {
 			procs[i] = fmt.Sprintf("%s=%d", pt.Name, r.Scale[pt.Name])
 		}
-		return report(c.Out, false, fmt.Sprintf("%s v%d", c.App.Name, r.Version), []kv{
+		return report(c, false, fmt.Sprintf("%s v%d", c.App.Name, r.Version), []kv{
 			{"Current", strconv.FormatBool(r.Version == c.App.Current)},
 			{"Created", r.CreatedAt.UTC().Format(time.RFC3339)},
 			{"By", r.Author},
@@ -302,7 +302,7 @@ func (p *Platform) checksReport(_ context.Context, c *Call) error {
 		}
 		fields = append(fields, kv{"Checks " + prop, v})
 	}
-	return report(c.Out, asJSON, c.App.Name+" checks information", fields)
+	return report(c, asJSON, c.App.Name+" checks information", fields)
 }
 
 func (p *Platform) checksToggle(disable, skip bool) func(context.Context, *Call) error {

@@ -28,7 +28,7 @@ func WhoamiCommands() []*Command {
 		if c.ID.Admin {
 			admin = "true"
 		}
-		return report(c.Out, false, sanitize(c.ID.Name), []kv{
+		return report(c, false, sanitize(c.ID.Name), []kv{
 			{"Name", c.ID.Name},
 			{"Source", c.ID.Source},
 			{"Admin", admin},
