@@ -309,6 +309,9 @@ func (s *Swarm) appSpec(rel *paas.Release, proc paas.ProcessType, dep string) (s
 			},
 			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny, Delay: &restartDelay},
 			Networks:      []swarm.NetworkAttachmentConfig{{Target: s.network}},
+			// The tasks of a process type spread over the nodes, so losing
+			// one never takes all of an app's web tasks.
+			Placement: &swarm.Placement{Preferences: []swarm.PlacementPreference{{Spread: &swarm.SpreadOver{SpreadDescriptor: "node.id"}}}},
 		},
 		Mode:           swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &n}},
 		UpdateConfig:   s.updateConfig(swarm.UpdateOrderStartFirst),
