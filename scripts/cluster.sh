@@ -499,7 +499,8 @@ down_cluster() {
   ip netns del "$BRNS" 2>/dev/null || true
   # 5. The cgroups, then the directories (never across a mount that is still there).
   while read -r d; do rmdir "$d" 2>/dev/null || log "could not remove cgroup $d"; done < <(cgroup_dirs)
-  find /sys/fs/cgroup -mindepth 1 -maxdepth 2 -type d -name "$CGROUP_PARENT" -empty -exec rmdir {} + 2>/dev/null || true
+  # The shared parent goes with the last cluster (rmdir fails while another one uses it).
+  find /sys/fs/cgroup -mindepth 1 -maxdepth 2 -type d -name "$CGROUP_PARENT" -exec rmdir {} \; 2>/dev/null || true
   if [ -n "$(our_mounts)" ]; then
     die "mounts remain under $RUN or $DATA; not removing them: $(our_mounts | paste -sd' ')"
   fi
@@ -536,6 +537,10 @@ cmd_status() {
   fi
   for name in "${names[@]}"; do
     set_cluster "$name"
+    if [ ! -f "$RUN/nodes" ]; then
+      echo "cluster $NAME: being made or half removed (scripts/cluster.sh down --name $NAME removes it)"
+      continue
+    fi
     load_state
     echo "cluster $NAME: $NODES node(s) on $SUBNET, host $PREFIX.1, registry $REGISTRY"
     local k pid state

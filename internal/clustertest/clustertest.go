@@ -233,6 +233,14 @@ func Leftovers(name string) []string {
 	for _, g := range append(cgroups, more...) {
 		left = append(left, "cgroup "+g)
 	}
+	// The cgroup all clusters share goes with the last of them.
+	if others, _ := filepath.Glob("/run/paas-cluster/*/subnet"); len(others) == 0 {
+		parents, _ := filepath.Glob("/sys/fs/cgroup/*/paas-cluster")
+		more, _ := filepath.Glob("/sys/fs/cgroup/paas-cluster")
+		for _, g := range append(parents, more...) {
+			left = append(left, "cgroup "+g)
+		}
+	}
 	for _, d := range dirs {
 		if _, err := os.Stat(d); err == nil {
 			left = append(left, "directory "+d)
