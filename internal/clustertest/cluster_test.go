@@ -24,7 +24,8 @@ import (
 	"paas/internal/registry"
 )
 
-// echoSource serves its hostname on :8080 ("serve"), or, run as
+// echoSource serves its hostname on :8080 ("serve"; it exits at once on
+// SIGTERM), or, run as
 // "get NAME PORT", resolves NAME and prints "ADDR ANSWER" for a GET to every
 // address it resolves to.
 const echoSource = `package main
@@ -35,7 +36,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"sort"
+	"syscall"
 	"time"
 )
 
@@ -60,6 +63,12 @@ func main() {
 		}
 		return
 	}
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM)
+		<-sig
+		os.Exit(0)
+	}()
 	host, _ := os.Hostname()
 	http.ListenAndServe(":8080", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, host)
