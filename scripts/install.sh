@@ -26,7 +26,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 [ "$(id -u)" = 0 ] || die "run as root: it installs packages and starts dockerd"
 
 install_packages() {
-  local want=(docker.io git openssh-client openssh-server ca-certificates curl unzip procps iproute2 busybox-static slapd ldap-utils)
+  # iproute2, util-linux (nsenter, unshare, flock) and containerd also serve scripts/cluster.sh.
+  local want=(docker.io containerd git openssh-client openssh-server ca-certificates curl unzip procps iproute2 util-linux busybox-static slapd ldap-utils)
   local missing=()
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then

@@ -151,15 +151,22 @@ const HelloDockerfile = "FROM scratch\nCOPY hello /hello\nENTRYPOINT [\"/hello\"
 // HelloBinary compiles the test app as a static binary and returns its path.
 func HelloBinary(t testing.TB) string {
 	t.Helper()
+	return GoBinary(t, "hello", helloSource)
+}
+
+// GoBinary compiles source, a main package using only the standard library,
+// as a static binary named name and returns its path.
+func GoBinary(t testing.TB, name, source string) string {
+	t.Helper()
 	src := t.TempDir()
-	write(t, filepath.Join(src, "go.mod"), "module hello\n\ngo 1.22\n")
-	write(t, filepath.Join(src, "main.go"), helloSource)
-	bin := filepath.Join(t.TempDir(), "hello")
+	write(t, filepath.Join(src, "go.mod"), "module "+name+"\n\ngo 1.22\n")
+	write(t, filepath.Join(src, "main.go"), source)
+	bin := filepath.Join(t.TempDir(), name)
 	cmd := exec.Command(goTool(), "build", "-trimpath", "-o", bin, ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build test app: %v\n%s", err, out)
+		t.Fatalf("build %s: %v\n%s", name, err, out)
 	}
 	return bin
 }
