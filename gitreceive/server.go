@@ -17,9 +17,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/docker/go-units"
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
@@ -57,6 +60,8 @@ type Options struct {
 	Repos       Repos
 	Pushes      PushHandler
 	Commands    CommandRunner
+	Limits      Limits
+	Refusals    Refusals // optional: where refused input is recorded
 	Log         *slog.Logger
 }
 
@@ -67,6 +72,7 @@ type Server struct {
 	hooks    *hookServer
 	hooksDir string
 	listener net.Listener
+	conns    connLimiter
 }
 
 // New prepares a Server: host key, hooks dir and hook socket path.
@@ -79,7 +85,7 @@ func New(opts Options) (*Server, error) {
 	if err := installHook(hooksDir); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, hooksDir: hooksDir}
+	s := &Server{opts: opts, hooksDir: hooksDir, conns: connLimiter{max: opts.Limits.MaxConnsPerAddr}}
 	s.hooks = newHookServer(filepath.Join(opts.DataDir, "hook.sock"), opts.Pushes, opts.Log)
 	s.ssh = &ssh.Server{
 		Addr:             opts.Addr,
@@ -87,6 +93,11 @@ func New(opts Options) (*Server, error) {
 		PublicKeyHandler: s.checkKey,
 		HostSigners:      []ssh.Signer{signer},
 		Version:          "paas",
+		// Not IdleTimeout: it counts bytes on the wire, so it would cut a
+		// push whose build prints nothing for a while; admit's idle timer
+		// counts open sessions instead.
+		ConnCallback:    s.admit,
+		ChannelHandlers: map[string]ssh.ChannelHandler{"session": s.sessionChannel},
 	}
 	return s, nil
 }
@@ -160,7 +171,14 @@ func (s *Server) handleSession(sess ssh.Session) {
 		return
 	}
 	log := s.opts.Log.With("user", id.Name, "remote", sess.RemoteAddr().String())
-	args := sess.Command()
+	// Not sess.Command(): it drops what it cannot split without a word.
+	args, err := SplitCommand(sess.RawCommand())
+	if err != nil {
+		fmt.Fprintf(sess.Stderr(), " !     %v\n", err)
+		s.refused(id, "ssh", "", err.Error())
+		sess.Exit(1)
+		return
+	}
 	if len(args) > 0 {
 		switch args[0] {
 		case "git-receive-pack", "git-upload-pack":
@@ -232,16 +250,17 @@ func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identit
 	}
 	cmd := exec.CommandContext(ctx, args[0], dir)
 	cmd.Env = gitEnv()
+	maxPush := s.opts.Limits.MaxPushSize
 	if write {
 		token, done := s.hooks.expect(&Push{App: app, Identity: id, Repo: dir})
 		defer done()
-		cmd.Env = append(cmd.Env,
-			"GIT_CONFIG_COUNT=2",
-			"GIT_CONFIG_KEY_0=core.hooksPath", "GIT_CONFIG_VALUE_0="+s.hooksDir,
-			"GIT_CONFIG_KEY_1=receive.advertisePushOptions", "GIT_CONFIG_VALUE_1=false",
-			envHookSocket+"="+s.hooks.path,
-			envPushToken+"="+token,
-		)
+		config := []string{"core.hooksPath", s.hooksDir, "receive.advertisePushOptions", "false"}
+		if maxPush > 0 {
+			// git stops reading a pack past this, and stores none of it.
+			config = append(config, "receive.maxInputSize", strconv.FormatInt(maxPush, 10))
+		}
+		cmd.Env = append(cmd.Env, gitConfigEnv(config...)...)
+		cmd.Env = append(cmd.Env, envHookSocket+"="+s.hooks.path, envPushToken+"="+token)
 	}
 	cmd.Stdout = sess
 	cmd.Stderr = sess.Stderr()
@@ -256,11 +275,19 @@ func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identit
 	}
 	// Copy stdin on our own: the client keeps its side open until it has read
 	// the report, so waiting for this copy would deadlock.
+	var sent atomic.Int64
 	go func() {
-		io.Copy(stdin, sess)
+		io.Copy(countingWriter{stdin, &sent}, sess)
 		stdin.Close()
 	}()
 	if err := cmd.Wait(); err != nil {
+		if write && maxPush > 0 && sent.Load() > maxPush {
+			// git said "pack exceeds maximum allowed size"; say which.
+			msg := fmt.Sprintf("push refused: it is larger than %s, the most one push may send here (paasd serve --max-push-size); nothing was stored", units.BytesSize(float64(maxPush)))
+			fmt.Fprintf(sess.Stderr(), " !     %s\n", msg)
+			log.Warn("push refused: too large", "app", app, "limit", maxPush)
+			s.refused(id, "push", app, msg)
+		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			return ee.ExitCode()
@@ -268,6 +295,28 @@ func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identit
 		return 1
 	}
 	return 0
+}
+
+// gitConfigEnv passes git configuration as GIT_CONFIG_COUNT/KEY/VALUE
+// variables: pairs of key and value.
+func gitConfigEnv(pairs ...string) []string {
+	env := []string{"GIT_CONFIG_COUNT=" + strconv.Itoa(len(pairs)/2)}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		env = append(env, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", i/2, pairs[i]), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", i/2, pairs[i+1]))
+	}
+	return env
+}
+
+// countingWriter counts the bytes offered to w, before writing them: once w's
+// reader has read past a limit, n is past it too.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	c.n.Add(int64(len(p)))
+	return c.w.Write(p)
 }
 
 // gitEnv is the environment git runs with: enough to find itself, nothing of ours.

@@ -68,6 +68,15 @@ type Platform struct {
 	// and ports commands; without them those commands are not offered.
 	Routing      Routing
 	RoutingStore RoutingStore
+	Limits       Limits
+}
+
+// Limits bound what a command may set; `paasd serve` flags set them. A zero
+// field is no limit.
+type Limits struct {
+	MaxConfigValue int // bytes of one config value
+	MaxConfigSize  int // bytes of an app's whole config, KEY=VALUE summed
+	MaxScale       int // tasks of one process type (ps:scale)
 }
 
 // Builtins returns the built-in commands.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -59,7 +60,24 @@ type Config struct {
 	// ACMERenewBefore: an ACME certificate is renewed this long before it
 	// expires (checked at start and hourly).
 	ACMERenewBefore time.Duration
+	// Limits on what one client may send or hold (0: no limit): the
+	// largest push (bytes of its pack), config value and whole config of an
+	// app, the tasks of one process type, and SSH connections.
+	MaxPushSize        int64
+	MaxConfigValue     int64
+	MaxConfigSize      int64
+	MaxScale           int
+	SSHMaxConnsPerAddr int
+	SSHAuthTimeout     time.Duration
+	SSHIdleTimeout     time.Duration
 }
+
+// Default limits of `paasd serve` (those of SSH are gitreceive's).
+const (
+	DefaultMaxConfigValue = 64 << 10
+	DefaultMaxConfigSize  = 512 << 10
+	DefaultMaxScale       = 100
+)
 
 // Validate reports the first invalid setting.
 func (c *Config) Validate() error {
@@ -76,6 +94,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--keep-releases %d: use 1 to 1000 (0 for the default, 10)", c.KeepReleases)
 	case c.HTTPSPort < 0 || c.HTTPSPort > 65535 || c.HTTPSPort == c.HTTPPort:
 		return fmt.Errorf("--https-port %d is not a port other than --http-port (0: no HTTPS)", c.HTTPSPort)
+	case c.MaxPushSize < 0 || c.MaxConfigValue < 0 || c.MaxConfigSize < 0 || c.MaxScale < 0 || c.SSHMaxConnsPerAddr < 0 || c.SSHAuthTimeout < 0 || c.SSHIdleTimeout < 0:
+		return errors.New("a limit (--max-*, --ssh-*) is negative: use 0 for no limit")
+	case c.MaxConfigValue > math.MaxInt32 || c.MaxConfigSize > math.MaxInt32:
+		return errors.New("--max-config-value and --max-config-size: at most 2GB")
 	}
 	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
@@ -180,6 +202,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Releases: &releases{Pipeline: pipeline, store: st, repos: repos},
 		OneOffs:  sched,
 		Routing:  routes, RoutingStore: st,
+		Limits: commands.Limits{MaxConfigValue: int(cfg.MaxConfigValue), MaxConfigSize: int(cfg.MaxConfigSize), MaxScale: cfg.MaxScale},
 	}
 	if err := registerPlugins(triggers, cfg, dataDir, st, docker, pipeline, network, log); err != nil {
 		return err
@@ -210,7 +233,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Repos:       repos,
 		Pushes:      &authorizedPushes{next: &pushes{pipeline: pipeline, store: st, audit: audit}, triggers: triggers},
 		Commands:    &commands.UserAuth{Next: dispatcher, Triggers: triggers},
-		Log:         log.With("component", "ssh"),
+		Limits: gitreceive.Limits{
+			MaxPushSize: cfg.MaxPushSize, MaxConnsPerAddr: cfg.SSHMaxConnsPerAddr,
+			AuthTimeout: cfg.SSHAuthTimeout, IdleTimeout: cfg.SSHIdleTimeout,
+		},
+		Refusals: audit,
+		Log:      log.With("component", "ssh"),
 	})
 	if err != nil {
 		return err
