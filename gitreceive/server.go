@@ -5,6 +5,7 @@
 package gitreceive
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -262,7 +263,8 @@ func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identit
 		cmd.Env = append(cmd.Env, gitConfigEnv(config...)...)
 		cmd.Env = append(cmd.Env, envHookSocket+"="+s.hooks.path, envPushToken+"="+token)
 	}
-	cmd.Stdout = sess
+	tooLarge := &watchWriter{w: sess, needle: []byte(gitPackTooLarge)}
+	cmd.Stdout = tooLarge
 	cmd.Stderr = sess.Stderr()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -280,14 +282,19 @@ func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identit
 		io.Copy(countingWriter{stdin, &sent}, sess)
 		stdin.Close()
 	}()
-	if err := cmd.Wait(); err != nil {
-		if write && maxPush > 0 && sent.Load() > maxPush {
-			// git said "pack exceeds maximum allowed size"; say which.
-			msg := fmt.Sprintf("push refused: it is larger than %s, the most one push may send here (paasd serve --max-push-size); nothing was stored", units.BytesSize(float64(maxPush)))
-			fmt.Fprintf(sess.Stderr(), " !     %s\n", msg)
-			log.Warn("push refused: too large", "app", app, "limit", maxPush)
-			s.refused(id, "push", app, msg)
+	err = cmd.Wait()
+	if write && maxPush > 0 && tooLarge.seen && sent.Load() > maxPush {
+		// git said "pack exceeds maximum allowed size" (and exits 0 when it
+		// could report the refusal); say which limit.
+		msg := fmt.Sprintf("push refused: it is larger than %s, the most one push may send here (paasd serve --max-push-size); nothing was stored", units.BytesSize(float64(maxPush)))
+		fmt.Fprintf(sess.Stderr(), " !     %s\n", msg)
+		log.Warn("push refused: too large", "app", app, "limit", maxPush)
+		s.refused(id, "push", app, msg)
+		if err == nil {
+			return 1
 		}
+	}
+	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			return ee.ExitCode()
@@ -305,6 +312,29 @@ func gitConfigEnv(pairs ...string) []string {
 		env = append(env, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", i/2, pairs[i]), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", i/2, pairs[i+1]))
 	}
 	return env
+}
+
+// gitPackTooLarge is what git's index-pack and unpack-objects say of a pack
+// over receive.maxInputSize; git-receive-pack passes it on in its output.
+const gitPackTooLarge = "pack exceeds maximum allowed size"
+
+// watchWriter passes writes on to w and notes whether needle went by (also
+// across two writes).
+type watchWriter struct {
+	w      io.Writer
+	needle []byte
+	tail   []byte
+	seen   bool
+}
+
+func (ww *watchWriter) Write(p []byte) (int, error) {
+	if !ww.seen {
+		buf := append(ww.tail, p...)
+		ww.seen = bytes.Contains(buf, ww.needle)
+		keep := min(len(buf), len(ww.needle)-1)
+		ww.tail = append(ww.tail[:0:0], buf[len(buf)-keep:]...)
+	}
+	return ww.w.Write(p)
 }
 
 // countingWriter counts the bytes offered to w, before writing them: once w's

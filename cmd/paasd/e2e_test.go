@@ -261,6 +261,10 @@ func setupInstallation(env *testscript.Env) error {
 		httpsPort: freePort(env.T().(testing.TB)),
 		regPort:   freePort(env.T().(testing.TB)),
 	}
+	// A scenario's own paasd serve flags: a file .paasd-flags in its archive.
+	if flags, err := os.ReadFile(filepath.Join(env.WorkDir, ".paasd-flags")); err == nil {
+		in.extraArgs = strings.Fields(string(flags))
+	}
 	home := filepath.Join(env.WorkDir, ".home")
 	sshDir := filepath.Join(home, ".ssh")
 	if err := os.MkdirAll(sshDir, 0o700); err != nil {
