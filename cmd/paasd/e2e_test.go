@@ -313,6 +313,7 @@ func setupInstallation(env *testscript.Env) error {
 	env.Setenv("HTTP_PORT", fmt.Sprint(in.httpPort))
 	env.Setenv("HTTPS_PORT", fmt.Sprint(in.httpsPort))
 	env.Setenv("SSH_PORT", fmt.Sprint(in.sshPort))
+	env.Setenv("REGISTRY", fmt.Sprintf("127.0.0.1:%d/%s", in.regPort, in.name))
 	env.Setenv("PAAS_NAME", in.name)
 	env.Setenv("DATA_DIR", in.dataDir)
 	env.Setenv("GOCACHE", goEnv("GOCACHE"))

@@ -130,7 +130,7 @@ func (p *Platform) appCommands() []*Command {
 
 func (p *Platform) appsCreate(_ context.Context, c *Call) error {
 	name := c.Args[0]
-	if err := paas.ValidateAppName(name); err != nil {
+	if err := paas.ValidateNewAppName(name); err != nil {
 		return err
 	}
 	app := &paas.App{Name: name, Owner: c.ID.Name, CreatedAt: time.Now().UTC()}

@@ -125,6 +125,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
+	if err := removeLeftoverBuilds(filepath.Join(dataDir, "builds"), log); err != nil {
+		return err
+	}
 	if n, err := st.FailInterrupted(time.Now().UTC()); err != nil {
 		return err
 	} else if n > 0 {
@@ -178,12 +181,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Sprintf("http://%s:%d", routes.DefaultHost(app), cfg.HTTPPort)
 	}
 	triggers := newPlugins(cfg, dataDir, st, log)
+	nodeImages := &localImages{docker: docker, repoPrefix: repoPrefix, installation: cfg.Name, log: log.With("component", "images")}
 	pipeline := deploy.New(st, builds.selector, sched, triggers, deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
 		AppHost:   routes.DefaultHost, // follows domains:set-global
 		Images: pruneFunc(func(app string, keep []string) error {
-			_, err := reg.Prune(cfg.Name+"/"+app, keep)
+			if _, err := reg.Prune(cfg.Name+"/"+app, keep); err != nil {
+				return err
+			}
+			_, err := nodeImages.Prune(context.Background(), app, keep)
 			return err
 		}),
 		KeepReleases: cfg.KeepReleases,
@@ -195,6 +202,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Store: st, Pipeline: pipeline, Runtime: sched, Repos: repos, AppURL: appURL,
 		Images: imagesFunc(func(app string) error {
 			if err := builds.pack.PurgeCache(context.Background(), app); err != nil {
+				return err
+			}
+			if _, err := nodeImages.Prune(context.Background(), app, nil); err != nil {
 				return err
 			}
 			return reg.DeleteRepository(cfg.Name + "/" + app)

@@ -68,6 +68,24 @@ func ValidateAppName(name string) error {
 	return nil
 }
 
+// reservedAppNames name the installation's own repositories in its
+// registry (NAME/router: the router's image; NAME/cnb-run: the buildpacks'
+// run image): an app of that name would share one, and its destroy would
+// remove the installation's images.
+var reservedAppNames = map[string]bool{"router": true, "cnb-run": true}
+
+// ValidateNewAppName is ValidateAppName for an app about to be created: the
+// installation's reserved names are refused too.
+func ValidateNewAppName(name string) error {
+	if err := ValidateAppName(name); err != nil {
+		return err
+	}
+	if reservedAppNames[name] {
+		return fmt.Errorf("%w %q: the name is reserved by paas", ErrInvalidName, name)
+	}
+	return nil
+}
+
 // ValidateConfigKey reports whether key may be an environment variable name.
 func ValidateConfigKey(key string) error {
 	if !configKeyRe.MatchString(key) {

@@ -253,3 +253,11 @@ func TestValidateArg(t *testing.T) {
 		t.Fatalf("ValidateArg(long) = %v: want ErrControlChar, the argument cut at 40 bytes", err)
 	}
 }
+
+func TestValidateNewAppName(t *testing.T) {
+	for name, ok := range map[string]bool{"hello": true, "router": false, "cnb-run": false, "router2": true, "Bad": false} {
+		if err := paas.ValidateNewAppName(name); (err == nil) != ok || err != nil && !errors.Is(err, paas.ErrInvalidName) {
+			t.Errorf("ValidateNewAppName(%q) = %v, want ok=%v", name, err, ok)
+		}
+	}
+}
