@@ -119,3 +119,21 @@ func TestLimitsAllow(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }
+
+// TestStdinLimits: what a command reads from stdin is bounded, and input
+// over the bound is refused as such, not cut and misread.
+func TestStdinLimits(t *testing.T) {
+	e := newEnv(t)
+	events := &eventList{}
+	e.d.SetAuditor(events)
+	code, _, errOut := e.run(t, root, strings.Repeat("k", 17<<10), "ssh-keys:add", "bob")
+	if code != ExitError || !strings.Contains(errOut, " !     more than 16 KB on stdin: give one public key") {
+		t.Fatalf("ssh-keys:add: exit %d, stderr %q", code, errOut)
+	}
+	if ev := events.last(); !strings.Contains(ev.Detail, "more than 16 KB on stdin") {
+		t.Fatalf("audit event %+v", ev)
+	}
+	if keys, _ := e.store.Keys(); len(keys) != 0 {
+		t.Fatalf("keys %v", keys)
+	}
+}
