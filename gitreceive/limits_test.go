@@ -3,6 +3,7 @@ package gitreceive
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"path/filepath"
 	"slices"
@@ -250,5 +251,37 @@ func TestServerSessionsPerConnection(t *testing.T) {
 	}
 	for _, s := range sessions[1:] {
 		s.Close()
+	}
+}
+
+func TestWatchWriter(t *testing.T) {
+	for _, chunks := range [][]string{
+		{"remote: fatal: pack exceeds maximum allowed size\n"},
+		{"\x02fatal: pack exceeds max", "imum allowed size"},
+		{"p", "ack exceeds maximum allowed siz", "e"},
+	} {
+		var out strings.Builder
+		w := &watchWriter{w: &out, needle: []byte(gitPackTooLarge)}
+		for _, c := range chunks {
+			if n, err := w.Write([]byte(c)); n != len(c) || err != nil {
+				t.Fatalf("Write(%q) = %d, %v", c, n, err)
+			}
+		}
+		if !w.seen || out.String() != strings.Join(chunks, "") {
+			t.Fatalf("%q: seen %v, passed on %q", chunks, w.seen, out.String())
+		}
+	}
+	w := &watchWriter{w: io.Discard, needle: []byte(gitPackTooLarge)}
+	w.Write([]byte("000eunpack ok\n0019ok refs/heads/main\n"))
+	if w.seen {
+		t.Fatal("seen in a normal report")
+	}
+}
+
+func TestGitConfigEnv(t *testing.T) {
+	got := gitConfigEnv("core.hooksPath", "/h", "receive.maxInputSize", "1024")
+	want := []string{"GIT_CONFIG_COUNT=2", "GIT_CONFIG_KEY_0=core.hooksPath", "GIT_CONFIG_VALUE_0=/h", "GIT_CONFIG_KEY_1=receive.maxInputSize", "GIT_CONFIG_VALUE_1=1024"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("gitConfigEnv = %q, want %q", got, want)
 	}
 }
