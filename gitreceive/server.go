@@ -5,6 +5,7 @@
 package gitreceive
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -17,9 +18,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/docker/go-units"
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
@@ -63,6 +67,8 @@ type Options struct {
 	Repos       Repos
 	Pushes      PushHandler
 	Commands    CommandRunner
+	Limits      Limits
+	Refusals    Refusals // optional: where refused input is recorded
 	Log         *slog.Logger
 }
 
@@ -74,6 +80,7 @@ type Server struct {
 	hooksDir string
 	listener net.Listener
 	pushes   applock.Set
+	conns    connLimiter
 }
 
 // New prepares a Server: host key, hooks dir and hook socket path.
@@ -86,7 +93,7 @@ func New(opts Options) (*Server, error) {
 	if err := installHook(hooksDir); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, hooksDir: hooksDir}
+	s := &Server{opts: opts, hooksDir: hooksDir, conns: connLimiter{max: opts.Limits.MaxConnsPerAddr}}
 	s.hooks = newHookServer(filepath.Join(opts.DataDir, "hook.sock"), opts.Pushes, opts.Log)
 	s.ssh = &ssh.Server{
 		Addr:             opts.Addr,
@@ -94,6 +101,11 @@ func New(opts Options) (*Server, error) {
 		PublicKeyHandler: s.checkKey,
 		HostSigners:      []ssh.Signer{signer},
 		Version:          "paas",
+		// Not IdleTimeout: it counts bytes on the wire, so it would cut a
+		// push whose build prints nothing for a while; admit's idle timer
+		// counts open sessions instead.
+		ConnCallback:    s.admit,
+		ChannelHandlers: map[string]ssh.ChannelHandler{"session": s.sessionChannel},
 	}
 	return s, nil
 }
@@ -167,7 +179,14 @@ func (s *Server) handleSession(sess ssh.Session) {
 		return
 	}
 	log := s.opts.Log.With("user", id.Name, "remote", sess.RemoteAddr().String())
-	args := sess.Command()
+	// Not sess.Command(): it drops what it cannot split without a word.
+	args, err := SplitCommand(sess.RawCommand())
+	if err != nil {
+		fmt.Fprintf(sess.Stderr(), " !     %v\n", err)
+		s.refused(id, "ssh", "", err.Error())
+		sess.Exit(1)
+		return
+	}
 	if len(args) > 0 {
 		switch args[0] {
 		case "git-receive-pack", "git-upload-pack":
@@ -238,7 +257,8 @@ func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identit
 		return 1
 	}
 	if !write {
-		return s.runGit(ctx, sess, exec.CommandContext(ctx, args[0], dir), log)
+		code, _ := s.runGit(ctx, sess, exec.CommandContext(ctx, args[0], dir), 0, log)
+		return code
 	}
 	// One push of an app at a time, from the ref advertisement to the last
 	// ref update: a second pusher waits, then sees the refs the first one
@@ -255,16 +275,26 @@ func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identit
 	push := &Push{App: app, Identity: id, Repo: dir}
 	token, done := s.hooks.expect(push)
 	defer done()
+	maxPush := s.opts.Limits.MaxPushSize
+	config := []string{"core.hooksPath", s.hooksDir, "receive.advertisePushOptions", "false"}
+	if maxPush > 0 {
+		// git stops reading a pack past this, and stores none of it.
+		config = append(config, "receive.maxInputSize", strconv.FormatInt(maxPush, 10))
+	}
 	cmd := exec.CommandContext(ctx, args[0], dir)
-	cmd.Env = append(gitEnv(),
-		"GIT_CONFIG_COUNT=2",
-		"GIT_CONFIG_KEY_0=core.hooksPath", "GIT_CONFIG_VALUE_0="+s.hooksDir,
-		"GIT_CONFIG_KEY_1=receive.advertisePushOptions", "GIT_CONFIG_VALUE_1=false",
-		envHookSocket+"="+s.hooks.path,
-		envPushToken+"="+token,
-	)
-	code := s.runGit(ctx, sess, cmd, log)
+	cmd.Env = append(gitEnv(), gitConfigEnv(config...)...)
+	cmd.Env = append(cmd.Env, envHookSocket+"="+s.hooks.path, envPushToken+"="+token)
+	code, tooLarge := s.runGit(ctx, sess, cmd, maxPush, log)
 	done() // a late hook of this push is no longer recognised
+	if tooLarge {
+		// git said "pack exceeds maximum allowed size" (and exits 0 when it
+		// could report the refusal); say which limit.
+		msg := fmt.Sprintf("push refused: it is larger than %s, the most one push may send here (paasd serve --max-push-size); nothing was stored", units.BytesSize(float64(maxPush)))
+		fmt.Fprintf(sess.Stderr(), " !     %s\n", msg)
+		log.Warn("push refused: too large", "app", app, "limit", maxPush)
+		s.refused(id, "push", app, msg)
+		return 1
+	}
 	push.ExitCode = code
 	if err := push.readLanded(context.WithoutCancel(ctx)); err != nil {
 		log.Error("read refs after push", "app", app, "err", err)
@@ -273,37 +303,90 @@ func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identit
 	return code
 }
 
-// runGit runs a git transport command over the session and returns its exit code.
-func (s *Server) runGit(ctx context.Context, sess ssh.Session, cmd *exec.Cmd, log *slog.Logger) int {
+// runGit runs a git transport command over the session and returns its exit
+// code, and whether git refused a pack larger than maxPush (0: no limit).
+func (s *Server) runGit(ctx context.Context, sess ssh.Session, cmd *exec.Cmd, maxPush int64, log *slog.Logger) (int, bool) {
 	if cmd.Env == nil {
 		cmd.Env = gitEnv()
 	}
-	cmd.Stdout = sess
+	tooLarge := &watchWriter{w: sess, needle: []byte(gitPackTooLarge)}
+	cmd.Stdout = tooLarge
 	cmd.Stderr = sess.Stderr()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return 1
+		return 1, false
 	}
 	if err := cmd.Start(); err != nil {
 		log.Error("start git", "err", err)
 		fmt.Fprintln(sess.Stderr(), " !     git is not available on the server")
-		return 1
+		return 1, false
 	}
 	// Copy stdin on our own: the client keeps its side open until it has read
 	// the report, so waiting for this copy would deadlock.
+	var sent atomic.Int64
 	go func() {
-		io.Copy(stdin, sess)
+		io.Copy(countingWriter{stdin, &sent}, sess)
 		stdin.Close()
 	}()
-	if err := cmd.Wait(); err != nil {
+	err = cmd.Wait()
+	refused := maxPush > 0 && tooLarge.seen && sent.Load() > maxPush
+	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.ExitCode() >= 0 {
-			return ee.ExitCode()
+			return ee.ExitCode(), refused
 		}
-		return 1
+		return 1, refused
 	}
-	return 0
+	return 0, refused
 }
+
+
+// gitConfigEnv passes git configuration as GIT_CONFIG_COUNT/KEY/VALUE
+// variables: pairs of key and value.
+func gitConfigEnv(pairs ...string) []string {
+	env := []string{"GIT_CONFIG_COUNT=" + strconv.Itoa(len(pairs)/2)}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		env = append(env, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", i/2, pairs[i]), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", i/2, pairs[i+1]))
+	}
+	return env
+}
+
+// gitPackTooLarge is what git's index-pack and unpack-objects say of a pack
+// over receive.maxInputSize; git-receive-pack passes it on in its output.
+const gitPackTooLarge = "pack exceeds maximum allowed size"
+
+// watchWriter passes writes on to w and notes whether needle went by (also
+// across two writes).
+type watchWriter struct {
+	w      io.Writer
+	needle []byte
+	tail   []byte
+	seen   bool
+}
+
+func (ww *watchWriter) Write(p []byte) (int, error) {
+	if !ww.seen {
+		buf := append(ww.tail, p...)
+		ww.seen = bytes.Contains(buf, ww.needle)
+		keep := min(len(buf), len(ww.needle)-1)
+		ww.tail = append(ww.tail[:0:0], buf[len(buf)-keep:]...)
+	}
+	return ww.w.Write(p)
+}
+
+// countingWriter counts the bytes offered to w, before writing them: once w's
+// reader has read past a limit, n is past it too.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	c.n.Add(int64(len(p)))
+	return c.w.Write(p)
+}
+
+// gitEnv is the environment git runs with: enough to find itself, nothing of ours.
 
 // gitEnv is the environment git runs with: enough to find itself, nothing of ours.
 func gitEnv() []string {

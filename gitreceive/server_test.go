@@ -85,6 +85,10 @@ func (f *fakeCommands) RunCommand(_ context.Context, id paas.Identity, args []st
 	}
 	if len(args) > 0 {
 		fmt.Sscanf(args[0], "exit=%d", &code)
+		if d, ok := strings.CutPrefix(args[0], "sleep="); ok { // a command silent for a while
+			pause, _ := time.ParseDuration(d)
+			time.Sleep(pause)
+		}
 	}
 	f.mu.Lock()
 	f.calls = append(f.calls, commandCall{id, slices.Clone(args), string(in)})
@@ -134,7 +138,7 @@ type testServer struct {
 }
 
 // startServer runs a Server on 127.0.0.1:0 until the test ends.
-func startServer(t *testing.T, hostKeyPath string, auth Authenticator, pushes *fakePushes) *testServer {
+func startServer(t *testing.T, hostKeyPath string, auth Authenticator, pushes *fakePushes, more ...func(*Options)) *testServer {
 	t.Helper()
 	// The hook socket lives in the data dir: keep its path short.
 	dataDir, err := os.MkdirTemp("", "paas")
@@ -149,10 +153,14 @@ func startServer(t *testing.T, hostKeyPath string, auth Authenticator, pushes *f
 		hostKey: hostKeyPath, dataDir: dataDir, commands: &fakeCommands{}, pushes: pushes,
 		repos: &fakeRepos{dir: filepath.Join(dataDir, "repos"), owners: map[string]string{"hello": "alice"}},
 	}
-	srv, err := New(Options{
+	opts := Options{
 		Addr: "127.0.0.1:0", HostKeyPath: hostKeyPath, DataDir: dataDir,
 		Auth: auth, Repos: ts.repos, Pushes: ts.pushes, Commands: ts.commands, Log: discardLog(),
-	})
+	}
+	for _, f := range more {
+		f(&opts)
+	}
+	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

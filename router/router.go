@@ -252,6 +252,7 @@ func (r *Router) ServeTLS(ctx context.Context, ln, tlsLn net.Listener) error {
 		ConnContext:       handedOffContext,
 		ReadHeaderTimeout: headerTimeout,
 		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeadBytes,
 		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
 	}
 	fbLn := newHandoff(ln.Addr())
@@ -462,6 +463,9 @@ type proxied struct {
 	route   *route
 	id      string
 	backend string // set by balancer.RoundTrip
+	// badBody: reading the client's request body failed (malformed chunked
+	// framing), so the request failed by the client's fault: a 400.
+	badBody atomic.Bool
 }
 
 type proxiedKey struct{}
@@ -489,6 +493,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		defer func() { r.logAccess(req, lw, rt, pr, id, start) }()
 	}
 	switch {
+	case refuseHead(w, req, id):
 	case r.serveEdge(w, &req, tbl, rt, host):
 	case rt == nil:
 		w.Header().Set(headerRequestID, id)
@@ -503,9 +508,47 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
+// Request heads are held to nginx's default sizes (large_client_header_buffers
+// 4 8k): a line, with its CRLF, fits in 8 KB, and the head in 32 KB. The
+// front reads heads up to frontBufSize (8 KB) itself, so only the heads it
+// hands to net/http can be larger: net/http refuses a head over
+// MaxHeaderBytes+4096 bytes with a 431 (also one whose request line is that
+// long), and refuseHead a line over 8 KB.
+const (
+	maxHeadLine  = 8 << 10
+	maxHeadBytes = 32<<10 - 4096 // net/http adds 4096 of its own
+)
+
+// refuseHead answers a request whose request line (414) or a header line
+// (431) is over maxHeadLine, as nginx does, and reports whether it did.
+func refuseHead(w http.ResponseWriter, req *http.Request, id string) bool {
+	code := 0
+	if len(req.Method)+len(req.RequestURI)+len(req.Proto)+4 > maxHeadLine {
+		code = http.StatusRequestURITooLong
+	} else {
+	headers:
+		for k, vs := range req.Header {
+			for _, v := range vs {
+				if len(k)+len(v)+4 > maxHeadLine {
+					code = http.StatusRequestHeaderFieldsTooLarge
+					break headers
+				}
+			}
+		}
+	}
+	if code == 0 {
+		return false
+	}
+	w.Header().Set(headerRequestID, id)
+	w.Header().Set("Connection", "close")
+	writeError(w, code, fmt.Sprintf("%d %s\n\nA line of the request is longer than 8 KB.\n", code, http.StatusText(code)))
+	return true
+}
+
 // The router's own error pages, on both paths (ServeHTTP and the front).
 const (
 	badGatewayPage     = "502 Bad Gateway\n\nThe app did not answer.\n"
+	badRequestPage     = "400 Bad Request\n\nThe request's body is malformed.\n"
 	gatewayTimeoutPage = "504 Gateway Timeout\n\nThe app did not answer in time.\n"
 )
 
@@ -565,6 +608,11 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 	}
 	if pr != nil {
 		w.Header().Set(headerRequestID, pr.id)
+		if pr.badBody.Load() {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusBadRequest, badRequestPage)
+			return
+		}
 		r.log.Warn("proxy error", "app", pr.route.app, "backend", pr.backend, "request_id", pr.id, "err", err)
 	}
 	writeError(w, http.StatusBadGateway, badGatewayPage)
@@ -584,7 +632,7 @@ func (balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	var body *replayBody
 	if req.Body != nil && req.Body != http.NoBody {
-		body = &replayBody{rc: req.Body}
+		body = &replayBody{rc: req.Body, bad: &pr.badBody}
 	}
 	var buf [16]*backend
 	order := pr.route.order(buf[:0], time.Now().UnixNano())
@@ -680,12 +728,17 @@ func isDialError(err error) bool {
 // inbound body when the handler returns anyway).
 type replayBody struct {
 	rc   io.ReadCloser
-	read atomic.Bool // the transport reads from its own goroutine
+	read atomic.Bool  // the transport reads from its own goroutine
+	bad  *atomic.Bool // set when reading fails other than at the end
 }
 
 func (b *replayBody) Read(p []byte) (int, error) {
 	b.read.Store(true)
-	return b.rc.Read(p)
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		b.bad.Store(true)
+	}
+	return n, err
 }
 
 func (b *replayBody) Close() error {

@@ -155,6 +155,7 @@ func (r *Router) httpsServer(base *http.Server) *http.Server {
 		Handler:           base.Handler,
 		ReadHeaderTimeout: base.ReadHeaderTimeout,
 		IdleTimeout:       base.IdleTimeout,
+		MaxHeaderBytes:    base.MaxHeaderBytes,
 		ErrorLog:          base.ErrorLog,
 		TLSConfig:         r.tlsConfig(),
 	}

@@ -261,6 +261,10 @@ func setupInstallation(env *testscript.Env) error {
 		httpsPort: freePort(env.T().(testing.TB)),
 		regPort:   freePort(env.T().(testing.TB)),
 	}
+	// A scenario's own paasd serve flags: a file .paasd-flags in its archive.
+	if flags, err := os.ReadFile(filepath.Join(env.WorkDir, ".paasd-flags")); err == nil {
+		in.extraArgs = strings.Fields(string(flags))
+	}
 	home := filepath.Join(env.WorkDir, ".home")
 	sshDir := filepath.Join(home, ".ssh")
 	if err := os.MkdirAll(sshDir, 0o700); err != nil {
@@ -309,6 +313,7 @@ func setupInstallation(env *testscript.Env) error {
 	env.Setenv("HTTP_PORT", fmt.Sprint(in.httpPort))
 	env.Setenv("HTTPS_PORT", fmt.Sprint(in.httpsPort))
 	env.Setenv("SSH_PORT", fmt.Sprint(in.sshPort))
+	env.Setenv("REGISTRY", fmt.Sprintf("127.0.0.1:%d/%s", in.regPort, in.name))
 	env.Setenv("PAAS_NAME", in.name)
 	env.Setenv("DATA_DIR", in.dataDir)
 	env.Setenv("GOCACHE", goEnv("GOCACHE"))

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+	"github.com/docker/go-units"
 
 	"paas/gitreceive"
 	"paas/internal/daemon"
@@ -118,6 +119,50 @@ func (e *envFlags) Duration(p *time.Duration, name string, def time.Duration, he
 	e.fs.DurationVar(p, name, def, help+" ("+envName(name)+")")
 }
 
+// Size defines a flag of a number of bytes: 1024, 64KB, 512k, 1GB, 1GiB (all
+// powers of 1024).
+func (e *envFlags) Size(p *int64, name string, def int64, help string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		n, err := units.RAMInBytes(v)
+		if err != nil || n < 0 {
+			e.errs = append(e.errs, fmt.Sprintf("%s=%q is not a size (e.g. 64KB, 1GB)", envName(name), v))
+		}
+		def = n
+	}
+	*p = def
+	e.fs.Var(byteSize{p}, name, help+" ("+envName(name)+")")
+}
+
+// byteSize is a flag.Value of a number of bytes.
+type byteSize struct{ p *int64 }
+
+func (b byteSize) String() string {
+	if b.p == nil {
+		return ""
+	}
+	return units.BytesSize(float64(*b.p))
+}
+
+func (b byteSize) Set(s string) error {
+	n, err := units.RAMInBytes(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%q is not a size (e.g. 64KB, 1GB)", s)
+	}
+	*b.p = n
+	return nil
+}
+
+// limitFlags defines the limits on what one client may send or hold.
+func limitFlags(f *envFlags, c *daemon.Config) {
+	f.Size(&c.MaxPushSize, "max-push-size", gitreceive.DefaultMaxPushSize, "largest `size` of the pack one git push sends (64KB, 1GB...); a bigger push is refused and nothing of it stored (0: no limit)")
+	f.Size(&c.MaxConfigValue, "max-config-value", daemon.DefaultMaxConfigValue, "largest `size` of one config value (0: no limit)")
+	f.Size(&c.MaxConfigSize, "max-config-size", daemon.DefaultMaxConfigSize, "largest `size` of one app's config, KEY=VALUE summed (0: no limit)")
+	f.Int(&c.MaxScale, "max-scale", daemon.DefaultMaxScale, "most tasks ps:scale may give one process type (0: no limit)")
+	f.Int(&c.SSHMaxConnsPerAddr, "ssh-max-conns-per-addr", gitreceive.DefaultMaxConnsPerAddr, "SSH connections one client address may hold open at once (0: no limit)")
+	f.Duration(&c.SSHAuthTimeout, "ssh-auth-timeout", gitreceive.DefaultAuthTimeout, "an SSH connection that has not authenticated by then is closed (0: never)")
+	f.Duration(&c.SSHIdleTimeout, "ssh-idle-timeout", gitreceive.DefaultIdleTimeout, "an SSH connection without an open session for this long is closed; a running command or push is never idle (0: never)")
+}
+
 // ldapFlags defines the directory flags. The bind password is never a flag
 // (it would show in ps): a file, or PAAS_LDAP_BIND_PASSWORD.
 func ldapFlags(f *envFlags, c *daemon.LDAPConfig) {
@@ -171,6 +216,7 @@ func serve(args []string, stderr io.Writer) int {
 	f.String(&cfg.PluginsDir, "plugins-dir", "", "directory of executable plugins (default DATA_DIR/plugins)")
 	f.Int(&cfg.KeepReleases, "keep-releases", 10, "releases whose images each app keeps in the registry (how far rollback reaches)")
 	f.String(&cfg.PostgresImage, "postgres-image", "", "image of Postgres databases (default paas-postgres:15, built by scripts/postgres/build.sh)")
+	limitFlags(f, &cfg)
 	ldapFlags(f, &cfg.LDAP)
 	f.String(&cfg.ACMEDirectory, "acme-directory", "", "ACME directory URL for letsencrypt:enable (default Let's Encrypt's)")
 	f.String(&cfg.ACMECAFile, "acme-ca-file", "", "PEM file of extra roots trusted for the ACME server's HTTPS")

@@ -263,7 +263,7 @@ func TestEventsFollow(t *testing.T) {
 	var out strings.Builder
 	done := make(chan int)
 	go func() {
-		done <- e.d.runCommand(ctx, alice, []string{"events", "-t", "alpha"}, strings.NewReader(""), lockedWriter{&mu, &out}, io.Discard)
+		done <- fail(io.Discard, e.d.runCommand(ctx, alice, []string{"events", "-t", "alpha"}, strings.NewReader(""), lockedWriter{&mu, &out}, io.Discard))
 	}()
 	time.Sleep(100 * time.Millisecond)
 	e.run(bob, "config:show", "alpha")   // not visible to alice? it is: alpha is hers

@@ -68,6 +68,15 @@ type Platform struct {
 	// and ports commands; without them those commands are not offered.
 	Routing      Routing
 	RoutingStore RoutingStore
+	Limits       Limits
+}
+
+// Limits bound what a command may set; `paasd serve` flags set them. A zero
+// field is no limit.
+type Limits struct {
+	MaxConfigValue int // bytes of one config value
+	MaxConfigSize  int // bytes of an app's whole config, KEY=VALUE summed
+	MaxScale       int // tasks of one process type (ps:scale)
 }
 
 // Builtins returns the built-in commands.
@@ -127,7 +136,7 @@ func (p *Platform) appsCreate(_ context.Context, c *Call) error {
 // CreateApp creates the app name owned by id, with its repository: what
 // apps:create does, and a push to a missing app.
 func (p *Platform) CreateApp(id paas.Identity, name string, out io.Writer) (*paas.App, error) {
-	if err := paas.ValidateAppName(name); err != nil {
+	if err := paas.ValidateNewAppName(name); err != nil {
 		return nil, err
 	}
 	app := &paas.App{Name: name, Owner: id.Name, CreatedAt: time.Now().UTC()}

@@ -1,6 +1,8 @@
 package commands
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 
 	"paas/internal/paas"
@@ -41,14 +43,40 @@ func AuditArg(a string) string {
 	return a
 }
 
+// refusedInput is input a limit refused (too large, too many); the audit
+// log records its message, so an operator sees why a command failed.
+type refusedInput struct{ error }
+
+func (r refusedInput) Unwrap() error { return r.error }
+
+// refuse returns a refusedInput error.
+func refuse(format string, args ...any) error {
+	return refusedInput{fmt.Errorf(format, args...)}
+}
+
+// auditDetail is what the audit log says of a command's error: the message
+// of refused input, nothing of other errors (which may quote anything).
+func auditDetail(err error) string {
+	var r refusedInput
+	if !errors.As(err, &r) && !errors.Is(err, paas.ErrControlChar) {
+		return ""
+	}
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	msg = sanitize(msg)
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	return msg
+}
+
 // record writes one audit event for a command run.
-func (d *Dispatcher) record(id paas.Identity, args []string, code int) {
+func (d *Dispatcher) record(id paas.Identity, args []string, code int, err error) {
 	if d.audit == nil {
 		return
 	}
-	e := &paas.Event{Actor: id.Name, Source: id.Source, Result: ResultOf(code), Code: code}
-	global, args, err := globalOptions(args)
-	if err != nil {
+	e := &paas.Event{Actor: id.Name, Source: id.Source, Result: ResultOf(code), Code: code, Detail: auditDetail(err)}
+	global, args, gerr := globalOptions(args)
+	if gerr != nil {
 		args = nil
 	}
 	if global.app != "" && len(args) > 0 {

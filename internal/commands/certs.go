@@ -32,6 +32,9 @@ func (p *Platform) certsAdd(ctx context.Context, c *Call) error {
 	if err != nil {
 		return fmt.Errorf("read the certificate: %w", err)
 	}
+	if len(data) > maxCertInput {
+		return refuse("more than %d KB on stdin: give the certificate chain and its key as PEM; nothing changed", maxCertInput>>10)
+	}
 	if len(strings.TrimSpace(string(data))) == 0 {
 		return errors.New("no certificate on stdin: certs:add APP < cert-and-key.pem")
 	}

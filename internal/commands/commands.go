@@ -40,7 +40,11 @@ type Command struct {
 	NamesApp bool
 	Admin    bool // administrators only
 	MinArgs  int  // positional arguments required after the app
-	Run      func(ctx context.Context, c *Call) error
+	// Values: the arguments are KEY=VALUE pairs whose values may hold any
+	// text, control characters included (a multi-line certificate); in
+	// every other argument a control character is refused.
+	Values bool
+	Run    func(ctx context.Context, c *Call) error
 }
 
 // Call is one invocation of a command.
@@ -136,15 +140,16 @@ func NewDispatcher(store AppStore, version string, cmds ...[]*Command) *Dispatch
 // RunCommand parses args, checks rights and runs the command, and records it
 // in the audit log. It returns the exit code.
 func (d *Dispatcher) RunCommand(ctx context.Context, id paas.Identity, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	code := d.runCommand(ctx, id, args, stdin, stdout, stderr)
-	d.record(id, args, code)
+	err := d.runCommand(ctx, id, args, stdin, stdout, stderr)
+	code := fail(stderr, err)
+	d.record(id, args, code, err)
 	return code
 }
 
-func (d *Dispatcher) runCommand(ctx context.Context, id paas.Identity, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func (d *Dispatcher) runCommand(ctx context.Context, id paas.Identity, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	global, args, err := globalOptions(args)
 	if err != nil {
-		return fail(stderr, err)
+		return err
 	}
 	if global.quiet {
 		q := &quietWriter{w: stdout}
@@ -163,42 +168,58 @@ func (d *Dispatcher) runCommand(ctx context.Context, id paas.Identity, args []st
 	}
 	cmd, ok := d.lookup(name)
 	if !ok {
-		fmt.Fprintf(stderr, " !     `%s` is not a paas command.\n !     See `help` for a list of available commands.\n", sanitize(name))
-		return ExitError
+		return fmt.Errorf("`%s` is not a paas command.\nSee `help` for a list of available commands.", sanitize(name))
+	}
+	if err := validateArgs(cmd, args[1:]); err != nil {
+		return err
 	}
 	call := &Call{ID: id, Flags: map[string]string{}, Stdin: stdin, Out: stdout, Err: stderr}
 	pos, err := parseFlags(cmd, args[1:], call.Flags)
 	if err != nil {
-		return fail(stderr, fmt.Errorf("%w\n Usage: %s %s", err, cmd.Name, cmd.Args))
+		return fmt.Errorf("%w\n Usage: %s %s", err, cmd.Name, cmd.Args)
 	}
 	if call.Has("--help") {
 		usage(stdout, cmd)
-		return ExitOK
+		return nil
 	}
 	if cmd.Admin && !id.Admin {
-		return fail(stderr, fmt.Errorf("%s is for administrators only", cmd.Name))
+		return fmt.Errorf("%s is for administrators only", cmd.Name)
 	}
 	if global.app != "" {
 		if !cmd.App && !cmd.NamesApp {
-			return fail(stderr, fmt.Errorf("--app: %s does not take an app", cmd.Name))
+			return fmt.Errorf("--app: %s does not take an app", cmd.Name)
 		}
 		pos = append([]string{global.app}, pos...)
 	}
 	if cmd.App {
 		if len(pos) == 0 {
-			return fail(stderr, fmt.Errorf("please specify an app name\n Usage: %s %s", cmd.Name, cmd.Args))
+			return fmt.Errorf("please specify an app name\n Usage: %s %s", cmd.Name, cmd.Args)
 		}
 		app, err := d.resolveApp(id, pos[0])
 		if err != nil {
-			return fail(stderr, err)
+			return err
 		}
 		call.App, pos = app, pos[1:]
 	}
 	if len(pos) < cmd.MinArgs {
-		return fail(stderr, fmt.Errorf("missing arguments\n Usage: %s %s", cmd.Name, cmd.Args))
+		return fmt.Errorf("missing arguments\n Usage: %s %s", cmd.Name, cmd.Args)
 	}
 	call.Args = pos
-	return fail(stderr, cmd.Run(ctx, call))
+	return cmd.Run(ctx, call)
+}
+
+// validateArgs refuses a control character in any argument but the value
+// of a KEY=VALUE pair of a command that takes them.
+func validateArgs(cmd *Command, args []string) error {
+	for _, a := range args {
+		if k, _, ok := strings.Cut(a, "="); ok && cmd.Values && !strings.HasPrefix(a, "-") {
+			a = k
+		}
+		if err := paas.ValidateArg(a); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // resolveApp loads an app the identity may use. An app the identity may not

@@ -127,8 +127,12 @@ func TestRunCommand(t *testing.T) {
 			wantCode: ExitError, wantErr: []string{"unknown flag --bogus for apps:list", "Usage: apps:list"},
 		},
 		{
-			name: "unknown flag is sanitized", id: alice, args: []string{"apps:list", "--\x1b]0;x"},
-			wantCode: ExitError, wantErr: []string{`unknown flag --\x1b]0;x`},
+			name: "a flag with a control character is refused, shown quoted", id: alice, args: []string{"apps:list", "--\x1b]0;x"},
+			wantCode: ExitError, wantErr: []string{`argument "--\x1b]0;x" holds a control character (\x1b)`},
+		},
+		{
+			name: "unknown flag", id: alice, args: []string{"apps:list", "--bogus"},
+			wantCode: ExitError, wantErr: []string{`unknown flag --bogus`},
 		},
 		{
 			name: "flag without its value", id: alice, args: []string{"apps:list", "--format"},

@@ -5,7 +5,10 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
+
+	"github.com/docker/go-units"
 
 	"paas/internal/paas"
 )
@@ -18,7 +21,7 @@ func (p *Platform) configCommands() []*Command {
 		{Name: "config:show", Args: "APP", Help: "Show an app's config vars", App: true, Flags: formatFlag, Run: p.configShow},
 		{Name: "config:get", Args: "APP KEY", Help: "Print one config value (exit 1 when unset)", App: true, MinArgs: 1, Flags: map[string]bool{"--quoted": false}, Run: p.configGet},
 		{Name: "config:keys", Args: "APP", Help: "List an app's config keys", App: true, Run: p.configKeys},
-		{Name: "config:set", Args: "[--no-restart] [--encoded] APP KEY=VALUE...", Help: "Set config vars and roll out a new release (--encoded: values are base64)", App: true, MinArgs: 1, Flags: restart, Run: p.configSet},
+		{Name: "config:set", Args: "[--no-restart] [--encoded] APP KEY=VALUE...", Help: "Set config vars and roll out a new release (--encoded: values are base64)", App: true, MinArgs: 1, Flags: restart, Values: true, Run: p.configSet},
 		{Name: "config:unset", Args: "[--no-restart] APP KEY...", Help: "Unset config vars and roll out a new release", App: true, MinArgs: 1, Flags: map[string]bool{"--no-restart": false}, Run: p.configUnset},
 		{Name: "config:export", Args: "[--format FORMAT] APP", Help: "Export config vars; FORMAT is " + strings.Join(exportFormats, "|"), App: true, Flags: formatFlag, Run: p.configExport},
 	}
@@ -95,10 +98,24 @@ func (p *Platform) configSet(ctx context.Context, c *Call) error {
 		if err := paas.ValidateConfigValue(k, v); err != nil {
 			return err
 		}
+		if max := p.Limits.MaxConfigValue; max > 0 && len(v) > max {
+			return refuse("the value of %s is %s, more than the %s a config value may hold here (paasd serve --max-config-value); nothing was changed",
+				k, units.BytesSize(float64(len(v))), units.BytesSize(float64(max)))
+		}
 		if _, dup := pairs[k]; !dup {
 			order = append(order, k)
 		}
 		pairs[k] = v
+	}
+	set := func(cfg map[string]string) error {
+		for k, v := range pairs {
+			cfg[k] = v
+		}
+		return p.checkConfigSize(c.App.Name, cfg)
+	}
+	// Checked before anything is printed, and again under the app's lock.
+	if err := set(maps.Clone(nonNil(c.App.Config))); err != nil {
+		return err
 	}
 	fmt.Fprintln(c.Out, "-----> Setting config vars")
 	width := 0
@@ -108,12 +125,25 @@ func (p *Platform) configSet(ctx context.Context, c *Call) error {
 	for _, k := range order {
 		fmt.Fprintf(c.Out, "       %-*s  %s\n", width, k+":", sanitize(pairs[k]))
 	}
-	return p.Pipeline.SetConfig(ctx, c.App.Name, c.ID, "config:set "+strings.Join(order, " "), !c.Has("--no-restart"), func(cfg map[string]string) error {
-		for k, v := range pairs {
-			cfg[k] = v
-		}
+	return p.Pipeline.SetConfig(ctx, c.App.Name, c.ID, "config:set "+strings.Join(order, " "), !c.Has("--no-restart"), set, c.Out)
+}
+
+// checkConfigSize refuses a config larger than Limits.MaxConfigSize: every
+// task's environment carries it, and every release keeps a copy.
+func (p *Platform) checkConfigSize(app string, cfg map[string]string) error {
+	max := p.Limits.MaxConfigSize
+	if max <= 0 {
 		return nil
-	}, c.Out)
+	}
+	size := 0
+	for k, v := range cfg {
+		size += len(k) + 1 + len(v)
+	}
+	if size > max {
+		return refuse("the config of %s would be %s, more than the %s an app's config may hold here (paasd serve --max-config-size); nothing was changed",
+			app, units.BytesSize(float64(size)), units.BytesSize(float64(max)))
+	}
+	return nil
 }
 
 func (p *Platform) configUnset(ctx context.Context, c *Call) error {

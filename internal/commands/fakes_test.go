@@ -279,7 +279,7 @@ var (
 )
 
 // newEnv has apps "alpha" (alice's, with config) and "bravo" (bob's, deployed).
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, more ...func(*Platform)) *env {
 	t.Helper()
 	st := newFakeStore(
 		&paas.App{Name: "alpha", Owner: "alice", CreatedAt: time.Unix(1700000000, 0).UTC(), Config: map[string]string{"GREETING": "hi", "EMPTY": ""}},
@@ -292,6 +292,9 @@ func newEnv(t *testing.T) *env {
 	}
 	e.releases = &fakeReleases{store: st}
 	p.Releases, p.OneOffs = e.releases, e.releases
+	for _, f := range more {
+		f(p)
+	}
 	e.d = NewDispatcher(st, "1.2.3", p.Builtins())
 	return e
 }

@@ -21,14 +21,21 @@ func (p *Platform) keyCommands() []*Command {
 	}
 }
 
+// maxKeyInput bounds what ssh-keys:add reads: one public key line (an RSA
+// 16384-bit key is under 3 KB).
+const maxKeyInput = 16 << 10
+
 func (p *Platform) keysAdd(_ context.Context, c *Call) error {
 	name := c.Args[0]
 	if err := paas.ValidateKeyName(name); err != nil {
 		return err
 	}
-	data, err := io.ReadAll(io.LimitReader(c.Stdin, 16*1024))
+	data, err := io.ReadAll(io.LimitReader(c.Stdin, maxKeyInput+1))
 	if err != nil {
 		return fmt.Errorf("read key: %w", err)
+	}
+	if len(data) > maxKeyInput {
+		return refuse("more than %d KB on stdin: give one public key, e.g. ssh-keys:add %s < ~/.ssh/id_ed25519.pub", maxKeyInput>>10, name)
 	}
 	lines := bytes.Split(bytes.TrimSpace(data), []byte("\n"))
 	if len(lines) != 1 || len(lines[0]) == 0 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 )
@@ -17,14 +18,21 @@ func (b *Builds) registryCommands() []*Command {
 	}
 }
 
+// maxPasswordInput bounds the registry password registry:login reads (a
+// registry token is well under it).
+const maxPasswordInput = 8 << 10
+
 func (b *Builds) registryLogin(ctx context.Context, c *Call) error {
 	server, user := c.Args[0], c.Args[1]
 	if c.Stdin == nil {
 		return errors.New("give the password on stdin")
 	}
-	line, err := bufio.NewReader(c.Stdin).ReadString('\n')
+	line, err := bufio.NewReader(io.LimitReader(c.Stdin, maxPasswordInput+1)).ReadString('\n')
 	if err != nil && line == "" {
 		return errors.New("give the password on stdin")
+	}
+	if len(line) > maxPasswordInput {
+		return refuse("the password on stdin is longer than %d KB", maxPasswordInput>>10)
 	}
 	password := strings.TrimRight(line, "\r\n")
 	if password == "" {

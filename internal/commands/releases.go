@@ -196,6 +196,9 @@ func (p *Platform) psScale(ctx context.Context, c *Call) error {
 		if _, dup := scale[name]; dup {
 			return fmt.Errorf("process type %s given twice", name)
 		}
+		if max := p.Limits.MaxScale; max > 0 && n > max {
+			return refuse("%s=%d: a process type may run at most %d tasks here (paasd serve --max-scale); nothing was changed", name, n, max)
+		}
 		scale[name] = n
 	}
 	return p.Releases.Scale(ctx, c.App.Name, c.ID, scale, c.Out)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 
+	"paas/gitreceive"
 	"paas/internal/commands"
 	"paas/internal/paas"
 	"paas/internal/store"
@@ -64,4 +65,16 @@ func (a *auditLog) recordRecovered(d *paas.Deploy) {
 		action = "deploy"
 	}
 	a.Record(&paas.Event{Actor: d.Author, Source: "restart", App: d.App, Action: action, Result: commands.ResultOf(code), Code: code, Detail: commands.AuditArg(detail)})
+}
+
+var _ gitreceive.Refusals = (*auditLog)(nil)
+
+// Refused records input the SSH server refused before a command or a push
+// handler saw it (a push over --max-push-size, an unreadable command line).
+func (a *auditLog) Refused(id paas.Identity, action, app, detail string) {
+	if a == nil {
+		return
+	}
+	a.Record(&paas.Event{Actor: id.Name, Source: id.Source, App: app, Action: action,
+		Result: commands.ResultOf(commands.ExitError), Code: commands.ExitError, Detail: detail})
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -60,7 +61,24 @@ type Config struct {
 	// ACMERenewBefore: an ACME certificate is renewed this long before it
 	// expires (checked at start and hourly).
 	ACMERenewBefore time.Duration
+	// Limits on what one client may send or hold (0: no limit): the
+	// largest push (bytes of its pack), config value and whole config of an
+	// app, the tasks of one process type, and SSH connections.
+	MaxPushSize        int64
+	MaxConfigValue     int64
+	MaxConfigSize      int64
+	MaxScale           int
+	SSHMaxConnsPerAddr int
+	SSHAuthTimeout     time.Duration
+	SSHIdleTimeout     time.Duration
 }
+
+// Default limits of `paasd serve` (those of SSH are gitreceive's).
+const (
+	DefaultMaxConfigValue = 64 << 10
+	DefaultMaxConfigSize  = 512 << 10
+	DefaultMaxScale       = 100
+)
 
 // Validate reports the first invalid setting.
 func (c *Config) Validate() error {
@@ -77,6 +95,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--keep-releases %d: use 1 to 1000 (0 for the default, 10)", c.KeepReleases)
 	case c.HTTPSPort < 0 || c.HTTPSPort > 65535 || c.HTTPSPort == c.HTTPPort:
 		return fmt.Errorf("--https-port %d is not a port other than --http-port (0: no HTTPS)", c.HTTPSPort)
+	case c.MaxPushSize < 0 || c.MaxConfigValue < 0 || c.MaxConfigSize < 0 || c.MaxScale < 0 || c.SSHMaxConnsPerAddr < 0 || c.SSHAuthTimeout < 0 || c.SSHIdleTimeout < 0:
+		return errors.New("a limit (--max-*, --ssh-*) is negative: use 0 for no limit")
+	case c.MaxConfigValue > math.MaxInt32 || c.MaxConfigSize > math.MaxInt32:
+		return errors.New("--max-config-value and --max-config-size: at most 2GB")
 	}
 	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
@@ -105,7 +127,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer st.Close()
 	// No build runs yet: a build dir here is a killed build's leftover.
-	if err := removeContents(filepath.Join(dataDir, "builds")); err != nil {
+	if err := removeLeftoverBuilds(filepath.Join(dataDir, "builds"), log); err != nil {
 		return err
 	}
 	// Deploys a stopped paasd left open, settled once the router runs.
@@ -164,12 +186,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Sprintf("http://%s:%d", routes.DefaultHost(app), cfg.HTTPPort)
 	}
 	triggers := newPlugins(cfg, dataDir, st, log)
+	nodeImages := &localImages{docker: docker, repoPrefix: repoPrefix, installation: cfg.Name, log: log.With("component", "images")}
 	pipeline := deploy.New(st, builds.selector, sched, triggers, deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
 		AppHost:   routes.DefaultHost, // follows domains:set-global
 		Images: pruneFunc(func(app string, keep []string) error {
-			_, err := reg.Prune(cfg.Name+"/"+app, keep)
+			if _, err := reg.Prune(cfg.Name+"/"+app, keep); err != nil {
+				return err
+			}
+			_, err := nodeImages.Prune(context.Background(), app, keep)
 			return err
 		}),
 		KeepReleases: cfg.KeepReleases,
@@ -183,11 +209,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			if err := builds.pack.PurgeCache(context.Background(), app); err != nil {
 				return err
 			}
+			if _, err := nodeImages.Prune(context.Background(), app, nil); err != nil {
+				return err
+			}
 			return reg.DeleteRepository(cfg.Name + "/" + app)
 		}),
 		Releases: &releases{Pipeline: pipeline, store: st, repos: repos},
 		OneOffs:  sched,
 		Routing:  routes, RoutingStore: st,
+		Limits: commands.Limits{MaxConfigValue: int(cfg.MaxConfigValue), MaxConfigSize: int(cfg.MaxConfigSize), MaxScale: cfg.MaxScale},
 	}
 	repos.create = func(id paas.Identity, name string, out io.Writer) (*paas.App, error) {
 		// The same user-auth check as `ssh paas apps:create NAME`.
@@ -226,7 +256,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Repos:       repos,
 		Pushes:      &pushes{pipeline: pipeline, store: st, audit: audit, triggers: triggers},
 		Commands:    &commands.UserAuth{Next: dispatcher, Triggers: triggers},
-		Log:         log.With("component", "ssh"),
+		Limits: gitreceive.Limits{
+			MaxPushSize: cfg.MaxPushSize, MaxConnsPerAddr: cfg.SSHMaxConnsPerAddr,
+			AuthTimeout: cfg.SSHAuthTimeout, IdleTimeout: cfg.SSHIdleTimeout,
+		},
+		Refusals: audit,
+		Log:      log.With("component", "ssh"),
 	})
 	if err != nil {
 		return err
@@ -405,21 +440,4 @@ func (r *repos) RepoFor(_ context.Context, id paas.Identity, name string, write 
 		return "", err
 	}
 	return r.Path(name), nil
-}
-
-// removeContents empties dir, which need not exist.
-func removeContents(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", dir, err)
-	}
-	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return fmt.Errorf("remove a leftover build dir: %w", err)
-		}
-	}
-	return nil
 }

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -66,6 +68,24 @@ func ValidateAppName(name string) error {
 	return nil
 }
 
+// reservedAppNames name the installation's own repositories in its
+// registry (NAME/router: the router's image; NAME/cnb-run: the buildpacks'
+// run image): an app of that name would share one, and its destroy would
+// remove the installation's images.
+var reservedAppNames = map[string]bool{"router": true, "cnb-run": true}
+
+// ValidateNewAppName is ValidateAppName for an app about to be created: the
+// installation's reserved names are refused too.
+func ValidateNewAppName(name string) error {
+	if err := ValidateAppName(name); err != nil {
+		return err
+	}
+	if reservedAppNames[name] {
+		return fmt.Errorf("%w %q: the name is reserved by paas", ErrInvalidName, name)
+	}
+	return nil
+}
+
 // ValidateConfigKey reports whether key may be an environment variable name.
 func ValidateConfigKey(key string) error {
 	if !configKeyRe.MatchString(key) {
@@ -84,6 +104,48 @@ func ValidateConfigValue(key, value string) error {
 	}
 	if strings.IndexByte(value, 0) >= 0 {
 		return fmt.Errorf("the value of %s contains a NUL byte, which an environment variable cannot hold", key)
+	}
+	return nil
+}
+
+// IsControl reports whether r is a control character: C0 (newline, tab,
+// escape...), DEL, or C1 (U+0080-U+009F, such as the one-character CSI).
+func IsControl(r rune) bool { return unicode.IsControl(r) }
+
+// FirstControl returns the first control character of s, if it has one.
+func FirstControl(s string) (rune, bool) {
+	for _, r := range s {
+		if IsControl(r) {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+// QuoteRune names a rune for a message: \n, \t, \x1b, \u009b.
+func QuoteRune(r rune) string {
+	q := strconv.QuoteRune(r)
+	return q[1 : len(q)-1]
+}
+
+// ErrControlChar is wrapped by ValidateArg's error.
+var ErrControlChar = errors.New("control character")
+
+// ValidateArg reports whether a command argument (a name, a flag, a
+// process type, a domain) is free of control characters: a newline, a tab,
+// an escape or a C1 character in a name is never meant, and would be shown
+// altered, or split, by whatever prints or parses it later. Only config
+// values may hold them.
+func ValidateArg(arg string) error {
+	shown := arg
+	if len(shown) > 40 {
+		shown = strings.ToValidUTF8(shown[:40], "") + "…"
+	}
+	if !utf8.ValidString(arg) {
+		return fmt.Errorf("argument %s is not UTF-8 text", strconv.Quote(shown))
+	}
+	if r, ok := FirstControl(arg); ok {
+		return fmt.Errorf("argument %s holds a %w (%s): names and arguments cannot hold one", strconv.Quote(shown), ErrControlChar, QuoteRune(r))
 	}
 	return nil
 }

@@ -221,3 +221,43 @@ func TestSortedKeys(t *testing.T) {
 		t.Fatalf("SortedKeys(nil) = %q, want empty", got)
 	}
 }
+
+func TestValidateArg(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		ok    bool
+	}{
+		{"plain", "web=3", true},
+		{"unicode letters", "héllo-世界", true},
+		{"space", "a b", true},
+		{"newline", "a\nb", false},
+		{"tab", "a\tb", false},
+		{"NUL", "a\x00", false},
+		{"escape", "\x1b[2J", false},
+		{"DEL", "a\x7f", false},
+		{"C1 CSI", "a\u009bb", false},
+		{"C1 next line", "a\u0085", false},
+		{"invalid UTF-8", "a\xffb", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := paas.ValidateArg(tc.input)
+			if tc.ok != (err == nil) {
+				t.Fatalf("ValidateArg(%q) = %v, want ok=%v", tc.input, err, tc.ok)
+			}
+		})
+	}
+	long := strings.Repeat("x", 100) + "\n"
+	if err := paas.ValidateArg(long); err == nil || strings.Contains(err.Error(), strings.Repeat("x", 41)) || !errors.Is(err, paas.ErrControlChar) {
+		t.Fatalf("ValidateArg(long) = %v: want ErrControlChar, the argument cut at 40 bytes", err)
+	}
+}
+
+func TestValidateNewAppName(t *testing.T) {
+	for name, ok := range map[string]bool{"hello": true, "router": false, "cnb-run": false, "router2": true, "Bad": false} {
+		if err := paas.ValidateNewAppName(name); (err == nil) != ok || err != nil && !errors.Is(err, paas.ErrInvalidName) {
+			t.Errorf("ValidateNewAppName(%q) = %v, want ok=%v", name, err, ok)
+		}
+	}
+}
