@@ -3,6 +3,7 @@ package scheduler
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -341,7 +342,7 @@ func (s *Swarm) oneOffContainers(ctx context.Context, app, name string) ([]conta
 	if err != nil {
 		return nil, fmt.Errorf("list one-off containers: %w", err)
 	}
-	slices.SortFunc(cs, func(a, b container.Summary) int { return int(a.Created - b.Created) })
+	slices.SortFunc(cs, func(a, b container.Summary) int { return cmp.Compare(a.Created, b.Created) })
 	if name == "" {
 		return cs, nil
 	}
@@ -379,7 +380,8 @@ func (s *Swarm) OneOffs(ctx context.Context, app string) ([]OneOff, error) {
 }
 
 // pruneOneOffs removes app's finished detached tasks that are older than a
-// day, or beyond the newest keepExited.
+// day, or beyond the newest keepExited, and finished attached ones (their
+// session removes them; one is left only when paasd stopped meanwhile).
 func (s *Swarm) pruneOneOffs(ctx context.Context, app string) {
 	cs, err := s.oneOffContainers(ctx, app, "")
 	if err != nil {
@@ -388,8 +390,12 @@ func (s *Swarm) pruneOneOffs(ctx context.Context, app string) {
 	}
 	var exited []container.Summary
 	for _, c := range cs {
-		if c.Labels[labelDetached] == "true" && (c.State == "exited" || c.State == "dead") {
+		switch {
+		case c.State != "exited" && c.State != "dead":
+		case c.Labels[labelDetached] == "true":
 			exited = append(exited, c)
+		default:
+			s.removeContainer(c.ID)
 		}
 	}
 	for i, c := range exited { // oldest first

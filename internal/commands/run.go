@@ -28,7 +28,7 @@ type OneOffs interface {
 var envFlags = map[string]bool{"-e": true, "--env": true}
 
 const runDetails = `The task runs the current release's image with the app's config (and the
--e values, for this task only) on the app network, and is removed when it
+-e|--env values, for this task only) on the app network, and is removed when it
 exits. Everything after the app and the command's first word belongs to the
 command, flags included; "--" ends paas's own flags explicitly.
 
@@ -47,10 +47,10 @@ background, as run:detached does.`
 
 func (p *Platform) runCommands() []*Command {
 	return []*Command{
-		{Name: "run", Args: "APP [-e|--env KEY=VALUE]... [--no-tty] [--detach] [--] COMMAND [ARGS...]",
+		{Name: "run", Args: "APP [-e K=V]... [--no-tty] [--detach] [--] CMD [ARGS...]",
 			Help: "Run a one-off command in a new task of the current release, attached to this session", Details: runDetails,
 			App: true, MinArgs: 1, Verbatim: true, Flags: withFlags(envFlags, "--no-tty", "--detach", "-d"), Run: p.run},
-		{Name: "run:detached", Args: "APP [-e|--env KEY=VALUE]... [--force-tty] [--] COMMAND [ARGS...]",
+		{Name: "run:detached", Args: "APP [-e K=V]... [--force-tty] [--] CMD [ARGS...]",
 			Help: "Run a one-off command in the background and print the task's name (see run:logs, run:stop)",
 			Details: "As run, without a session to attach to: the task's output is kept for run:logs, and the task\n" +
 				"stays in run:list after it exits, for a day (the newest 20 of an app). --force-tty gives it a terminal.",

@@ -47,7 +47,7 @@ func TestRunArguments(t *testing.T) {
 		{name: "--no-tty even with a terminal", args: []string{"run", "bravo", "--no-tty", "sh"}, tty: true,
 			wantCalls: []string{`run bravo v3 ["sh"]`}},
 		{name: "--help of run", args: []string{"run", "bravo", "--help"},
-			wantOut: "Usage: run APP [-e|--env KEY=VALUE]... [--no-tty]"},
+			wantOut: "Usage: run APP [-e K=V]... [--no-tty] [--detach] [--] CMD [ARGS...]"},
 		{name: "unknown flag before the command", args: []string{"run", "bravo", "--bogus", "ls"},
 			wantCode: ExitError, wantErr: "unknown flag --bogus for run"},
 		{name: "-e without a value", args: []string{"run", "bravo", "ls", "-e"},
