@@ -333,12 +333,16 @@ var ErrNoOneOff = errors.New("no such one-off task")
 // oneOffContainers lists app's one-off containers on this node, oldest
 // first; with name, only that one (by name or container ID), and
 // ErrNoOneOff when the app has no such task.
+// With app "", those of every app.
 func (s *Swarm) oneOffContainers(ctx context.Context, app, name string) ([]container.Summary, error) {
-	cs, err := s.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+	f := filters.NewArgs(
 		filters.Arg("label", paas.LabelInstallation+"="+s.name),
 		filters.Arg("label", paas.LabelRole+"="+RoleRun),
-		filters.Arg("label", paas.LabelApp+"="+app),
-	)})
+	)
+	if app != "" {
+		f.Add("label", paas.LabelApp+"="+app)
+	}
+	cs, err := s.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
 		return nil, fmt.Errorf("list one-off containers: %w", err)
 	}
@@ -427,7 +431,8 @@ func (s *Swarm) StopOneOffs(ctx context.Context, app, name string) ([]string, er
 	return stopped, nil
 }
 
-// removeOneOffs removes every one-off container of app at once (apps:destroy).
+// removeOneOffs removes every one-off container of app at once (apps:destroy),
+// of every app when app is "".
 func (s *Swarm) removeOneOffs(ctx context.Context, app string) error {
 	cs, err := s.oneOffContainers(ctx, app, "")
 	if err != nil {
