@@ -334,8 +334,12 @@ func (s *Swarm) waitAll(ctx context.Context, rs []*rollout, p *progress) error {
 	return canceled
 }
 
-// Remove removes every service of app and waits until their containers are gone.
+// Remove removes every service and one-off task of app and waits until
+// their containers are gone.
 func (s *Swarm) Remove(ctx context.Context, app string) error {
+	if err := s.removeOneOffs(ctx, app); err != nil {
+		return err
+	}
 	svcs, err := s.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(
 		filters.Arg("label", paas.LabelInstallation+"="+s.name),
 		filters.Arg("label", paas.LabelApp+"="+app),

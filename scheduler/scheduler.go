@@ -54,12 +54,16 @@ type DockerAPI interface {
 
 	// One-off tasks (run) are containers on this node.
 	ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error)
+	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (image.InspectResponse, error)
 	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
 	ContainerAttach(ctx context.Context, container string, options container.AttachOptions) (types.HijackedResponse, error)
 	ContainerStart(ctx context.Context, container string, options container.StartOptions) error
 	ContainerWait(ctx context.Context, container string, condition container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
 	ContainerResize(ctx context.Context, container string, options container.ResizeOptions) error
 	ContainerRemove(ctx context.Context, container string, options container.RemoveOptions) error
+	ContainerStop(ctx context.Context, container string, options container.StopOptions) error
+	ContainerInspect(ctx context.Context, container string) (container.InspectResponse, error)
+	ContainerLogs(ctx context.Context, container string, options container.LogsOptions) (io.ReadCloser, error)
 }
 
 var _ DockerAPI = (*client.Client)(nil)

@@ -80,8 +80,8 @@ func (s *Swarm) Status(ctx context.Context, app string) ([]ProcessStatus, error)
 	return out, nil
 }
 
-// RemoveAll removes every service and network of this installation and waits
-// until their containers are gone.
+// RemoveAll removes every service, one-off task and network of this
+// installation and waits until their containers are gone.
 func (s *Swarm) RemoveAll(ctx context.Context) error {
 	inst := filters.Arg("label", paas.LabelInstallation+"="+s.name)
 	svcs, err := s.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(inst)})
@@ -93,6 +93,9 @@ func (s *Swarm) RemoveAll(ctx context.Context) error {
 		if err := s.cli.ServiceRemove(ctx, svc.ID); err != nil && !isNotFound(err) {
 			errs = append(errs, fmt.Errorf("remove service %s: %w", svc.Spec.Name, err))
 		}
+	}
+	if err := s.removeOneOffs(ctx, ""); err != nil {
+		errs = append(errs, err)
 	}
 	if err := s.waitContainersGone(ctx, filters.NewArgs(inst)); err != nil {
 		errs = append(errs, err)

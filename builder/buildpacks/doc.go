@@ -136,10 +136,16 @@ func ParseProcfile(data []byte) ([]ProcfileProcess, error) {
 
 // ShellProcess runs a Procfile command with the run image's sh, so $PORT and
 // other variables expand. A simple command is exec'd, so the app itself gets
-// the signals Swarm sends.
+// the signals Swarm sends. Arguments given to the process (`run APP worker
+// --once`: the launcher adds them after the command) are added to the
+// command's last word, as Heroku adds them to the line ("$@", so they are
+// not split again), unless the line ends in a way that cannot take them.
 func ShellProcess(name, command string) Process {
 	if !strings.ContainsAny(command, ";&|()`\n<>") {
 		command = "exec " + command
 	}
-	return Process{Type: name, Command: []string{"/bin/sh", "-c", command}, Default: name == "web"}
+	if !strings.ContainsAny(command, "#\n") && !strings.ContainsAny(command[len(command)-1:], ";&|\\") {
+		command += ` "$@"`
+	}
+	return Process{Type: name, Command: []string{"/bin/sh", "-c", command, "sh"}, Default: name == "web"}
 }

@@ -10,9 +10,11 @@ func TestShellProcess(t *testing.T) {
 		name, cmd string
 		want      []string
 	}{
-		{"simple", "./server --port $PORT", []string{"/bin/sh", "-c", "exec ./server --port $PORT"}},
-		{"pipeline", "a | b", []string{"/bin/sh", "-c", "a | b"}},
-		{"sequence", "migrate; serve", []string{"/bin/sh", "-c", "migrate; serve"}},
+		{"simple", "./server --port $PORT", []string{"/bin/sh", "-c", `exec ./server --port $PORT "$@"`, "sh"}},
+		{"pipeline", "a | b", []string{"/bin/sh", "-c", `a | b "$@"`, "sh"}},
+		{"sequence", "migrate; serve", []string{"/bin/sh", "-c", `migrate; serve "$@"`, "sh"}},
+		{"background", "serve &", []string{"/bin/sh", "-c", "serve &", "sh"}},
+		{"comment", "serve # the server", []string{"/bin/sh", "-c", "exec serve # the server", "sh"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

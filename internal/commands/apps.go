@@ -87,6 +87,7 @@ func (p *Platform) Builtins() []*Command {
 	cmds = append(cmds, p.keyCommands()...)
 	cmds = append(cmds, p.psCommands()...)
 	cmds = append(cmds, p.releaseCommands()...)
+	cmds = append(cmds, p.runCommands()...)
 	if p.Routing != nil && p.RoutingStore != nil {
 		cmds = append(cmds, p.domainCommands()...)
 		cmds = append(cmds, p.certCommands()...)

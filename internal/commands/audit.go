@@ -90,8 +90,7 @@ func (d *Dispatcher) record(id paas.Identity, args []string, code int, err error
 	cmd, known := d.set.cmds[args[0]]
 	rest, app := args[1:], ""
 	if known {
-		flags := map[string]string{}
-		if pos, err := parseFlags(cmd, rest, flags); err == nil && len(pos) > 0 && (cmd.App || cmd.NamesApp) {
+		if pos, err := parseFlags(cmd, rest, &Call{Flags: map[string]string{}}); err == nil && len(pos) > 0 && (cmd.App || cmd.NamesApp) {
 			app = pos[0]
 			e.App = AuditArg(app)
 		}

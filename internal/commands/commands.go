@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,22 +45,44 @@ type Command struct {
 	// text, control characters included (a multi-line certificate); in
 	// every other argument a control character is refused.
 	Values bool
-	Run    func(ctx context.Context, c *Call) error
+	// Verbatim: after the app, the first argument that is not a flag (or
+	// what follows "--") starts a command line that is taken as it is,
+	// flags and all (run APP sh -c 'exit 3').
+	Verbatim bool
+	// Details is more help, shown by --help and `help COMMAND` only.
+	Details string
+	Run     func(ctx context.Context, c *Call) error
 }
 
 // Call is one invocation of a command.
 type Call struct {
 	ID    paas.Identity
-	App   *paas.App // set when the command takes an app
-	Args  []string  // positional arguments after the app
-	Flags map[string]string
+	App   *paas.App         // set when the command takes an app
+	Args  []string          // positional arguments after the app
+	Flags map[string]string // each flag given, with its (last) value
 	Stdin io.Reader
 	Out   io.Writer
 	Err   io.Writer
+
+	given []flagValue // every flag given, in order
 }
+
+type flagValue struct{ name, value string }
 
 // Has reports whether flag was given.
 func (c *Call) Has(flag string) bool { _, ok := c.Flags[flag]; return ok }
+
+// Values returns the values of every use of the flags names, in the order
+// given: for a flag that may be given more than once (run -e K=V -e K2=V2).
+func (c *Call) Values(names ...string) []string {
+	var vals []string
+	for _, f := range c.given {
+		if slices.Contains(names, f.name) {
+			vals = append(vals, f.value)
+		}
+	}
+	return vals
+}
 
 // exitError carries an exit code other than 1, with a message already printed or empty.
 type exitError struct {
@@ -174,7 +197,7 @@ func (d *Dispatcher) runCommand(ctx context.Context, id paas.Identity, args []st
 		return err
 	}
 	call := &Call{ID: id, Flags: map[string]string{}, Stdin: stdin, Out: stdout, Err: stderr}
-	pos, err := parseFlags(cmd, args[1:], call.Flags)
+	pos, err := parseFlags(cmd, args[1:], call)
 	if err != nil {
 		return fmt.Errorf("%w\n Usage: %s %s", err, cmd.Name, cmd.Args)
 	}
@@ -325,7 +348,10 @@ func (q *quietWriter) Flush() {
 	}
 }
 
-func parseFlags(cmd *Command, args []string, flags map[string]string) ([]string, error) {
+// parseFlags sets call's flags from args and returns the positional
+// arguments. Flags may come anywhere, except in a Verbatim command's
+// command line.
+func parseFlags(cmd *Command, args []string, call *Call) ([]string, error) {
 	var pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -333,18 +359,23 @@ func parseFlags(cmd *Command, args []string, flags map[string]string) ([]string,
 			pos = append(pos, args[i+1:]...)
 			break
 		}
+		isFlag := len(a) >= 2 && a[0] == '-'
+		if cmd.Verbatim && !isFlag && (len(pos) > 0 || !cmd.App) {
+			pos = append(pos, args[i:]...)
+			break
+		}
 		if a == "--help" || a == "-h" {
-			flags["--help"] = ""
+			call.Flags["--help"] = ""
 			continue
 		}
-		if len(a) < 2 || a[0] != '-' {
+		if !isFlag {
 			pos = append(pos, a)
 			continue
 		}
 		name, val, hasVal := strings.Cut(a, "=")
 		takes, ok := cmd.Flags[name]
 		if !ok && !hasVal && strings.HasSuffix(cmd.Name, ":report") && strings.HasPrefix(name, "--") {
-			flags[name] = "" // a single-value flag: report checks it names a field
+			call.Flags[name] = "" // a single-value flag: report checks it names a field
 			continue
 		}
 		if !ok {
@@ -357,13 +388,17 @@ func parseFlags(cmd *Command, args []string, flags map[string]string) ([]string,
 			i++
 			val = args[i]
 		}
-		flags[name] = val
+		call.Flags[name] = val
+		call.given = append(call.given, flagValue{name, val})
 	}
 	return pos, nil
 }
 
 func usage(w io.Writer, cmd *Command) {
 	fmt.Fprintf(w, "Usage: %s %s\n\n%s\n", cmd.Name, cmd.Args, cmd.Help)
+	if cmd.Details != "" {
+		fmt.Fprintf(w, "\n%s\n", strings.TrimRight(cmd.Details, "\n"))
+	}
 	if len(cmd.Flags) > 0 {
 		fmt.Fprintln(w, "\nFlags:")
 		names := make([]string, 0, len(cmd.Flags))

@@ -355,6 +355,38 @@ func (f *fakeReleases) Run(_ context.Context, rel *paas.Release, opts scheduler.
 	return f.code, f.record("run %s v%d %q", rel.App, rel.Version, opts.Args)
 }
 
+func (f *fakeReleases) Detach(_ context.Context, rel *paas.Release, opts scheduler.RunOptions) (string, error) {
+	f.run = opts
+	return "paas-" + rel.App + "-run-abc123", f.record("detach %s v%d %q", rel.App, rel.Version, opts.Args)
+}
+
+func (f *fakeReleases) OneOffs(_ context.Context, app string) ([]scheduler.OneOff, error) {
+	if err := f.record("list %s", app); err != nil {
+		return nil, err
+	}
+	return []scheduler.OneOff{{Name: "paas-" + app + "-run-abc123", State: "running", Command: "sleep 60", CreatedAt: time.Unix(1700000000, 0).UTC(), Release: 3, Detached: true}}, nil
+}
+
+func (f *fakeReleases) OneOffLogs(_ context.Context, app string, opts scheduler.OneOffLogOptions, w io.Writer) error {
+	if opts.Name == "nope" {
+		return fmt.Errorf("%w %q of %s", scheduler.ErrNoOneOff, opts.Name, app)
+	}
+	return f.record("logs %s %+v", app, opts)
+}
+
+func (f *fakeReleases) StopOneOffs(_ context.Context, app, name string) ([]string, error) {
+	if name == "nope" {
+		return nil, fmt.Errorf("%w %q of %s", scheduler.ErrNoOneOff, name, app)
+	}
+	if err := f.record("stop-run %s %q", app, name); err != nil {
+		return nil, err
+	}
+	if name == "" {
+		return []string{"paas-" + app + "-run-abc123", "paas-" + app + "-run-def456"}, nil
+	}
+	return []string{name}, nil
+}
+
 // run runs one command and returns its exit code, stdout and stderr.
 func (e *env) run(t *testing.T, id paas.Identity, stdin string, args ...string) (int, string, string) {
 	t.Helper()

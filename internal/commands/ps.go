@@ -20,16 +20,11 @@ func (p *Platform) psCommands() []*Command {
 }
 
 func (p *Platform) logs(ctx context.Context, c *Call) error {
-	opts := scheduler.LogOptions{Follow: c.Has("-t") || c.Has("--tail"), Tail: 100}
-	for _, f := range []string{"-n", "--num"} {
-		if v, ok := c.Flags[f]; ok {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return fmt.Errorf("-n wants a number of lines, got %q", sanitize(v))
-			}
-			opts.Tail = n
-		}
+	tail, err := numFlag(c, 100)
+	if err != nil {
+		return err
 	}
+	opts := scheduler.LogOptions{Follow: c.Has("-t") || c.Has("--tail"), Tail: tail}
 	for _, f := range []string{"-p", "--ps"} {
 		if v, ok := c.Flags[f]; ok {
 			proc, slot, hasSlot := strings.Cut(v, ".")
@@ -42,11 +37,26 @@ func (p *Platform) logs(ctx context.Context, c *Call) error {
 	if c.App.Current == 0 {
 		return fmt.Errorf("App %s has not been deployed", c.App.Name)
 	}
-	err := p.Runtime.Logs(ctx, c.App.Name, opts, c.Out)
+	err = p.Runtime.Logs(ctx, c.App.Name, opts, c.Out)
 	if errors.Is(err, context.Canceled) {
 		return nil // the user hung up on a followed log
 	}
 	return err
+}
+
+// numFlag reads the number of lines a logs command shows (-n, --num), def
+// when not given.
+func numFlag(c *Call, def int) (int, error) {
+	for _, f := range []string{"-n", "--num"} {
+		if v, ok := c.Flags[f]; ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("-n wants a number of lines, got %q", sanitize(v))
+			}
+			def = n
+		}
+	}
+	return def, nil
 }
 
 func isDigits(s string) bool {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"paas/internal/paas"
-	"paas/scheduler"
 )
 
 // Releases is the part of the pipeline that makes releases and rolls the
@@ -27,11 +26,6 @@ type Releases interface {
 	UpdateChecks(app string, fn func(*paas.CheckSettings) error) (*paas.App, error)
 }
 
-// OneOffs starts one-off tasks (run).
-type OneOffs interface {
-	Run(ctx context.Context, rel *paas.Release, opts scheduler.RunOptions) (int, error)
-}
-
 func (p *Platform) releaseCommands() []*Command {
 	return []*Command{
 		{Name: "releases", Args: "APP", Help: "List an app's releases, newest first", App: true, Flags: formatFlag, Run: p.releasesList},
@@ -42,8 +36,6 @@ func (p *Platform) releaseCommands() []*Command {
 		{Name: "ps:stop", Args: "APP", Help: "Stop the app's tasks (requests get 503 until ps:start)", App: true, Run: p.lifecycle("ps:stop")},
 		{Name: "ps:start", Args: "APP", Help: "Start a stopped app", App: true, Run: p.lifecycle("ps:start")},
 		{Name: "ps:rebuild", Args: "APP", Help: "Build the deploy branch again and deploy it", App: true, Run: p.lifecycle("ps:rebuild")},
-		{Name: "run", Args: "APP [--detach] [--] COMMAND [ARGS...]", Help: "Run a one-off command in a new task of the current release, attached to this session", App: true, MinArgs: 1,
-			Flags: map[string]bool{"--detach": false, "-d": false}, Run: p.run},
 		{Name: "checks:report", Args: "APP", Help: "Show the health check settings", App: true, Flags: formatFlag, Run: p.checksReport},
 		{Name: "checks:disable", Args: "APP", Help: "Route new tasks as soon as they run, without any health check", App: true, Run: p.checksToggle(true, false)},
 		{Name: "checks:skip", Args: "APP", Help: "Skip app.json's checks; keep the default one (the web process answers on PORT)", App: true, Run: p.checksToggle(false, true)},
@@ -257,31 +249,6 @@ func (p *Platform) lifecycle(name string) func(context.Context, *Call) error {
 			return p.Releases.Rebuild(ctx, c.App.Name, c.ID, c.Out)
 		}
 	}
-}
-
-// terminal is what the SSH layer's stdin offers when the client asked for a
-// TTY (ssh -t).
-type terminal interface {
-	Terminal() (*paas.Terminal, bool)
-}
-
-func (p *Platform) run(ctx context.Context, c *Call) error {
-	cur, err := p.currentRelease(c.App)
-	if err != nil {
-		return err
-	}
-	opts := scheduler.RunOptions{Args: c.Args, Stdin: c.Stdin, Stdout: c.Out, Stderr: c.Err, Detach: c.Has("--detach") || c.Has("-d")}
-	if t, ok := c.Stdin.(terminal); ok {
-		opts.TTY, _ = t.Terminal()
-	}
-	code, err := p.OneOffs.Run(ctx, cur, opts)
-	if err != nil {
-		return err
-	}
-	if code != 0 {
-		return &exitError{code: code}
-	}
-	return nil
 }
 
 func (p *Platform) checksReport(_ context.Context, c *Call) error {
