@@ -142,6 +142,10 @@ type hookServer struct {
 	path    string
 	handler PushHandler
 	log     *slog.Logger
+	// base is the context of every push's deploy: the server cancels it
+	// when a shutdown's grace runs out.
+	base   context.Context
+	cancel context.CancelFunc
 
 	mu       sync.Mutex
 	pending  map[string]*Push
@@ -150,7 +154,8 @@ type hookServer struct {
 }
 
 func newHookServer(path string, h PushHandler, log *slog.Logger) *hookServer {
-	return &hookServer{path: path, handler: h, log: log, pending: map[string]*Push{}}
+	base, cancel := context.WithCancel(context.Background())
+	return &hookServer{path: path, handler: h, log: log, pending: map[string]*Push{}, base: base, cancel: cancel}
 }
 
 func (h *hookServer) listen() error {
@@ -266,7 +271,7 @@ func (h *hookServer) handle(conn net.Conn) {
 	}
 	// The hook sends nothing more: a read that returns means it went away
 	// (the pusher hung up), and the deploy is cancelled.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(h.base)
 	defer cancel()
 	go func() {
 		io.Copy(io.Discard, r)

@@ -141,11 +141,15 @@ func (s *Server) Run(ctx context.Context, shutdownGrace time.Duration) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	// Running pushes get the grace to finish their deploys; past it their
+	// deploys are cancelled (the previous release keeps serving) and the
+	// sessions closed.
 	err := s.ssh.Shutdown(sctx)
-	s.hooks.close()
 	if errors.Is(err, context.DeadlineExceeded) {
+		s.hooks.cancel()
 		s.ssh.Close()
 	}
+	s.hooks.close()
 	return nil
 }
 

@@ -128,6 +128,7 @@ func newTestKey(t *testing.T) testKey {
 func (k testKey) fingerprint() string { return gossh.FingerprintSHA256(k.signer.PublicKey()) }
 
 type testServer struct {
+	shutdown func() // stops the server, waiting for Run to return
 	srv      *Server
 	addr     string
 	hostKey  string // path
@@ -169,16 +170,23 @@ func startServer(t *testing.T, hostKeyPath string, auth Authenticator, pushes *f
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
-	go func() { ran <- srv.Run(ctx, 5*time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-ran; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	go func() { ran <- srv.Run(ctx, shutdownGrace) }()
+	var once sync.Once
+	ts.shutdown = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-ran; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(ts.shutdown)
 	ts.srv, ts.addr = srv, srv.Addr().String()
 	return ts
 }
+
+// shutdownGrace is the test servers' (tests are not parallel here).
+var shutdownGrace = 5 * time.Second
 
 // dial connects with the given keys and records the host key the server showed.
 func dial(addr string, hostKey *gossh.PublicKey, keys ...testKey) (*gossh.Client, error) {
@@ -724,5 +732,44 @@ func TestServerPushDoneSeesRefNotUpdated(t *testing.T) {
 	p := ended[0]
 	if p.Landed(p.Updates[0]) || p.Updates[0].New != commit {
 		t.Fatalf("PushDone saw landed=%v new=%s; want not landed, %s", p.Landed(p.Updates[0]), p.Updates[0].New, commit)
+	}
+}
+
+// A stopping server gives running pushes its grace to finish; past it,
+// their deploys are cancelled (so they roll back) and Run returns.
+func TestShutdownCancelsDeploysPastGrace(t *testing.T) {
+	defer func(g time.Duration) { shutdownGrace = g }(shutdownGrace)
+	shutdownGrace = 300 * time.Millisecond
+	started := make(chan struct{})
+	deployErr := make(chan error, 1)
+	pushes := &fakePushes{handle: func(ctx context.Context, p *Push, out io.Writer) error {
+		close(started)
+		<-ctx.Done() // a deploy that would outlast the grace
+		deployErr <- ctx.Err()
+		return ctx.Err()
+	}}
+	c := newPushClient(t, pushes)
+	if out, err := c.git("work", "init", "-q", "-b", "main"); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	c.commit(t, "work", "x", "x")
+	pushed := make(chan error, 1)
+	go func() {
+		_, err := c.git("work", "push", c.remote, "main")
+		pushed <- err
+	}()
+	<-started
+	stopped := make(chan struct{})
+	go func() { c.ts.shutdown(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the shutdown grace")
+	}
+	if err := <-deployErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the deploy's context ended with %v, want canceled", err)
+	}
+	if err := <-pushed; err == nil {
+		t.Fatal("the push succeeded although its deploy was cancelled")
 	}
 }
