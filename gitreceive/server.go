@@ -344,7 +344,6 @@ func (s *Server) runGit(ctx context.Context, sess ssh.Session, cmd *exec.Cmd, ma
 	return 0, refused
 }
 
-
 // gitConfigEnv passes git configuration as GIT_CONFIG_COUNT/KEY/VALUE
 // variables: pairs of key and value.
 func gitConfigEnv(pairs ...string) []string {
