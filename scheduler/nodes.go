@@ -204,3 +204,26 @@ func (n *Nodes) JoinToken(ctx context.Context, manager bool) (token, addr string
 	}
 	return token, addr, nil
 }
+
+// RouterHosts returns the addresses of the ready managers: a router runs on
+// each of them, on the installation's HTTP port.
+func (n *Nodes) RouterHosts(ctx context.Context) ([]string, error) {
+	nodes, err := n.cli.NodeList(ctx, swarm.NodeListOptions{Filters: filters.NewArgs(filters.Arg("role", "manager"))})
+	if err != nil {
+		return nil, fmt.Errorf("list managers: %w", err)
+	}
+	var hosts []string
+	for _, sn := range nodes {
+		if sn.Status.State != swarm.NodeStateReady || sn.Spec.Availability == swarm.NodeAvailabilityDrain {
+			continue
+		}
+		addr := sn.Status.Addr
+		if (addr == "" || addr == "0.0.0.0") && sn.ManagerStatus != nil {
+			addr, _, _ = strings.Cut(sn.ManagerStatus.Addr, ":")
+		}
+		if addr != "" {
+			hosts = append(hosts, addr)
+		}
+	}
+	return hosts, nil
+}

@@ -34,7 +34,8 @@ type Traffic interface {
 // Backend is one task address as the router sees it.
 type Backend struct {
 	Addr     string
-	Routed   bool  // new requests may go to it
+	Routed   bool  // every router may send it new requests
+	Routing  bool  // some router may still send it new requests
 	Inflight int64 // requests sent to it and not answered in full yet
 }
 
@@ -611,7 +612,7 @@ func (s *Swarm) waitDrained(ctx context.Context, addrs []string, timeout time.Du
 		busy := int64(0)
 		if err == nil {
 			for _, b := range bs {
-				if want[b.Addr] && (b.Routed || b.Inflight > 0) {
+				if want[b.Addr] && (b.Routing || b.Inflight > 0) {
 					busy += max(b.Inflight, 1)
 				}
 			}

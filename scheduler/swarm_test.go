@@ -175,7 +175,7 @@ func (f *simTraffic) Backends(ctx context.Context, _ bool) ([]scheduler.Backend,
 	var out []scheduler.Backend
 	for _, r := range t.Routes {
 		for _, b := range r.Backends {
-			out = append(out, scheduler.Backend{Addr: b.Addr, Routed: true})
+			out = append(out, scheduler.Backend{Addr: b.Addr, Routed: true, Routing: true})
 		}
 	}
 	return out, nil

@@ -31,7 +31,6 @@ import (
 	"paas/internal/registry"
 	"paas/internal/store"
 	"paas/plugins"
-	"paas/router"
 	"paas/scheduler"
 )
 
@@ -164,7 +163,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	traffic := &traffic{c: &router.Client{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HTTPPort)), Token: routerToken}}
+	nodes := scheduler.NewNodes(docker, cfg.Name)
+	traffic := &traffic{port: cfg.HTTPPort, token: routerToken, routers: nodes.RouterHosts}
 	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log, Traffic: traffic})
 	repoPrefix := cfg.RegistryAddr + "/" + cfg.Name
 	builds, err := newBuilders(ctx, docker, st, dataDir, repoPrefix, cfg.Name, log)
@@ -173,8 +173,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer builds.close()
 	routes, err := newRouting(docker, st, cfg, dataDir, func(ctx context.Context) error {
-		_, err := traffic.c.Refresh(ctx)
-		return err
+		return traffic.Refresh(ctx)
 	}, log)
 	if err != nil {
 		return err
@@ -233,7 +232,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	dispatcher := commands.NewDispatcher(st, cfg.Version,
 		commands.WithTriggers(platform.Builtins(), triggers),
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
-		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(scheduler.NewNodes(docker, cfg.Name), pipeline), commands.WhoamiCommands(), commands.EventCommands(st),
+		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline), commands.WhoamiCommands(), commands.EventCommands(st),
 		pluginCommands(triggers))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,13 +21,61 @@ import (
 	"paas/scheduler"
 )
 
-// traffic adapts the router's control endpoint to what a rollout needs.
-type traffic struct{ c *router.Client }
+// traffic adapts the routers' control endpoints to what a rollout needs.
+// There is a router on every manager; a rollout must see the new tasks
+// routed by all of them and the old ones drained by all of them.
+type traffic struct {
+	port  int
+	token string
+	// routers returns the hosts of the managers, whose routers serve.
+	routers func(ctx context.Context) ([]string, error)
+}
 
 var _ scheduler.Traffic = (*traffic)(nil)
 
+func (t *traffic) clients(ctx context.Context) ([]*router.Client, error) {
+	hosts, err := t.routers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(hosts) == 0 {
+		return nil, errors.New("no manager is ready to run a router")
+	}
+	cs := make([]*router.Client, len(hosts))
+	for i, h := range hosts {
+		cs[i] = &router.Client{Addr: net.JoinHostPort(h, strconv.Itoa(t.port)), Token: t.token}
+	}
+	return cs, nil
+}
+
+// Refresh makes every router re-read its routes now.
+func (t *traffic) Refresh(ctx context.Context) error {
+	cs, err := t.clients(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range cs {
+		if _, err := c.Refresh(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("router %s: %w", c.Addr, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Probe sends the check through the first router that answers: every
+// router reaches every task.
 func (t *traffic) Probe(ctx context.Context, addr, path, host string, timeout time.Duration) (int, string, error) {
-	res, err := t.c.Check(ctx, router.CheckRequest{Addr: addr, Path: path, Host: host, Timeout: int(timeout / time.Millisecond)})
+	cs, err := t.clients(ctx)
+	if err != nil {
+		return 0, "", err
+	}
+	var res router.CheckResult
+	for _, c := range cs {
+		if res, err = c.Check(ctx, router.CheckRequest{Addr: addr, Path: path, Host: host, Timeout: int(timeout / time.Millisecond)}); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return 0, "", err
 	}
@@ -35,18 +85,48 @@ func (t *traffic) Probe(ctx context.Context, addr, path, host string, timeout ti
 	return res.Status, res.Body, nil
 }
 
+// Backends merges what every router reports: a backend is Routed when all
+// of them route it, Routing when any does, and its requests in flight are
+// summed.
 func (t *traffic) Backends(ctx context.Context, refresh bool) ([]scheduler.Backend, error) {
-	get := t.c.Status
-	if refresh {
-		get = t.c.Refresh
-	}
-	st, err := get(ctx)
+	cs, err := t.clients(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]scheduler.Backend, len(st.Backends))
-	for i, b := range st.Backends {
-		out[i] = scheduler.Backend{Addr: b.Addr, Routed: b.Routed, Inflight: b.Inflight}
+	type seen struct {
+		b      scheduler.Backend
+		routed int
+	}
+	by := map[string]*seen{}
+	var order []string
+	for _, c := range cs {
+		get := c.Status
+		if refresh {
+			get = c.Refresh
+		}
+		st, err := get(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("router %s: %w", c.Addr, err)
+		}
+		for _, b := range st.Backends {
+			x, ok := by[b.Addr]
+			if !ok {
+				x = &seen{b: scheduler.Backend{Addr: b.Addr}}
+				by[b.Addr] = x
+				order = append(order, b.Addr)
+			}
+			if b.Routed {
+				x.routed++
+				x.b.Routing = true
+			}
+			x.b.Inflight += b.Inflight
+		}
+	}
+	out := make([]scheduler.Backend, 0, len(order))
+	for _, a := range order {
+		x := by[a]
+		x.b.Routed = x.routed == len(cs)
+		out = append(out, x.b)
 	}
 	return out, nil
 }
