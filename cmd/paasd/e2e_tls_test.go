@@ -56,7 +56,7 @@ func cmdExecWait(ts *testscript.TestScript, neg bool, args []string) {
 	deadline := time.Now().Add(time.Duration(secs * float64(time.Second)))
 	for {
 		cmd := exec.Command(args[2], args[3:]...)
-		cmd.Dir = ts.MkAbs(".")
+		cmd.Dir, cmd.Env = ts.MkAbs("."), scriptEnv(ts)
 		out, _ := cmd.CombinedOutput()
 		if bytes.Contains(out, []byte(args[1])) != neg {
 			ts.Stdout().Write(out)

@@ -28,7 +28,8 @@ func init() {
 // scriptEnv is the environment the script's exec commands get.
 func scriptEnv(ts *testscript.TestScript) []string {
 	env := os.Environ()
-	for _, k := range []string{"HOME", "PATH", "GIT_SSH_COMMAND", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"} {
+	for _, k := range []string{"HOME", "PATH", "GIT_SSH_COMMAND", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
+		"SSHCONFIG", "SSHDIR", "HTTP_PORT", "HTTPS_PORT", "SSH_PORT", "PAAS_NAME", "DATA_DIR", "REGISTRY"} {
 		env = append(env, k+"="+ts.Getenv(k))
 	}
 	return env

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -59,6 +60,7 @@ func (l *localImages) Prune(ctx context.Context, app string, keep []string) (rem
 		kept[d] = true
 	}
 	var errs []error
+	var later []staleRef
 	for _, img := range imgs {
 		if keepImage(img, repo, kept) {
 			continue
@@ -69,15 +71,48 @@ func (l *localImages) Prune(ctx context.Context, app string, keep []string) (rem
 		for _, ref := range refsIn(img, repo) {
 			if _, err := l.docker.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true}); err != nil && !client.IsErrNotFound(err) {
 				errs = append(errs, err)
+				later = append(later, staleRef{ref: ref, id: img.ID})
 				continue
 			}
 			removed++
 		}
 	}
 	if len(errs) > 0 {
-		l.log.Warn("some local images stay; they go at the next prune", "app", app, "err", errors.Join(errs...))
+		l.log.Warn("some local images stay for now; trying again shortly", "app", app, "err", errors.Join(errs...))
+	}
+	if len(later) > 0 {
+		// A container of a service just removed (the release retired, or
+		// the app destroyed) holds its image until Docker has removed it,
+		// which takes a moment: those names are removed once it is gone.
+		go l.removeLater(app, later)
 	}
 	return removed, nil
+}
+
+// staleRef is an image name Prune decided to remove but could not yet.
+type staleRef struct{ ref, id string }
+
+// retryDelays are the waits before each new try of removeLater.
+var retryDelays = []time.Duration{2 * time.Second, 5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second}
+
+// removeLater tries again to remove refs, as their containers go.
+func (l *localImages) removeLater(app string, refs []staleRef) {
+	for _, d := range retryDelays {
+		time.Sleep(d)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var left []staleRef
+		for _, r := range refs {
+			_ = l.removeStopped(ctx, app, r.id)
+			if _, err := l.docker.ImageRemove(ctx, r.ref, image.RemoveOptions{PruneChildren: true}); err != nil && !client.IsErrNotFound(err) {
+				left = append(left, r)
+			}
+		}
+		cancel()
+		if refs = left; len(refs) == 0 {
+			return
+		}
+	}
+	l.log.Warn("local images stay; they go at the app's next prune", "app", app, "count", len(refs))
 }
 
 // removeStopped removes the app's containers of image id that have stopped.
