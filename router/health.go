@@ -145,7 +145,7 @@ func (r *Router) Healthy(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond) // within the health check's timeout
 	defer cancel()
 	probed := false
 	for i, l := range st.f.loops {

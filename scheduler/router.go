@@ -31,17 +31,20 @@ const RolePorts = "router-ports"
 const (
 	// routerStopGrace is how long Swarm lets a router that is replaced
 	// finish its requests before it kills it; the router itself gives
-	// them routerShutdown.
-	routerStopGrace = 30 * time.Second
-	routerShutdown  = 25 * time.Second
+	// them routerShutdown. (A router that failed its health check is
+	// stopped the same way: the grace delays its replacement.)
+	routerStopGrace = 20 * time.Second
+	routerShutdown  = 15 * time.Second
 	// A router that fails routerHealthRetries checks in a row, one every
-	// routerHealthEvery, is replaced. A new task counts as running only
-	// once a check passed, so a new router takes traffic from an old one
-	// only once it serves.
+	// routerHealthEvery, is replaced, routerRestartDelay after it stopped.
+	// A new task counts as running only once a check passed, so a new
+	// router takes traffic from an old one only once it serves. A check
+	// answers in milliseconds; each is a process started in the container.
 	routerHealthEvery   = 5 * time.Second
-	routerHealthTimeout = 4 * time.Second
+	routerHealthTimeout = 2 * time.Second
 	routerHealthRetries = 3
 	routerHealthStart   = 60 * time.Second
+	routerRestartDelay  = time.Second
 )
 
 // RouterSpec is what the router's services run: the paasd image, the path
@@ -132,11 +135,12 @@ func routerHealth(binary string, args ...string) *container.HealthConfig {
 func (s *Swarm) routerServiceSpec(name, role string, cs *swarm.ContainerSpec, network string) swarm.ServiceSpec {
 	labels := s.routerLabels(role)
 	cs.Labels = clone(labels)
+	delay := routerRestartDelay
 	return withSpecHash(swarm.ServiceSpec{
 		Annotations: swarm.Annotations{Name: name, Labels: clone(labels)},
 		TaskTemplate: swarm.TaskSpec{
 			ContainerSpec: cs,
-			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny},
+			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny, Delay: &delay},
 			Placement:     &swarm.Placement{Constraints: []string{"node.role==manager"}},
 			Networks:      []swarm.NetworkAttachmentConfig{{Target: network}},
 		},
