@@ -684,6 +684,35 @@ func TestEnsureRouter(t *testing.T) {
 		RouterArgs: []string{"router", "--name", e.name, "--domain", "example.test", "--network", e.name + "-network", "--http-port", fmt.Sprint(port)},
 		PortsArgs:  []string{"router-ports", "--name", e.name, "--http-port", fmt.Sprint(port)},
 	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+
+	// A router of the kind that published its port through Docker (before
+	// the ports process) holds the port: it is replaced.
+	labels := map[string]string{paas.LabelInstallation: e.name, paas.LabelRole: scheduler.RoleRouter}
+	_, err := e.cli.ServiceCreate(ctx, swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: e.s.RouterServiceName(), Labels: labels},
+		TaskTemplate: swarm.TaskSpec{
+			ContainerSpec: &swarm.ContainerSpec{Image: e.img.Ref(), Args: []string{"-port", fmt.Sprint(port)}, Labels: labels},
+			Networks:      []swarm.NetworkAttachmentConfig{{Target: e.name + "-network"}},
+		},
+		Mode: swarm.ServiceMode{Global: &swarm.GlobalService{}},
+		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR, Ports: []swarm.PortConfig{{
+			Protocol: swarm.PortConfigProtocolTCP, TargetPort: uint32(port), PublishedPort: uint32(port), PublishMode: swarm.PortConfigPublishModeHost,
+		}}},
+	}, swarm.ServiceCreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the old router did not come up")
+		}
+	}
+
 	start := time.Now()
 	if err := e.s.EnsureRouter(ctx, rs); err != nil {
 		t.Fatalf("EnsureRouter: %v", err)
@@ -719,7 +748,6 @@ func TestEnsureRouter(t *testing.T) {
 			t.Errorf("%s: healthcheck %+v, update order %s", svc.Spec.Name, svc.Spec.TaskTemplate.ContainerSpec.Healthcheck, svc.Spec.UpdateConfig.Order)
 		}
 	}
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	// The router answers on the host's port; an unknown host gets its 404.
 	if code, body := getStatus(t, url, "nobody.example.test"); code != 404 || !strings.Contains(body, "No app is served") {
 		t.Errorf("router answered %d %q", code, body)
@@ -782,7 +810,7 @@ func TestEnsureRouter(t *testing.T) {
 	// A router that cannot start is rolled back to the running one.
 	bad := rs
 	bad.RouterArgs = append(slices.Clone(rs.RouterArgs), "-no-such-flag")
-	err := e.s.EnsureRouter(ctx, bad)
+	err = e.s.EnsureRouter(ctx, bad)
 	var rerr *scheduler.RolloutError
 	if !errors.As(err, &rerr) || rerr.Process != "router" || !strings.Contains(err.Error(), "non-zero exit (2)") {
 		t.Fatalf("EnsureRouter with a bad flag = %v, want the router's exit", err)

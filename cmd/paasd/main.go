@@ -27,13 +27,14 @@ var version = "dev"
 const usage = `paasd: a git-push platform on Docker Swarm
 
 Usage:
-  paasd serve [flags]     run the control plane (SSH, git, builds, deploys, registry)
-  paasd router [flags]    run the HTTP router (started by serve as a Swarm service)
-  paasd router-ports [flags]  bind the router's ports on the host and hand them to
-                          the routers; serve them a read-only Docker API (a Swarm service)
-  paasd router-health [flags] check the router (or with --ports the ports process)
-                          of this container: the services' health check
-  paasd version           print the version
+  paasd serve [flags]          run the control plane (SSH, git, builds, deploys, registry)
+  paasd router [flags]         run the HTTP router (started by serve as a Swarm service)
+  paasd router-ports [flags]   bind the router's ports on the host, hand them to the
+                               routers and serve them a read-only Docker API (a Swarm
+                               service started by serve)
+  paasd router-health [flags]  check the router, or with --ports the ports process, of
+                               this container (their services' health check)
+  paasd version                print the version
 
 Run 'paasd COMMAND --help' for a command's flags. Every flag also reads
 PAAS_<FLAG> from the environment, e.g. PAAS_DATA_DIR for --data-dir.
@@ -167,7 +168,7 @@ func serve(args []string, stderr io.Writer) int {
 	f := &envFlags{fs: flag.NewFlagSet("paasd serve", flag.ContinueOnError)}
 	f.String(&cfg.DataDir, "data-dir", "/var/lib/paas", "state, repositories, registry and host key")
 	f.String(&cfg.SSHAddr, "ssh-addr", ":2222", "SSH listen address")
-	f.Int(&cfg.HTTPPort, "http-port", 80, "router HTTP port (published in host mode)")
+	f.Int(&cfg.HTTPPort, "http-port", 80, "router HTTP port (bound on every manager by the router's ports process)")
 	f.Int(&cfg.HTTPSPort, "https-port", 443, "router HTTPS port")
 	f.String(&cfg.Domain, "domain", "paas.localhost", "apps are served at APP.DOMAIN")
 	f.String(&cfg.AdminKeys, "admin-keys", "/etc/paas/admin_keys", "authorized_keys file of administrators (re-read on change)")
