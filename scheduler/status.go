@@ -97,8 +97,8 @@ func (s *Swarm) RemoveAll(ctx context.Context) error {
 	if err := s.waitContainersGone(ctx, filters.NewArgs(inst)); err != nil {
 		errs = append(errs, err)
 	} else if err := s.cli.VolumeRemove(ctx, s.RouterVolumeName(), false); err != nil && !isNotFound(err) {
-		// This node's; the router's volume on another node goes with
-		// that node's Docker.
+		// The router's sockets volume of this node only: volumes are
+		// local, each other manager keeps its own (empty) one.
 		errs = append(errs, fmt.Errorf("remove volume %s: %w", s.RouterVolumeName(), err))
 	}
 	if err := s.removeNetworks(ctx, filters.NewArgs(inst)); err != nil {
