@@ -22,6 +22,9 @@ type requestLog struct {
 // logRequest writes an access log line: to Options.AccessLogOut, encoded
 // here, or else through Options.Log.
 func (r *Router) logRequest(ctx context.Context, l requestLog) {
+	if string(l.host) == probeHost {
+		return // the router's own health check
+	}
 	if l.status == 0 {
 		l.status = 200
 	}

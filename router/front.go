@@ -95,20 +95,32 @@ func (f *front) accept(ln net.Listener, cfg *tls.Config, h1, h2 *handoff) error 
 		backoff = 0
 		if cfg == nil { // HTTPS comes to a loop after its handshake (serve)
 			if l := f.pickLoop(); l != nil {
-				if f.trackLoop(l) {
-					l.add(c, nil, nil, nil)
-				} else {
-					_ = c.Close()
-				}
+				f.toLoop(l, c)
 				continue
 			}
 		}
-		if !f.track(c) {
-			_ = c.Close()
-			continue
-		}
-		go f.serve(c, cfg, h1, h2)
+		f.toGoroutine(c, cfg, h1, h2)
 	}
+}
+
+// toLoop gives l a plain connection to serve.
+func (f *front) toLoop(l *loop, c net.Conn) bool {
+	if !f.trackLoop(l) {
+		_ = c.Close()
+		return false
+	}
+	l.add(c, nil, nil, nil)
+	return true
+}
+
+// toGoroutine serves c from a goroutine of its own (see accept).
+func (f *front) toGoroutine(c net.Conn, cfg *tls.Config, h1, h2 *handoff) bool {
+	if !f.track(c) {
+		_ = c.Close()
+		return false
+	}
+	go f.serve(c, cfg, h1, h2)
+	return true
 }
 
 // isTemporary reports an accept error worth waiting out (too many open
@@ -309,15 +321,16 @@ type frontConn struct {
 }
 
 // serve answers requests until the connection closes or a request needs
-// net/http, which it reports.
+// net/http, which it reports. Once the router drains, a request is answered
+// with Connection: close.
 func (c *frontConn) serve() (handOff bool) {
 	var h requestHead
 	for {
-		if c.f.stopping.Load() {
+		if c.f.stopping.Load() && c.br.Buffered() == 0 {
 			return false
 		}
 		c.idleDeadline()
-		if c.f.stopping.Load() { // see front.shutdown
+		if c.f.stopping.Load() && c.br.Buffered() == 0 { // see front.shutdown
 			return false
 		}
 		fast, err := c.readHead(&h)
@@ -326,6 +339,9 @@ func (c *frontConn) serve() (handOff bool) {
 		}
 		if !fast {
 			return true
+		}
+		if c.f.stopping.Load() || c.r.draining.Load() {
+			h.close = true // the last request on this connection
 		}
 		keep := c.proxy(&h)
 		_, _ = c.br.Discard(h.size)

@@ -361,18 +361,24 @@ func (l *loop) clientEvent(c *lconn) {
 	// the goroutine front does.
 }
 
-// serve reads and answers the client's next request head.
+// serve reads and answers the client's next request head. Once the front
+// is stopping, a request that has arrived is still answered, with
+// Connection: close, and a connection with none is closed.
 func (l *loop) serve(c *lconn) {
+	stopping := l.f.stopping.Load()
+	if stopping && c.tc == nil {
+		// A request may have arrived since the last event: look once more.
+		c.readable = true
+	}
 	for {
-		if l.f.stopping.Load() {
-			l.closeClient(c)
-			return
-		}
 		end, refuse := headEnd(c.in[:c.n])
 		if end > 0 {
 			if !c.fc.parseHead(c.in[:end], &c.h) {
 				l.handOff(c)
 				return
+			}
+			if stopping || l.f.r.draining.Load() {
+				c.h.close = true // the last request on this connection
 			}
 			l.begin(c)
 			return
@@ -397,6 +403,13 @@ func (l *loop) serve(c *lconn) {
 			c.n += k
 			switch {
 			case err == errWouldBlock:
+				if stopping {
+					if end, _ := headEnd(c.in[:c.n]); end == 0 {
+						l.closeClient(c)
+						return
+					}
+					continue
+				}
 				return
 			case errors.Is(err, io.EOF):
 				c.eof = true
@@ -406,6 +419,9 @@ func (l *loop) serve(c *lconn) {
 			}
 		} else {
 			if !c.readable {
+				if stopping {
+					l.closeClient(c)
+				}
 				return
 			}
 			if errno := c.fill(); errno != 0 {
@@ -978,8 +994,9 @@ func (l *loop) tick() {
 			l.abort(c, 499)
 		case c.pending() && !c.progress.IsZero() && now.Sub(c.progress) > sendTimeout:
 			l.abort(c, c.resp.status) // the client stopped reading
-		case c.state == stIdle && (stopping ||
-			c.n == 0 && now.Sub(c.since) > idleTimeout || c.n > 0 && now.Sub(c.since) > headerTimeout):
+		case c.state == stIdle && stopping:
+			l.serve(c) // the request that has arrived, if any, then closed
+		case c.state == stIdle && (c.n == 0 && now.Sub(c.since) > idleTimeout || c.n > 0 && now.Sub(c.since) > headerTimeout):
 			l.closeClient(c)
 		case c.state == stAwait && c.rdhup && now.Sub(c.start) >= clientWatchAfter:
 			l.abort(c, 499) // nobody to answer, as ServeHTTP logs it

@@ -64,6 +64,18 @@ type Options struct {
 	// its context is done; default 10s. Keep it below the service's stop grace
 	// period.
 	ShutdownTimeout time.Duration
+	// IdleDrain is how long, once the context is done and the listeners
+	// closed, keep-alive connections stay open for the request a client
+	// may be sending on them already: it is answered with Connection:
+	// close. Closing an idle connection at once races with such a request,
+	// which a client sends again only when it is idempotent. 0: closed at
+	// once. Set it when another router takes over the listening socket.
+	IdleDrain time.Duration
+	// WaitForRoutes makes Serve accept no connection before the routes
+	// were read: without it a source that fails at start leaves the router
+	// serving an empty table (404 for every app) until it answers. Set it
+	// when another router serves the same socket meanwhile.
+	WaitForRoutes bool
 	// AdminToken enables the control endpoint (see admin.go) for requests
 	// that carry it; empty disables it.
 	AdminToken string
@@ -106,6 +118,10 @@ type Router struct {
 	gen     atomic.Uint64       // table generation, +1 on every swap
 	// handedOver counts the connections the front gave to net/http.
 	handedOver atomic.Int64
+	// draining is set for Options.IdleDrain once Serve's context is done:
+	// every answer closes its connection.
+	draining atomic.Bool
+	serving  atomic.Pointer[serving] // while ServeTLS runs (health.go)
 }
 
 // routeTable is a Table compiled for lookups; it is never modified once
@@ -221,8 +237,8 @@ func (r *Router) Run(ctx context.Context) error {
 
 // Serve is Run on a listener the caller opened; it closes ln. Routes are
 // loaded before the first connection is accepted (waiting at most
-// sourceTimeout) and re-read every PollInterval until the graceful shutdown
-// has finished.
+// sourceTimeout, or until they could be read with WaitForRoutes) and re-read
+// every PollInterval until the graceful shutdown has finished.
 func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
 	return r.ServeTLS(ctx, ln, nil)
 }
@@ -230,7 +246,17 @@ func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
 // ServeTLS is Serve with, when tlsLn is not nil, HTTPS (HTTP/1.1 and HTTP/2)
 // on tlsLn; certificates are chosen by server name from the route table.
 func (r *Router) ServeTLS(ctx context.Context, ln, tlsLn net.Listener) error {
-	_ = r.Refresh(ctx) // a failure is logged; serve what we have and keep polling
+	for r.Refresh(ctx) != nil && r.opts.WaitForRoutes { // a failure is logged
+		select {
+		case <-ctx.Done():
+			ln.Close()
+			if tlsLn != nil {
+				tlsLn.Close()
+			}
+			return nil
+		case <-time.After(r.opts.PollInterval):
+		}
+	}
 
 	// Keep routes current while requests drain, so stop polling only at the end.
 	pollCtx, stopPolling := context.WithCancel(context.WithoutCancel(ctx))
@@ -260,16 +286,22 @@ func (r *Router) ServeTLS(ctx context.Context, ln, tlsLn net.Listener) error {
 	f.startLoops(fbLn)
 	served := make(chan error, 4)
 	servers := []*http.Server{fb}
+	st := &serving{f: f, h1: fbLn, listeners: []*watchedListener{watchListener(ln)}}
 	go func() { served <- fb.Serve(fbLn) }()
-	go func() { served <- f.accept(ln, nil, fbLn, nil) }()
+	go func() { served <- f.accept(st.listeners[0], nil, fbLn, nil) }()
 	if tlsLn != nil {
 		h2 := r.httpsServer(fb)
 		servers = append(servers, h2)
 		h2Ln := newHandoff(tlsLn.Addr())
+		wl := watchListener(tlsLn)
+		st.listeners = append(st.listeners, wl)
 		go func() { served <- h2.Serve(h2Ln) }()
-		go func() { served <- f.accept(tlsLn, r.tlsConfig(), fbLn, h2Ln) }()
+		go func() { served <- f.accept(wl, r.tlsConfig(), fbLn, h2Ln) }()
 		r.log.Info("serving https", "addr", tlsLn.Addr().String())
 	}
+	r.serving.Store(st)
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	go watchAccepts(watchCtx, st.listeners)
 	r.log.Info("serving", "addr", ln.Addr().String(), "installation", r.opts.Installation, "domain", r.opts.Domain)
 
 	var failed error
@@ -281,9 +313,15 @@ func (r *Router) ServeTLS(ctx context.Context, ln, tlsLn net.Listener) error {
 		failed = fmt.Errorf("serve http: %w", err)
 	case <-ctx.Done():
 	}
+	stopWatching()
+	r.serving.Store(nil)
 	_ = ln.Close()
 	if tlsLn != nil {
 		_ = tlsLn.Close()
+	}
+	if failed == nil && r.opts.IdleDrain > 0 {
+		r.draining.Store(true)
+		time.Sleep(min(r.opts.IdleDrain, r.opts.ShutdownTimeout/2))
 	}
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), r.opts.ShutdownTimeout)
 	defer cancelShutdown()
@@ -321,6 +359,9 @@ func (r *Router) ServeTLS(ctx context.Context, ln, tlsLn net.Listener) error {
 // serveHandedOff is ServeHTTP for the connections the front hands over: a
 // TLS one keeps its TLS state.
 func (r *Router) serveHandedOff(w http.ResponseWriter, req *http.Request) {
+	if req.ProtoMajor == 1 && r.draining.Load() {
+		w.Header().Set("Connection", "close") // net/http closes after the answer
+	}
 	if req.TLS == nil {
 		if cs, ok := req.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
 			req.TLS = cs

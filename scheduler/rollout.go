@@ -58,6 +58,9 @@ type rollout struct {
 	// noSettle makes wait return as soon as the tasks run (the settle time
 	// is then waited for separately).
 	noSettle bool
+	// waitStopped makes wait also wait for the older tasks to stop, not
+	// only to be meant to.
+	waitStopped bool
 }
 
 func (r *rollout) settleFor(d time.Duration) time.Duration {
@@ -165,7 +168,7 @@ func (s *Swarm) wait(ctx context.Context, r *rollout, p *progress) error {
 			t := &tasks[i]
 			wanted := t.DesiredState == swarm.TaskStateRunning || t.DesiredState == swarm.TaskStateReady
 			if taskHash(t) != r.hash {
-				if wanted && !terminal(t.Status.State) {
+				if (wanted || r.waitStopped) && !terminal(t.Status.State) {
 					old++
 				}
 				continue

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/swarm"
@@ -13,98 +15,233 @@ import (
 	"paas/internal/paas"
 )
 
-// DockerSocket is where the router finds the Docker API, on the host and in
-// its container.
+// DockerSocket is where the router's ports process finds the Docker API, on
+// the host and in its container.
 const DockerSocket = "/var/run/docker.sock"
 
-// EnsureRouter creates or updates the router service (RouterServiceName):
-// image run with args and env, the Docker socket bind-mounted, attached to the
-// network, httpPort published in host mode on every manager node (the router
-// reads services from the Swarm API, which only managers serve). It returns
-// once the router runs; a router that fails to start is rolled back like an
-// app and the error carries its last log lines.
-//
-// A host port can only be bound once per node, so the router is updated
-// stop-first: requests that arrive during a router upgrade are refused.
-func (s *Swarm) EnsureRouter(ctx context.Context, image string, args, env []string, httpPort int) error {
-	return s.EnsureRouterPorts(ctx, image, args, env, httpPort)
+// RouterSocketsDir is where the router's two services share their sockets
+// (paasd router-ports, package router/ports): a local volume per node,
+// mounted in both.
+const RouterSocketsDir = "/run/paas-router"
+
+// RolePorts is the paas.role of the router's ports service.
+const RolePorts = "router-ports"
+
+// Timings of the router's services.
+const (
+	// routerStopGrace is how long Swarm lets a router that is replaced
+	// finish its requests before it kills it; the router itself gives
+	// them routerShutdown. (A router that failed its health check is
+	// stopped the same way: the grace delays its replacement.)
+	routerStopGrace = 20 * time.Second
+	routerShutdown  = 15 * time.Second
+	// A router that fails routerHealthRetries checks in a row, one every
+	// routerHealthEvery, is replaced, routerRestartDelay after it stopped.
+	// A new task counts as running only once a check passed, so a new
+	// router takes traffic from an old one only once it serves. A check
+	// answers in milliseconds; each is a process started in the container.
+	routerHealthEvery   = 5 * time.Second
+	routerHealthTimeout = 2 * time.Second
+	routerHealthRetries = 3
+	routerHealthStart   = 60 * time.Second
+	routerRestartDelay  = time.Second
+)
+
+// RouterSpec is what the router's services run: the paasd image, the path
+// of paasd in it, and the arguments of `paasd router` and `paasd
+// router-ports` (the sockets directory, the shutdown timeout and the
+// Docker API are set here).
+type RouterSpec struct {
+	Image      string
+	Binary     string
+	RouterArgs []string
+	RouterEnv  []string
+	PortsArgs  []string
 }
 
-// EnsureRouterPorts is EnsureRouter publishing every one of ports (HTTP,
-// then HTTPS) in host mode.
-func (s *Swarm) EnsureRouterPorts(ctx context.Context, image string, args, env []string, ports ...int) error {
-	if image == "" || len(ports) == 0 {
-		return fmt.Errorf("ensure router: invalid image %q or no port", image)
+// RouterServiceName returns the name of the router service.
+func (s *Swarm) RouterServiceName() string { return objectName(s.name, "router") }
+
+// PortsServiceName returns the name of the router's ports service.
+func (s *Swarm) PortsServiceName() string { return objectName(s.name, "router-ports") }
+
+// RouterVolumeName returns the name of the local volume, one per node, that
+// the router's services share.
+func (s *Swarm) RouterVolumeName() string { return objectName(s.name, "router-sockets") }
+
+// EnsureRouter creates or updates the router's two services, each global on
+// the manager nodes (the router reads services from the Swarm API, which
+// only managers serve):
+//
+//   - NAME-router-ports runs `paasd router-ports` in the host's network
+//     namespace: it binds the HTTP and HTTPS ports there, hands the listening
+//     sockets to the routers, and serves them a read-only Docker API;
+//   - NAME-router runs `paasd router` on the installation's overlay network:
+//     it takes the sockets from the ports process and accepts on them, so
+//     clients reach it without a userland proxy, with their own addresses.
+//
+// Both are health-checked (paasd router-health) and updated start-first: the
+// new task takes the same sockets while the old one still serves, and the old
+// one drains once the new one is healthy. No connection is refused or lost
+// on a replacement; a router that stops serving is replaced.
+//
+// EnsureRouter returns once both run, the replaced routers included having
+// stopped; a service whose new tasks fail is rolled back like an app and
+// the error carries their last log lines.
+func (s *Swarm) EnsureRouter(ctx context.Context, rs RouterSpec) error {
+	if rs.Image == "" || rs.Binary == "" {
+		return fmt.Errorf("ensure router: no image or binary")
 	}
-	published := make([]swarm.PortConfig, 0, len(ports))
-	for _, p := range ports {
-		if p <= 0 || p > 65535 {
-			return fmt.Errorf("ensure router: invalid port %d", p)
-		}
-		published = append(published, swarm.PortConfig{
-			Protocol:      swarm.PortConfigProtocolTCP,
-			TargetPort:    uint32(p),
-			PublishedPort: uint32(p),
-			PublishMode:   swarm.PortConfigPublishModeHost,
-		})
-	}
-	httpPort := ports[0]
 	if err := s.EnsureNetwork(ctx); err != nil {
 		return err
 	}
-	labels := map[string]string{
-		paas.LabelInstallation: s.name,
-		paas.LabelRole:         RoleRouter,
+	if err := s.retirePublishingRouter(ctx); err != nil {
+		return fmt.Errorf("ensure router: %w", err)
 	}
-	spec := swarm.ServiceSpec{
-		Annotations: swarm.Annotations{Name: s.RouterServiceName(), Labels: clone(labels)},
+	if err := s.ensureRouterService(ctx, s.portsSpec(rs), RolePorts); err != nil {
+		return err
+	}
+	if err := s.ensureRouterService(ctx, s.routerSpec(rs), RoleRouter); err != nil {
+		return err
+	}
+	s.log.Info("router running", "image", rs.Image)
+	return nil
+}
+
+func (s *Swarm) routerLabels(role string) map[string]string {
+	return map[string]string{paas.LabelInstallation: s.name, paas.LabelRole: role}
+}
+
+func (s *Swarm) socketsMount() mount.Mount {
+	return mount.Mount{
+		Type:          mount.TypeVolume,
+		Source:        s.RouterVolumeName(),
+		Target:        RouterSocketsDir,
+		VolumeOptions: &mount.VolumeOptions{Labels: map[string]string{paas.LabelInstallation: s.name}},
+	}
+}
+
+func routerHealth(binary string, args ...string) *container.HealthConfig {
+	return &container.HealthConfig{
+		Test:        append([]string{"CMD", binary, "router-health", "--sockets-dir", RouterSocketsDir}, args...),
+		Interval:    routerHealthEvery,
+		Timeout:     routerHealthTimeout,
+		Retries:     routerHealthRetries,
+		StartPeriod: routerHealthStart,
+	}
+}
+
+// routerServiceSpec is what the two services have in common.
+func (s *Swarm) routerServiceSpec(name, role string, cs *swarm.ContainerSpec, network string) swarm.ServiceSpec {
+	labels := s.routerLabels(role)
+	cs.Labels = clone(labels)
+	delay := routerRestartDelay
+	return withSpecHash(swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: name, Labels: clone(labels)},
 		TaskTemplate: swarm.TaskSpec{
-			ContainerSpec: &swarm.ContainerSpec{
-				Image:  image,
-				Labels: clone(labels),
-				Args:   args,
-				Env:    env,
-				Mounts: []mount.Mount{{Type: mount.TypeBind, Source: DockerSocket, Target: DockerSocket}},
-			},
-			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny},
+			ContainerSpec: cs,
+			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny, Delay: &delay},
 			Placement:     &swarm.Placement{Constraints: []string{"node.role==manager"}},
-			Networks:      []swarm.NetworkAttachmentConfig{{Target: s.network}},
+			Networks:      []swarm.NetworkAttachmentConfig{{Target: network}},
 		},
 		Mode:           swarm.ServiceMode{Global: &swarm.GlobalService{}},
-		UpdateConfig:   s.updateConfig(swarm.UpdateOrderStopFirst),
-		RollbackConfig: s.updateConfig(swarm.UpdateOrderStopFirst),
-		EndpointSpec: &swarm.EndpointSpec{
-			Mode:  swarm.ResolutionModeDNSRR,
-			Ports: published,
-		},
-	}
-	spec = withSpecHash(spec)
+		UpdateConfig:   s.updateConfig(swarm.UpdateOrderStartFirst),
+		RollbackConfig: s.updateConfig(swarm.UpdateOrderStartFirst),
+		EndpointSpec:   &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR},
+	})
+}
 
-	svcs, err := s.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(
-		filters.Arg("label", paas.LabelInstallation+"="+s.name),
-		filters.Arg("label", paas.LabelRole+"="+RoleRouter),
-	)})
+// portsSpec is the ports service: in the host's network namespace (a
+// service joins it through the network named "host"), with the Docker
+// socket, which only it holds.
+func (s *Swarm) portsSpec(rs RouterSpec) swarm.ServiceSpec {
+	grace := 10 * time.Second
+	return s.routerServiceSpec(s.PortsServiceName(), RolePorts, &swarm.ContainerSpec{
+		Image: rs.Image,
+		Args:  append(append([]string{}, rs.PortsArgs...), "--sockets-dir", RouterSocketsDir, "--docker-socket", DockerSocket),
+		Mounts: []mount.Mount{
+			s.socketsMount(),
+			{Type: mount.TypeBind, Source: DockerSocket, Target: DockerSocket},
+		},
+		Healthcheck:     routerHealth(rs.Binary, "--ports"),
+		StopGracePeriod: &grace,
+	}, "host")
+}
+
+// routerSpec is the router service, on the overlay network, with the
+// sockets directory and no Docker socket: it reads the Docker API through
+// the ports process's read-only proxy.
+func (s *Swarm) routerSpec(rs RouterSpec) swarm.ServiceSpec {
+	grace := routerStopGrace
+	env := append(append([]string{}, rs.RouterEnv...), "DOCKER_HOST=unix://"+RouterSocketsDir+"/docker.sock")
+	return s.routerServiceSpec(s.RouterServiceName(), RoleRouter, &swarm.ContainerSpec{
+		Image:           rs.Image,
+		Args:            append(append([]string{}, rs.RouterArgs...), "--sockets-dir", RouterSocketsDir, "--shutdown-timeout", routerShutdown.String()),
+		Env:             env,
+		Mounts:          []mount.Mount{s.socketsMount()},
+		Healthcheck:     routerHealth(rs.Binary),
+		StopGracePeriod: &grace,
+	}, s.network)
+}
+
+// ensureRouterService creates or updates one of the router's services and
+// waits for it, rolling it back when its new tasks fail.
+func (s *Swarm) ensureRouterService(ctx context.Context, spec swarm.ServiceSpec, role string) error {
+	existing, err := s.routerService(ctx, role)
 	if err != nil {
-		return fmt.Errorf("ensure router: list services: %w", err)
-	}
-	var existing *swarm.Service
-	if len(svcs) > 0 {
-		existing = &svcs[0]
+		return fmt.Errorf("ensure %s: %w", role, err)
 	}
 	p := &progress{out: logWriter{s.log.With("service", spec.Name)}}
-	r, err := s.apply(ctx, existing, spec, RoleRouter)
+	r, err := s.apply(ctx, existing, spec, role)
 	if err != nil {
-		return fmt.Errorf("ensure router: %w", err)
+		return fmt.Errorf("ensure %s: %w", role, err)
 	}
+	// The replaced tasks must have drained and stopped too: until then
+	// they serve requests the control plane cannot see in the new one.
+	r.waitStopped = true
 	if err := s.wait(ctx, r, p); err != nil {
-		s.log.Info("router rollout failed, rolling back", "err", err)
+		s.log.Info("rollout failed, rolling back", "service", spec.Name, "err", err)
 		if rbErr := s.revert(ctx, r, p); rbErr != nil {
-			return fmt.Errorf("ensure router: %w (rollback failed too: %v)", err, rbErr)
+			return fmt.Errorf("ensure %s: %w (rollback failed too: %v)", role, err, rbErr)
 		}
-		return fmt.Errorf("ensure router: %w", err)
+		return fmt.Errorf("ensure %s: %w", role, err)
 	}
-	s.log.Info("router running", "image", image, "port", httpPort)
 	return nil
+}
+
+func (s *Swarm) routerService(ctx context.Context, role string) (*swarm.Service, error) {
+	svcs, err := s.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", paas.LabelInstallation+"="+s.name),
+		filters.Arg("label", paas.LabelRole+"="+role),
+	)})
+	if err != nil {
+		return nil, fmt.Errorf("list services: %w", err)
+	}
+	if len(svcs) == 0 {
+		return nil, nil
+	}
+	return &svcs[0], nil
+}
+
+// retirePublishingRouter removes a router service of the kind that
+// published its ports through Docker (before the ports process): it holds
+// the ports, so the ports process could not bind them. Requests are refused
+// until the ports process has them, once, on that upgrade.
+func (s *Swarm) retirePublishingRouter(ctx context.Context) error {
+	svc, err := s.routerService(ctx, RoleRouter)
+	if err != nil || svc == nil || svc.Spec.EndpointSpec == nil || len(svc.Spec.EndpointSpec.Ports) == 0 {
+		return err
+	}
+	s.log.Warn("replacing a router that publishes its ports through Docker; requests are refused until the new one serves", "service", svc.Spec.Name)
+	if err := s.cli.ServiceRemove(ctx, svc.ID); err != nil && !isNotFound(err) {
+		return fmt.Errorf("remove service %s: %w", svc.Spec.Name, err)
+	}
+	// Task label filters match their service's labels; the containers
+	// carry the same ones.
+	return s.waitContainersGone(ctx, filters.NewArgs(
+		filters.Arg("label", paas.LabelInstallation+"="+s.name),
+		filters.Arg("label", paas.LabelRole+"="+RoleRouter),
+	))
 }
 
 // logWriter writes progress lines to a logger at debug level.

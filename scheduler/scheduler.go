@@ -51,6 +51,7 @@ type DockerAPI interface {
 	TaskLogs(ctx context.Context, taskID string, options container.LogsOptions) (io.ReadCloser, error)
 
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	VolumeRemove(ctx context.Context, volumeID string, force bool) error
 
 	// One-off tasks (run) are containers on this node.
 	ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error)
@@ -150,9 +151,6 @@ const maxNameLen = 63
 func (s *Swarm) ServiceName(app, process, deployment string) string {
 	return objectName(s.name, app, process, deployment)
 }
-
-// RouterServiceName returns the name of the router service.
-func (s *Swarm) RouterServiceName() string { return objectName(s.name, "router") }
 
 // NetworkName returns the name of the installation's overlay network.
 func (s *Swarm) NetworkName() string { return s.network }

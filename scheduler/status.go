@@ -99,6 +99,10 @@ func (s *Swarm) RemoveAll(ctx context.Context) error {
 	}
 	if err := s.waitContainersGone(ctx, filters.NewArgs(inst)); err != nil {
 		errs = append(errs, err)
+	} else if err := s.cli.VolumeRemove(ctx, s.RouterVolumeName(), false); err != nil && !isNotFound(err) {
+		// The router's sockets volume of this node only: volumes are
+		// local, each other manager keeps its own (empty) one.
+		errs = append(errs, fmt.Errorf("remove volume %s: %w", s.RouterVolumeName(), err))
 	}
 	if err := s.removeNetworks(ctx, filters.NewArgs(inst)); err != nil {
 		errs = append(errs, err)

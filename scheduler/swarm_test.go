@@ -9,9 +9,13 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -587,36 +591,186 @@ func TestDeployTimesOut(t *testing.T) {
 	}
 }
 
+// routerImage builds paasd and the router image from it, as paasd serve does.
+func routerImage(t *testing.T, e *testEnv) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "paasd")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/paasd")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build paasd: %v\n%s", err, out)
+	}
+	reg := buildertest.Registry(t)
+	ref := reg + "/" + e.name + "/router:test"
+	buildertest.RemoveImages(t, e.cli, reg+"/"+e.name+"/router")
+	img, err := builder.BuildSelfImage(t.Context(), e.cli, bin, ref, nil, true, io.Discard)
+	if err != nil {
+		t.Fatalf("build router image: %v", err)
+	}
+	// Before the image is removed (cleanups run last registered first).
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := e.s.RemoveAll(ctx); err != nil {
+			t.Errorf("RemoveAll: %v", err)
+		}
+	})
+	return img
+}
+
+// routerLoad sends GETs for an unknown host through the router until
+// stopped, counting answers other than the router's 404.
+type routerLoad struct {
+	stop         context.CancelFunc
+	done         chan struct{}
+	sent, failed atomic.Int64
+	first        atomic.Value
+}
+
+func startRouterLoad(url string) *routerLoad {
+	ctx, stop := context.WithTimeout(context.Background(), 3*time.Minute)
+	l := &routerLoad{stop: stop, done: make(chan struct{})}
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			defer c.CloseIdleConnections()
+			for ctx.Err() == nil {
+				method := map[bool]string{true: "GET", false: "POST"}[i%2 == 0]
+				req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(""))
+				req.Host = "nobody.example.test"
+				resp, err := c.Do(req)
+				if ctx.Err() != nil {
+					return
+				}
+				l.sent.Add(1)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != http.StatusNotFound {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					l.failed.Add(1)
+					l.first.CompareAndSwap(nil, err.Error())
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+	}
+	go func() { wg.Wait(); close(l.done) }()
+	return l
+}
+
+func (l *routerLoad) finish(t *testing.T, what string) {
+	t.Helper()
+	l.stop()
+	<-l.done
+	t.Logf("%s: sent %d failed %d", what, l.sent.Load(), l.failed.Load())
+	if l.sent.Load() == 0 || l.failed.Load() > 0 {
+		t.Errorf("%s: %d of %d requests failed; first: %v", what, l.failed.Load(), l.sent.Load(), l.first.Load())
+	}
+}
+
 func TestEnsureRouter(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	ctx := context.Background()
 	port := freePort(t)
-	args := []string{"-port", fmt.Sprint(port)}
-	start := time.Now()
-	if err := e.s.EnsureRouter(ctx, e.img.Ref(), args, nil, port); err != nil {
-		t.Fatalf("EnsureRouter: %v", err)
+	rs := scheduler.RouterSpec{
+		Image:      routerImage(t, e),
+		Binary:     builder.SelfBinaryPath,
+		RouterArgs: []string{"router", "--name", e.name, "--domain", "example.test", "--network", e.name + "-network", "--http-port", fmt.Sprint(port)},
+		PortsArgs:  []string{"router-ports", "--name", e.name, "--http-port", fmt.Sprint(port)},
 	}
-	t.Logf("router up in %s", time.Since(start))
-	svc, _, err := e.cli.ServiceInspectWithRaw(ctx, e.s.RouterServiceName(), swarm.ServiceInspectOptions{})
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+
+	// A router of the kind that published its port through Docker (before
+	// the ports process) holds the port: it is replaced.
+	labels := map[string]string{paas.LabelInstallation: e.name, paas.LabelRole: scheduler.RoleRouter}
+	_, err := e.cli.ServiceCreate(ctx, swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: e.s.RouterServiceName(), Labels: labels},
+		TaskTemplate: swarm.TaskSpec{
+			ContainerSpec: &swarm.ContainerSpec{Image: e.img.Ref(), Args: []string{"-port", fmt.Sprint(port)}, Labels: labels},
+			Networks:      []swarm.NetworkAttachmentConfig{{Target: e.name + "-network"}},
+		},
+		Mode: swarm.ServiceMode{Global: &swarm.GlobalService{}},
+		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR, Ports: []swarm.PortConfig{{
+			Protocol: swarm.PortConfigProtocolTCP, TargetPort: uint32(port), PublishedPort: uint32(port), PublishMode: swarm.PortConfigPublishModeHost,
+		}}},
+	}, swarm.ServiceCreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if svc.Spec.Labels[paas.LabelRole] != "router" || svc.Spec.Labels[paas.LabelInstallation] != e.name {
-		t.Errorf("labels %v", svc.Spec.Labels)
-	}
-	if m := svc.Spec.TaskTemplate.ContainerSpec.Mounts; len(m) != 1 || m[0].Source != "/var/run/docker.sock" {
-		t.Errorf("mounts %+v", m)
-	}
-	// The published host port answers on loopback.
-	body := get(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
-	if body != "hello \n" {
-		t.Errorf("router answered %q", body)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the old router did not come up")
+		}
 	}
 
-	// Ensuring the same router again changes nothing.
-	tasks := func() []string {
-		ts, err := e.cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", svc.ID), filters.Arg("desired-state", "running"))})
+	start := time.Now()
+	if err := e.s.EnsureRouter(ctx, rs); err != nil {
+		t.Fatalf("EnsureRouter: %v", err)
+	}
+	t.Logf("router up in %s", time.Since(start))
+	inspect := func(name string) swarm.Service {
+		t.Helper()
+		svc, _, err := e.cli.ServiceInspectWithRaw(ctx, name, swarm.ServiceInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc
+	}
+	rsvc, psvc := inspect(e.s.RouterServiceName()), inspect(e.s.PortsServiceName())
+	if rsvc.Spec.Labels[paas.LabelRole] != "router" || psvc.Spec.Labels[paas.LabelRole] != "router-ports" || rsvc.Spec.Labels[paas.LabelInstallation] != e.name {
+		t.Errorf("labels %v, %v", rsvc.Spec.Labels, psvc.Spec.Labels)
+	}
+	// Only the ports process holds the Docker socket; the router publishes
+	// nothing; both are health-checked and replaced start-first.
+	for _, m := range rsvc.Spec.TaskTemplate.ContainerSpec.Mounts {
+		if m.Source == scheduler.DockerSocket || m.Target == scheduler.DockerSocket {
+			t.Errorf("the router mounts the Docker socket: %+v", m)
+		}
+	}
+	if m := psvc.Spec.TaskTemplate.ContainerSpec.Mounts; len(m) != 2 || m[1].Source != scheduler.DockerSocket {
+		t.Errorf("ports mounts %+v", m)
+	}
+	if ep := rsvc.Spec.EndpointSpec; ep != nil && len(ep.Ports) > 0 {
+		t.Errorf("the router publishes %+v", ep.Ports)
+	}
+	for _, svc := range []swarm.Service{rsvc, psvc} {
+		if svc.Spec.TaskTemplate.ContainerSpec.Healthcheck == nil || svc.Spec.UpdateConfig.Order != swarm.UpdateOrderStartFirst {
+			t.Errorf("%s: healthcheck %+v, update order %s", svc.Spec.Name, svc.Spec.TaskTemplate.ContainerSpec.Healthcheck, svc.Spec.UpdateConfig.Order)
+		}
+	}
+	// The router answers on the host's port; an unknown host gets its 404.
+	if code, body := getStatus(t, url, "nobody.example.test"); code != 404 || !strings.Contains(body, "No app is served") {
+		t.Errorf("router answered %d %q", code, body)
+	}
+	// It reads the routes through the read-only Docker API: an app deployed
+	// now is served.
+	if err := e.s.Deploy(ctx, e.release(1, map[string]string{"GREETING": "routed"}), scheduler.DeployOptions{Host: "hello.example.test", DrainTimeout: 5 * time.Second}, io.Discard); err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, body := getStatus(t, url, "hello.example.test")
+		if code == 200 && body == "hello routed\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the app deployed is not served: %d %q", code, body)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+
+	tasks := func(name string) []string {
+		ts, err := e.cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", name), filters.Arg("desired-state", "running"))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -626,23 +780,59 @@ func TestEnsureRouter(t *testing.T) {
 		}
 		return ids
 	}
-	before := tasks()
-	if err := e.s.EnsureRouter(ctx, e.img.Ref(), args, nil, port); err != nil {
+	// Ensuring the same router again changes nothing.
+	beforeR, beforeP := tasks(rsvc.ID), tasks(psvc.ID)
+	if err := e.s.EnsureRouter(ctx, rs); err != nil {
 		t.Fatalf("second EnsureRouter: %v", err)
 	}
-	if after := tasks(); !slices.Equal(before, after) {
-		t.Errorf("router tasks %v became %v", before, after)
+	if afterR, afterP := tasks(rsvc.ID), tasks(psvc.ID); !slices.Equal(beforeR, afterR) || !slices.Equal(beforeP, afterP) {
+		t.Errorf("router tasks %v %v became %v %v", beforeR, beforeP, afterR, afterP)
 	}
 
+	// A changed router, then a changed ports process, under load: the new
+	// ones take over the same listening socket, nothing fails.
+	load := startRouterLoad(url)
+	time.Sleep(time.Second)
+	rs.RouterEnv = []string{"CHANGED=1"}
+	if err := e.s.EnsureRouter(ctx, rs); err != nil {
+		t.Fatalf("EnsureRouter with a changed router: %v", err)
+	}
+	rs.PortsArgs = append(rs.PortsArgs, "--docker-socket", scheduler.DockerSocket)
+	if err := e.s.EnsureRouter(ctx, rs); err != nil {
+		t.Fatalf("EnsureRouter with a changed ports process: %v", err)
+	}
+	if slices.Equal(beforeR, tasks(rsvc.ID)) || slices.Equal(beforeP, tasks(psvc.ID)) {
+		t.Error("the services' tasks were not replaced")
+	}
+	time.Sleep(time.Second)
+	load.finish(t, "replacements")
+
 	// A router that cannot start is rolled back to the running one.
-	err = e.s.EnsureRouter(ctx, e.img.Ref(), []string{"-no-such-flag"}, nil, port)
-	if err == nil || !strings.Contains(err.Error(), "flag provided but not defined") {
-		t.Fatalf("EnsureRouter with a bad flag = %v, want the flag error", err)
+	bad := rs
+	bad.RouterArgs = append(slices.Clone(rs.RouterArgs), "-no-such-flag")
+	err = e.s.EnsureRouter(ctx, bad)
+	var rerr *scheduler.RolloutError
+	if !errors.As(err, &rerr) || rerr.Process != "router" || !strings.Contains(err.Error(), "non-zero exit (2)") {
+		t.Fatalf("EnsureRouter with a bad flag = %v, want the router's exit", err)
 	}
 	t.Logf("error: %v", err)
-	if body := get(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); body != "hello \n" {
-		t.Errorf("router after rollback answered %q", body)
+	if code, body := getStatus(t, url, "hello.example.test"); code != 200 || body != "hello routed\n" {
+		t.Errorf("router after rollback answered %d %q", code, body)
 	}
+}
+
+// getStatus sends one GET through the router.
+func getStatus(t *testing.T, url, host string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Host = host
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("GET %s (Host %s): %v", url, host, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func freePort(t *testing.T) int {
@@ -651,24 +841,4 @@ func freePort(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return port
-}
-
-// get polls url until it answers, for the port mapping to settle.
-func get(t *testing.T, url string) string {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err == nil && resp.StatusCode == http.StatusOK {
-				return string(b)
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }

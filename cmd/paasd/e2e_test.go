@@ -105,6 +105,7 @@ type installation struct {
 	extraArgs           []string // more flags for paasd serve (e2e_tls_test.go)
 	regPort             int
 	adminKeys           string
+	bin                 string // the paasd binary; paasdBin when empty
 	cmd                 *exec.Cmd
 	logFile             *os.File
 }
@@ -126,7 +127,11 @@ func (in *installation) start() error {
 	if in.cmd != nil {
 		return fmt.Errorf("paasd already running")
 	}
-	cmd := exec.Command(paasdBin, in.args()...)
+	bin := paasdBin
+	if in.bin != "" {
+		bin = in.bin
+	}
+	cmd := exec.Command(bin, in.args()...)
 	cmd.Stdout, cmd.Stderr = in.logFile, in.logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -191,6 +196,7 @@ func (in *installation) cleanup() {
 		l.wg.Wait()
 		loads.delete(in.work)
 	}
+	closeIdleConns(in.work)
 	in.stop()
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {

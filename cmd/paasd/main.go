@@ -17,13 +17,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker/docker/client"
 	"github.com/docker/go-units"
 
 	"paas/gitreceive"
 	"paas/internal/daemon"
 	"paas/internal/directory"
-	"paas/router"
 )
 
 var version = "dev"
@@ -31,9 +29,14 @@ var version = "dev"
 const usage = `paasd: a git-push platform on Docker Swarm
 
 Usage:
-  paasd serve [flags]     run the control plane (SSH, git, builds, deploys, registry)
-  paasd router [flags]    run the HTTP router (started by serve as a Swarm service)
-  paasd version           print the version
+  paasd serve [flags]          run the control plane (SSH, git, builds, deploys, registry)
+  paasd router [flags]         run the HTTP router (started by serve as a Swarm service)
+  paasd router-ports [flags]   bind the router's ports on the host, hand them to the
+                               routers and serve them a read-only Docker API (a Swarm
+                               service started by serve)
+  paasd router-health [flags]  check the router, or with --ports the ports process, of
+                               this container (their services' health check)
+  paasd version                print the version
 
 Run 'paasd COMMAND --help' for a command's flags. Every flag also reads
 PAAS_<FLAG> from the environment, e.g. PAAS_DATA_DIR for --data-dir.
@@ -56,6 +59,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "router":
 		return runRouter(args[1:], stderr)
+	case "router-ports":
+		return runRouterPorts(args[1:], stderr)
+	case "router-health":
+		return runRouterHealth(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "paasd %s\n", version)
 		return 0
@@ -207,7 +214,7 @@ func serve(args []string, stderr io.Writer) int {
 	f := &envFlags{fs: flag.NewFlagSet("paasd serve", flag.ContinueOnError)}
 	f.String(&cfg.DataDir, "data-dir", "/var/lib/paas", "state, repositories, registry and host key")
 	f.String(&cfg.SSHAddr, "ssh-addr", ":2222", "SSH listen address")
-	f.Int(&cfg.HTTPPort, "http-port", 80, "router HTTP port (published in host mode)")
+	f.Int(&cfg.HTTPPort, "http-port", 80, "router HTTP port (bound on every manager by the router's ports process)")
 	f.Int(&cfg.HTTPSPort, "https-port", 443, "router HTTPS port")
 	f.String(&cfg.Domain, "domain", "paas.localhost", "apps are served at APP.DOMAIN")
 	f.String(&cfg.AdminKeys, "admin-keys", "/etc/paas/admin_keys", "authorized_keys file of administrators (re-read on change)")
@@ -236,54 +243,6 @@ func serve(args []string, stderr io.Writer) int {
 	defer stop()
 	if err := daemon.Run(ctx, cfg, log); err != nil {
 		log.Error("paasd stopped", "err", err)
-		return 1
-	}
-	return 0
-}
-
-func runRouter(args []string, stderr io.Writer) int {
-	var opts router.Options
-	var port, httpsPort int
-	accessLog := "on"
-	f := &envFlags{fs: flag.NewFlagSet("paasd router", flag.ContinueOnError)}
-	f.String(&opts.Installation, "name", "paas", "installation whose apps are routed")
-	f.String(&opts.Domain, "domain", "paas.localhost", "apps are served at APP.DOMAIN")
-	f.String(&opts.Network, "network", "paas-net", "overlay network the app tasks are reached on")
-	f.Int(&port, "http-port", 80, "HTTP listen port")
-	f.Int(&httpsPort, "https-port", 0, "HTTPS listen port; 0: no HTTPS")
-	f.String(&accessLog, "access-log", accessLog, "on: one JSON line per request on stderr; off: none")
-	f.String(&opts.AdminToken, "admin-token", "", "token of the control endpoint paasd uses to drain and check tasks (set it through PAAS_ADMIN_TOKEN)")
-	if !f.parse(args, stderr) {
-		return 2
-	}
-	if accessLog != "on" && accessLog != "off" {
-		fmt.Fprintf(stderr, "paasd: --access-log %q: use on or off\n", accessLog)
-		return 2
-	}
-	opts.AccessLog = accessLog == "on"
-	opts.HTTPAddr = fmt.Sprintf(":%d", port)
-	if httpsPort > 0 {
-		opts.HTTPSAddr = fmt.Sprintf(":%d", httpsPort)
-		opts.HTTPSPort = httpsPort
-	}
-	opts.PollInterval = time.Second
-	router.TuneGC()
-	// Access log lines are written in batches (at most 100 ms late).
-	logOut := router.NewBufferedLog(stderr, 100*time.Millisecond)
-	defer logOut.Close()
-	opts.Log = newLogger(logOut)
-	opts.AccessLogOut = logOut
-	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		opts.Log.Error("docker client", "err", err)
-		return 1
-	}
-	defer docker.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	src := router.NewConfigSource(router.NewDockerSource(docker, opts), docker, opts)
-	if err := router.New(src, opts).Run(ctx); err != nil {
-		opts.Log.Error("router stopped", "err", err)
 		return 1
 	}
 	return 0

@@ -301,8 +301,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return g.Wait()
 }
 
-// startRouter builds the router image from this very binary and runs it as a
-// Swarm service, publishing the HTTP port in host mode.
+// startRouter builds the router image from this very binary and runs it as
+// the router's two Swarm services (scheduler.EnsureRouter): the ports
+// process, which binds the HTTP and HTTPS ports on the host, and the router.
 func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, repoPrefix, network, token string, log *slog.Logger) error {
 	exe, err := os.Executable()
 	if err != nil {
@@ -313,15 +314,12 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 		return err
 	}
 	ref := repoPrefix + "/router:" + sum[:16]
-	args := []string{"router", "--name", cfg.Name, "--domain", cfg.Domain, "--http-port", strconv.Itoa(cfg.HTTPPort), "--network", network}
-	ports := []int{cfg.HTTPPort}
-	if cfg.HTTPSPort > 0 {
-		args = append(args, "--https-port", strconv.Itoa(cfg.HTTPSPort))
-		ports = append(ports, cfg.HTTPSPort)
-	}
+	ports := []string{"--http-port", strconv.Itoa(cfg.HTTPPort), "--https-port", strconv.Itoa(cfg.HTTPSPort)}
+	routerArgs := append([]string{"router", "--name", cfg.Name, "--domain", cfg.Domain, "--network", network}, ports...)
+	portsArgs := append([]string{"router-ports", "--name", cfg.Name}, ports...)
 	var image string
 	for attempt := 1; ; attempt++ {
-		image, err = builder.BuildSelfImage(ctx, docker, exe, ref, args, true, io.Discard)
+		image, err = builder.BuildSelfImage(ctx, docker, exe, ref, routerArgs, true, io.Discard)
 		if err == nil {
 			break
 		}
@@ -334,8 +332,14 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 		log.Warn("building the router image failed; trying again", "err", err, "attempt", attempt)
 		time.Sleep(time.Second)
 	}
-	env := []string{"PAAS_ADMIN_TOKEN=" + token}
-	if err := sched.EnsureRouterPorts(ctx, image, args, env, ports...); err != nil {
+	err = sched.EnsureRouter(ctx, scheduler.RouterSpec{
+		Image:      image,
+		Binary:     builder.SelfBinaryPath,
+		RouterArgs: routerArgs,
+		RouterEnv:  []string{"PAAS_ADMIN_TOKEN=" + token},
+		PortsArgs:  portsArgs,
+	})
+	if err != nil {
 		return fmt.Errorf("start router: %w", err)
 	}
 	log.Info("router running", "image", image, "http_port", cfg.HTTPPort)

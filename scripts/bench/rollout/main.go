@@ -2,8 +2,9 @@
 // real paasd (its router, registry and Swarm services), deploys a test app,
 // and sends steady traffic through the router on 127.0.0.1 while it runs
 // 20 deploys, 5 rollbacks, 5 config changes, a scale 1->3->1 and 2 failing
-// deploys, and paasd killed with SIGKILL in the middle of a deploy and
-// started again, all through the real ssh and git clients. It prints requests
+// deploys, all through the real ssh and git clients; it replaces the router
+// and its ports process (docker service update --force), and kills paasd
+// with SIGKILL in the middle of a deploy and starts it again. It prints requests
 // sent and failed, and p50/p99 latency during and outside rollouts, once for
 // an app that drains on SIGTERM and once for one that exits at once.
 //
@@ -85,7 +86,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer inst.close()
 
-	fmt.Printf("Zero-downtime benchmark: %d deploys, %d rollbacks, %d config changes, scale web 1->3->1, %d failing deploys per app; %d keep-alive connections through the router on 127.0.0.1\n\n",
+	fmt.Printf("Zero-downtime benchmark: %d deploys, %d rollbacks, %d config changes, scale web 1->3->1, %d failing deploys, a router and a ports process replacement per app; %d keep-alive connections through the router on 127.0.0.1\n\n",
 		o.deploys, o.rollbacks, o.configs, o.failing, o.workers)
 	var results []result
 	for _, kind := range strings.Split(o.apps, ",") {
@@ -295,6 +296,9 @@ func (in *installation) close() {
 	}
 	if out, err := runCmd(ctx, "", nil, "docker", "network", "ls", "-q", "--filter", filter); err == nil && strings.TrimSpace(out) != "" {
 		_, _ = runCmd(ctx, "", nil, "docker", append([]string{"network", "rm"}, strings.Fields(out)...)...)
+	}
+	if out, err := runCmd(ctx, "", nil, "docker", "volume", "ls", "-q", "--filter", filter); err == nil && strings.TrimSpace(out) != "" {
+		_, _ = runCmd(ctx, "", nil, "docker", append([]string{"volume", "rm"}, strings.Fields(out)...)...)
 	}
 	if out, err := runCmd(ctx, "", nil, "docker", "images", "-q", "--filter", "reference=*/"+in.name+"/*"); err == nil && strings.TrimSpace(out) != "" {
 		_, _ = runCmd(ctx, "", nil, "docker", append([]string{"rmi", "-f"}, strings.Fields(out)...)...)
@@ -524,6 +528,12 @@ func benchApp(ctx context.Context, in *installation, tmp, kind string, o options
 		}
 		return pushErr
 	}
+	replace := func(service string) func() error {
+		return func() error {
+			_, err := runCmd(ctx, "", nil, "docker", "service", "update", "--quiet", "--force", service)
+			return err
+		}
+	}
 	version := 2
 	rollbacks, configs, failing := 0, 0, 0
 	for i := range o.deploys {
@@ -545,6 +555,13 @@ func benchApp(ctx context.Context, in *installation, tmp, kind string, o options
 		if i == o.deploys/2 {
 			ops = append(ops, op{name: "scale web=3", fn: ssh("ps:scale", app, "web=3")}, op{name: "scale web=1", fn: ssh("ps:scale", app, "web=1")})
 			ops = append(ops, op{name: "paasd kill -9", fn: killMidDeploy, wantErr: true})
+		}
+		if i == o.deploys/4 {
+			// The router itself replaced (as by an upgrade of paas or a
+			// change of its spec), then its ports process.
+			ops = append(ops,
+				op{name: "router replacement", fn: replace(in.name + "-router")},
+				op{name: "ports replacement", fn: replace(in.name + "-router-ports")})
 		}
 	}
 	for ; rollbacks < o.rollbacks; rollbacks++ {
@@ -568,7 +585,7 @@ func benchApp(ctx context.Context, in *installation, tmp, kind string, o options
 		if (err != nil) != op.wantErr {
 			return result{}, fmt.Errorf("%s: got error %v, want error %v", op.name, err, op.wantErr)
 		}
-		fmt.Printf("       %2d/%d %-15s %6.1fs  requests so far %d, failed %d\n", i+1, len(ops), op.name, time.Since(start).Seconds(), l.sent.Load(), l.failed.Load())
+		fmt.Printf("       %2d/%d %-18s %6.1fs  requests so far %d, failed %d\n", i+1, len(ops), op.name, time.Since(start).Seconds(), l.sent.Load(), l.failed.Load())
 		time.Sleep(time.Second)
 		if ctx.Err() != nil {
 			return result{}, ctx.Err()

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/client"
+
+	"paas/internal/paas"
+	"paas/router"
+	"paas/router/handover"
+	"paas/router/ports"
+)
+
+// In the router's Swarm services (scheduler.EnsureRouter), a router takes its
+// listening sockets from the ports process through --sockets-dir instead of
+// listening itself; once its context ends it keeps idle keep-alive
+// connections open for routerIdleDrain (see router.Options.IdleDrain).
+const routerIdleDrain = time.Second
+
+func runRouter(args []string, stderr io.Writer) int {
+	var opts router.Options
+	var port, httpsPort int
+	var socketsDir string
+	accessLog := "on"
+	f := &envFlags{fs: flag.NewFlagSet("paasd router", flag.ContinueOnError)}
+	f.String(&opts.Installation, "name", "paas", "installation whose apps are routed")
+	f.String(&opts.Domain, "domain", "paas.localhost", "apps are served at APP.DOMAIN")
+	f.String(&opts.Network, "network", "paas-net", "overlay network the app tasks are reached on")
+	f.Int(&port, "http-port", 80, "HTTP listen port")
+	f.Int(&httpsPort, "https-port", 0, "HTTPS listen port; 0: no HTTPS")
+	f.String(&socketsDir, "sockets-dir", "", "take the listening sockets from the ports process (paasd router-ports) in this directory instead of listening, and hand them on")
+	f.Duration(&opts.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	f.String(&accessLog, "access-log", accessLog, "on: one JSON line per request on stderr; off: none")
+	f.String(&opts.AdminToken, "admin-token", "", "token of the control endpoint paasd uses to drain and check tasks (set it through PAAS_ADMIN_TOKEN)")
+	if !f.parse(args, stderr) {
+		return 2
+	}
+	if accessLog != "on" && accessLog != "off" {
+		fmt.Fprintf(stderr, "paasd: --access-log %q: use on or off\n", accessLog)
+		return 2
+	}
+	opts.AccessLog = accessLog == "on"
+	opts.HTTPAddr = fmt.Sprintf(":%d", port)
+	if httpsPort > 0 {
+		opts.HTTPSAddr = fmt.Sprintf(":%d", httpsPort)
+		opts.HTTPSPort = httpsPort
+	}
+	opts.PollInterval = time.Second
+	router.TuneGC()
+	// Access log lines are written in batches (at most 100 ms late).
+	logOut := router.NewBufferedLog(stderr, 100*time.Millisecond)
+	defer logOut.Close()
+	opts.Log = newLogger(logOut)
+	opts.AccessLogOut = logOut
+	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		opts.Log.Error("docker client", "err", err)
+		return 1
+	}
+	defer docker.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	src := router.NewConfigSource(router.NewDockerSource(docker, opts), docker, opts)
+	if socketsDir == "" {
+		err = router.New(src, opts).Run(ctx)
+	} else {
+		opts.IdleDrain = routerIdleDrain
+		opts.WaitForRoutes = true
+		err = serveHandedOver(ctx, src, opts, socketsDir, port, httpsPort)
+	}
+	if err != nil {
+		opts.Log.Error("router stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serveHandedOver runs the router on the sockets it takes from the holders
+// in dir, and hands them on, with its health, at its own socket there.
+func serveHandedOver(ctx context.Context, src router.Source, opts router.Options, dir string, port, httpsPort int) error {
+	self, err := routerSocketName()
+	if err != nil {
+		return err
+	}
+	want := []handover.Port{{Name: "http", Port: port}}
+	if httpsPort > 0 {
+		want = append(want, handover.Port{Name: "https", Port: httpsPort})
+	}
+	socks, err := handover.Take(ctx, dir, self, want, 500*time.Millisecond, opts.Log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it served
+		}
+		return err
+	}
+	defer func() {
+		for _, s := range socks {
+			s.File.Close()
+		}
+	}()
+	lns := make([]net.Listener, len(socks))
+	for i, s := range socks {
+		if lns[i], err = net.FileListener(s.File); err != nil {
+			return fmt.Errorf("listen on the %s socket: %w", s.Name, err)
+		}
+	}
+	r := router.New(src, opts)
+	ep, err := handover.Listen(filepath.Join(dir, self))
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
+	hs := handover.NewServer(socks, opts.Log)
+	hs.Health = r.Healthy
+	// Handed on until the router exits, also while it drains.
+	hctx, stopHandover := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHandover()
+	go func() {
+		if err := hs.Serve(hctx, ep.UnixListener); err != nil {
+			opts.Log.Warn("handing the sockets on stopped", "err", err)
+		}
+	}()
+	var tlsLn net.Listener
+	if len(lns) > 1 {
+		tlsLn = lns[1]
+	}
+	return r.ServeTLS(ctx, lns[0], tlsLn)
+}
+
+// routerSocketName is this router's socket in the sockets directory, named
+// after its container's host name (unique on a node).
+func routerSocketName() (string, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("host name: %w", err)
+	}
+	return handover.RouterSocket(host), nil
+}
+
+func runRouterPorts(args []string, stderr io.Writer) int {
+	var o ports.Options
+	var name string
+	var httpPort, httpsPort int
+	f := &envFlags{fs: flag.NewFlagSet("paasd router-ports", flag.ContinueOnError)}
+	f.String(&name, "name", "paas", "installation whose routers get the ports")
+	f.Int(&httpPort, "http-port", 80, "HTTP port to bind")
+	f.Int(&httpsPort, "https-port", 0, "HTTPS port to bind; 0: none")
+	f.String(&o.Dir, "sockets-dir", "", "directory shared with the routers (required)")
+	f.String(&o.Docker, "docker-socket", "/var/run/docker.sock", "the Docker API socket the read-only proxy reads from")
+	if !f.parse(args, stderr) {
+		return 2
+	}
+	if o.Dir == "" {
+		fmt.Fprintln(stderr, "paasd: --sockets-dir is required")
+		return 2
+	}
+	o.Ports = []handover.Port{{Name: "http", Port: httpPort}}
+	if httpsPort > 0 {
+		o.Ports = append(o.Ports, handover.Port{Name: "https", Port: httpsPort})
+	}
+	o.InstallLabel = paas.LabelInstallation + "=" + name
+	o.Log = newLogger(stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := ports.Run(ctx, o); err != nil {
+		o.Log.Error("router ports stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// runRouterHealth is the Docker health check of the router's services: it
+// asks the router of this container (or the ports process, with --ports)
+// whether it serves, and exits 0 when it does.
+func runRouterHealth(args []string, stdout, stderr io.Writer) int {
+	var dir string
+	var portsProcess bool
+	f := &envFlags{fs: flag.NewFlagSet("paasd router-health", flag.ContinueOnError)}
+	f.String(&dir, "sockets-dir", "", "the sockets directory of the router (required)")
+	f.Bool(&portsProcess, "ports", false, "check the ports process instead of the router")
+	if !f.parse(args, stderr) {
+		return 2
+	}
+	if dir == "" {
+		fmt.Fprintln(stderr, "paasd: --sockets-dir is required")
+		return 2
+	}
+	sock := handover.PortsSocket
+	if !portsProcess {
+		var err error
+		if sock, err = routerSocketName(); err != nil {
+			fmt.Fprintf(stderr, "unhealthy: %v\n", err)
+			return 1
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := handover.Healthy(ctx, filepath.Join(dir, sock)); err != nil {
+		fmt.Fprintf(stderr, "unhealthy: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "healthy")
+	return 0
+}
