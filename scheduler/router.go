@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,11 @@ type RouterSpec struct {
 	RouterArgs []string
 	RouterEnv  []string
 	PortsArgs  []string
+	// NodeDockerSocket is where each manager's Docker socket is on that
+	// machine, mounted into its ports process (DockerSocket when empty). It
+	// may use Swarm's templates ({{.Node.Hostname}}) when the nodes keep it
+	// in different places, as the nodes of a cluster on one machine do.
+	NodeDockerSocket string
 }
 
 // RouterServiceName returns the name of the router service.
@@ -161,7 +167,7 @@ func (s *Swarm) portsSpec(rs RouterSpec) swarm.ServiceSpec {
 		Args:  append(append([]string{}, rs.PortsArgs...), "--sockets-dir", RouterSocketsDir, "--docker-socket", DockerSocket),
 		Mounts: []mount.Mount{
 			s.socketsMount(),
-			{Type: mount.TypeBind, Source: DockerSocket, Target: DockerSocket},
+			{Type: mount.TypeBind, Source: cmp.Or(rs.NodeDockerSocket, DockerSocket), Target: DockerSocket},
 		},
 		Healthcheck:     routerHealth(rs.Binary, "--ports"),
 		StopGracePeriod: &grace,

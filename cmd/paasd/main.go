@@ -221,6 +221,7 @@ func serve(args []string, stderr io.Writer) int {
 	f.String(&cfg.Name, "name", "paas", "prefix of every Swarm object of this installation")
 	f.String(&cfg.RegistryAddr, "registry-addr", "127.0.0.1:5000", "loopback address of the embedded registry")
 	f.String(&cfg.PluginsDir, "plugins-dir", "", "directory of executable plugins (default DATA_DIR/plugins)")
+	f.String(&cfg.NodeDockerSocket, "node-docker-socket", "", "the Docker socket's path on every manager, for the router's ports process (default /var/run/docker.sock; Swarm templates such as {{.Node.Hostname}} allowed)")
 	f.Int(&cfg.KeepReleases, "keep-releases", 10, "releases whose images each app keeps in the registry (how far rollback reaches)")
 	f.String(&cfg.PostgresImage, "postgres-image", "", "image of Postgres databases (default paas-postgres:15, built by scripts/postgres/build.sh)")
 	limitFlags(f, &cfg)

@@ -45,6 +45,9 @@ type Config struct {
 	Name         string
 	RegistryAddr string
 	PluginsDir   string
+	// NodeDockerSocket is the Docker socket's path on each manager, for the
+	// router's ports process (default: /var/run/docker.sock).
+	NodeDockerSocket string
 	// KeepReleases is how many releases' images an app keeps in the
 	// registry (rollback reaches that far back).
 	KeepReleases int
@@ -338,6 +341,8 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 		RouterArgs: routerArgs,
 		RouterEnv:  []string{"PAAS_ADMIN_TOKEN=" + token},
 		PortsArgs:  portsArgs,
+
+		NodeDockerSocket: cfg.NodeDockerSocket,
 	})
 	if err != nil {
 		return fmt.Errorf("start router: %w", err)
