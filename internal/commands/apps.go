@@ -25,6 +25,10 @@ type Store interface {
 	RemoveKey(name string) error
 	Releases(app string) ([]*paas.Release, error)
 	Deploys(app string) ([]*paas.Deploy, error)
+	// GlobalConfig and UpdateGlobalConfig keep the config every app
+	// inherits (config:set --global).
+	GlobalConfig() (map[string]string, error)
+	UpdateGlobalConfig(fn func(cfg map[string]string) error) error
 }
 
 // Pipeline applies changes that roll out.

@@ -63,7 +63,9 @@ func (d *Dispatcher) record(id paas.Identity, args []string, code int) {
 	rest, app := args[1:], ""
 	if known {
 		flags := map[string]string{}
-		if pos, err := parseFlags(cmd, rest, flags); err == nil && len(pos) > 0 && (cmd.App || cmd.NamesApp) {
+		pos, err := parseFlags(cmd, rest, flags)
+		_, global := flags["--global"]
+		if err == nil && len(pos) > 0 && (cmd.App || cmd.NamesApp) && !(cmd.Global && global) {
 			app = pos[0]
 			e.App = AuditArg(app)
 		}

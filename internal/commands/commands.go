@@ -41,6 +41,10 @@ type Command struct {
 	Admin    bool // administrators only
 	MinArgs  int  // positional arguments required after the app
 	Run      func(ctx context.Context, c *Call) error
+
+	// Global: with --global the command acts on the installation instead
+	// of an app (Dokku's "(<app>|--global)"), and Call.App stays nil.
+	Global bool
 }
 
 // Call is one invocation of a command.
@@ -184,7 +188,7 @@ func (d *Dispatcher) runCommand(ctx context.Context, id paas.Identity, args []st
 		}
 		pos = append([]string{global.app}, pos...)
 	}
-	if cmd.App {
+	if cmd.App && !(cmd.Global && call.Has("--global")) {
 		if len(pos) == 0 {
 			return fail(stderr, fmt.Errorf("please specify an app name\n Usage: %s %s", cmd.Name, cmd.Args))
 		}

@@ -56,7 +56,7 @@ func TestRunCommand(t *testing.T) {
 		},
 		{
 			name: "help of one command", id: alice, args: []string{"help", "config:get"},
-			wantOut: []string{"Usage: config:get APP KEY", "--quoted"},
+			wantOut: []string{"Usage: config:get (APP|--global) KEY", "--quoted"},
 		},
 		{
 			name: "help of unknown command", id: alice, args: []string{"help", "nope"},
@@ -68,7 +68,7 @@ func TestRunCommand(t *testing.T) {
 		},
 		{
 			name: "--help on a command prints usage", id: alice, args: []string{"config:set", "--help"},
-			wantOut: []string{"Usage: config:set [--no-restart] [--encoded] APP KEY=VALUE...", "Flags:", "    --encoded\n", "    --no-restart\n"},
+			wantOut: []string{"Usage: config:set [--no-restart] [--encoded] (APP|--global) KEY=VALUE...", "Flags:", "    --encoded\n", "    --no-restart\n"},
 		},
 		{
 			name: "-h on a command prints usage without the app", id: alice, args: []string{"apps:list", "-h"},
@@ -76,11 +76,11 @@ func TestRunCommand(t *testing.T) {
 		},
 		{
 			name: "missing app argument", id: alice, args: []string{"config:show"},
-			wantCode: ExitError, wantErr: []string{" !     please specify an app name", " !     Usage: config:show APP"},
+			wantCode: ExitError, wantErr: []string{" !     please specify an app name", " !     Usage: config:show (APP|--global)"},
 		},
 		{
 			name: "missing positional after app", id: alice, args: []string{"config:get", "alpha"},
-			wantCode: ExitError, wantErr: []string{"missing arguments", "Usage: config:get APP KEY"},
+			wantCode: ExitError, wantErr: []string{"missing arguments", "Usage: config:get (APP|--global) KEY"},
 		},
 		{
 			name: "missing positional without app", id: alice, args: []string{"apps:create"},
@@ -473,7 +473,7 @@ func TestConfigSet(t *testing.T) {
 		{
 			name:     "no equals sign",
 			args:     []string{"config:set", "alpha", "NOEQUALS"},
-			wantCode: ExitError, wantErr: `expected KEY=VALUE, got "NOEQUALS"`,
+			wantCode: ExitError, wantErr: "Invalid env pair: NOEQUALS",
 		},
 		{
 			name:     "no pairs",

@@ -23,6 +23,25 @@ type fakeStore struct {
 	keys    map[string]*paas.SSHKey
 	deleted []string
 	rels    map[string][]*paas.Release // newest first
+	deploys map[string][]*paas.Deploy  // newest first
+	global  map[string]string
+}
+
+func (s *fakeStore) GlobalConfig() (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return nonNil(maps.Clone(s.global)), nil
+}
+
+func (s *fakeStore) UpdateGlobalConfig(fn func(map[string]string) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := nonNil(maps.Clone(s.global))
+	if err := fn(cfg); err != nil {
+		return err
+	}
+	s.global = cfg
+	return nil
 }
 
 var _ Store = (*fakeStore)(nil)
@@ -138,7 +157,9 @@ func (s *fakeStore) Deploys(app string) ([]*paas.Deploy, error) {
 	if _, err := s.App(app); err != nil {
 		return nil, err
 	}
-	return nil, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deploys[app], nil
 }
 
 // setConfigCall is one recorded Pipeline.SetConfig.
