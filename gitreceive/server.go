@@ -64,6 +64,10 @@ type Options struct {
 	Pushes      PushHandler
 	Commands    CommandRunner
 	Log         *slog.Logger
+	// PushLocks, when set, is the per-app push lock the server takes for
+	// a push, shared with whatever else writes an app's repository
+	// (git:sync, git:from-archive, apps:rename).
+	PushLocks *applock.Set
 }
 
 // Server is the SSH server.
@@ -73,7 +77,7 @@ type Server struct {
 	hooks    *hookServer
 	hooksDir string
 	listener net.Listener
-	pushes   applock.Set
+	pushes   *applock.Set
 }
 
 // New prepares a Server: host key, hooks dir and hook socket path.
@@ -86,7 +90,10 @@ func New(opts Options) (*Server, error) {
 	if err := installHook(hooksDir); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, hooksDir: hooksDir}
+	s := &Server{opts: opts, hooksDir: hooksDir, pushes: opts.PushLocks}
+	if s.pushes == nil {
+		s.pushes = &applock.Set{}
+	}
 	s.hooks = newHookServer(filepath.Join(opts.DataDir, "hook.sock"), opts.Pushes, opts.Log)
 	s.ssh = &ssh.Server{
 		Addr:             opts.Addr,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +30,8 @@ type Store interface {
 	// inherits (config:set --global).
 	GlobalConfig() (map[string]string, error)
 	UpdateGlobalConfig(fn func(cfg map[string]string) error) error
+	UpdateApp(name string, fn func(*paas.App) error) (*paas.App, error)
+	AppsSettings() (paas.AppsSettings, error)
 }
 
 // Pipeline applies changes that roll out.
@@ -51,6 +54,9 @@ type Repos interface {
 	Path(app string) string
 	// Head returns the commit the app's branch points to, "" when it has none.
 	Head(app, branch string) (string, error)
+	// UpdatedAt is when the app's branch was last written; zero when it
+	// has none.
+	UpdatedAt(app, branch string) (time.Time, error)
 }
 
 // Images drops an app's images from the registry.
@@ -72,6 +78,9 @@ type Platform struct {
 	// and ports commands; without them those commands are not offered.
 	Routing      Routing
 	RoutingStore RoutingStore
+	// Sources serve git:sync and git:from-archive; without them those
+	// commands are not offered.
+	Sources GitSources
 }
 
 // Builtins returns the built-in commands.
@@ -82,6 +91,8 @@ func (p *Platform) Builtins() []*Command {
 	cmds = append(cmds, p.keyCommands()...)
 	cmds = append(cmds, p.psCommands()...)
 	cmds = append(cmds, p.releaseCommands()...)
+	cmds = append(cmds, p.gitCommands()...)
+	cmds = append(cmds, p.logsCommands()...)
 	if p.Routing != nil && p.RoutingStore != nil {
 		cmds = append(cmds, p.domainCommands()...)
 		cmds = append(cmds, p.certCommands()...)
@@ -113,13 +124,15 @@ func writeJSON(w io.Writer, v any) error {
 func (p *Platform) appCommands() []*Command {
 	return []*Command{
 		{Name: "apps:create", Args: "APP", Help: "Create a new app", MinArgs: 1, NamesApp: true, Run: p.appsCreate},
-		{Name: "apps:list", Help: "List your apps", Flags: formatFlag, Run: p.appsList},
+		{Name: "apps:list", Args: "[--format stdout|json]", Help: "List your apps (json: a list of names, as Dokku's)", Flags: formatFlag, Run: p.appsList},
 		{Name: "apps:exists", Args: "APP", Help: "Exit 0 when the app exists, 20 when it does not", App: true, Run: func(_ context.Context, c *Call) error {
 			fmt.Fprintf(c.Out, "App %s exists\n", c.App.Name)
 			return nil
 		}},
 		{Name: "apps:destroy", Args: "APP --force", Help: "Destroy an app: its services, repository, images, config and releases", App: true, Flags: map[string]bool{"--force": false}, Run: p.appsDestroy},
-		{Name: "apps:report", Args: "APP", Help: "Show an app's information", App: true, Flags: formatFlag, Run: p.appsReport},
+		{Name: "apps:report", Args: "APP [--format json|--FLAG]", Help: "Show an app's information", App: true, Flags: formatFlag, Run: p.appsReport},
+		{Name: "url", Args: "APP", Help: "Print the app's URL (https when a certificate covers it)", App: true, Run: p.url},
+		{Name: "urls", Args: "APP", Help: "Print every URL the app is served at: APP.DOMAIN and its domains, http or https as served", App: true, Flags: formatFlag, Run: p.urls},
 	}
 }
 
@@ -164,15 +177,6 @@ func (p *Platform) visibleApps(id paas.Identity) ([]*paas.App, error) {
 	return out, nil
 }
 
-type appJSON struct {
-	Name      string    `json:"name"`
-	Owner     string    `json:"owner"`
-	CreatedAt time.Time `json:"created_at"`
-	Deployed  bool      `json:"deployed"`
-	Release   int       `json:"release"`
-	URL       string    `json:"url"`
-}
-
 func (p *Platform) appsList(_ context.Context, c *Call) error {
 	asJSON, err := wantJSON(c)
 	if err != nil {
@@ -183,11 +187,11 @@ func (p *Platform) appsList(_ context.Context, c *Call) error {
 		return err
 	}
 	if asJSON {
-		list := make([]appJSON, 0, len(apps))
+		names := make([]string, 0, len(apps))
 		for _, a := range apps {
-			list = append(list, appJSON{a.Name, a.Owner, a.CreatedAt, a.Current > 0, a.Current, p.AppURL(a.Name)})
+			names = append(names, a.Name)
 		}
-		return writeJSON(c.Out, list)
+		return writeJSON(c.Out, names) // Dokku's: ["a","b"]; apps:report --format json has the rest
 	}
 	fmt.Fprintln(c.Out, "=====> My Apps")
 	for _, a := range apps {
@@ -244,20 +248,57 @@ func (p *Platform) appsReport(_ context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
+	settings, err := p.Store.AppsSettings()
+	if err != nil {
+		return err
+	}
+	url, err := p.appURL(a.Name)
+	if err != nil {
+		return err
+	}
+	// Dokku's keys (created at is a UNIX time, as Dokku's), sorted as
+	// Dokku prints them, then paas's own.
 	fields := []kv{
-		{"App created at", a.CreatedAt.Format(time.RFC3339)},
-		{"App deploy source", "git"},
-		{"App deploy branch", a.Branch()},
+		{"App created at", fmt.Sprint(a.CreatedAt.Unix())},
+		{"App deploy source", a.DeploySource},
+		{"App deploy source metadata", a.DeploySourceMetadata},
 		{"App dir", p.Repos.Path(a.Name)},
+		{"App global disable autocreation", strconv.FormatBool(settings.DisableAutocreation)},
+		{"App locked", strconv.FormatBool(a.Locked)},
+		{"App commit", commit},
+		{"App deploy branch", a.Branch()},
+		{"App git head", head},
+		{"App image", image},
 		{"App owner", a.Owner},
 		{"App release", fmt.Sprint(a.Current)},
-		{"App commit", commit},
-		{"App git head", head},
-		{"App locked", fmt.Sprint(a.Locked)},
-		{"App image", image},
-		{"App url", p.AppURL(a.Name)},
+		{"App url", url},
 	}
-	return report(c, asJSON, a.Name+" app information", fields)
+	return reportTrimmed(c, asJSON, true, a.Name+" app information", fields)
+}
+
+// reportTrimmed is report whose JSON keys lack the plugin's prefix, as
+// Dokku 0.38's apps:report and git:report print them ("created-at"); with
+// legacy, each key is there with its prefix too ("app-created-at").
+func reportTrimmed(c *Call, asJSON, legacy bool, title string, fields []kv) error {
+	for flag := range c.Flags {
+		if flag != "--format" && flag != "--help" {
+			asJSON = false // a single-value flag: report prints that value
+		}
+	}
+	if !asJSON {
+		return report(c, false, title, fields)
+	}
+	m := map[string]string{}
+	for _, f := range fields {
+		key := strings.ReplaceAll(strings.ToLower(f.k), " ", "-")
+		if legacy {
+			m[key] = f.v
+		}
+		if _, rest, ok := strings.Cut(key, "-"); ok {
+			m[rest] = f.v
+		}
+	}
+	return writeJSON(c.Out, m)
 }
 
 type kv struct{ k, v string }

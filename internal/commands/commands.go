@@ -45,6 +45,9 @@ type Command struct {
 	// Global: with --global the command acts on the installation instead
 	// of an app (Dokku's "(<app>|--global)"), and Call.App stays nil.
 	Global bool
+	// TrailingDashDash: a "--" that ends the arguments is one ("read
+	// stdin", as in Dokku's git:from-archive APP --).
+	TrailingDashDash bool
 }
 
 // Call is one invocation of a command.
@@ -313,6 +316,9 @@ func parseFlags(cmd *Command, args []string, flags map[string]string) ([]string,
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
+			if cmd.TrailingDashDash && i == len(args)-1 {
+				pos = append(pos, a)
+			}
 			pos = append(pos, args[i+1:]...)
 			break
 		}

@@ -309,28 +309,16 @@ func TestAppsList(t *testing.T) {
 			if code != ExitOK {
 				t.Fatalf("json: exit %d: %s", code, errOut)
 			}
-			var list []struct {
-				Name     string `json:"name"`
-				Owner    string `json:"owner"`
-				Deployed bool   `json:"deployed"`
-				Release  int    `json:"release"`
-				URL      string `json:"url"`
+			// Dokku's shape: a list of names, [] when there is none
+			var names []string
+			if err := json.Unmarshal([]byte(out), &names); err != nil {
+				t.Fatalf("apps:list --format json is not a JSON list of names: %v\n%s", err, out)
 			}
-			if err := json.Unmarshal([]byte(out), &list); err != nil {
-				t.Fatalf("apps:list --format json is not JSON: %v\n%s", err, out)
-			}
-			if list == nil {
+			if names == nil {
 				t.Fatalf("json list is null, want [] at least: %s", out)
 			}
-			var names []string
-			for _, a := range list {
-				names = append(names, a.Name)
-				if a.URL != "http://"+a.Name+".example.test" {
-					t.Errorf("url of %s = %q", a.Name, a.URL)
-				}
-				if a.Name == "bravo" && (!a.Deployed || a.Release != 3 || a.Owner != "bob") {
-					t.Errorf("bravo = %+v", a)
-				}
+			if len(names) == 0 {
+				names = nil
 			}
 			if !slices.Equal(names, tc.want) {
 				t.Fatalf("json apps %q, want %q", names, tc.want)

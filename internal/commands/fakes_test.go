@@ -18,19 +18,41 @@ import (
 
 // fakeStore is an in-memory Store. It hands out copies, as the real store does.
 type fakeStore struct {
-	mu      sync.Mutex
-	apps    map[string]*paas.App
-	keys    map[string]*paas.SSHKey
-	deleted []string
-	rels    map[string][]*paas.Release // newest first
-	deploys map[string][]*paas.Deploy  // newest first
-	global  map[string]string
+	mu       sync.Mutex
+	apps     map[string]*paas.App
+	keys     map[string]*paas.SSHKey
+	deleted  []string
+	rels     map[string][]*paas.Release // newest first
+	deploys  map[string][]*paas.Deploy  // newest first
+	global   map[string]string
+	settings paas.AppsSettings
 }
 
 func (s *fakeStore) GlobalConfig() (map[string]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return nonNil(maps.Clone(s.global)), nil
+}
+
+func (s *fakeStore) UpdateApp(name string, fn func(*paas.App) error) (*paas.App, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.apps[name]
+	if !ok {
+		return nil, paas.ErrAppNotFound
+	}
+	c := copyApp(a)
+	if err := fn(c); err != nil {
+		return nil, err
+	}
+	s.apps[name] = c
+	return copyApp(c), nil
+}
+
+func (s *fakeStore) AppsSettings() (paas.AppsSettings, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.settings, nil
 }
 
 func (s *fakeStore) UpdateGlobalConfig(fn func(map[string]string) error) error {
@@ -267,6 +289,8 @@ func (r *fakeRepos) Remove(app string) error {
 func (r *fakeRepos) Path(app string) string { return "/data/repos/" + app + ".git" }
 
 func (r *fakeRepos) Head(app, branch string) (string, error) { return "", nil }
+
+func (r *fakeRepos) UpdatedAt(app, branch string) (time.Time, error) { return time.Time{}, nil }
 
 type fakeImages struct {
 	mu      sync.Mutex

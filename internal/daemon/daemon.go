@@ -23,6 +23,7 @@ import (
 
 	"paas/builder"
 	"paas/gitreceive"
+	"paas/internal/applock"
 	"paas/internal/auth"
 	"paas/internal/commands"
 	"paas/internal/deploy"
@@ -177,6 +178,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	audit := &auditLog{store: st, log: log.With("component", "audit")}
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st, audit: audit}
+	// One push lock per app, for pushes and everything else that writes
+	// an app's repository.
+	pushLocks := &applock.Set{}
 	platform := &commands.Platform{
 		Store: st, Pipeline: pipeline, Runtime: sched, Repos: repos, AppURL: appURL,
 		Images: imagesFunc(func(app string) error {
@@ -188,6 +192,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Releases: &releases{Pipeline: pipeline, store: st, repos: repos},
 		OneOffs:  sched,
 		Routing:  routes, RoutingStore: st,
+		Sources: &sources{locks: pushLocks, store: st, repos: repos, pipeline: pipeline, tmp: filepath.Join(dataDir, "builds")},
 	}
 	repos.create = func(id paas.Identity, name string, out io.Writer) (*paas.App, error) {
 		// The same user-auth check as `ssh paas apps:create NAME`.
@@ -227,6 +232,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Pushes:      &pushes{pipeline: pipeline, store: st, audit: audit, triggers: triggers},
 		Commands:    &commands.UserAuth{Next: dispatcher, Triggers: triggers},
 		Log:         log.With("component", "ssh"),
+		PushLocks:   pushLocks,
 	})
 	if err != nil {
 		return err
@@ -422,4 +428,8 @@ func removeContents(dir string) error {
 		}
 	}
 	return nil
+}
+
+func (r *repos) UpdatedAt(app, branch string) (time.Time, error) {
+	return gitreceive.BranchUpdatedAt(r.Path(app), branch)
 }
