@@ -211,10 +211,16 @@ func (d *Dispatcher) runCommand(ctx context.Context, id paas.Identity, args []st
 // resolveApp loads an app the identity may use. An app the identity may not
 // use is reported exactly like a missing one.
 func (d *Dispatcher) resolveApp(id paas.Identity, name string) (*paas.App, error) {
+	return usableApp(d.store, id, name)
+}
+
+// usableApp loads an app the identity may use, reporting one it may not
+// use exactly like a missing one.
+func usableApp(store AppStore, id paas.Identity, name string) (*paas.App, error) {
 	if err := paas.ValidateAppName(name); err != nil {
 		return nil, err
 	}
-	app, err := d.store.App(name)
+	app, err := store.App(name)
 	if errors.Is(err, paas.ErrAppNotFound) || (err == nil && !auth.CanUseApp(id, app)) {
 		return nil, notFound(name)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 
-	"paas/internal/auth"
 	"paas/internal/paas"
 )
 
@@ -36,24 +35,11 @@ func (p *Platform) logsFailed(_ context.Context, c *Call) error {
 	if len(c.Args) != 1 {
 		return errors.New("please specify an app name or --all\n Usage: logs:failed APP|--all")
 	}
-	app, err := p.usableApp(c.ID, c.Args[0])
+	app, err := usableApp(p.Store, c.ID, c.Args[0])
 	if err != nil {
 		return err
 	}
 	return p.printFailed(c.Out, c.Err, app.Name)
-}
-
-// usableApp loads an app the identity may use, reporting one it may not use
-// exactly like a missing one (as the dispatcher does for App commands).
-func (p *Platform) usableApp(id paas.Identity, name string) (*paas.App, error) {
-	if err := paas.ValidateAppName(name); err != nil {
-		return nil, err
-	}
-	app, err := p.Store.App(name)
-	if errors.Is(err, paas.ErrAppNotFound) || (err == nil && !auth.CanUseApp(id, app)) {
-		return nil, notFound(name)
-	}
-	return app, err
 }
 
 // printFailed writes the log of the app's last failed deploy, Dokku's way:

@@ -38,23 +38,29 @@ var _ commands.GitSources = (*sources)(nil)
 // fetchTimeout bounds one git:sync fetch or archive download.
 const fetchTimeout = 10 * time.Minute
 
-// lockPush takes the app's push lock, saying so when it waits.
-func (s *sources) lockPush(ctx context.Context, app string, out io.Writer) (func(), error) {
-	return s.locks.Lock(ctx, app, func() {
+// lockPush takes the app's push lock, saying so when it waits, and loads
+// the app.
+func (s *sources) lockPush(ctx context.Context, app string, out io.Writer) (*paas.App, func(), error) {
+	unlock, err := s.locks.Lock(ctx, app, func() {
 		fmt.Fprintf(out, "-----> Waiting for another push to %s to finish\n", app)
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := s.store.App(app)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return a, unlock, nil
 }
 
 func (s *sources) Sync(ctx context.Context, app string, who paas.Identity, opts commands.SyncOptions, out io.Writer) error {
-	unlock, err := s.lockPush(ctx, app, out)
+	a, unlock, err := s.lockPush(ctx, app, out)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	a, err := s.store.App(app)
-	if err != nil {
-		return err
-	}
 	repo := s.repos.Path(app)
 	branch := a.Branch()
 	old, err := gitreceive.BranchCommit(repo, branch)
@@ -135,15 +141,11 @@ func (s *sources) land(ctx context.Context, app string, who paas.Identity, repo,
 }
 
 func (s *sources) FromArchive(ctx context.Context, app string, who paas.Identity, opts commands.ArchiveOptions, out io.Writer) error {
-	unlock, err := s.lockPush(ctx, app, out)
+	a, unlock, err := s.lockPush(ctx, app, out)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	a, err := s.store.App(app)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	in, source := opts.Stdin, "stdin"
