@@ -149,6 +149,46 @@ func (i *Importer) Import(ctx context.Context, app, source, tag string, out io.W
 	return paas.Image{Repository: repo, Digest: digest.String(), CNB: cnb, Builder: "image " + src.Name()}, procs, nil
 }
 
+// Copy copies img, an image of the installation's registry, into app's
+// repository as tag; the manifest is the same, so is the digest (apps:clone,
+// apps:rename).
+func (i *Importer) Copy(ctx context.Context, img paas.Image, app, tag string) (paas.Image, error) {
+	src, err := name.NewDigest(img.Ref())
+	if err != nil {
+		return paas.Image{}, fmt.Errorf("image reference %s: %w", img.Ref(), err)
+	}
+	repo := i.repoPrefix + "/" + app
+	dst, err := name.ParseReference(repo + ":" + tag)
+	if err != nil {
+		return paas.Image{}, fmt.Errorf("image reference %s: %w", repo, err)
+	}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(i.keychain)}
+	desc, err := remote.Get(src, opts...)
+	if err != nil {
+		return paas.Image{}, fmt.Errorf("fetch image %s: %w", src, err)
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err == nil {
+			err = remote.WriteIndex(dst, idx, opts...)
+		}
+		if err != nil {
+			return paas.Image{}, fmt.Errorf("copy image %s to %s: %w", src, dst, err)
+		}
+	} else {
+		im, err := desc.Image()
+		if err == nil {
+			err = remote.Write(dst, im, opts...)
+		}
+		if err != nil {
+			return paas.Image{}, fmt.Errorf("copy image %s to %s: %w", src, dst, err)
+		}
+	}
+	out := img
+	out.Repository = repo
+	return out, nil
+}
+
 // imageProcessTypes are an image's process types: a buildpacks image's own (its
 // build metadata label), otherwise one web process running its command.
 func imageProcessTypes(labels map[string]string) (cnb bool, procs []paas.ProcessType) {

@@ -193,6 +193,18 @@ func UpdateBranch(ctx context.Context, repo, branch, commit, old string) error {
 	return nil
 }
 
+// CopyRefs copies the branches and tags of the bare repository from, with
+// their objects, into the bare repository to (apps:clone).
+func CopyRefs(ctx context.Context, from, to string) error {
+	cmd := exec.CommandContext(ctx, "git", "--git-dir="+to, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--",
+		from, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+	cmd.Env = append(gitEnv(), "GIT_ALLOW_PROTOCOL=file")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("copy the branches of %s: %w: %s", filepath.Base(from), err, lastLines(string(out), 3))
+	}
+	return nil
+}
+
 // BranchUpdatedAt is when branch of the bare repository at dir was last
 // written (its ref file's time, else the packed refs'); zero when it does
 // not exist.

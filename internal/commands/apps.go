@@ -32,6 +32,10 @@ type Store interface {
 	UpdateGlobalConfig(fn func(cfg map[string]string) error) error
 	UpdateApp(name string, fn func(*paas.App) error) (*paas.App, error)
 	AppsSettings() (paas.AppsSettings, error)
+	// RenameApp moves an app with its releases, deploy records and
+	// routing settings to a new name (paas.ErrAppExists when taken),
+	// passing each release's image through image.
+	RenameApp(old, to string, image func(paas.Image) paas.Image) (*paas.App, error)
 }
 
 // Pipeline applies changes that roll out.
@@ -45,6 +49,9 @@ type Runtime interface {
 	Logs(ctx context.Context, app string, opts scheduler.LogOptions, w io.Writer) error
 	Status(ctx context.Context, app string) ([]scheduler.ProcessStatus, error)
 	Remove(ctx context.Context, app string) error
+	// Stop takes the app's tasks out of the router, lets their requests
+	// finish (at most drain) and stops them.
+	Stop(ctx context.Context, app string, drain time.Duration, out io.Writer) error
 }
 
 // Repos holds the apps' git repositories.
@@ -57,11 +64,24 @@ type Repos interface {
 	// UpdatedAt is when the app's branch was last written; zero when it
 	// has none.
 	UpdatedAt(app, branch string) (time.Time, error)
+	// Rename moves an app's repository to a new name; CopyRefs copies the
+	// branches and tags of one app's repository into another's.
+	Rename(old, to string) error
+	CopyRefs(from, to string) error
 }
 
-// Images drops an app's images from the registry.
+// Images are the apps' images in the installation's registry.
 type Images interface {
+	// DeleteApp drops an app's images (and its build cache).
 	DeleteApp(app string) error
+	// Copy copies img into app's repository as tag; the copy has the
+	// same digest.
+	Copy(ctx context.Context, img paas.Image, app, tag string) (paas.Image, error)
+}
+
+// Locker is a lock per app: the push lock, which a push of the app holds.
+type Locker interface {
+	Lock(ctx context.Context, app string, waiting func()) (unlock func(), err error)
 }
 
 // Platform is everything the built-in commands act on.
@@ -81,6 +101,8 @@ type Platform struct {
 	// Sources serve git:sync and git:from-archive; without them those
 	// commands are not offered.
 	Sources GitSources
+	// PushLocks are the apps' push locks (apps:rename takes the app's).
+	PushLocks Locker
 }
 
 // Builtins returns the built-in commands.
@@ -131,6 +153,10 @@ func (p *Platform) appCommands() []*Command {
 		}},
 		{Name: "apps:destroy", Args: "APP --force", Help: "Destroy an app: its services, repository, images, config and releases", App: true, Flags: map[string]bool{"--force": false}, Run: p.appsDestroy},
 		{Name: "apps:report", Args: "APP [--format json|--FLAG]", Help: "Show an app's information", App: true, Flags: formatFlag, Run: p.appsReport},
+		{Name: "apps:rename", Args: "[--skip-deploy] OLD NEW", Help: "Rename an app: its repository, config, releases, builds, domains and access list move; it is served at NEW.DOMAIN with no downtime, and OLD.DOMAIN no more",
+			App: true, MinArgs: 1, Flags: map[string]bool{"--skip-deploy": false}, Run: p.appsRename},
+		{Name: "apps:clone", Args: "[--skip-deploy] [--ignore-existing] OLD NEW", Help: "Make a new app from an app: its repository and config (not its domains or certificates), and a new release of its image",
+			App: true, MinArgs: 1, Flags: map[string]bool{"--skip-deploy": false, "--ignore-existing": false}, Run: p.appsClone},
 		{Name: "url", Args: "APP", Help: "Print the app's URL (https when a certificate covers it)", App: true, Run: p.url},
 		{Name: "urls", Args: "APP", Help: "Print every URL the app is served at: APP.DOMAIN and its domains, http or https as served", App: true, Flags: formatFlag, Run: p.urls},
 	}

@@ -26,6 +26,8 @@ type fakeStore struct {
 	deploys  map[string][]*paas.Deploy  // newest first
 	global   map[string]string
 	settings paas.AppsSettings
+	renames  []string // "old>new"
+	onRename func(old, to string)
 }
 
 func (s *fakeStore) GlobalConfig() (map[string]string, error) {
@@ -47,6 +49,36 @@ func (s *fakeStore) UpdateApp(name string, fn func(*paas.App) error) (*paas.App,
 	}
 	s.apps[name] = c
 	return copyApp(c), nil
+}
+
+func (s *fakeStore) RenameApp(old, to string, image func(paas.Image) paas.Image) (*paas.App, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.apps[old]
+	if !ok {
+		return nil, paas.ErrAppNotFound
+	}
+	if _, taken := s.apps[to]; taken {
+		return nil, paas.ErrAppExists
+	}
+	a.Name = to
+	s.apps[to] = a
+	delete(s.apps, old)
+	for _, r := range s.rels[old] {
+		r.App = to
+		if image != nil {
+			r.Image = image(r.Image)
+		}
+	}
+	if s.rels != nil {
+		s.rels[to] = s.rels[old]
+		delete(s.rels, old)
+	}
+	s.renames = append(s.renames, old+">"+to)
+	if s.onRename != nil {
+		s.onRename(old, to)
+	}
+	return copyApp(a), nil
 }
 
 func (s *fakeStore) AppsSettings() (paas.AppsSettings, error) {
@@ -235,7 +267,15 @@ func (p *fakePipeline) Locked(_ context.Context, app string, _ io.Writer, fn fun
 type fakeRuntime struct {
 	mu      sync.Mutex
 	removed []string
+	stopped []string
 	logOpts []scheduler.LogOptions
+}
+
+func (r *fakeRuntime) Stop(_ context.Context, app string, _ time.Duration, _ io.Writer) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = append(r.stopped, app)
+	return nil
 }
 
 var _ Runtime = (*fakeRuntime)(nil)
@@ -261,6 +301,9 @@ func (r *fakeRuntime) Remove(_ context.Context, app string) error {
 
 type fakeRepos struct {
 	createErr error
+	renameErr error
+	renamed   []string // "old>new"
+	copied    []string // "from>to"
 
 	mu      sync.Mutex
 	created []string
@@ -290,11 +333,41 @@ func (r *fakeRepos) Path(app string) string { return "/data/repos/" + app + ".gi
 
 func (r *fakeRepos) Head(app, branch string) (string, error) { return "", nil }
 
+func (r *fakeRepos) Rename(old, to string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.renameErr != nil {
+		return r.renameErr
+	}
+	r.renamed = append(r.renamed, old+">"+to)
+	return nil
+}
+
+func (r *fakeRepos) CopyRefs(from, to string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.copied = append(r.copied, from+">"+to)
+	return nil
+}
+
 func (r *fakeRepos) UpdatedAt(app, branch string) (time.Time, error) { return time.Time{}, nil }
 
 type fakeImages struct {
 	mu      sync.Mutex
 	deleted []string
+	copied  []string        // "digest>app:tag"
+	missing map[string]bool // digests the registry no longer has
+}
+
+func (i *fakeImages) Copy(_ context.Context, img paas.Image, app, tag string) (paas.Image, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.missing[img.Digest] {
+		return paas.Image{}, errors.New("MANIFEST_UNKNOWN")
+	}
+	i.copied = append(i.copied, img.Digest+">"+app+":"+tag)
+	img.Repository = "reg/" + app
+	return img, nil
 }
 
 var _ Images = (*fakeImages)(nil)
@@ -390,6 +463,10 @@ func (f *fakeReleases) UpdateChecks(app string, fn func(*paas.CheckSettings) err
 	}
 	a.Checks = c
 	return a, nil
+}
+
+func (f *fakeReleases) DeployFrom(_ context.Context, app string, who paas.Identity, from *paas.Release, img paas.Image, reason string, _ io.Writer) error {
+	return f.record("deploy-from %s %s v%d %s %q", app, from.App, from.Version, img.Ref(), reason)
 }
 
 func (f *fakeReleases) Run(_ context.Context, rel *paas.Release, opts scheduler.RunOptions) (int, error) {

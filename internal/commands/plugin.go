@@ -136,6 +136,20 @@ func WithTriggers(cmds []*Command, t Triggers) []*Command {
 				}
 				return nil
 			}
+		case "apps:rename", "apps:clone":
+			trigger := plugins.TriggerPostAppRename
+			if c.Name == "apps:clone" {
+				trigger = plugins.TriggerPostAppClone
+			}
+			c.Run = func(ctx context.Context, call *Call) error {
+				if err := run(ctx, call); err != nil || len(call.Args) == 0 {
+					return err
+				}
+				if err := t.Trigger(plugins.WithUser(ctx, call.ID), trigger, []string{call.App.Name, call.Args[0]}, call.Out); err != nil {
+					fmt.Fprintf(call.Err, " !     %s: %s\n", trigger, sanitize(err.Error()))
+				}
+				return nil
+			}
 		case "config:set", "config:unset", "config:clear", "config:import":
 			op := strings.TrimPrefix(c.Name, "config:")
 			c.Run = func(ctx context.Context, call *Call) error {

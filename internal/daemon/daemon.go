@@ -183,16 +183,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	pushLocks := &applock.Set{}
 	platform := &commands.Platform{
 		Store: st, Pipeline: pipeline, Runtime: sched, Repos: repos, AppURL: appURL,
-		Images: imagesFunc(func(app string) error {
+		Images: &appImages{copier: builds.importer, delete: func(app string) error {
 			if err := builds.pack.PurgeCache(context.Background(), app); err != nil {
 				return err
 			}
 			return reg.DeleteRepository(cfg.Name + "/" + app)
-		}),
+		}},
 		Releases: &releases{Pipeline: pipeline, store: st, repos: repos},
 		OneOffs:  sched,
 		Routing:  routes, RoutingStore: st,
-		Sources: &sources{locks: pushLocks, store: st, repos: repos, pipeline: pipeline, tmp: filepath.Join(dataDir, "builds")},
+		Sources:   &sources{locks: pushLocks, store: st, repos: repos, pipeline: pipeline, tmp: filepath.Join(dataDir, "builds")},
+		PushLocks: pushLocks,
 	}
 	repos.create = func(id paas.Identity, name string, out io.Writer) (*paas.App, error) {
 		// The same user-auth check as `ssh paas apps:create NAME`.
@@ -331,9 +332,19 @@ type pruneFunc func(app string, keep []string) error
 
 func (f pruneFunc) Prune(app string, keep []string) error { return f(app, keep) }
 
-type imagesFunc func(app string) error
+// appImages are the apps' images in the installation's registry.
+type appImages struct {
+	copier interface {
+		Copy(ctx context.Context, img paas.Image, app, tag string) (paas.Image, error)
+	}
+	delete func(app string) error
+}
 
-func (f imagesFunc) DeleteApp(app string) error { return f(app) }
+func (i *appImages) DeleteApp(app string) error { return i.delete(app) }
+
+func (i *appImages) Copy(ctx context.Context, img paas.Image, app, tag string) (paas.Image, error) {
+	return i.copier.Copy(ctx, img, app, tag)
+}
 
 // repos keeps one bare repository per app under dir.
 type repos struct {
@@ -432,4 +443,27 @@ func removeContents(dir string) error {
 
 func (r *repos) UpdatedAt(app, branch string) (time.Time, error) {
 	return gitreceive.BranchUpdatedAt(r.Path(app), branch)
+}
+
+// Rename moves an app's repository to the name to; a repository left there
+// by no app is replaced.
+func (r *repos) Rename(old, to string) error {
+	if err := paas.ValidateAppName(old); err != nil {
+		return err
+	}
+	if err := paas.ValidateAppName(to); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(r.Path(to)); err != nil {
+		return err
+	}
+	return os.Rename(r.Path(old), r.Path(to))
+}
+
+// CopyRefs copies the branches and tags of from's repository into to's.
+func (r *repos) CopyRefs(from, to string) error {
+	if err := r.Create(to); err != nil {
+		return err
+	}
+	return gitreceive.CopyRefs(context.Background(), r.Path(from), r.Path(to))
 }

@@ -29,8 +29,8 @@ func (l *ArchiveLimits) entry(name string, typ byte, link string) error {
 		return fmt.Errorf("the archive has more than %d entries", l.MaxFiles)
 	}
 	if typ == tar.TypeSymlink {
-		target := path.Join(path.Dir(path.Clean("/"+name)), link)
-		if path.IsAbs(link) || !strings.HasPrefix(target, "/") || strings.HasPrefix(path.Clean(target), "/..") || link == "" {
+		target := path.Join(path.Dir(path.Clean(name)), link) // relative: ".." stays when it climbs out
+		if path.IsAbs(link) || link == "" || target == ".." || strings.HasPrefix(target, "../") {
 			return fmt.Errorf("archive entry %q links outside the archive (%q)", name, link)
 		}
 	}

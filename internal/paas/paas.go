@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -167,6 +168,16 @@ func (a *App) ScaleOf(procs []ProcessType) map[string]int {
 		scale[pt.Name] = n
 	}
 	return scale
+}
+
+// DrainTimeout is how long the app's old tasks get to finish their
+// requests before they are stopped: checks:set wait-to-retire, 30 s by
+// default.
+func (a *App) DrainTimeout() time.Duration {
+	if n, err := strconv.Atoi(a.Checks.Props["wait-to-retire"]); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	return 30 * time.Second
 }
 
 // CheckProps are the properties checks:set accepts, with what they mean.
