@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"paas/internal/paas"
+	"paas/scheduler"
 )
 
 // fakeRoutingStore keeps routing settings in memory.
@@ -81,6 +82,7 @@ type dokkuEnv struct {
 	routing      *fakeRouting
 	routingStore *fakeRoutingStore
 	sources      *fakeSources
+	platform     *Platform
 }
 
 func newDokkuEnv(t *testing.T) *dokkuEnv {
@@ -91,7 +93,7 @@ func newDokkuEnv(t *testing.T) *dokkuEnv {
 		Releases: e.releases, OneOffs: e.releases,
 		Routing: e.routing, RoutingStore: e.routingStore, Sources: e.sources,
 	}
-	e.d = NewDispatcher(e.store, "1.2.3", p.Builtins())
+	e.d, e.platform = NewDispatcher(e.store, "1.2.3", p.Builtins()), p
 	e.store.onRename = func(old, to string) { // the store moves routing settings with the app
 		e.routingStore.mu.Lock()
 		defer e.routingStore.mu.Unlock()
@@ -528,8 +530,14 @@ func TestAppsRenameRefusedOrUndone(t *testing.T) {
 			if rels, _ := e.store.Releases("bravo"); len(rels) != 3 || rels[0].Image.Repository != "reg/bravo" || rels[0].App != "bravo" {
 				t.Fatalf("bravo's releases after a refused rename: %+v", rels)
 			}
-			if len(e.runtime.stopped)+len(e.runtime.removed)+len(e.images.deleted)+len(e.routing.forgotten) != 0 {
+			if len(e.runtime.stopped)+len(e.runtime.removed)+len(e.routing.forgotten) != 0 || slices.Contains(e.images.deleted, "bravo") {
 				t.Fatalf("something of bravo was taken down: %v %v %v %v", e.runtime.stopped, e.runtime.removed, e.images.deleted, e.routing.forgotten)
+			}
+			if len(e.images.copied) > 0 && !slices.Equal(e.images.deleted, []string{"charlie"}) {
+				t.Fatalf("the copied images were not dropped: %q", e.images.deleted)
+			}
+			if a.RenamedFrom != "" {
+				t.Fatalf("bravo is marked as renamed from %q", a.RenamedFrom)
 			}
 			if !slices.Equal(e.releases.calls, tc.wantCalls) {
 				t.Fatalf("release operations %q, want %q", e.releases.calls, tc.wantCalls)
@@ -556,6 +564,43 @@ func TestAppsRenameRefusedOrUndone(t *testing.T) {
 		}
 		if a, err := e.store.App("alpha2"); err != nil || a.Config["GREETING"] != "hi" {
 			t.Fatalf("alpha2 %+v %v", a, err)
+		}
+	})
+}
+
+// A rename that paasd did not see to the end is finished at start.
+func TestFinishRenames(t *testing.T) {
+	t.Run("the new name serves nowhere: deployed, then the old name goes", func(t *testing.T) {
+		e := newDokkuEnv(t)
+		bravoReleases(e)
+		e.store.RenameApp("bravo", "charlie", nil) // killed right after the store moved
+		e.runtime.status = []scheduler.ProcessStatus{}
+		if err := e.platform.FinishRenames(context.Background(), io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(e.releases.calls, []string{"restart charlie"}) || !slices.Equal(e.repos.renamed, []string{"bravo>charlie"}) ||
+			!slices.Equal(e.runtime.stopped, []string{"bravo"}) || !slices.Equal(e.runtime.removed, []string{"bravo"}) ||
+			!slices.Equal(e.images.deleted, []string{"bravo"}) || !slices.Equal(e.routing.forgotten, []string{"bravo"}) {
+			t.Fatalf("calls %q repos %q stopped %q removed %q images %q forgotten %q", e.releases.calls, e.repos.renamed, e.runtime.stopped, e.runtime.removed, e.images.deleted, e.routing.forgotten)
+		}
+		if a, _ := e.store.App("charlie"); a.RenamedFrom != "" {
+			t.Fatalf("still marked: %+v", a)
+		}
+		// nothing left to do at the next start
+		if err := e.platform.FinishRenames(context.Background(), io.Discard); err != nil || len(e.releases.calls) != 1 {
+			t.Fatalf("again: %v %q", err, e.releases.calls)
+		}
+	})
+	t.Run("the old name is an app again: it is left alone", func(t *testing.T) {
+		e := newDokkuEnv(t)
+		bravoReleases(e)
+		e.store.RenameApp("bravo", "charlie", nil)
+		e.store.CreateApp(&paas.App{Name: "bravo", Owner: "dave"})
+		if err := e.platform.FinishRenames(context.Background(), io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if len(e.runtime.stopped)+len(e.runtime.removed)+len(e.images.deleted) != 0 || len(e.releases.calls) != 0 {
+			t.Fatalf("touched the new bravo: %q %q %q %q", e.runtime.stopped, e.runtime.removed, e.images.deleted, e.releases.calls)
 		}
 	})
 }

@@ -61,7 +61,7 @@ func (s *fakeStore) RenameApp(old, to string, image func(paas.Image) paas.Image)
 	if _, taken := s.apps[to]; taken {
 		return nil, paas.ErrAppExists
 	}
-	a.Name = to
+	a.Name, a.RenamedFrom = to, old
 	s.apps[to] = a
 	delete(s.apps, old)
 	for _, r := range s.rels[old] {
@@ -269,6 +269,7 @@ type fakeRuntime struct {
 	removed []string
 	stopped []string
 	logOpts []scheduler.LogOptions
+	status  []scheduler.ProcessStatus // what Status returns when set
 }
 
 func (r *fakeRuntime) Stop(_ context.Context, app string, _ time.Duration, _ io.Writer) error {
@@ -289,6 +290,9 @@ func (r *fakeRuntime) Logs(_ context.Context, app string, opts scheduler.LogOpti
 }
 
 func (r *fakeRuntime) Status(_ context.Context, app string) ([]scheduler.ProcessStatus, error) {
+	if r.status != nil {
+		return r.status, nil
+	}
 	return []scheduler.ProcessStatus{{Process: "web", Desired: 1, Running: 1}}, nil
 }
 

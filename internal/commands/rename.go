@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"paas/internal/paas"
+	"paas/scheduler"
 )
 
 // appsRename moves an app to a new name with no downtime: its images are
@@ -43,18 +44,22 @@ func (p *Platform) appsRename(ctx context.Context, c *Call) error {
 		fmt.Fprintf(c.Out, "-----> Renaming %s to %s\n", old, to)
 		moved, err := p.copyImages(ctx, old, to, c.Out)
 		if err != nil {
+			p.dropCopies(to, c)
 			return err
 		}
 		if _, err := p.Store.RenameApp(old, to, moved.forward); err != nil {
 			if errors.Is(err, paas.ErrAppExists) {
-				return fmt.Errorf("Name is already taken: %s", to)
+				return fmt.Errorf("Name is already taken: %s", to) // the copies stay: the name is another app's now
 			}
+			p.dropCopies(to, c)
 			return err
 		}
 		undo := func(cause error) error {
 			if _, err := p.Store.RenameApp(to, old, moved.back); err != nil {
 				return fmt.Errorf("%w; putting %s back failed: %v", cause, old, err)
 			}
+			p.dropCopies(to, c)
+			p.renamed(old, c)
 			return fmt.Errorf("%w; %s keeps its name and serves as before", cause, old)
 		}
 		if err := p.Repos.Rename(old, to); err != nil {
@@ -91,6 +96,7 @@ func (p *Platform) appsRename(ctx context.Context, c *Call) error {
 			}
 			fmt.Fprintf(c.Out, "-----> %s is stopped: ps:start %s runs it again\n", to, to)
 		}
+		p.renamed(to, c)
 		url, err := p.appURL(to)
 		if err != nil {
 			return err
@@ -99,6 +105,87 @@ func (p *Platform) appsRename(ctx context.Context, c *Call) error {
 		fmt.Fprintf(c.Out, "       git remote set-url paas <host>:%s\n", to)
 		return nil
 	})
+}
+
+// dropCopies removes the images a rename copied to a name it then did not
+// take.
+func (p *Platform) dropCopies(to string, c *Call) {
+	if err := p.Images.DeleteApp(to); err != nil {
+		fmt.Fprintf(c.Err, " !     remove the copies of the images in %s: %v\n", to, err)
+	}
+}
+
+// renamed marks app's rename complete (store.RenameApp set RenamedFrom).
+func (p *Platform) renamed(app string, c *Call) {
+	if _, err := p.Store.UpdateApp(app, func(a *paas.App) error { a.RenamedFrom = ""; return nil }); err != nil {
+		fmt.Fprintf(c.Err, " !     record the rename of %s as complete: %v\n", app, err)
+	}
+}
+
+// FinishRenames completes the renames a stopped or killed paasd left half
+// done (an app whose RenamedFrom is set): the repository is moved if it was
+// not, the app is rolled out under its name if it serves nowhere, and the
+// old name's route, tasks and images are removed. Run at start, before
+// anything else can use the apps.
+func (p *Platform) FinishRenames(ctx context.Context, out io.Writer) error {
+	apps, err := p.Store.Apps()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, a := range apps {
+		if a.RenamedFrom == "" {
+			continue
+		}
+		err := p.Pipeline.Locked(ctx, a.Name, out, func() error { return p.finishRename(ctx, a.RenamedFrom, a.Name, out) })
+		if err != nil {
+			errs = append(errs, fmt.Errorf("finish the rename of %s to %s: %w", a.RenamedFrom, a.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Platform) finishRename(ctx context.Context, old, to string, out io.Writer) error {
+	c := &Call{ID: paas.Identity{Name: "paasd"}, Flags: map[string]string{}, Out: out, Err: out}
+	if err := p.Repos.Rename(old, to); err != nil {
+		return fmt.Errorf("move the repository: %w", err)
+	}
+	app, err := p.Store.App(to)
+	if err != nil {
+		return err
+	}
+	if app.Current > 0 && !app.Stopped {
+		procs, err := p.Runtime.Status(ctx, to)
+		if err != nil {
+			return err
+		}
+		running := slices.ContainsFunc(procs, func(s scheduler.ProcessStatus) bool { return s.Process == paas.WebProcess && s.Running > 0 })
+		if !running {
+			fmt.Fprintf(out, "-----> Deploying v%d as %s\n", app.Current, to)
+			if err := p.Releases.Restart(ctx, to, c.ID, out); err != nil {
+				return err // the old name keeps serving; tried again at the next start
+			}
+		}
+	}
+	if _, err := p.Store.App(old); err == nil {
+		// The old name is an app again: what runs under it is its own.
+		p.renamed(to, c)
+		return nil
+	} else if !errors.Is(err, paas.ErrAppNotFound) {
+		return err
+	}
+	p.publishRenamed(ctx, old, to, c)
+	if err := p.Runtime.Stop(ctx, old, app.DrainTimeout(), out); err != nil {
+		return err
+	}
+	if err := p.Runtime.Remove(ctx, old); err != nil {
+		return err
+	}
+	if err := p.Images.DeleteApp(old); err != nil {
+		return err
+	}
+	p.renamed(to, c)
+	return nil
 }
 
 // checkNewName refuses a name apps:rename or apps:clone cannot take: an

@@ -266,7 +266,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		g.Go(func() error { return routes.Run(gctx) })
-		return reconcile(gctx, st, pipeline, sched, open, repos, audit, log)
+		if err := reconcile(gctx, st, pipeline, sched, open, repos, audit, log); err != nil {
+			return err
+		}
+		// Renames a stop interrupted: finished once the router serves.
+		if err := platform.FinishRenames(gctx, io.Discard); err != nil {
+			log.Error("finish interrupted renames", "err", err)
+		}
+		return nil
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	g.Go(func() error { return triggers.Run(gctx) })
@@ -446,13 +453,19 @@ func (r *repos) UpdatedAt(app, branch string) (time.Time, error) {
 }
 
 // Rename moves an app's repository to the name to; a repository left there
-// by no app is replaced.
+// by no app is replaced. When old is gone and to is there, it moved
+// already (a rename finished at start).
 func (r *repos) Rename(old, to string) error {
 	if err := paas.ValidateAppName(old); err != nil {
 		return err
 	}
 	if err := paas.ValidateAppName(to); err != nil {
 		return err
+	}
+	if _, err := os.Stat(r.Path(old)); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(r.Path(to)); err == nil {
+			return nil
+		}
 	}
 	if err := os.RemoveAll(r.Path(to)); err != nil {
 		return err

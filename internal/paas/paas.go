@@ -130,6 +130,10 @@ type App struct {
 	// URL#commit or image.
 	DeploySource         string `json:"deploy_source,omitempty"`
 	DeploySourceMetadata string `json:"deploy_source_metadata,omitempty"`
+	// RenamedFrom is the name an apps:rename moved the app from, until
+	// the rename is complete (the old name's tasks, route and images gone),
+	// so that a rename paasd did not see to the end is finished at start.
+	RenamedFrom string `json:"renamed_from,omitempty"`
 }
 
 // AppsSettings are the installation's app settings (`apps:set --global`).

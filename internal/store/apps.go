@@ -36,7 +36,7 @@ func (s *Store) UpdateGlobalConfig(fn func(cfg map[string]string) error) error {
 
 // RenameApp moves the app old, with its releases, deploy records and routing
 // settings, to the name to in one transaction: either all of it moves or
-// nothing does. ErrAppExists when to is taken. image maps each release's
+// nothing does. The app's RenamedFrom is set to old. ErrAppExists when to is taken. image maps each release's
 // image to the one it has under the new name (copied by the caller); a
 // release whose image is not in it keeps its image.
 func (s *Store) RenameApp(old, to string, image func(paas.Image) paas.Image) (*paas.App, error) {
@@ -53,7 +53,7 @@ func (s *Store) RenameApp(old, to string, image func(paas.Image) paas.Image) (*p
 		if apps.Get([]byte(to)) != nil {
 			return paas.ErrAppExists
 		}
-		a.Name = to
+		a.Name, a.RenamedFrom = to, old
 		if err := apps.Delete([]byte(old)); err != nil {
 			return err
 		}
