@@ -160,8 +160,13 @@ func buildImageOnce(ctx context.Context, cli DockerAPI, dir, ref string, labels 
 // emptyAuth is the base64 of "{}": no credentials, for a loopback registry.
 var emptyAuth = base64.URLEncoding.EncodeToString([]byte("{}"))
 
+// imagePusher pushes a local image to its registry.
+type imagePusher interface {
+	ImagePush(ctx context.Context, ref string, options image.PushOptions) (io.ReadCloser, error)
+}
+
 // pushImage pushes ref and returns the digest of the manifest the registry stored.
-func pushImage(ctx context.Context, cli DockerAPI, ref string, out io.Writer) (string, error) {
+func pushImage(ctx context.Context, cli imagePusher, ref string, out io.Writer) (string, error) {
 	rc, err := cli.ImagePush(ctx, ref, image.PushOptions{RegistryAuth: emptyAuth})
 	if err != nil {
 		return "", fmt.Errorf("push image: %w", err)

@@ -5,7 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -15,11 +20,81 @@ import (
 	"paas/internal/paas"
 )
 
-// Importer copies a prebuilt image from any registry into the installation's
-// registry (`git:from-image`), so the swarm only ever pulls from there.
+// Importer copies a prebuilt image into the installation's registry
+// (`git:from-image`), so the swarm only ever pulls from there: from the
+// local Docker daemon when it has the image (built or `docker load`ed
+// there), as Dokku uses a local image first, else from its registry.
 type Importer struct {
 	keychain   authn.Keychain
 	repoPrefix string
+	local      LocalImages
+}
+
+// LocalImages is the part of the Docker client that finds a local image
+// and pushes it. *client.Client satisfies it.
+type LocalImages interface {
+	ImageInspect(ctx context.Context, image string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
+	ImageTag(ctx context.Context, source, target string) error
+	ImagePush(ctx context.Context, ref string, options image.PushOptions) (io.ReadCloser, error)
+}
+
+var _ LocalImages = (*client.Client)(nil)
+
+// WithLocal makes Import look for the image in the local Docker daemon
+// first.
+func (i *Importer) WithLocal(cli LocalImages) *Importer {
+	i.local = cli
+	return i
+}
+
+// LocalTags returns the names the local Docker daemon knows source by
+// (tags and digests), and whether it has it at all.
+func (i *Importer) LocalTags(ctx context.Context, source string) ([]string, bool, error) {
+	if i.local == nil {
+		return nil, false, nil
+	}
+	inspect, err := i.local.ImageInspect(ctx, source)
+	if cerrdefs.IsNotFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("look for a local image %s: %w", source, err)
+	}
+	return append(slices.Clone(inspect.RepoTags), inspect.RepoDigests...), true, nil
+}
+
+// importLocal tags a local image as the app's repo:tag and pushes it;
+// ok is false when the daemon does not have source.
+func (i *Importer) importLocal(ctx context.Context, app, source, tag string, out io.Writer) (paas.Image, []paas.ProcessType, bool, error) {
+	inspect, err := i.local.ImageInspect(ctx, source)
+	if cerrdefs.IsNotFound(err) {
+		return paas.Image{}, nil, false, nil
+	}
+	if err != nil {
+		return paas.Image{}, nil, false, fmt.Errorf("look for a local image %s: %w", source, err)
+	}
+	repo := i.repoPrefix + "/" + app
+	ref := repo + ":" + tag
+	step(out, "Using the local image %s (%s)", source, shortID(inspect.ID))
+	if err := i.local.ImageTag(ctx, inspect.ID, ref); err != nil {
+		return paas.Image{}, nil, true, fmt.Errorf("tag %s as %s: %w", source, ref, err)
+	}
+	step(out, "Pushing image %s", ref)
+	digest, err := pushImage(ctx, i.local, ref, out)
+	if err != nil {
+		return paas.Image{}, nil, true, err
+	}
+	var labels map[string]string
+	if inspect.Config != nil {
+		labels = inspect.Config.Labels
+	}
+	cnb, procs := imageProcessTypes(labels)
+	return paas.Image{Repository: repo, Digest: digest, CNB: cnb, Builder: "image " + source + " (local)"}, procs, true, nil
+}
+
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	return id[:min(12, len(id))]
 }
 
 // NewImporter returns an Importer using keychain for both registries.
@@ -36,6 +111,12 @@ func NewImporter(keychain authn.Keychain, repoPrefix string) *Importer {
 func (i *Importer) Import(ctx context.Context, app, source, tag string, out io.Writer) (paas.Image, []paas.ProcessType, error) {
 	if out == nil {
 		out = io.Discard
+	}
+	if i.local != nil {
+		img, procs, ok, err := i.importLocal(ctx, app, source, tag, out)
+		if ok || err != nil {
+			return img, procs, err
+		}
 	}
 	src, err := name.ParseReference(source)
 	if err != nil {
@@ -64,9 +145,55 @@ func (i *Importer) Import(ctx context.Context, app, source, tag string, out io.W
 	if err := remote.Write(dst, img, opts...); err != nil {
 		return paas.Image{}, nil, fmt.Errorf("push image %s: %w", dst.Name(), err)
 	}
-	procs := []paas.ProcessType{{Name: paas.WebProcess}}
-	cnb := false
-	if raw := cfg.Config.Labels[labelBuildMetadata]; raw != "" {
+	cnb, procs := imageProcessTypes(cfg.Config.Labels)
+	return paas.Image{Repository: repo, Digest: digest.String(), CNB: cnb, Builder: "image " + src.Name()}, procs, nil
+}
+
+// Copy copies img, an image of the installation's registry, into app's
+// repository as tag; the manifest is the same, so is the digest (apps:clone,
+// apps:rename).
+func (i *Importer) Copy(ctx context.Context, img paas.Image, app, tag string) (paas.Image, error) {
+	src, err := name.NewDigest(img.Ref())
+	if err != nil {
+		return paas.Image{}, fmt.Errorf("image reference %s: %w", img.Ref(), err)
+	}
+	repo := i.repoPrefix + "/" + app
+	dst, err := name.ParseReference(repo + ":" + tag)
+	if err != nil {
+		return paas.Image{}, fmt.Errorf("image reference %s: %w", repo, err)
+	}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(i.keychain)}
+	desc, err := remote.Get(src, opts...)
+	if err != nil {
+		return paas.Image{}, fmt.Errorf("fetch image %s: %w", src, err)
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err == nil {
+			err = remote.WriteIndex(dst, idx, opts...)
+		}
+		if err != nil {
+			return paas.Image{}, fmt.Errorf("copy image %s to %s: %w", src, dst, err)
+		}
+	} else {
+		im, err := desc.Image()
+		if err == nil {
+			err = remote.Write(dst, im, opts...)
+		}
+		if err != nil {
+			return paas.Image{}, fmt.Errorf("copy image %s to %s: %w", src, dst, err)
+		}
+	}
+	out := img
+	out.Repository = repo
+	return out, nil
+}
+
+// imageProcessTypes are an image's process types: a buildpacks image's own (its
+// build metadata label), otherwise one web process running its command.
+func imageProcessTypes(labels map[string]string) (cnb bool, procs []paas.ProcessType) {
+	procs = []paas.ProcessType{{Name: paas.WebProcess}}
+	if raw := labels[labelBuildMetadata]; raw != "" {
 		var meta struct {
 			Processes []struct {
 				Type string `json:"type"`
@@ -81,5 +208,5 @@ func (i *Importer) Import(ctx context.Context, app, source, tag string, out io.W
 			}
 		}
 	}
-	return paas.Image{Repository: repo, Digest: digest.String(), CNB: cnb, Builder: "image " + src.Name()}, procs, nil
+	return cnb, procs
 }

@@ -70,6 +70,10 @@ type Options struct {
 	Limits      Limits
 	Refusals    Refusals // optional: where refused input is recorded
 	Log         *slog.Logger
+	// PushLocks, when set, is the per-app push lock the server takes for
+	// a push, shared with whatever else writes an app's repository
+	// (git:sync, git:from-archive, apps:rename).
+	PushLocks *applock.Set
 }
 
 // Server is the SSH server.
@@ -79,7 +83,7 @@ type Server struct {
 	hooks    *hookServer
 	hooksDir string
 	listener net.Listener
-	pushes   applock.Set
+	pushes   *applock.Set
 	conns    connLimiter
 }
 
@@ -93,7 +97,10 @@ func New(opts Options) (*Server, error) {
 	if err := installHook(hooksDir); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, hooksDir: hooksDir, conns: connLimiter{max: opts.Limits.MaxConnsPerAddr}}
+	s := &Server{opts: opts, hooksDir: hooksDir, pushes: opts.PushLocks, conns: connLimiter{max: opts.Limits.MaxConnsPerAddr}}
+	if s.pushes == nil {
+		s.pushes = &applock.Set{}
+	}
 	s.hooks = newHookServer(filepath.Join(opts.DataDir, "hook.sock"), opts.Pushes, opts.Log)
 	s.ssh = &ssh.Server{
 		Addr:             opts.Addr,

@@ -35,6 +35,8 @@ const (
 	TriggerPreDelete         = "pre-delete"
 	TriggerPostDelete        = "post-delete"
 	TriggerPostDomainsUpdate = "post-domains-update"
+	TriggerPostAppRename     = "post-app-rename"
+	TriggerPostAppClone      = "post-app-clone"
 )
 
 // TriggerDoc documents one trigger point.
@@ -55,10 +57,12 @@ var Triggers = []TriggerDoc{
 	{TriggerPostBuild, "APP IMAGE", "the image is built and in the registry", "rejects the push; nothing changes"},
 	{TriggerPreDeploy, "APP IMAGE VERSION", "before release VERSION is rolled out: by a push, git:from-image, rollback, a config change, ps:restart, ps:start or ps:scale (VERSION is then the current one)", "rejects the push or refuses the command; the previous release keeps serving"},
 	{TriggerPostDeploy, "APP VERSION IMAGE", "release VERSION serves (after any of those)", "reported to the user; the release stays"},
-	{TriggerPostConfigUpdate, "APP set|unset KEY...", "config vars changed (and rolled out unless --no-restart)", "reported to the user; the change stays"},
+	{TriggerPostConfigUpdate, "APP set|unset|clear KEY...", "config vars changed (and rolled out unless --no-restart): config:set, config:unset, config:clear, config:import (as set)", "reported to the user; the change stays"},
 	{TriggerPreDelete, "APP", "apps:destroy, before anything is removed", "refuses the destroy; nothing changes"},
 	{TriggerPostDelete, "APP", "apps:destroy removed the app", "reported to the user"},
 	{TriggerPostDomainsUpdate, "APP add|remove DOMAIN...", "reserved for the domains commands, which fire it when an app's domains change", "reported to the user"},
+	{TriggerPostAppRename, "OLD NEW", "apps:rename moved the app OLD to the name NEW (a plugin keeping app names renames its own)", "reported to the user; the rename stays"},
+	{TriggerPostAppClone, "OLD NEW", "apps:clone made NEW from OLD", "reported to the user; the clone stays"},
 }
 
 // Stops reports whether a failure of trigger name stops what it guards: every

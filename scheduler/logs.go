@@ -26,6 +26,7 @@ type LogOptions struct {
 	Follow  bool   // keep writing new lines until ctx is cancelled
 	Tail    int    // only the last Tail lines (of each process type when following); 0 for all
 	Process string // only this process type ("web") or task ("web.1"); "" for all
+	Quiet   bool   // the app's lines alone, without time and task (Dokku's logs --quiet)
 }
 
 // timeFormat is RFC 3339 with nanoseconds always padded, so lines align.
@@ -40,6 +41,14 @@ type logLine struct {
 
 func (l logLine) String() string {
 	return fmt.Sprintf("%s app[%s]: %s\n", l.at.UTC().Format(timeFormat), l.task, l.text)
+}
+
+// format is the line as Logs writes it: with its time and task, or bare.
+func (l logLine) format(quiet bool) string {
+	if quiet {
+		return l.text + "\n"
+	}
+	return l.String()
 }
 
 // Logs writes what app's processes wrote to w, one line each, prefixed like
@@ -85,7 +94,7 @@ func (s *Swarm) Logs(ctx context.Context, app string, opts LogOptions, w io.Writ
 				collected = append(collected, l)
 				return nil
 			}
-			if _, err := io.WriteString(w, l.String()); err != nil {
+			if _, err := io.WriteString(w, l.format(opts.Quiet)); err != nil {
 				return err
 			}
 			flushWriter(w)
@@ -160,7 +169,7 @@ func (s *Swarm) Logs(ctx context.Context, app string, opts LogOptions, w io.Writ
 	}
 	bw := bufio.NewWriter(w)
 	for _, l := range collected {
-		if _, err := bw.WriteString(l.String()); err != nil {
+		if _, err := bw.WriteString(l.format(opts.Quiet)); err != nil {
 			return err
 		}
 	}

@@ -176,6 +176,9 @@ func TestParseLogLine(t *testing.T) {
 	if got, want := l.String(), "2026-11-22T10:00:00.123456789Z app[web.1]: hello world  \n"; got != want {
 		t.Errorf("String = %q, want %q", got, want)
 	}
+	if got, want := l.format(true), "hello world  \n"; got != want {
+		t.Errorf("format(quiet) = %q, want %q", got, want)
+	}
 	if _, _, ok := parseLogLine("garbage"); ok {
 		t.Error("garbage parsed")
 	}

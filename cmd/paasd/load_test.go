@@ -46,13 +46,16 @@ func startLoad(port int, host string) *load {
 				if ctx.Err() != nil {
 					return // stopping: the request was cut by us, not by the platform
 				}
-				l.sent.Add(1)
 				status := 0
 				if err == nil {
 					status = resp.StatusCode
 					_, err = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 				}
+				if ctx.Err() != nil {
+					return // stopped while the body was read: cut by us too
+				}
+				l.sent.Add(1)
 				if err != nil || status != http.StatusOK {
 					l.failed.Add(1)
 					l.mu.Lock()

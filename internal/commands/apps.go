@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +26,16 @@ type Store interface {
 	RemoveKey(name string) error
 	Releases(app string) ([]*paas.Release, error)
 	Deploys(app string) ([]*paas.Deploy, error)
+	// GlobalConfig and UpdateGlobalConfig keep the config every app
+	// inherits (config:set --global).
+	GlobalConfig() (map[string]string, error)
+	UpdateGlobalConfig(fn func(cfg map[string]string) error) error
+	UpdateApp(name string, fn func(*paas.App) error) (*paas.App, error)
+	AppsSettings() (paas.AppsSettings, error)
+	// RenameApp moves an app with its releases, deploy records and
+	// routing settings to a new name (paas.ErrAppExists when taken),
+	// passing each release's image through image.
+	RenameApp(old, to string, image func(paas.Image) paas.Image) (*paas.App, error)
 }
 
 // Pipeline applies changes that roll out.
@@ -38,6 +49,9 @@ type Runtime interface {
 	Logs(ctx context.Context, app string, opts scheduler.LogOptions, w io.Writer) error
 	Status(ctx context.Context, app string) ([]scheduler.ProcessStatus, error)
 	Remove(ctx context.Context, app string) error
+	// Stop takes the app's tasks out of the router, lets their requests
+	// finish (at most drain) and stops them.
+	Stop(ctx context.Context, app string, drain time.Duration, out io.Writer) error
 }
 
 // Repos holds the apps' git repositories.
@@ -47,11 +61,27 @@ type Repos interface {
 	Path(app string) string
 	// Head returns the commit the app's branch points to, "" when it has none.
 	Head(app, branch string) (string, error)
+	// UpdatedAt is when the app's branch was last written; zero when it
+	// has none.
+	UpdatedAt(app, branch string) (time.Time, error)
+	// Rename moves an app's repository to a new name; CopyRefs copies the
+	// branches and tags of one app's repository into another's.
+	Rename(old, to string) error
+	CopyRefs(from, to string) error
 }
 
-// Images drops an app's images from the registry.
+// Images are the apps' images in the installation's registry.
 type Images interface {
+	// DeleteApp drops an app's images (and its build cache).
 	DeleteApp(app string) error
+	// Copy copies img into app's repository as tag; the copy has the
+	// same digest.
+	Copy(ctx context.Context, img paas.Image, app, tag string) (paas.Image, error)
+}
+
+// Locker is a lock per app: the push lock, which a push of the app holds.
+type Locker interface {
+	Lock(ctx context.Context, app string, waiting func()) (unlock func(), err error)
 }
 
 // Platform is everything the built-in commands act on.
@@ -69,6 +99,11 @@ type Platform struct {
 	Routing      Routing
 	RoutingStore RoutingStore
 	Limits       Limits
+	// Sources serve git:sync and git:from-archive; without them those
+	// commands are not offered.
+	Sources GitSources
+	// PushLocks are the apps' push locks (apps:rename takes the app's).
+	PushLocks Locker
 }
 
 // Limits bound what a command may set; `paasd serve` flags set them. A zero
@@ -88,6 +123,8 @@ func (p *Platform) Builtins() []*Command {
 	cmds = append(cmds, p.psCommands()...)
 	cmds = append(cmds, p.releaseCommands()...)
 	cmds = append(cmds, p.runCommands()...)
+	cmds = append(cmds, p.gitCommands()...)
+	cmds = append(cmds, p.logsCommands()...)
 	if p.Routing != nil && p.RoutingStore != nil {
 		cmds = append(cmds, p.domainCommands()...)
 		cmds = append(cmds, p.certCommands()...)
@@ -119,13 +156,19 @@ func writeJSON(w io.Writer, v any) error {
 func (p *Platform) appCommands() []*Command {
 	return []*Command{
 		{Name: "apps:create", Args: "APP", Help: "Create a new app", MinArgs: 1, NamesApp: true, Run: p.appsCreate},
-		{Name: "apps:list", Help: "List your apps", Flags: formatFlag, Run: p.appsList},
+		{Name: "apps:list", Args: "[--format stdout|json]", Help: "List your apps (json: a list of names, as Dokku's)", Flags: formatFlag, Run: p.appsList},
 		{Name: "apps:exists", Args: "APP", Help: "Exit 0 when the app exists, 20 when it does not", App: true, Run: func(_ context.Context, c *Call) error {
 			fmt.Fprintf(c.Out, "App %s exists\n", c.App.Name)
 			return nil
 		}},
 		{Name: "apps:destroy", Args: "APP --force", Help: "Destroy an app: its services, repository, images, config and releases", App: true, Flags: map[string]bool{"--force": false}, Run: p.appsDestroy},
-		{Name: "apps:report", Args: "APP", Help: "Show an app's information", App: true, Flags: formatFlag, Run: p.appsReport},
+		{Name: "apps:report", Args: "APP [--format json|--FLAG]", Help: "Show an app's information", App: true, Flags: formatFlag, Run: p.appsReport},
+		{Name: "apps:rename", Args: "[--skip-deploy] OLD NEW", Help: "Rename an app: its repository, config, releases, builds, domains and access list move; it is served at NEW.DOMAIN with no downtime, and OLD.DOMAIN no more",
+			App: true, MinArgs: 1, Flags: map[string]bool{"--skip-deploy": false}, Run: p.appsRename},
+		{Name: "apps:clone", Args: "[--skip-deploy] [--ignore-existing] OLD NEW", Help: "Make a new app from an app: its repository and config (not its domains or certificates), and a new release of its image",
+			App: true, MinArgs: 1, Flags: map[string]bool{"--skip-deploy": false, "--ignore-existing": false}, Run: p.appsClone},
+		{Name: "url", Args: "APP", Help: "Print the app's URL (https when a certificate covers it)", App: true, Run: p.url},
+		{Name: "urls", Args: "APP", Help: "Print every URL the app is served at: APP.DOMAIN and its domains, http or https as served", App: true, Flags: formatFlag, Run: p.urls},
 	}
 }
 
@@ -170,15 +213,6 @@ func (p *Platform) visibleApps(id paas.Identity) ([]*paas.App, error) {
 	return out, nil
 }
 
-type appJSON struct {
-	Name      string    `json:"name"`
-	Owner     string    `json:"owner"`
-	CreatedAt time.Time `json:"created_at"`
-	Deployed  bool      `json:"deployed"`
-	Release   int       `json:"release"`
-	URL       string    `json:"url"`
-}
-
 func (p *Platform) appsList(_ context.Context, c *Call) error {
 	asJSON, err := wantJSON(c)
 	if err != nil {
@@ -189,11 +223,11 @@ func (p *Platform) appsList(_ context.Context, c *Call) error {
 		return err
 	}
 	if asJSON {
-		list := make([]appJSON, 0, len(apps))
+		names := make([]string, 0, len(apps))
 		for _, a := range apps {
-			list = append(list, appJSON{a.Name, a.Owner, a.CreatedAt, a.Current > 0, a.Current, p.AppURL(a.Name)})
+			names = append(names, a.Name)
 		}
-		return writeJSON(c.Out, list)
+		return writeJSON(c.Out, names) // Dokku's: ["a","b"]; apps:report --format json has the rest
 	}
 	fmt.Fprintln(c.Out, "=====> My Apps")
 	for _, a := range apps {
@@ -250,20 +284,57 @@ func (p *Platform) appsReport(_ context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
+	settings, err := p.Store.AppsSettings()
+	if err != nil {
+		return err
+	}
+	url, err := p.appURL(a.Name)
+	if err != nil {
+		return err
+	}
+	// Dokku's keys (created at is a UNIX time, as Dokku's), sorted as
+	// Dokku prints them, then paas's own.
 	fields := []kv{
-		{"App created at", a.CreatedAt.Format(time.RFC3339)},
-		{"App deploy source", "git"},
-		{"App deploy branch", a.Branch()},
+		{"App created at", fmt.Sprint(a.CreatedAt.Unix())},
+		{"App deploy source", a.DeploySource},
+		{"App deploy source metadata", a.DeploySourceMetadata},
 		{"App dir", p.Repos.Path(a.Name)},
+		{"App global disable autocreation", strconv.FormatBool(settings.DisableAutocreation)},
+		{"App locked", strconv.FormatBool(a.Locked)},
+		{"App commit", commit},
+		{"App deploy branch", a.Branch()},
+		{"App git head", head},
+		{"App image", image},
 		{"App owner", a.Owner},
 		{"App release", fmt.Sprint(a.Current)},
-		{"App commit", commit},
-		{"App git head", head},
-		{"App locked", fmt.Sprint(a.Locked)},
-		{"App image", image},
-		{"App url", p.AppURL(a.Name)},
+		{"App url", url},
 	}
-	return report(c, asJSON, a.Name+" app information", fields)
+	return reportTrimmed(c, asJSON, true, a.Name+" app information", fields)
+}
+
+// reportTrimmed is report whose JSON keys lack the plugin's prefix, as
+// Dokku 0.38's apps:report and git:report print them ("created-at"); with
+// legacy, each key is there with its prefix too ("app-created-at").
+func reportTrimmed(c *Call, asJSON, legacy bool, title string, fields []kv) error {
+	for flag := range c.Flags {
+		if flag != "--format" && flag != "--help" {
+			asJSON = false // a single-value flag: report prints that value
+		}
+	}
+	if !asJSON {
+		return report(c, false, title, fields)
+	}
+	m := map[string]string{}
+	for _, f := range fields {
+		key := strings.ReplaceAll(strings.ToLower(f.k), " ", "-")
+		if legacy {
+			m[key] = f.v
+		}
+		if _, rest, ok := strings.Cut(key, "-"); ok {
+			m[rest] = f.v
+		}
+	}
+	return writeJSON(c.Out, m)
 }
 
 type kv struct{ k, v string }

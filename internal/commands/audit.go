@@ -90,7 +90,10 @@ func (d *Dispatcher) record(id paas.Identity, args []string, code int, err error
 	cmd, known := d.set.cmds[args[0]]
 	rest, app := args[1:], ""
 	if known {
-		if pos, err := parseFlags(cmd, rest, &Call{Flags: map[string]string{}}); err == nil && len(pos) > 0 && (cmd.App || cmd.NamesApp) {
+		call := &Call{Flags: map[string]string{}}
+		pos, err := parseFlags(cmd, rest, call)
+		_, global := call.Flags["--global"]
+		if err == nil && len(pos) > 0 && (cmd.App || cmd.NamesApp) && !(cmd.Global && global) {
 			app = pos[0]
 			e.App = AuditArg(app)
 		}

@@ -98,7 +98,13 @@ func (b *Builds) buildCommands() []*Command {
 }
 
 // isBuild tells deploy records that built or imported an image from config changes.
-func isBuild(d *paas.Deploy) bool { return d.Reason == "push" || d.Reason == "git:from-image" }
+func isBuild(d *paas.Deploy) bool {
+	switch d.Reason {
+	case "push", "git:from-image", "git:sync", "git:from-archive":
+		return true
+	}
+	return false
+}
 
 type buildJSON struct {
 	ID         int       `json:"id"`

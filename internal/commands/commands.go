@@ -52,6 +52,13 @@ type Command struct {
 	// Details is more help, shown by --help and `help COMMAND` only.
 	Details string
 	Run     func(ctx context.Context, c *Call) error
+
+	// Global: with --global the command acts on the installation instead
+	// of an app (Dokku's "(<app>|--global)"), and Call.App stays nil.
+	Global bool
+	// TrailingDashDash: a "--" that ends the arguments is one ("read
+	// stdin", as in Dokku's git:from-archive APP --).
+	TrailingDashDash bool
 }
 
 // Call is one invocation of a command.
@@ -214,7 +221,7 @@ func (d *Dispatcher) runCommand(ctx context.Context, id paas.Identity, args []st
 		}
 		pos = append([]string{global.app}, pos...)
 	}
-	if cmd.App {
+	if cmd.App && !(cmd.Global && call.Has("--global")) {
 		if len(pos) == 0 {
 			return fmt.Errorf("please specify an app name\n Usage: %s %s", cmd.Name, cmd.Args)
 		}
@@ -248,10 +255,16 @@ func validateArgs(cmd *Command, args []string) error {
 // resolveApp loads an app the identity may use. An app the identity may not
 // use is reported exactly like a missing one.
 func (d *Dispatcher) resolveApp(id paas.Identity, name string) (*paas.App, error) {
+	return usableApp(d.store, id, name)
+}
+
+// usableApp loads an app the identity may use, reporting one it may not
+// use exactly like a missing one.
+func usableApp(store AppStore, id paas.Identity, name string) (*paas.App, error) {
 	if err := paas.ValidateAppName(name); err != nil {
 		return nil, err
 	}
-	app, err := d.store.App(name)
+	app, err := store.App(name)
 	if errors.Is(err, paas.ErrAppNotFound) || (err == nil && !auth.CanUseApp(id, app)) {
 		return nil, notFound(name)
 	}
@@ -356,6 +369,9 @@ func parseFlags(cmd *Command, args []string, call *Call) ([]string, error) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
+			if cmd.TrailingDashDash && i == len(args)-1 {
+				pos = append(pos, a)
+			}
 			pos = append(pos, args[i+1:]...)
 			break
 		}

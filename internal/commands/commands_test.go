@@ -56,7 +56,7 @@ func TestRunCommand(t *testing.T) {
 		},
 		{
 			name: "help of one command", id: alice, args: []string{"help", "config:get"},
-			wantOut: []string{"Usage: config:get APP KEY", "--quoted"},
+			wantOut: []string{"Usage: config:get (APP|--global) KEY", "--quoted"},
 		},
 		{
 			name: "help of unknown command", id: alice, args: []string{"help", "nope"},
@@ -68,7 +68,7 @@ func TestRunCommand(t *testing.T) {
 		},
 		{
 			name: "--help on a command prints usage", id: alice, args: []string{"config:set", "--help"},
-			wantOut: []string{"Usage: config:set [--no-restart] [--encoded] APP KEY=VALUE...", "Flags:", "    --encoded\n", "    --no-restart\n"},
+			wantOut: []string{"Usage: config:set [--no-restart] [--encoded] (APP|--global) KEY=VALUE...", "Flags:", "    --encoded\n", "    --no-restart\n"},
 		},
 		{
 			name: "-h on a command prints usage without the app", id: alice, args: []string{"apps:list", "-h"},
@@ -76,11 +76,11 @@ func TestRunCommand(t *testing.T) {
 		},
 		{
 			name: "missing app argument", id: alice, args: []string{"config:show"},
-			wantCode: ExitError, wantErr: []string{" !     please specify an app name", " !     Usage: config:show APP"},
+			wantCode: ExitError, wantErr: []string{" !     please specify an app name", " !     Usage: config:show (APP|--global)"},
 		},
 		{
 			name: "missing positional after app", id: alice, args: []string{"config:get", "alpha"},
-			wantCode: ExitError, wantErr: []string{"missing arguments", "Usage: config:get APP KEY"},
+			wantCode: ExitError, wantErr: []string{"missing arguments", "Usage: config:get (APP|--global) KEY"},
 		},
 		{
 			name: "missing positional without app", id: alice, args: []string{"apps:create"},
@@ -313,28 +313,16 @@ func TestAppsList(t *testing.T) {
 			if code != ExitOK {
 				t.Fatalf("json: exit %d: %s", code, errOut)
 			}
-			var list []struct {
-				Name     string `json:"name"`
-				Owner    string `json:"owner"`
-				Deployed bool   `json:"deployed"`
-				Release  int    `json:"release"`
-				URL      string `json:"url"`
+			// Dokku's shape: a list of names, [] when there is none
+			var names []string
+			if err := json.Unmarshal([]byte(out), &names); err != nil {
+				t.Fatalf("apps:list --format json is not a JSON list of names: %v\n%s", err, out)
 			}
-			if err := json.Unmarshal([]byte(out), &list); err != nil {
-				t.Fatalf("apps:list --format json is not JSON: %v\n%s", err, out)
-			}
-			if list == nil {
+			if names == nil {
 				t.Fatalf("json list is null, want [] at least: %s", out)
 			}
-			var names []string
-			for _, a := range list {
-				names = append(names, a.Name)
-				if a.URL != "http://"+a.Name+".example.test" {
-					t.Errorf("url of %s = %q", a.Name, a.URL)
-				}
-				if a.Name == "bravo" && (!a.Deployed || a.Release != 3 || a.Owner != "bob") {
-					t.Errorf("bravo = %+v", a)
-				}
+			if len(names) == 0 {
+				names = nil
 			}
 			if !slices.Equal(names, tc.want) {
 				t.Fatalf("json apps %q, want %q", names, tc.want)
@@ -477,7 +465,7 @@ func TestConfigSet(t *testing.T) {
 		{
 			name:     "no equals sign",
 			args:     []string{"config:set", "alpha", "NOEQUALS"},
-			wantCode: ExitError, wantErr: `expected KEY=VALUE, got "NOEQUALS"`,
+			wantCode: ExitError, wantErr: "Invalid env pair: NOEQUALS",
 		},
 		{
 			name:     "no pairs",

@@ -18,11 +18,84 @@ import (
 
 // fakeStore is an in-memory Store. It hands out copies, as the real store does.
 type fakeStore struct {
-	mu      sync.Mutex
-	apps    map[string]*paas.App
-	keys    map[string]*paas.SSHKey
-	deleted []string
-	rels    map[string][]*paas.Release // newest first
+	mu       sync.Mutex
+	apps     map[string]*paas.App
+	keys     map[string]*paas.SSHKey
+	deleted  []string
+	rels     map[string][]*paas.Release // newest first
+	deploys  map[string][]*paas.Deploy  // newest first
+	global   map[string]string
+	settings paas.AppsSettings
+	renames  []string // "old>new"
+	onRename func(old, to string)
+}
+
+func (s *fakeStore) GlobalConfig() (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return nonNil(maps.Clone(s.global)), nil
+}
+
+func (s *fakeStore) UpdateApp(name string, fn func(*paas.App) error) (*paas.App, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.apps[name]
+	if !ok {
+		return nil, paas.ErrAppNotFound
+	}
+	c := copyApp(a)
+	if err := fn(c); err != nil {
+		return nil, err
+	}
+	s.apps[name] = c
+	return copyApp(c), nil
+}
+
+func (s *fakeStore) RenameApp(old, to string, image func(paas.Image) paas.Image) (*paas.App, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.apps[old]
+	if !ok {
+		return nil, paas.ErrAppNotFound
+	}
+	if _, taken := s.apps[to]; taken {
+		return nil, paas.ErrAppExists
+	}
+	a.Name, a.RenamedFrom = to, old
+	s.apps[to] = a
+	delete(s.apps, old)
+	for _, r := range s.rels[old] {
+		r.App = to
+		if image != nil {
+			r.Image = image(r.Image)
+		}
+	}
+	if s.rels != nil {
+		s.rels[to] = s.rels[old]
+		delete(s.rels, old)
+	}
+	s.renames = append(s.renames, old+">"+to)
+	if s.onRename != nil {
+		s.onRename(old, to)
+	}
+	return copyApp(a), nil
+}
+
+func (s *fakeStore) AppsSettings() (paas.AppsSettings, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.settings, nil
+}
+
+func (s *fakeStore) UpdateGlobalConfig(fn func(map[string]string) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := nonNil(maps.Clone(s.global))
+	if err := fn(cfg); err != nil {
+		return err
+	}
+	s.global = cfg
+	return nil
 }
 
 var _ Store = (*fakeStore)(nil)
@@ -138,7 +211,9 @@ func (s *fakeStore) Deploys(app string) ([]*paas.Deploy, error) {
 	if _, err := s.App(app); err != nil {
 		return nil, err
 	}
-	return nil, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deploys[app], nil
 }
 
 // setConfigCall is one recorded Pipeline.SetConfig.
@@ -192,7 +267,16 @@ func (p *fakePipeline) Locked(_ context.Context, app string, _ io.Writer, fn fun
 type fakeRuntime struct {
 	mu      sync.Mutex
 	removed []string
+	stopped []string
 	logOpts []scheduler.LogOptions
+	status  []scheduler.ProcessStatus // what Status returns when set
+}
+
+func (r *fakeRuntime) Stop(_ context.Context, app string, _ time.Duration, _ io.Writer) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = append(r.stopped, app)
+	return nil
 }
 
 var _ Runtime = (*fakeRuntime)(nil)
@@ -206,6 +290,9 @@ func (r *fakeRuntime) Logs(_ context.Context, app string, opts scheduler.LogOpti
 }
 
 func (r *fakeRuntime) Status(_ context.Context, app string) ([]scheduler.ProcessStatus, error) {
+	if r.status != nil {
+		return r.status, nil
+	}
 	return []scheduler.ProcessStatus{{Process: "web", Desired: 1, Running: 1}}, nil
 }
 
@@ -218,6 +305,9 @@ func (r *fakeRuntime) Remove(_ context.Context, app string) error {
 
 type fakeRepos struct {
 	createErr error
+	renameErr error
+	renamed   []string // "old>new"
+	copied    []string // "from>to"
 
 	mu      sync.Mutex
 	created []string
@@ -247,9 +337,41 @@ func (r *fakeRepos) Path(app string) string { return "/data/repos/" + app + ".gi
 
 func (r *fakeRepos) Head(app, branch string) (string, error) { return "", nil }
 
+func (r *fakeRepos) Rename(old, to string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.renameErr != nil {
+		return r.renameErr
+	}
+	r.renamed = append(r.renamed, old+">"+to)
+	return nil
+}
+
+func (r *fakeRepos) CopyRefs(from, to string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.copied = append(r.copied, from+">"+to)
+	return nil
+}
+
+func (r *fakeRepos) UpdatedAt(app, branch string) (time.Time, error) { return time.Time{}, nil }
+
 type fakeImages struct {
 	mu      sync.Mutex
 	deleted []string
+	copied  []string        // "digest>app:tag"
+	missing map[string]bool // digests the registry no longer has
+}
+
+func (i *fakeImages) Copy(_ context.Context, img paas.Image, app, tag string) (paas.Image, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.missing[img.Digest] {
+		return paas.Image{}, errors.New("MANIFEST_UNKNOWN")
+	}
+	i.copied = append(i.copied, img.Digest+">"+app+":"+tag)
+	img.Repository = "reg/" + app
+	return img, nil
 }
 
 var _ Images = (*fakeImages)(nil)
@@ -348,6 +470,10 @@ func (f *fakeReleases) UpdateChecks(app string, fn func(*paas.CheckSettings) err
 	}
 	a.Checks = c
 	return a, nil
+}
+
+func (f *fakeReleases) DeployFrom(_ context.Context, app string, who paas.Identity, from *paas.Release, img paas.Image, reason string, _ io.Writer) error {
+	return f.record("deploy-from %s %s v%d %s %q", app, from.App, from.Version, img.Ref(), reason)
 }
 
 func (f *fakeReleases) Run(_ context.Context, rel *paas.Release, opts scheduler.RunOptions) (int, error) {

@@ -136,16 +136,35 @@ func WithTriggers(cmds []*Command, t Triggers) []*Command {
 				}
 				return nil
 			}
-		case "config:set", "config:unset":
-			op := strings.TrimPrefix(c.Name, "config:")
+		case "apps:rename", "apps:clone":
+			trigger := plugins.TriggerPostAppRename
+			if c.Name == "apps:clone" {
+				trigger = plugins.TriggerPostAppClone
+			}
 			c.Run = func(ctx context.Context, call *Call) error {
-				if err := run(ctx, call); err != nil {
+				if err := run(ctx, call); err != nil || len(call.Args) == 0 {
 					return err
 				}
+				if err := t.Trigger(plugins.WithUser(ctx, call.ID), trigger, []string{call.App.Name, call.Args[0]}, call.Out); err != nil {
+					fmt.Fprintf(call.Err, " !     %s: %s\n", trigger, sanitize(err.Error()))
+				}
+				return nil
+			}
+		case "config:set", "config:unset", "config:clear", "config:import":
+			op := strings.TrimPrefix(c.Name, "config:")
+			c.Run = func(ctx context.Context, call *Call) error {
+				if err := run(ctx, call); err != nil || call.App == nil {
+					return err // the global config fires nothing (as Dokku's)
+				}
 				args := []string{call.App.Name, op}
-				for _, a := range call.Args {
-					k, _, _ := strings.Cut(a, "=")
-					args = append(args, k)
+				switch op {
+				case "import":
+					args[1] = "set" // Dokku's operation name; the keys came on stdin
+				case "set", "unset":
+					for _, a := range call.Args {
+						k, _, _ := strings.Cut(a, "=")
+						args = append(args, k)
+					}
 				}
 				if err := t.Trigger(plugins.WithUser(ctx, call.ID), plugins.TriggerPostConfigUpdate, args, call.Out); err != nil {
 					fmt.Fprintf(call.Err, " !     %s: %s\n", plugins.TriggerPostConfigUpdate, sanitize(err.Error()))

@@ -71,6 +71,8 @@ func (d *demoPlugin) Hooks() map[string]plugins.HookFunc {
 		},
 		plugins.TriggerPostDelete:       record,
 		plugins.TriggerPostConfigUpdate: record,
+		plugins.TriggerPostAppRename:    record,
+		plugins.TriggerPostAppClone:     record,
 		plugins.TriggerUserAuth: func(ctx context.Context, ev plugins.Event) error {
 			if ev.Args[0] == "bob" && len(ev.Args) > 1 && ev.Args[1] == "demo:whoami" {
 				return errors.New("bob may not ask")
@@ -125,7 +127,7 @@ func TestPluginCommands(t *testing.T) {
 		{name: "help of a plugin command", id: alice, args: []string{"demo:attach", "--help"}, wantOut: "Usage: demo:attach THING APP"},
 		{name: "user-auth refuses", id: bob, args: []string{"demo:whoami"}, wantCode: ExitError, wantErr: "permission denied: plugin demo: user-auth: bob may not ask"},
 		{name: "user-auth lets others through", id: bob, args: []string{"demo:app", "bravo"}, wantOut: "app bravo []\n"},
-		{name: "plugin:list", id: alice, args: []string{"plugin:list"}, wantOut: "demo  builtin     enabled   a demo plugin (triggers: post-config-update post-delete pre-delete user-auth; 5 commands)"},
+		{name: "plugin:list", id: alice, args: []string{"plugin:list"}, wantOut: "demo  builtin     enabled   a demo plugin (triggers: post-app-clone post-app-rename post-config-update post-delete pre-delete user-auth; 5 commands)"},
 		{name: "plugin:list json", id: alice, args: []string{"plugin:list", "--format", "json"}, wantOut: `[{"name":"demo","kind":"builtin","enabled":true`},
 		{name: "plugin:disable is for admins", id: alice, args: []string{"plugin:disable", "demo"}, wantCode: ExitError, wantErr: "administrators only"},
 	}

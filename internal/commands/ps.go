@@ -13,8 +13,8 @@ import (
 
 func (p *Platform) psCommands() []*Command {
 	return []*Command{
-		{Name: "logs", Args: "APP [-t] [-n NUM] [-p PROCESS]", Help: "Show an app's output; -t follows it until interrupted", App: true,
-			Flags: map[string]bool{"-t": false, "--tail": false, "-n": true, "--num": true, "-p": true, "--ps": true}, Run: p.logs},
+		{Name: "logs", Args: "APP [-t] [-n NUM] [-p PROCESS] [-q]", Help: "Show an app's output; -t follows it until interrupted, -q without time and task", App: true,
+			Flags: map[string]bool{"-t": false, "--tail": false, "-n": true, "--num": true, "-p": true, "--ps": true, "-q": false, "--quiet": false}, Run: p.logs},
 		{Name: "ps:report", Args: "APP", Help: "Show an app's processes", App: true, Flags: formatFlag, Run: p.psReport},
 	}
 }
@@ -24,7 +24,7 @@ func (p *Platform) logs(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	opts := scheduler.LogOptions{Follow: c.Has("-t") || c.Has("--tail"), Tail: tail}
+	opts := scheduler.LogOptions{Follow: c.Has("-t") || c.Has("--tail"), Tail: tail, Quiet: c.Has("-q") || c.Has("--quiet")}
 	for _, f := range []string{"-p", "--ps"} {
 		if v, ok := c.Flags[f]; ok {
 			proc, slot, hasSlot := strings.Cut(v, ".")

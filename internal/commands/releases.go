@@ -24,6 +24,9 @@ type Releases interface {
 	Rebuild(ctx context.Context, app string, who paas.Identity, out io.Writer) error
 	// UpdateChecks changes the app's checks:* settings.
 	UpdateChecks(app string, fn func(*paas.CheckSettings) error) (*paas.App, error)
+	// DeployFrom releases app from another app's release with img, a
+	// copy of its image (apps:clone).
+	DeployFrom(ctx context.Context, app string, who paas.Identity, from *paas.Release, img paas.Image, reason string, out io.Writer) error
 }
 
 func (p *Platform) releaseCommands() []*Command {

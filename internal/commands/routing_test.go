@@ -10,7 +10,7 @@ import (
 )
 
 // fakeRouting is a Routing with fixed ports and domain.
-type fakeRouting struct{ published []string }
+type fakeRouting struct{ published, forgotten []string }
 
 var _ Routing = (*fakeRouting)(nil)
 
@@ -27,7 +27,10 @@ func (f *fakeRouting) Publish(_ context.Context, app string) error {
 }
 func (f *fakeRouting) PublishGlobal(context.Context) error            { return nil }
 func (f *fakeRouting) Issue(context.Context, string, io.Writer) error { return nil }
-func (f *fakeRouting) Forget(context.Context, string) error           { return nil }
+func (f *fakeRouting) Forget(_ context.Context, app string) error {
+	f.forgotten = append(f.forgotten, app)
+	return nil
+}
 
 func TestParseSize(t *testing.T) {
 	for in, want := range map[string]int64{"0": 0, "1024": 1024, "512k": 512 << 10, "10m": 10 << 20, "1G": 1 << 30} {

@@ -2,9 +2,15 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/docker/docker/client"
 
@@ -23,6 +29,9 @@ type builders struct {
 	importer *builder.Importer
 	logins   *builder.Credentials
 	close    func()
+	// repoPrefix is where the apps' images live in the installation's
+	// registry (REGISTRY/NAME).
+	repoPrefix string
 }
 
 func newBuilders(ctx context.Context, docker *client.Client, st *store.Store, dataDir, repoPrefix, name string, log *slog.Logger) (*builders, error) {
@@ -33,11 +42,12 @@ func newBuilders(ctx context.Context, docker *client.Client, st *store.Store, da
 	logins := builder.NewCredentials(filepath.Join(dataDir, "registry-credentials.json"))
 	pack := builder.NewPack(docker, moby, logins, repoPrefix, name, log)
 	return &builders{
-		selector: builder.NewSelect(st, builder.NewDockerfile(docker, repoPrefix, log), pack),
-		pack:     pack,
-		importer: builder.NewImporter(logins, repoPrefix),
-		logins:   logins,
-		close:    func() { moby.Close() },
+		selector:   builder.NewSelect(st, builder.NewDockerfile(docker, repoPrefix, log), pack),
+		pack:       pack,
+		importer:   builder.NewImporter(logins, repoPrefix).WithLocal(docker),
+		logins:     logins,
+		close:      func() { moby.Close() },
+		repoPrefix: repoPrefix,
 	}, nil
 }
 
@@ -45,18 +55,63 @@ func newBuilders(ctx context.Context, docker *client.Client, st *store.Store, da
 func (b *builders) commands(st *store.Store, pipeline *deploy.Pipeline) []*commands.Command {
 	c := &commands.Builds{
 		Store: st, Pipeline: pipeline, Cache: b.pack, Logins: b.logins, Running: pipeline,
-		Images: &imageDeployer{pipeline: pipeline, importer: b.importer},
+		Images: &imageDeployer{pipeline: pipeline, importer: b.importer, repoPrefix: b.repoPrefix},
 	}
 	return c.Commands()
 }
 
 type imageDeployer struct {
-	pipeline *deploy.Pipeline
-	importer deploy.ImageImporter
+	pipeline   *deploy.Pipeline
+	importer   *builder.Importer
+	repoPrefix string
 }
 
 var _ commands.ImageDeployer = (*imageDeployer)(nil)
 
 func (d *imageDeployer) DeployImage(ctx context.Context, app string, who paas.Identity, source string, out io.Writer) error {
+	if !who.Admin {
+		if err := d.checkSource(ctx, app, source); err != nil {
+			return err
+		}
+	}
 	return d.pipeline.DeployImage(ctx, app, who, d.importer, source, out)
+}
+
+// checkSource refuses a non-administrator an image that lives on this
+// machine's own registries (the installation's holds every app's images)
+// other than the app's own repository, whether named directly or through a
+// local image tagged there.
+func (d *imageDeployer) checkSource(ctx context.Context, app, source string) error {
+	names := []string{source}
+	tags, _, err := d.importer.LocalTags(ctx, source)
+	if err != nil {
+		return err
+	}
+	names = append(names, tags...)
+	own := d.repoPrefix + "/" + app
+	for _, n := range names {
+		ref, err := name.ParseReference(n)
+		if err != nil {
+			continue // not a registry name (an image ID): its tags are checked
+		}
+		if ref.Context().Name() == own || !onThisMachine(ref.Context().RegistryStr()) {
+			continue
+		}
+		return fmt.Errorf("image %s is in a registry of this machine (another app's, or the installation's own): administrators only", n)
+	}
+	return nil
+}
+
+// onThisMachine reports whether a registry host[:port] names a loopback
+// address.
+func onThisMachine(registry string) bool {
+	host := registry
+	if h, _, err := net.SplitHostPort(registry); err == nil {
+		host = h
+	}
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && (ip.Unmap().IsLoopback() || ip.IsUnspecified())
 }

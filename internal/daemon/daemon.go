@@ -24,6 +24,7 @@ import (
 
 	"paas/builder"
 	"paas/gitreceive"
+	"paas/internal/applock"
 	"paas/internal/auth"
 	"paas/internal/commands"
 	"paas/internal/deploy"
@@ -205,9 +206,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	audit := &auditLog{store: st, log: log.With("component", "audit")}
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st, audit: audit}
+	// One push lock per app, for pushes and everything else that writes
+	// an app's repository.
+	pushLocks := &applock.Set{}
 	platform := &commands.Platform{
 		Store: st, Pipeline: pipeline, Runtime: sched, Repos: repos, AppURL: appURL,
-		Images: imagesFunc(func(app string) error {
+		Images: &appImages{copier: builds.importer, delete: func(app string) error {
 			if err := builds.pack.PurgeCache(context.Background(), app); err != nil {
 				return err
 			}
@@ -215,11 +219,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				return err
 			}
 			return reg.DeleteRepository(cfg.Name + "/" + app)
-		}),
+		}},
 		Releases: &releases{Pipeline: pipeline, store: st, repos: repos},
 		OneOffs:  sched,
 		Routing:  routes, RoutingStore: st,
-		Limits: commands.Limits{MaxConfigValue: int(cfg.MaxConfigValue), MaxConfigSize: int(cfg.MaxConfigSize), MaxScale: cfg.MaxScale},
+		Limits:    commands.Limits{MaxConfigValue: int(cfg.MaxConfigValue), MaxConfigSize: int(cfg.MaxConfigSize), MaxScale: cfg.MaxScale},
+		Sources:   &sources{locks: pushLocks, store: st, repos: repos, pipeline: pipeline, tmp: filepath.Join(dataDir, "builds")},
+		PushLocks: pushLocks,
 	}
 	repos.create = func(id paas.Identity, name string, out io.Writer) (*paas.App, error) {
 		// The same user-auth check as `ssh paas apps:create NAME`.
@@ -262,8 +268,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			MaxPushSize: cfg.MaxPushSize, MaxConnsPerAddr: cfg.SSHMaxConnsPerAddr,
 			AuthTimeout: cfg.SSHAuthTimeout, IdleTimeout: cfg.SSHIdleTimeout,
 		},
-		Refusals: audit,
-		Log:      log.With("component", "ssh"),
+		Refusals:  audit,
+		Log:       log.With("component", "ssh"),
+		PushLocks: pushLocks,
 	})
 	if err != nil {
 		return err
@@ -296,7 +303,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		g.Go(func() error { return routes.Run(gctx) })
-		return reconcile(gctx, st, pipeline, sched, open, repos, audit, log)
+		if err := reconcile(gctx, st, pipeline, sched, open, repos, audit, log); err != nil {
+			return err
+		}
+		// Renames a stop interrupted: finished once the router serves.
+		if err := platform.FinishRenames(gctx, io.Discard); err != nil {
+			log.Error("finish interrupted renames", "err", err)
+		}
+		return nil
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	g.Go(func() error { return triggers.Run(gctx) })
@@ -368,9 +382,19 @@ type pruneFunc func(app string, keep []string) error
 
 func (f pruneFunc) Prune(app string, keep []string) error { return f(app, keep) }
 
-type imagesFunc func(app string) error
+// appImages are the apps' images in the installation's registry.
+type appImages struct {
+	copier interface {
+		Copy(ctx context.Context, img paas.Image, app, tag string) (paas.Image, error)
+	}
+	delete func(app string) error
+}
 
-func (f imagesFunc) DeleteApp(app string) error { return f(app) }
+func (i *appImages) DeleteApp(app string) error { return i.delete(app) }
+
+func (i *appImages) Copy(ctx context.Context, img paas.Image, app, tag string) (paas.Image, error) {
+	return i.copier.Copy(ctx, img, app, tag)
+}
 
 // repos keeps one bare repository per app under dir.
 type repos struct {
@@ -448,4 +472,36 @@ func (r *repos) RepoFor(_ context.Context, id paas.Identity, name string, write 
 		return "", err
 	}
 	return r.Path(name), nil
+}
+func (r *repos) UpdatedAt(app, branch string) (time.Time, error) {
+	return gitreceive.BranchUpdatedAt(r.Path(app), branch)
+}
+
+// Rename moves an app's repository to the name to; a repository left there
+// by no app is replaced. When old is gone and to is there, it moved
+// already (a rename finished at start).
+func (r *repos) Rename(old, to string) error {
+	if err := paas.ValidateAppName(old); err != nil {
+		return err
+	}
+	if err := paas.ValidateAppName(to); err != nil {
+		return err
+	}
+	if _, err := os.Stat(r.Path(old)); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(r.Path(to)); err == nil {
+			return nil
+		}
+	}
+	if err := os.RemoveAll(r.Path(to)); err != nil {
+		return err
+	}
+	return os.Rename(r.Path(old), r.Path(to))
+}
+
+// CopyRefs copies the branches and tags of from's repository into to's.
+func (r *repos) CopyRefs(from, to string) error {
+	if err := r.Create(to); err != nil {
+		return err
+	}
+	return gitreceive.CopyRefs(context.Background(), r.Path(from), r.Path(to))
 }

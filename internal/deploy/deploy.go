@@ -34,6 +34,8 @@ type Store interface {
 	AddRelease(rel *paas.Release) error
 	StartDeploy(d *paas.Deploy) error
 	FinishDeploy(d *paas.Deploy) error
+	// GlobalConfig is the config every app inherits (config:set --global).
+	GlobalConfig() (map[string]string, error)
 }
 
 // Builder turns an exported commit into an image in the registry.
@@ -64,6 +66,12 @@ type Source struct {
 	Subject string
 	// Export writes the commit's tree as a tar stream.
 	Export func(ctx context.Context, w io.Writer) error
+	// Reason names what deploys it in the build record ("push" when
+	// empty; "git:sync", "git:from-archive").
+	Reason string
+	// Kind and Metadata are what apps:report shows as the deploy source
+	// once it serves: "git" and the commit when empty.
+	Kind, Metadata string
 }
 
 // Pipeline runs deploys.
@@ -140,7 +148,7 @@ func (p *Pipeline) Push(ctx context.Context, appName string, who paas.Identity, 
 	if err != nil {
 		return nil, err
 	}
-	rec := &paas.Deploy{App: appName, Commit: src.Commit, Reason: "push", Author: who.Name, StartedAt: time.Now().UTC()}
+	rec := &paas.Deploy{App: appName, Commit: src.Commit, Reason: cmp.Or(src.Reason, "push"), Author: who.Name, StartedAt: time.Now().UTC()}
 	out, finish, err := p.record(rec, out)
 	if err != nil {
 		unlock()
@@ -152,7 +160,20 @@ func (p *Pipeline) Push(ctx context.Context, appName string, who paas.Identity, 
 		unlock()
 		return nil, err
 	}
-	return &Landing{p: p, who: who, rel: rel, rec: rec, finish: finish, unlock: unlock}, nil
+	source := [2]string{cmp.Or(src.Kind, "git"), cmp.Or(src.Metadata, src.Commit)}
+	return &Landing{p: p, who: who, rel: rel, rec: rec, finish: finish, unlock: unlock, source: source}, nil
+}
+
+// setDeploySource records how the app's serving release was made
+// (apps:report's deploy source); a failure is only logged.
+func (p *Pipeline) setDeploySource(app, kind, metadata string) {
+	_, err := p.store.UpdateApp(app, func(a *paas.App) error {
+		a.DeploySource, a.DeploySourceMetadata = kind, metadata
+		return nil
+	})
+	if err != nil {
+		p.log.Warn("record deploy source", "app", app, "err", err)
+	}
 }
 
 // Landing is a pushed commit that serves, waiting for git to move its branch.
@@ -164,6 +185,7 @@ type Landing struct {
 	finish func(error)
 	unlock func()
 	once   sync.Once
+	source [2]string // deploy source kind and metadata
 }
 
 // Release is the version that serves the pushed commit.
@@ -178,6 +200,7 @@ func (l *Landing) Land(ctx context.Context, moved bool, out io.Writer) error {
 	l.once.Do(func() {
 		defer l.unlock()
 		if moved {
+			l.p.setDeploySource(l.rel.App, l.source[0], l.source[1])
 			l.finish(nil)
 			err = nil
 			return
@@ -268,9 +291,13 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 		return nil, err
 	}
 	version++
+	global, err := p.store.GlobalConfig()
+	if err != nil {
+		return nil, err
+	}
 	img, err := p.builder.Build(ctx, builder.Input{
 		App: appName, Dir: dir, Tag: fmt.Sprintf("v%d-%s", version, short), Out: out,
-		Config: app.Config, Report: func(b string) { rec.Builder = b },
+		Config: paas.MergeConfig(global, app.Config), Report: func(b string) { rec.Builder = b },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build failed: %w", err)
@@ -282,9 +309,9 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 	// 4-6. release and roll out (the router follows the running tasks)
 	rel := &paas.Release{
 		App: appName, Version: version, Image: img,
-		Config: app.Config, ConfigVersion: app.ConfigVersion,
+		Config: app.Config, Global: global, ConfigVersion: app.ConfigVersion,
 		Processes: procs, Checks: checks,
-		Commit: src.Commit, Author: who.Name, Reason: "push " + short, Deploy: rec.ID,
+		Commit: src.Commit, Author: who.Name, Reason: rec.Reason + " " + short, Deploy: rec.ID,
 	}
 	// (pre-deploy and post-deploy plugins run in rollOut)
 	if err := p.rollOut(ctx, app, rel, out); err != nil {
@@ -402,10 +429,14 @@ func (p *Pipeline) SetConfig(ctx context.Context, appName string, who paas.Ident
 	if err != nil {
 		return err
 	}
+	global, err := p.store.GlobalConfig()
+	if err != nil {
+		return err
+	}
 	return p.changeLocked(ctx, app, who, reason, out, func(app *paas.App, version int, out io.Writer) (*paas.Release, error) {
 		fmt.Fprintf(out, "-----> Restarting app %s\n", appName)
 		rel := *cur
-		rel.Version, rel.Config, rel.ConfigVersion = version, cfg, app.ConfigVersion+1
+		rel.Version, rel.Config, rel.Global, rel.ConfigVersion = version, cfg, global, app.ConfigVersion+1
 		rel.Author, rel.Reason = who.Name, reason
 		app.Config, app.ConfigVersion = cfg, app.ConfigVersion+1
 		return &rel, nil

@@ -28,9 +28,16 @@ type fakeStore struct {
 	apps     map[string]*paas.App
 	releases map[string]map[int]*paas.Release
 	deploys  map[string][]*paas.Deploy
+	global   map[string]string // config:set --global
 }
 
 var _ Store = (*fakeStore)(nil)
+
+func (s *fakeStore) GlobalConfig() (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.global), nil
+}
 
 func newFakeStore(apps ...*paas.App) *fakeStore {
 	s := &fakeStore{apps: map[string]*paas.App{}, releases: map[string]map[int]*paas.Release{}, deploys: map[string][]*paas.Deploy{}}

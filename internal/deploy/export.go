@@ -24,7 +24,7 @@ func exportTo(ctx context.Context, export func(context.Context, io.Writer) error
 		pw.CloseWithError(err)
 		errc <- err
 	}()
-	uerr := untar(pr, dir)
+	uerr := untar(pr, dir, nil)
 	if uerr == nil {
 		io.Copy(io.Discard, pr) // the padding after the end-of-archive marker
 	}
@@ -40,8 +40,10 @@ func exportTo(ctx context.Context, export func(context.Context, io.Writer) error
 }
 
 // untar unpacks r under dir through an os.Root, so no entry can reach outside
-// dir, not even through a symlink an earlier entry created.
-func untar(r io.Reader, dir string) error {
+// dir, not even through a symlink an earlier entry created. With lim (an
+// archive a user uploaded), entries are counted and symlinks must stay
+// inside dir.
+func untar(r io.Reader, dir string, lim *ArchiveLimits) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
@@ -57,8 +59,14 @@ func untar(r io.Reader, dir string) error {
 			return fmt.Errorf("read archive: %w", err)
 		}
 		name := filepath.Clean(h.Name)
+		if lim != nil && name == "." && h.Typeflag == tar.TypeDir {
+			continue // "./" heads many archives
+		}
 		if name == "." || filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
 			return fmt.Errorf("archive entry %q leaves the build dir", h.Name)
+		}
+		if err := lim.entry(h.Name, h.Typeflag, h.Linkname); err != nil {
+			return err
 		}
 		target := name
 		switch h.Typeflag {

@@ -46,6 +46,10 @@ func (p *Pipeline) deployImage(ctx context.Context, appName string, who paas.Ide
 		return err
 	}
 	version++
+	global, err := p.store.GlobalConfig()
+	if err != nil {
+		return err
+	}
 	img, procs, err := imp.Import(ctx, appName, source, fmt.Sprintf("v%d-image", version), out)
 	if err != nil {
 		return fmt.Errorf("deploy image failed: %w", err)
@@ -53,7 +57,7 @@ func (p *Pipeline) deployImage(ctx context.Context, appName string, who paas.Ide
 	rec.Builder = img.Builder
 	rel := &paas.Release{
 		App: appName, Version: version, Image: img,
-		Config: app.Config, ConfigVersion: app.ConfigVersion,
+		Config: app.Config, Global: global, ConfigVersion: app.ConfigVersion,
 		Processes: procs,
 		Author:    who.Name, Reason: "git:from-image " + source, Deploy: rec.ID,
 	}
@@ -61,6 +65,7 @@ func (p *Pipeline) deployImage(ctx context.Context, appName string, who paas.Ide
 		return err
 	}
 	rec.Release = rel.Version
+	p.setDeploySource(appName, "docker-image", source)
 	fmt.Fprintf(out, "=====> Application deployed:\n       %s\n", p.appURL(appName))
 	return nil
 }

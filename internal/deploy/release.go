@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,31 @@ func (p *Pipeline) Rollback(ctx context.Context, appName string, who paas.Identi
 		}
 		return p.rollbackRelease(app, old, who, version, fmt.Sprintf("rollback to v%d", target), out), nil
 	})
+}
+
+// DeployFrom makes a new release of appName from another app's release:
+// its process types, checks and commit, the image img (a copy of its image
+// in appName's repository), and appName's own config; it is rolled out
+// through the same health gate as a push (apps:clone).
+func (p *Pipeline) DeployFrom(ctx context.Context, appName string, who paas.Identity, from *paas.Release, img paas.Image, reason string, out io.Writer) error {
+	global, err := p.store.GlobalConfig()
+	if err != nil {
+		return err
+	}
+	return p.change(ctx, appName, who, reason, out, func(app *paas.App, version int, out io.Writer) (*paas.Release, error) {
+		fmt.Fprintf(out, "-----> Releasing %s v%d from %s v%d (%s)\n", appName, version, from.App, from.Version, shortDigest(img.Digest))
+		return &paas.Release{
+			App: appName, Version: version, Image: img,
+			Config: app.Config, Global: global, ConfigVersion: app.ConfigVersion,
+			Processes: slices.Clone(from.Processes), Checks: maps.Clone(from.Checks),
+			Commit: from.Commit, Author: who.Name, Reason: reason,
+		}, nil
+	})
+}
+
+func shortDigest(d string) string {
+	d = strings.TrimPrefix(d, "sha256:")
+	return d[:min(12, len(d))]
 }
 
 // rollbackRelease is release version of app: old's image, config and
@@ -244,12 +270,7 @@ func withChecks(opts scheduler.DeployOptions, set paas.CheckSettings, declared [
 	return opts
 }
 
-func drainTimeout(app *paas.App) time.Duration {
-	if n, err := strconv.Atoi(app.Checks.Props["wait-to-retire"]); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
-	}
-	return 30 * time.Second
-}
+func drainTimeout(app *paas.App) time.Duration { return app.DrainTimeout() }
 
 // ReadAppJSON returns the health checks of app.json in dir, by process type;
 // nil without app.json or without checks.

@@ -185,6 +185,16 @@ type App struct {
 	Build BuildSettings `json:"build,omitzero"`
 	// Locked (apps:lock) refuses deploys until apps:unlock.
 	Locked bool `json:"locked,omitempty"`
+	// DeploySource is how the serving release was made, as Dokku's
+	// apps:report names it: "git" (a push, ps:rebuild), "git-sync",
+	// "archive", "docker-image"; DeploySourceMetadata is the commit,
+	// URL#commit or image.
+	DeploySource         string `json:"deploy_source,omitempty"`
+	DeploySourceMetadata string `json:"deploy_source_metadata,omitempty"`
+	// RenamedFrom is the name an apps:rename moved the app from, until
+	// the rename is complete (the old name's tasks, route and images gone),
+	// so that a rename paasd did not see to the end is finished at start.
+	RenamedFrom string `json:"renamed_from,omitempty"`
 }
 
 // AppsSettings are the installation's app settings (`apps:set --global`).
@@ -223,6 +233,16 @@ func (a *App) ScaleOf(procs []ProcessType) map[string]int {
 		scale[pt.Name] = n
 	}
 	return scale
+}
+
+// DrainTimeout is how long the app's old tasks get to finish their
+// requests before they are stopped: checks:set wait-to-retire, 30 s by
+// default.
+func (a *App) DrainTimeout() time.Duration {
+	if n, err := strconv.Atoi(a.Checks.Props["wait-to-retire"]); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	return 30 * time.Second
 }
 
 // CheckProps are the properties checks:set accepts, with what they mean.
@@ -293,10 +313,13 @@ type ProcessType struct {
 
 // Release is an immutable record of what runs: one image, one config snapshot.
 type Release struct {
-	App           string            `json:"app"`
-	Version       int               `json:"version"`
-	Image         Image             `json:"image"`
-	Config        map[string]string `json:"config"`
+	App     string            `json:"app"`
+	Version int               `json:"version"`
+	Image   Image             `json:"image"`
+	Config  map[string]string `json:"config"`
+	// Global is the installation's config (config:set --global) when the
+	// release was made: every key the app's own Config lacks.
+	Global        map[string]string `json:"global,omitempty"`
 	ConfigVersion int               `json:"config_version"`
 	Processes     []ProcessType     `json:"processes"`
 	Scale         map[string]int    `json:"scale"`
@@ -334,28 +357,42 @@ func DefaultCheck() HealthCheck {
 	return HealthCheck{Name: "default", Path: "/", Attempts: 30, Timeout: 5, Wait: 1, AnyAnswer: true}
 }
 
-// Env returns the environment a process of this release runs with: the config
-// vars plus PORT, sorted for stable service specs.
+// Env returns the environment a process of this release runs with: the
+// global config vars, the app's (which win), plus PORT, sorted for stable
+// service specs.
 func (r *Release) Env() []string {
-	env := make([]string, 0, len(r.Config)+1)
-	for _, k := range SortedKeys(r.Config) {
+	cfg := r.Merged()
+	env := make([]string, 0, len(cfg)+1)
+	for _, k := range SortedKeys(cfg) {
 		if k != "PORT" {
-			env = append(env, k+"="+r.Config[k])
+			env = append(env, k+"="+cfg[k])
 		}
 	}
-	port := fmt.Sprint(DefaultPort)
-	if p, ok := r.Config["PORT"]; ok && p != "" {
-		port = p
-	}
-	return append(env, "PORT="+port)
+	return append(env, "PORT="+r.Port())
 }
+
+// Merged is the release's config over the global config it was made with.
+func (r *Release) Merged() map[string]string { return MergeConfig(r.Global, r.Config) }
 
 // Port returns the port the web process listens on.
 func (r *Release) Port() string {
-	if p, ok := r.Config["PORT"]; ok && p != "" {
+	if p := r.Merged()["PORT"]; p != "" {
 		return p
 	}
 	return fmt.Sprint(DefaultPort)
+}
+
+// MergeConfig returns app's config vars over global's: what an app's
+// processes see (Dokku's --merged).
+func MergeConfig(global, app map[string]string) map[string]string {
+	out := make(map[string]string, len(global)+len(app))
+	for k, v := range global {
+		out[k] = v
+	}
+	for k, v := range app {
+		out[k] = v
+	}
+	return out
 }
 
 // Terminal is the terminal an SSH client asked for (ssh -t).

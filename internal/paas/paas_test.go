@@ -117,9 +117,23 @@ func TestReleaseEnv(t *testing.T) {
 	tests := []struct {
 		name     string
 		config   map[string]string
+		global   map[string]string
 		want     []string
 		wantPort string
 	}{
+		{
+			name:     "global vars under the app's",
+			config:   map[string]string{"A": "app", "B": "b"},
+			global:   map[string]string{"A": "global", "G": "g"},
+			want:     []string{"A=app", "B=b", "G=g", "PORT=5000"},
+			wantPort: "5000",
+		},
+		{
+			name:     "a global PORT applies unless the app sets one",
+			global:   map[string]string{"PORT": "8000"},
+			want:     []string{"PORT=8000"},
+			wantPort: "8000",
+		},
 		{
 			name:     "nil config gets default port",
 			config:   nil,
@@ -153,7 +167,7 @@ func TestReleaseEnv(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &paas.Release{Config: tc.config}
+			r := &paas.Release{Config: tc.config, Global: tc.global}
 			got := r.Env()
 			if !slices.Equal(got, tc.want) {
 				t.Fatalf("Env() = %q, want %q", got, tc.want)

@@ -456,3 +456,91 @@ func TestDeleteAppRemovesHistory(t *testing.T) {
 		})
 	}
 }
+
+func TestGlobalConfig(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	if cfg, err := s.GlobalConfig(); err != nil || cfg == nil || len(cfg) != 0 {
+		t.Fatalf("GlobalConfig() = %v, %v; want an empty map", cfg, err)
+	}
+	if err := s.UpdateGlobalConfig(func(cfg map[string]string) error { cfg["A"] = "1"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateGlobalConfig(func(map[string]string) error { return errors.New("no") }); err == nil {
+		t.Fatal("an error of fn was not returned")
+	}
+	if cfg, _ := s.GlobalConfig(); !maps.Equal(cfg, map[string]string{"A": "1"}) {
+		t.Fatalf("GlobalConfig() = %v", cfg)
+	}
+}
+
+func TestRenameApp(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	mustCreate(t, s, "old", "alice")
+	mustCreate(t, s, "taken", "bob")
+	if _, err := s.UpdateApp("old", func(a *paas.App) error { a.Access = []string{"bob"}; a.Config["K"] = "v"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for v := 1; v <= 2; v++ {
+		if err := s.AddRelease(release("old", v, map[string]string{"K": "v"})); err != nil {
+			t.Fatal(err)
+		}
+		d := &paas.Deploy{App: "old", Reason: "push"}
+		if err := s.StartDeploy(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.UpdateRouting("old", func(r *paas.Routing) error { r.Domains = []string{"www.example.com"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := s.RenameApp("old", "taken", nil); !errors.Is(err, paas.ErrAppExists) {
+		t.Fatalf("rename onto a taken name: %v", err)
+	}
+	if _, err := s.RenameApp("nope", "fresh", nil); !errors.Is(err, paas.ErrAppNotFound) {
+		t.Fatalf("rename of a missing app: %v", err)
+	}
+	if _, err := s.App("old"); err != nil {
+		t.Fatalf("a refused rename changed the app: %v", err)
+	}
+
+	moved := func(img paas.Image) paas.Image { img.Repository = "reg/fresh"; return img }
+	a, err := s.RenameApp("old", "fresh", moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Name != "fresh" || a.Config["K"] != "v" || !slices.Equal(a.Access, []string{"bob"}) || a.Current != 2 {
+		t.Fatalf("renamed app %+v", a)
+	}
+	if _, err := s.App("old"); !errors.Is(err, paas.ErrAppNotFound) {
+		t.Fatalf("old name still there: %v", err)
+	}
+	rels, err := s.Releases("fresh")
+	if err != nil || len(rels) != 2 {
+		t.Fatalf("releases %v, %v", rels, err)
+	}
+	for _, r := range rels {
+		if r.App != "fresh" || r.Image.Repository != "reg/fresh" || r.Image.Digest != "sha256:old" {
+			t.Fatalf("release %+v", r)
+		}
+	}
+	ds, err := s.Deploys("fresh")
+	if err != nil || len(ds) != 2 || ds[0].App != "fresh" {
+		t.Fatalf("deploys %v, %v", ds, err)
+	}
+	// the deploy sequence carries over: the next deploy is 3
+	d := &paas.Deploy{App: "fresh", Reason: "push"}
+	if err := s.StartDeploy(d); err != nil || d.ID != 3 {
+		t.Fatalf("next deploy id %d, %v", d.ID, err)
+	}
+	if r, _ := s.Routing("fresh"); !slices.Equal(r.Domains, []string{"www.example.com"}) {
+		t.Fatalf("routing of the new name %+v", r)
+	}
+	if r, _ := s.Routing("old"); len(r.Domains) != 0 {
+		t.Fatalf("routing left under the old name %+v", r)
+	}
+	// the old name is free again, with nothing of the renamed app
+	mustCreate(t, s, "old", "carol")
+	if rels, _ := s.Releases("old"); len(rels) != 0 {
+		t.Fatalf("a new app of the old name has releases %v", rels)
+	}
+}

@@ -218,9 +218,41 @@ func newPassword() (string, error) {
 }
 
 // Hooks implements plugins.Hooker: an app linked to a database cannot be
-// destroyed until it is unlinked.
+// destroyed until it is unlinked; a renamed app keeps its links.
 func (p *Postgres) Hooks() map[string]plugins.HookFunc {
-	return map[string]plugins.HookFunc{plugins.TriggerPreDelete: p.preDelete}
+	return map[string]plugins.HookFunc{plugins.TriggerPreDelete: p.preDelete, plugins.TriggerPostAppRename: p.postAppRename}
+}
+
+// postAppRename (OLD NEW) renames the app in every database's links: its
+// DATABASE_URL moved with the rest of its config.
+func (p *Postgres) postAppRename(_ context.Context, ev plugins.Event) error {
+	if len(ev.Args) != 2 {
+		return nil
+	}
+	old, renamed := ev.Args[0], ev.Args[1]
+	dbs, err := p.all()
+	if err != nil {
+		return err
+	}
+	for _, db := range dbs {
+		if !slices.Contains(db.Links, old) {
+			continue
+		}
+		unlock := p.lock(db.Name)
+		_, err := p.update(db.Name, func(db *Database) error {
+			for i, a := range db.Links {
+				if a == old {
+					db.Links[i] = renamed
+				}
+			}
+			return nil
+		})
+		unlock()
+		if err != nil {
+			return fmt.Errorf("rename %s in the links of %s: %w", old, db.Name, err)
+		}
+	}
+	return nil
 }
 
 func (p *Postgres) preDelete(_ context.Context, ev plugins.Event) error {

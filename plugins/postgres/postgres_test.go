@@ -150,6 +150,32 @@ func TestAccessAndLinksBlockDelete(t *testing.T) {
 	}
 }
 
+// A renamed app keeps its links (post-app-rename OLD NEW).
+func TestRenameKeepsLinks(t *testing.T) {
+	p := newTestPlugin(t)
+	for name, links := range map[string][]string{"shop": {"web", "admin"}, "other": {"admin"}} {
+		raw, _ := json.Marshal(&Database{Name: name, Owner: "alice", Links: links})
+		p.opts.Data.Update(name, func([]byte) ([]byte, error) { return raw, nil })
+	}
+	if err := p.postAppRename(context.Background(), plugins.Event{Args: []string{"web", "shop-web"}}); err != nil {
+		t.Fatal(err)
+	}
+	dbs, err := p.all()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, db := range dbs {
+		got[db.Name] = db.Links
+	}
+	if !slices.Equal(got["shop"], []string{"shop-web", "admin"}) || !slices.Equal(got["other"], []string{"admin"}) {
+		t.Fatalf("links after the rename: %v", got)
+	}
+	if err := p.preDelete(context.Background(), plugins.Event{Args: []string{"shop-web"}}); err == nil {
+		t.Fatal("the renamed app could be destroyed while linked")
+	}
+}
+
 func TestSpec(t *testing.T) {
 	p := newTestPlugin(t)
 	s := p.spec("shop", "node1")
