@@ -51,6 +51,7 @@ type DockerAPI interface {
 	TaskLogs(ctx context.Context, taskID string, options container.LogsOptions) (io.ReadCloser, error)
 
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	ContainerInspectWithRaw(ctx context.Context, container string, getSize bool) (container.InspectResponse, []byte, error)
 
 	// One-off tasks (run) are containers on this node.
 	ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error)

@@ -25,6 +25,7 @@ type Store interface {
 	RemoveKey(name string) error
 	Releases(app string) ([]*paas.Release, error)
 	Deploys(app string) ([]*paas.Deploy, error)
+	UpdateApp(name string, fn func(*paas.App) error) (*paas.App, error)
 }
 
 // Pipeline applies changes that roll out.
@@ -38,6 +39,8 @@ type Runtime interface {
 	Logs(ctx context.Context, app string, opts scheduler.LogOptions, w io.Writer) error
 	Status(ctx context.Context, app string) ([]scheduler.ProcessStatus, error)
 	Remove(ctx context.Context, app string) error
+	// Inspect returns the inspect documents of the app's tasks (ps:inspect).
+	Inspect(ctx context.Context, app string) ([]json.RawMessage, error)
 }
 
 // Repos holds the apps' git repositories.
@@ -84,6 +87,7 @@ func (p *Platform) Builtins() []*Command {
 		cmds = append(cmds, p.letsencryptCommands()...)
 		cmds = append(cmds, p.proxyCommands()...)
 	}
+	cmds = append(cmds, p.processCommands()...)
 	return cmds
 }
 
