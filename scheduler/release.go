@@ -727,7 +727,7 @@ func (s *Swarm) retire(ctx context.Context, d *deployment, drain time.Duration, 
 	}
 	switch {
 	case d.release == 0:
-	case len(procs) == len(d.services):
+	case match == nil:
 		p.printf("-----> Stopped v%d (%s)", d.release, d.id)
 	default:
 		p.printf("-----> Stopped %s of v%d (%s)", strings.Join(procs, ", "), d.release, d.id)
