@@ -238,7 +238,7 @@ func TestRoutingCommands(t *testing.T) {
 			check: func(t *testing.T, rs *fakeRoutingStore) { wantGlobals(t, rs, "paas.test apps.example.org") }},
 		{name: "domains:add-global by a user", id: alice, args: []string{"domains:add-global", "apps.example.org"}, wantCode: ExitError, wantErr: "administrators only"},
 		{name: "domains:add-global wildcard", id: root, args: []string{"domains:add-global", "*.example.org"}, wantCode: ExitError, wantErr: "cannot be a wildcard"},
-		{name: "domains:set-global several", id: root, args: []string{"domains:set-global", "a.example.org", "b.example.org"}, wantOut: []string{`Set global domains: a.example.org b.example.org`},
+		{name: "domains:set-global several", id: root, args: []string{"domains:set-global", "a.example.org", "b.example.org"}, wantOut: []string{`Set global domains to a.example.org b.example.org`},
 			check: func(t *testing.T, rs *fakeRoutingStore) { wantGlobals(t, rs, "a.example.org b.example.org") }},
 		{name: "domains:remove-global the last one", id: root, args: []string{"domains:remove-global", "paas.test"}, wantCode: ExitError, wantErr: "no global domain"},
 		{name: "domains:remove-global unknown", id: root, args: []string{"domains:remove-global", "x.example.org"}, wantCode: ExitError, wantErr: "x.example.org is not a global domain (they are paas.test); nothing changed"},

@@ -271,7 +271,8 @@ func (p *Platform) domainsGlobal(op string) func(context.Context, *Call) error {
 		switch op {
 		case "set":
 			next = ds
-			said = append(said, "Set global domains: "+strings.Join(ds, " "))
+			plural := map[bool]string{true: "s", false: ""}[len(ds) > 1]
+			said = append(said, fmt.Sprintf("Set global domain%s to %s", plural, strings.Join(ds, " ")))
 		case "add":
 			for _, d := range ds {
 				if slices.Contains(next, d) {

@@ -137,7 +137,10 @@ func (p *Pipeline) Restart(ctx context.Context, appName string, who paas.Identit
 // first, gated and (web) checked, routed, then the old ones drained; the
 // other process types keep running untouched.
 func (p *Pipeline) RestartProcess(ctx context.Context, appName string, who paas.Identity, process string, out io.Writer) error {
-	return p.withCurrent(ctx, appName, who, "ps:restart "+process, true, out, func(_ *paas.App, rel *paas.Release) error {
+	return p.withCurrent(ctx, appName, who, "ps:restart "+process, true, out, func(app *paas.App, rel *paas.Release) error {
+		if app.Stopped {
+			return fmt.Errorf("App %s is stopped: ps:start starts every process type", appName)
+		}
 		if !hasProcess(rel, process) {
 			return fmt.Errorf("process type %s is not in the Procfile of v%d", process, rel.Version)
 		}

@@ -210,6 +210,11 @@ func TestRestartProcessAndFormation(t *testing.T) {
 	if err := e.p.RestartProcess(ctx, "hello", alice, "clock", &out); err == nil || !strings.Contains(err.Error(), "process type clock is not in the Procfile of v1") {
 		t.Errorf("restart of a missing process type = %v", err)
 	}
+	e.store.apps["hello"].Stopped = true
+	if err := e.p.RestartProcess(ctx, "hello", alice, "worker", &out); err == nil || !strings.Contains(err.Error(), "App hello is stopped") {
+		t.Errorf("restart of a process type of a stopped app = %v", err)
+	}
+	e.store.apps["hello"].Stopped = false
 	deployed := len(e.scheduler.deployed)
 	if err := e.p.SetFormation(ctx, "hello", alice, map[string]int{"worker": 3}, &out); err != nil {
 		t.Fatalf("SetFormation: %v", err)
