@@ -83,7 +83,7 @@ func (p *Platform) psInspect(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	out, err := maskedInspect(docs)
+	out, err := maskedInspect(docs, c.App.Config)
 	if err != nil {
 		return err
 	}
@@ -91,16 +91,17 @@ func (p *Platform) psInspect(ctx context.Context, c *Call) error {
 	return err
 }
 
-// unmaskedEnv are the environment variables ps:inspect shows the value of:
-// paas's own, never a config value of the app's.
+// unmaskedEnv are the environment variables ps:inspect shows the value of,
+// when the app's config does not set them: paas's and the images' own.
 var unmaskedEnv = []string{"PATH=", "PORT=", "HOME=", "HOSTNAME=", "CNB_"}
 
 // maskedInspect prints inspect documents as one JSON array, keys sorted,
 // indented, with the value of every environment variable (every "Env"
 // list of "KEY=VALUE" strings, a container's and a task spec's alike)
-// replaced by XXXXXX except unmaskedEnv's: the output can be pasted
-// anywhere without leaking the app's config.
-func maskedInspect(docs []json.RawMessage) ([]byte, error) {
+// replaced by XXXXXX, except unmaskedEnv's that config does not set (PORT
+// is always shown: paas sets it): the output can be pasted anywhere
+// without leaking the app's config, as Dokku's does.
+func maskedInspect(docs []json.RawMessage, config map[string]string) ([]byte, error) {
 	all := make([]any, 0, len(docs))
 	for _, raw := range docs {
 		dec := json.NewDecoder(bytes.NewReader(raw))
@@ -109,7 +110,7 @@ func maskedInspect(docs []json.RawMessage) ([]byte, error) {
 		if err := dec.Decode(&v); err != nil {
 			return nil, fmt.Errorf("read inspect output: %w", err)
 		}
-		all = append(all, maskEnv(v, ""))
+		all = append(all, maskEnv(v, "", config))
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -121,29 +122,32 @@ func maskedInspect(docs []json.RawMessage) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func maskEnv(v any, key string) any {
+func maskEnv(v any, key string, config map[string]string) any {
 	switch t := v.(type) {
 	case map[string]any:
 		for k, e := range t {
-			t[k] = maskEnv(e, k)
+			t[k] = maskEnv(e, k, config)
 		}
 	case []any:
 		for i, e := range t {
 			s, ok := e.(string)
 			if !ok || !strings.EqualFold(key, "env") {
-				t[i] = maskEnv(e, "")
+				t[i] = maskEnv(e, "", config)
 				continue
 			}
-			t[i] = maskEntry(s)
+			t[i] = maskEntry(s, config)
 		}
 	}
 	return v
 }
 
-func maskEntry(s string) string {
+func maskEntry(s string, config map[string]string) string {
 	k, _, ok := strings.Cut(s, "=")
 	if !ok {
 		return "XXXXXX"
+	}
+	if _, set := config[k]; set && k != "PORT" {
+		return k + "=XXXXXX"
 	}
 	for _, prefix := range unmaskedEnv {
 		if strings.HasPrefix(s, prefix) {

@@ -83,9 +83,9 @@ func TestProcessCommands(t *testing.T) {
 
 func TestMaskedInspect(t *testing.T) {
 	out, err := maskedInspect([]json.RawMessage{
-		json.RawMessage(`{"Config":{"Env":["A=1","PORT=5000","NOEQUALS"],"Cmd":["A=1"]},"Env":"not a list","Labels":{"Env":"x"}}`),
+		json.RawMessage(`{"Config":{"Env":["A=1","PORT=5000","NOEQUALS","CNB_TOKEN=s3cret","HOME=/app"],"Cmd":["A=1"]},"Env":"not a list","Labels":{"Env":"x"}}`),
 		json.RawMessage(`{"Spec":{"ContainerSpec":{"Env":["CNB_PLATFORM_API=0.13","DB=postgres://u:p@h/d"]}}}`),
-	})
+	}, map[string]string{"CNB_TOKEN": "s3cret", "PORT": "5000", "DB": "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,15 +94,15 @@ func TestMaskedInspect(t *testing.T) {
 		t.Fatalf("output is not JSON: %v\n%s", err, out)
 	}
 	s := string(out)
-	for _, w := range []string{`"A=XXXXXX"`, `"PORT=5000"`, `"XXXXXX"`, `"CNB_PLATFORM_API=0.13"`, `"DB=XXXXXX"`, `"Cmd": [` + "\n" + `                "A=1"`, `"Env": "not a list"`} {
+	for _, w := range []string{`"A=XXXXXX"`, `"PORT=5000"`, `"XXXXXX"`, `"CNB_PLATFORM_API=0.13"`, `"DB=XXXXXX"`, `"CNB_TOKEN=XXXXXX"`, `"HOME=/app"`, `"Cmd": [` + "\n" + `                "A=1"`, `"Env": "not a list"`} {
 		if !strings.Contains(s, w) {
 			t.Errorf("output lacks %s:\n%s", w, s)
 		}
 	}
-	if strings.Contains(s, "postgres://") || strings.Contains(s, "NOEQUALS") {
+	if strings.Contains(s, "postgres://") || strings.Contains(s, "NOEQUALS") || strings.Contains(s, "s3cret") {
 		t.Errorf("a config value leaked:\n%s", s)
 	}
-	if _, err := maskedInspect([]json.RawMessage{json.RawMessage(`{`)}); err == nil {
+	if _, err := maskedInspect([]json.RawMessage{json.RawMessage(`{`)}, nil); err == nil {
 		t.Error("bad JSON accepted")
 	}
 }
