@@ -528,7 +528,7 @@ func useProcfile(dir, path string, out io.Writer) error {
 	found := err == nil
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		fmt.Fprintf(out, "-----> No Procfile at %s (ps:set procfile-path): the image's own command is the web process\n", path)
+		fmt.Fprintf(out, "-----> No Procfile at %s (ps:set procfile-path): building as if the repository had none\n", path)
 	case err != nil:
 		return fmt.Errorf("read the Procfile at %s: %w", path, err)
 	default:
