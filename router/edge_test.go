@@ -358,6 +358,25 @@ func TestConfigSource(t *testing.T) {
 		t.Errorf("global %+v", got.Global)
 	}
 
+	// More global domains, and an app whose names are disabled.
+	api.mu.Lock()
+	api.cfgs = append(api.cfgs,
+		config("g2", 7, "inst", RoleGlobalConfig, "", GlobalConfig{Domain: "apps.example.org", MoreDomains: []string{"Other.Example.net", ""}}),
+		config("api-off", 8, "inst", RoleAppConfig, "api", AppConfig{App: "api", NoVhost: true, Domains: []string{"api.example.com", "*.api.example.com"}}))
+	api.mu.Unlock()
+	more, err := src.Routes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	more = more.normalize()
+	if api1, web1 := more.Routes[0], more.Routes[1]; len(api1.Hosts) != 0 || len(api1.Edge.Wildcards) != 0 || len(api1.Backends) != 1 ||
+		strings.Join(web1.Hosts, " ") != "app.example.com web.apps.example.org web.other.example.net" {
+		t.Errorf("api hosts %v wildcards %v backends %v (want none, none, its task); web hosts %v", api1.Hosts, api1.Edge.Wildcards, api1.Backends, web1.Hosts)
+	}
+	api.mu.Lock()
+	api.cfgs = api.cfgs[:len(api.cfgs)-2]
+	api.mu.Unlock()
+
 	// The same configs give the same compiled edges: no table swap.
 	again, err := src.Routes(t.Context())
 	if err != nil {

@@ -42,6 +42,9 @@ type AppConfig struct {
 	// Port, when set, is the container port requests go to, instead of the
 	// port the web service is labelled with (ports:set).
 	Port int `json:"port,omitempty"`
+	// NoVhost (domains:disable) serves the app at no host name at all, its
+	// APP.DOMAIN names included: it is reachable on the app network only.
+	NoVhost bool `json:"no_vhost,omitempty"`
 	// Certs are PEM certificate chains with their keys; the first one that
 	// covers a name serves it.
 	Certs []CertPEM `json:"certs,omitempty"`
@@ -63,6 +66,9 @@ type GlobalConfig struct {
 	// Domain, when set, replaces the router's --domain: apps are served at
 	// APP.Domain (domains:set-global).
 	Domain string `json:"domain,omitempty"`
+	// MoreDomains are more global domains (domains:add-global): every app
+	// is also served at APP.D for each of them.
+	MoreDomains []string `json:"more_domains,omitempty"`
 	// Challenges maps ACME HTTP-01 tokens to their key authorizations; the
 	// router answers /.well-known/acme-challenge/TOKEN on every host name.
 	Challenges map[string]string `json:"challenges,omitempty"`
@@ -110,9 +116,10 @@ type Edge struct {
 
 // Global is the compiled GlobalConfig.
 type Global struct {
-	Key        string
-	Domain     string
-	Challenges map[string]string
+	Key         string
+	Domain      string
+	MoreDomains []string
+	Challenges  map[string]string
 }
 
 func edgeKey(e *Edge) string {
@@ -239,7 +246,13 @@ func parseConfig(id, role string, data []byte) parsedConfig {
 		if err := json.Unmarshal(data, &g); err != nil {
 			return parsedConfig{err: fmt.Errorf("decode global config: %w", err)}
 		}
-		return parsedConfig{global: &Global{Key: id, Domain: canonicalHost(g.Domain), Challenges: g.Challenges}}
+		more := make([]string, 0, len(g.MoreDomains))
+		for _, d := range g.MoreDomains {
+			if d = canonicalHost(d); d != "" {
+				more = append(more, d)
+			}
+		}
+		return parsedConfig{global: &Global{Key: id, Domain: canonicalHost(g.Domain), MoreDomains: more, Challenges: g.Challenges}}
 	}
 	var a AppConfig
 	if err := json.Unmarshal(data, &a); err != nil {
@@ -250,7 +263,7 @@ func parseConfig(id, role string, data []byte) parsedConfig {
 	}
 	e := &Edge{Key: id, MaxBodyBytes: a.MaxBodyBytes, ReadTimeout: time.Duration(a.ReadTimeoutMS) * time.Millisecond}
 	for _, d := range a.Domains {
-		if strings.HasPrefix(d, "*.") {
+		if strings.HasPrefix(d, "*.") && !a.NoVhost {
 			e.Wildcards = append(e.Wildcards, canonicalHost(d))
 		}
 	}
@@ -270,8 +283,10 @@ func parseConfig(id, role string, data []byte) parsedConfig {
 }
 
 // merge applies the route configuration to t: the global domain replaces the
-// router's own in every app's default name, custom exact names are added,
-// the port is replaced, and the Edge is attached.
+// router's own in every app's default name, the more global domains add
+// APP.D names, custom exact names are added (an app whose names are
+// disabled gets none at all), the port is replaced, and the Edge is
+// attached.
 func (s *ConfigSource) merge(t Table, apps map[string]parsedConfig, global *Global) Table {
 	t.Global = global
 	oldSuffix := "." + canonicalHost(s.opts.Domain)
@@ -289,12 +304,20 @@ func (s *ConfigSource) merge(t Table, apps map[string]parsedConfig, global *Glob
 			}
 			rt.Hosts = hosts
 		}
+		if global != nil {
+			for _, d := range global.MoreDomains {
+				rt.Hosts = append(rt.Hosts, rt.App+"."+d)
+			}
+		}
 		p, ok := apps[rt.App]
 		if !ok {
 			continue
 		}
+		if p.app.NoVhost {
+			rt.Hosts = nil
+		}
 		for _, d := range p.app.Domains {
-			if !strings.HasPrefix(d, "*.") {
+			if !strings.HasPrefix(d, "*.") && !p.app.NoVhost {
 				rt.Hosts = append(rt.Hosts, d)
 			}
 		}

@@ -52,6 +52,14 @@ type DeployOptions struct {
 	// Force makes a new deployment even when the running one already runs
 	// this release at this formation (ps:restart).
 	Force bool
+	// Gates say how long the rollout waits for each process type's new
+	// tasks; a process type not in it gets GateSettle.
+	Gates map[string]Gate
+	// Only, when set, restarts that one process type (ps:restart APP
+	// PROCESS): it alone gets a new service, gated, checked and routed as in
+	// any rollout, then its old service is drained and removed; the other
+	// process types keep their tasks.
+	Only string
 	// Routed, when set, is called once the new release receives traffic
 	// and before anything older is retired: the caller records the release
 	// there, so a crash during the drain leaves the serving release on
@@ -59,6 +67,24 @@ type DeployOptions struct {
 	// fails the deploy.
 	Routed func() error
 }
+
+// Gate is how a rollout waits for the new tasks of a process type
+// (checks:enable, checks:skip, checks:disable).
+type Gate string
+
+// Gates.
+const (
+	// GateSettle: every task running, and still running after the settle
+	// time (the web tasks also pass their health checks meanwhile).
+	GateSettle Gate = ""
+	// GateRunning: running is enough.
+	GateRunning Gate = "running"
+	// GateNone: the rollout does not wait for the tasks at all (a worker
+	// that keeps failing does not fail the deploy).
+	GateNone Gate = "none"
+)
+
+func (o DeployOptions) gate(process string) Gate { return o.Gates[process] }
 
 func (o DeployOptions) routed() error {
 	if o.Routed == nil {
@@ -84,16 +110,6 @@ func (d *deployment) service(process string) *swarm.Service {
 		}
 	}
 	return nil
-}
-
-// running reports whether d's web service (or its first one) asks for tasks:
-// false for a stopped app.
-func (d *deployment) running() bool {
-	svc := d.service(paas.WebProcess)
-	if svc == nil {
-		svc = &d.services[0]
-	}
-	return replicasOf(&svc.Spec) > 0
 }
 
 // deployments returns the app's deployments, oldest first.
@@ -123,14 +139,40 @@ func (s *Swarm) deployments(ctx context.Context, app string) ([]*deployment, err
 	return out, nil
 }
 
-// live returns the newest routed deployment, or nil.
-func live(deps []*deployment) *deployment {
+// serving returns the services that run the app now, as one deployment:
+// for each process type, the routed service of the newest deployment that
+// has one. After a full rollout that is the newest routed deployment; a
+// process restart (DeployOptions.Only) leaves the app's process types
+// spread over more than one deployment. nil when nothing is routed (a
+// stopped app, or none deployed).
+func serving(deps []*deployment) *deployment {
+	var out *deployment
+	seen := map[string]bool{}
 	for _, d := range slices.Backward(deps) {
-		if d.routed {
-			return d
+		for _, svc := range d.services {
+			proc := svc.Spec.Labels[paas.LabelProcess]
+			if seen[proc] || svc.Spec.Labels[paas.LabelRouted] != "true" {
+				continue
+			}
+			seen[proc] = true
+			if out == nil {
+				out = &deployment{id: d.id, release: d.release, routed: true, created: d.created}
+			}
+			out.services = append(out.services, svc)
 		}
 	}
-	return nil
+	return out
+}
+
+// serviceIDs returns the IDs of d's services; none for a nil d.
+func serviceIDs(d *deployment) map[string]bool {
+	ids := map[string]bool{}
+	if d != nil {
+		for _, svc := range d.services {
+			ids[svc.ID] = true
+		}
+	}
+	return ids
 }
 
 func newDeploymentID(version int) string {
@@ -166,6 +208,12 @@ func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOption
 	if err != nil {
 		return fmt.Errorf("deploy %s v%d: %w", rel.App, rel.Version, err)
 	}
+	if opts.Only != "" {
+		procs = slices.DeleteFunc(procs, func(p paas.ProcessType) bool { return p.Name != opts.Only })
+		if len(procs) == 0 {
+			return fmt.Errorf("deploy %s v%d: process type %s is not in the release", rel.App, rel.Version, opts.Only)
+		}
+	}
 	dep := newDeploymentID(rel.Version)
 	specs := make([]swarm.ServiceSpec, len(procs))
 	for i, proc := range procs {
@@ -182,14 +230,18 @@ func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOption
 	}
 	log := s.log.With("app", rel.App, "release", rel.Version)
 	p := &progress{out: out}
-	if cur := live(deps); !opts.Force && cur != nil && sameTemplates(cur, specs) {
-		if err := s.scaleInPlace(ctx, cur, specs, p); err != nil {
+	if cur := serving(deps); opts.Only == "" && !opts.Force && cur != nil && sameTemplates(cur, specs) {
+		if err := s.scaleInPlace(ctx, cur, specs, opts, p); err != nil {
 			return err
 		}
 		return opts.routed()
 	}
 
-	p.printf("-----> Releasing %s v%d", rel.App, rel.Version)
+	if opts.Only != "" {
+		p.printf("-----> Restarting %s of %s v%d", opts.Only, rel.App, rel.Version)
+	} else {
+		p.printf("-----> Releasing %s v%d", rel.App, rel.Version)
+	}
 	log.Info("deploying", "deployment", dep)
 	var started []*rollout
 	abandon := func(cause error) error {
@@ -209,10 +261,20 @@ func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOption
 		}
 		started = append(started, r)
 	}
+	// Every new task must run, except those of a process type whose
+	// checks are disabled (GateNone); web's must, to be routed.
+	var waited, settling []*rollout
 	for _, r := range started {
 		r.noSettle = true
+		gate := opts.gate(r.process)
+		if gate != GateNone || r.process == paas.WebProcess {
+			waited = append(waited, r)
+		}
+		if gate == GateSettle {
+			settling = append(settling, r)
+		}
 	}
-	if err := s.waitAll(ctx, started, p); err != nil {
+	if err := s.waitAll(ctx, waited, p); err != nil {
 		return abandon(err)
 	}
 	// 2. health-check the web tasks while every new task must stay up for
@@ -227,7 +289,7 @@ func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOption
 			return abandon(err)
 		}
 	}
-	if err := s.checkWhileSettling(ctx, rel, web, addrs, started, opts, p); err != nil {
+	if err := s.checkWhileSettling(ctx, rel, web, addrs, settling, opts, p); err != nil {
 		return abandon(err)
 	}
 	// 3. route to it
@@ -248,9 +310,14 @@ func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOption
 		_ = s.waitDrained(context.WithoutCancel(ctx), addrs, opts.DrainTimeout)
 		return abandon(err)
 	}
-	// 4. retire everything older: out of the router, drained, stopped
+	// 4. retire everything older (only the restarted process type's
+	// services for a process restart): out of the router, drained, stopped
+	var match func(*swarm.Service) bool
+	if opts.Only != "" {
+		match = func(svc *swarm.Service) bool { return svc.Spec.Labels[paas.LabelProcess] == opts.Only }
+	}
 	for _, d := range deps {
-		if err := s.retire(context.WithoutCancel(ctx), d, opts.DrainTimeout, p); err != nil {
+		if err := s.retire(context.WithoutCancel(ctx), d, opts.DrainTimeout, p, match); err != nil {
 			// The new release serves; a leftover is retired by the next
 			// rollout or at the next start.
 			log.Warn("retire deployment", "deployment", d.id, "err", err)
@@ -261,8 +328,8 @@ func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOption
 }
 
 // checkWhileSettling runs the web checks and, at the same time, waits for
-// every new task to stay up for the settle time; the first failure of
-// either stops both.
+// the new tasks of started (those gated by GateSettle) to stay up for the
+// settle time; the first failure of either stops both.
 func (s *Swarm) checkWhileSettling(ctx context.Context, rel *paas.Release, web *rollout, addrs []string, started []*rollout, opts DeployOptions, p *progress) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -324,9 +391,11 @@ func replicasOf(spec *swarm.ServiceSpec) uint64 {
 }
 
 // scaleInPlace sets the replica counts of d's services that are not routed
-// (workers take no requests, so scaling them drops none).
-func (s *Swarm) scaleInPlace(ctx context.Context, d *deployment, specs []swarm.ServiceSpec, p *progress) error {
+// (workers take no requests, so scaling them drops none), and waits for
+// their tasks as their gates say.
+func (s *Swarm) scaleInPlace(ctx context.Context, d *deployment, specs []swarm.ServiceSpec, opts DeployOptions, p *progress) error {
 	var rs []*rollout
+	changed := 0
 	for _, spec := range specs {
 		svc := d.service(spec.Labels[paas.LabelProcess])
 		want := replicasOf(&spec)
@@ -340,9 +409,12 @@ func (s *Swarm) scaleInPlace(ctx context.Context, d *deployment, specs []swarm.S
 		if _, err := s.cli.ServiceUpdate(ctx, svc.ID, svc.Version, upd, swarm.ServiceUpdateOptions{}); err != nil {
 			return fmt.Errorf("scale %s: %w", process, err)
 		}
-		rs = append(rs, &rollout{process: process, label: process, id: svc.ID, hash: specHash(&upd), want: int(want)})
+		changed++
+		if gate := opts.gate(process); gate != GateNone {
+			rs = append(rs, &rollout{process: process, label: process, id: svc.ID, hash: specHash(&upd), want: int(want), noSettle: gate == GateRunning})
+		}
 	}
-	if len(rs) == 0 {
+	if changed == 0 {
 		p.printf("-----> Nothing to change")
 		return nil
 	}
@@ -629,33 +701,58 @@ func (s *Swarm) waitDrained(ctx context.Context, addrs []string, timeout time.Du
 	}
 }
 
-// retire takes deployment d out of the router, lets its requests in flight
-// finish (up to drain), and removes its services.
-func (s *Swarm) retire(ctx context.Context, d *deployment, drain time.Duration, p *progress) error {
-	if err := s.drain(ctx, d, drain, p); err != nil {
+// retire takes the services of deployment d that match (all of them when
+// match is nil) out of the router, lets their requests in flight finish (up
+// to drain), and removes them.
+func (s *Swarm) retire(ctx context.Context, d *deployment, drain time.Duration, p *progress, match func(*swarm.Service) bool) error {
+	var procs []string
+	for i := range d.services {
+		if match == nil || match(&d.services[i]) {
+			procs = append(procs, d.services[i].Spec.Labels[paas.LabelProcess])
+		}
+	}
+	if len(procs) == 0 {
+		return nil
+	}
+	if err := s.drain(ctx, d, drain, p, match); err != nil {
 		return err
 	}
-	for _, svc := range d.services {
+	for i := range d.services {
+		svc := &d.services[i]
+		if match != nil && !match(svc) {
+			continue
+		}
 		if err := s.cli.ServiceRemove(ctx, svc.ID); err != nil && !isNotFound(err) {
 			return fmt.Errorf("remove service %s: %w", svc.Spec.Name, err)
 		}
 	}
-	if d.release > 0 {
+	switch {
+	case d.release == 0:
+	case match == nil:
 		p.printf("-----> Stopped v%d (%s)", d.release, d.id)
+	default:
+		p.printf("-----> Stopped %s of v%d (%s)", strings.Join(procs, ", "), d.release, d.id)
 	}
 	return nil
 }
 
-// drain takes d's web tasks out of the router and waits for their requests
-// in flight.
-func (s *Swarm) drain(ctx context.Context, d *deployment, timeout time.Duration, p *progress) error {
-	for _, svc := range d.services {
+// drain takes d's services that match (all when match is nil) out of the
+// router and waits for the requests in flight to a web one.
+func (s *Swarm) drain(ctx context.Context, d *deployment, timeout time.Duration, p *progress, match func(*swarm.Service) bool) error {
+	var web *swarm.Service
+	for i := range d.services {
+		svc := &d.services[i]
+		if match != nil && !match(svc) {
+			continue
+		}
 		if err := s.label(ctx, svc.ID, paas.LabelRouted, "false"); err != nil && !isNotFound(err) {
 			return err
 		}
+		if svc.Spec.Labels[paas.LabelProcess] == paas.WebProcess && svc.Spec.Labels[paas.LabelRouted] == "true" {
+			web = svc
+		}
 	}
-	web := d.service(paas.WebProcess)
-	if web == nil || !d.routed {
+	if web == nil {
 		return nil
 	}
 	addrs, err := s.taskAddrs(ctx, web.ID)
@@ -680,19 +777,17 @@ func (s *Swarm) Stop(ctx context.Context, app string, drain time.Duration, out i
 	if err != nil {
 		return err
 	}
-	cur := live(deps)
+	cur := serving(deps)
+	keep := serviceIDs(cur)
 	for _, d := range deps {
-		if d == cur {
-			continue
-		}
-		if err := s.retire(ctx, d, drain, p); err != nil {
+		if err := s.retire(ctx, d, drain, p, func(svc *swarm.Service) bool { return !keep[svc.ID] }); err != nil {
 			return err
 		}
 	}
 	if cur == nil {
 		return nil
 	}
-	if err := s.drain(ctx, cur, drain, p); err != nil {
+	if err := s.drain(ctx, cur, drain, p, nil); err != nil {
 		return err
 	}
 	zero := uint64(0)
@@ -712,54 +807,91 @@ func (s *Swarm) Stop(ctx context.Context, app string, drain time.Duration, out i
 }
 
 // Reconcile finishes or undoes a rollout that paasd did not see to the end
-// (it was stopped or killed). The newest deployment of release current (the
-// one the store says serves) is kept, taken back into the router if the
-// rollout had already drained it, and every other deployment is drained and
-// removed: an unrecorded release is rolled back. Without a deployment of
-// current, the newest routed one is kept. paasd runs it for every app when
-// it starts.
+// (it was stopped or killed), and removes whatever else is left over (ps:retire).
+// For each process type it keeps one service: the newest of release
+// current (the one the store says serves), a routed one before one that is
+// not, or without one of current the newest routed one; a kept service the
+// rollout had already drained is taken back into the router. Every other
+// service is drained and removed: an unrecorded release is rolled back, and
+// an interrupted process restart finished or undone. paasd runs it for
+// every app when it starts.
 func (s *Swarm) Reconcile(ctx context.Context, app string, current int, out io.Writer) error {
+	_, err := s.Retire(ctx, app, current, out)
+	return err
+}
+
+// Retire is Reconcile, reporting how many services it removed.
+func (s *Swarm) Retire(ctx context.Context, app string, current int, out io.Writer) (int, error) {
 	deps, err := s.deployments(ctx, app)
 	if err != nil || len(deps) < 2 && (len(deps) == 0 || deps[0].routed || deps[0].release == current) {
-		return err
+		return 0, err
 	}
-	var keep *deployment
+	routed := func(svc *swarm.Service) bool { return svc.Spec.Labels[paas.LabelRouted] == "true" }
+	type kept struct {
+		svc *swarm.Service
+		dep *deployment
+	}
+	keep := map[string]kept{} // by process type
 	for _, d := range slices.Backward(deps) {
-		if d.release == current && (keep == nil || d.routed && !keep.routed) {
-			keep = d
+		for i := range d.services {
+			svc := &d.services[i]
+			proc := svc.Spec.Labels[paas.LabelProcess]
+			k, ok := keep[proc]
+			switch {
+			case !ok:
+				if d.release == current || routed(svc) {
+					keep[proc] = kept{svc, d}
+				}
+			case d.release == current && (k.dep.release != current || routed(svc) && !routed(k.svc)):
+				keep[proc] = kept{svc, d}
+			}
 		}
 	}
-	if keep == nil {
-		keep = live(deps)
+	ids := map[string]bool{}
+	for _, k := range keep {
+		ids[k.svc.ID] = true
 	}
 	p := &progress{out: out}
-	if keep != nil && !keep.routed && keep.running() {
-		s.log.Info("routing the current release again", "app", app, "deployment", keep.id, "release", keep.release)
-		var rs []*rollout
-		for _, svc := range keep.services {
-			rs = append(rs, &rollout{process: svc.Spec.Labels[paas.LabelProcess], id: svc.ID})
-		}
-		if err := s.setRouted(ctx, rs, true); err != nil {
-			return err
-		}
-		if web := keep.service(paas.WebProcess); web != nil {
-			addrs, err := s.taskAddrs(ctx, web.ID)
-			if err != nil {
-				return err
-			}
-			if err := s.waitRouted(ctx, addrs); err != nil {
-				return err
-			}
-		}
-	}
-	for _, d := range deps {
-		if d == keep {
+	var back []*rollout
+	var web *swarm.Service
+	for _, k := range keep {
+		if routed(k.svc) || replicasOf(&k.svc.Spec) == 0 {
 			continue
 		}
-		s.log.Info("retiring an unfinished deployment", "app", app, "deployment", d.id, "release", d.release)
-		if err := s.retire(ctx, d, 30*time.Second, p); err != nil {
-			return err
+		s.log.Info("routing the current release again", "app", app, "deployment", k.dep.id, "release", k.dep.release, "process", k.svc.Spec.Labels[paas.LabelProcess])
+		back = append(back, &rollout{process: k.svc.Spec.Labels[paas.LabelProcess], id: k.svc.ID})
+		if k.svc.Spec.Labels[paas.LabelProcess] == paas.WebProcess {
+			web = k.svc
 		}
 	}
-	return nil
+	if err := s.setRouted(ctx, back, true); err != nil {
+		return 0, err
+	}
+	if web != nil {
+		addrs, err := s.taskAddrs(ctx, web.ID)
+		if err != nil {
+			return 0, err
+		}
+		if err := s.waitRouted(ctx, addrs); err != nil {
+			return 0, err
+		}
+	}
+	removed := 0
+	for _, d := range deps {
+		n := 0
+		for _, svc := range d.services {
+			if !ids[svc.ID] {
+				n++
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		removed += n
+		s.log.Info("retiring leftover services", "app", app, "deployment", d.id, "release", d.release, "services", n)
+		if err := s.retire(ctx, d, 30*time.Second, p, func(svc *swarm.Service) bool { return !ids[svc.ID] }); err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
 }

@@ -52,6 +52,7 @@ type DockerAPI interface {
 
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 	VolumeRemove(ctx context.Context, volumeID string, force bool) error
+	ContainerInspectWithRaw(ctx context.Context, container string, getSize bool) (container.InspectResponse, []byte, error)
 
 	// One-off tasks (run) are containers on this node.
 	ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error)

@@ -26,6 +26,7 @@ type Store interface {
 	RemoveKey(name string) error
 	Releases(app string) ([]*paas.Release, error)
 	Deploys(app string) ([]*paas.Deploy, error)
+
 	// GlobalConfig and UpdateGlobalConfig keep the config every app
 	// inherits (config:set --global).
 	GlobalConfig() (map[string]string, error)
@@ -52,6 +53,8 @@ type Runtime interface {
 	// Stop takes the app's tasks out of the router, lets their requests
 	// finish (at most drain) and stops them.
 	Stop(ctx context.Context, app string, drain time.Duration, out io.Writer) error
+	// Inspect returns the inspect documents of the app's tasks (ps:inspect).
+	Inspect(ctx context.Context, app string) ([]json.RawMessage, error)
 }
 
 // Repos holds the apps' git repositories.
@@ -131,6 +134,7 @@ func (p *Platform) Builtins() []*Command {
 		cmds = append(cmds, p.letsencryptCommands()...)
 		cmds = append(cmds, p.proxyCommands()...)
 	}
+	cmds = append(cmds, p.processCommands()...)
 	return cmds
 }
 

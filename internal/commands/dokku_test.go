@@ -16,15 +16,15 @@ import (
 	"paas/scheduler"
 )
 
-// fakeRoutingStore keeps routing settings in memory.
-type fakeRoutingStore struct {
+// memRoutingStore keeps routing settings in memory (the dokku-apps tests').
+type memRoutingStore struct {
 	mu sync.Mutex
 	r  map[string]*paas.Routing
 }
 
-var _ RoutingStore = (*fakeRoutingStore)(nil)
+var _ RoutingStore = (*memRoutingStore)(nil)
 
-func (f *fakeRoutingStore) Routing(app string) (*paas.Routing, error) {
+func (f *memRoutingStore) Routing(app string) (*paas.Routing, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if r, ok := f.r[app]; ok {
@@ -34,7 +34,7 @@ func (f *fakeRoutingStore) Routing(app string) (*paas.Routing, error) {
 	return &paas.Routing{}, nil
 }
 
-func (f *fakeRoutingStore) UpdateRouting(app string, fn func(*paas.Routing) error) (*paas.Routing, error) {
+func (f *memRoutingStore) UpdateRouting(app string, fn func(*paas.Routing) error) (*paas.Routing, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := &paas.Routing{}
@@ -52,7 +52,9 @@ func (f *fakeRoutingStore) UpdateRouting(app string, fn func(*paas.Routing) erro
 	return r, nil
 }
 
-func (f *fakeRoutingStore) SetGlobalDomain(string) error { return nil }
+func (f *memRoutingStore) SetGlobalDomain(string) error { return nil }
+
+func (f *memRoutingStore) SetGlobalDomains([]string) error { return nil }
 
 // fakeSources records git:sync and git:from-archive.
 type fakeSources struct {
@@ -80,13 +82,13 @@ func (f *fakeSources) FromArchive(_ context.Context, app string, _ paas.Identity
 type dokkuEnv struct {
 	*env
 	routing      *fakeRouting
-	routingStore *fakeRoutingStore
+	routingStore *memRoutingStore
 	sources      *fakeSources
 	platform     *Platform
 }
 
 func newDokkuEnv(t *testing.T) *dokkuEnv {
-	e := &dokkuEnv{env: newEnv(t), routing: &fakeRouting{}, routingStore: &fakeRoutingStore{}, sources: &fakeSources{}}
+	e := &dokkuEnv{env: newEnv(t), routing: &fakeRouting{}, routingStore: &memRoutingStore{}, sources: &fakeSources{}}
 	p := &Platform{
 		Store: e.store, Pipeline: e.pipeline, Runtime: e.runtime, Repos: e.repos, Images: e.images,
 		AppURL:   func(app string) string { return "http://" + app + ".example.test" },

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,9 +20,12 @@ func (p *Platform) proxyCommands() []*Command {
 	return []*Command{
 		{Name: "proxy:report", Args: "APP", Help: "Show how the router serves an app", App: true, Flags: formatFlag, Run: p.proxyReport},
 		{Name: "proxy:set", Args: "APP client-max-body-size|proxy-read-timeout VALUE", Help: "Set a router limit: client-max-body-size (e.g. 10m, 0 for none), proxy-read-timeout (e.g. 60s, 0 for none)", App: true, MinArgs: 2, Run: p.proxySet},
-		{Name: "ports:set", Args: "APP SCHEME:HOST-PORT:CONTAINER-PORT...", Help: "Set the container port the router sends an app's requests to, e.g. http:80:5000", App: true, MinArgs: 1, Run: p.portsSet},
+		{Name: "ports:set", Args: "APP SCHEME:HOST-PORT:CONTAINER-PORT...", Help: "Set the container port the router sends an app's requests to, e.g. http:80:5000 (host ports: the router's)", App: true, MinArgs: 1, Run: p.portsSet},
+		{Name: "ports:add", Args: "APP SCHEME:HOST-PORT:CONTAINER-PORT...", Help: "Add port mappings, e.g. https:443:5000 (host ports: the router's)", App: true, MinArgs: 1, Run: p.portsAdd},
+		{Name: "ports:remove", Args: "APP HOST-PORT|SCHEME:HOST-PORT[:CONTAINER-PORT]...", Help: "Remove port mappings: all of a host port, or one", App: true, MinArgs: 1, Run: p.portsRemove},
+		{Name: "ports:list", Args: "APP", Help: "List an app's port mappings", App: true, Run: p.portsList},
 		{Name: "ports:clear", Args: "APP", Help: "Send an app's requests to the port of its release again", App: true, Run: p.portsClear},
-		{Name: "ports:report", Args: "APP", Help: "Show an app's port mappings", App: true, Flags: formatFlag, Run: p.portsReport},
+		{Name: "ports:report", Args: "APP", Help: "Show an app's port mappings (--ports-map-json: as JSON)", App: true, Flags: formatFlag, Run: p.portsReport},
 	}
 }
 
@@ -39,16 +43,141 @@ func (p *Platform) portMaps(args []string) ([]paas.PortMap, error) {
 			want = p.Routing.HTTPSPort()
 		}
 		if m.HostPort != want && !(m.Scheme == "http" && m.HostPort == 80) && !(m.Scheme == "https" && m.HostPort == 443) {
-			return nil, fmt.Errorf("invalid port mapping %q: the router listens for %s on port %d", sanitize(a), m.Scheme, want)
+			if m.Scheme == "https" && want == 0 {
+				return nil, fmt.Errorf("invalid port mapping %q: this installation serves no HTTPS (paasd --https-port 0)", sanitize(a))
+			}
+			return nil, fmt.Errorf("invalid port mapping %q: the router listens for %s on port %d (which %s:%d also names), and apps are served on the router's ports only: a mapping cannot open another host port",
+				sanitize(a), m.Scheme, want, m.Scheme, map[string]int{"http": 80, "https": 443}[m.Scheme])
 		}
 		out = append(out, m)
 	}
-	for i := 1; i < len(out); i++ {
-		if out[i].ContainerPort != out[0].ContainerPort {
-			return nil, errors.New("every mapping must name the same container port: the router sends all of an app's requests to one port")
+	return out, checkPortMaps(out)
+}
+
+// checkPortMaps refuses mappings the router cannot serve: two container
+// ports, or one scheme and host port mapped twice.
+func checkPortMaps(maps []paas.PortMap) error {
+	for i := range maps {
+		if maps[i].ContainerPort != maps[0].ContainerPort {
+			return errors.New("every mapping must name the same container port: the router sends all of an app's requests to one port")
+		}
+		for _, o := range maps[:i] {
+			if o.Scheme == maps[i].Scheme && o.HostPort == maps[i].HostPort {
+				return fmt.Errorf("%s:%d is mapped twice (%s and %s)", o.Scheme, o.HostPort, o, maps[i])
+			}
 		}
 	}
-	return out, nil
+	return nil
+}
+
+func (p *Platform) portsAdd(ctx context.Context, c *Call) error {
+	add, err := p.portMaps(c.Args)
+	if err != nil {
+		return err
+	}
+	r, err := p.RoutingStore.Routing(c.App.Name)
+	if err != nil {
+		return err
+	}
+	next := slices.Clone(r.Ports)
+	if len(next) == 0 {
+		next = p.effectivePorts(r, c.App)
+	}
+	var added []paas.PortMap
+	for _, m := range add {
+		if slices.Contains(next, m) {
+			fmt.Fprintf(c.Out, "-----> Skipping %s: already mapped for %s\n", m, c.App.Name)
+			continue
+		}
+		next = append(next, m)
+		added = append(added, m)
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	if err := checkPortMaps(next); err != nil {
+		return fmt.Errorf("%w; nothing changed", err)
+	}
+	if err := p.updateAndPublish(ctx, c.App.Name, func(r *paas.Routing) { r.Ports = next }); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Out, "-----> Adding port mappings to %s: %s\n", c.App.Name, portList(added))
+	return nil
+}
+
+func (p *Platform) portsRemove(ctx context.Context, c *Call) error {
+	r, err := p.RoutingStore.Routing(c.App.Name)
+	if err != nil {
+		return err
+	}
+	if len(r.Ports) == 0 {
+		return fmt.Errorf("%s has no port mappings set: its requests go to %s (ports:report)", c.App.Name, portList(p.effectivePorts(r, c.App)))
+	}
+	next := slices.Clone(r.Ports)
+	var removed []paas.PortMap
+	for _, a := range c.Args {
+		match, err := portMatcher(a)
+		if err != nil {
+			return err
+		}
+		n := len(next)
+		next = slices.DeleteFunc(next, func(m paas.PortMap) bool {
+			if match(m) {
+				removed = append(removed, m)
+				return true
+			}
+			return false
+		})
+		if len(next) == n {
+			return fmt.Errorf("%s maps no %s (its mappings: %s); nothing changed", c.App.Name, sanitize(a), portList(r.Ports))
+		}
+	}
+	if err := p.updateAndPublish(ctx, c.App.Name, func(r *paas.Routing) { r.Ports = next }); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Out, "-----> Removing port mappings from %s: %s\n", c.App.Name, portList(removed))
+	return nil
+}
+
+// portMatcher reads one of ports:remove's arguments: HOST-PORT (every
+// mapping of it), SCHEME:HOST-PORT or SCHEME:HOST-PORT:CONTAINER-PORT.
+func portMatcher(a string) (func(paas.PortMap) bool, error) {
+	bad := fmt.Errorf("invalid port mapping %q: use HOST-PORT, SCHEME:HOST-PORT or SCHEME:HOST-PORT:CONTAINER-PORT, e.g. 80 or http:80:5000", sanitize(a))
+	parts := strings.Split(a, ":")
+	if len(parts) == 3 {
+		m, err := paas.ParsePortMap(a)
+		if err != nil {
+			return nil, fmt.Errorf("%s", sanitize(err.Error()))
+		}
+		return func(x paas.PortMap) bool { return x == m }, nil
+	}
+	host, err := strconv.Atoi(parts[len(parts)-1])
+	if err != nil || host < 1 || host > 65535 || len(parts) > 2 {
+		return nil, bad
+	}
+	if len(parts) == 1 {
+		return func(x paas.PortMap) bool { return x.HostPort == host }, nil
+	}
+	if parts[0] != "http" && parts[0] != "https" {
+		return nil, bad
+	}
+	return func(x paas.PortMap) bool { return x.Scheme == parts[0] && x.HostPort == host }, nil
+}
+
+func (p *Platform) portsList(_ context.Context, c *Call) error {
+	if len(c.Args) > 0 {
+		return errors.New("ports:list takes only the app name")
+	}
+	r, err := p.RoutingStore.Routing(c.App.Name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Out, "-----> Port mappings for %s\n", c.App.Name)
+	fmt.Fprintf(c.Out, "-----> %-18s %-25s %s\n", "scheme", "host port", "container port")
+	for _, m := range p.effectivePorts(r, c.App) {
+		fmt.Fprintf(c.Out, "%-25s %-25d %d\n", m.Scheme, m.HostPort, m.ContainerPort)
+	}
+	return nil
 }
 
 func (p *Platform) portsSet(ctx context.Context, c *Call) error {
@@ -115,7 +244,32 @@ func (p *Platform) routingReport(c *Call, title string, fields func(r *paas.Rout
 	return report(c, asJSON, c.App.Name+" "+title, fields(r))
 }
 
+// portJSON is one mapping as ports:report's --ports-map-json prints it.
+type portJSON struct {
+	Scheme        string `json:"scheme"`
+	HostPort      int    `json:"host_port"`
+	ContainerPort int    `json:"container_port"`
+}
+
 func (p *Platform) portsReport(_ context.Context, c *Call) error {
+	for flag, detected := range map[string]bool{"--ports-map-json": false, "--ports-map-detected-json": true} {
+		if !c.Has(flag) {
+			continue
+		}
+		r, err := p.RoutingStore.Routing(c.App.Name)
+		if err != nil {
+			return err
+		}
+		maps := r.Ports
+		if detected {
+			maps = p.effectivePorts(r, c.App)
+		}
+		list := make([]portJSON, 0, len(maps))
+		for _, m := range maps {
+			list = append(list, portJSON{m.Scheme, m.HostPort, m.ContainerPort})
+		}
+		return writeJSON(c.Out, list)
+	}
 	return p.routingReport(c, "ports information", func(r *paas.Routing) []kv {
 		return []kv{
 			{"Ports map", portList(r.Ports)},

@@ -80,9 +80,6 @@ func (p *Platform) psReport(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		return writeJSON(c.Out, map[string]any{"app": c.App.Name, "deployed": c.App.Current > 0, "release": c.App.Current, "processes": procs})
-	}
 	running := 0
 	for _, pr := range procs {
 		running += pr.Running
@@ -92,6 +89,18 @@ func (p *Platform) psReport(ctx context.Context, c *Call) error {
 		{"Release", fmt.Sprint(c.App.Current)},
 		{"Processes", fmt.Sprint(running)},
 		{"Running", strconv.FormatBool(running > 0)},
+		{"Ps can scale", "true"},
+		{"Ps computed procfile path", procfilePath(c.App)},
+		{"Ps global procfile path", "Procfile"},
+		{"Ps procfile path", c.App.ProcfilePath},
+		{"Restore", strconv.FormatBool(!c.App.Stopped)},
+	}
+	if asJSON && !hasReportFlag(c) {
+		return writeJSON(c.Out, map[string]any{
+			"app": c.App.Name, "deployed": c.App.Current > 0, "release": c.App.Current, "processes": procs, "running": running > 0,
+			"can-scale": true, "procfile-path": c.App.ProcfilePath, "global-procfile-path": "Procfile", "computed-procfile-path": procfilePath(c.App),
+			"restore": !c.App.Stopped,
+		})
 	}
 	for _, pr := range procs {
 		fields = append(fields, kv{"Status " + pr.Process, fmt.Sprintf("%d/%d running", pr.Running, pr.Desired)})
@@ -104,4 +113,15 @@ func (p *Platform) psReport(ctx context.Context, c *Call) error {
 		}
 	}
 	return report(c, false, c.App.Name+" ps information", fields)
+}
+
+// hasReportFlag reports whether one of Dokku's single-value report flags
+// was given.
+func hasReportFlag(c *Call) bool {
+	for f := range c.Flags {
+		if f != "--format" && f != "--help" && strings.HasPrefix(f, "--") {
+			return true
+		}
+	}
+	return false
 }

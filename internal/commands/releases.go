@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +29,14 @@ type Releases interface {
 	// DeployFrom releases app from another app's release with img, a
 	// copy of its image (apps:clone).
 	DeployFrom(ctx context.Context, app string, who paas.Identity, from *paas.Release, img paas.Image, reason string, out io.Writer) error
+	// RestartProcess restarts one process type of the current release.
+	RestartProcess(ctx context.Context, app string, who paas.Identity, process string, out io.Writer) error
+	// SetFormation records a formation for the next rollout (ps:scale --skip-deploy).
+	SetFormation(ctx context.Context, app string, who paas.Identity, scale map[string]int, out io.Writer) error
+	// RunChecks runs the app's checks against its running tasks now.
+	RunChecks(ctx context.Context, app, target string, out io.Writer) error
+	// Retire removes the app's leftover services (ps:retire), returning how many.
+	Retire(ctx context.Context, app string, out io.Writer) (int, error)
 }
 
 func (p *Platform) releaseCommands() []*Command {
@@ -34,15 +44,17 @@ func (p *Platform) releaseCommands() []*Command {
 		{Name: "releases", Args: "APP", Help: "List an app's releases, newest first", App: true, Flags: formatFlag, Run: p.releasesList},
 		{Name: "releases:info", Args: "APP [VERSION]", Help: "Show one release (the current one by default)", App: true, Flags: formatFlag, Run: p.releasesInfo},
 		{Name: "rollback", Args: "APP [VERSION]", Help: "Release again the image and config of an earlier release (the previous one by default)", App: true, Run: p.rollback},
-		{Name: "ps:scale", Args: "APP [PROCESS=COUNT...]", Help: "Show or set how many tasks each process type runs", App: true, Flags: formatFlag, Run: p.psScale},
-		{Name: "ps:restart", Args: "APP", Help: "Restart every task with no downtime: new tasks, checked, then the old ones drained", App: true, Run: p.lifecycle("ps:restart")},
+		{Name: "ps:scale", Args: "[--skip-deploy] APP [PROCESS=COUNT...]", Help: "Show or set how many tasks each process type runs; --skip-deploy records it for the next deploy", App: true,
+			Flags: map[string]bool{"--format": true, "--skip-deploy": false}, Run: p.psScale},
+		{Name: "ps:restart", Args: "APP [PROCESS]", Help: "Restart every task, or those of one process type, with no downtime: new tasks, checked, then the old ones drained", App: true, Run: p.psRestart},
 		{Name: "ps:stop", Args: "APP", Help: "Stop the app's tasks (requests get 503 until ps:start)", App: true, Run: p.lifecycle("ps:stop")},
 		{Name: "ps:start", Args: "APP", Help: "Start a stopped app", App: true, Run: p.lifecycle("ps:start")},
 		{Name: "ps:rebuild", Args: "APP", Help: "Build the deploy branch again and deploy it", App: true, Run: p.lifecycle("ps:rebuild")},
 		{Name: "checks:report", Args: "APP", Help: "Show the health check settings", App: true, Flags: formatFlag, Run: p.checksReport},
-		{Name: "checks:disable", Args: "APP", Help: "Route new tasks as soon as they run, without any health check", App: true, Run: p.checksToggle(true, false)},
-		{Name: "checks:skip", Args: "APP", Help: "Skip app.json's checks; keep the default one (the web process answers on PORT)", App: true, Run: p.checksToggle(false, true)},
-		{Name: "checks:enable", Args: "APP", Help: "Run app.json's checks (or the default one) again", App: true, Run: p.checksToggle(false, false)},
+		{Name: "checks:disable", Args: "APP [PROCESS,...]", Help: "No checks for every process type, or those named: web is routed as soon as it runs, others are not waited for", App: true, Run: p.checksToggle(paas.CheckDisabled)},
+		{Name: "checks:skip", Args: "APP [PROCESS,...]", Help: "Skip checks: web keeps only the default one (answers on PORT), others need only be running", App: true, Run: p.checksToggle(paas.CheckSkipped)},
+		{Name: "checks:enable", Args: "APP [PROCESS,...]", Help: "Check again: web runs app.json's checks (or the default one), every task must stay up for the settle time", App: true, Run: p.checksToggle(paas.CheckEnabled)},
+		{Name: "checks:run", Args: "APP [PROCESS|PROCESS.N]", Help: "Run the checks against the running tasks now and report each one", App: true, Run: p.checksRun},
 		{Name: "checks:set", Args: "APP PROPERTY [VALUE]", Help: "Set a check property (attempts, timeout, wait, initial-delay, wait-to-retire); no value unsets it", App: true, MinArgs: 1, Run: p.checksSet},
 	}
 }
@@ -175,6 +187,9 @@ func (p *Platform) rollback(ctx context.Context, c *Call) error {
 
 func (p *Platform) psScale(ctx context.Context, c *Call) error {
 	if len(c.Args) == 0 {
+		if c.Has("--skip-deploy") {
+			return errors.New("--skip-deploy records a formation: give PROCESS=COUNT, e.g. ps:scale --skip-deploy APP web=2")
+		}
 		asJSON, err := wantJSON(c)
 		if err != nil {
 			return err
@@ -196,21 +211,48 @@ func (p *Platform) psScale(ctx context.Context, c *Call) error {
 		}
 		scale[name] = n
 	}
+	if c.Has("--skip-deploy") {
+		if err := p.Releases.SetFormation(ctx, c.App.Name, c.ID, scale, c.Out); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.Out, "-----> Scaling %s processes: %s (applied at the next deploy)\n", c.App.Name, strings.Join(c.Args, " "))
+		return nil
+	}
 	return p.Releases.Scale(ctx, c.App.Name, c.ID, scale, c.Out)
 }
 
+// showScale prints the formation, Dokku's way: the current release's
+// process types at the app's formation, or before the first deploy what
+// ps:scale --skip-deploy recorded.
 func (p *Platform) showScale(c *Call, asJSON bool) error {
-	cur, err := p.currentRelease(c.App)
-	if err != nil {
-		return err
+	procs := []paas.ProcessType{{Name: paas.WebProcess}}
+	for _, name := range slices.Sorted(maps.Keys(c.App.Formation)) {
+		if name != paas.WebProcess {
+			procs = append(procs, paas.ProcessType{Name: name})
+		}
 	}
-	formation := c.App.ScaleOf(cur.Processes)
+	if c.App.Current > 0 {
+		cur, err := p.currentRelease(c.App)
+		if err != nil {
+			return err
+		}
+		procs = cur.Processes
+	}
+	formation := c.App.ScaleOf(procs)
+	type entry struct {
+		Process  string `json:"process_type"`
+		Quantity int    `json:"quantity"`
+	}
+	list := make([]entry, 0, len(procs))
+	for _, pt := range procs {
+		list = append(list, entry{pt.Name, formation[pt.Name]})
+	}
 	if asJSON {
-		return writeJSON(c.Out, formation)
+		return writeJSON(c.Out, list)
 	}
-	fmt.Fprintf(c.Out, "=====> %s ps:scale\n", c.App.Name)
-	for _, pt := range cur.Processes {
-		fmt.Fprintf(c.Out, "       %s: %d\n", pt.Name, formation[pt.Name])
+	fmt.Fprintf(c.Out, "-----> Scaling for %s\nproctype: qty\n--------: ---\n", c.App.Name)
+	for _, e := range list {
+		fmt.Fprintf(c.Out, "%s: %d\n", e.Process, e.Quantity)
 	}
 	return nil
 }
@@ -238,8 +280,6 @@ func (p *Platform) lifecycle(name string) func(context.Context, *Call) error {
 			return fmt.Errorf("%s takes only the app name", name)
 		}
 		switch name {
-		case "ps:restart":
-			return p.Releases.Restart(ctx, c.App.Name, c.ID, c.Out)
 		case "ps:stop":
 			return p.Releases.Stop(ctx, c.App.Name, c.ID, c.Out)
 		case "ps:start":
@@ -267,7 +307,16 @@ func (p *Platform) checksReport(_ context.Context, c *Call) error {
 	case set.Skipped:
 		state = "skipped (default check only)"
 	}
-	fields := []kv{{"Checks", state}}
+	retire := set.Props["wait-to-retire"]
+	if retire == "" {
+		retire = "30"
+	}
+	fields := []kv{
+		{"Checks", state},
+		{"Checks disabled list", set.List(paas.CheckDisabled)},
+		{"Checks skipped list", set.List(paas.CheckSkipped)},
+		{"Checks computed wait to retire", retire},
+	}
 	for _, prop := range []string{"attempts", "timeout", "wait", "initial-delay", "wait-to-retire"} {
 		v := set.Props[prop]
 		if v == "" {
@@ -278,27 +327,66 @@ func (p *Platform) checksReport(_ context.Context, c *Call) error {
 	return report(c, asJSON, c.App.Name+" checks information", fields)
 }
 
-func (p *Platform) checksToggle(disable, skip bool) func(context.Context, *Call) error {
+func (p *Platform) checksToggle(state string) func(context.Context, *Call) error {
 	return func(_ context.Context, c *Call) error {
-		if len(c.Args) > 0 {
-			return errors.New("checks apply to the web process: give only the app name")
+		if len(c.Args) > 1 {
+			return errors.New("give the process types as one comma-separated list, e.g. web,worker")
+		}
+		var procs []string
+		if len(c.Args) == 1 {
+			var err error
+			if procs, err = paas.ParseProcessList(c.Args[0]); err != nil {
+				return fmt.Errorf("%s", sanitize(err.Error()))
+			}
 		}
 		if _, err := p.Releases.UpdateChecks(c.App.Name, func(s *paas.CheckSettings) error {
-			s.Disabled, s.Skipped = disable, skip
+			*s = s.WithState(state, procs)
 			return nil
 		}); err != nil {
 			return err
 		}
-		switch {
-		case disable:
-			fmt.Fprintf(c.Out, "-----> Health checks disabled for %s: new tasks get traffic as soon as they run\n", c.App.Name)
-		case skip:
-			fmt.Fprintf(c.Out, "-----> app.json checks skipped for %s; the default check still runs\n", c.App.Name)
+		what := "every process type of " + c.App.Name
+		if len(procs) > 0 {
+			what = fmt.Sprintf("%s of %s", strings.Join(procs, ","), c.App.Name)
+		}
+		switch state {
+		case paas.CheckDisabled:
+			fmt.Fprintf(c.Out, "-----> Checks disabled for %s: web is routed as soon as it runs, other process types are not waited for\n", what)
+		case paas.CheckSkipped:
+			fmt.Fprintf(c.Out, "-----> Checks skipped for %s: web keeps only the default check, other process types need only be running\n", what)
 		default:
-			fmt.Fprintf(c.Out, "-----> Health checks enabled for %s\n", c.App.Name)
+			fmt.Fprintf(c.Out, "-----> Checks enabled for %s\n", what)
 		}
 		return nil
 	}
+}
+
+func (p *Platform) checksRun(ctx context.Context, c *Call) error {
+	if len(c.Args) > 1 {
+		return errors.New("checks:run takes at most one process type or task, e.g. web or web.2")
+	}
+	target := ""
+	if len(c.Args) == 1 {
+		target = c.Args[0]
+		proc, slot, hasSlot := strings.Cut(target, ".")
+		if paas.ValidateAppName(proc) != nil || hasSlot && !isDigits(slot) {
+			return fmt.Errorf("invalid process %q: give a process type or a task, e.g. web or web.2", sanitize(target))
+		}
+	}
+	return p.Releases.RunChecks(ctx, c.App.Name, target, c.Out)
+}
+
+func (p *Platform) psRestart(ctx context.Context, c *Call) error {
+	switch len(c.Args) {
+	case 0:
+		return p.Releases.Restart(ctx, c.App.Name, c.ID, c.Out)
+	case 1:
+		if paas.ValidateAppName(c.Args[0]) != nil {
+			return fmt.Errorf("invalid process type %q: give a process type such as web or worker (every task of it restarts)", sanitize(c.Args[0]))
+		}
+		return p.Releases.RestartProcess(ctx, c.App.Name, c.ID, c.Args[0], c.Out)
+	}
+	return errors.New("ps:restart takes at most one process type")
 }
 
 func (p *Platform) checksSet(_ context.Context, c *Call) error {

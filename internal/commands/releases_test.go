@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -41,19 +42,34 @@ func TestReleaseCommands(t *testing.T) {
 		{name: "scale show", id: bob, args: []string{"ps:scale", "bravo"}, wantOut: []string{"web: 1", "worker: 0"}},
 		{name: "scale bad", id: bob, args: []string{"ps:scale", "bravo", "web=-1"}, wantCode: ExitError, wantErr: "invalid formation"},
 		{name: "scale twice", id: bob, args: []string{"ps:scale", "bravo", "web=1", "web=2"}, wantCode: ExitError, wantErr: "given twice"},
-		{name: "scale not deployed", id: alice, args: []string{"ps:scale", "alpha"}, wantCode: ExitError, wantErr: "has not been deployed"},
+		{name: "scale show not deployed", id: alice, args: []string{"ps:scale", "alpha"}, wantOut: []string{"-----> Scaling for alpha\nproctype: qty\n--------: ---\nweb: 1\n"}},
+		{name: "scale show json", id: bob, args: []string{"ps:scale", "bravo", "--format", "json"}, wantOut: []string{`[{"process_type":"web","quantity":1},{"process_type":"worker","quantity":0}]`}},
+		{name: "scale --skip-deploy", id: bob, args: []string{"ps:scale", "--skip-deploy", "bravo", "worker=2"}, wantOut: []string{"Scaling bravo processes: worker=2 (applied at the next deploy)"}, wantCalls: []string{"formation bravo map[worker:2]"}},
+		{name: "scale --skip-deploy before the first deploy", id: alice, args: []string{"ps:scale", "alpha", "--skip-deploy", "web=2"}, wantCalls: []string{"formation alpha map[web:2]"}},
+		{name: "scale --skip-deploy without a formation", id: bob, args: []string{"ps:scale", "--skip-deploy", "bravo"}, wantCode: ExitError, wantErr: "--skip-deploy records a formation"},
+		{name: "scale --skip-deploy refused", id: bob, args: []string{"ps:scale", "--skip-deploy", "bravo", "web=x"}, wantCode: ExitError, wantErr: "invalid formation"},
 		{name: "restart", id: bob, args: []string{"ps:restart", "bravo"}, wantCalls: []string{"restart bravo"}},
 		{name: "stop", id: bob, args: []string{"ps:stop", "bravo"}, wantCalls: []string{"stop bravo"}},
 		{name: "start of a running app", id: bob, args: []string{"ps:start", "bravo"}, wantOut: []string{"is not stopped"}},
 		{name: "rebuild", id: root, args: []string{"ps:rebuild", "bravo"}, wantCalls: []string{"rebuild bravo"}},
-		{name: "restart extra args", id: bob, args: []string{"ps:restart", "bravo", "web"}, wantCode: ExitError, wantErr: "takes only the app name"},
+		{name: "restart one process type", id: bob, args: []string{"ps:restart", "bravo", "worker"}, wantCalls: []string{"restart bravo worker"}},
+		{name: "restart two process types", id: bob, args: []string{"ps:restart", "bravo", "web", "worker"}, wantCode: ExitError, wantErr: "at most one process type"},
+		{name: "restart a task", id: bob, args: []string{"ps:restart", "bravo", "web.1"}, wantCode: ExitError, wantErr: `invalid process type "web.1"`},
+		{name: "stop extra args", id: bob, args: []string{"ps:stop", "bravo", "web"}, wantCode: ExitError, wantErr: "takes only the app name"},
 		{name: "run", id: bob, args: []string{"run", "bravo", "--", "/bin/migrate", "--all"}, wantCalls: []string{`run bravo v3 ["/bin/migrate" "--all"]`}},
 		{name: "run without command", id: bob, args: []string{"run", "bravo"}, wantCode: ExitError, wantErr: "missing arguments"},
 		{name: "run not deployed", id: alice, args: []string{"run", "alpha", "ls"}, wantCode: ExitError, wantErr: "has not been deployed"},
 		{name: "checks:set", id: bob, args: []string{"checks:set", "bravo", "wait", "5"}, wantOut: []string{"Set checks wait to 5"}},
 		{name: "checks:set unknown", id: bob, args: []string{"checks:set", "bravo", "speed", "5"}, wantCode: ExitError, wantErr: "unknown property"},
 		{name: "checks:set too big", id: bob, args: []string{"checks:set", "bravo", "attempts", "101"}, wantCode: ExitError, wantErr: "attempts wants a whole number from 0 to 100"},
-		{name: "checks:disable", id: bob, args: []string{"checks:disable", "bravo"}, wantOut: []string{"Health checks disabled"}},
+		{name: "checks:disable", id: bob, args: []string{"checks:disable", "bravo"}, wantOut: []string{"Checks disabled for every process type of bravo"}},
+		{name: "checks:disable process types", id: bob, args: []string{"checks:disable", "bravo", "worker,clock"}, wantOut: []string{"Checks disabled for worker,clock of bravo"}},
+		{name: "checks:skip bad list", id: bob, args: []string{"checks:skip", "bravo", "web,"}, wantCode: ExitError, wantErr: `invalid process type ""`},
+		{name: "checks:enable two lists", id: bob, args: []string{"checks:enable", "bravo", "web", "worker"}, wantCode: ExitError, wantErr: "one comma-separated list"},
+		{name: "checks:run", id: bob, args: []string{"checks:run", "bravo"}, wantOut: []string{"Running checks"}, wantCalls: []string{`checks bravo ""`}},
+		{name: "checks:run one task", id: bob, args: []string{"checks:run", "bravo", "web.2"}, wantCalls: []string{`checks bravo "web.2"`}},
+		{name: "checks:run bad task", id: bob, args: []string{"checks:run", "bravo", "web.x"}, wantCode: ExitError, wantErr: `invalid process "web.x"`},
+		{name: "checks:run of another user's app", id: alice, args: []string{"checks:run", "bravo"}, wantCode: ExitNotFound, wantErr: "App bravo does not exist"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,6 +106,31 @@ func TestChecksSettingsPersist(t *testing.T) {
 		if !strings.Contains(out, w) {
 			t.Errorf("report lacks %s: %s", w, out)
 		}
+	}
+}
+
+func TestChecksPerProcess(t *testing.T) {
+	e := newEnv(t)
+	for _, args := range [][]string{{"checks:disable", "bravo"}, {"checks:enable", "bravo", "web"}, {"checks:skip", "bravo", "clock"}} {
+		e.runIn(t, bob, "", ExitOK, args...)
+	}
+	out, _ := e.runIn(t, bob, "", ExitOK, "checks:report", "bravo")
+	for _, w := range []string{`Checks disabled list: +_all_\n`, `Checks skipped list: +clock\n`, `Checks computed wait to retire: +30\n`} {
+		if !regexp.MustCompile(w).MatchString(out) {
+			t.Errorf("report lacks %q:\n%s", w, out)
+		}
+	}
+	if out, _ := e.runIn(t, bob, "", ExitOK, "checks:report", "bravo", "--checks-skipped-list"); out != "clock\n" {
+		t.Errorf("--checks-skipped-list = %q", out)
+	}
+	a, _ := e.store.App("bravo")
+	if a.Checks.State("web") != paas.CheckEnabled || a.Checks.State("worker") != paas.CheckDisabled || a.Checks.State("clock") != paas.CheckSkipped {
+		t.Errorf("stored settings %+v", a.Checks)
+	}
+	// A refused change changes nothing.
+	e.runIn(t, bob, "", ExitError, "checks:skip", "bravo", "Web")
+	if b, _ := e.store.App("bravo"); b.Checks.State("web") != paas.CheckEnabled {
+		t.Errorf("refused command changed the settings: %+v", b.Checks)
 	}
 }
 

@@ -10,7 +10,10 @@ import (
 )
 
 // fakeRouting is a Routing with fixed ports and domain.
-type fakeRouting struct{ published, forgotten []string }
+type fakeRouting struct {
+	published, forgotten []string
+	globals              func() []string // the global domains; paas.test when nil
+}
 
 var _ Routing = (*fakeRouting)(nil)
 

@@ -220,7 +220,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 			return reg.DeleteRepository(cfg.Name + "/" + app)
 		}},
-		Releases: &releases{Pipeline: pipeline, store: st, repos: repos},
+		Releases: &releases{Pipeline: pipeline, store: st, repos: repos, sched: sched},
 		OneOffs:  sched,
 		Routing:  routes, RoutingStore: st,
 		Limits:    commands.Limits{MaxConfigValue: int(cfg.MaxConfigValue), MaxConfigSize: int(cfg.MaxConfigSize), MaxScale: cfg.MaxScale},

@@ -10,6 +10,7 @@ import (
 	"paas/internal/deploy"
 	"paas/internal/paas"
 	"paas/internal/store"
+	"paas/scheduler"
 )
 
 // releases gives the commands the pipeline's release operations, plus the
@@ -19,6 +20,7 @@ type releases struct {
 	*deploy.Pipeline
 	store *store.Store
 	repos *repos
+	sched *scheduler.Swarm
 }
 
 var _ commands.Releases = (*releases)(nil)
@@ -51,4 +53,20 @@ func (r *releases) Rebuild(ctx context.Context, app string, who paas.Identity, o
 
 func (r *releases) UpdateChecks(app string, fn func(*paas.CheckSettings) error) (*paas.App, error) {
 	return r.store.UpdateApp(app, func(a *paas.App) error { return fn(&a.Checks) })
+}
+
+// Retire removes what interrupted rollouts left of the app (ps:retire): what
+// paasd does for every app when it starts, under the app's deploy lock so
+// that a rollout under way is never taken for a leftover.
+func (r *releases) Retire(ctx context.Context, app string, out io.Writer) (int, error) {
+	removed := 0
+	err := r.Locked(ctx, app, out, func() error {
+		a, err := r.store.App(app)
+		if err != nil {
+			return err
+		}
+		removed, err = r.sched.Retire(ctx, app, a.Current, out)
+		return err
+	})
+	return removed, err
 }

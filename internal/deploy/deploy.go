@@ -47,6 +47,8 @@ type Builder interface {
 type Scheduler interface {
 	Deploy(ctx context.Context, rel *paas.Release, opts scheduler.DeployOptions, out io.Writer) error
 	Stop(ctx context.Context, app string, drain time.Duration, out io.Writer) error
+	// CheckNow runs rel's checks against the tasks that serve the app now.
+	CheckNow(ctx context.Context, rel *paas.Release, opts scheduler.DeployOptions, target string, out io.Writer) error
 }
 
 // Images drops the images of old releases from the registry.
@@ -278,6 +280,9 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 	}
 
 	// 3. build the image
+	if err := useProcfile(dir, app.ProcfilePath, out); err != nil {
+		return nil, err
+	}
 	procs, err := ReadProcfile(dir)
 	if err != nil {
 		return nil, err
@@ -533,6 +538,43 @@ func ReadProcfile(dir string) ([]paas.ProcessType, error) {
 		return nil, fmt.Errorf("read Procfile: %w", err)
 	}
 	return ParseProcfile(data)
+}
+
+// useProcfile makes the Procfile at path (relative to the root of the
+// commit in dir; ps:set APP procfile-path) the build's Procfile, so that the
+// release and a buildpacks build both read it. A path the commit does not
+// have means no Procfile, as Dokku does. The file is read and the root one
+// replaced through an os.Root, so that a symlink in the pushed tree cannot
+// reach outside dir.
+func useProcfile(dir, path string, out io.Writer) error {
+	if path == "" || path == "Procfile" {
+		return nil
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("open build dir: %w", err)
+	}
+	defer root.Close()
+	data, err := root.ReadFile(path)
+	found := err == nil
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		fmt.Fprintf(out, "-----> No Procfile at %s (ps:set procfile-path): building as if the repository had none\n", path)
+	case err != nil:
+		return fmt.Errorf("read the Procfile at %s: %w", path, err)
+	default:
+		fmt.Fprintf(out, "-----> Using the Procfile at %s\n", path)
+	}
+	if err := root.Remove("Procfile"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("replace the Procfile: %w", err)
+	}
+	if !found {
+		return nil
+	}
+	if err := root.WriteFile("Procfile", data, 0o644); err != nil {
+		return fmt.Errorf("replace the Procfile: %w", err)
+	}
+	return nil
 }
 
 // ParseProcfile parses "name: command" lines.

@@ -282,6 +282,14 @@ func (s *fakeScheduler) Stop(_ context.Context, app string, _ time.Duration, out
 	return s.err
 }
 
+func (s *fakeScheduler) CheckNow(_ context.Context, rel *paas.Release, opts scheduler.DeployOptions, target string, out io.Writer) error {
+	s.mu.Lock()
+	s.opts = append(s.opts, opts)
+	s.mu.Unlock()
+	fmt.Fprintf(out, "checking v%d %q\n", rel.Version, target)
+	return s.err
+}
+
 type fakeTriggers struct {
 	errs map[string]error // by trigger name
 

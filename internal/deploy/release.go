@@ -81,16 +81,26 @@ func (p *Pipeline) rollbackRelease(app *paas.App, old *paas.Release, who paas.Id
 // recorded like a push: make builds the new release from the app and the
 // next version number; what it writes to its out goes to the deploy's log.
 func (p *Pipeline) change(ctx context.Context, appName string, who paas.Identity, reason string, out io.Writer, make func(app *paas.App, version int, out io.Writer) (*paas.Release, error)) error {
-	unlock, err := p.lock(ctx, appName, out)
+	app, unlock, err := p.lockApp(ctx, appName, out)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	return p.changeLocked(ctx, app, who, reason, out, make)
+}
+
+// lockApp takes the app's deploy lock and loads the app.
+func (p *Pipeline) lockApp(ctx context.Context, appName string, out io.Writer) (*paas.App, func(), error) {
+	unlock, err := p.lock(ctx, appName, out)
+	if err != nil {
+		return nil, nil, err
+	}
 	app, err := p.store.App(appName)
 	if err != nil {
-		return err
+		unlock()
+		return nil, nil, err
 	}
-	return p.changeLocked(ctx, app, who, reason, out, make)
+	return app, unlock, nil
 }
 
 // changeLocked is change for a caller that holds the app's deploy lock.
@@ -129,17 +139,8 @@ func (p *Pipeline) changeLocked(ctx context.Context, app *paas.App, who paas.Ide
 // deployment; other process types are scaled in place.
 func (p *Pipeline) Scale(ctx context.Context, appName string, who paas.Identity, scale map[string]int, out io.Writer) error {
 	return p.withCurrent(ctx, appName, who, "ps:scale", false, out, func(app *paas.App, rel *paas.Release) error {
-		known := map[string]bool{}
-		for _, pt := range rel.Processes {
-			known[pt.Name] = true
-		}
-		for name, n := range scale {
-			if !known[name] {
-				return fmt.Errorf("process type %s is not in the Procfile of v%d", name, rel.Version)
-			}
-			if n < 0 || n > 100 {
-				return fmt.Errorf("%s=%d: scale to 0 to 100 tasks", name, n)
-			}
+		if err := checkScale(rel, scale); err != nil {
+			return err
 		}
 		app.Formation = maps.Clone(app.Formation)
 		if app.Formation == nil {
@@ -154,6 +155,89 @@ func (p *Pipeline) Scale(ctx context.Context, appName string, who paas.Identity,
 // health-checked, then the old ones drained and stopped.
 func (p *Pipeline) Restart(ctx context.Context, appName string, who paas.Identity, out io.Writer) error {
 	return p.withCurrent(ctx, appName, who, "ps:restart", true, out, nil)
+}
+
+// RestartProcess restarts the tasks of one process type of the current
+// release (ps:restart APP PROCESS) as Restart does all of them: new tasks
+// first, gated and (web) checked, routed, then the old ones drained; the
+// other process types keep running untouched.
+func (p *Pipeline) RestartProcess(ctx context.Context, appName string, who paas.Identity, process string, out io.Writer) error {
+	return p.withCurrent(ctx, appName, who, "ps:restart "+process, true, out, func(app *paas.App, rel *paas.Release) error {
+		if app.Stopped {
+			return fmt.Errorf("App %s is stopped: ps:start starts every process type", appName)
+		}
+		if !hasProcess(rel, process) {
+			return fmt.Errorf("process type %s is not in the Procfile of v%d", process, rel.Version)
+		}
+		return nil
+	}, func(o *scheduler.DeployOptions) { o.Only = process })
+}
+
+func hasProcess(rel *paas.Release, name string) bool {
+	return slices.ContainsFunc(rel.Processes, func(pt paas.ProcessType) bool { return pt.Name == name }) ||
+		len(rel.Processes) == 0 && name == paas.WebProcess
+}
+
+// SetFormation records how many tasks each named process type runs without
+// rolling anything out (ps:scale --skip-deploy): the next deploy, restart or
+// scale applies it. Process types are checked against the current release's
+// Procfile when the app has one.
+func (p *Pipeline) SetFormation(ctx context.Context, appName string, who paas.Identity, scale map[string]int, out io.Writer) error {
+	app, unlock, err := p.lockApp(ctx, appName, out)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var rel *paas.Release
+	if app.Current > 0 {
+		if rel, err = p.store.Release(appName, 0); err != nil {
+			return err
+		}
+	}
+	if err := checkScale(rel, scale); err != nil {
+		return err
+	}
+	_, err = p.store.UpdateApp(appName, func(a *paas.App) error {
+		a.Formation = maps.Clone(a.Formation)
+		if a.Formation == nil {
+			a.Formation = map[string]int{}
+		}
+		maps.Copy(a.Formation, scale)
+		return nil
+	})
+	return err
+}
+
+// checkScale refuses counts out of range and, with a release, process
+// types its Procfile does not have.
+func checkScale(rel *paas.Release, scale map[string]int) error {
+	for _, name := range slices.Sorted(maps.Keys(scale)) {
+		if rel != nil && !hasProcess(rel, name) {
+			return fmt.Errorf("process type %s is not in the Procfile of v%d", name, rel.Version)
+		}
+		if n := scale[name]; n < 0 || n > 100 {
+			return fmt.Errorf("%s=%d: scale to 0 to 100 tasks", name, n)
+		}
+	}
+	return nil
+}
+
+// RunChecks runs the app's checks against the tasks that serve it now
+// (checks:run APP [PROCESS|PROCESS.SLOT]), as the app's checks settings and
+// its current release say.
+func (p *Pipeline) RunChecks(ctx context.Context, appName, target string, out io.Writer) error {
+	app, err := p.store.App(appName)
+	if err != nil {
+		return err
+	}
+	if app.Current == 0 {
+		return fmt.Errorf("App %s has not been deployed", appName)
+	}
+	rel, err := p.store.Release(appName, 0)
+	if err != nil {
+		return err
+	}
+	return p.scheduler.CheckNow(ctx, rel, p.deployOptions(app, rel, false), target, out)
 }
 
 // Start runs a stopped app's current release again.
@@ -183,19 +267,12 @@ func (p *Pipeline) Stop(ctx context.Context, appName string, who paas.Identity, 
 // lockDeployed takes the app's deploy lock and loads the app, which must
 // have a release.
 func (p *Pipeline) lockDeployed(ctx context.Context, appName string, out io.Writer) (*paas.App, func(), error) {
-	unlock, err := p.lock(ctx, appName, out)
-	if err != nil {
-		return nil, nil, err
-	}
-	app, err := p.store.App(appName)
+	app, unlock, err := p.lockApp(ctx, appName, out)
 	if err == nil && app.Current == 0 {
-		err = fmt.Errorf("App %s has not been deployed", appName)
-	}
-	if err != nil {
 		unlock()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("App %s has not been deployed", appName)
 	}
-	return app, unlock, nil
+	return app, unlock, err
 }
 
 // withCurrent rolls the current release out again (a new deployment when
@@ -203,7 +280,7 @@ func (p *Pipeline) lockDeployed(ctx context.Context, appName string, out io.Writ
 // app before the rollout and on the stored one once the rollout succeeded,
 // so a failed rollout changes nothing.
 func (p *Pipeline) withCurrent(ctx context.Context, appName string, who paas.Identity, reason string, force bool, out io.Writer,
-	change func(*paas.App, *paas.Release) error) error {
+	change func(*paas.App, *paas.Release) error, tune ...func(*scheduler.DeployOptions)) error {
 	ctx = plugins.WithUser(ctx, who)
 	app, unlock, err := p.lockDeployed(ctx, appName, out)
 	if err != nil {
@@ -226,7 +303,11 @@ func (p *Pipeline) withCurrent(ctx context.Context, appName string, who paas.Ide
 	}
 	run := *rel
 	run.Scale = app.ScaleOf(run.Processes)
-	err = p.deployTriggered(ctx, &run, p.deployOptions(app, &run, force), out, func() error {
+	opts := p.deployOptions(app, &run, force)
+	for _, t := range tune {
+		t(&opts)
+	}
+	err = p.deployTriggered(ctx, &run, opts, out, func() error {
 		if change == nil {
 			return nil
 		}
@@ -240,21 +321,62 @@ func (p *Pipeline) withCurrent(ctx context.Context, appName string, who paas.Ide
 	return err
 }
 
-// deployOptions resolves the app's checks settings against rel's checks.
+// deployOptions resolves the app's checks settings against rel's checks
+// and process types.
 func (p *Pipeline) deployOptions(app *paas.App, rel *paas.Release, force bool) scheduler.DeployOptions {
 	opts := scheduler.DeployOptions{Force: force, DrainTimeout: drainTimeout(app)}
 	if p.appHost != nil {
 		opts.Host = p.appHost(app.Name)
 	}
+	opts.Gates = gates(app.Checks, rel.Processes)
 	return withChecks(opts, app.Checks, rel.Checks[paas.WebProcess])
 }
 
+// gates maps the check state of each process type to how a rollout waits
+// for its tasks:
+//
+//	state     web                                   other process types
+//	enabled   checks, and up for the settle time    up for the settle time
+//	skipped   the default check, settle time        running is enough
+//	disabled  running is enough, no check           not waited for
+//
+// nil when every process type gets the default (GateSettle).
+func gates(set paas.CheckSettings, procs []paas.ProcessType) map[string]scheduler.Gate {
+	var out map[string]scheduler.Gate
+	names := []string{paas.WebProcess}
+	for _, pt := range procs {
+		if pt.Name != paas.WebProcess {
+			names = append(names, pt.Name)
+		}
+	}
+	for _, name := range names {
+		gate := scheduler.GateSettle
+		switch st := set.State(name); {
+		case st == paas.CheckDisabled && name == paas.WebProcess:
+			gate = scheduler.GateRunning
+		case st == paas.CheckDisabled:
+			gate = scheduler.GateNone
+		case st == paas.CheckSkipped && name != paas.WebProcess:
+			gate = scheduler.GateRunning
+		}
+		if gate != scheduler.GateSettle {
+			if out == nil {
+				out = map[string]scheduler.Gate{}
+			}
+			out[name] = gate
+		}
+	}
+	return out
+}
+
+// withChecks sets the web checks: app.json's, the default one when the app
+// declares none or web's checks are skipped, none when they are disabled.
 func withChecks(opts scheduler.DeployOptions, set paas.CheckSettings, declared []paas.HealthCheck) scheduler.DeployOptions {
-	switch {
-	case set.Disabled:
+	switch st := set.State(paas.WebProcess); {
+	case st == paas.CheckDisabled:
 		opts.Checks = []paas.HealthCheck{}
 		return opts
-	case set.Skipped || len(declared) == 0:
+	case st == paas.CheckSkipped || len(declared) == 0:
 		opts.Checks = []paas.HealthCheck{paas.DefaultCheck()}
 	default:
 		opts.Checks = append([]paas.HealthCheck(nil), declared...)

@@ -151,17 +151,26 @@ func TestRestartStopStart(t *testing.T) {
 
 func TestDeployOptions(t *testing.T) {
 	declared := []paas.HealthCheck{{Name: "ready", Path: "/ready", Content: "ok", Attempts: 3}}
+	procs := []paas.ProcessType{{Name: "web"}, {Name: "worker"}, {Name: "clock"}}
 	tests := []struct {
 		name      string
 		set       paas.CheckSettings
 		declared  []paas.HealthCheck
 		want      []paas.HealthCheck
+		wantGates map[string]scheduler.Gate
 		wantDrain time.Duration
 	}{
 		{name: "default check", want: []paas.HealthCheck{paas.DefaultCheck()}, wantDrain: 30 * time.Second},
 		{name: "app.json checks", declared: declared, want: declared, wantDrain: 30 * time.Second},
-		{name: "disabled", set: paas.CheckSettings{Disabled: true}, declared: declared, want: []paas.HealthCheck{}, wantDrain: 30 * time.Second},
-		{name: "skipped keeps the default", set: paas.CheckSettings{Skipped: true}, declared: declared, want: []paas.HealthCheck{paas.DefaultCheck()}, wantDrain: 30 * time.Second},
+		{name: "disabled", set: paas.CheckSettings{Disabled: true}, declared: declared, want: []paas.HealthCheck{}, wantDrain: 30 * time.Second,
+			wantGates: map[string]scheduler.Gate{"web": scheduler.GateRunning, "worker": scheduler.GateNone, "clock": scheduler.GateNone}},
+		{name: "skipped keeps the default", set: paas.CheckSettings{Skipped: true}, declared: declared, want: []paas.HealthCheck{paas.DefaultCheck()}, wantDrain: 30 * time.Second,
+			wantGates: map[string]scheduler.Gate{"worker": scheduler.GateRunning, "clock": scheduler.GateRunning}},
+		{name: "worker disabled alone", set: paas.CheckSettings{}.WithState(paas.CheckDisabled, []string{"worker"}), declared: declared, want: declared, wantDrain: 30 * time.Second,
+			wantGates: map[string]scheduler.Gate{"worker": scheduler.GateNone}},
+		{name: "web skipped alone", set: paas.CheckSettings{}.WithState(paas.CheckSkipped, []string{"web"}), declared: declared, want: []paas.HealthCheck{paas.DefaultCheck()}, wantDrain: 30 * time.Second},
+		{name: "all disabled but web enabled", set: paas.CheckSettings{Disabled: true}.WithState(paas.CheckEnabled, []string{"web"}), declared: declared, want: declared, wantDrain: 30 * time.Second,
+			wantGates: map[string]scheduler.Gate{"worker": scheduler.GateNone, "clock": scheduler.GateNone}},
 		{
 			name: "properties override", declared: declared,
 			set:       paas.CheckSettings{Props: map[string]string{"attempts": "7", "wait": "2", "timeout": "9", "initial-delay": "1", "wait-to-retire": "5"}},
@@ -174,8 +183,8 @@ func TestDeployOptions(t *testing.T) {
 			e := newPipelineEnv(t)
 			e.p.appHost = func(app string) string { return app + ".example.test" }
 			app := &paas.App{Name: "hello", Checks: tc.set}
-			got := e.p.deployOptions(app, &paas.Release{Checks: map[string][]paas.HealthCheck{"web": tc.declared}}, false)
-			want := scheduler.DeployOptions{Checks: tc.want, Host: "hello.example.test", DrainTimeout: tc.wantDrain}
+			got := e.p.deployOptions(app, &paas.Release{Processes: procs, Checks: map[string][]paas.HealthCheck{"web": tc.declared}}, false)
+			want := scheduler.DeployOptions{Checks: tc.want, Host: "hello.example.test", DrainTimeout: tc.wantDrain, Gates: tc.wantGates}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("got %+v\nwant %+v", got, want)
 			}
@@ -183,6 +192,60 @@ func TestDeployOptions(t *testing.T) {
 				t.Fatal("the release's checks were changed in place")
 			}
 		})
+	}
+}
+
+func TestRestartProcessAndFormation(t *testing.T) {
+	ctx := context.Background()
+	var out strings.Builder
+	e := newPipelineEnv(t, &paas.App{Name: "hello", Current: 1}, &paas.App{Name: "new"})
+	e.store.releases["hello"] = map[int]*paas.Release{1: {App: "hello", Version: 1, Processes: []paas.ProcessType{{Name: "web"}, {Name: "worker", Command: "w"}}}}
+
+	if err := e.p.RestartProcess(ctx, "hello", alice, "worker", &out); err != nil {
+		t.Fatalf("RestartProcess: %v", err)
+	}
+	if got := e.scheduler.opts[len(e.scheduler.opts)-1]; got.Only != "worker" || !got.Force {
+		t.Errorf("restart options %+v, want Only worker, Force", got)
+	}
+	if err := e.p.RestartProcess(ctx, "hello", alice, "clock", &out); err == nil || !strings.Contains(err.Error(), "process type clock is not in the Procfile of v1") {
+		t.Errorf("restart of a missing process type = %v", err)
+	}
+	e.store.apps["hello"].Stopped = true
+	if err := e.p.RestartProcess(ctx, "hello", alice, "worker", &out); err == nil || !strings.Contains(err.Error(), "App hello is stopped") {
+		t.Errorf("restart of a process type of a stopped app = %v", err)
+	}
+	e.store.apps["hello"].Stopped = false
+	deployed := len(e.scheduler.deployed)
+	if err := e.p.SetFormation(ctx, "hello", alice, map[string]int{"worker": 3}, &out); err != nil {
+		t.Fatalf("SetFormation: %v", err)
+	}
+	if len(e.scheduler.deployed) != deployed {
+		t.Error("SetFormation rolled something out")
+	}
+	if a, _ := e.store.App("hello"); a.Formation["worker"] != 3 {
+		t.Errorf("formation %v, want worker=3", a.Formation)
+	}
+	for _, bad := range []map[string]int{{"clock": 1}, {"worker": 101}} {
+		if err := e.p.SetFormation(ctx, "hello", alice, bad, &out); err == nil {
+			t.Errorf("SetFormation(%v) accepted", bad)
+		}
+	}
+	if a, _ := e.store.App("hello"); a.Formation["worker"] != 3 || len(a.Formation) != 1 {
+		t.Errorf("a refused formation changed it: %v", a.Formation)
+	}
+	// The next rollout runs the recorded formation.
+	if err := e.p.Restart(ctx, "hello", alice, &out); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.scheduler.deployed[len(e.scheduler.deployed)-1].Scale; got["worker"] != 3 || got["web"] != 1 {
+		t.Errorf("restart scale %v, want web=1 worker=3", got)
+	}
+	// Before the first deploy any process type may be recorded.
+	if err := e.p.SetFormation(ctx, "new", alice, map[string]int{"worker": 2}, &out); err != nil {
+		t.Errorf("SetFormation before the first deploy: %v", err)
+	}
+	if err := e.p.RunChecks(ctx, "hello", "web.1", &out); err != nil || !strings.Contains(out.String(), `checking v1 "web.1"`) {
+		t.Errorf("RunChecks = %v, output %q", err, out.String())
 	}
 }
 

@@ -185,6 +185,7 @@ type App struct {
 	Build BuildSettings `json:"build,omitzero"`
 	// Locked (apps:lock) refuses deploys until apps:unlock.
 	Locked bool `json:"locked,omitempty"`
+
 	// DeploySource is how the serving release was made, as Dokku's
 	// apps:report names it: "git" (a push, ps:rebuild), "git-sync",
 	// "archive", "docker-image"; DeploySourceMetadata is the commit,
@@ -195,6 +196,9 @@ type App struct {
 	// the rename is complete (the old name's tasks, route and images gone),
 	// so that a rename paasd did not see to the end is finished at start.
 	RenamedFrom string `json:"renamed_from,omitempty"`
+	// ProcfilePath (ps:set APP procfile-path) is where a push's Procfile is
+	// read from, relative to the root of the commit; "" is Procfile.
+	ProcfilePath string `json:"procfile_path,omitempty"`
 }
 
 // AppsSettings are the installation's app settings (`apps:set --global`).
@@ -209,9 +213,13 @@ var ErrAppLocked = errors.New("app is locked: run apps:unlock to deploy it")
 
 // CheckSettings are an app's checks:* settings.
 type CheckSettings struct {
-	Disabled bool              `json:"disabled,omitempty"` // checks:disable: no health check at all
-	Skipped  bool              `json:"skipped,omitempty"`  // checks:skip: app.json checks skipped, the default one kept
+	Disabled bool              `json:"disabled,omitempty"` // checks:disable APP: every process type (Dokku's _all_)
+	Skipped  bool              `json:"skipped,omitempty"`  // checks:skip APP: every process type
 	Props    map[string]string `json:"props,omitempty"`    // checks:set: wait, timeout, attempts, initial-delay, wait-to-retire
+	// Procs holds the states set for single process types (checks:disable
+	// APP worker,clock): CheckDisabled, CheckSkipped or CheckEnabled, which
+	// win over the app-wide Disabled and Skipped.
+	Procs map[string]string `json:"procs,omitempty"`
 }
 
 // Limits of health check settings (checks:set and app.json), so that a typo

@@ -275,3 +275,55 @@ func TestValidateNewAppName(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckSettings(t *testing.T) {
+	var none paas.CheckSettings
+	tests := []struct {
+		name                   string
+		set                    paas.CheckSettings
+		web, worker            string
+		disabledList, skipList string
+	}{
+		{"default", none, paas.CheckEnabled, paas.CheckEnabled, "none", "none"},
+		{"all disabled", none.WithState(paas.CheckDisabled, nil), paas.CheckDisabled, paas.CheckDisabled, "_all_", "none"},
+		{"all skipped", none.WithState(paas.CheckSkipped, nil), paas.CheckSkipped, paas.CheckSkipped, "none", "_all_"},
+		{"worker disabled", none.WithState(paas.CheckDisabled, []string{"worker"}), paas.CheckEnabled, paas.CheckDisabled, "worker", "none"},
+		{"all disabled, web enabled", none.WithState(paas.CheckDisabled, nil).WithState(paas.CheckEnabled, []string{"web"}), paas.CheckEnabled, paas.CheckDisabled, "_all_", "none"},
+		{"worker skipped then disabled", none.WithState(paas.CheckSkipped, []string{"worker"}).WithState(paas.CheckDisabled, []string{"worker"}), paas.CheckEnabled, paas.CheckDisabled, "worker", "none"},
+		{"app-wide resets single ones", none.WithState(paas.CheckDisabled, []string{"worker"}).WithState(paas.CheckSkipped, nil), paas.CheckSkipped, paas.CheckSkipped, "none", "_all_"},
+		{"enable all", none.WithState(paas.CheckDisabled, []string{"web", "worker"}).WithState(paas.CheckEnabled, nil), paas.CheckEnabled, paas.CheckEnabled, "none", "none"},
+		{"single state equal to the app-wide one is dropped", none.WithState(paas.CheckDisabled, []string{"worker"}).WithState(paas.CheckEnabled, []string{"worker"}), paas.CheckEnabled, paas.CheckEnabled, "none", "none"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.set.State("web"); got != tc.web {
+				t.Errorf("web %s, want %s", got, tc.web)
+			}
+			if got := tc.set.State("worker"); got != tc.worker {
+				t.Errorf("worker %s, want %s", got, tc.worker)
+			}
+			if got := tc.set.List(paas.CheckDisabled); got != tc.disabledList {
+				t.Errorf("disabled list %q, want %q", got, tc.disabledList)
+			}
+			if got := tc.set.List(paas.CheckSkipped); got != tc.skipList {
+				t.Errorf("skipped list %q, want %q", got, tc.skipList)
+			}
+		})
+	}
+	if none.WithState(paas.CheckDisabled, []string{"worker"}); none.Procs != nil {
+		t.Error("WithState changed its receiver's map")
+	}
+}
+
+func TestParseProcessList(t *testing.T) {
+	for in, want := range map[string][]string{"": nil, "_all_": nil, "web": {"web"}, "web,worker,web": {"web", "worker"}, " web , clock": {"web", "clock"}} {
+		if got, err := paas.ParseProcessList(in); err != nil || !slices.Equal(got, want) {
+			t.Errorf("ParseProcessList(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"web,", "Web", "a;b", "web,,worker", "x.1"} {
+		if _, err := paas.ParseProcessList(bad); err == nil {
+			t.Errorf("ParseProcessList(%q) accepted", bad)
+		}
+	}
+}

@@ -20,6 +20,9 @@ var (
 type Routing struct {
 	// Domains are canonical exact names and one-label wildcards ("*.x.y").
 	Domains []string `json:"domains,omitempty"`
+	// DomainsDisabled (domains:disable) serves the app at none of its
+	// names, APP.DOMAIN included; its domains are kept for domains:enable.
+	DomainsDisabled bool `json:"domains_disabled,omitempty"`
 	// Ports map the router's ports to the app's container port (ports:set).
 	Ports []PortMap `json:"ports,omitempty"`
 	// Cert is an uploaded certificate (certs:add).

@@ -43,6 +43,7 @@ type Store interface {
 	DeleteRouting(app string) error
 	GlobalDomain() (string, error)
 	SetGlobalDomain(domain string) error
+	GlobalDomains() ([]string, error)
 }
 
 // Options configure a Service.
@@ -106,6 +107,15 @@ func (s *Service) Domain() string {
 	return paas.CanonicalDomain(s.opts.Domain)
 }
 
+// Domains returns every global domain, Domain's first: domains:set-global's
+// and domains:add-global's, else --domain.
+func (s *Service) Domains() []string {
+	if ds, err := s.store.GlobalDomains(); err == nil && len(ds) > 0 {
+		return ds
+	}
+	return []string{s.Domain()}
+}
+
 // DefaultHost is APP.DOMAIN.
 func (s *Service) DefaultHost(app string) string { return app + "." + s.Domain() }
 
@@ -118,7 +128,7 @@ func (s *Service) HTTPPort() int { return s.opts.HTTPPort }
 // appConfig is what the router is told about app; nil when nothing beyond
 // the default.
 func appConfig(app string, r *paas.Routing) *router.AppConfig {
-	c := &router.AppConfig{App: app, Domains: slices.Clone(r.Domains), MaxBodyBytes: r.MaxBodyBytes, ReadTimeoutMS: r.ReadTimeout.Milliseconds()}
+	c := &router.AppConfig{App: app, Domains: slices.Clone(r.Domains), NoVhost: r.DomainsDisabled, MaxBodyBytes: r.MaxBodyBytes, ReadTimeoutMS: r.ReadTimeout.Milliseconds()}
 	for _, p := range r.Ports {
 		if p.Scheme == "http" || c.Port == 0 {
 			c.Port = p.ContainerPort
@@ -129,7 +139,7 @@ func appConfig(app string, r *paas.Routing) *router.AppConfig {
 			c.Certs = append(c.Certs, router.CertPEM{Cert: cert.CertPEM, Key: cert.KeyPEM})
 		}
 	}
-	if len(c.Domains) == 0 && c.Port == 0 && len(c.Certs) == 0 && c.MaxBodyBytes == 0 && c.ReadTimeoutMS == 0 {
+	if len(c.Domains) == 0 && c.Port == 0 && len(c.Certs) == 0 && c.MaxBodyBytes == 0 && c.ReadTimeoutMS == 0 && !c.NoVhost {
 		return nil
 	}
 	return c
@@ -164,15 +174,18 @@ func (s *Service) PublishGlobal(ctx context.Context) error {
 }
 
 func (s *Service) publishGlobal(ctx context.Context) error {
-	d, err := s.store.GlobalDomain()
+	ds, err := s.store.GlobalDomains()
 	if err != nil {
 		return err
 	}
-	g := router.GlobalConfig{Domain: d}
+	var g router.GlobalConfig
+	if len(ds) > 0 {
+		g.Domain, g.MoreDomains = ds[0], ds[1:]
+	}
 	if len(s.challenges) > 0 {
 		g.Challenges = maps.Clone(s.challenges)
 	}
-	if g.Domain == "" && len(g.Challenges) == 0 {
+	if g.Domain == "" && len(g.MoreDomains) == 0 && len(g.Challenges) == 0 {
 		return s.write(ctx, router.RoleGlobalConfig, "", nil)
 	}
 	data, err := json.Marshal(g)

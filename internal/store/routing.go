@@ -14,6 +14,8 @@ var (
 	bucketRouting = []byte("routing") // app -> paas.Routing (certificate keys among them: the file is 0600)
 	// bucketSettings (builds.go) holds installation-wide settings, the global domain among them
 	keyGlobalDomain = []byte("global-domain")
+	// keyMoreGlobalDomains holds the global domains after the first (a JSON list).
+	keyMoreGlobalDomains = []byte("global-domains-more")
 )
 
 // Routing returns the app's routing settings; empty ones when it has none.
@@ -123,16 +125,60 @@ func (s *Store) GlobalDomain() (string, error) {
 	return d, err
 }
 
-// SetGlobalDomain records the global domain; "" clears it.
+// SetGlobalDomain records the global domain, the only one; "" clears them.
 func (s *Store) SetGlobalDomain(domain string) error {
+	if domain == "" {
+		return s.SetGlobalDomains(nil)
+	}
+	return s.SetGlobalDomains([]string{domain})
+}
+
+// GlobalDomains returns the global domains, the one GlobalDomain returns
+// first; none when none is set.
+func (s *Store) GlobalDomains() ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSettings)
+		if b == nil || len(b.Get(keyGlobalDomain)) == 0 {
+			return nil
+		}
+		out = []string{string(b.Get(keyGlobalDomain))}
+		if v := b.Get(keyMoreGlobalDomains); v != nil {
+			var more []string
+			if err := json.Unmarshal(v, &more); err != nil {
+				return fmt.Errorf("decode global domains: %w", err)
+			}
+			out = append(out, more...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SetGlobalDomains records the global domains (domains:set-global); none
+// clears them.
+func (s *Store) SetGlobalDomains(domains []string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketSettings)
 		if err != nil {
 			return err
 		}
-		if domain == "" {
+		if len(domains) == 0 {
+			if err := b.Delete(keyMoreGlobalDomains); err != nil {
+				return err
+			}
 			return b.Delete(keyGlobalDomain)
 		}
-		return b.Put(keyGlobalDomain, []byte(domain))
+		if err := b.Put(keyGlobalDomain, []byte(domains[0])); err != nil {
+			return err
+		}
+		if len(domains) == 1 {
+			return b.Delete(keyMoreGlobalDomains)
+		}
+		more, err := json.Marshal(domains[1:])
+		if err != nil {
+			return err
+		}
+		return b.Put(keyMoreGlobalDomains, more)
 	})
 }

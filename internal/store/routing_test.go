@@ -3,6 +3,7 @@ package store_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"paas/internal/paas"
@@ -76,6 +77,27 @@ func TestRouting(t *testing.T) {
 	s = openStore(t, dir) // survives a restart
 	if d, _ := s.GlobalDomain(); d != "apps.example.org" {
 		t.Errorf("GlobalDomain after reopen = %q", d)
+	}
+	if err := s.SetGlobalDomains([]string{"a.example.org", "b.example.org", "c.example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err := s.GlobalDomains(); err != nil || strings.Join(ds, " ") != "a.example.org b.example.org c.example.org" {
+		t.Errorf("GlobalDomains = %v, %v", ds, err)
+	}
+	if d, _ := s.GlobalDomain(); d != "a.example.org" {
+		t.Errorf("GlobalDomain = %q, want the first", d)
+	}
+	if err := s.SetGlobalDomain("one.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if ds, _ := s.GlobalDomains(); strings.Join(ds, " ") != "one.example.org" {
+		t.Errorf("GlobalDomains after SetGlobalDomain = %v", ds)
+	}
+	if err := s.SetGlobalDomains(nil); err != nil {
+		t.Fatal(err)
+	}
+	if ds, _ := s.GlobalDomains(); len(ds) != 0 {
+		t.Errorf("GlobalDomains after clearing = %v", ds)
 	}
 	if api, _ := s.Routing("api"); !slices.Equal(api.Domains, []string{"app.example.com"}) {
 		t.Errorf("api domains after reopen %v", api.Domains)
