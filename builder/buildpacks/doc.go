@@ -138,14 +138,16 @@ func ParseProcfile(data []byte) ([]ProcfileProcess, error) {
 // other variables expand. A simple command is exec'd, so the app itself gets
 // the signals Swarm sends. Arguments given to the process (`run APP worker
 // --once`: the launcher adds them after the command) are added to the
-// command's last word, as Heroku adds them to the line ("$@", so they are
-// not split again), unless the line ends in a way that cannot take them.
+// command's last word ("$@", so they are not split again) when the line is
+// one simple command; a line with shell syntax (a loop, a pipeline, a list)
+// runs as written, since words added after it could break it
+// ("while ...; done x" is a syntax error).
 func ShellProcess(name, command string) Process {
-	if !strings.ContainsAny(command, ";&|()`\n<>") {
+	if !strings.ContainsAny(command, ";&|()`\n<>{}") {
 		command = "exec " + command
-	}
-	if !strings.ContainsAny(command, "#\n") && !strings.ContainsAny(command[len(command)-1:], ";&|\\") {
-		command += ` "$@"`
+		if !strings.ContainsAny(command, "#\\") {
+			command += ` "$@"`
+		}
 	}
 	return Process{Type: name, Command: []string{"/bin/sh", "-c", command, "sh"}, Default: name == "web"}
 }

@@ -11,8 +11,9 @@ func TestShellProcess(t *testing.T) {
 		want      []string
 	}{
 		{"simple", "./server --port $PORT", []string{"/bin/sh", "-c", `exec ./server --port $PORT "$@"`, "sh"}},
-		{"pipeline", "a | b", []string{"/bin/sh", "-c", `a | b "$@"`, "sh"}},
-		{"sequence", "migrate; serve", []string{"/bin/sh", "-c", `migrate; serve "$@"`, "sh"}},
+		{"pipeline", "a | b", []string{"/bin/sh", "-c", `a | b`, "sh"}},
+		{"sequence", "migrate; serve", []string{"/bin/sh", "-c", `migrate; serve`, "sh"}},
+		{"loop", "while true; do echo tick; sleep 1; done", []string{"/bin/sh", "-c", `while true; do echo tick; sleep 1; done`, "sh"}},
 		{"background", "serve &", []string{"/bin/sh", "-c", "serve &", "sh"}},
 		{"comment", "serve # the server", []string{"/bin/sh", "-c", "exec serve # the server", "sh"}},
 	}
