@@ -167,12 +167,17 @@ start_paasd() {
   stop_paasd
   mkdir -p "$RUN_DIR" "$LOG_DIR"
   log "Starting paasd (log: $LOG_DIR/paasd.log)"
+  # paasd logs "router running" once the router runs its image (after an
+  # upgrade, once the old router has handed over and stopped).
+  local routers_before
+  routers_before=$(grep -c '"msg":"router running","image"' "$LOG_DIR/paasd.log" 2>/dev/null || true)
   setsid nohup "$BIN" serve >>"$LOG_DIR/paasd.log" 2>&1 </dev/null &
   echo $! >"$RUN_DIR/paasd.pid"
   local port=${PAAS_SSH_ADDR##*:}
   for _ in $(seq 1 240); do
     paasd_pid >/dev/null || { tail -20 "$LOG_DIR/paasd.log" >&2; die "paasd exited; see $LOG_DIR/paasd.log"; }
-    if curl -s -o /dev/null -w '%{http_code}' -H 'Host: none.invalid' "http://127.0.0.1:$PAAS_HTTP_PORT/" 2>/dev/null | grep -q 404 &&
+    if [ "$(grep -c '"msg":"router running","image"' "$LOG_DIR/paasd.log" 2>/dev/null || true)" -gt "${routers_before:-0}" ] &&
+      curl -s -o /dev/null -w '%{http_code}' -H 'Host: none.invalid' "http://127.0.0.1:$PAAS_HTTP_PORT/" 2>/dev/null | grep -q 404 &&
       (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       trust_host_key "$port"
       log "paas is up: ssh -p $port git@127.0.0.1 help; apps at http://APP.$PAAS_DOMAIN:$PAAS_HTTP_PORT"

@@ -168,7 +168,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	nodes := scheduler.NewNodes(docker, cfg.Name)
-	traffic := &traffic{port: cfg.HTTPPort, token: routerToken, routers: nodes.RouterHosts}
+	// Rollouts wait until the router runs this paasd's image: while an
+	// upgrade replaces it, an old and a new router serve side by side, and
+	// a rollout must see every router that serves.
+	routerReady := make(chan struct{})
+	traffic := &traffic{port: cfg.HTTPPort, token: routerToken, routers: nodes.RouterHosts, ready: routerReady}
 	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log, Traffic: traffic})
 	repoPrefix := cfg.RegistryAddr + "/" + cfg.Name
 	builds, err := newBuilders(ctx, docker, st, dataDir, repoPrefix, cfg.Name, log)
@@ -302,6 +306,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := startRouter(gctx, docker, sched, cfg, repoPrefix, network, routerToken, log); err != nil {
 			return err
 		}
+		close(routerReady)
 		g.Go(func() error { return routes.Run(gctx) })
 		if err := reconcile(gctx, st, pipeline, sched, open, repos, audit, log); err != nil {
 			return err

@@ -29,6 +29,22 @@ type traffic struct {
 	token string
 	// routers returns the hosts of the managers, whose routers serve.
 	routers func(ctx context.Context) ([]string, error)
+	// ready, when set, is closed once the routers run paasd's own image;
+	// rollouts (Backends, Probe) wait for it, Refresh does not.
+	ready <-chan struct{}
+}
+
+// waitReady waits until the routers are the ones paasd started.
+func (t *traffic) waitReady(ctx context.Context) error {
+	if t.ready == nil {
+		return nil
+	}
+	select {
+	case <-t.ready:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the router to start: %w", ctx.Err())
+	}
 }
 
 var _ scheduler.Traffic = (*traffic)(nil)
@@ -66,6 +82,9 @@ func (t *traffic) Refresh(ctx context.Context) error {
 // Probe sends the check through the first router that answers: every
 // router reaches every task.
 func (t *traffic) Probe(ctx context.Context, addr, path, host string, timeout time.Duration) (int, string, error) {
+	if err := t.waitReady(ctx); err != nil {
+		return 0, "", err
+	}
 	cs, err := t.clients(ctx)
 	if err != nil {
 		return 0, "", err
@@ -89,6 +108,9 @@ func (t *traffic) Probe(ctx context.Context, addr, path, host string, timeout ti
 // of them route it, Routing when any does, and its requests in flight are
 // summed.
 func (t *traffic) Backends(ctx context.Context, refresh bool) ([]scheduler.Backend, error) {
+	if err := t.waitReady(ctx); err != nil {
+		return nil, err
+	}
 	cs, err := t.clients(ctx)
 	if err != nil {
 		return nil, err
