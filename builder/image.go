@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -18,16 +17,14 @@ import (
 // Importer copies a prebuilt image from any registry into the installation's
 // registry (`git:from-image`), so the swarm only ever pulls from there.
 type Importer struct {
-	keychain   authn.Keychain
-	repoPrefix string
+	keychain authn.Keychain
+	reg      paas.ImageRegistry
 }
 
-// NewImporter returns an Importer using keychain for both registries.
-func NewImporter(keychain authn.Keychain, repoPrefix string) *Importer {
-	if keychain == nil {
-		keychain = authn.NewMultiKeychain()
-	}
-	return &Importer{keychain: keychain, repoPrefix: strings.TrimSuffix(repoPrefix, "/")}
+// NewImporter returns an Importer copying to reg, with reg's login there and
+// keychain's (the registry:login credentials; nil for none) elsewhere.
+func NewImporter(keychain authn.Keychain, reg paas.ImageRegistry) *Importer {
+	return &Importer{keychain: withRegistry(reg, keychain), reg: reg}
 }
 
 // Import copies source (linux/amd64 when it is an index) to the app's
@@ -55,7 +52,7 @@ func (i *Importer) Import(ctx context.Context, app, source, tag string, out io.W
 	if err != nil {
 		return paas.Image{}, nil, fmt.Errorf("digest of %s: %w", src.Name(), err)
 	}
-	repo := i.repoPrefix + "/" + app
+	repo := i.reg.Repository(app)
 	dst, err := name.ParseReference(repo + ":" + tag)
 	if err != nil {
 		return paas.Image{}, nil, fmt.Errorf("image reference %s: %w", repo, err)

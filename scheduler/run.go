@@ -42,7 +42,7 @@ func (s *Swarm) Run(ctx context.Context, rel *paas.Release, opts RunOptions) (in
 		return 0, errors.New("run: no command given")
 	}
 	ref := rel.Image.Ref()
-	rc, err := s.cli.ImagePull(ctx, ref, image.PullOptions{})
+	rc, err := s.cli.ImagePull(ctx, ref, image.PullOptions{RegistryAuth: s.registryAuth()})
 	if err != nil {
 		return 0, fmt.Errorf("pull %s: %w", ref, err)
 	}

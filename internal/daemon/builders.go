@@ -25,17 +25,17 @@ type builders struct {
 	close    func()
 }
 
-func newBuilders(ctx context.Context, docker *client.Client, st *store.Store, dataDir, repoPrefix, name string, log *slog.Logger) (*builders, error) {
+func newBuilders(ctx context.Context, docker *client.Client, st *store.Store, dataDir string, reg paas.ImageRegistry, name string, log *slog.Logger) (*builders, error) {
 	moby, err := builder.NewPackDocker(ctx)
 	if err != nil {
 		return nil, err
 	}
 	logins := builder.NewCredentials(filepath.Join(dataDir, "registry-credentials.json"))
-	pack := builder.NewPack(docker, moby, logins, repoPrefix, name, log)
+	pack := builder.NewPack(docker, moby, logins, reg, name, log)
 	return &builders{
-		selector: builder.NewSelect(st, builder.NewDockerfile(docker, repoPrefix, log), pack),
+		selector: builder.NewSelect(st, builder.NewDockerfile(docker, reg, log), pack),
 		pack:     pack,
-		importer: builder.NewImporter(logins, repoPrefix),
+		importer: builder.NewImporter(logins, reg),
 		logins:   logins,
 		close:    func() { moby.Close() },
 	}, nil

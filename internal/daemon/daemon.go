@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,7 +26,6 @@ import (
 	"paas/internal/commands"
 	"paas/internal/deploy"
 	"paas/internal/paas"
-	"paas/internal/registry"
 	"paas/internal/store"
 	"paas/router"
 	"paas/scheduler"
@@ -35,15 +33,29 @@ import (
 
 // Config is the operator contract of `paasd serve` (DESIGN.md).
 type Config struct {
-	DataDir      string
-	SSHAddr      string
-	HTTPPort     int
-	HTTPSPort    int
-	Domain       string
-	AdminKeys    string
-	Name         string
-	RegistryAddr string
-	PluginsDir   string
+	DataDir   string
+	SSHAddr   string
+	HTTPPort  int
+	HTTPSPort int
+	Domain    string
+	AdminKeys string
+	Name      string
+	// RegistryAddr is where the embedded registry listens;
+	// RegistryAdvertiseAddr (HOST[:PORT]) is where every node reaches it,
+	// its host by default. Registry (HOST[:PORT][/PATH]) is a registry
+	// elsewhere, used instead, with RegistryUser, RegistryPasswordFile and
+	// RegistryCAFile (a PEM of its CA when the system's roots do not cover
+	// it).
+	RegistryAddr          string
+	RegistryAdvertiseAddr string
+	Registry              string
+	RegistryUser          string
+	RegistryPasswordFile  string
+	RegistryCAFile        string
+	// DockerCertsDir is where the local Docker daemon looks for registry CAs
+	// (DefaultDockerCertsDir); "" writes none.
+	DockerCertsDir string
+	PluginsDir     string
 	// KeepReleases is how many releases' images an app keeps in the
 	// registry (rollback reaches that far back).
 	KeepReleases int
@@ -80,8 +92,8 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
 	}
-	if _, _, err := net.SplitHostPort(c.RegistryAddr); err != nil {
-		return fmt.Errorf("--registry-addr %q: %w", c.RegistryAddr, err)
+	if err := c.validateRegistry(); err != nil {
+		return err
 	}
 	return c.LDAP.validate()
 }
@@ -126,15 +138,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	// The embedded registry must serve before anything is pushed to it.
-	reg, err := registry.New(filepath.Join(dataDir, "registry"), log)
+	reg, err := openRegistry(cfg, dataDir, log)
 	if err != nil {
 		return err
 	}
-	regListener, err := net.Listen("tcp", cfg.RegistryAddr)
-	if err != nil {
-		return fmt.Errorf("listen registry: %w", err)
-	}
-	regServer := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second}
+	defer reg.close()
+	target := reg.target
 
 	network := cfg.Name + "-net"
 	routerToken, err := secretFile(filepath.Join(dataDir, "router_token"))
@@ -142,9 +151,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	traffic := &traffic{c: &router.Client{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HTTPPort)), Token: routerToken}}
-	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log, Traffic: traffic})
-	repoPrefix := cfg.RegistryAddr + "/" + cfg.Name
-	builds, err := newBuilders(ctx, docker, st, dataDir, repoPrefix, cfg.Name, log)
+	sched := scheduler.New(docker, scheduler.Options{
+		Name: cfg.Name, Network: network, Log: log, Traffic: traffic,
+		RegistryAuth: func() string { return builder.DockerAuth(target) },
+	})
+	builds, err := newBuilders(ctx, docker, st, dataDir, target, cfg.Name, log)
 	if err != nil {
 		return err
 	}
@@ -164,13 +175,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	triggers := newPlugins(cfg, dataDir, st, log)
 	pipeline := deploy.New(st, builds.selector, sched, triggers, deploy.Options{
-		BuildRoot: filepath.Join(dataDir, "builds"),
-		AppURL:    appURL,
-		AppHost:   routes.DefaultHost, // follows domains:set-global
-		Images: pruneFunc(func(app string, keep []string) error {
-			_, err := reg.Prune(cfg.Name+"/"+app, keep)
-			return err
-		}),
+		BuildRoot:    filepath.Join(dataDir, "builds"),
+		AppURL:       appURL,
+		AppHost:      routes.DefaultHost, // follows domains:set-global
+		Images:       reg,
 		KeepReleases: cfg.KeepReleases,
 		Log:          log.With("component", "deploy"),
 	})
@@ -182,7 +190,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			if err := builds.pack.PurgeCache(context.Background(), app); err != nil {
 				return err
 			}
-			return reg.DeleteRepository(cfg.Name + "/" + app)
+			return reg.DeleteApp(app)
 		}),
 		Releases: &releases{Pipeline: pipeline, store: st, repos: repos},
 		OneOffs:  sched,
@@ -227,18 +235,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := regServer.Serve(regListener); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("registry: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
-		defer cancel()
-		return regServer.Shutdown(sctx)
-	})
+	g.Go(func() error { return reg.Run(gctx, ShutdownGrace) })
 	g.Go(func() error {
 		if err := sched.EnsureNetwork(gctx); err != nil {
 			return err
@@ -246,7 +243,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := routes.Sync(gctx); err != nil {
 			log.Warn("cannot publish the route configuration", "err", err)
 		}
-		if err := startRouter(gctx, docker, sched, cfg, repoPrefix, network, routerToken, log); err != nil {
+		if err := startRouter(gctx, docker, sched, cfg, target, network, routerToken, log); err != nil {
 			return err
 		}
 		g.Go(func() error { return routes.Run(gctx) })
@@ -254,13 +251,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	g.Go(func() error { return triggers.Run(gctx) })
-	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", regListener.Addr().String(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
+	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", target.Prefix, "registry_listen", reg.Addr(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
 	return g.Wait()
 }
 
 // startRouter builds the router image from this very binary and runs it as a
 // Swarm service, publishing the HTTP port in host mode.
-func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, repoPrefix, network, token string, log *slog.Logger) error {
+func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, reg paas.ImageRegistry, network, token string, log *slog.Logger) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -269,7 +266,7 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 	if err != nil {
 		return err
 	}
-	ref := repoPrefix + "/router:" + sum[:16]
+	ref := reg.Repository("router") + ":" + sum[:16]
 	args := []string{"router", "--name", cfg.Name, "--domain", cfg.Domain, "--http-port", strconv.Itoa(cfg.HTTPPort), "--network", network}
 	ports := []int{cfg.HTTPPort}
 	if cfg.HTTPSPort > 0 {
@@ -278,7 +275,7 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 	}
 	var image string
 	for attempt := 1; ; attempt++ {
-		image, err = builder.BuildSelfImage(ctx, docker, exe, ref, args, true, io.Discard)
+		image, err = builder.BuildSelfImage(ctx, docker, exe, ref, args, &reg, io.Discard)
 		if err == nil {
 			break
 		}
@@ -311,10 +308,6 @@ func fileDigest(path string) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
-
-type pruneFunc func(app string, keep []string) error
-
-func (f pruneFunc) Prune(app string, keep []string) error { return f(app, keep) }
 
 type imagesFunc func(app string) error
 
