@@ -148,8 +148,13 @@ func openRegistry(cfg Config, dataDir string, log *slog.Logger) (*imageRegistry,
 		if err != nil {
 			return nil, err
 		}
-		if r.embedded, err = registry.New(registry.Options{Dir: filepath.Join(dataDir, registryStorageDir), HTPasswd: login.HTPasswd(), Log: log}); err != nil {
+		storage := filepath.Join(dataDir, registryStorageDir)
+		if r.embedded, err = registry.New(registry.Options{Dir: storage, HTPasswd: login.HTPasswd(), Log: log}); err != nil {
 			return nil, err
+		}
+		// The images of the registry paasd embedded before Distribution.
+		if _, err := r.embedded.ImportLegacy(context.Background(), storage); err != nil {
+			r.log.Warn("cannot import the old registry's images; they stay for the next start", "err", err)
 		}
 		caPEM = certs.CA
 		r.target = paas.ImageRegistry{Prefix: advertise + "/" + cfg.Name, Username: login.User, Password: login.Password, CAFile: certs.CAFile()}
