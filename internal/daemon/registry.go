@@ -171,7 +171,7 @@ func openRegistry(cfg Config, dataDir string, log *slog.Logger) (*imageRegistry,
 		}
 		if err := registry.WriteDockerCA(cfg.DockerCertsDir, r.target.Host(), caPEM); err != nil {
 			r.close()
-			return nil, err
+			return nil, fmt.Errorf("%w (--docker-certs-dir: where the Docker daemon reads registry CAs; empty to write none)", err)
 		}
 	}
 	return r, nil
