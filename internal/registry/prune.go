@@ -136,17 +136,11 @@ func (r *Registry) DeleteRepository(ctx context.Context, name string) error {
 	if err := storage.NewVacuum(ctx, r.driver).RemoveRepository(name); err != nil {
 		return fmt.Errorf("delete repository %s: %w", name, err)
 	}
-	// Its directory and parents go too while they are empty.
-	for dir := name; dir != "." && dir != "/"; dir = path.Dir(dir) {
-		p := repositoriesRoot + "/" + dir
-		children, err := r.driver.List(ctx, p)
-		if isPathNotFound(err) {
-			continue
-		}
-		if err != nil || len(children) > 0 {
-			break
-		}
-		if err := r.driver.Delete(ctx, p); err != nil && !isPathNotFound(err) {
+	// Its directory goes too when no nested repository is left in it (its
+	// parent stays: a push may be creating a sibling).
+	dir := path.Join(repositoriesRoot, name)
+	if children, err := r.driver.List(ctx, dir); err == nil && len(children) == 0 {
+		if err := r.driver.Delete(ctx, dir); err != nil && !isPathNotFound(err) {
 			return fmt.Errorf("delete repository %s: %w", name, err)
 		}
 	}

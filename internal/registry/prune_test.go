@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -174,9 +175,19 @@ func TestDeleteRepository(t *testing.T) {
 	if n := tr.blobFiles(t); n != 0 {
 		t.Errorf("%d blobs left after every repository was deleted", n)
 	}
-	entries, err := os.ReadDir(filepath.Join(tr.dir, "docker", "registry", "v2", "repositories"))
-	if err != nil || len(entries) != 0 {
-		t.Errorf("repositories left: %v, %v", entries, err)
+	if _, err := os.Stat(filepath.Join(tr.dir, "docker", "registry", "v2", "repositories", "apps", "a", "worker")); err == nil {
+		t.Error("the deleted repository's directory is left")
+	}
+	req, _ := http.NewRequest(http.MethodGet, "https://"+tr.host+"/v2/_catalog", nil)
+	req.SetBasicAuth(tr.login.User, tr.login.Password)
+	resp, err := tr.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.TrimSpace(string(body)) != `{"repositories":[]}` {
+		t.Errorf("repositories left: %s", body)
 	}
 }
 
