@@ -95,10 +95,15 @@ func Registry(t testing.TB) paas.ImageRegistry {
 		srv.Close()
 		reg.Close()
 	})
+	// pack mounts the CA file into its build containers.
+	caFile := filepath.Join(base, "ca.crt")
+	if err := os.WriteFile(caFile, certs.CA, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return paas.ImageRegistry{
 		Prefix:   strings.TrimPrefix(srv.URL, "https://"),
 		Username: login.User, Password: login.Password,
-		CAFile: certs.CAFile(),
+		CAFile: caFile,
 	}
 }
 
@@ -117,10 +122,11 @@ func testCertificates() (*registry.Certificates, error) {
 		if certsErr != nil {
 			return
 		}
-		if certs, certsErr = registry.LoadCertificates(dir, []string{"127.0.0.1"}); certsErr != nil {
-			return
+		certs, certsErr = registry.LoadCertificates(dir, []string{"127.0.0.1"})
+		os.RemoveAll(dir) // kept in memory; each registry writes its copy of the CA
+		if certsErr == nil {
+			certsErr = registry.TrustCA(certs.CA)
 		}
-		certsErr = registry.TrustCA(certs.CA)
 	})
 	return certs, certsErr
 }
