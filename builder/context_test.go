@@ -15,6 +15,8 @@ import (
 
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
+
+	"paas/internal/paas"
 )
 
 func TestDockerignore(t *testing.T) {
@@ -156,7 +158,7 @@ func TestBuildStreamsLinesAsTheyCome(t *testing.T) {
 {"status":"v1: digest: sha256:1111111111111111111111111111111111111111111111111111111111111111 size: 528"}
 {"progressDetail":{},"aux":{"Tag":"v1","Digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","Size":528}}
 `))
-	b := NewDockerfile(&fakeDocker{build: pr, push: push}, "r", nil)
+	b := NewDockerfile(&fakeDocker{build: pr, push: push}, paas.ImageRegistry{Prefix: "r"}, nil)
 	out := &lineRecorder{wrote: make(chan string, 100)}
 	done := make(chan error, 1)
 	go func() {
@@ -209,7 +211,7 @@ func TestBuildStreamError(t *testing.T) {
 	stream := `{"stream":"Step 2/2 : RUN false\n"}
 {"errorDetail":{"code":1,"message":"The command '/bin/sh -c false' returned a non-zero code: 1"},"error":"The command '/bin/sh -c false' returned a non-zero code: 1"}
 `
-	b := NewDockerfile(&fakeDocker{build: io.NopCloser(strings.NewReader(stream))}, "r", nil)
+	b := NewDockerfile(&fakeDocker{build: io.NopCloser(strings.NewReader(stream))}, paas.ImageRegistry{Prefix: "r"}, nil)
 	var out bytes.Buffer
 	_, err := b.Build(context.Background(), Input{App: "app", Dir: dir, Tag: "v1", Out: &out})
 	if err == nil || !strings.Contains(err.Error(), "returned a non-zero code: 1") {

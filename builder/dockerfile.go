@@ -3,7 +3,6 @@ package builder
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -49,28 +48,22 @@ const DockerfileName = "Dockerfile"
 // Dockerfile builds images from an app's Dockerfile with the Docker daemon
 // and pushes them to a registry.
 type Dockerfile struct {
-	cli        DockerAPI
-	repoPrefix string
-	log        *slog.Logger
+	cli DockerAPI
+	reg paas.ImageRegistry
+	log *slog.Logger
 }
 
-// NewDockerfile returns a builder whose images are named repoPrefix+"/"+app,
-// e.g. "127.0.0.1:5001/myinstall/hello".
-func NewDockerfile(cli DockerAPI, repoPrefix string, log *slog.Logger) *Dockerfile {
+// NewDockerfile returns a builder whose images go to reg, named
+// reg.Repository(app), e.g. "127.0.0.1:5001/myinstall/hello".
+func NewDockerfile(cli DockerAPI, reg paas.ImageRegistry, log *slog.Logger) *Dockerfile {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Dockerfile{
-		cli:        cli,
-		repoPrefix: strings.TrimSuffix(repoPrefix, "/"),
-		log:        log.With("component", "builder"),
-	}
+	return &Dockerfile{cli: cli, reg: reg, log: log.With("component", "builder")}
 }
 
 // Repository returns the repository an app's images are pushed to.
-func (b *Dockerfile) Repository(app string) string {
-	return b.repoPrefix + "/" + app
-}
+func (b *Dockerfile) Repository(app string) string { return b.reg.Repository(app) }
 
 // Detect reports whether dir holds a Dockerfile build.
 func Detect(dir string) bool {
@@ -102,7 +95,7 @@ func (b *Dockerfile) Build(ctx context.Context, in Input) (paas.Image, error) {
 	}
 	log.Info("built image", "ref", ref, "id", imageID)
 	step(out, "Pushing image %s", ref)
-	digest, err := pushImage(ctx, b.cli, ref, out)
+	digest, err := pushImage(ctx, b.cli, ref, DockerAuth(b.reg), out)
 	if err != nil {
 		return paas.Image{}, err
 	}
@@ -157,17 +150,15 @@ func buildImageOnce(ctx context.Context, cli DockerAPI, dir, ref string, labels 
 	return res.imageID, nil
 }
 
-// emptyAuth is the base64 of "{}": no credentials, for a loopback registry.
-var emptyAuth = base64.URLEncoding.EncodeToString([]byte("{}"))
-
 // imagePusher pushes a local image to its registry.
 type imagePusher interface {
 	ImagePush(ctx context.Context, ref string, options image.PushOptions) (io.ReadCloser, error)
 }
 
-// pushImage pushes ref and returns the digest of the manifest the registry stored.
-func pushImage(ctx context.Context, cli imagePusher, ref string, out io.Writer) (string, error) {
-	rc, err := cli.ImagePush(ctx, ref, image.PushOptions{RegistryAuth: emptyAuth})
+// pushImage pushes ref with the login auth (DockerAuth) and returns the
+// digest of the manifest the registry stored.
+func pushImage(ctx context.Context, cli imagePusher, ref, auth string, out io.Writer) (string, error) {
+	rc, err := cli.ImagePush(ctx, ref, image.PushOptions{RegistryAuth: auth})
 	if err != nil {
 		return "", fmt.Errorf("push image: %w", err)
 	}

@@ -19,8 +19,10 @@ import (
 func TestBuildPushesToRegistry(t *testing.T) {
 	cli := buildertest.Docker(t)
 	reg := buildertest.Registry(t)
-	prefix := reg + "/" + buildertest.Unique("btest")
-	b := builder.NewDockerfile(cli, prefix, nil)
+	host := reg.Prefix
+	reg.Prefix += "/" + buildertest.Unique("btest")
+	prefix := reg.Prefix
+	b := builder.NewDockerfile(cli, reg, nil)
 	buildertest.RemoveImages(t, cli, b.Repository("hello"))
 
 	dir := buildertest.HelloApp(t)
@@ -52,17 +54,25 @@ func TestBuildPushesToRegistry(t *testing.T) {
 		}
 	}
 
-	// The registry serves the manifest by the returned digest.
-	name := strings.TrimPrefix(img.Repository, reg+"/")
-	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, fmt.Sprintf("http://%s/v2/%s/manifests/%s", reg, name, img.Digest), nil)
-	req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("HEAD manifest by digest: %s", resp.Status)
+	// The registry serves the manifest by the returned digest, to its
+	// login only.
+	name := strings.TrimPrefix(img.Repository, host+"/")
+	for _, login := range []bool{false, true} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodHead, fmt.Sprintf("https://%s/v2/%s/manifests/%s", host, name, img.Digest), nil)
+		req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
+		want := http.StatusUnauthorized
+		if login {
+			req.SetBasicAuth(reg.Username, reg.Password)
+			want = http.StatusOK
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("HEAD manifest by digest (login %v): %s, want %d", login, resp.Status, want)
+		}
 	}
 	inspect, err := cli.ImageInspect(ctx, img.Ref())
 	if err != nil {
@@ -89,8 +99,8 @@ func TestBuildPushesToRegistry(t *testing.T) {
 func TestBuildFailures(t *testing.T) {
 	cli := buildertest.Docker(t)
 	reg := buildertest.Registry(t)
-	prefix := reg + "/" + buildertest.Unique("btest")
-	b := builder.NewDockerfile(cli, prefix, nil)
+	reg.Prefix += "/" + buildertest.Unique("btest")
+	b := builder.NewDockerfile(cli, reg, nil)
 	buildertest.RemoveImages(t, cli, b.Repository("broken"))
 
 	tests := []struct {
@@ -150,14 +160,14 @@ func TestBuildFailures(t *testing.T) {
 func TestBuildSelfImage(t *testing.T) {
 	cli := buildertest.Docker(t)
 	reg := buildertest.Registry(t)
-	repo := reg + "/" + buildertest.Unique("btest") + "/router"
+	repo := reg.Prefix + "/" + buildertest.Unique("btest") + "/router"
 	buildertest.RemoveImages(t, cli, repo)
 	bin := buildertest.HelloBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
 	var out bytes.Buffer
-	ref, err := builder.BuildSelfImage(ctx, cli, bin, repo+":v1", []string{"router", "--port", "8080"}, true, &out)
+	ref, err := builder.BuildSelfImage(ctx, cli, bin, repo+":v1", []string{"router", "--port", "8080"}, &reg, &out)
 	if err != nil {
 		t.Fatalf("BuildSelfImage: %v\n%s", err, out.String())
 	}
@@ -176,13 +186,13 @@ func TestBuildSelfImage(t *testing.T) {
 	}
 
 	// Without push the tag is all there is.
-	local, err := builder.BuildSelfImage(ctx, cli, bin, repo+":local", nil, false, &out)
+	local, err := builder.BuildSelfImage(ctx, cli, bin, repo+":local", nil, nil, &out)
 	if err != nil || local != repo+":local" {
 		t.Fatalf("BuildSelfImage without push = %q, %v", local, err)
 	}
 
 	// A dynamically linked binary cannot run in a scratch image.
-	if _, err := builder.BuildSelfImage(ctx, cli, "/bin/sh", repo+":dyn", nil, false, &out); err == nil || !strings.Contains(err.Error(), "dynamically linked") {
+	if _, err := builder.BuildSelfImage(ctx, cli, "/bin/sh", repo+":dyn", nil, nil, &out); err == nil || !strings.Contains(err.Error(), "dynamically linked") {
 		t.Errorf("BuildSelfImage(/bin/sh) error = %v, want dynamically linked", err)
 	}
 }

@@ -25,9 +25,9 @@ import (
 // local Docker daemon when it has the image (built or `docker load`ed
 // there), as Dokku uses a local image first, else from its registry.
 type Importer struct {
-	keychain   authn.Keychain
-	repoPrefix string
-	local      LocalImages
+	keychain authn.Keychain
+	reg      paas.ImageRegistry
+	local    LocalImages
 }
 
 // LocalImages is the part of the Docker client that finds a local image
@@ -73,14 +73,14 @@ func (i *Importer) importLocal(ctx context.Context, app, source, tag string, out
 	if err != nil {
 		return paas.Image{}, nil, false, fmt.Errorf("look for a local image %s: %w", source, err)
 	}
-	repo := i.repoPrefix + "/" + app
+	repo := i.reg.Repository(app)
 	ref := repo + ":" + tag
 	step(out, "Using the local image %s (%s)", source, shortID(inspect.ID))
 	if err := i.local.ImageTag(ctx, inspect.ID, ref); err != nil {
 		return paas.Image{}, nil, true, fmt.Errorf("tag %s as %s: %w", source, ref, err)
 	}
 	step(out, "Pushing image %s", ref)
-	digest, err := pushImage(ctx, i.local, ref, out)
+	digest, err := pushImage(ctx, i.local, ref, DockerAuth(i.reg), out)
 	if err != nil {
 		return paas.Image{}, nil, true, err
 	}
@@ -97,12 +97,10 @@ func shortID(id string) string {
 	return id[:min(12, len(id))]
 }
 
-// NewImporter returns an Importer using keychain for both registries.
-func NewImporter(keychain authn.Keychain, repoPrefix string) *Importer {
-	if keychain == nil {
-		keychain = authn.NewMultiKeychain()
-	}
-	return &Importer{keychain: keychain, repoPrefix: strings.TrimSuffix(repoPrefix, "/")}
+// NewImporter returns an Importer copying to reg, with reg's login there and
+// keychain's (the registry:login credentials; nil for none) elsewhere.
+func NewImporter(keychain authn.Keychain, reg paas.ImageRegistry) *Importer {
+	return &Importer{keychain: withRegistry(reg, keychain), reg: reg}
 }
 
 // Import copies source (linux/amd64 when it is an index) to the app's
@@ -136,7 +134,7 @@ func (i *Importer) Import(ctx context.Context, app, source, tag string, out io.W
 	if err != nil {
 		return paas.Image{}, nil, fmt.Errorf("digest of %s: %w", src.Name(), err)
 	}
-	repo := i.repoPrefix + "/" + app
+	repo := i.reg.Repository(app)
 	dst, err := name.ParseReference(repo + ":" + tag)
 	if err != nil {
 		return paas.Image{}, nil, fmt.Errorf("image reference %s: %w", repo, err)
@@ -157,7 +155,7 @@ func (i *Importer) Copy(ctx context.Context, img paas.Image, app, tag string) (p
 	if err != nil {
 		return paas.Image{}, fmt.Errorf("image reference %s: %w", img.Ref(), err)
 	}
-	repo := i.repoPrefix + "/" + app
+	repo := i.reg.Repository(app)
 	dst, err := name.ParseReference(repo + ":" + tag)
 	if err != nil {
 		return paas.Image{}, fmt.Errorf("image reference %s: %w", repo, err)

@@ -81,7 +81,7 @@ type Pack struct {
 	docker     PackDockerAPI
 	mobyDocker packclient.DockerClient
 	keychain   authn.Keychain
-	repoPrefix string // registry host:port/installation
+	reg        paas.ImageRegistry
 	name       string // installation name: prefixes cache volumes
 	log        *slog.Logger
 
@@ -89,26 +89,25 @@ type Pack struct {
 	runImages map[string]string // local run image ID -> ref in the registry
 }
 
-// NewPack returns a CNB builder. mobyDocker is pack's client (NewPackDocker);
-// keychain holds registry credentials (nil: anonymous).
-func NewPack(docker PackDockerAPI, mobyDocker packclient.DockerClient, keychain authn.Keychain, repoPrefix, name string, log *slog.Logger) *Pack {
+// NewPack returns a CNB builder publishing to reg with its login.
+// mobyDocker is pack's client (NewPackDocker); keychain holds the
+// credentials of other registries, for builders pulled from them (nil:
+// anonymous).
+func NewPack(docker PackDockerAPI, mobyDocker packclient.DockerClient, keychain authn.Keychain, reg paas.ImageRegistry, name string, log *slog.Logger) *Pack {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
-	}
-	if keychain == nil {
-		keychain = authn.NewMultiKeychain()
 	}
 	// Build output goes to a git client's remote: lines, not a terminal.
 	color.Disable(true)
 	return &Pack{
-		docker: docker, mobyDocker: mobyDocker, keychain: keychain,
-		repoPrefix: strings.TrimSuffix(repoPrefix, "/"), name: name,
+		docker: docker, mobyDocker: mobyDocker, keychain: withRegistry(reg, keychain),
+		reg: reg, name: name,
 		log: log.With("component", "builder"), runImages: map[string]string{},
 	}
 }
 
 // Repository returns the repository an app's images are pushed to.
-func (p *Pack) Repository(app string) string { return p.repoPrefix + "/" + app }
+func (p *Pack) Repository(app string) string { return p.reg.Repository(app) }
 
 // CacheVolumes returns the names of the Docker volumes holding app's build
 // and launch caches.
@@ -202,8 +201,9 @@ func (p *Pack) Build(ctx context.Context, in Input) (paas.Image, error) {
 		Publish:      true,
 		PullPolicy:   packimage.PullIfNotPresent,
 		TrustBuilder: func(string) bool { return true },
-		// The build container reaches the registry on the host's loopback.
-		ContainerConfig: packclient.ContainerConfig{Network: "host"},
+		// The build container reaches the registry at the address the
+		// nodes use, on the host, and trusts its CA.
+		ContainerConfig: packclient.ContainerConfig{Network: "host", Volumes: p.caVolumes()},
 		Cache: cache.CacheOpts{
 			Build:  cache.CacheInfo{Format: cache.CacheVolume, Source: vols[0]},
 			Launch: cache.CacheInfo{Format: cache.CacheVolume, Source: vols[1]},
@@ -226,6 +226,20 @@ func (p *Pack) Build(ctx context.Context, in Input) (paas.Image, error) {
 	}
 	log.Info("published image", "ref", ref, "digest", digest)
 	return paas.Image{Repository: repo, Digest: digest, CNB: true, Builder: "pack " + builderImage}, nil
+}
+
+// BuildCAFile is where a build container finds the registry's CA: the Go
+// programs of the CNB lifecycle read every file of /etc/ssl/certs besides
+// the image's own bundle.
+const BuildCAFile = "/etc/ssl/certs/paas-registry-ca.pem"
+
+// caVolumes mounts the registry's CA, when it has one of its own, into the
+// build containers, read-only.
+func (p *Pack) caVolumes() []string {
+	if p.reg.CAFile == "" {
+		return nil
+	}
+	return []string{p.reg.CAFile + ":" + BuildCAFile + ":ro"}
 }
 
 // remoteDigest asks the registry for the digest of ref's manifest.
@@ -286,12 +300,12 @@ func (p *Pack) mirrorRunImage(ctx context.Context, builderImage string, out io.W
 	if ok {
 		return mirrored, nil
 	}
-	target := p.repoPrefix + "/cnb-run:" + id[:min(16, len(id))]
+	target := p.reg.Repository("cnb-run") + ":" + id[:min(16, len(id))]
 	if err := p.docker.ImageTag(ctx, run, target); err != nil {
 		return "", fmt.Errorf("tag run image: %w", err)
 	}
 	step(out, "Pushing run image %s to the registry", run)
-	if _, err := pushImage(ctx, p.docker, target, io.Discard); err != nil {
+	if _, err := pushImage(ctx, p.docker, target, DockerAuth(p.reg), io.Discard); err != nil {
 		return "", fmt.Errorf("push run image %s: %w", run, err)
 	}
 	p.mu.Lock()

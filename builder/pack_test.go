@@ -34,8 +34,10 @@ func packForTest(t *testing.T) *Pack {
 	}
 	t.Cleanup(func() { moby.Close() })
 	inst := buildertest.Unique("ptest")
-	prefix := buildertest.Registry(t) + "/" + inst
-	p := NewPack(cli, moby, nil, prefix, inst, nil)
+	reg := buildertest.Registry(t)
+	reg.Prefix += "/" + inst
+	prefix := reg.Prefix
+	p := NewPack(cli, moby, nil, reg, inst, nil)
 	t.Cleanup(func() {
 		// Untag the run image's mirror tag (the image is the builder's).
 		imgs, _ := cli.ImageList(context.Background(), image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", prefix+"/*"))})
@@ -64,13 +66,13 @@ func writeApp(t *testing.T, files map[string]string) string {
 }
 
 // processTypes reads the process types from the published image's CNB label.
-func processTypes(t *testing.T, img paas.Image) []string {
+func processTypes(t *testing.T, p *Pack, img paas.Image) []string {
 	t.Helper()
 	ref, err := name.ParseReference(img.Ref())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ri, err := remote.Image(ref)
+	ri, err := remote.Image(ref, remote.WithAuthFromKeychain(p.keychain))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +148,7 @@ func TestPackBuilds(t *testing.T) {
 			if !strings.HasPrefix(img.Digest, "sha256:") || !img.CNB || img.Repository != p.Repository(app) {
 				t.Fatalf("image %+v", img)
 			}
-			if got := strings.Join(processTypes(t, img), ","); got != tt.procs {
+			if got := strings.Join(processTypes(t, p, img), ","); got != tt.procs {
 				t.Errorf("process types %q, want %q", got, tt.procs)
 			}
 			if !strings.Contains(out.String(), tt.wantOut) {

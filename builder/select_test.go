@@ -142,21 +142,28 @@ func TestImport(t *testing.T) {
 	if cnb, err = mutate.ConfigFile(cnb, cfg); err != nil {
 		t.Fatal(err)
 	}
-	for ref, img := range map[string]v1.Image{src + "/team/plain:1": plain, src + "/team/cnb:1": cnb} {
+	for ref, img := range map[string]v1.Image{src.Prefix + "/team/plain:1": plain, src.Prefix + "/team/cnb:1": cnb} {
 		r, _ := name.ParseReference(ref)
-		if err := remote.Write(r, img); err != nil {
+		if err := remote.Write(r, img, remote.WithAuthFromKeychain(registryKeychain{src})); err != nil {
 			t.Fatal(err)
 		}
 	}
-	imp := NewImporter(nil, dst+"/inst")
+	// The source registry's login comes from registry:login; the
+	// installation's own is the importer's.
+	logins := NewCredentials(filepath.Join(t.TempDir(), "logins.json"))
+	if err := logins.Login(src.Host(), src.Username, src.Password); err != nil {
+		t.Fatal(err)
+	}
+	dst.Prefix += "/inst"
+	imp := NewImporter(logins, dst)
 	tests := []struct {
 		source, procs string
 		cnb           bool
 		wantErr       string
 	}{
-		{source: src + "/team/plain:1", procs: "web"},
-		{source: src + "/team/cnb:1", procs: "web,worker", cnb: true},
-		{source: src + "/team/missing:1", wantErr: "fetch image"},
+		{source: src.Prefix + "/team/plain:1", procs: "web"},
+		{source: src.Prefix + "/team/cnb:1", procs: "web,worker", cnb: true},
+		{source: src.Prefix + "/team/missing:1", wantErr: "fetch image"},
 		{source: "127.0.0.1:1/team/api:1", wantErr: "connection refused"},
 		{source: "Not A Ref", wantErr: "image reference"},
 	}
@@ -176,12 +183,12 @@ func TestImport(t *testing.T) {
 			for _, p := range procs {
 				names = append(names, p.Name)
 			}
-			if strings.Join(names, ",") != tt.procs || img.CNB != tt.cnb || img.Repository != dst+"/inst/app" {
+			if strings.Join(names, ",") != tt.procs || img.CNB != tt.cnb || img.Repository != dst.Prefix+"/app" {
 				t.Fatalf("image %+v procs %q", img, names)
 			}
 			// The copy is in the installation's registry under the same digest.
 			r, _ := name.ParseReference(img.Ref())
-			if _, err := remote.Head(r); err != nil {
+			if _, err := remote.Head(r, remote.WithAuthFromKeychain(registryKeychain{dst})); err != nil {
 				t.Fatalf("copied image not found: %v", err)
 			}
 		})

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/docker/docker/api/types/build"
+
+	"paas/internal/paas"
 )
 
 // SelfBinaryPath is where BuildSelfImage puts the binary inside the image.
@@ -19,11 +21,12 @@ const SelfBinaryPath = "/paasd"
 
 // BuildSelfImage builds a FROM scratch image holding the static binary at
 // binaryPath as /paasd, with ENTRYPOINT ["/paasd"] and CMD cmd, and tags it
-// ref (e.g. the router image, from paasd's own executable). When push is true
-// it pushes ref and returns ref's repository@digest; otherwise it returns ref,
-// which then only exists on this daemon (pick a tag that changes with the
-// binary, or a service using it will not notice a new binary).
-func BuildSelfImage(ctx context.Context, cli DockerAPI, binaryPath, ref string, cmd []string, push bool, out io.Writer) (string, error) {
+// ref (e.g. the router image, from paasd's own executable). When push is the
+// registry ref names, it pushes ref there with its login and returns ref's
+// repository@digest; with a nil push it returns ref, which then only exists
+// on this daemon (pick a tag that changes with the binary, or a service using
+// it will not notice a new binary).
+func BuildSelfImage(ctx context.Context, cli DockerAPI, binaryPath, ref string, cmd []string, push *paas.ImageRegistry, out io.Writer) (string, error) {
 	if out == nil {
 		out = io.Discard
 	}
@@ -95,11 +98,11 @@ func BuildSelfImage(ctx context.Context, cli DockerAPI, binaryPath, ref string, 
 	if err != nil {
 		return "", err
 	}
-	if !push {
+	if push == nil {
 		return ref, nil
 	}
 	step(out, "Pushing image %s", ref)
-	digest, err := pushImage(ctx, cli, ref, out)
+	digest, err := pushImage(ctx, cli, ref, DockerAuth(*push), out)
 	if err != nil {
 		return "", err
 	}

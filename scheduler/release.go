@@ -406,7 +406,7 @@ func (s *Swarm) scaleInPlace(ctx context.Context, d *deployment, specs []swarm.S
 		p.printf("-----> Scaling %s to %d", process, want)
 		upd := svc.Spec
 		upd.Mode = swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &want}}
-		if _, err := s.cli.ServiceUpdate(ctx, svc.ID, svc.Version, upd, swarm.ServiceUpdateOptions{}); err != nil {
+		if _, err := s.cli.ServiceUpdate(ctx, svc.ID, svc.Version, upd, swarm.ServiceUpdateOptions{EncodedRegistryAuth: s.registryAuth()}); err != nil {
 			return fmt.Errorf("scale %s: %w", process, err)
 		}
 		changed++

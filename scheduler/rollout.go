@@ -77,7 +77,7 @@ func (s *Swarm) apply(ctx context.Context, svc *swarm.Service, spec swarm.Servic
 		r.want = int(*spec.Mode.Replicated.Replicas)
 	}
 	if svc == nil {
-		resp, err := s.cli.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{})
+		resp, err := s.cli.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{EncodedRegistryAuth: s.registryAuth()})
 		if err != nil {
 			return nil, fmt.Errorf("create service %s: %w", spec.Name, err)
 		}
@@ -99,7 +99,7 @@ func (s *Swarm) apply(ctx context.Context, svc *swarm.Service, spec swarm.Servic
 	prev := svc.Spec
 	r.prev = &prev
 	spec.Name = svc.Spec.Name
-	resp, err := s.cli.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{})
+	resp, err := s.cli.ServiceUpdate(ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{EncodedRegistryAuth: s.registryAuth()})
 	if err != nil {
 		return nil, fmt.Errorf("update service %s: %w", spec.Name, err)
 	}

@@ -160,7 +160,7 @@ func (s *Swarm) create(ctx context.Context, rel *paas.Release, opts RunOptions, 
 		return nil, errors.New("run: no command given")
 	}
 	ref := rel.Image.Ref()
-	rc, err := s.cli.ImagePull(ctx, ref, image.PullOptions{})
+	rc, err := s.cli.ImagePull(ctx, ref, image.PullOptions{RegistryAuth: s.registryAuth()})
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}

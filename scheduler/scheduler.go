@@ -87,6 +87,12 @@ type Options struct {
 	// Traffic is the router. Without it there are no health checks (a
 	// rollout with checks fails) and no draining.
 	Traffic Traffic
+	// RegistryAuth returns the login of the installation's registry as the
+	// Docker API takes it (X-Registry-Auth). Services are created and
+	// updated with it, so every node pulls their image with it, as
+	// `docker service create --with-registry-auth` does; one-off tasks pull
+	// with it. Nil for an anonymous registry.
+	RegistryAuth func() string
 }
 
 // Swarm runs releases as Docker Swarm services.
@@ -99,6 +105,7 @@ type Swarm struct {
 	settle  time.Duration
 	poll    time.Duration
 	traffic Traffic
+	auth    func() string
 
 	netMu sync.Mutex
 }
@@ -114,6 +121,7 @@ func New(cli DockerAPI, opts Options) *Swarm {
 		settle:  opts.Settle,
 		poll:    300 * time.Millisecond,
 		traffic: opts.Traffic,
+		auth:    opts.RegistryAuth,
 	}
 	if s.network == "" {
 		s.network = opts.Name + "-network"
@@ -129,6 +137,15 @@ func New(cli DockerAPI, opts Options) *Swarm {
 		s.settle = time.Second
 	}
 	return s
+}
+
+// registryAuth is the registry login to create, update and pull with ("":
+// none).
+func (s *Swarm) registryAuth() string {
+	if s.auth == nil {
+		return ""
+	}
+	return s.auth()
 }
 
 // Labels put on containers only.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
@@ -41,6 +42,7 @@ type testEnv struct {
 	name    string
 	img     paas.Image
 	traffic *simTraffic
+	reg     paas.ImageRegistry
 }
 
 func setup(t *testing.T) *testEnv {
@@ -50,7 +52,8 @@ func setup(t *testing.T) *testEnv {
 	defer cancel()
 	reg := buildertest.Registry(t)
 	name := buildertest.Unique("stest")
-	b := builder.NewDockerfile(cli, reg+"/"+name, nil)
+	reg.Prefix += "/" + name
+	b := builder.NewDockerfile(cli, reg, nil)
 	buildertest.RemoveImages(t, cli, b.Repository("hello"))
 	img, err := b.Build(ctx, builder.Input{App: "hello", Dir: buildertest.HelloApp(t), Tag: "v1", Out: io.Discard})
 	if err != nil {
@@ -58,11 +61,12 @@ func setup(t *testing.T) *testEnv {
 	}
 	traffic := &simTraffic{src: router.NewDockerSource(cli, router.Options{Installation: name, Domain: "example.test", Network: name + "-network", Log: slog.New(slog.DiscardHandler)})}
 	s := scheduler.New(cli, scheduler.Options{
-		Traffic: traffic,
-		Name:    name,
-		Log:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Timeout: 45 * time.Second,
-		Settle:  time.Second,
+		Traffic:      traffic,
+		Name:         name,
+		Log:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Timeout:      45 * time.Second,
+		Settle:       time.Second,
+		RegistryAuth: func() string { return builder.DockerAuth(reg) },
 	})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -78,7 +82,7 @@ func setup(t *testing.T) *testEnv {
 	if err := s.EnsureNetwork(ctx); err != nil {
 		t.Fatalf("second EnsureNetwork: %v", err)
 	}
-	return &testEnv{cli: cli, s: s, name: name, img: img, traffic: traffic}
+	return &testEnv{cli: cli, s: s, name: name, img: img, traffic: traffic, reg: reg}
 }
 
 // assertNothingLeft checks no object of the installation remains.
@@ -575,6 +579,67 @@ func TestDeployMissingImage(t *testing.T) {
 	}
 }
 
+// TestDeployPullsWithRegistryAuth: a node that lacks the image pulls it
+// from the registry with the login the service was created with; without
+// the login it cannot.
+func TestDeployPullsWithRegistryAuth(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	// An image of its own, which no other test uses, removed from the
+	// daemon once pushed: the node must pull it.
+	dir := buildertest.HelloApp(t)
+	nonce := buildertest.Unique("nonce")
+	if err := os.WriteFile(filepath.Join(dir, "nonce"), []byte(nonce), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(buildertest.HelloDockerfile+"COPY nonce /nonce\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := builder.NewDockerfile(e.cli, e.reg, nil)
+	buildertest.RemoveImages(t, e.cli, b.Repository("pulled"))
+	img, err := b.Build(ctx, builder.Input{App: "pulled", Dir: dir, Tag: "v1", Out: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removeLocal := func() {
+		t.Helper()
+		if _, err := e.cli.ImageRemove(ctx, img.Ref(), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+			t.Fatalf("remove the local image: %v", err)
+		}
+		if _, err := e.cli.ImageInspect(ctx, img.Ref()); err == nil {
+			t.Fatal("the image is still on the daemon")
+		}
+	}
+	removeLocal()
+	rel := e.release(1, nil)
+	rel.App, rel.Image = "pulled", img
+
+	anonymous := scheduler.New(e.cli, scheduler.Options{Name: e.name, Traffic: e.traffic, Timeout: 45 * time.Second})
+	err = anonymous.Deploy(ctx, rel, scheduler.DeployOptions{}, io.Discard)
+	t.Logf("without the login: %v", err)
+	if err == nil {
+		t.Fatal("a node pulled the image without the registry login")
+	}
+	if sts := e.status(t, "pulled"); len(sts) != 0 {
+		t.Errorf("services of the failed deploy remain: %+v", sts)
+	}
+
+	var out bytes.Buffer
+	if err := e.s.Deploy(ctx, rel, scheduler.DeployOptions{}, &out); err != nil {
+		t.Fatalf("Deploy with the registry login: %v\n%s", err, out.String())
+	}
+	if st := e.status(t, "pulled"); st["web"].Running != 1 {
+		t.Errorf("status %+v, want web running", st)
+	}
+	if _, err := e.cli.ImageInspect(ctx, img.Ref()); err != nil {
+		t.Errorf("the node did not pull the image: %v", err)
+	}
+	if err := e.s.Remove(ctx, "pulled"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestDeployTimesOut(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
@@ -600,10 +665,10 @@ func routerImage(t *testing.T, e *testEnv) string {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build paasd: %v\n%s", err, out)
 	}
-	reg := buildertest.Registry(t)
-	ref := reg + "/" + e.name + "/router:test"
-	buildertest.RemoveImages(t, e.cli, reg+"/"+e.name+"/router")
-	img, err := builder.BuildSelfImage(t.Context(), e.cli, bin, ref, nil, true, io.Discard)
+	reg := e.reg
+	ref := reg.Repository("router") + ":test"
+	buildertest.RemoveImages(t, e.cli, reg.Repository("router"))
+	img, err := builder.BuildSelfImage(t.Context(), e.cli, bin, ref, nil, &reg, io.Discard)
 	if err != nil {
 		t.Fatalf("build router image: %v", err)
 	}

@@ -7,12 +7,12 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
+	"paas/internal/paas"
 	"paas/internal/registry"
 )
 
@@ -68,17 +69,66 @@ func SwarmManager(t testing.TB) *client.Client {
 	return cli
 }
 
-// Registry starts an empty registry on 127.0.0.1 (which the daemon treats as
-// an insecure registry) for the test and returns its host:port.
-func Registry(t testing.TB) string {
+// Registry starts an empty registry on 127.0.0.1 for the test, as paasd
+// runs its own: TLS with a CA of the test process (which this process trusts,
+// as paasd trusts its own) and a login. The daemon treats 127.0.0.1 as an
+// insecure registry and does not check the certificate.
+func Registry(t testing.TB) paas.ImageRegistry {
 	t.Helper()
-	reg, err := registry.New(t.TempDir(), slog.New(slog.DiscardHandler))
+	certs, err := testCertificates()
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(reg)
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	base := t.TempDir()
+	login, err := registry.LoadLogin(filepath.Join(base, "auth"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.New(registry.Options{Dir: filepath.Join(base, "storage"), HTPasswd: login.HTPasswd()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(reg)
+	srv.TLS = certs.TLSConfig()
+	srv.StartTLS()
+	t.Cleanup(func() {
+		srv.Close()
+		reg.Close()
+	})
+	// pack mounts the CA file into its build containers.
+	caFile := filepath.Join(base, "ca.crt")
+	if err := os.WriteFile(caFile, certs.CA, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return paas.ImageRegistry{
+		Prefix:   strings.TrimPrefix(srv.URL, "https://"),
+		Username: login.User, Password: login.Password,
+		CAFile: caFile,
+	}
+}
+
+var (
+	certsOnce sync.Once
+	certs     *registry.Certificates
+	certsErr  error
+)
+
+// testCertificates are the CA and the 127.0.0.1 certificate of every test
+// registry of this process, which trusts the CA from then on.
+func testCertificates() (*registry.Certificates, error) {
+	certsOnce.Do(func() {
+		var dir string
+		dir, certsErr = os.MkdirTemp("", "paas-test-registry-tls-")
+		if certsErr != nil {
+			return
+		}
+		certs, certsErr = registry.LoadCertificates(dir, []string{"127.0.0.1"})
+		os.RemoveAll(dir) // kept in memory; each registry writes its copy of the CA
+		if certsErr == nil {
+			certsErr = registry.TrustCA(certs.CA)
+		}
+	})
+	return certs, certsErr
 }
 
 // RemoveImages removes, when the test ends, every image tagged in repository

@@ -5,14 +5,17 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -21,8 +24,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/crypto/bcrypt"
 
 	"paas/builder"
+	"paas/internal/daemon"
 	"paas/internal/registry"
 )
 
@@ -33,33 +38,51 @@ func init() {
 			ts.Fatalf("the air-gapped CNB builder %s is missing: run scripts/builder/build.sh (scripts/install.sh --deps does)", builder.DefaultCNBBuilder)
 		}
 	}
-	// oci-registry USER PASSWORD: start a second registry on loopback that
-	// wants these credentials; sets $OCIREG to its host:port.
+	// oci-registry [-tls] USER PASSWORD: start a second registry (an
+	// instance of the embedded one) on loopback that wants these
+	// credentials; sets $OCIREG to its host:port. With -tls it serves HTTPS
+	// with a CA of its own, whose PEM is $OCIREG_CA; otherwise plain HTTP.
 	scriptCmds["oci-registry"] = func(ts *testscript.TestScript, neg bool, args []string) {
-		if len(args) != 2 {
-			ts.Fatalf("usage: oci-registry USER PASSWORD")
+		useTLS := len(args) > 0 && args[0] == "-tls"
+		if useTLS {
+			args = args[1:]
 		}
-		reg, err := registry.New(ts.MkAbs(".oci-registry"), slog.New(slog.DiscardHandler))
+		if len(args) != 2 {
+			ts.Fatalf("usage: oci-registry [-tls] USER PASSWORD")
+		}
+		dir := ts.MkAbs(".oci-registry")
+		hash, err := bcrypt.GenerateFromPassword([]byte(args[1]), bcrypt.MinCost)
+		ts.Check(err)
+		ts.Check(os.MkdirAll(dir, 0o700))
+		htpasswd := filepath.Join(dir, "htpasswd")
+		ts.Check(os.WriteFile(htpasswd, []byte(args[0]+":"+string(hash)+"\n"), 0o600))
+		reg, err := registry.New(registry.Options{Dir: filepath.Join(dir, "storage"), HTPasswd: htpasswd, Quiet: time.Millisecond})
 		ts.Check(err)
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		ts.Check(err)
-		user, pass := args[0], args[1]
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if u, p, ok := r.BasicAuth(); !ok || u != user || p != pass {
-				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusUnauthorized)
-				io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
-				return
-			}
-			reg.ServeHTTP(w, r)
-		})}
-		go srv.Serve(l)
-		ts.Defer(func() { srv.Close() })
+		srv := &http.Server{Handler: reg}
+		if useTLS {
+			certs, err := registry.LoadCertificates(filepath.Join(dir, "tls"), []string{"127.0.0.1"})
+			ts.Check(err)
+			srv.TLSConfig = certs.TLSConfig()
+			ts.Setenv("OCIREG_CA", certs.CAFile())
+			go srv.ServeTLS(l, "", "")
+		} else {
+			go srv.Serve(l)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go reg.Run(ctx)
+		ts.Defer(func() {
+			cancel()
+			srv.Close()
+			reg.Close()
+			// paasd wrote the CA for the local daemon.
+			os.RemoveAll(filepath.Join(daemon.DefaultDockerCertsDir, l.Addr().String()))
+		})
 		ts.Setenv("OCIREG", l.Addr().String())
 	}
 	// oci-push BINARY REF USER PASSWORD: push an image holding the static
-	// BINARY as /app (its entrypoint) to REF.
+	// BINARY as /app (its entrypoint) to REF (trusting $OCIREG_CA if set).
 	scriptCmds["oci-push"] = func(ts *testscript.TestScript, neg bool, args []string) {
 		if len(args) != 4 {
 			ts.Fatalf("usage: oci-push BINARY REF USER PASSWORD")
@@ -85,7 +108,15 @@ func init() {
 		ts.Check(err)
 		ref, err := name.ParseReference(args[1])
 		ts.Check(err)
-		ts.Check(remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: args[2], Password: args[3]})))
+		opts := []remote.Option{remote.WithAuth(&authn.Basic{Username: args[2], Password: args[3]})}
+		if ca := ts.Getenv("OCIREG_CA"); ca != "" {
+			pem, err := os.ReadFile(ca)
+			ts.Check(err)
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(pem)
+			opts = append(opts, remote.WithTransport(&http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}))
+		}
+		ts.Check(remote.Write(ref, img, opts...))
 	}
 	// volumes PREFIX: list the Docker volumes whose name starts with PREFIX
 	// ("no volumes" when there is none).

@@ -18,6 +18,8 @@ import (
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"paas/internal/registry"
 )
 
 // diskUsage is one measure of an installation's footprint.
@@ -50,6 +52,10 @@ func init() {
 		in := installations.get(ts.Getenv("WORK"))
 		now, err := measureDisk(in, args[2])
 		ts.Check(err)
+		if args[0] == "record" {
+			now, err = settledDisk(in, args[2], now)
+			ts.Check(err)
+		}
 		fmt.Fprintf(ts.Stdout(), "%+v\n", now)
 		if df, err := exec.Command("docker", "system", "df", "--format", "{{.Type}}: {{.TotalCount}} {{.Size}}").Output(); err == nil {
 			fmt.Fprintf(ts.Stdout(), "docker system df (all installations): %s\n", strings.ReplaceAll(strings.TrimSpace(string(df)), "\n", ", "))
@@ -84,6 +90,26 @@ func init() {
 			ts.Check(err)
 		}
 	}
+}
+
+// settledDisk measures again until the footprint has stayed u for twice
+// the registry's quiet time (up to a minute): the embedded registry
+// collects the blobs an app destroyed just before left only once it has
+// served no request for registry.DefaultQuiet, and a start recorded before
+// that would count them.
+func settledDisk(in *installation, appPrefix string, u diskUsage) (diskUsage, error) {
+	since := time.Now()
+	for deadline := since.Add(time.Minute); time.Since(since) < 2*registry.DefaultQuiet && time.Now().Before(deadline); {
+		time.Sleep(time.Second)
+		now, err := measureDisk(in, appPrefix)
+		if err != nil {
+			return u, err
+		}
+		if now != u {
+			u, since = now, time.Now()
+		}
+	}
+	return u, nil
 }
 
 func measureDisk(in *installation, appPrefix string) (diskUsage, error) {

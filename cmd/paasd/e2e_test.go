@@ -26,6 +26,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"paas/internal/daemon"
 	"paas/internal/loopback"
 	"paas/scheduler"
 )
@@ -217,6 +218,8 @@ func (in *installation) cleanup() {
 	for _, ref := range strings.Fields(string(out)) {
 		exec.Command("docker", "rmi", "-f", ref).Run()
 	}
+	// The registry's CA paasd wrote for the local daemon.
+	os.RemoveAll(filepath.Join(daemon.DefaultDockerCertsDir, fmt.Sprintf("127.0.0.1:%d", in.regPort)))
 	// Build cache volumes of this installation's apps.
 	vols, _ = exec.Command("docker", "volume", "ls", "-q", "--filter", "name="+in.name+"-cache-").Output()
 	for _, v := range strings.Fields(string(vols)) {
@@ -319,6 +322,7 @@ func setupInstallation(env *testscript.Env) error {
 	env.Setenv("HTTP_PORT", fmt.Sprint(in.httpPort))
 	env.Setenv("HTTPS_PORT", fmt.Sprint(in.httpsPort))
 	env.Setenv("SSH_PORT", fmt.Sprint(in.sshPort))
+	env.Setenv("REG_PORT", fmt.Sprint(in.regPort))
 	env.Setenv("REGISTRY", fmt.Sprintf("127.0.0.1:%d/%s", in.regPort, in.name))
 	env.Setenv("PAAS_NAME", in.name)
 	env.Setenv("DATA_DIR", in.dataDir)

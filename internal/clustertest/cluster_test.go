@@ -114,7 +114,7 @@ func TestCluster(t *testing.T) {
 	// The image: built on the machine's daemon, copied to every node.
 	ref := c.Name + "/echo:test"
 	buildertest.RemoveImages(t, main, c.Name+"/echo")
-	if _, err := builder.BuildSelfImage(ctx, main, buildertest.GoBinary(t, "echo", echoSource), ref, []string{"serve"}, false, nil); err != nil {
+	if _, err := builder.BuildSelfImage(ctx, main, buildertest.GoBinary(t, "echo", echoSource), ref, []string{"serve"}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -123,10 +123,13 @@ func TestCluster(t *testing.T) {
 
 	// A registry on the host's address on the cluster's bridge serves every
 	// node: node 1 pushes the image, the others pull it for their tasks.
-	reg, err := registry.New(t.TempDir(), slog.New(slog.DiscardHandler))
+	// Plain HTTP and anonymous: the nodes run with --insecure-registry for
+	// the host's address (scripts/cluster.sh).
+	reg, err := registry.New(registry.Options{Dir: t.TempDir(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { reg.Close() })
 	l, err := net.Listen("tcp", net.JoinHostPort(c.HostAddr, "0"))
 	if err != nil {
 		t.Fatalf("listen on the host's cluster address: %v", err)

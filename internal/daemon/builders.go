@@ -29,25 +29,24 @@ type builders struct {
 	importer *builder.Importer
 	logins   *builder.Credentials
 	close    func()
-	// repoPrefix is where the apps' images live in the installation's
-	// registry (REGISTRY/NAME).
-	repoPrefix string
+	// reg is the installation's registry, where the apps' images live.
+	reg paas.ImageRegistry
 }
 
-func newBuilders(ctx context.Context, docker *client.Client, st *store.Store, dataDir, repoPrefix, name string, log *slog.Logger) (*builders, error) {
+func newBuilders(ctx context.Context, docker *client.Client, st *store.Store, dataDir string, reg paas.ImageRegistry, name string, log *slog.Logger) (*builders, error) {
 	moby, err := builder.NewPackDocker(ctx)
 	if err != nil {
 		return nil, err
 	}
 	logins := builder.NewCredentials(filepath.Join(dataDir, "registry-credentials.json"))
-	pack := builder.NewPack(docker, moby, logins, repoPrefix, name, log)
+	pack := builder.NewPack(docker, moby, logins, reg, name, log)
 	return &builders{
-		selector:   builder.NewSelect(st, builder.NewDockerfile(docker, repoPrefix, log), pack),
-		pack:       pack,
-		importer:   builder.NewImporter(logins, repoPrefix).WithLocal(docker),
-		logins:     logins,
-		close:      func() { moby.Close() },
-		repoPrefix: repoPrefix,
+		selector: builder.NewSelect(st, builder.NewDockerfile(docker, reg, log), pack),
+		pack:     pack,
+		importer: builder.NewImporter(logins, reg).WithLocal(docker),
+		logins:   logins,
+		close:    func() { moby.Close() },
+		reg:      reg,
 	}, nil
 }
 
@@ -55,15 +54,15 @@ func newBuilders(ctx context.Context, docker *client.Client, st *store.Store, da
 func (b *builders) commands(st *store.Store, pipeline *deploy.Pipeline) []*commands.Command {
 	c := &commands.Builds{
 		Store: st, Pipeline: pipeline, Cache: b.pack, Logins: b.logins, Running: pipeline,
-		Images: &imageDeployer{pipeline: pipeline, importer: b.importer, repoPrefix: b.repoPrefix},
+		Images: &imageDeployer{pipeline: pipeline, importer: b.importer, reg: b.reg},
 	}
 	return c.Commands()
 }
 
 type imageDeployer struct {
-	pipeline   *deploy.Pipeline
-	importer   *builder.Importer
-	repoPrefix string
+	pipeline *deploy.Pipeline
+	importer *builder.Importer
+	reg      paas.ImageRegistry
 }
 
 var _ commands.ImageDeployer = (*imageDeployer)(nil)
@@ -78,8 +77,8 @@ func (d *imageDeployer) DeployImage(ctx context.Context, app string, who paas.Id
 }
 
 // checkSource refuses a non-administrator an image that lives on this
-// machine's own registries (the installation's holds every app's images)
-// other than the app's own repository, whether named directly or through a
+// machine's own registries or in the installation's (which holds every
+// app's images, wherever it is) other than the app's own repository, whether named directly or through a
 // local image tagged there.
 func (d *imageDeployer) checkSource(ctx context.Context, app, source string) error {
 	names := []string{source}
@@ -88,13 +87,15 @@ func (d *imageDeployer) checkSource(ctx context.Context, app, source string) err
 		return err
 	}
 	names = append(names, tags...)
-	own := d.repoPrefix + "/" + app
+	own := d.reg.Repository(app)
 	for _, n := range names {
 		ref, err := name.ParseReference(n)
 		if err != nil {
 			continue // not a registry name (an image ID): its tags are checked
 		}
-		if ref.Context().Name() == own || !onThisMachine(ref.Context().RegistryStr()) {
+		repo := ref.Context().Name()
+		installation := strings.HasPrefix(repo, strings.TrimSuffix(d.reg.Prefix, "/")+"/")
+		if repo == own || (!installation && !onThisMachine(ref.Context().RegistryStr())) {
 			continue
 		}
 		return fmt.Errorf("image %s is in a registry of this machine (another app's, or the installation's own): administrators only", n)

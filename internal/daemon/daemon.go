@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,7 +28,6 @@ import (
 	"paas/internal/commands"
 	"paas/internal/deploy"
 	"paas/internal/paas"
-	"paas/internal/registry"
 	"paas/internal/store"
 	"paas/plugins"
 	"paas/scheduler"
@@ -37,15 +35,29 @@ import (
 
 // Config is the operator contract of `paasd serve` (DESIGN.md).
 type Config struct {
-	DataDir      string
-	SSHAddr      string
-	HTTPPort     int
-	HTTPSPort    int
-	Domain       string
-	AdminKeys    string
-	Name         string
-	RegistryAddr string
-	PluginsDir   string
+	DataDir   string
+	SSHAddr   string
+	HTTPPort  int
+	HTTPSPort int
+	Domain    string
+	AdminKeys string
+	Name      string
+	// RegistryAddr is where the embedded registry listens;
+	// RegistryAdvertiseAddr (HOST[:PORT]) is where every node reaches it,
+	// its host by default. Registry (HOST[:PORT][/PATH]) is a registry
+	// elsewhere, used instead, with RegistryUser, RegistryPasswordFile and
+	// RegistryCAFile (a PEM of its CA when the system's roots do not cover
+	// it).
+	RegistryAddr          string
+	RegistryAdvertiseAddr string
+	Registry              string
+	RegistryUser          string
+	RegistryPasswordFile  string
+	RegistryCAFile        string
+	// DockerCertsDir is where the local Docker daemon looks for registry CAs
+	// (DefaultDockerCertsDir); "" writes none.
+	DockerCertsDir string
+	PluginsDir     string
 	// NodeDockerSocket is the Docker socket's path on each manager, for the
 	// router's ports process (default: /var/run/docker.sock).
 	NodeDockerSocket string
@@ -106,8 +118,8 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
 	}
-	if _, _, err := net.SplitHostPort(c.RegistryAddr); err != nil {
-		return fmt.Errorf("--registry-addr %q: %w", c.RegistryAddr, err)
+	if err := c.validateRegistry(); err != nil {
+		return err
 	}
 	return c.LDAP.validate()
 }
@@ -152,15 +164,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	// The embedded registry must serve before anything is pushed to it.
-	reg, err := registry.New(filepath.Join(dataDir, "registry"), log)
+	reg, err := openRegistry(cfg, dataDir, log)
 	if err != nil {
 		return err
 	}
-	regListener, err := net.Listen("tcp", cfg.RegistryAddr)
-	if err != nil {
-		return fmt.Errorf("listen registry: %w", err)
-	}
-	regServer := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second}
+	defer reg.close()
+	target := reg.target
 
 	network := cfg.Name + "-net"
 	routerToken, err := secretFile(filepath.Join(dataDir, "router_token"))
@@ -173,9 +182,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// a rollout must see every router that serves.
 	routerReady := make(chan struct{})
 	traffic := &traffic{port: cfg.HTTPPort, token: routerToken, routers: nodes.RouterHosts, ready: routerReady}
-	sched := scheduler.New(docker, scheduler.Options{Name: cfg.Name, Network: network, Log: log, Traffic: traffic})
-	repoPrefix := cfg.RegistryAddr + "/" + cfg.Name
-	builds, err := newBuilders(ctx, docker, st, dataDir, repoPrefix, cfg.Name, log)
+	sched := scheduler.New(docker, scheduler.Options{
+		Name: cfg.Name, Network: network, Log: log, Traffic: traffic,
+		RegistryAuth: func() string { return builder.DockerAuth(target) },
+	})
+	builds, err := newBuilders(ctx, docker, st, dataDir, target, cfg.Name, log)
 	if err != nil {
 		return err
 	}
@@ -193,13 +204,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Sprintf("http://%s:%d", routes.DefaultHost(app), cfg.HTTPPort)
 	}
 	triggers := newPlugins(cfg, dataDir, st, log)
-	nodeImages := &localImages{docker: docker, repoPrefix: repoPrefix, installation: cfg.Name, log: log.With("component", "images")}
+	nodeImages := &localImages{docker: docker, repoPrefix: target.Prefix, installation: cfg.Name, log: log.With("component", "images")}
 	pipeline := deploy.New(st, builds.selector, sched, triggers, deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
 		AppHost:   routes.DefaultHost, // follows domains:set-global
 		Images: pruneFunc(func(app string, keep []string) error {
-			if _, err := reg.Prune(cfg.Name+"/"+app, keep); err != nil {
+			if err := reg.Prune(app, keep); err != nil {
 				return err
 			}
 			_, err := nodeImages.Prune(context.Background(), app, keep)
@@ -222,7 +233,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			if _, err := nodeImages.Prune(context.Background(), app, nil); err != nil {
 				return err
 			}
-			return reg.DeleteRepository(cfg.Name + "/" + app)
+			return reg.DeleteApp(app)
 		}},
 		Releases: &releases{Pipeline: pipeline, store: st, repos: repos, sched: sched},
 		OneOffs:  sched,
@@ -284,18 +295,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := regServer.Serve(regListener); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("registry: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
-		defer cancel()
-		return regServer.Shutdown(sctx)
-	})
+	g.Go(func() error { return reg.Run(gctx, ShutdownGrace) })
 	g.Go(func() error {
 		if err := sched.EnsureNetwork(gctx); err != nil {
 			return err
@@ -303,7 +303,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := routes.Sync(gctx); err != nil {
 			log.Warn("cannot publish the route configuration", "err", err)
 		}
-		if err := startRouter(gctx, docker, sched, cfg, repoPrefix, network, routerToken, log); err != nil {
+		if err := startRouter(gctx, docker, sched, cfg, target, network, routerToken, log); err != nil {
 			return err
 		}
 		close(routerReady)
@@ -319,14 +319,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	g.Go(func() error { return triggers.Run(gctx) })
-	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", regListener.Addr().String(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
+	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", target.Prefix, "registry_listen", reg.Addr(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
 	return g.Wait()
 }
 
 // startRouter builds the router image from this very binary and runs it as
 // the router's two Swarm services (scheduler.EnsureRouter): the ports
 // process, which binds the HTTP and HTTPS ports on the host, and the router.
-func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, repoPrefix, network, token string, log *slog.Logger) error {
+func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, reg paas.ImageRegistry, network, token string, log *slog.Logger) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -335,13 +335,13 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 	if err != nil {
 		return err
 	}
-	ref := repoPrefix + "/router:" + sum[:16]
+	ref := reg.Repository("router") + ":" + sum[:16]
 	ports := []string{"--http-port", strconv.Itoa(cfg.HTTPPort), "--https-port", strconv.Itoa(cfg.HTTPSPort)}
 	routerArgs := append([]string{"router", "--name", cfg.Name, "--domain", cfg.Domain, "--network", network}, ports...)
 	portsArgs := append([]string{"router-ports", "--name", cfg.Name}, ports...)
 	var image string
 	for attempt := 1; ; attempt++ {
-		image, err = builder.BuildSelfImage(ctx, docker, exe, ref, routerArgs, true, io.Discard)
+		image, err = builder.BuildSelfImage(ctx, docker, exe, ref, routerArgs, &reg, io.Discard)
 		if err == nil {
 			break
 		}

@@ -35,7 +35,7 @@ var _ imageStore = (*client.Client)(nil)
 // registry holds the images; these are copies that nothing else removes.
 type localImages struct {
 	docker       imageStore
-	repoPrefix   string // registry host:port/installation
+	repoPrefix   string // the installation's registry prefix (paas.ImageRegistry.Prefix)
 	installation string
 	log          *slog.Logger
 }

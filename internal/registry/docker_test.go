@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	registrytypes "github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
 )
 
@@ -42,22 +43,26 @@ func requireDocker(t *testing.T) {
 	}
 }
 
-// docker runs the docker CLI and returns its standard output.
-func docker(t *testing.T, args ...string) string {
+// dockerCLI runs the docker CLI with its own client configuration (logins)
+// and returns its standard output.
+type dockerCLI struct{ config string }
+
+func (d dockerCLI) run(t *testing.T, stdin string, args ...string) string {
 	t.Helper()
-	out, err := tryDocker(args...)
+	out, err := d.try(stdin, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
 }
 
-func tryDocker(args ...string) (string, error) {
+func (d dockerCLI) try(stdin string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "docker", args...)
 	// The classic builder needs neither buildx nor any image but scratch.
-	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0", "DOCKER_CONFIG="+d.config)
+	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -67,22 +72,34 @@ func tryDocker(args ...string) (string, error) {
 }
 
 // TestDockerPushPull pushes an image built by the local Docker daemon to the
-// registry, removes it, pulls it back by digest, and resolves its digest the
-// way `docker service create` does for Swarm.
+// registry over TLS, which refuses it until the client logs in, pulls it back
+// by digest, resolves its digest the way `docker service create` does for
+// Swarm, and pins a service to it with the registry login.
 func TestDockerPushPull(t *testing.T) {
 	requireDocker(t)
-	reg, err := New(t.TempDir(), slog.New(slog.NewTextHandler(t.Output(), nil)))
+	base := t.TempDir()
+	certs, err := LoadCertificates(filepath.Join(base, "tls"), []string{"127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	login, err := LoadLogin(filepath.Join(base, "auth"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := New(Options{Dir: filepath.Join(base, "storage"), HTPasswd: login.HTPasswd(), Log: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: reg, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	srv := &http.Server{Handler: reg, ReadHeaderTimeout: 10 * time.Second, TLSConfig: certs.TLSConfig()}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	t.Cleanup(func() { _ = srv.Close() })
 	host := ln.Addr().String()
+	docker := dockerCLI{config: t.TempDir()}
 
 	// A unique file makes a unique image, so the test never meets an image
 	// left by another run.
@@ -97,38 +114,39 @@ func TestDockerPushPull(t *testing.T) {
 	writeFile(t, filepath.Join(buildDir, "data.bin"), string(data))
 
 	img, other := host+"/test/img:1", host+"/test/other:1"
-	id := strings.TrimSpace(docker(t, "build", "-q", "-t", img, buildDir))
-	if !digestRe.MatchString(id) {
+	id := strings.TrimSpace(docker.run(t, "", "build", "-q", "-t", img, buildDir))
+	if !regexp.MustCompile(`^sha256:[a-f0-9]{64}$`).MatchString(id) {
 		t.Fatalf("docker build printed %q, want an image id", id)
 	}
 	t.Cleanup(func() {
-		if _, err := tryDocker("image", "inspect", id); err == nil {
-			if _, err := tryDocker("rmi", "-f", id); err != nil {
+		if _, err := docker.try("", "image", "inspect", id); err == nil {
+			if _, err := docker.try("", "rmi", "-f", id); err != nil {
 				t.Errorf("clean up: %v", err)
 			}
 		}
 	})
 
+	// Without a login, and with a wrong one, the registry refuses.
+	if out, err := docker.try("", "push", img); err == nil || !strings.Contains(err.Error(), "no basic auth credentials") {
+		t.Fatalf("push without login: %v\n%s", err, out)
+	}
+	if _, err := docker.try("wrong-password", "login", "-u", login.User, "--password-stdin", host); err == nil {
+		t.Fatal("docker login with a wrong password succeeded")
+	}
+	docker.run(t, login.Password, "login", "-u", login.User, "--password-stdin", host)
+
 	pushed := regexp.MustCompile(`1: digest: (sha256:[a-f0-9]{64}) size: \d+`)
-	out := docker(t, "push", img)
+	out := docker.run(t, "", "push", img)
 	t.Logf("docker push %s:\n%s", img, out)
 	m := pushed.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("docker push did not report a digest:\n%s", out)
 	}
 	digest := m[1]
-	resp, err := http.Head("http://" + host + "/v2/test/img/manifests/1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if got := resp.Header.Get("Docker-Content-Digest"); resp.StatusCode != http.StatusOK || got != digest {
-		t.Errorf("HEAD manifest: status %d, digest %q, want %q", resp.StatusCode, got, digest)
-	}
 
 	// A second repository gets the layer by cross-repository mount.
-	docker(t, "tag", id, other)
-	out = docker(t, "push", other)
+	docker.run(t, "", "tag", id, other)
+	out = docker.run(t, "", "push", other)
 	t.Logf("docker push %s:\n%s", other, out)
 	if m := pushed.FindStringSubmatch(out); m == nil || m[1] != digest {
 		t.Errorf("push to second repository: want digest %s:\n%s", digest, out)
@@ -146,7 +164,14 @@ func TestDockerPushPull(t *testing.T) {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dist, err := cli.DistributionInspect(ctx, img, "")
+	if _, err := cli.DistributionInspect(ctx, img, ""); err == nil {
+		t.Error("distribution inspect without credentials succeeded")
+	}
+	auth, err := registrytypes.EncodeAuthConfig(registrytypes.AuthConfig{Username: login.User, Password: login.Password, ServerAddress: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dist, err := cli.DistributionInspect(ctx, img, auth)
 	if err != nil {
 		t.Fatalf("distribution inspect: %v", err)
 	}
@@ -156,26 +181,31 @@ func TestDockerPushPull(t *testing.T) {
 	// And for real: a service without replicas runs nothing but has its image
 	// pinned to the digest the registry reported.
 	service := "paas-registry-test-" + hex.EncodeToString(nonce[:4])
-	docker(t, "service", "create", "--detach", "--replicas", "0", "--name", service, img)
+	docker.run(t, "", "service", "create", "--detach", "--with-registry-auth", "--replicas", "0", "--name", service, img)
 	t.Cleanup(func() {
-		if _, err := tryDocker("service", "rm", service); err != nil {
+		if _, err := docker.try("", "service", "rm", service); err != nil {
 			t.Errorf("clean up: %v", err)
 		}
 	})
-	spec := strings.TrimSpace(docker(t, "service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", service))
+	spec := strings.TrimSpace(docker.run(t, "", "service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", service))
 	if spec != img+"@"+digest {
 		t.Errorf("service image %q, want %q", spec, img+"@"+digest)
 	}
 
-	docker(t, "rmi", img, other)
-	if _, err := tryDocker("image", "inspect", id); err == nil {
+	docker.run(t, "", "rmi", img, other)
+	if _, err := docker.try("", "image", "inspect", id); err == nil {
 		t.Fatalf("image %s still present after docker rmi", id)
 	}
 
 	byDigest := host + "/test/img@" + digest
-	t.Logf("docker pull %s:\n%s", byDigest, docker(t, "pull", byDigest))
-	if got := strings.TrimSpace(docker(t, "image", "inspect", "--format", "{{.Id}}", byDigest)); got != id {
+	t.Logf("docker pull %s:\n%s", byDigest, docker.run(t, "", "pull", byDigest))
+	if got := strings.TrimSpace(docker.run(t, "", "image", "inspect", "--format", "{{.Id}}", byDigest)); got != id {
 		t.Errorf("pulled image id %s, want %s", got, id)
+	}
+	docker.run(t, "", "rmi", byDigest)
+	docker.run(t, "", "logout", host)
+	if out, err := docker.try("", "pull", byDigest); err == nil {
+		t.Errorf("pull after logout succeeded:\n%s", out)
 	}
 }
 

@@ -36,6 +36,8 @@ import (
 
 	"paas/builder"
 	"paas/internal/loopback"
+	"paas/internal/paas"
+	"paas/internal/registry"
 )
 
 func main() {
@@ -347,6 +349,7 @@ func (b *bench) startPaasd(ctx context.Context) error {
 	b.paasd = exec.Command(bin, "serve", "--data-dir", filepath.Join(b.tmp, "data"),
 		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", b.sshPort), "--http-port", fmt.Sprint(b.httpPort), "--https-port", "0",
 		"--registry-addr", fmt.Sprintf("127.0.0.1:%d", b.regPort), "--domain", "paas.bench",
+		"--docker-certs-dir", "", // 127.0.0.1 needs no CA for the local daemon
 		"--admin-keys", key+".pub", "--name", b.instance)
 	b.paasd.Stdout, b.paasd.Stderr = log, log
 	b.paasd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -447,7 +450,30 @@ func newRawSide(ctx context.Context, b *bench) (*rawSide, error) {
 	}
 	b.cleanups = append(b.cleanups, func() { moby.Close(); docker.Close() })
 	name := b.instance + "-raw"
-	p := builder.NewPack(docker, moby, nil, fmt.Sprintf("127.0.0.1:%d/%s", b.regPort, name), name, slog.New(slog.DiscardHandler))
+	// paasd's registry, with its login and CA, as a push uses them; the
+	// Docker CLI logs in with a configuration of its own.
+	data := filepath.Join(b.tmp, "data")
+	password, err := os.ReadFile(filepath.Join(data, "registry-auth", registry.PasswordFileName))
+	if err != nil {
+		return nil, err
+	}
+	ca, err := os.ReadFile(filepath.Join(data, "registry-tls", registry.CAFileName))
+	if err != nil {
+		return nil, err
+	}
+	if err := registry.TrustCA(ca); err != nil {
+		return nil, err
+	}
+	host := fmt.Sprintf("127.0.0.1:%d", b.regPort)
+	reg := paas.ImageRegistry{Prefix: host + "/" + name, Username: registry.LoginUser, Password: strings.TrimSpace(string(password)),
+		CAFile: filepath.Join(data, "registry-tls", registry.CAFileName)}
+	b.env = append(b.env, "DOCKER_CONFIG="+filepath.Join(b.tmp, "docker-config"))
+	login := exec.CommandContext(ctx, "docker", "login", "-u", reg.Username, "--password-stdin", host)
+	login.Env, login.Stdin = b.env, strings.NewReader(reg.Password)
+	if out, err := login.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("docker login: %w\n%s", err, out)
+	}
+	p := builder.NewPack(docker, moby, nil, reg, name, slog.New(slog.DiscardHandler))
 	return &rawSide{b: b, pack: p}, nil
 }
 
@@ -481,13 +507,13 @@ func (r *rawSide) push(ctx context.Context, dir, app, want string) (time.Duratio
 	svc := b.instance + "-raw-" + app
 	port := r.port(app)
 	if out, _ := b.cmd(ctx, "", "docker", "service", "inspect", svc); strings.HasPrefix(strings.TrimSpace(out), "[]") || out == "" || strings.Contains(out, "No such") {
-		_, err = b.cmd(ctx, "", "docker", "service", "create", "-d", "-q", "--name", svc,
+		_, err = b.cmd(ctx, "", "docker", "service", "create", "-d", "-q", "--with-registry-auth", "--name", svc,
 			"--publish", fmt.Sprintf("mode=host,target=5000,published=%d", port), "--env", "PORT=5000",
 			// Stop-first (a host port cannot be shared), but without the
 			// 10 s grace an app that ignores SIGTERM as PID 1 would add.
 			"--stop-grace-period", "100ms", img.Ref())
 	} else {
-		_, err = b.cmd(ctx, "", "docker", "service", "update", "-d", "-q", "--image", img.Ref(), svc)
+		_, err = b.cmd(ctx, "", "docker", "service", "update", "-d", "-q", "--with-registry-auth", "--image", img.Ref(), svc)
 	}
 	if err != nil {
 		return 0, err

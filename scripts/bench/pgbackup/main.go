@@ -165,6 +165,7 @@ func (b *bench) start(ctx context.Context) error {
 	b.paasd = exec.Command(b.bin, "serve", "--data-dir", filepath.Join(b.tmp, "data"),
 		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", b.sshPort), "--http-port", fmt.Sprint(b.httpPort), "--https-port", "0",
 		"--registry-addr", fmt.Sprintf("127.0.0.1:%d", b.regPort), "--domain", "paas.bench",
+		"--docker-certs-dir", "", // 127.0.0.1 needs no CA for the local daemon
 		"--admin-keys", adminKeys, "--name", b.name)
 	b.paasd.Stdout, b.paasd.Stderr = logf, logf
 	b.paasd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}

@@ -370,6 +370,7 @@ func startPaasd(ctx context.Context, tmp, bin string, g *gitEnv, cl *cleanups) (
 		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", p.sshPort),
 		"--http-port", fmt.Sprint(p.httpPort), "--https-port", "0",
 		"--registry-addr", fmt.Sprintf("127.0.0.1:%d", p.regPort),
+		"--docker-certs-dir", "", // 127.0.0.1 needs no CA for the local daemon
 		"--domain", "paas.bench",
 		"--admin-keys", adminKeys,
 		"--name", p.instance,

@@ -189,6 +189,7 @@ func startInstallation(ctx context.Context, tmp string) (*installation, error) {
 	inst.args = []string{bin, "serve", "--data-dir", filepath.Join(tmp, "data"),
 		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--http-port", fmt.Sprint(ports[1]), "--https-port", "0",
 		"--registry-addr", fmt.Sprintf("127.0.0.1:%d", ports[2]), "--domain", "paas.bench",
+		"--docker-certs-dir", "", // 127.0.0.1 needs no CA for the local daemon
 		"--admin-keys", adminKeys, "--name", inst.name}
 	opts := []string{"-i", key, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-p", fmt.Sprint(ports[0])}
 	inst.sshArgs = append(opts, "git@127.0.0.1")
