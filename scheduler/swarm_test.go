@@ -764,11 +764,11 @@ func TestEnsureRouter(t *testing.T) {
 		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR, Ports: []swarm.PortConfig{{
 			Protocol: swarm.PortConfigProtocolTCP, TargetPort: uint32(port), PublishedPort: uint32(port), PublishMode: swarm.PortConfigPublishModeHost,
 		}}},
-	}, swarm.ServiceCreateOptions{})
+	}, swarm.ServiceCreateOptions{EncodedRegistryAuth: builder.DockerAuth(e.reg)}) // the registry wants its login
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(300 * time.Millisecond) {
 		if resp, err := http.Get(url); err == nil {
 			resp.Body.Close()
 			break
