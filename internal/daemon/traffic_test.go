@@ -26,7 +26,7 @@ func fakeRouters(t *testing.T, backends ...[]router.BackendStatus) (hosts []stri
 		l := l0
 		if i > 0 {
 			if l, err = net.Listen("tcp", net.JoinHostPort("127.0.0."+strconv.Itoa(i+1), strconv.Itoa(port))); err != nil {
-				t.Skipf("no second loopback address on port %d: %v", port, err)
+				t.Fatalf("listen on a second loopback address, port %d: %v", port, err)
 			}
 		}
 		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
