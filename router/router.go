@@ -294,9 +294,10 @@ func (r *Router) ServeTLS(ctx context.Context, ln, tlsLn net.Listener) error {
 	f.startLoops(fbLn)
 	served := make(chan error, 4)
 	servers := []*http.Server{fb}
-	st := &serving{f: f, h1: fbLn, listeners: []*watchedListener{watchListener(ln)}}
+	plain := watchListener(ln)
+	st := &serving{f: f, h1: fbLn, listeners: []*watchedListener{plain}}
 	go func() { served <- fb.Serve(fbLn) }()
-	go func() { served <- f.accept(st.listeners[0], nil, fbLn, nil) }()
+	go func() { served <- f.accept(plain, nil, fbLn, nil) }()
 	if tlsLn != nil {
 		h2 := r.httpsServer(fb)
 		servers = append(servers, h2)
