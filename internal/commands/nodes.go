@@ -135,9 +135,6 @@ func (n *nodeCommands) joinCommand(ctx context.Context, c *Call) error {
 	if info.Registry != "" {
 		args = append(args, "--registry", info.Registry, "--registry-ca-sha256", info.RegistryCA)
 	}
-	if info.Role == "manager" {
-		args = append(args, "--manager")
-	}
 	for i, a := range args {
 		args[i] = shellWord(a)
 	}

@@ -118,7 +118,7 @@ func TestNodeCommands(t *testing.T) {
 		{name: "join command", id: root, args: []string{"nodes:join-command"},
 			wantOut: "scripts/install.sh --join --token TOKEN-manager=false --manager-addr 10.9.8.1:2377 --registry 10.9.8.1:5000 --registry-ca-sha256 " + caSHA + "\n"},
 		{name: "join command for a manager", id: root, args: []string{"nodes:join-command", "--manager"},
-			wantOut: "--token TOKEN-manager=true --manager-addr 10.9.8.1:2377 --registry 10.9.8.1:5000 --registry-ca-sha256 " + caSHA + " --manager\n"},
+			wantOut: "--token TOKEN-manager=true --manager-addr 10.9.8.1:2377 --registry 10.9.8.1:5000 --registry-ca-sha256 " + caSHA + "\n"},
 		{name: "join command json", id: root, args: []string{"nodes:join-command", "--format", "json"},
 			wantOut: `{"command":"scripts/install.sh --join --token TOKEN-manager=false --manager-addr 10.9.8.1:2377 --registry 10.9.8.1:5000 --registry-ca-sha256 ` + caSHA +
 				`","role":"worker","token":"TOKEN-manager=false","manager_addr":"10.9.8.1:2377","registry":"10.9.8.1:5000","registry_ca_sha256":"` + caSHA + `"}`},
