@@ -225,17 +225,21 @@ make_node() {
   ip -n "$ns" link set eth0 up
 }
 
-# make_mntns K: a mount namespace for node K, kept in a file under $RUN/mnt (a private
-# bind mount, as `ip netns` keeps /run/netns), in which the node's own certs.d is
-# /etc/docker/certs.d. Slave propagation: mounts made on the machine later still reach it.
+# make_mntns_dir: $RUN/mnt, a private bind mount on itself that holds the nodes' mount
+# namespaces (as `ip netns` keeps /run/netns); made once, before the nodes start.
+make_mntns_dir() {
+  mkdir -p "$RUN/mnt" /etc/docker/certs.d
+  mount --bind "$RUN/mnt" "$RUN/mnt"
+  mount --make-private "$RUN/mnt"
+}
+
+# make_mntns K: a mount namespace for node K, kept in a file under $RUN/mnt, in which the
+# node's own certs.d is /etc/docker/certs.d. Slave propagation: mounts made on the machine
+# later still reach it.
 make_mntns() {
   local k=$1 certs
   certs=$(node_certs "$k")
-  mkdir -p "$certs" /etc/docker/certs.d "$RUN/mnt"
-  if ! grep -qF " $RUN/mnt " /proc/self/mountinfo; then
-    mount --bind "$RUN/mnt" "$RUN/mnt"
-    mount --make-private "$RUN/mnt"
-  fi
+  mkdir -p "$certs"
   touch "$(node_mntns "$k")"
   unshare --mount="$(node_mntns "$k")" --propagation slave \
     mount --bind "$certs" /etc/docker/certs.d ||
@@ -382,6 +386,7 @@ cmd_up() {
 
   local k t pids=()
   for k in $(seq 1 "$n"); do make_node "$k"; done
+  [ -z "$TLS_REGISTRY" ] || make_mntns_dir
   log "Network: $NAME-br bridge namespace, $n node namespaces, host at $PREFIX.1 on $HOSTLINK ($(since "$t0")s)"
   for k in $(seq 1 "$n"); do
     start_node "$k" &

@@ -18,7 +18,11 @@
 #
 # Settings come from the environment, as paasd reads them: PAAS_DATA_DIR (/var/lib/paas),
 # PAAS_SSH_ADDR (:2222), PAAS_HTTP_PORT (80), PAAS_DOMAIN (paas.localhost),
-# PAAS_ADMIN_KEYS (/etc/paas/admin_keys), PAAS_NAME (paas).
+# PAAS_ADMIN_KEYS (/etc/paas/admin_keys), PAAS_NAME (paas). PAAS_ADVERTISE_ADDR: this
+# machine's address on the network of the nodes to come; the new swarm advertises it and
+# the registry listens on every address and is reached there (PAAS_REGISTRY_ADDR
+# 0.0.0.0:5000, PAAS_REGISTRY_ADVERTISE_ADDR). Without it the swarm is made on 127.0.0.1
+# and takes no other node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -105,8 +109,10 @@ start_docker() {
 
 start_swarm() {
   if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
-    log "Initialising a single-node swarm"
-    docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+    log "Initialising a swarm (advertised at ${PAAS_ADVERTISE_ADDR:-127.0.0.1})"
+    docker swarm init --advertise-addr "${PAAS_ADVERTISE_ADDR:-127.0.0.1}" >/dev/null
+  elif [ -n "${PAAS_ADVERTISE_ADDR:-}" ] && [ "$(docker info --format '{{.Swarm.NodeAddr}}')" != "$PAAS_ADVERTISE_ADDR" ]; then
+    log "warning: this machine's swarm advertises $(docker info --format '{{.Swarm.NodeAddr}}'), not PAAS_ADVERTISE_ADDR=$PAAS_ADVERTISE_ADDR; Swarm cannot change that in place"
   fi
 }
 
@@ -178,6 +184,10 @@ start_paasd() {
   export PAAS_DOMAIN=${PAAS_DOMAIN:-paas.localhost}
   export PAAS_ADMIN_KEYS=${PAAS_ADMIN_KEYS:-/etc/paas/admin_keys}
   export PAAS_NAME=${PAAS_NAME:-paas}
+  if [ -n "${PAAS_ADVERTISE_ADDR:-}" ]; then
+    export PAAS_REGISTRY_ADDR=${PAAS_REGISTRY_ADDR:-0.0.0.0:5000}
+    export PAAS_REGISTRY_ADVERTISE_ADDR=${PAAS_REGISTRY_ADVERTISE_ADDR:-$PAAS_ADVERTISE_ADDR}
+  fi
   seed_admin_key "$PAAS_ADMIN_KEYS"
   stop_paasd
   mkdir -p "$RUN_DIR" "$LOG_DIR"
@@ -246,7 +256,7 @@ join() {
     --registry-ca-file) ca_file=${2:?--registry-ca-file needs a value}; shift 2 ;;
     --advertise-addr) advertise=${2:?--advertise-addr needs a value}; shift 2 ;;
     --docker-certs-dir) certs=${2:?--docker-certs-dir needs a value}; shift 2 ;;
-    -h | --help) sed -n '2,21p' "$0"; return ;;
+    -h | --help) sed -n '2,25p' "$0"; return ;;
     *) die "--join: unknown argument '$1' (scripts/install.sh --help)" ;;
     esac
   done
@@ -364,9 +374,9 @@ registry_ca() {
   [[ $registry == *:* ]] || host=$registry
   host=${host#[}
   host=${host%]}
-  local port=${registry##*:}
-  [[ $registry == *:* ]] || port=443
-  timeout 15 openssl s_client -connect "$registry" -servername "$host" -showcerts </dev/null >"$dir/handshake" 2>"$dir/handshake.err" || true
+  local port=${registry##*:} connect=$registry
+  [[ $registry == *:* ]] || { port=443; connect=$registry:443; }
+  timeout 15 openssl s_client -connect "$connect" -servername "$host" -showcerts </dev/null >"$dir/handshake" 2>"$dir/handshake.err" || true
   awk -v dir="$dir" '/-----BEGIN CERTIFICATE-----/ {n++; f=dir "/chain" n ".pem"} f {print > f} /-----END CERTIFICATE-----/ {f=""}' "$dir/handshake"
   [ -f "$dir/chain1.pem" ] ||
     die "cannot reach the registry at $registry over TLS: is $port/tcp open from this machine to it? ($(tail -1 "$dir/handshake.err" 2>/dev/null))"
@@ -395,6 +405,6 @@ case "${1:-}" in
   --bench-deps) deps; bench_deps ;;
   --stop) stop_paasd ;;
   "") deps; build_paasd; start_paasd ;;
-  -h|--help) sed -n '2,21p' "$0" ;;
+  -h|--help) sed -n '2,25p' "$0" ;;
   *) die "unknown option $1 (see --help)" ;;
 esac

@@ -187,6 +187,7 @@ func TestJoin(t *testing.T) {
 		want string
 	}{
 		{"a CA that does not match", with("--registry-ca-sha256", hex.EncodeToString(other[:])), "presented no CA with SHA-256 " + hex.EncodeToString(other[:])},
+		{"an unreachable registry", with("--registry", c.HostAddr+":1"), "cannot reach the registry at " + c.HostAddr + ":1 over TLS"},
 		{"an unreachable manager", with("--manager-addr", c.HostAddr+":1"), "cannot reach the manager at " + c.HostAddr + ":1"},
 		{"a malformed token", with("--token", "SWMTKN-1-$(reboot)"), "not a Swarm join token"},
 		{"a wrong token", with("--token", badSecret), "the swarm refused the join token"},

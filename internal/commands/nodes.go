@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -127,9 +128,15 @@ func (n *nodeCommands) joinCommand(ctx context.Context, c *Call) error {
 		sum := sha256.Sum256(block.Bytes)
 		info.Registry, info.RegistryCA = n.registry.Host, hex.EncodeToString(sum[:])
 	}
+	if loopback(info.Registry) {
+		return fmt.Errorf("the registry is at %s, which no other machine reaches: restart paasd with --registry-addr 0.0.0.0:5000 --registry-advertise-addr ADDR (this machine's address on the nodes' network) first", info.Registry)
+	}
 	info.Token, info.ManagerAddr, err = n.nodes.JoinToken(ctx, c.Has("--manager"), c.Has("--rotate"))
 	if err != nil {
 		return err
+	}
+	if loopback(info.ManagerAddr) {
+		return fmt.Errorf("the swarm's manager advertises %s, which no other machine reaches (a swarm made with --advertise-addr 127.0.0.1, as install.sh did without PAAS_ADVERTISE_ADDR): such a swarm cannot take nodes; install the first manager with PAAS_ADVERTISE_ADDR=ADDR scripts/install.sh", info.ManagerAddr)
 	}
 	args := []string{"scripts/install.sh", "--join", "--token", info.Token, "--manager-addr", info.ManagerAddr}
 	if info.Registry != "" {
@@ -147,6 +154,19 @@ func (n *nodeCommands) joinCommand(ctx context.Context, c *Call) error {
 	}
 	fmt.Fprintln(c.Out, info.Command)
 	return nil
+}
+
+// loopback reports whether hostport's host is a loopback address or name.
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // shellWord is s as one word of a POSIX shell command: bare when it holds

@@ -26,9 +26,10 @@ import (
 // fakeNodes is a Swarm of named nodes; it records availability changes,
 // restarts and removals in order.
 type fakeNodes struct {
-	nodes []scheduler.Node
-	log   []string
-	fail  map[string]error // app -> Restart error
+	nodes   []scheduler.Node
+	log     []string
+	fail    map[string]error // app -> Restart error
+	manager string           // the manager's address ("": 10.9.8.1:2377)
 }
 
 func (f *fakeNodes) List(context.Context) ([]scheduler.Node, error) { return f.nodes, nil }
@@ -56,7 +57,11 @@ func (f *fakeNodes) JoinToken(_ context.Context, manager, rotate bool) (string, 
 	if rotate {
 		f.log = append(f.log, fmt.Sprintf("rotate manager=%v", manager))
 	}
-	return fmt.Sprintf("TOKEN-manager=%v", manager), "10.9.8.1:2377", nil
+	addr := "10.9.8.1:2377"
+	if f.manager != "" {
+		addr = f.manager
+	}
+	return fmt.Sprintf("TOKEN-manager=%v", manager), addr, nil
 }
 
 func (f *fakeNodes) Restart(_ context.Context, app string, _ paas.Identity, _ io.Writer) error {
@@ -107,6 +112,7 @@ func TestNodeCommands(t *testing.T) {
 		id       paas.Identity
 		args     []string
 		registry *JoinRegistry
+		manager  string // the manager's address, when not 10.9.8.1:2377
 		fail     map[string]error
 		wantCode int
 		wantOut  string
@@ -128,6 +134,10 @@ func TestNodeCommands(t *testing.T) {
 			wantOut: "scripts/install.sh --join --token TOKEN-manager=false --manager-addr 10.9.8.1:2377\n"},
 		{name: "join command with an unreadable CA rotates nothing", id: root, args: []string{"nodes:join-command", "--rotate"}, registry: &JoinRegistry{Host: "r:5000", CAFile: notPEM},
 			wantCode: ExitError, wantErr: "holds no PEM certificate"},
+		{name: "join command with a registry on loopback", id: root, args: []string{"nodes:join-command"}, registry: &JoinRegistry{Host: "127.0.0.1:5000", CAFile: caFile},
+			wantCode: ExitError, wantErr: "the registry is at 127.0.0.1:5000, which no other machine reaches"},
+		{name: "join command of a swarm on loopback", id: root, args: []string{"nodes:join-command"}, manager: "127.0.0.1:2377",
+			wantCode: ExitError, wantErr: "the swarm's manager advertises 127.0.0.1:2377"},
 		{name: "join command with a bad format", id: root, args: []string{"nodes:join-command", "--format", "yaml"}, wantCode: ExitError, wantErr: "yaml"},
 		{name: "join command is for admins", id: alice, args: []string{"nodes:join-command"}, wantCode: ExitError, wantErr: "administrators only"},
 		{name: "drain moves each app, then drains", id: root, args: []string{"nodes:drain", "worker1"},
@@ -150,6 +160,7 @@ func TestNodeCommands(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := swarmOf()
 			f.fail = tc.fail
+			f.manager = tc.manager
 			r := reg
 			if tc.registry != nil {
 				r = *tc.registry
