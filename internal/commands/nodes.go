@@ -128,15 +128,21 @@ func (n *nodeCommands) joinCommand(ctx context.Context, c *Call) error {
 		sum := sha256.Sum256(block.Bytes)
 		info.Registry, info.RegistryCA = n.registry.Host, hex.EncodeToString(sum[:])
 	}
-	if loopback(info.Registry) {
-		return fmt.Errorf("the registry is at %s, which no other machine reaches: restart paasd with --registry-addr 0.0.0.0:5000 --registry-advertise-addr ADDR (this machine's address on the nodes' network) first", info.Registry)
-	}
-	info.Token, info.ManagerAddr, err = n.nodes.JoinToken(ctx, c.Has("--manager"), c.Has("--rotate"))
+	info.Token, info.ManagerAddr, err = n.nodes.JoinToken(ctx, c.Has("--manager"), false)
 	if err != nil {
 		return err
 	}
 	if loopback(info.ManagerAddr) {
-		return fmt.Errorf("the swarm's manager advertises %s, which no other machine reaches (a swarm made with --advertise-addr 127.0.0.1, as install.sh did without PAAS_ADVERTISE_ADDR): such a swarm cannot take nodes; install the first manager with PAAS_ADVERTISE_ADDR=ADDR scripts/install.sh", info.ManagerAddr)
+		return fmt.Errorf("the swarm's manager advertises %s, which no other machine reaches (a swarm made with --advertise-addr 127.0.0.1, as install.sh does without PAAS_ADVERTISE_ADDR): such a swarm cannot take nodes; install the first manager with PAAS_ADVERTISE_ADDR=ADDR scripts/install.sh", info.ManagerAddr)
+	}
+	if loopback(info.Registry) {
+		return fmt.Errorf("the registry is at %s, which no other machine reaches: restart paasd with --registry-addr 0.0.0.0:5000 --registry-advertise-addr ADDR (this machine's address on the nodes' network) first", info.Registry)
+	}
+	// Rotated only once the command can be printed.
+	if c.Has("--rotate") {
+		if info.Token, info.ManagerAddr, err = n.nodes.JoinToken(ctx, c.Has("--manager"), true); err != nil {
+			return err
+		}
 	}
 	args := []string{"scripts/install.sh", "--join", "--token", info.Token, "--manager-addr", info.ManagerAddr}
 	if info.Registry != "" {

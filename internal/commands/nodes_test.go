@@ -136,7 +136,7 @@ func TestNodeCommands(t *testing.T) {
 			wantCode: ExitError, wantErr: "holds no PEM certificate"},
 		{name: "join command with a registry on loopback", id: root, args: []string{"nodes:join-command"}, registry: &JoinRegistry{Host: "127.0.0.1:5000", CAFile: caFile},
 			wantCode: ExitError, wantErr: "the registry is at 127.0.0.1:5000, which no other machine reaches"},
-		{name: "join command of a swarm on loopback", id: root, args: []string{"nodes:join-command"}, manager: "127.0.0.1:2377",
+		{name: "join command of a swarm on loopback rotates nothing", id: root, args: []string{"nodes:join-command", "--rotate"}, manager: "127.0.0.1:2377",
 			wantCode: ExitError, wantErr: "the swarm's manager advertises 127.0.0.1:2377"},
 		{name: "join command with a bad format", id: root, args: []string{"nodes:join-command", "--format", "yaml"}, wantCode: ExitError, wantErr: "yaml"},
 		{name: "join command is for admins", id: alice, args: []string{"nodes:join-command"}, wantCode: ExitError, wantErr: "administrators only"},
