@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/scheduler"
 )
@@ -204,7 +205,7 @@ func (n *nodeCommands) drain(ctx context.Context, c *Call) error {
 			return fmt.Errorf("%s is the last active manager: its router serves every app; add or activate another manager first", node.Name)
 		}
 	}
-	fmt.Fprintf(c.Out, "-----> Draining %s: no new task goes there\n", node.Name)
+	output.Step(c.Out, "Draining %s: no new task goes there", node.Name)
 	if err := n.nodes.SetAvailability(ctx, node.ID, "pause"); err != nil {
 		return err
 	}
@@ -216,9 +217,9 @@ func (n *nodeCommands) drain(ctx context.Context, c *Call) error {
 			}
 		}
 	}) {
-		fmt.Fprintf(c.Out, "-----> Moving %s off %s\n", app, node.Name)
+		output.Step(c.Out, "Moving %s off %s", app, node.Name)
 		if err := n.apps.Restart(ctx, app, c.ID, c.Out); err != nil {
-			fmt.Fprintf(c.Err, " !     %s: %v\n", app, err)
+			output.Warn(c.Err, "%s: %v", app, err)
 			failed = append(failed, app)
 		}
 	}
@@ -228,7 +229,7 @@ func (n *nodeCommands) drain(ctx context.Context, c *Call) error {
 	if err := n.nodes.SetAvailability(ctx, node.ID, "drain"); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "=====> %s drained\n", node.Name)
+	output.Header(c.Out, "%s drained", node.Name)
 	return nil
 }
 
@@ -240,7 +241,7 @@ func (n *nodeCommands) activate(ctx context.Context, c *Call) error {
 	if err := n.nodes.SetAvailability(ctx, node.ID, "active"); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> %s is active: new tasks may go there\n", node.Name)
+	output.Step(c.Out, "%s is active: new tasks may go there", node.Name)
 	return nil
 }
 
@@ -252,7 +253,7 @@ func (n *nodeCommands) remove(ctx context.Context, c *Call) error {
 	if err := n.nodes.Remove(ctx, node); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Removed %s\n", node.Name)
+	output.Step(c.Out, "Removed %s", node.Name)
 	return nil
 }
 
