@@ -157,7 +157,7 @@ func (n *nodeCommands) joinCommand(ctx context.Context, c *Call) error {
 		return writeJSON(c.Out, info)
 	}
 	if c.Has("--rotate") {
-		fmt.Fprintf(c.Err, "-----> The %s join token was replaced: commands printed before join nothing more\n", info.Role)
+		output.Step(c.Err, "The %s join token was replaced: commands printed before join nothing more", info.Role)
 	}
 	fmt.Fprintln(c.Out, info.Command)
 	return nil
