@@ -180,6 +180,10 @@ func TestJoin(t *testing.T) {
 
 	// Bad input: each refused, exit 1, nothing changed.
 	other := sha256.Sum256([]byte("another CA"))
+	otherCerts, err := registry.LoadCertificates(filepath.Join(dir, "other-tls"), []string{c.HostAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
 	badSecret := info.Token[:strings.LastIndex(info.Token, "-")+1] + strings.Repeat("a", 25)
 	for _, tc := range []struct {
 		name string
@@ -187,6 +191,7 @@ func TestJoin(t *testing.T) {
 		want string
 	}{
 		{"a CA that does not match", with("--registry-ca-sha256", hex.EncodeToString(other[:])), "presented no CA with SHA-256 " + hex.EncodeToString(other[:])},
+		{"a CA file that is another CA", append(slices.Clone(joinArgs), "--registry-ca-file", otherCerts.CAFile()), "not the " + info.RegistryCA + " nodes:join-command printed"},
 		{"an unreachable registry", with("--registry", c.HostAddr+":1"), "cannot reach the registry at " + c.HostAddr + ":1 over TLS"},
 		{"an unreachable manager", with("--manager-addr", c.HostAddr+":1"), "cannot reach the manager at " + c.HostAddr + ":1"},
 		{"a malformed token", with("--token", "SWMTKN-1-$(reboot)"), "not a Swarm join token"},
