@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"paas/router/contract"
 	"runtime"
 	"strconv"
 	"sync"
@@ -516,7 +517,7 @@ func (c *frontConn) parseHead(head []byte, h *requestHead) bool {
 	if hosts != 1 || !plainHost(h.host) {
 		return false
 	}
-	if c.r.opts.AdminToken != "" && string(h.host) == AdminHost {
+	if c.r.opts.AdminToken != "" && string(h.host) == contract.AdminHost {
 		return false
 	}
 	tbl := c.r.table.Load()
@@ -525,7 +526,7 @@ func (c *frontConn) parseHead(head []byte, h *requestHead) bool {
 		return false // net/http writes the 404 and 503 pages
 	}
 	if c.tls == nil {
-		if tbl.global != nil && bytes.HasPrefix(h.target, []byte(ACMEChallengePath)) {
+		if tbl.global != nil && bytes.HasPrefix(h.target, []byte(contract.ACMEChallengePath)) {
 			return false
 		}
 		if rt.edge != nil && len(rt.edge.Certs) > 0 && c.r.opts.HTTPSAddr != "" && rt.cert(canonicalHost(string(h.host)), time.Now()) != nil {
