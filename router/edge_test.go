@@ -85,7 +85,7 @@ func TestHostLookup(t *testing.T) {
 		{App: "web", Hosts: []string{"web.example.test", "app.example.com", "exact.preview.example.com"}, Backends: backends("10.0.0.1:5000"), Edge: &Edge{Key: "1", Wildcards: []string{"*.docs.example.com"}}},
 		{App: "docs", Hosts: []string{"docs.example.test"}, Backends: backends("10.0.0.2:5000"), Edge: &Edge{Key: "2", Wildcards: []string{"*.preview.example.com", "*.docs.example.com"}}},
 	}}
-	r := New(&fakeSource{table: tbl}, Options{Log: discardLog()})
+	r := newTestRouter(&fakeSource{table: tbl}, Options{Log: discardLog()})
 	if err := r.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func tlsRouter(t *testing.T, src Source) (r *Router, httpURL, httpsAddr string) 
 		t.Fatal(err)
 	}
 	port := tlsLn.Addr().(*net.TCPAddr).Port
-	r = New(src, Options{Log: discardLog(), HTTPSAddr: tlsLn.Addr().String(), HTTPSPort: port, PollInterval: 50 * time.Millisecond, ShutdownTimeout: 5 * time.Second})
+	r = newTestRouter(src, Options{Log: discardLog(), HTTPSAddr: tlsLn.Addr().String(), HTTPSPort: port, PollInterval: 50 * time.Millisecond, ShutdownTimeout: 5 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.ServeTLS(ctx, ln, tlsLn) }()
@@ -411,7 +411,7 @@ func BenchmarkLookup(b *testing.B) {
 					Edge: &Edge{Key: app, Wildcards: []string{"*." + app + ".example.com"}}})
 				hosts = append(hosts, app+".example.test", "pr."+app+".example.com")
 			}
-			r := New(&fakeSource{table: tbl}, Options{Log: discardLog()})
+			r := newTestRouter(&fakeSource{table: tbl}, Options{Log: discardLog()})
 			if err := r.Refresh(b.Context()); err != nil {
 				b.Fatal(err)
 			}

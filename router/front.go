@@ -142,15 +142,12 @@ func (f *front) track(c net.Conn) bool {
 	return true
 }
 
-// eventLoops turns the event loops on; without them (tests run both ways)
-// a goroutine serves each connection.
-var eventLoops = true
-
 // startLoops starts the event loops that serve HTTP/1 (loop.go), one per
-// processor Go runs on; with none, a goroutine serves each connection. It
-// is called before the front accepts connections.
+// processor Go runs on; with none (Options.Engine, or no epoll), a
+// goroutine serves each connection. It is called before the front accepts
+// connections.
 func (f *front) startLoops(h1 *handoff) {
-	if !eventLoops {
+	if f.r.opts.Engine != EngineEventLoops || !haveEventLoops {
 		return
 	}
 	for range runtime.GOMAXPROCS(0) {

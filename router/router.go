@@ -76,6 +76,9 @@ type Options struct {
 	// serving an empty table (404 for every app) until it answers. Set it
 	// when another router serves the same socket meanwhile.
 	WaitForRoutes bool
+	// Engine is how the front serves plain HTTP/1.1 connections; the
+	// zero value, EngineEventLoops, is what the router runs with.
+	Engine Engine
 	// AdminToken enables the control endpoint (see admin.go) for requests
 	// that carry it; empty disables it.
 	AdminToken string
@@ -97,6 +100,20 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
+
+// Engine chooses how the front (front.go) serves plain HTTP/1.1
+// connections. Either way it parses and proxies the same; what it does not
+// serve itself goes to net/http.
+type Engine uint8
+
+const (
+	// EngineEventLoops serves connections from epoll event loops, one per
+	// processor (loop.go), where the system has epoll (Linux); elsewhere
+	// it is EngineGoroutines.
+	EngineEventLoops Engine = iota
+	// EngineGoroutines serves each connection from a goroutine of its own.
+	EngineGoroutines
+)
 
 // Source yields the current route table.
 type Source interface {
