@@ -290,7 +290,7 @@ func routerURL(t *testing.T, r *Router, front *testServer, engine string) (strin
 		t.Cleanup(viaNetHTTP.Close)
 		return engine, viaNetHTTP.URL
 	}
-	if eventLoops {
+	if testEngine == EngineEventLoops {
 		return "front (event loops)", front.URL
 	}
 	return "front (goroutines)", front.URL
