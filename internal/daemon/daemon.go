@@ -87,8 +87,8 @@ type Config struct {
 	// RouterMaxConnsPerAddr is the router's limit of connections per client
 	// address (0: none).
 	RouterMaxConnsPerAddr int
-	SSHAuthTimeout     time.Duration
-	SSHIdleTimeout     time.Duration
+	SSHAuthTimeout        time.Duration
+	SSHIdleTimeout        time.Duration
 }
 
 // Default limits of `paasd serve` (those of SSH are gitreceive's).
