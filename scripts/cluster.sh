@@ -3,9 +3,12 @@
 # more than one node. It never touches the machine's own Docker daemon or its swarm.
 #
 #   scripts/cluster.sh up N [--name NAME] [--managers M] [--subnet 198.18.K.0/24]
-#                           [--registry ADDR] [--pool CIDR] [--format env|json]
+#                           [--registry ADDR] [--secure-registry] [--pool CIDR] [--format env|json]
 #       N nodes (node 1 a manager, nodes 2..M managers too, the rest workers). Prints the
 #       environment that points a client at the cluster: eval "$(scripts/cluster.sh up 3)"
+#       --secure-registry: the nodes treat no registry as insecure; one on the host must
+#       serve TLS with a CA in /etc/docker/certs.d/HOST:PORT/ca.crt, which every node
+#       reads (they share the machine's /etc; paasd writes its registry's CA there).
 #   scripts/cluster.sh env [--name NAME] [--format env|json]    that environment again
 #   scripts/cluster.sh status [--name NAME]                      nodes, daemons, memory
 #   scripts/cluster.sh load IMAGE... [--name NAME] [--from DOCKER_HOST]
@@ -27,7 +30,7 @@
 # Nodes cannot pull from the internet. An image reaches them by `load` (docker save of the
 # machine's daemon, docker load into each node), or from a registry listening on the host's
 # address on the bridge, .1 (the nodes accept plain HTTP from any port of that address and
-# from --registry, default HOST:5000: --insecure-registry).
+# from --registry, default HOST:5000: --insecure-registry), unless --secure-registry.
 set -euo pipefail
 
 RUN_BASE=/run/paas-cluster
@@ -250,7 +253,7 @@ EOF
     --data-root "$data/docker" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
     -H "unix://$(node_sock "$k")" --containerd "$dir/containerd/containerd.sock" \
     --exec-opt native.cgroupdriver=cgroupfs --cgroup-parent "/$CGROUP_PARENT/$ns" \
-    --insecure-registry "$PREFIX.1/32" --insecure-registry "$REGISTRY" \
+    "${INSECURE[@]}" \
     >"$dir/dockerd.log" 2>&1 </dev/null 9>&- &
   echo $! >"$dir/dockerd.launched.pid"
   for i in $(seq 1 600); do
@@ -272,13 +275,14 @@ memory() {
 }
 
 cmd_up() {
-  local n="" managers=1 subnet="" registry="" pool=198.19.0.0/16 format=env name=cluster
+  local n="" managers=1 subnet="" registry="" pool=198.19.0.0/16 format=env name=cluster secure=""
   while [ $# -gt 0 ]; do
     case $1 in
     --name) name=${2:?--name needs a value}; shift 2 ;;
     --managers) managers=${2:?--managers needs a value}; shift 2 ;;
     --subnet) subnet=${2:?--subnet needs a value}; shift 2 ;;
     --registry) registry=${2:?--registry needs a value}; shift 2 ;;
+    --secure-registry) secure=1; shift ;;
     --pool) pool=${2:?--pool needs a value}; shift 2 ;;
     --format) format=${2:?--format needs a value}; shift 2 ;;
     -*) die "up: unknown flag $1 (scripts/cluster.sh help)" ;;
@@ -316,6 +320,8 @@ cmd_up() {
   NODES=$n
   MANAGERS=$managers
   REGISTRY=${registry:-$PREFIX.1:5000}
+  INSECURE=(--insecure-registry "$PREFIX.1/32" --insecure-registry "$REGISTRY")
+  [ -z "$secure" ] || INSECURE=()
   # From here on a failure removes whatever was made.
   trap 'up_exit $?' EXIT
   mkdir -p "$RUN"

@@ -9,9 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,11 +44,25 @@ type Cluster struct {
 	script string
 }
 
+// Options are the choices of UpWith.
+type Options struct {
+	// SecureRegistry: the nodes treat no registry as insecure (cluster.sh
+	// up --secure-registry), so they pull from a registry on the host only
+	// over TLS they verify, with its CA in /etc/docker/certs.d.
+	SecureRegistry bool
+}
+
 // Up starts a cluster of n nodes (node 1 the manager, the others workers) for
 // the test and removes it, checking that nothing is left, when the test ends.
 // Without root or the tools the script needs, the test fails under CI=true and
 // is skipped elsewhere (buildertest.Missing).
 func Up(t testing.TB, n int) *Cluster {
+	t.Helper()
+	return UpWith(t, n, Options{})
+}
+
+// UpWith is Up with options.
+func UpWith(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	script, err := Script()
 	if err != nil {
@@ -68,7 +84,11 @@ func Up(t testing.TB, n int) *Cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
-	out, err := c.run(ctx, t, "up", fmt.Sprint(n), "--name", name, "--format", "json")
+	args := []string{"up", fmt.Sprint(n), "--name", name, "--format", "json"}
+	if opts.SecureRegistry {
+		args = append(args, "--secure-registry")
+	}
+	out, err := c.run(ctx, t, args...)
 	if err != nil {
 		t.Fatalf("cluster up: %v", err)
 	}
@@ -247,4 +267,57 @@ func Leftovers(name string) []string {
 		}
 	}
 	return left
+}
+
+// Manager returns node 1, the first manager: paasd's DOCKER_HOST, and where
+// the router serves.
+func (c *Cluster) Manager() Node { return c.Nodes[0] }
+
+// PaasdEnv is the environment that points `paasd serve` at the cluster:
+// DOCKER_HOST, the first manager's dockerd.
+func (c *Cluster) PaasdEnv() []string { return []string{"DOCKER_HOST=" + c.DockerHost} }
+
+// RegistryAddr is HOST:PORT on the host's address on the cluster's bridge,
+// which every node reaches: where paasd's embedded registry listens and is
+// advertised (--registry-addr).
+func (c *Cluster) RegistryAddr(port int) string {
+	return net.JoinHostPort(c.HostAddr, strconv.Itoa(port))
+}
+
+// ManagerSocket is the path of the first manager's Docker socket, for
+// paasd's --node-docker-socket: the router's ports process mounts it, not
+// the machine's /var/run/docker.sock (the nodes share its filesystem). Each
+// manager's socket is at a path of its own, so this serves one manager.
+func (c *Cluster) ManagerSocket() string {
+	return strings.TrimPrefix(c.Manager().DockerHost, "unix://")
+}
+
+// LoadInto copies images from the machine's own Docker daemon to the named
+// node only (see Node), e.g. a builder image to the manager, which runs the
+// builds.
+func (c *Cluster) LoadInto(t testing.TB, name string, images ...string) {
+	t.Helper()
+	n := c.Node(t, name)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	save := exec.CommandContext(ctx, "docker", append([]string{"-H", "unix:///var/run/docker.sock", "save"}, images...)...)
+	load := exec.CommandContext(ctx, "docker", "-H", n.DockerHost, "load", "-q")
+	pipe, err := save.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	load.Stdin = pipe
+	var saveErr, loadOut bytes.Buffer
+	save.Stderr = &saveErr
+	load.Stdout, load.Stderr = &loadOut, &loadOut
+	if err := save.Start(); err != nil {
+		t.Fatalf("docker save %s: %v", strings.Join(images, " "), err)
+	}
+	lerr := load.Run()
+	serr := save.Wait()
+	if serr != nil || lerr != nil {
+		t.Fatalf("copy %s to %s: save: %v %s; load: %v %s", strings.Join(images, " "), n.Name, serr, saveErr.String(), lerr, loadOut.String())
+	}
+	t.Logf("loaded %s into %s in %.1fs", strings.Join(images, " "), n.Name, time.Since(start).Seconds())
 }
