@@ -9,11 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -272,17 +270,6 @@ func Leftovers(name string) []string {
 // Manager returns node 1, the first manager: paasd's DOCKER_HOST, and where
 // the router serves.
 func (c *Cluster) Manager() Node { return c.Nodes[0] }
-
-// PaasdEnv is the environment that points `paasd serve` at the cluster:
-// DOCKER_HOST, the first manager's dockerd.
-func (c *Cluster) PaasdEnv() []string { return []string{"DOCKER_HOST=" + c.DockerHost} }
-
-// RegistryAddr is HOST:PORT on the host's address on the cluster's bridge,
-// which every node reaches: where paasd's embedded registry listens and is
-// advertised (--registry-addr).
-func (c *Cluster) RegistryAddr(port int) string {
-	return net.JoinHostPort(c.HostAddr, strconv.Itoa(port))
-}
 
 // ManagerSocket is the path of the first manager's Docker socket, for
 // paasd's --node-docker-socket: the router's ports process mounts it, not
