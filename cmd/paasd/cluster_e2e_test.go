@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"os/exec"
 	"slices"
@@ -41,6 +42,18 @@ func TestCluster(t *testing.T) {
 	// from paasd's embedded registry over TLS they verify, with the CA
 	// paasd writes in /etc/docker/certs.d, which every node reads.
 	c := clustertest.UpWith(t, 3, clustertest.Options{SecureRegistry: true})
+	hostIP := net.ParseIP(c.HostAddr)
+	for _, n := range c.Nodes {
+		info, err := c.Client(t, n.Name).Info(context.Background())
+		if err != nil {
+			t.Fatalf("docker info of %s: %v", n.Name, err)
+		}
+		for _, cidr := range info.RegistryConfig.InsecureRegistryCIDRs {
+			if (*net.IPNet)(cidr).Contains(hostIP) {
+				t.Fatalf("%s treats registries on %s as insecure (%v): its pulls would not verify TLS", n.Name, c.HostAddr, (*net.IPNet)(cidr))
+			}
+		}
+	}
 	// Builds run on the manager: the air-gapped builder and its run image
 	// must be there (paasd pushes the run image to its registry).
 	c.LoadInto(t, c.Manager().Name, builder.DefaultCNBBuilder, cnbRunImage(t))
