@@ -13,7 +13,9 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,6 +28,7 @@ import (
 	"paas/builder"
 	"paas/builder/buildertest"
 	"paas/internal/clustertest"
+	"paas/internal/registry"
 	"paas/scheduler"
 )
 
@@ -38,10 +41,10 @@ func TestCluster(t *testing.T) {
 	requireTools(t)
 	t.Parallel()
 	start := time.Now()
-	// The nodes trust no registry as insecure: they pull the apps' images
-	// from paasd's embedded registry over TLS they verify, with the CA
-	// paasd writes in /etc/docker/certs.d, which every node reads.
-	c := clustertest.UpWith(t, 3, clustertest.Options{SecureRegistry: true})
+	// The nodes trust no registry as insecure, and each reads registry CAs
+	// from a certs.d of its own, as separate machines do: they pull the
+	// apps' images from paasd's embedded registry over TLS they verify.
+	c := clustertest.UpWith(t, 3, clustertest.Options{TLSRegistry: true})
 	hostIP := net.ParseIP(c.HostAddr)
 	for _, n := range c.Nodes {
 		info, err := c.Client(t, n.Name).Info(context.Background())
@@ -61,17 +64,36 @@ func TestCluster(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/cluster",
 		Setup: func(env *testscript.Env) error {
-			return setup(env, func(in *installation, env *testscript.Env) {
+			err := setup(env, func(in *installation, env *testscript.Env) {
 				in.dockerHost = c.DockerHost
 				in.routerHost = c.Manager().Addr
 				in.regHost = c.HostAddr
-				in.extraArgs = append(in.extraArgs, "--node-docker-socket", c.ManagerSocket())
+				// paasd writes its registry's CA where the manager's
+				// dockerd, which builds and pushes, reads it.
+				in.extraArgs = append(in.extraArgs, "--node-docker-socket", c.ManagerSocket(),
+					"--docker-certs-dir", c.Manager().CertsDir)
 				env.Setenv("DOCKER_HOST", c.DockerHost)
 				env.Setenv("CLUSTER_HOST_ADDR", c.HostAddr)
 				for i, n := range c.Nodes {
 					env.Setenv(fmt.Sprintf("NODE%d", i+1), n.Name)
 				}
 			})
+			if err != nil {
+				return err
+			}
+			// The workers trust the CA as scripts/install.sh --join
+			// makes a new machine trust it.
+			in := installations.get(env.WorkDir)
+			ca, err := os.ReadFile(filepath.Join(in.dataDir, "registry-tls", registry.CAFileName))
+			if err != nil {
+				return err
+			}
+			for _, n := range c.Nodes[1:] {
+				if err := registry.WriteDockerCA(n.CertsDir, in.registryHostPort(), ca); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 		Cmds:                clusterCmds(),
 		RequireExplicitExec: true,

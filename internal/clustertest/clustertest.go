@@ -24,10 +24,24 @@ import (
 // Node is one node of a cluster.
 type Node struct {
 	Name       string `json:"name"`        // its hostname and network namespace, e.g. "ct-1a2b3c4d-node2"
-	Role       string `json:"role"`        // "manager" or "worker"
+	Role       string `json:"role"`        // "manager" or "worker"; "none" for a node left out of the swarm (Options.Unjoined)
 	Addr       string `json:"addr"`        // its address in the cluster's /24
 	DockerHost string `json:"docker_host"` // its dockerd, e.g. "unix:///run/paas-cluster/NAME/node2/docker.sock"
 	NetNS      string `json:"netns"`
+	// CertsDir is the directory its dockerd reads as /etc/docker/certs.d: its
+	// own with Options.TLSRegistry, the machine's otherwise.
+	CertsDir string `json:"certs_dir"`
+}
+
+// Options shape a cluster beyond its node count.
+type Options struct {
+	// Unjoined is how many of the last nodes run their dockerd but stay out
+	// of the swarm, as new machines to join (scripts/cluster.sh --unjoined).
+	Unjoined int
+	// TLSRegistry: the nodes trust no registry without verified TLS, and
+	// each reads registry CAs from a certs.d of its own (Node.CertsDir), as
+	// separate machines do (scripts/cluster.sh --tls-registry).
+	TLSRegistry bool
 }
 
 // Cluster is a running cluster, as scripts/cluster.sh up describes it.
@@ -40,14 +54,6 @@ type Cluster struct {
 	Nodes      []Node `json:"nodes"`
 
 	script string
-}
-
-// Options are the choices of UpWith.
-type Options struct {
-	// SecureRegistry: the nodes treat no registry as insecure (cluster.sh
-	// up --secure-registry), so they pull from a registry on the host only
-	// over TLS they verify, with its CA in /etc/docker/certs.d.
-	SecureRegistry bool
 }
 
 // Up starts a cluster of n nodes (node 1 the manager, the others workers) for
@@ -83,8 +89,11 @@ func UpWith(t testing.TB, n int, opts Options) *Cluster {
 	defer cancel()
 	start := time.Now()
 	args := []string{"up", fmt.Sprint(n), "--name", name, "--format", "json"}
-	if opts.SecureRegistry {
-		args = append(args, "--secure-registry")
+	if opts.Unjoined > 0 {
+		args = append(args, "--unjoined", fmt.Sprint(opts.Unjoined))
+	}
+	if opts.TLSRegistry {
+		args = append(args, "--tls-registry")
 	}
 	out, err := c.run(ctx, t, args...)
 	if err != nil {
