@@ -92,7 +92,7 @@ func cmdIdleConns(ts *testscript.TestScript, neg bool, args []string) {
 	if lim.Cur < uint64(n)+1024 {
 		ts.Fatalf("RLIMIT_NOFILE allows %d descriptors, %d connections need more", lim.Cur, n)
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(installations.get(work).httpPort))
+	addr := installations.get(work).routerAddr()
 	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: from}, Timeout: 10 * time.Second}
 	conns := make([]net.Conn, 0, n)
 	defer func() { idleConns.set(work, conns) }()
