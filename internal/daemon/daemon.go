@@ -285,6 +285,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		commands.WithTriggers(platform.Builtins(), triggers),
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
 		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline), commands.WhoamiCommands(), commands.EventCommands(st),
+		commands.ResourceCommands(st, pipeline),
 		pluginCommands(triggers))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))
