@@ -310,6 +310,7 @@ func (r *Resources) report(_ context.Context, c *Call) error {
 		if len(c.Args) > 0 {
 			return fmt.Errorf("--global takes no app")
 		}
+		delete(c.Flags, "--global") // not one of the report's single-value flags
 		if asJSON {
 			return writeJSON(c.Out, ResourceJSON{Limits: nonNilRes(global.Limits), Reservations: nonNilRes(global.Reservations), Global: global})
 		}

@@ -79,6 +79,7 @@ func TestResourceCommands(t *testing.T) {
 		{name: "report", id: alice, args: []string{"resource:report", "app"}, wantOut: "Resource limit memory:", wantMemory: 256 << 20, wantGlobal: 1 << 30},
 		{name: "report json", id: alice, args: []string{"resource:report", "app", "--format", "json"}, wantOut: `"limits":{"_default_":{"memory_bytes":268435456}}`, wantMemory: 256 << 20, wantGlobal: 1 << 30},
 		{name: "report of another's app", id: bob, args: []string{"resource:report", "app"}, wantCode: ExitNotFound, wantErr: "App app does not exist", wantMemory: 256 << 20, wantGlobal: 1 << 30},
+		{name: "report of the installation", id: alice, args: []string{"resource:report", "--global"}, wantOut: "Resource limit memory:   1 GB", wantMemory: 256 << 20, wantGlobal: 1 << 30},
 		{name: "report of every app", id: root, args: []string{"resource:report"}, wantOut: "reserved resource information", wantMemory: 256 << 20, wantGlobal: 1 << 30},
 	}
 	for _, tc := range tests {
