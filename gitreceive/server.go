@@ -28,6 +28,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"paas/internal/applock"
+	"paas/internal/connlimit"
 	"paas/internal/output"
 	"paas/internal/paas"
 )
@@ -85,7 +86,7 @@ type Server struct {
 	hooksDir string
 	listener net.Listener
 	pushes   *applock.Set
-	conns    connLimiter
+	conns    *connlimit.Limiter
 }
 
 // New prepares a Server: host key, hooks dir and hook socket path.
@@ -98,7 +99,7 @@ func New(opts Options) (*Server, error) {
 	if err := installHook(hooksDir); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, hooksDir: hooksDir, pushes: opts.PushLocks, conns: connLimiter{max: opts.Limits.MaxConnsPerAddr}}
+	s := &Server{opts: opts, hooksDir: hooksDir, pushes: opts.PushLocks, conns: &connlimit.Limiter{Max: opts.Limits.MaxConnsPerAddr}}
 	if s.pushes == nil {
 		s.pushes = &applock.Set{}
 	}
