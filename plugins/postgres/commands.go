@@ -20,8 +20,8 @@ var formatFlag = map[string]bool{"--format": true}
 // Commands implements plugins.Commander.
 func (p *Postgres) Commands() []plugins.Command {
 	return []plugins.Command{
-		{Name: "postgres:create", Args: "DB", Help: "Create a Postgres database (a Swarm service with its data on a volume)", MinArgs: 1, Run: p.create},
-		{Name: "postgres:info", Args: "DB", Help: "Show a database's service, status, links and backups", MinArgs: 1, Flags: formatFlag, Run: p.info},
+		{Name: "postgres:create", Args: "DB [--node NODE]", Help: "Create a Postgres database (a Swarm service with its data on a volume, kept on one node: this one, or NODE)", MinArgs: 1, Flags: map[string]bool{"--node": true}, Run: p.create},
+		{Name: "postgres:info", Args: "DB", Help: "Show a database's service, node, status, links and backups", MinArgs: 1, Flags: formatFlag, Run: p.info},
 		{Name: "postgres:list", Help: "List your Postgres databases", Flags: formatFlag, Run: p.list},
 		{Name: "postgres:link", Args: "DB APP", Help: "Set the app's DATABASE_URL to the database and roll it out", MinArgs: 2, Run: p.link},
 		{Name: "postgres:unlink", Args: "DB APP", Help: "Unset the app's DATABASE_URL and roll it out", MinArgs: 2, Run: p.unlink},
@@ -62,7 +62,19 @@ func (p *Postgres) create(ctx context.Context, c *plugins.Call) error {
 	if err != nil {
 		return err
 	}
-	db := &Database{Name: name, Owner: c.ID.Name, Password: pass, CreatedAt: p.now().UTC(), Links: []string{}}
+	// The data volume is local to a node: the database is pinned to the
+	// node it starts on, and the volume is named for this creation, so a
+	// volume a destroy left on another node is never taken for its data.
+	node, err := p.placement(ctx, c.Flags["--node"])
+	if err != nil {
+		return fmt.Errorf("create Postgres database %s: %w", name, err)
+	}
+	suffix, err := newSuffix()
+	if err != nil {
+		return err
+	}
+	db := &Database{Name: name, Owner: c.ID.Name, Password: pass, CreatedAt: p.now().UTC(), Links: []string{},
+		Volume: p.serviceName(name) + "-" + suffix + "-data"}
 	raw, err := json.Marshal(db)
 	if err != nil {
 		return err
@@ -77,23 +89,25 @@ func (p *Postgres) create(ctx context.Context, c *plugins.Call) error {
 	if err != nil {
 		return err
 	}
-	step(c.Out, "Starting Postgres database %s", name)
-	err = p.start(ctx, name)
+	step(c.Out, "Starting Postgres database %s on node %s", name, node.Description.Hostname)
+	err = p.start(ctx, db, node.ID)
 	if err == nil {
 		step(c.Out, "Setting up database %s", name)
-		err = p.sql(ctx, name, "postgres", fmt.Sprintf("ALTER ROLE postgres PASSWORD '%s';\nCREATE DATABASE %s;\n", pass, ident(name)))
+		err = p.sql(ctx, db, "postgres", fmt.Sprintf("ALTER ROLE postgres PASSWORD '%s';\nCREATE DATABASE %s;\n", pass, ident(name)))
 	}
 	if err != nil {
 		// Leave nothing behind: the name is free again.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		if serr := p.stop(cctx, name); serr != nil {
+		if kept, serr := p.stop(cctx, db); serr != nil {
 			p.log.Error("clean up failed database", "db", name, "err", serr)
+		} else if kept != "" {
+			p.log.Warn("the volume of a failed database stays on its node", "db", name, "volume", p.volumeOf(db), "node", kept)
 		}
 		p.opts.Data.Update(name, func([]byte) ([]byte, error) { return nil, nil })
 		return fmt.Errorf("create Postgres database %s: %w", name, err)
 	}
-	p.log.Info("database created", "db", name, "owner", c.ID.Name)
+	p.log.Info("database created", "db", name, "owner", c.ID.Name, "node", node.Description.Hostname)
 	fmt.Fprintf(c.Out, "=====> Postgres database %s created\n       Link it to an app: postgres:link %s APP\n", name, name)
 	return nil
 }
@@ -105,12 +119,16 @@ type infoJSON struct {
 	DSN       string    `json:"dsn"`
 	Service   string    `json:"service"`
 	Volume    string    `json:"volume"`
-	Status    string    `json:"status"`
-	Links     []string  `json:"links"`
-	Schedule  string    `json:"backup_schedule"`
-	Keep      int       `json:"backup_keep"`
-	BackupDir string    `json:"backup_dir"`
-	Backups   int       `json:"backups"`
+	// Node is the hostname of the node the database is pinned to (its
+	// volume is there); NodeID its Swarm ID.
+	Node      string   `json:"node"`
+	NodeID    string   `json:"node_id"`
+	Status    string   `json:"status"`
+	Links     []string `json:"links"`
+	Schedule  string   `json:"backup_schedule"`
+	Keep      int      `json:"backup_keep"`
+	BackupDir string   `json:"backup_dir"`
+	Backups   int      `json:"backups"`
 }
 
 func (p *Postgres) describe(ctx context.Context, db *Database) (infoJSON, error) {
@@ -118,9 +136,17 @@ func (p *Postgres) describe(ctx context.Context, db *Database) (infoJSON, error)
 	if err != nil {
 		return infoJSON{}, err
 	}
+	nodeID, err := p.pinnedNode(ctx, db.Name)
+	if err != nil {
+		return infoJSON{}, err
+	}
+	var node string
+	if nodeID != "" {
+		node = p.nodeName(ctx, nodeID)
+	}
 	return infoJSON{
 		Name: db.Name, Owner: db.Owner, CreatedAt: db.CreatedAt, DSN: p.URL(db),
-		Service: p.serviceName(db.Name), Volume: p.volumeName(db.Name), Status: p.status(ctx, db.Name),
+		Service: p.serviceName(db.Name), Volume: p.volumeOf(db), Node: node, NodeID: nodeID, Status: p.status(ctx, db.Name),
 		Links: db.Links, Schedule: db.Schedule, Keep: keepOf(db), BackupDir: p.backupDir(db.Name), Backups: len(kept),
 	}, nil
 }
@@ -158,6 +184,7 @@ func (p *Postgres) info(ctx context.Context, c *plugins.Call) error {
 		{"Dsn", in.DSN},
 		{"Service", in.Service},
 		{"Volume", in.Volume},
+		{"Node", nodeLine(in)},
 		{"Status", in.Status},
 		{"Links", strings.Join(in.Links, " ")},
 		{"Backup schedule", schedule},
@@ -168,6 +195,15 @@ func (p *Postgres) info(ctx context.Context, c *plugins.Call) error {
 		fmt.Fprintf(c.Out, "       %-16s %s\n", f[0]+":", f[1])
 	}
 	return nil
+}
+
+// nodeLine says where the data is: the volume is local to the node, so the
+// database never moves off it.
+func nodeLine(in infoJSON) string {
+	if in.NodeID == "" {
+		return "unknown (the service is missing)"
+	}
+	return in.Node + " (pinned: its data volume is on that node)"
 }
 
 func (p *Postgres) list(ctx context.Context, c *plugins.Call) error {
@@ -284,7 +320,7 @@ func (p *Postgres) connect(ctx context.Context, c *plugins.Call) error {
 	if t, ok := c.Stdin.(interface{ Terminal() (*paas.Terminal, bool) }); ok {
 		tty, _ = t.Terminal()
 	}
-	err = p.execIn(ctx, db.Name, []string{"psql", "-X", "-U", "postgres", "-d", db.Name}, c.Stdin, c.Out, c.Err, tty)
+	err = p.execIn(ctx, db, []string{"psql", "-X", "-U", "postgres", "-d", db.Name}, c.Stdin, c.Out, c.Err, tty)
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return fmt.Errorf("psql exited with status %d", ee.code)
@@ -297,13 +333,13 @@ func (p *Postgres) backup(ctx context.Context, c *plugins.Call) error {
 	if err != nil {
 		return err
 	}
-	return p.dump(ctx, db.Name, c.Out, c.Err)
+	return p.dump(ctx, db, c.Out, c.Err)
 }
 
 // dump writes a pg_dump of db in the custom format to w.
-func (p *Postgres) dump(ctx context.Context, db string, w, errw io.Writer) error {
-	if err := p.exec(ctx, db, []string{"pg_dump", "-Fc", "-U", "postgres", "-d", db}, nil, w, errw); err != nil {
-		return fmt.Errorf("back up %s: %w", db, err)
+func (p *Postgres) dump(ctx context.Context, db *Database, w, errw io.Writer) error {
+	if err := p.exec(ctx, db, []string{"pg_dump", "-Fc", "-U", "postgres", "-d", db.Name}, nil, w, errw); err != nil {
+		return fmt.Errorf("back up %s: %w", db.Name, err)
 	}
 	return nil
 }
@@ -318,18 +354,18 @@ func (p *Postgres) restore(ctx context.Context, c *plugins.Call) error {
 	defer p.lock(db.Name)()
 	tmp := db.Name + "__restore"
 	step(c.Out, "Restoring %s from stdin", db.Name)
-	if err := p.sql(ctx, db.Name, "postgres", fmt.Sprintf("DROP DATABASE IF EXISTS %s;\nCREATE DATABASE %s;\n", ident(tmp), ident(tmp))); err != nil {
+	if err := p.sql(ctx, db, "postgres", fmt.Sprintf("DROP DATABASE IF EXISTS %s;\nCREATE DATABASE %s;\n", ident(tmp), ident(tmp))); err != nil {
 		return fmt.Errorf("restore %s: %w", db.Name, err)
 	}
-	err = p.exec(ctx, db.Name, []string{"pg_restore", "--exit-on-error", "--no-owner", "--no-privileges", "-U", "postgres", "-d", tmp}, c.Stdin, c.Out, c.Err)
+	err = p.exec(ctx, db, []string{"pg_restore", "--exit-on-error", "--no-owner", "--no-privileges", "-U", "postgres", "-d", tmp}, c.Stdin, c.Out, c.Err)
 	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		p.sql(cctx, db.Name, "postgres", fmt.Sprintf("DROP DATABASE IF EXISTS %s;\n", ident(tmp)))
+		p.sql(cctx, db, "postgres", fmt.Sprintf("DROP DATABASE IF EXISTS %s;\n", ident(tmp)))
 		return fmt.Errorf("restore %s failed, its contents are unchanged: %w", db.Name, err)
 	}
 	swap := fmt.Sprintf("DROP DATABASE %s WITH (FORCE);\nALTER DATABASE %s RENAME TO %s;\n", ident(db.Name), ident(tmp), ident(db.Name))
-	if err := p.sql(ctx, db.Name, "postgres", swap); err != nil {
+	if err := p.sql(ctx, db, "postgres", swap); err != nil {
 		return fmt.Errorf("restore %s: %w", db.Name, err)
 	}
 	p.log.Info("database restored", "db", db.Name)
@@ -431,13 +467,18 @@ func (p *Postgres) destroy(ctx context.Context, c *plugins.Call) error {
 		return fmt.Errorf("%s is linked to %s: run `postgres:unlink %s %s` first", name, strings.Join(db.Links, ", "), name, db.Links[0])
 	}
 	step(c.Out, "Destroying Postgres database %s", name)
-	if err := p.stop(ctx, name); err != nil {
+	keptOn, err := p.stop(ctx, db)
+	if err != nil {
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}
 	if err := p.opts.Data.Update(name, func([]byte) ([]byte, error) { return nil, nil }); err != nil {
 		return err
 	}
 	p.log.Info("database destroyed", "db", name, "by", c.ID.Name)
+	if keptOn != "" {
+		// Swarm cannot remove a volume on another node.
+		fmt.Fprintf(c.Out, "       Its volume %s stays on node %s: remove it there with `docker volume rm %s`\n", p.volumeOf(db), keptOn, p.volumeOf(db))
+	}
 	if kept, _ := p.keptBackups(name); len(kept) > 0 {
 		fmt.Fprintf(c.Out, "       %d backups kept in %s\n", len(kept), p.backupDir(name))
 	}
