@@ -109,8 +109,10 @@ func (l *limitedWriter) Write(b []byte) (int, error) {
 }
 
 // Run implements plugins.Runner: each minute it backs up the databases whose
-// schedule matches that minute.
+// schedule matches that minute. At start it removes client containers a
+// previous paasd left.
 func (p *Postgres) Run(ctx context.Context) error {
+	p.removeClients(ctx)
 	for {
 		now := p.now()
 		next := now.Truncate(time.Minute).Add(time.Minute)

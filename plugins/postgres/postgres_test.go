@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
 
@@ -267,5 +269,37 @@ func TestPlacement(t *testing.T) {
 				t.Fatalf("placement(%q) = %s, %v; want %s", tc.want, n.ID, err, tc.got)
 			}
 		})
+	}
+}
+
+// fakeClients holds client containers, for removeClients.
+type fakeClients struct {
+	DockerAPI
+	list    []container.Summary
+	filter  filters.Args
+	removed []string
+}
+
+func (f *fakeClients) ContainerList(_ context.Context, opts container.ListOptions) ([]container.Summary, error) {
+	f.filter = opts.Filters
+	return f.list, nil
+}
+
+func (f *fakeClients) ContainerRemove(_ context.Context, id string, _ container.RemoveOptions) error {
+	f.removed = append(f.removed, id)
+	return nil
+}
+
+// A paasd that stopped in the middle of a command left its client
+// container: the next one removes it, and no client of a running command.
+func TestRemoveClients(t *testing.T) {
+	f := &fakeClients{list: []container.Summary{{ID: "a", State: "exited"}, {ID: "b", State: "running"}, {ID: "c", State: "dead"}, {ID: "d", State: "created"}}}
+	p := New(Options{Docker: f, Name: "inst"})
+	p.removeClients(context.Background())
+	if !slices.Equal(f.removed, []string{"a", "c"}) {
+		t.Fatalf("removed %v, want the exited and dead ones", f.removed)
+	}
+	if !f.filter.ExactMatch("label", "paas.installation=inst") || !f.filter.ExactMatch("label", "paas.role=postgres-client") {
+		t.Fatalf("listed %v: want this installation's client containers only", f.filter)
 	}
 }

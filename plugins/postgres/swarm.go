@@ -272,7 +272,11 @@ func (p *Postgres) start(ctx context.Context, db *Database, node string) error {
 		if tasks, terr := p.opts.Docker.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", p.serviceName(db.Name)))}); terr == nil {
 			for _, t := range tasks {
 				if t.Status.State == swarm.TaskStateRejected && t.Status.Err != "" {
-					return fmt.Errorf("Swarm rejected the task of %s on node %s: %s", db.Name, p.nodeName(ctx, t.NodeID), t.Status.Err)
+					hint := ""
+					if strings.Contains(t.Status.Err, "No such image") {
+						hint = " (build the image there: scripts/postgres/build.sh)"
+					}
+					return fmt.Errorf("Swarm rejected the task of %s on node %s: %s%s", db.Name, p.nodeName(ctx, t.NodeID), t.Status.Err, hint)
 				}
 			}
 		}
@@ -499,6 +503,27 @@ func stream(ctx context.Context, hj types.HijackedResponse, stdin io.Reader, std
 		return ctx.Err()
 	}
 	return err
+}
+
+// removeClients removes the installation's client containers that exited:
+// a paasd that stopped in the middle of a command leaves its one.
+func (p *Postgres) removeClients(ctx context.Context) {
+	cs, err := p.opts.Docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", paas.LabelInstallation+"="+p.opts.Name),
+		filters.Arg("label", paas.LabelRole+"="+roleClient),
+	)})
+	if err != nil {
+		p.log.Warn("list client containers", "err", err)
+		return
+	}
+	for _, c := range cs {
+		if c.State != "exited" && c.State != "dead" {
+			continue
+		}
+		if err := p.opts.Docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			p.log.Warn("remove client container", "container", c.ID, "err", err)
+		}
+	}
 }
 
 // client runs argv in a one-off container on this node (a Swarm manager)
