@@ -122,6 +122,12 @@ INSERT INTO notes VALUES (0, 'café ☕');
 		t.Fatalf("after the load: %q", want)
 	}
 
+	start = time.Now()
+	if got := connectLine(ctx, t, p, admin, "SELECT 1;\n"); got != "1" {
+		t.Fatalf("SELECT 1: %q", got)
+	}
+	t.Logf("a one-row query from the manager's client container: %.1fs", time.Since(start).Seconds())
+
 	// A backup, streamed from the worker.
 	start = time.Now()
 	dump, err := run(ctx, t, p, admin, nil, "postgres:backup", "shop")
