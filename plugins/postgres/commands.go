@@ -100,7 +100,7 @@ func (p *Postgres) create(ctx context.Context, c *plugins.Call) error {
 		// Leave nothing behind: the name is free again.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		if kept, serr := p.stop(cctx, db); serr != nil {
+		if kept, _, serr := p.stop(cctx, db); serr != nil {
 			p.log.Error("clean up failed database", "db", name, "err", serr)
 		} else if kept != "" {
 			p.log.Warn("the volume of a failed database stays on its node", "db", name, "volume", p.volumeOf(db), "node", kept)
@@ -469,7 +469,7 @@ func (p *Postgres) destroy(ctx context.Context, c *plugins.Call) error {
 		return fmt.Errorf("%s is linked to %s: run `postgres:unlink %s %s` first", name, strings.Join(db.Links, ", "), name, db.Links[0])
 	}
 	output.Step(c.Out, "Destroying Postgres database %s", name)
-	keptOn, err := p.stop(ctx, db)
+	keptOn, emptied, err := p.stop(ctx, db)
 	if err != nil {
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}
@@ -477,9 +477,12 @@ func (p *Postgres) destroy(ctx context.Context, c *plugins.Call) error {
 		return err
 	}
 	p.log.Info("database destroyed", "db", name, "by", c.ID.Name)
-	if keptOn != "" {
-		// Swarm cannot remove a volume on another node.
-		output.Detail(c.Out, "Its volume %s stays on node %s: remove it there with `docker volume rm %s`", p.volumeOf(db), keptOn, p.volumeOf(db))
+	// Swarm cannot remove a volume on another node.
+	switch {
+	case keptOn != "" && emptied:
+		output.Detail(c.Out, "Its data on node %s is deleted; the empty volume %s stays there (`docker volume rm %s` on that node)", keptOn, p.volumeOf(db), p.volumeOf(db))
+	case keptOn != "":
+		output.Detail(c.Out, "Its volume %s, with its data, stays on node %s: remove it there with `docker volume rm %s`", p.volumeOf(db), keptOn, p.volumeOf(db))
 	}
 	if kept, _ := p.keptBackups(name); len(kept) > 0 {
 		output.Detail(c.Out, "%d backups kept in %s", len(kept), p.backupDir(name))

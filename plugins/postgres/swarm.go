@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -291,72 +292,153 @@ func (p *Postgres) start(ctx context.Context, db *Database, node string) error {
 // stop removes the service, the secret and then the volume of db (backups
 // are files in the data dir and stay). A volume on another node cannot be
 // removed from here (Swarm has no API for a node's volumes): then kept is
-// the node that keeps it.
-func (p *Postgres) stop(ctx context.Context, db *Database) (kept string, err error) {
+// the node that keeps it, and emptied whether its data was deleted (see
+// empty).
+func (p *Postgres) stop(ctx context.Context, db *Database) (kept string, emptied bool, err error) {
 	f := filters.NewArgs(
 		filters.Arg("label", paas.LabelInstallation+"="+p.opts.Name),
 		filters.Arg("label", labelDatabase+"="+db.Name),
 	)
 	local, err := p.localNode(ctx)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	node, err := p.pinnedNode(ctx, db.Name)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	svcs, err := p.opts.Docker.ServiceList(ctx, swarm.ServiceListOptions{Filters: f})
 	if err != nil {
-		return "", fmt.Errorf("list services: %w", err)
+		return "", false, fmt.Errorf("list services: %w", err)
 	}
+	var removed []string
 	for _, s := range svcs {
+		removed = append(removed, s.ID)
 		if err := p.opts.Docker.ServiceRemove(ctx, s.ID); err != nil && !cerrdefs.IsNotFound(err) {
-			return "", fmt.Errorf("remove service: %w", err)
+			return "", false, fmt.Errorf("remove service: %w", err)
 		}
 	}
 	secrets, err := p.opts.Docker.SecretList(ctx, swarm.SecretListOptions{Filters: f})
 	if err != nil {
-		return "", fmt.Errorf("list secrets: %w", err)
+		return "", false, fmt.Errorf("list secrets: %w", err)
 	}
 	for _, s := range secrets {
 		if err := p.opts.Docker.SecretRemove(ctx, s.ID); err != nil && !cerrdefs.IsNotFound(err) {
-			return "", fmt.Errorf("remove secret: %w", err)
+			return "", false, fmt.Errorf("remove secret: %w", err)
 		}
 	}
 	if node != "" && node != local {
-		return p.nodeName(ctx, node), nil
+		if err := p.empty(ctx, db, node, removed); err != nil {
+			p.log.Warn("empty the volume of a destroyed database", "db", db.Name, "node", node, "err", err)
+			return p.nodeName(ctx, node), false, nil
+		}
+		return p.nodeName(ctx, node), true, nil
 	}
 	// The volume is busy until the task's container is gone.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		cs, err := p.opts.Docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 		if err != nil {
-			return "", fmt.Errorf("list containers: %w", err)
+			return "", false, fmt.Errorf("list containers: %w", err)
 		}
 		if len(cs) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("the containers of %s did not stop in 60s", db.Name)
+			return "", false, fmt.Errorf("the containers of %s did not stop in 60s", db.Name)
 		}
 		select {
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return "", false, ctx.Err()
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
 	for {
 		err := p.opts.Docker.VolumeRemove(ctx, p.volumeOf(db), false)
 		if err == nil || cerrdefs.IsNotFound(err) {
-			return "", nil
+			return "", false, nil
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("remove volume: %w", err)
+			return "", false, fmt.Errorf("remove volume: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return "", false, ctx.Err()
 		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// roleEmpty marks the job that empties a destroyed database's volume on
+// another node.
+const roleEmpty = "postgres-empty"
+
+// empty deletes the data in db's volume on node, once the tasks of the
+// removed services are gone from it, through a one-off Swarm job pinned to
+// the node that mounts the volume (paasd has no socket of that node). The
+// empty volume stays.
+func (p *Postgres) empty(ctx context.Context, db *Database, node string, removed []string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	onNode := filters.NewArgs(filters.Arg("node", node))
+	for {
+		tasks, err := p.opts.Docker.TaskList(ctx, swarm.TaskListOptions{Filters: onNode})
+		if err != nil {
+			return fmt.Errorf("list tasks: %w", err)
+		}
+		if !slices.ContainsFunc(tasks, func(t swarm.Task) bool { return slices.Contains(removed, t.ServiceID) }) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the server of %s did not stop: %w", db.Name, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	labels := p.labels(db.Name)
+	labels[paas.LabelRole] = roleEmpty
+	one := uint64(1)
+	job, err := p.opts.Docker.ServiceCreate(ctx, swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: p.serviceName(db.Name) + "-empty", Labels: labels},
+		TaskTemplate: swarm.TaskSpec{
+			ContainerSpec: &swarm.ContainerSpec{
+				Image:   p.opts.Image,
+				Labels:  labels,
+				Command: []string{"find", dataDir, "-mindepth", "1", "-delete"},
+				Mounts:  []mount.Mount{{Type: mount.TypeVolume, Source: p.volumeOf(db), Target: dataDir}},
+			},
+			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone},
+			Placement:     &swarm.Placement{Constraints: []string{nodeConstraint + node}},
+		},
+		Mode: swarm.ServiceMode{ReplicatedJob: &swarm.ReplicatedJob{MaxConcurrent: &one, TotalCompletions: &one}},
+	}, swarm.ServiceCreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create the job: %w", err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := p.opts.Docker.ServiceRemove(rctx, job.ID); err != nil && !cerrdefs.IsNotFound(err) {
+			p.log.Warn("remove the job that emptied a volume", "db", db.Name, "err", err)
+		}
+	}()
+	for {
+		tasks, err := p.opts.Docker.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", job.ID))})
+		if err != nil {
+			return fmt.Errorf("list the job's tasks: %w", err)
+		}
+		for _, t := range tasks {
+			switch t.Status.State {
+			case swarm.TaskStateComplete:
+				return nil
+			case swarm.TaskStateFailed, swarm.TaskStateRejected:
+				return fmt.Errorf("the job %s: %s", t.Status.State, t.Status.Err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the job did not complete: %w", ctx.Err())
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
