@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/scheduler"
 )
@@ -102,7 +103,7 @@ func (n *nodeCommands) drain(ctx context.Context, c *Call) error {
 			return fmt.Errorf("%s is the last active manager: its router serves every app; add or activate another manager first", node.Name)
 		}
 	}
-	fmt.Fprintf(c.Out, "-----> Draining %s: no new task goes there\n", node.Name)
+	output.Step(c.Out, "Draining %s: no new task goes there", node.Name)
 	if err := n.nodes.SetAvailability(ctx, node.ID, "pause"); err != nil {
 		return err
 	}
@@ -114,9 +115,9 @@ func (n *nodeCommands) drain(ctx context.Context, c *Call) error {
 			}
 		}
 	}) {
-		fmt.Fprintf(c.Out, "-----> Moving %s off %s\n", app, node.Name)
+		output.Step(c.Out, "Moving %s off %s", app, node.Name)
 		if err := n.apps.Restart(ctx, app, c.ID, c.Out); err != nil {
-			fmt.Fprintf(c.Err, " !     %s: %v\n", app, err)
+			output.Warn(c.Err, "%s: %v", app, err)
 			failed = append(failed, app)
 		}
 	}
@@ -126,7 +127,7 @@ func (n *nodeCommands) drain(ctx context.Context, c *Call) error {
 	if err := n.nodes.SetAvailability(ctx, node.ID, "drain"); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "=====> %s drained\n", node.Name)
+	output.Header(c.Out, "%s drained", node.Name)
 	return nil
 }
 
@@ -138,7 +139,7 @@ func (n *nodeCommands) activate(ctx context.Context, c *Call) error {
 	if err := n.nodes.SetAvailability(ctx, node.ID, "active"); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> %s is active: new tasks may go there\n", node.Name)
+	output.Step(c.Out, "%s is active: new tasks may go there", node.Name)
 	return nil
 }
 
@@ -150,7 +151,7 @@ func (n *nodeCommands) remove(ctx context.Context, c *Call) error {
 	if err := n.nodes.Remove(ctx, node); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Removed %s\n", node.Name)
+	output.Step(c.Out, "Removed %s", node.Name)
 	return nil
 }
 
