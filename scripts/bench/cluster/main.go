@@ -9,7 +9,9 @@
 //
 //	drains a worker (ssh nodes:drain) and activates it again,
 //	deploys (which spreads the tasks over the 3 nodes again),
-//	cuts a worker's network (ip link down in its namespace) and restores it,
+//	cuts a worker's network (ip link down in its namespace) and, once the
+//	app is back at full scale and every request sent meanwhile has been
+//	answered or has timed out (-request-timeout), restores it,
 //	deploys again,
 //	drains a worker by hand (docker node update --availability drain) and
 //	activates it again.
@@ -72,6 +74,7 @@ type options struct {
 	timeout     time.Duration
 	handDrain   bool
 	app         string
+	reqTimeout  time.Duration
 }
 
 func main() {
@@ -82,6 +85,7 @@ func main() {
 	flag.DurationVar(&o.fullScale, "full-scale", 30*time.Second, "target: the app runs 3 healthy tasks again this soon after a node is cut off")
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
 	flag.BoolVar(&o.handDrain, "hand-drain", true, "also drain a worker with docker node update --availability drain, behind paas's back")
+	flag.DurationVar(&o.reqTimeout, "request-timeout", 30*time.Second, "a request not answered this long after it was sent counts as failed")
 	flag.StringVar(&o.app, "app", "exit", "the app: exit (exits at once on SIGTERM, the hard case) or drain (finishes its requests on SIGTERM)")
 	flag.Parse()
 	if o.app != "exit" && o.app != "drain" {
@@ -388,11 +392,11 @@ type load struct {
 	total atomic.Int64
 }
 
-func (l *load) run(ctx context.Context, addr, host string, workers int, limit int64) *sync.WaitGroup {
+func (l *load) run(ctx context.Context, addr, host string, workers int, limit int64, timeout time.Duration) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			c := &http.Client{Timeout: timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 			url := "http://" + addr + "/"
 			for ctx.Err() == nil && l.total.Add(1) <= limit {
 				ev := l.cur.Load()
@@ -482,7 +486,7 @@ func (b *bench) run(ctx context.Context) error {
 	idle := newEvent("(between events)")
 	b.load.cur.Store(idle)
 	lctx, stopLoad := context.WithCancel(ctx)
-	wg := b.load.run(lctx, b.in.routerAddr, b.app+".paas.bench", b.o.workers, b.o.maxRequests)
+	wg := b.load.run(lctx, b.in.routerAddr, b.app+".paas.bench", b.o.workers, b.o.maxRequests, b.o.reqTimeout)
 	wg.Go(func() { b.sampleRouted(lctx) })
 	defer func() { stopLoad(); wg.Wait() }()
 
@@ -853,7 +857,14 @@ func (b *bench) nodeLoss(ctx context.Context, ev *event, k int) (time.Duration, 
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	ev.note = fmt.Sprintf("%d task(s) on %s lost; Swarm saw the node down after %.1fs, ran 3 tasks elsewhere after %.1fs; 3 routed and healthy after %.1fs", len(lostIPs), name, down.Seconds(), running.Seconds(), full.Seconds())
+	// The node stays off the network until every request sent before full
+	// scale has been answered or timed out: a link coming back must not
+	// rescue requests a lost machine would have taken down with it.
+	for time.Since(cut) < full+b.o.reqTimeout+time.Second && ctx.Err() == nil {
+		time.Sleep(200 * time.Millisecond)
+	}
+	ev.note = fmt.Sprintf("%d task(s) on %s lost; Swarm saw the node down after %.1fs, ran 3 tasks elsewhere after %.1fs; 3 routed and healthy after %.1fs; the node stays cut off for %.0fs",
+		len(lostIPs), name, down.Seconds(), running.Seconds(), full.Seconds(), time.Since(cut).Seconds())
 	return full, nil
 }
 
