@@ -863,8 +863,8 @@ func (b *bench) nodeLoss(ctx context.Context, ev *event, k int) (time.Duration, 
 	for time.Since(cut) < full+b.o.reqTimeout+time.Second && ctx.Err() == nil {
 		time.Sleep(200 * time.Millisecond)
 	}
-	ev.note = fmt.Sprintf("%d task(s) on %s lost; Swarm saw the node down after %.1fs, ran 3 tasks elsewhere after %.1fs; 3 routed and healthy after %.1fs; the node stays cut off for %.0fs",
-		len(lostIPs), name, down.Seconds(), running.Seconds(), full.Seconds(), time.Since(cut).Seconds())
+	ev.note = fmt.Sprintf("%d task(s) on %s lost at %s; Swarm saw the node down after %.1fs, ran 3 tasks elsewhere after %.1fs; 3 routed and healthy after %.1fs; the node stays cut off for %.0fs",
+		len(lostIPs), name, cut.Format("15:04:05.000"), down.Seconds(), running.Seconds(), full.Seconds(), time.Since(cut).Seconds())
 	return full, nil
 }
 
