@@ -2,7 +2,8 @@
 // 3-node Swarm of real Docker daemons on this machine (scripts/cluster.sh: a
 // network namespace and a dockerd per node, one private /24), starts the
 // real paasd against it (DOCKER_HOST = the manager's socket, the embedded
-// registry on the host's address on the cluster's bridge), deploys an app
+// registry on the host's address on the cluster's bridge, its CA in every
+// node's certs.d: the nodes verify its TLS), deploys an app
 // with web=3 spread over the nodes through the real git and ssh clients, and
 // sends steady keep-alive GETs through the router on the manager's address
 // while it:
@@ -153,9 +154,10 @@ type cluster struct {
 	HostAddr   string `json:"host_addr"`
 	DockerHost string `json:"docker_host"`
 	Nodes      []struct {
-		Name string `json:"name"`
-		Role string `json:"role"`
-		Addr string `json:"addr"`
+		Name     string `json:"name"`
+		Role     string `json:"role"`
+		Addr     string `json:"addr"`
+		CertsDir string `json:"certs_dir"` // what its dockerd reads as /etc/docker/certs.d
 	} `json:"nodes"`
 
 	script string
@@ -164,7 +166,9 @@ type cluster struct {
 func clusterUp(ctx context.Context, repo, name string) (*cluster, error) {
 	c := &cluster{Name: name, script: filepath.Join(repo, "scripts", "cluster.sh")}
 	fmt.Printf("-----> Starting a 3-node cluster %s\n", name)
-	cmd := exec.CommandContext(ctx, c.script, "up", "3", "--name", name, "--format", "json")
+	// --tls-registry: the nodes take no registry without verified TLS, and
+	// each reads registry CAs from a certs.d of its own, as machines do.
+	cmd := exec.CommandContext(ctx, c.script, "up", "3", "--name", name, "--tls-registry", "--format", "json")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -263,11 +267,10 @@ func startPaasd(ctx context.Context, repo, tmp string, c *cluster) (*paasd, erro
 	args := []string{"serve", "--data-dir", dataDir,
 		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", sshPort), "--http-port", fmt.Sprint(httpPort), "--https-port", "0",
 		"--registry-addr", regAddr, "--domain", "paas.bench",
-		// The nodes take the registry's TLS without a CA file: cluster.sh
-		// starts them with the host's address as an insecure registry (TLS
-		// not verified; the login is still needed). Nothing is written
-		// under /etc/docker.
-		"--docker-certs-dir", "",
+		// The manager's daemon is paasd's local one: paasd writes the
+		// registry's CA where it looks; the workers get it below, as
+		// install.sh --join gives it to a machine that joins.
+		"--docker-certs-dir", c.Nodes[0].CertsDir,
 		// Only node 1 is a manager, so only its socket is mounted.
 		"--node-docker-socket", strings.TrimPrefix(c.DockerHost, "unix://"),
 		"--admin-keys", adminKeys, "--name", in.name}
@@ -296,6 +299,18 @@ func startPaasd(ctx context.Context, repo, tmp string, c *cluster) (*paasd, erro
 			return in, fmt.Errorf("paasd's router did not answer at %s in 3 minutes; log %s:\n%s", in.routerAddr, in.log, tail(in.log, 20))
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+	ca, err := os.ReadFile(filepath.Join(c.Nodes[0].CertsDir, regAddr, "ca.crt"))
+	if err != nil {
+		return in, fmt.Errorf("paasd wrote no registry CA for the manager's daemon: %w", err)
+	}
+	for _, n := range c.Nodes[1:] {
+		if err := os.MkdirAll(filepath.Join(n.CertsDir, regAddr), 0o755); err != nil {
+			return in, err
+		}
+		if err := os.WriteFile(filepath.Join(n.CertsDir, regAddr, "ca.crt"), ca, 0o644); err != nil {
+			return in, err
+		}
 	}
 	tok, err := os.ReadFile(filepath.Join(dataDir, "router_token"))
 	if err != nil {
