@@ -23,7 +23,7 @@ import (
 
 	"paas/internal/output"
 	"paas/internal/paas"
-	"paas/router"
+	"paas/router/contract"
 )
 
 // LetsEncryptURL is Let's Encrypt's production ACME directory.
@@ -173,7 +173,7 @@ func (s *Service) setChallenge(ctx context.Context, token, keyAuth string) error
 
 // waitServed waits until the router on this host answers the challenge.
 func (s *Service) waitServed(ctx context.Context, host, token, keyAuth string) error {
-	url := fmt.Sprintf("http://127.0.0.1:%d%s%s", s.opts.HTTPPort, router.ACMEChallengePath, token)
+	url := fmt.Sprintf("http://127.0.0.1:%d%s%s", s.opts.HTTPPort, contract.ACMEChallengePath, token)
 	c := &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	deadline := time.Now().Add(challengeVisible)
 	for {
