@@ -64,7 +64,7 @@ import (
 
 	"paas/internal/loopback"
 	"paas/internal/paas"
-	"paas/router"
+	"paas/router/contract"
 )
 
 type options struct {
@@ -753,7 +753,7 @@ func (b *bench) placement(ctx context.Context, prefix string) error {
 // healthy returns how many of the app's backends the router routes that
 // are not at the addresses in avoid and answer a check with 200.
 func (b *bench) healthy(ctx context.Context, avoid map[string]bool) (int, error) {
-	rc := &router.Client{Addr: b.in.routerAddr, Token: b.in.token, HTTP: &http.Client{Timeout: 5 * time.Second}}
+	rc := &contract.Client{Addr: b.in.routerAddr, Token: b.in.token, HTTP: &http.Client{Timeout: 5 * time.Second}}
 	st, err := rc.Status(ctx)
 	if err != nil {
 		return 0, err
@@ -764,7 +764,7 @@ func (b *bench) healthy(ctx context.Context, avoid map[string]bool) (int, error)
 		if be.App != b.app || !be.Routed || avoid[host] {
 			continue
 		}
-		res, err := rc.Check(ctx, router.CheckRequest{Addr: be.Addr, Path: "/", Host: b.app + ".paas.bench", Timeout: 2000})
+		res, err := rc.Check(ctx, contract.CheckRequest{Addr: be.Addr, Path: "/", Host: b.app + ".paas.bench", Timeout: 2000})
 		if err == nil && res.Status == http.StatusOK {
 			n++
 		}
@@ -775,7 +775,7 @@ func (b *bench) healthy(ctx context.Context, avoid map[string]bool) (int, error)
 // sampleRouted records, for the event under way, how many backends of the
 // app the router routes, until ctx ends.
 func (b *bench) sampleRouted(ctx context.Context) {
-	rc := &router.Client{Addr: b.in.routerAddr, Token: b.in.token, HTTP: &http.Client{Timeout: 2 * time.Second}}
+	rc := &contract.Client{Addr: b.in.routerAddr, Token: b.in.token, HTTP: &http.Client{Timeout: 2 * time.Second}}
 	for ctx.Err() == nil {
 		ev := b.load.cur.Load()
 		if st, err := rc.Status(ctx); err == nil {
