@@ -53,6 +53,12 @@ type Options struct {
 	HTTPSAddr    string        // HTTPS listen address; none when empty
 	HTTPSPort    int           // the HTTPS port clients reach, for redirects; 443 when 0
 	PollInterval time.Duration // how often routes are re-read; default 1s
+	// ResyncInterval is how often a source that follows Docker's events
+	// (a WatchedSource) re-reads everything anyway; default 30s.
+	ResyncInterval time.Duration
+	// NoWatch makes the router poll a WatchedSource every PollInterval
+	// instead of following its changes.
+	NoWatch bool
 	// AccessLog logs one line per request, at Info level on Log, or on
 	// AccessLogOut when set.
 	AccessLog bool
@@ -88,6 +94,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
+	}
+	if o.ResyncInterval <= 0 {
+		o.ResyncInterval = 30 * time.Second
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 10 * time.Second
@@ -370,7 +379,12 @@ func (r *Router) serveHandedOff(w http.ResponseWriter, req *http.Request) {
 	r.ServeHTTP(w, req)
 }
 
+// poll keeps the routes current: it follows a WatchedSource's changes, or
+// reads the source every PollInterval.
 func (r *Router) poll(ctx context.Context) {
+	if ws, ok := r.src.(WatchedSource); ok && !r.opts.NoWatch && r.follow(ctx, ws) {
+		return
+	}
 	t := time.NewTicker(r.opts.PollInterval)
 	defer t.Stop()
 	for {
