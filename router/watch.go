@@ -11,7 +11,7 @@ package router
 //     its tasks. Deploys, scales and the routed label all update a service.
 //   - A service whose tasks are on their way (desired running but not
 //     running yet, not as many running as its replicas, an update in
-//     progress) is re-read every 100 to 500 ms until it has converged, for at
+//     progress) is re-read every 100 to 300 ms until it has converged, for at
 //     most convergeFor after its last service event. This targeted poll is
 //     what sees a task become running, on any node.
 //   - Container events of this node (start, die, health_status, destroy of
@@ -51,7 +51,7 @@ const (
 	// service whose tasks are on their way: it starts at convergeMin after an
 	// event and slows down by half each time up to convergeMax.
 	convergeMin = 100 * time.Millisecond
-	convergeMax = 500 * time.Millisecond
+	convergeMax = 300 * time.Millisecond
 	// convergeFor is how long after its last service event a service is
 	// followed at most (a task that cannot be placed never converges).
 	convergeFor = 2 * time.Minute
@@ -150,7 +150,8 @@ func (s *DockerSource) watch(ctx context.Context, changed, onConfig func()) erro
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		s.w = watchState{}
+		// A read under way may still mark things: into maps nobody reads.
+		s.w = watchState{dirty: map[string]bool{}, pending: map[string]*converging{}}
 		s.mu.Unlock()
 	}()
 
