@@ -1,7 +1,8 @@
 // Package router is the HTTP data plane. It routes each request by its Host
 // header to the running web tasks of an app, round-robin, through a reverse
-// proxy. It learns its routes itself, by polling a Source (the Docker API in
-// production), so it keeps serving while the control plane is stopped.
+// proxy. It learns its routes itself, from a Source (the Docker API in
+// production, whose event stream it follows), so it keeps serving while the
+// control plane is stopped.
 package router
 
 import (
@@ -52,7 +53,7 @@ type Options struct {
 	HTTPAddr     string        // listen address; default ":80"
 	HTTPSAddr    string        // HTTPS listen address; none when empty
 	HTTPSPort    int           // the HTTPS port clients reach, for redirects; 443 when 0
-	PollInterval time.Duration // how often routes are re-read; default 1s
+	PollInterval time.Duration // how often a source that cannot be followed is re-read; default 1s
 	// ResyncInterval is how often a source that follows Docker's events
 	// (a WatchedSource) re-reads everything anyway; default 30s.
 	ResyncInterval time.Duration

@@ -62,6 +62,8 @@ const (
 	// maxTargeted: with more services to re-read than this, one full read
 	// is cheaper.
 	maxTargeted = 16
+	// minInvalidate: Invalidate asks for a full read at most this often.
+	minInvalidate = time.Second
 	// reconnectMax bounds the wait between attempts to reopen the stream.
 	reconnectMax = 5 * time.Second
 
@@ -105,6 +107,7 @@ type watchState struct {
 	followUntil time.Time // after a node event
 	followNext  time.Time
 	retryAt     time.Time // a read failed: try again then
+	lastFull    time.Time // when everything was last read
 	onConfig    func()    // the route configs changed (ConfigSource)
 }
 
@@ -129,10 +132,15 @@ func (s *DockerSource) Watch(ctx context.Context, changed func()) error {
 	return s.watch(ctx, changed, nil)
 }
 
-// Invalidate makes the next Routes read every service and task again.
+// Invalidate makes the next Routes read every service and task again, at
+// most once per minInvalidate: the control plane asks (POST /refresh) after
+// each change it makes and in loops while it waits for the router, and the
+// change's own event follows within milliseconds anyway.
 func (s *DockerSource) Invalidate() {
 	s.mu.Lock()
-	s.w.all = true
+	if time.Since(s.w.lastFull) >= minInvalidate {
+		s.w.all = true
+	}
 	s.mu.Unlock()
 }
 
@@ -368,6 +376,7 @@ func (s *DockerSource) cachedRoutes(ctx context.Context) (Table, error) {
 		}
 		s.cache = c
 		s.mu.Lock()
+		s.w.lastFull = time.Now()
 		for id := range s.w.pending {
 			if svc, ok := c.services[id]; !ok || !isConverging(svc, c.tasks[id]) {
 				delete(s.w.pending, id)

@@ -1,0 +1,249 @@
+package router
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/swarm"
+)
+
+// eventsDocker is a Swarm of fixtures that honours the id and service
+// filters, records every call and hands the test each event stream opened.
+type eventsDocker struct {
+	mu       sync.Mutex
+	services []swarm.Service
+	tasks    []swarm.Task
+	calls    []string
+	streams  chan stream
+}
+
+type stream struct {
+	opts events.ListOptions
+	msgs chan events.Message
+	errs chan error
+}
+
+func (f *eventsDocker) ServiceList(_ context.Context, o swarm.ServiceListOptions) ([]swarm.Service, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ids := o.Filters.Get("id")
+	f.calls = append(f.calls, strings.TrimSpace("services "+strings.Join(ids, ",")))
+	var out []swarm.Service
+	for _, s := range f.services {
+		if len(ids) == 0 || slices.Contains(ids, s.ID) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func (f *eventsDocker) TaskList(_ context.Context, o swarm.TaskListOptions) ([]swarm.Task, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ids := o.Filters.Get("service")
+	f.calls = append(f.calls, strings.TrimSpace("tasks "+strings.Join(ids, ",")))
+	var out []swarm.Task
+	for _, t := range f.tasks {
+		if len(ids) == 0 || slices.Contains(ids, t.ServiceID) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+func (f *eventsDocker) Events(_ context.Context, o events.ListOptions) (<-chan events.Message, <-chan error) {
+	s := stream{opts: o, msgs: make(chan events.Message, 8), errs: make(chan error, 1)}
+	f.streams <- s
+	return s.msgs, s.errs
+}
+
+// takeCalls returns the calls made since the last take.
+func (f *eventsDocker) takeCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.calls
+	f.calls = nil
+	return c
+}
+
+func (f *eventsDocker) set(services []swarm.Service, tasks []swarm.Task) {
+	f.mu.Lock()
+	f.services, f.tasks = services, tasks
+	f.mu.Unlock()
+}
+
+func replicated(s swarm.Service, n uint64) swarm.Service {
+	s.Spec.Mode.Replicated = &swarm.ReplicatedService{Replicas: &n}
+	return s
+}
+
+// TestWatchReadsWhatChanged: while it watches, a DockerSource reads
+// everything once, then only the service an event names, follows it until
+// its task runs, and makes no call at all while nothing happens.
+func TestWatchReadsWhatChanged(t *testing.T) {
+	a := replicated(service("a", webLabels("a")), 1)
+	b := replicated(service("b", webLabels("b")), 1)
+	taskA := task("a", running, running, attach("net", "10.0.1.5/24"))
+	taskB := task("b", running, running, attach("net", "10.0.1.6/24"))
+	api := &eventsDocker{streams: make(chan stream, 4)}
+	api.set([]swarm.Service{a}, []swarm.Task{taskA})
+	src := NewDockerSource(api, Options{Installation: "inst", Domain: "example.com", Network: "net", ResyncInterval: time.Hour, Log: discardLog()})
+
+	ctx, cancel := context.WithCancel(t.Context())
+	changes := make(chan struct{}, 64)
+	done := make(chan error, 1)
+	go func() { done <- src.Watch(ctx, func() { changes <- struct{}{} }) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("watch: %v", err)
+		}
+	}()
+	var swarmStream stream
+	for range 2 {
+		s := <-api.streams
+		if slices.Contains(s.opts.Filters.Get("type"), "service") {
+			swarmStream = s
+		}
+	}
+	if swarmStream.msgs == nil {
+		t.Fatal("no stream of service events was opened")
+	}
+	waitChange := func(what string) {
+		t.Helper()
+		select {
+		case <-changes:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no change reported", what)
+		}
+	}
+	drain := func() {
+		for len(changes) > 0 {
+			<-changes
+		}
+	}
+	backends := func(tb Table, app string) []Backend {
+		for _, r := range tb.Routes {
+			if r.App == app {
+				return r.Backends
+			}
+		}
+		return nil
+	}
+	read := func() Table {
+		t.Helper()
+		tb, err := src.Routes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tb
+	}
+
+	waitChange("the stream opened")
+	tb := read()
+	if got := api.takeCalls(); !slices.Equal(got, []string{"services", "tasks"}) {
+		t.Fatalf("first read: calls %q, want one full read", got)
+	}
+	if len(backends(tb, "a")) != 1 {
+		t.Fatalf("table %+v, want a with its task", tb.Routes)
+	}
+
+	// Idle: no change reported, and a read makes no call.
+	drain()
+	time.Sleep(4 * convergeMax)
+	if len(changes) != 0 {
+		t.Errorf("%d changes reported with nothing happening", len(changes))
+	}
+	read()
+	if got := api.takeCalls(); len(got) != 0 {
+		t.Errorf("idle read made calls %q", got)
+	}
+
+	// A new service: only it is read, and followed until its task runs.
+	api.set([]swarm.Service{a, b}, []swarm.Task{taskA})
+	swarmStream.msgs <- events.Message{Type: events.ServiceEventType, Action: "create", Actor: events.Actor{ID: "b"}}
+	waitChange("service b created")
+	tb = read()
+	if got := api.takeCalls(); !slices.Equal(got, []string{"services b", "tasks b"}) {
+		t.Errorf("after the event of b: calls %q, want b's service and tasks only", got)
+	}
+	if len(tb.Routes) != 2 || len(backends(tb, "b")) != 0 {
+		t.Errorf("table %+v, want b without backends", tb.Routes)
+	}
+	drain()
+	waitChange("b followed while its task is on its way")
+	api.set([]swarm.Service{a, b}, []swarm.Task{taskA, taskB})
+	deadline := time.Now().Add(5 * time.Second)
+	for len(backends(tb, "b")) == 0 && time.Now().Before(deadline) {
+		waitChange("b followed")
+		tb = read()
+	}
+	if len(backends(tb, "b")) != 1 {
+		t.Fatalf("table %+v, want b with its task", tb.Routes)
+	}
+	// b converged: the targeted poll stops.
+	time.Sleep(2 * convergeMax)
+	drain()
+	api.takeCalls()
+	time.Sleep(4 * convergeMax)
+	if len(changes) != 0 {
+		t.Errorf("%d changes reported after b converged", len(changes))
+	}
+
+	// Removed: gone from the table at once.
+	api.set([]swarm.Service{a}, []swarm.Task{taskA})
+	swarmStream.msgs <- events.Message{Type: events.ServiceEventType, Action: "remove", Actor: events.Actor{ID: "b"}}
+	waitChange("service b removed")
+	if tb = read(); len(tb.Routes) != 1 {
+		t.Errorf("table %+v after b was removed, want a only", tb.Routes)
+	}
+
+	// The stream breaks: it is opened again and everything is read.
+	swarmStream.errs <- context.DeadlineExceeded
+	for range 2 {
+		select {
+		case <-api.streams:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the broken stream was not opened again")
+		}
+	}
+	api.takeCalls()
+	read()
+	if got := api.takeCalls(); !slices.Equal(got, []string{"services", "tasks"}) {
+		t.Errorf("after the stream broke: calls %q, want a full read", got)
+	}
+}
+
+func TestIsConverging(t *testing.T) {
+	svc := replicated(service("a", webLabels("a")), 2)
+	up := task("a", running, running)
+	starting := task("a", running, swarm.TaskStateStarting)
+	old := task("a", swarm.TaskStateShutdown, running)
+	updating := svc
+	updating.UpdateStatus = &swarm.UpdateStatus{State: swarm.UpdateStateUpdating}
+	tests := []struct {
+		name  string
+		svc   swarm.Service
+		tasks []swarm.Task
+		want  bool
+	}{
+		{"all running", svc, []swarm.Task{up, up}, false},
+		{"one starting", svc, []swarm.Task{up, starting}, true},
+		{"one missing", svc, []swarm.Task{up}, true},
+		{"one too many (scaling down)", svc, []swarm.Task{up, up, up}, true},
+		{"shutting down ones do not count", svc, []swarm.Task{up, up, old}, false},
+		{"update in progress", updating, []swarm.Task{up, up}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := isConverging(tc.svc, tc.tasks); got != tc.want {
+				t.Errorf("isConverging = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
