@@ -241,6 +241,14 @@ func (s *ConfigSource) Invalidate() {
 	}
 }
 
+// Suspect passes on to inner that connections to these backends failed.
+func (s *ConfigSource) Suspect(addrs []string) bool {
+	if sus, ok := s.inner.(suspecter); ok {
+		return sus.Suspect(addrs)
+	}
+	return false
+}
+
 func (s *ConfigSource) markStale() {
 	s.mu.Lock()
 	s.stale = true

@@ -18,9 +18,10 @@ package router
 //     the installation's web containers) re-read the container's service and
 //     follow it as above, so a task that fails or turns unhealthy here leaves
 //     the table at once and its replacement comes in. Other nodes' containers
-//     send no events to this manager: a task that fails there with no service
-//     or node event is seen at the next resync (the router's dial failures
-//     keep requests away from it meanwhile).
+//     send no events to this manager: for a task that fails there, the
+//     requests that cannot reach it are the first to know. Every second the
+//     router tells the source which backends refused connections (Suspect),
+//     and their services are re-read and followed as above.
 //   - A node event (down, drained, removed, back) re-reads everything every
 //     second for nodeFollow: Swarm moves tasks without touching services.
 //   - Config events re-read the route configs (ConfigSource).
@@ -34,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -62,6 +64,9 @@ const (
 	// maxTargeted: with more services to re-read than this, one full read
 	// is cheaper.
 	maxTargeted = 16
+	// suspectEvery is how often the router tells a WatchedSource about the
+	// backends that refused connections.
+	suspectEvery = time.Second
 	// minInvalidate: Invalidate asks for a full read at most this often.
 	minInvalidate = time.Second
 	// reconnectMax bounds the wait between attempts to reopen the stream.
@@ -95,6 +100,8 @@ type WatchedSource interface {
 var (
 	_ WatchedSource = (*DockerSource)(nil)
 	_ WatchedSource = (*ConfigSource)(nil)
+	_ suspecter     = (*DockerSource)(nil)
+	_ suspecter     = (*ConfigSource)(nil)
 )
 
 // watchState is what events tell a watching DockerSource to re-read;
@@ -106,9 +113,10 @@ type watchState struct {
 	pending     map[string]*converging
 	followUntil time.Time // after a node event
 	followNext  time.Time
-	retryAt     time.Time // a read failed: try again then
-	lastFull    time.Time // when everything was last read
-	onConfig    func()    // the route configs changed (ConfigSource)
+	retryAt     time.Time             // a read failed: try again then
+	lastFull    time.Time             // when everything was last read
+	byAddr      map[netip.Addr]string // service ID by task address, as last read
+	onConfig    func()                // the route configs changed (ConfigSource)
 }
 
 // converging is the targeted poll of one service.
@@ -262,21 +270,15 @@ func (s *DockerSource) handle(m events.Message, now time.Time) bool {
 		if m.Actor.ID == "" {
 			return false
 		}
-		s.w.dirty[m.Actor.ID] = true
-		s.w.pending[m.Actor.ID] = &converging{until: now.Add(convergeFor), next: now.Add(convergeMin), step: convergeMin}
+		s.follow1(m.Actor.ID, now, true)
 	case events.ContainerEventType:
 		id := m.Actor.Attributes[labelSwarmService]
 		if id == "" {
 			return false
 		}
-		s.w.dirty[id] = true
 		// A crash loop sends an event per restart: it speeds the poll up
 		// again but does not make it last longer.
-		if c := s.w.pending[id]; c != nil {
-			c.next, c.step = now.Add(convergeMin), convergeMin
-		} else {
-			s.w.pending[id] = &converging{until: now.Add(convergeFor), next: now.Add(convergeMin), step: convergeMin}
-		}
+		s.follow1(id, now, false)
 	case events.NodeEventType:
 		s.w.all = true
 		s.w.followUntil = now.Add(nodeFollow)
@@ -412,11 +414,60 @@ func (s *DockerSource) cachedRoutes(ctx context.Context) (Table, error) {
 	}
 	services := make([]swarm.Service, 0, len(s.cache.services))
 	var tasks []swarm.Task
+	byAddr := map[netip.Addr]string{}
 	for id, svc := range s.cache.services {
 		services = append(services, svc)
 		tasks = append(tasks, s.cache.tasks[id]...)
+		for _, t := range s.cache.tasks[id] {
+			if ip, ok := s.taskAddr(t); ok {
+				byAddr[ip] = id
+			}
+		}
 	}
+	s.mu.Lock()
+	s.w.byAddr = byAddr
+	s.mu.Unlock()
 	return s.table(services, tasks), nil
+}
+
+// Suspect tells the source that connections to these backends (host:port)
+// failed: their services are re-read and followed as after an event. A
+// task that fails on another node sends this manager no event; the
+// requests that cannot reach it are the first to know. It reports whether
+// any backend was one of the source's.
+func (s *DockerSource) Suspect(addrs []string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.w.on {
+		return false
+	}
+	now := time.Now()
+	marked := false
+	for _, a := range addrs {
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil {
+			continue
+		}
+		if id, ok := s.w.byAddr[ap.Addr()]; ok {
+			s.follow1(id, now, false)
+			marked = true
+		}
+	}
+	return marked
+}
+
+// follow1 marks service id to be re-read and followed until it converges;
+// extend restarts the time it is followed for. s.mu is held.
+func (s *DockerSource) follow1(id string, now time.Time, extend bool) {
+	s.w.dirty[id] = true
+	if c := s.w.pending[id]; c != nil {
+		c.next, c.step = now.Add(convergeMin), convergeMin
+		if extend {
+			c.until = now.Add(convergeFor)
+		}
+		return
+	}
+	s.w.pending[id] = &converging{until: now.Add(convergeFor), next: now.Add(convergeMin), step: convergeMin}
 }
 
 // retryLater makes the watch loop ask for another read after a failed
@@ -498,8 +549,18 @@ func (r *Router) follow(ctx context.Context, ws WatchedSource) bool {
 	}
 	done := make(chan error, 1)
 	go func() { done <- ws.Watch(ctx, changed) }()
+	sus, _ := ws.(suspecter)
+	check := time.NewTicker(suspectEvery)
+	defer check.Stop()
+	reported := map[string]int64{}
 	for {
 		select {
+		case <-check.C:
+			if sus != nil {
+				if addrs := r.newlyDown(reported); len(addrs) > 0 && sus.Suspect(addrs) {
+					changed()
+				}
+			}
 		case err := <-done:
 			if ctx.Err() != nil {
 				return true
@@ -512,4 +573,31 @@ func (r *Router) follow(ctx context.Context, ws WatchedSource) bool {
 			_ = r.Refresh(ctx) // logged by Refresh
 		}
 	}
+}
+
+// suspecter is a source that re-reads what owns backends that fail.
+type suspecter interface {
+	Suspect(addrs []string) bool
+}
+
+// newlyDown lists the backends that refused a connection (see ejectFor)
+// since the last call; reported holds what was reported, and is pruned.
+func (r *Router) newlyDown(reported map[string]int64) []string {
+	now := time.Now().UnixNano()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var addrs []string
+	for addr, be := range r.pool {
+		until := be.downUntil.Load()
+		if until > now && reported[addr] != until {
+			reported[addr] = until
+			addrs = append(addrs, addr)
+		}
+	}
+	for addr, until := range reported {
+		if until <= now {
+			delete(reported, addr)
+		}
+	}
+	return addrs
 }

@@ -2,6 +2,8 @@ package router
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -195,6 +197,18 @@ func TestWatchReadsWhatChanged(t *testing.T) {
 		t.Errorf("%d changes reported after b converged", len(changes))
 	}
 
+	// A backend that refuses connections: its service is re-read.
+	if src.Suspect([]string{"10.9.9.9:5000", "not an address"}) {
+		t.Error("Suspect of addresses of no task reported a change")
+	}
+	if !src.Suspect([]string{"10.0.1.5:5000"}) {
+		t.Error("Suspect of a's task reported nothing")
+	}
+	read()
+	if got := api.takeCalls(); !slices.Equal(got, []string{"services a", "tasks a"}) {
+		t.Errorf("after a's task was suspected: calls %q, want a's service and tasks only", got)
+	}
+
 	// Removed: gone from the table at once.
 	api.set([]swarm.Service{a}, []swarm.Task{taskA})
 	swarmStream.msgs <- events.Message{Type: events.ServiceEventType, Action: "remove", Actor: events.Actor{ID: "b"}}
@@ -245,5 +259,68 @@ func TestIsConverging(t *testing.T) {
 				t.Errorf("isConverging = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// watchedTable is a WatchedSource of a fixed table that records what the
+// router tells it.
+type watchedTable struct {
+	t         Table
+	suspected chan []string
+}
+
+func (w *watchedTable) Routes(context.Context) (Table, error) { return w.t, nil }
+func (w *watchedTable) Invalidate()                           {}
+func (w *watchedTable) Watch(ctx context.Context, _ func()) error {
+	<-ctx.Done()
+	return nil
+}
+func (w *watchedTable) Suspect(addrs []string) bool {
+	w.suspected <- addrs
+	return false
+}
+
+// TestRouterSuspectsRefusingBackends: a backend that refuses connections is
+// reported to the source, which knows no event for it (a task gone on
+// another node).
+func TestRouterSuspectsRefusingBackends(t *testing.T) {
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := gone.Addr().String()
+	gone.Close() // nothing listens there now
+	src := &watchedTable{t: Table{Routes: []Route{{App: "a", Hosts: []string{"a.test"}, Backends: []Backend{{Addr: addr}}}}}, suspected: make(chan []string, 4)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(src, Options{Log: discardLog(), PollInterval: time.Hour})
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- r.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
+	req.Host = "a.test"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502 from a backend that refuses", resp.StatusCode)
+	}
+	select {
+	case got := <-src.suspected:
+		if !slices.Equal(got, []string{addr}) {
+			t.Errorf("suspected %q, want %q", got, addr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the refusing backend was not reported within 5 s")
 	}
 }

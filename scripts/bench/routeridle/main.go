@@ -8,9 +8,11 @@
 // It brings up a one-node swarm of its own (scripts/cluster.sh up 1 --name
 // routeridle), so that the dockerd measured serves nothing else; the
 // machine's daemon and other swarms are not touched. The services are made
-// straight through the Docker API: the first 10 run one task of a tiny image
-// built here, the others have 0 replicas (a thousand containers do not fit a
-// small machine; the router reads only running tasks). Modes: events, the
+// straight through the Docker API, one replica each: the first 10 run a
+// task of a tiny image built here; the others' tasks stay pending under a
+// placement constraint no node meets (a thousand containers do not fit a
+// small machine), so every service still has a task meant to run for the
+// router to list. Modes: events, the
 // router following Docker's event stream (the default); poll, the router
 // re-reading every route each second (paasd router --routes-from poll, as
 // before); none, no router (dockerd's own idle cost). It prints CPU seconds
@@ -190,7 +192,7 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}
 
-	fmt.Printf("\nidle CPU, seconds per minute (%s each; services: %d running one task, the rest 0 replicas)\n", o.duration, running)
+	fmt.Printf("\nidle CPU, seconds per minute (%s each; services: %d running one task, the rest one pending task)\n", o.duration, running)
 	fmt.Printf("%-8s %8s %10s %10s\n", "mode", "services", "router", "dockerd")
 	for _, mode := range o.modes {
 		for _, n := range o.counts {
@@ -333,9 +335,10 @@ func freePort() (int, error) {
 // createService makes web service i of the installation, as the scheduler
 // labels one; the first few run a task.
 func createService(ctx context.Context, cli *client.Client, img string, i int) (string, error) {
-	replicas := uint64(0)
-	if i < running {
-		replicas = 1
+	replicas := uint64(1)
+	var placement *swarm.Placement
+	if i >= running {
+		placement = &swarm.Placement{Constraints: []string{"node.labels.paas-routeridle==never"}}
 	}
 	app := fmt.Sprintf("app%04d", i)
 	labels := map[string]string{
@@ -346,6 +349,7 @@ func createService(ctx context.Context, cli *client.Client, img string, i int) (
 		Annotations: swarm.Annotations{Name: installation + "-" + app + "-web", Labels: labels},
 		TaskTemplate: swarm.TaskSpec{
 			ContainerSpec: &swarm.ContainerSpec{Image: img, Labels: labels, Env: []string{"PORT=5000"}},
+			Placement:     placement,
 		},
 		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
 		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR},
