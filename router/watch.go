@@ -25,8 +25,9 @@ package router
 //   - A node event (down, drained, removed, back) re-reads everything every
 //     second for nodeFollow: Swarm moves tasks without touching services.
 //   - Config events re-read the route configs (ConfigSource).
-//   - Everything is re-read every Options.ResyncInterval and whenever the
-//     stream (re)connects: the safety net for what the events missed.
+//   - Everything is re-read every Options.ResyncInterval (longer when a
+//     full read is slow: resyncAfter) and whenever the stream (re)connects:
+//     the safety net for what the events missed.
 // With nothing happening a router makes no request but the resync, whatever
 // the number of apps; Routes answers from what was read.
 
@@ -64,6 +65,10 @@ const (
 	// maxTargeted: with more services to re-read than this, one full read
 	// is cheaper.
 	maxTargeted = 16
+	// resyncShare and maxResyncFactor stretch the resync interval where a
+	// full read is slow (resyncAfter).
+	resyncShare     = 2000
+	maxResyncFactor = 10
 	// suspectEvery is how often the router tells a WatchedSource about the
 	// backends that refused connections.
 	suspectEvery = time.Second
@@ -107,16 +112,17 @@ var (
 // watchState is what events tell a watching DockerSource to re-read;
 // guarded by DockerSource.mu.
 type watchState struct {
-	on          bool
-	all         bool            // everything
-	dirty       map[string]bool // these services, by ID
-	pending     map[string]*converging
-	followUntil time.Time // after a node event
-	followNext  time.Time
-	retryAt     time.Time             // a read failed: try again then
-	lastFull    time.Time             // when everything was last read
-	byAddr      map[netip.Addr]string // service ID by task address, as last read
-	onConfig    func()                // the route configs changed (ConfigSource)
+	on           bool
+	all          bool            // everything
+	dirty        map[string]bool // these services, by ID
+	pending      map[string]*converging
+	followUntil  time.Time // after a node event
+	followNext   time.Time
+	retryAt      time.Time             // a read failed: try again then
+	lastFull     time.Time             // when everything was last read
+	lastFullTook time.Duration         // how long that read took
+	byAddr       map[netip.Addr]string // service ID by task address, as last read
+	onConfig     func()                // the route configs changed (ConfigSource)
 }
 
 // converging is the targeted poll of one service.
@@ -171,12 +177,12 @@ func (s *DockerSource) watch(ctx context.Context, changed, onConfig func()) erro
 		s.mu.Unlock()
 	}()
 
-	resync := time.NewTicker(s.opts.ResyncInterval)
+	resync := time.NewTimer(s.resyncAfter())
 	defer resync.Stop()
 	wait := convergeMax
 	for {
 		opened := time.Now()
-		err := s.follow(ctx, ev, changed, resync.C)
+		err := s.follow(ctx, ev, changed, resync)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -202,7 +208,7 @@ func (s *DockerSource) watch(ctx context.Context, changed, onConfig func()) erro
 // them fails or ctx is done. Everything is re-read once they are open (and
 // events from a second before are asked for, so that nothing between the
 // two falls through), after every resync tick, and whenever it fails.
-func (s *DockerSource) follow(ctx context.Context, ev EventsAPI, changed func(), resync <-chan time.Time) error {
+func (s *DockerSource) follow(ctx context.Context, ev EventsAPI, changed func(), resync *time.Timer) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer func() { s.markAll(); changed() }()
@@ -245,9 +251,10 @@ func (s *DockerSource) follow(ctx context.Context, ev EventsAPI, changed func(),
 			return fmt.Errorf("container events: %w", err)
 		case m = <-swarmEvents:
 		case m = <-containerEvents:
-		case <-resync:
+		case <-resync.C:
 			s.markAll()
 			changed()
+			resync.Reset(s.resyncAfter())
 			continue
 		case now := <-tick:
 			if s.due(now) {
@@ -259,6 +266,18 @@ func (s *DockerSource) follow(ctx context.Context, ev EventsAPI, changed func(),
 			changed()
 		}
 	}
+}
+
+// resyncAfter is when to read everything again: Options.ResyncInterval, or
+// longer where a full read is slow (many apps), so that full reads take at
+// most 1/resyncShare of the time, up to maxResyncFactor times the interval.
+// This keeps the idle cost flat as apps are added; the events and the
+// targeted polls carry the changes.
+func (s *DockerSource) resyncAfter() time.Duration {
+	s.mu.Lock()
+	d := s.w.lastFullTook
+	s.mu.Unlock()
+	return min(max(s.opts.ResyncInterval, resyncShare*d), maxResyncFactor*s.opts.ResyncInterval)
 }
 
 // handle marks what event m asks to re-read and reports whether it did.
@@ -361,6 +380,7 @@ func (s *DockerSource) cachedRoutes(ctx context.Context) (Table, error) {
 	s.w.all, s.w.dirty = false, map[string]bool{}
 	s.mu.Unlock()
 	if all {
+		start := time.Now()
 		services, tasks, err := s.list(ctx, "")
 		if err != nil {
 			s.mu.Lock()
@@ -379,6 +399,7 @@ func (s *DockerSource) cachedRoutes(ctx context.Context) (Table, error) {
 		s.cache = c
 		s.mu.Lock()
 		s.w.lastFull = time.Now()
+		s.w.lastFullTook = s.w.lastFull.Sub(start)
 		for id := range s.w.pending {
 			if svc, ok := c.services[id]; !ok || !isConverging(svc, c.tasks[id]) {
 				delete(s.w.pending, id)

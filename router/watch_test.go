@@ -324,3 +324,18 @@ func TestRouterSuspectsRefusingBackends(t *testing.T) {
 		t.Fatal("the refusing backend was not reported within 5 s")
 	}
 }
+
+func TestResyncAfter(t *testing.T) {
+	src := NewDockerSource(&eventsDocker{}, Options{Installation: "inst", ResyncInterval: 30 * time.Second, Log: discardLog()})
+	for _, tc := range []struct{ took, want time.Duration }{
+		{0, 30 * time.Second},
+		{time.Millisecond, 30 * time.Second},
+		{50 * time.Millisecond, 100 * time.Second},
+		{time.Second, 300 * time.Second},
+	} {
+		src.w.lastFullTook = tc.took
+		if got := src.resyncAfter(); got != tc.want {
+			t.Errorf("a full read of %v: resync after %v, want %v", tc.took, got, tc.want)
+		}
+	}
+}
