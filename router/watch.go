@@ -357,6 +357,21 @@ func (s *DockerSource) due(now time.Time) bool {
 			s.w.followUntil, s.w.followNext = time.Time{}, time.Time{}
 		}
 	}
+	if len(s.w.pending) > maxTargeted {
+		// Many services on their way at once (a mass deploy, a swarm
+		// catching up): one full read a second at most, as polling did.
+		for id, c := range s.w.pending {
+			if now.After(c.until) {
+				delete(s.w.pending, id)
+				continue
+			}
+			c.next = now.Add(time.Second)
+		}
+		if now.Sub(s.w.lastFull) >= time.Second {
+			s.w.all, marked = true, true
+		}
+		return marked
+	}
 	for id, c := range s.w.pending {
 		if now.Before(c.next) {
 			continue

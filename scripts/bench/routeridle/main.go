@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
@@ -176,6 +177,9 @@ func run(ctx context.Context, o options) (err error) {
 			made = append(made, id)
 		}
 		if err := waitRunning(ctx, cli, min(n, running)); err != nil {
+			return err
+		}
+		if err := settle(ctx, cli); err != nil {
 			return err
 		}
 		for _, mode := range o.modes {
@@ -359,6 +363,30 @@ func createService(ctx context.Context, cli *client.Client, img string, i int) (
 		return "", fmt.Errorf("create service %s: %w", spec.Name, err)
 	}
 	return resp.ID, nil
+}
+
+// settle waits until Swarm has sent no service event for quietFor: after a
+// thousand services are created it goes on updating them for a while, and a
+// router follows a service it hears of until its tasks run (these never
+// will). Idle starts after that.
+func settle(ctx context.Context, cli *client.Client) error {
+	const quietFor = 10 * time.Second
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	msgs, errs := cli.Events(ctx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", string(events.ServiceEventType)))})
+	start := time.Now()
+	seen := 0
+	for {
+		select {
+		case <-msgs:
+			seen++
+		case err := <-errs:
+			return fmt.Errorf("wait for swarm to settle: %w", err)
+		case <-time.After(quietFor):
+			step(fmt.Sprintf("swarm settled: %d service events in %s, then %s without any", seen, time.Since(start).Round(time.Second), quietFor))
+			return nil
+		}
+	}
 }
 
 // waitRunning waits until n tasks of the installation run.
