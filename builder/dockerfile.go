@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -87,14 +88,14 @@ func (b *Dockerfile) Build(ctx context.Context, in Input) (paas.Image, error) {
 	ref := repo + ":" + in.Tag
 	log := b.log.With("app", in.App, "tag", in.Tag)
 
-	step(out, "Building %s from Dockerfile", in.App)
+	output.Step(out, "Building %s from Dockerfile", in.App)
 	log.Info("building image", "ref", ref)
 	imageID, err := buildImage(ctx, b.cli, in.Dir, ref, map[string]string{paas.LabelApp: in.App}, out)
 	if err != nil {
 		return paas.Image{}, err
 	}
 	log.Info("built image", "ref", ref, "id", imageID)
-	step(out, "Pushing image %s", ref)
+	output.Step(out, "Pushing image %s", ref)
 	digest, err := pushImage(ctx, b.cli, ref, DockerAuth(b.reg), out)
 	if err != nil {
 		return paas.Image{}, err
@@ -110,7 +111,7 @@ func (b *Dockerfile) Build(ctx context.Context, in Input) (paas.Image, error) {
 func buildImage(ctx context.Context, cli DockerAPI, dir, ref string, labels map[string]string, out io.Writer) (string, error) {
 	id, err := buildImageOnce(ctx, cli, dir, ref, labels, out)
 	if err != nil && strings.Contains(err.Error(), "unable to find image") && ctx.Err() == nil {
-		step(out, "A cached layer was deleted during the build; building again")
+		output.Step(out, "A cached layer was deleted during the build; building again")
 		id, err = buildImageOnce(ctx, cli, dir, ref, labels, out)
 	}
 	return id, err

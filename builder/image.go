@@ -17,6 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -75,11 +76,11 @@ func (i *Importer) importLocal(ctx context.Context, app, source, tag string, out
 	}
 	repo := i.reg.Repository(app)
 	ref := repo + ":" + tag
-	step(out, "Using the local image %s (%s)", source, shortID(inspect.ID))
+	output.Step(out, "Using the local image %s (%s)", source, shortID(inspect.ID))
 	if err := i.local.ImageTag(ctx, inspect.ID, ref); err != nil {
 		return paas.Image{}, nil, true, fmt.Errorf("tag %s as %s: %w", source, ref, err)
 	}
-	step(out, "Pushing image %s", ref)
+	output.Step(out, "Pushing image %s", ref)
 	digest, err := pushImage(ctx, i.local, ref, DockerAuth(i.reg), out)
 	if err != nil {
 		return paas.Image{}, nil, true, err
@@ -120,7 +121,7 @@ func (i *Importer) Import(ctx context.Context, app, source, tag string, out io.W
 	if err != nil {
 		return paas.Image{}, nil, fmt.Errorf("image reference %q: %w", source, err)
 	}
-	step(out, "Fetching %s", src.Name())
+	output.Step(out, "Fetching %s", src.Name())
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(i.keychain), remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"})}
 	img, err := remote.Image(src, opts...)
 	if err != nil {
@@ -139,7 +140,7 @@ func (i *Importer) Import(ctx context.Context, app, source, tag string, out io.W
 	if err != nil {
 		return paas.Image{}, nil, fmt.Errorf("image reference %s: %w", repo, err)
 	}
-	step(out, "Copying %s to %s", digest, dst.Name())
+	output.Step(out, "Copying %s to %s", digest, dst.Name())
 	if err := remote.Write(dst, img, opts...); err != nil {
 		return paas.Image{}, nil, fmt.Errorf("push image %s: %w", dst.Name(), err)
 	}

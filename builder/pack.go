@@ -29,6 +29,7 @@ import (
 	"github.com/heroku/color"
 	mobyclient "github.com/moby/moby/client"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -177,7 +178,7 @@ func (p *Pack) Build(ctx context.Context, in Input) (paas.Image, error) {
 	repo := p.Repository(in.App)
 	ref := repo + ":" + in.Tag
 	log := p.log.With("app", in.App, "tag", in.Tag, "builder", builderImage)
-	step(out, "Building %s with Cloud Native Buildpacks (builder %s)", in.App, builderImage)
+	output.Step(out, "Building %s with Cloud Native Buildpacks (builder %s)", in.App, builderImage)
 
 	runImage, err := p.mirrorRunImage(ctx, builderImage, out)
 	if err != nil {
@@ -304,7 +305,7 @@ func (p *Pack) mirrorRunImage(ctx context.Context, builderImage string, out io.W
 	if err := p.docker.ImageTag(ctx, run, target); err != nil {
 		return "", fmt.Errorf("tag run image: %w", err)
 	}
-	step(out, "Pushing run image %s to the registry", run)
+	output.Step(out, "Pushing run image %s to the registry", run)
 	if _, err := pushImage(ctx, p.docker, target, DockerAuth(p.reg), io.Discard); err != nil {
 		return "", fmt.Errorf("push run image %s: %w", run, err)
 	}
@@ -327,6 +328,6 @@ func (n *packNoise) Write(p []byte) (int, error) {
 
 // Flush passes flushes on, so lines still reach the pusher as they come.
 func (n *packNoise) Flush() error {
-	flush(n.w)
+	output.Flush(n.w)
 	return nil
 }

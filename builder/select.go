@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -80,7 +81,7 @@ func (s *Select) Build(ctx context.Context, in Input) (paas.Image, error) {
 		in.Builder = set.Stack
 		if set.BuildEnv == "true" {
 			in.Env = in.Config
-			step(out, "Passing %d config vars to the build (build-env)", len(in.Config))
+			output.Step(out, "Passing %d config vars to the build (build-env)", len(in.Config))
 		}
 		if in.Report != nil {
 			b := set.Stack

@@ -13,6 +13,7 @@ import (
 
 	"github.com/docker/docker/api/types/build"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -72,7 +73,7 @@ func BuildSelfImage(ctx context.Context, cli DockerAPI, binaryPath, ref string, 
 		}()
 		defer pr.Close()
 
-		step(out, "Building image %s", ref)
+		output.Step(out, "Building image %s", ref)
 		resp, err := cli.ImageBuild(ctx, pr, build.ImageBuildOptions{
 			Tags:        []string{ref},
 			Dockerfile:  DockerfileName,
@@ -92,7 +93,7 @@ func BuildSelfImage(ctx context.Context, cli DockerAPI, binaryPath, ref string, 
 	err = build1()
 	if err != nil && strings.Contains(err.Error(), "unable to find image") && ctx.Err() == nil {
 		// A cached layer of an image deleted meanwhile: build again.
-		step(out, "A cached layer was deleted during the build; building again")
+		output.Step(out, "A cached layer was deleted during the build; building again")
 		err = build1()
 	}
 	if err != nil {
@@ -101,7 +102,7 @@ func BuildSelfImage(ctx context.Context, cli DockerAPI, binaryPath, ref string, 
 	if push == nil {
 		return ref, nil
 	}
-	step(out, "Pushing image %s", ref)
+	output.Step(out, "Pushing image %s", ref)
 	digest, err := pushImage(ctx, cli, ref, DockerAuth(*push), out)
 	if err != nil {
 		return "", err

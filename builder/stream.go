@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
+	"paas/internal/output"
 	"strings"
 
 	"github.com/docker/docker/pkg/jsonmessage"
@@ -58,24 +58,8 @@ func (w *lineWriter) emit(line []byte) error {
 	if _, err := fmt.Fprintf(w.out, "%s%s\n", indent, line); err != nil {
 		return err
 	}
-	flush(w.out)
+	output.Flush(w.out)
 	return nil
-}
-
-// step writes a Dokku style step line ("-----> ...") to out.
-func step(out io.Writer, format string, args ...any) {
-	fmt.Fprintf(out, "-----> "+format+"\n", args...)
-	flush(out)
-}
-
-// flush flushes w if it buffers (bufio.Writer, http.ResponseWriter, ...).
-func flush(w io.Writer) {
-	switch f := w.(type) {
-	case interface{ Flush() error }:
-		_ = f.Flush()
-	case http.Flusher:
-		f.Flush()
-	}
 }
 
 // streamResult is what a JSON message stream told besides its text.

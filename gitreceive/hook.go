@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -108,15 +109,6 @@ func (p *Push) Archive(ctx context.Context, commit string, w io.Writer) error {
 		return fmt.Errorf("git archive %s: %w: %s", commit, err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
-}
-
-// Subject returns the first line of commit's message.
-func (p *Push) Subject(ctx context.Context, commit string) (string, error) {
-	out, err := p.git(ctx, "log", "-1", "--format=%s", commit).Output()
-	if err != nil {
-		return "", fmt.Errorf("git log %s: %w", commit, err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }
 
 func (p *Push) git(ctx context.Context, args ...string) *exec.Cmd {
@@ -265,7 +257,7 @@ func (h *hookServer) handle(conn net.Conn) {
 	}
 	h.mu.Unlock()
 	if !ok {
-		fmt.Fprintln(out, " !     push not recognised by paasd")
+		output.Warn(out, "push not recognised by paasd")
 		out.frame(frameExit, []byte{1})
 		return
 	}
@@ -279,7 +271,7 @@ func (h *hookServer) handle(conn net.Conn) {
 	}()
 	code := byte(0)
 	if err := h.handler.HandlePush(ctx, p, out); err != nil {
-		fmt.Fprintf(out, " !     %s\n", strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "\n !     "))
+		output.Warn(out, "%s", strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "\n !     "))
 		code = 1
 	}
 	out.frame(frameExit, []byte{code})
@@ -326,26 +318,26 @@ func RunHook(stdin io.Reader, stdout io.Writer) int {
 	}
 	conn, err := net.Dial("unix", os.Getenv(envHookSocket))
 	if err != nil {
-		fmt.Fprintln(stdout, " !     paasd is not reachable; push rejected")
+		output.Warn(stdout, "paasd is not reachable; push rejected")
 		return 1
 	}
 	defer conn.Close()
 	req, _ := json.Marshal(hookRequest{Token: os.Getenv(envPushToken), Updates: updates, Env: env})
 	if _, err := conn.Write(append(req, '\n')); err != nil {
-		fmt.Fprintln(stdout, " !     paasd is not reachable; push rejected")
+		output.Warn(stdout, "paasd is not reachable; push rejected")
 		return 1
 	}
 	r := bufio.NewReader(conn)
 	var hdr [5]byte
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			fmt.Fprintln(stdout, " !     paasd stopped during the push; push rejected")
+			output.Warn(stdout, "paasd stopped during the push; push rejected")
 			return 1
 		}
 		n := binary.BigEndian.Uint32(hdr[1:])
 		payload := make([]byte, n)
 		if _, err := io.ReadFull(r, payload); err != nil {
-			fmt.Fprintln(stdout, " !     paasd stopped during the push; push rejected")
+			output.Warn(stdout, "paasd stopped during the push; push rejected")
 			return 1
 		}
 		switch hdr[0] {

@@ -13,6 +13,7 @@ import (
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
+	"paas/internal/connlimit"
 	"paas/internal/paas"
 )
 
@@ -101,47 +102,6 @@ func countControl(s string) int {
 	return n
 }
 
-// connLimiter counts open connections per client address.
-type connLimiter struct {
-	max  int
-	mu   sync.Mutex
-	open map[string]int
-}
-
-func (l *connLimiter) acquire(host string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.max > 0 && l.open[host] >= l.max {
-		return false
-	}
-	if l.open == nil {
-		l.open = map[string]int{}
-	}
-	l.open[host]++
-	return true
-}
-
-func (l *connLimiter) release(host string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.open[host]--; l.open[host] <= 0 {
-		delete(l.open, host)
-	}
-}
-
-// trackedConn gives its address's slot back once, when it is closed.
-type trackedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *trackedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}
-
 // connState is what the limits know of one connection: its open sessions
 // and the timer that closes it when it has none for Limits.IdleTimeout.
 type connState struct {
@@ -189,7 +149,8 @@ func hostOf(a net.Addr) string {
 func (s *Server) admit(ctx ssh.Context, c net.Conn) net.Conn {
 	lim := s.opts.Limits
 	host := hostOf(c.RemoteAddr())
-	if !s.conns.acquire(host) {
+	release, ok := s.conns.Acquire(c.RemoteAddr())
+	if !ok {
 		s.opts.Log.Warn("refused an SSH connection: too many from its address", "remote", host, "limit", lim.MaxConnsPerAddr)
 		// Before the version exchange a server may send lines of text;
 		// clients skip them, and show them when debugging.
@@ -197,7 +158,7 @@ func (s *Server) admit(ctx ssh.Context, c net.Conn) net.Conn {
 		fmt.Fprintf(c, "paas: too many connections from %s (at most %d at once)\r\n", host, lim.MaxConnsPerAddr)
 		return nil
 	}
-	tc := &trackedConn{Conn: c, release: func() { s.conns.release(host) }}
+	tc := &connlimit.Conn{Conn: c, Release: release}
 	st := &connState{}
 	if lim.IdleTimeout > 0 {
 		st.idle = time.AfterFunc(max(lim.IdleTimeout, lim.AuthTimeout), func() {

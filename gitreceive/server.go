@@ -28,6 +28,8 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"paas/internal/applock"
+	"paas/internal/connlimit"
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -84,7 +86,7 @@ type Server struct {
 	hooksDir string
 	listener net.Listener
 	pushes   *applock.Set
-	conns    connLimiter
+	conns    *connlimit.Limiter
 }
 
 // New prepares a Server: host key, hooks dir and hook socket path.
@@ -97,7 +99,7 @@ func New(opts Options) (*Server, error) {
 	if err := installHook(hooksDir); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, hooksDir: hooksDir, pushes: opts.PushLocks, conns: connLimiter{max: opts.Limits.MaxConnsPerAddr}}
+	s := &Server{opts: opts, hooksDir: hooksDir, pushes: opts.PushLocks, conns: &connlimit.Limiter{Max: opts.Limits.MaxConnsPerAddr}}
 	if s.pushes == nil {
 		s.pushes = &applock.Set{}
 	}
@@ -193,7 +195,7 @@ func (s *Server) handleSession(sess ssh.Session) {
 	// Not sess.Command(): it drops what it cannot split without a word.
 	args, err := SplitCommand(sess.RawCommand())
 	if err != nil {
-		fmt.Fprintf(sess.Stderr(), " !     %v\n", err)
+		output.Warn(sess.Stderr(), "%v", err)
 		s.refused(id, "ssh", "", err.Error())
 		sess.Exit(1)
 		return
@@ -249,21 +251,21 @@ func ParseRepoPath(p string) (string, error) {
 
 func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identity, args []string, log *slog.Logger) int {
 	if len(args) != 2 {
-		fmt.Fprintln(sess.Stderr(), " !     usage: git-receive-pack REPO")
+		output.Warn(sess.Stderr(), "usage: git-receive-pack REPO")
 		return 1
 	}
 	write := args[0] == "git-receive-pack"
 	app, err := ParseRepoPath(args[1])
 	if err != nil {
-		fmt.Fprintf(sess.Stderr(), " !     %v\n", err)
+		output.Warn(sess.Stderr(), "%v", err)
 		return 1
 	}
 	dir, err := s.opts.Repos.RepoFor(ctx, id, app, write, sess.Stderr())
 	if err != nil {
 		if errors.Is(err, paas.ErrAppNotFound) {
-			fmt.Fprintf(sess.Stderr(), " !     App %s does not exist\n", app)
+			output.Warn(sess.Stderr(), "App %s does not exist", app)
 		} else {
-			fmt.Fprintf(sess.Stderr(), " !     %v\n", err)
+			output.Warn(sess.Stderr(), "%v", err)
 		}
 		return 1
 	}
@@ -277,7 +279,7 @@ func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identit
 	// before anything is built, and the deploy inside pre-receive always
 	// starts from the branch as it is.
 	unlock, err := s.pushes.Lock(ctx, app, func() {
-		fmt.Fprintf(sess.Stderr(), "-----> Waiting for another push to %s to finish\n", app)
+		output.Step(sess.Stderr(), "Waiting for another push to %s to finish", app)
 	})
 	if err != nil {
 		return 1
@@ -301,7 +303,7 @@ func (s *Server) serveGit(ctx context.Context, sess ssh.Session, id paas.Identit
 		// git said "pack exceeds maximum allowed size" (and exits 0 when it
 		// could report the refusal); say which limit.
 		msg := fmt.Sprintf("push refused: it is larger than %s, the most one push may send here (paasd serve --max-push-size); nothing was stored", units.BytesSize(float64(maxPush)))
-		fmt.Fprintf(sess.Stderr(), " !     %s\n", msg)
+		output.Warn(sess.Stderr(), "%s", msg)
 		log.Warn("push refused: too large", "app", app, "limit", maxPush)
 		s.refused(id, "push", app, msg)
 		return 1
@@ -329,7 +331,7 @@ func (s *Server) runGit(ctx context.Context, sess ssh.Session, cmd *exec.Cmd, ma
 	}
 	if err := cmd.Start(); err != nil {
 		log.Error("start git", "err", err)
-		fmt.Fprintln(sess.Stderr(), " !     git is not available on the server")
+		output.Warn(sess.Stderr(), "git is not available on the server")
 		return 1, false
 	}
 	// Copy stdin on our own: the client keeps its side open until it has read

@@ -564,10 +564,11 @@ func TestServerPush(t *testing.T) {
 		if err := p.Archive(ctx, p.Updates[0].New, &tarball); err != nil {
 			return err
 		}
-		subject, err := p.Subject(ctx, p.Updates[0].New)
+		msg, err := p.git(ctx, "log", "-1", "--format=%s", p.Updates[0].New).Output()
 		if err != nil {
 			return err
 		}
+		subject := strings.TrimSpace(string(msg))
 		fmt.Fprintf(out, "-----> got %q, archive has file.txt: %v\n", subject, bytes.Contains(tarball.Bytes(), []byte("file.txt")))
 		if strings.Contains(subject, "reject") {
 			return errors.New("rejected by the test")

@@ -1,68 +1,24 @@
 package router
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"paas/router/contract"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 )
 
-// AdminHost is the Host header of requests to the router's control endpoint.
-// The underscore makes it an invalid DNS name, so no app can ever be routed
-// at it. Requests must carry "Authorization: Bearer TOKEN" with
-// Options.AdminToken; without a token configured the endpoint does not exist.
-//
-// The control plane uses it to run a rollout without ever sending a request
-// to a task that cannot take it:
-//
-//	POST /refresh  re-read the routes now; answers like GET /backends
-//	GET  /backends every backend routed or still busy, with requests in flight
-//	POST /check    probe one task from inside the app network (CheckRequest)
-const AdminHost = "_router.paas"
-
-// BackendStatus is one backend in GET /backends.
-type BackendStatus struct {
-	Addr     string `json:"addr"`
-	App      string `json:"app,omitempty"` // empty for a backend that left the table
-	Routed   bool   `json:"routed"`        // new requests may go to it
-	Inflight int64  `json:"inflight"`      // requests sent and not yet answered in full
-}
-
-// Status is the answer of GET /backends and POST /refresh.
-type Status struct {
-	Generation uint64          `json:"generation"` // increases on every table swap
-	Backends   []BackendStatus `json:"backends"`
-}
-
-// CheckRequest asks the router to send one GET to a task.
-type CheckRequest struct {
-	Addr    string `json:"addr"`           // host:port of the task
-	Path    string `json:"path"`           // request path, "/" when empty
-	Host    string `json:"host,omitempty"` // Host header
-	Timeout int    `json:"timeout_ms"`     // per attempt; 5000 when zero
-}
-
-// CheckResult is the answer to a CheckRequest: a status and the start of the
-// body, or the error that kept the task from answering.
-type CheckResult struct {
-	Status int    `json:"status,omitempty"`
-	Body   string `json:"body,omitempty"` // at most maxCheckBody bytes
-	Error  string `json:"error,omitempty"`
-}
-
 const maxCheckBody = 64 << 10
 
 func (r *Router) isAdmin(req *http.Request) bool {
-	return r.opts.AdminToken != "" && req.Host == AdminHost
+	return r.opts.AdminToken != "" && req.Host == contract.AdminHost
 }
 
 // serveAdmin answers the control endpoint. A request without the right token
@@ -90,7 +46,7 @@ func (r *Router) serveAdmin(w http.ResponseWriter, req *http.Request) {
 		}
 		writeJSON(w, r.Status())
 	case req.Method == http.MethodPost && req.URL.Path == "/check":
-		var c CheckRequest
+		var c contract.CheckRequest
 		if err := json.NewDecoder(io.LimitReader(req.Body, 4096)).Decode(&c); err != nil {
 			writeError(w, http.StatusBadRequest, "bad check request: "+err.Error()+"\n")
 			return
@@ -109,10 +65,10 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // Status reports the backends being routed and those that left the table
 // with requests still in flight.
-func (r *Router) Status() Status {
+func (r *Router) Status() contract.Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := Status{Generation: r.gen.Load(), Backends: []BackendStatus{}}
+	st := contract.Status{Generation: r.gen.Load(), Backends: []contract.BackendStatus{}}
 	apps := map[string]string{}
 	for _, rt := range r.table.Load().src.Routes {
 		for _, b := range rt.Backends {
@@ -120,7 +76,7 @@ func (r *Router) Status() Status {
 		}
 	}
 	for addr, be := range r.pool {
-		st.Backends = append(st.Backends, BackendStatus{Addr: addr, App: apps[addr], Routed: true, Inflight: be.inflight.Load()})
+		st.Backends = append(st.Backends, contract.BackendStatus{Addr: addr, App: apps[addr], Routed: true, Inflight: be.inflight.Load()})
 	}
 	for addr, be := range r.retired {
 		n := be.inflight.Load()
@@ -128,21 +84,21 @@ func (r *Router) Status() Status {
 			delete(r.retired, addr)
 			continue
 		}
-		st.Backends = append(st.Backends, BackendStatus{Addr: addr, Inflight: n})
+		st.Backends = append(st.Backends, contract.BackendStatus{Addr: addr, Inflight: n})
 	}
-	slices.SortFunc(st.Backends, func(a, b BackendStatus) int { return strings.Compare(a.Addr, b.Addr) })
+	slices.SortFunc(st.Backends, func(a, b contract.BackendStatus) int { return strings.Compare(a.Addr, b.Addr) })
 	return st
 }
 
 // Check sends one GET to c.Addr on a connection of its own and reports what
 // came back.
-func Check(ctx context.Context, c CheckRequest) CheckResult {
+func Check(ctx context.Context, c contract.CheckRequest) contract.CheckResult {
 	timeout := time.Duration(c.Timeout) * time.Millisecond
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		return CheckResult{Error: "bad address: " + err.Error()}
+		return contract.CheckResult{Error: "bad address: " + err.Error()}
 	}
 	path := c.Path
 	if path == "" || path[0] != '/' {
@@ -152,7 +108,7 @@ func Check(ctx context.Context, c CheckRequest) CheckResult {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.Addr+path, nil)
 	if err != nil {
-		return CheckResult{Error: err.Error()}
+		return contract.CheckResult{Error: err.Error()}
 	}
 	if c.Host != "" {
 		req.Host = c.Host
@@ -163,13 +119,13 @@ func Check(ctx context.Context, c CheckRequest) CheckResult {
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return CheckResult{Error: "no answer within " + timeout.String()}
+			return contract.CheckResult{Error: "no answer within " + timeout.String()}
 		}
-		return CheckResult{Error: err.Error()}
+		return contract.CheckResult{Error: err.Error()}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxCheckBody))
-	res := CheckResult{Status: resp.StatusCode, Body: string(body)}
+	res := contract.CheckResult{Status: resp.StatusCode, Body: string(body)}
 	if err != nil {
 		res.Error = "read body: " + err.Error()
 	}
@@ -214,67 +170,4 @@ func (c *countedConn) Close() error {
 	err := c.ReadWriteCloser.Close()
 	c.done.finish()
 	return err
-}
-
-// Client talks to a router's control endpoint, e.g. at 127.0.0.1:80 from
-// the host that publishes the router's port.
-type Client struct {
-	Addr  string // host:port of the router's HTTP port
-	Token string
-	HTTP  *http.Client // http.DefaultClient when nil
-}
-
-func (c *Client) do(ctx context.Context, method, path string, body any, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.Addr+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Host = AdminHost
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("router %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("router %s: %s: %s", path, resp.Status, strings.TrimSpace(string(msg)))
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("router %s: %w", path, err)
-	}
-	return nil
-}
-
-// Refresh makes the router re-read its routes and returns its status.
-func (c *Client) Refresh(ctx context.Context) (Status, error) {
-	var st Status
-	err := c.do(ctx, http.MethodPost, "/refresh", nil, &st)
-	return st, err
-}
-
-// Status returns the router's backends as they are.
-func (c *Client) Status(ctx context.Context) (Status, error) {
-	var st Status
-	err := c.do(ctx, http.MethodGet, "/backends", nil, &st)
-	return st, err
-}
-
-// Check asks the router to probe a task.
-func (c *Client) Check(ctx context.Context, req CheckRequest) (CheckResult, error) {
-	var res CheckResult
-	err := c.do(ctx, http.MethodPost, "/check", req, &res)
-	return res, err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"paas/router/contract"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 
 func adminRequest(t *testing.T, method, url, token, body string) *http.Request {
 	t.Helper()
-	req := newRequest(t, method, url, AdminHost, strings.NewReader(body))
+	req := newRequest(t, method, url, contract.AdminHost, strings.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -42,7 +43,7 @@ func TestAdminNeedsToken(t *testing.T) {
 				t.Fatalf("status %d, want %d (%s)", got.status, tt.want, got.body)
 			}
 			if tt.want == http.StatusOK {
-				var st Status
+				var st contract.Status
 				if err := json.Unmarshal([]byte(got.body), &st); err != nil {
 					t.Fatal(err)
 				}
@@ -107,20 +108,20 @@ func TestDrain(t *testing.T) {
 	}
 }
 
-func refresh(t *testing.T, s *testServer, token string) Status {
+func refresh(t *testing.T, s *testServer, token string) contract.Status {
 	t.Helper()
 	got := do(t, s.Client(), adminRequest(t, "POST", s.URL+"/refresh", token, ""))
 	if got.status != http.StatusOK {
 		t.Fatalf("refresh: %d %s", got.status, got.body)
 	}
-	var st Status
+	var st contract.Status
 	if err := json.Unmarshal([]byte(got.body), &st); err != nil {
 		t.Fatal(err)
 	}
 	return st
 }
 
-func hasAddr(st Status, addr string) bool {
+func hasAddr(st contract.Status, addr string) bool {
 	for _, b := range st.Backends {
 		if b.Addr == addr {
 			return true
@@ -129,7 +130,7 @@ func hasAddr(st Status, addr string) bool {
 	return false
 }
 
-func hasBackend(st Status, addr string, routed bool, inflight int64) bool {
+func hasBackend(st contract.Status, addr string, routed bool, inflight int64) bool {
 	for _, b := range st.Backends {
 		if b.Addr == addr {
 			return b.Routed == routed && b.Inflight == inflight
@@ -151,23 +152,23 @@ func TestCheck(t *testing.T) {
 	}))
 	tests := []struct {
 		name     string
-		req      CheckRequest
+		req      contract.CheckRequest
 		wantCode int
 		wantBody string
 		wantErr  string
 	}{
-		{"answers", CheckRequest{Addr: ok, Path: "/health", Host: "hello.example.test"}, 200, "ready at /health", ""},
-		{"path without slash", CheckRequest{Addr: ok, Path: "up", Host: "hello.example.test"}, 200, "ready at /up", ""},
-		{"refused", CheckRequest{Addr: deadAddr(t)}, 0, "", "connection refused"},
-		{"too slow", CheckRequest{Addr: hang, Timeout: 200}, 0, "", "no answer within 200ms"},
-		{"bad address", CheckRequest{Addr: "nowhere"}, 0, "", "bad address"},
+		{"answers", contract.CheckRequest{Addr: ok, Path: "/health", Host: "hello.example.test"}, 200, "ready at /health", ""},
+		{"path without slash", contract.CheckRequest{Addr: ok, Path: "up", Host: "hello.example.test"}, 200, "ready at /up", ""},
+		{"refused", contract.CheckRequest{Addr: deadAddr(t)}, 0, "", "connection refused"},
+		{"too slow", contract.CheckRequest{Addr: hang, Timeout: 200}, 0, "", "no answer within 200ms"},
+		{"bad address", contract.CheckRequest{Addr: "nowhere"}, 0, "", "bad address"},
 	}
 	_, s := startRouter(t, &fakeSource{}, Options{AdminToken: "tok"})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b, _ := json.Marshal(tt.req)
 			got := do(t, s.Client(), adminRequest(t, "POST", s.URL+"/check", "tok", string(b)))
-			var res CheckResult
+			var res contract.CheckResult
 			if err := json.Unmarshal([]byte(got.body), &res); err != nil {
 				t.Fatalf("%d %s: %v", got.status, got.body, err)
 			}

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"paas/router/contract"
 	"strings"
 	"sync"
 	"testing"
@@ -50,7 +51,7 @@ func newTestCA(t testing.TB) *testCA {
 }
 
 // issue returns a PEM certificate and key for names.
-func (ca *testCA) issue(t testing.TB, notAfter time.Time, names ...string) CertPEM {
+func (ca *testCA) issue(t testing.TB, notAfter time.Time, names ...string) contract.CertPEM {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -62,17 +63,17 @@ func (ca *testCA) issue(t testing.TB, notAfter time.Time, names ...string) CertP
 		t.Fatal(err)
 	}
 	kd, _ := x509.MarshalPKCS8PrivateKey(key)
-	return CertPEM{
+	return contract.CertPEM{
 		Cert: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
 		Key:  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd})),
 	}
 }
 
-// edgeOf compiles an AppConfig as the ConfigSource does.
-func edgeOf(t testing.TB, id string, c AppConfig) *Edge {
+// edgeOf compiles an contract.AppConfig as the ConfigSource does.
+func edgeOf(t testing.TB, id string, c contract.AppConfig) *Edge {
 	t.Helper()
 	data, _ := json.Marshal(c)
-	p := parseConfig(id, RoleAppConfig, data)
+	p := parseConfig(id, contract.RoleAppConfig, data)
 	if p.err != nil {
 		t.Fatal(p.err)
 	}
@@ -84,7 +85,7 @@ func TestHostLookup(t *testing.T) {
 		{App: "web", Hosts: []string{"web.example.test", "app.example.com", "exact.preview.example.com"}, Backends: backends("10.0.0.1:5000"), Edge: &Edge{Key: "1", Wildcards: []string{"*.docs.example.com"}}},
 		{App: "docs", Hosts: []string{"docs.example.test"}, Backends: backends("10.0.0.2:5000"), Edge: &Edge{Key: "2", Wildcards: []string{"*.preview.example.com", "*.docs.example.com"}}},
 	}}
-	r := New(&fakeSource{table: tbl}, Options{Log: discardLog()})
+	r := newTestRouter(&fakeSource{table: tbl}, Options{Log: discardLog()})
 	if err := r.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func tlsRouter(t *testing.T, src Source) (r *Router, httpURL, httpsAddr string) 
 		t.Fatal(err)
 	}
 	port := tlsLn.Addr().(*net.TCPAddr).Port
-	r = New(src, Options{Log: discardLog(), HTTPSAddr: tlsLn.Addr().String(), HTTPSPort: port, PollInterval: 50 * time.Millisecond, ShutdownTimeout: 5 * time.Second})
+	r = newTestRouter(src, Options{Log: discardLog(), HTTPSAddr: tlsLn.Addr().String(), HTTPSPort: port, PollInterval: 50 * time.Millisecond, ShutdownTimeout: 5 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.ServeTLS(ctx, ln, tlsLn) }()
@@ -162,8 +163,8 @@ func TestHTTPS(t *testing.T) {
 		mu.Unlock()
 		fmt.Fprintf(w, "%s %s %s read=%d", r.Host, r.Header.Get("X-Forwarded-Proto"), r.Proto, n)
 	}))
-	edge := edgeOf(t, "cfg1", AppConfig{App: "web", Domains: []string{"app.example.com", "*.preview.example.com"},
-		Certs:        []CertPEM{ca.issue(t, time.Now().Add(time.Hour), "app.example.com", "*.preview.example.com")},
+	edge := edgeOf(t, "cfg1", contract.AppConfig{App: "web", Domains: []string{"app.example.com", "*.preview.example.com"},
+		Certs:        []contract.CertPEM{ca.issue(t, time.Now().Add(time.Hour), "app.example.com", "*.preview.example.com")},
 		MaxBodyBytes: 10, ReadTimeoutMS: 200})
 	src := &fakeSource{table: Table{
 		Routes: []Route{{App: "web", Hosts: []string{"web.example.test", "app.example.com"}, Backends: backends(backend), Edge: edge}},
@@ -216,12 +217,12 @@ func TestHTTPS(t *testing.T) {
 
 	t.Run("ACME challenge answered on HTTP for any host", func(t *testing.T) {
 		for _, host := range []string{"app.example.com", "not-routed.example.org"} {
-			got := do(t, plain, newRequest(t, "GET", httpURL+ACMEChallengePath+"tok123", host, nil))
+			got := do(t, plain, newRequest(t, "GET", httpURL+contract.ACMEChallengePath+"tok123", host, nil))
 			if got.status != 200 || got.body != "tok123.thumb" {
 				t.Errorf("challenge on %s: %d %q", host, got.status, got.body)
 			}
 		}
-		got := do(t, plain, newRequest(t, "GET", httpURL+ACMEChallengePath+"other", "not-routed.example.org", nil))
+		got := do(t, plain, newRequest(t, "GET", httpURL+contract.ACMEChallengePath+"other", "not-routed.example.org", nil))
 		if got.status != 404 {
 			t.Errorf("unknown token: %d %q, want 404", got.status, got.body)
 		}
@@ -262,7 +263,7 @@ func TestHTTPS(t *testing.T) {
 			t.Fatalf("before: %d", got.status)
 		}
 		ca2 := newTestCA(t)
-		edge2 := edgeOf(t, "cfg2", AppConfig{App: "web", Domains: []string{"app.example.com", "new.example.com"}, Certs: []CertPEM{ca2.issue(t, time.Now().Add(time.Hour), "app.example.com", "new.example.com")}})
+		edge2 := edgeOf(t, "cfg2", contract.AppConfig{App: "web", Domains: []string{"app.example.com", "new.example.com"}, Certs: []contract.CertPEM{ca2.issue(t, time.Now().Add(time.Hour), "app.example.com", "new.example.com")}})
 		src.set(Table{Routes: []Route{{App: "web", Hosts: []string{"web.example.test", "app.example.com", "new.example.com"}, Backends: backends(backend), Edge: edge2}}}, nil)
 		if err := r.Refresh(t.Context()); err != nil {
 			t.Fatal(err)
@@ -285,7 +286,7 @@ func TestHTTPS(t *testing.T) {
 	})
 
 	t.Run("an expired certificate is not served and does not redirect", func(t *testing.T) {
-		edge3 := edgeOf(t, "cfg3", AppConfig{App: "web", Domains: []string{"app.example.com"}, Certs: []CertPEM{ca.issue(t, time.Now().Add(-time.Minute), "app.example.com")}})
+		edge3 := edgeOf(t, "cfg3", contract.AppConfig{App: "web", Domains: []string{"app.example.com"}, Certs: []contract.CertPEM{ca.issue(t, time.Now().Add(-time.Minute), "app.example.com")}})
 		src.set(Table{Routes: []Route{{App: "web", Hosts: []string{"app.example.com"}, Backends: backends(backend), Edge: edge3}}}, nil)
 		if err := r.Refresh(t.Context()); err != nil {
 			t.Fatal(err)
@@ -312,7 +313,7 @@ func (f *fakeConfigs) ConfigList(context.Context, swarm.ConfigListOptions) ([]sw
 
 func config(id string, index uint64, installation, role, app string, v any) swarm.Config {
 	data, _ := json.Marshal(v)
-	c := swarm.Config{ID: id, Spec: swarm.ConfigSpec{Annotations: swarm.Annotations{Name: ConfigName(installation, role, app, data), Labels: ConfigLabels(installation, role, app)}, Data: data}}
+	c := swarm.Config{ID: id, Spec: swarm.ConfigSpec{Annotations: swarm.Annotations{Name: contract.ConfigName(installation, role, app, data), Labels: contract.ConfigLabels(installation, role, app)}, Data: data}}
 	c.Version.Index = index
 	return c
 }
@@ -324,13 +325,13 @@ func TestConfigSource(t *testing.T) {
 		{App: "api", Hosts: []string{"api.example.test"}, Backends: backends("10.0.0.3:5000")},
 	}}}
 	api := &fakeConfigs{cfgs: []swarm.Config{
-		config("old", 1, "inst", RoleAppConfig, "web", AppConfig{App: "web", Domains: []string{"old.example.com"}}),
-		config("new", 2, "inst", RoleAppConfig, "web", AppConfig{App: "web", Domains: []string{"app.example.com", "*.preview.example.com"}, Port: 6000,
-			Certs: []CertPEM{ca.issue(t, time.Now().Add(time.Hour), "app.example.com")}}),
-		config("bad", 3, "inst", RoleAppConfig, "api", "not an object"),
-		config("spoof", 4, "inst", RoleAppConfig, "api", AppConfig{App: "web", Domains: []string{"stolen.example.com"}}),
-		config("other-inst", 5, "other", RoleAppConfig, "api", AppConfig{App: "api", Domains: []string{"x.example.com"}}),
-		config("g", 6, "inst", RoleGlobalConfig, "", GlobalConfig{Domain: "Apps.Example.org", Challenges: map[string]string{"t": "t.k"}}),
+		config("old", 1, "inst", contract.RoleAppConfig, "web", contract.AppConfig{App: "web", Domains: []string{"old.example.com"}}),
+		config("new", 2, "inst", contract.RoleAppConfig, "web", contract.AppConfig{App: "web", Domains: []string{"app.example.com", "*.preview.example.com"}, Port: 6000,
+			Certs: []contract.CertPEM{ca.issue(t, time.Now().Add(time.Hour), "app.example.com")}}),
+		config("bad", 3, "inst", contract.RoleAppConfig, "api", "not an object"),
+		config("spoof", 4, "inst", contract.RoleAppConfig, "api", contract.AppConfig{App: "web", Domains: []string{"stolen.example.com"}}),
+		config("other-inst", 5, "other", contract.RoleAppConfig, "api", contract.AppConfig{App: "api", Domains: []string{"x.example.com"}}),
+		config("g", 6, "inst", contract.RoleGlobalConfig, "", contract.GlobalConfig{Domain: "Apps.Example.org", Challenges: map[string]string{"t": "t.k"}}),
 	}}
 	src := NewConfigSource(inner, api, Options{Installation: "inst", Domain: "example.test", Log: discardLog()})
 	got, err := src.Routes(t.Context())
@@ -361,8 +362,8 @@ func TestConfigSource(t *testing.T) {
 	// More global domains, and an app whose names are disabled.
 	api.mu.Lock()
 	api.cfgs = append(api.cfgs,
-		config("g2", 7, "inst", RoleGlobalConfig, "", GlobalConfig{Domain: "apps.example.org", MoreDomains: []string{"Other.Example.net", ""}}),
-		config("api-off", 8, "inst", RoleAppConfig, "api", AppConfig{App: "api", NoVhost: true, Domains: []string{"api.example.com", "*.api.example.com"}}))
+		config("g2", 7, "inst", contract.RoleGlobalConfig, "", contract.GlobalConfig{Domain: "apps.example.org", MoreDomains: []string{"Other.Example.net", ""}}),
+		config("api-off", 8, "inst", contract.RoleAppConfig, "api", contract.AppConfig{App: "api", NoVhost: true, Domains: []string{"api.example.com", "*.api.example.com"}}))
 	api.mu.Unlock()
 	more, err := src.Routes(t.Context())
 	if err != nil {
@@ -410,7 +411,7 @@ func BenchmarkLookup(b *testing.B) {
 					Edge: &Edge{Key: app, Wildcards: []string{"*." + app + ".example.com"}}})
 				hosts = append(hosts, app+".example.test", "pr."+app+".example.com")
 			}
-			r := New(&fakeSource{table: tbl}, Options{Log: discardLog()})
+			r := newTestRouter(&fakeSource{table: tbl}, Options{Log: discardLog()})
 			if err := r.Refresh(b.Context()); err != nil {
 				b.Fatal(err)
 			}
@@ -428,7 +429,7 @@ func BenchmarkLookup(b *testing.B) {
 func TestUpgradeOverTLS(t *testing.T) {
 	ca := newTestCA(t)
 	echo := upgradeBackend(t, func(r *http.Request) bool { return r.Header.Get("X-Forwarded-Proto") == "https" })
-	edge := edgeOf(t, "ws", AppConfig{App: "ws", Domains: []string{"ws.example.com"}, Certs: []CertPEM{ca.issue(t, time.Now().Add(time.Hour), "ws.example.com")}})
+	edge := edgeOf(t, "ws", contract.AppConfig{App: "ws", Domains: []string{"ws.example.com"}, Certs: []contract.CertPEM{ca.issue(t, time.Now().Add(time.Hour), "ws.example.com")}})
 	_, _, httpsAddr := tlsRouter(t, &fakeSource{table: Table{Routes: []Route{{App: "ws", Hosts: []string{"ws.example.com"}, Backends: backends(echo), Edge: edge}}}})
 	conn, err := tls.Dial("tcp", httpsAddr, &tls.Config{RootCAs: ca.pool, ServerName: "ws.example.com", NextProtos: []string{"http/1.1"}})
 	if err != nil {
@@ -448,25 +449,5 @@ func TestUpgradeOverTLS(t *testing.T) {
 	fmt.Fprint(conn, "hello\n")
 	if l, err := br.ReadString('\n'); err != nil || l != "HELLO\n" {
 		t.Fatalf("echo = %q, %v", l, err)
-	}
-}
-
-func TestConfigName(t *testing.T) {
-	long := strings.Repeat("a", 63)
-	for _, tc := range []struct{ inst, role, app string }{
-		{"paas", RoleAppConfig, "web"},
-		{strings.Repeat("n", 20), RoleAppConfig, long},
-		{strings.Repeat("n", 20), RoleGlobalConfig, ""},
-	} {
-		name := ConfigName(tc.inst, tc.role, tc.app, []byte("{}"))
-		if len(name) > 64 || !strings.HasPrefix(name, tc.inst+"-"+tc.role+"-") {
-			t.Errorf("ConfigName(%q, %q, %q) = %q (%d characters)", tc.inst, tc.role, tc.app, name, len(name))
-		}
-	}
-	if ConfigName("p", RoleAppConfig, "a", []byte("x")) == ConfigName("p", RoleAppConfig, "b", []byte("x")) {
-		t.Error("two apps with the same document share a name")
-	}
-	if got := ConfigName("paas", RoleAppConfig, "web", []byte("{}")); !strings.HasPrefix(got, "paas-route-web-") {
-		t.Errorf("short names keep the app: %q", got)
 	}
 }

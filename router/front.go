@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"paas/router/contract"
 	"runtime"
 	"strconv"
 	"sync"
@@ -141,15 +142,12 @@ func (f *front) track(c net.Conn) bool {
 	return true
 }
 
-// eventLoops turns the event loops on; without them (tests run both ways)
-// a goroutine serves each connection.
-var eventLoops = true
-
 // startLoops starts the event loops that serve HTTP/1 (loop.go), one per
-// processor Go runs on; with none, a goroutine serves each connection. It
-// is called before the front accepts connections.
+// processor Go runs on; with none (Options.Engine, or no epoll), a
+// goroutine serves each connection. It is called before the front accepts
+// connections.
 func (f *front) startLoops(h1 *handoff) {
-	if !eventLoops {
+	if f.r.opts.Engine != EngineEventLoops || !haveEventLoops {
 		return
 	}
 	for range runtime.GOMAXPROCS(0) {
@@ -516,7 +514,7 @@ func (c *frontConn) parseHead(head []byte, h *requestHead) bool {
 	if hosts != 1 || !plainHost(h.host) {
 		return false
 	}
-	if c.r.opts.AdminToken != "" && string(h.host) == AdminHost {
+	if c.r.opts.AdminToken != "" && string(h.host) == contract.AdminHost {
 		return false
 	}
 	tbl := c.r.table.Load()
@@ -525,7 +523,7 @@ func (c *frontConn) parseHead(head []byte, h *requestHead) bool {
 		return false // net/http writes the 404 and 503 pages
 	}
 	if c.tls == nil {
-		if tbl.global != nil && bytes.HasPrefix(h.target, []byte(ACMEChallengePath)) {
+		if tbl.global != nil && bytes.HasPrefix(h.target, []byte(contract.ACMEChallengePath)) {
 			return false
 		}
 		if rt.edge != nil && len(rt.edge.Certs) > 0 && c.r.opts.HTTPSAddr != "" && rt.cert(canonicalHost(string(h.host)), time.Now()) != nil {

@@ -335,7 +335,7 @@ func TestFrontBackendClosesKeptConnection(t *testing.T) {
 func TestFrontShutdownClosesIdleConnections(t *testing.T) {
 	be := namedBackend(t, "one")
 	src := &fakeSource{table: Table{Routes: []Route{{App: "alpha", Hosts: []string{"alpha.example.test"}, Backends: backends(be)}}}}
-	r := New(src, Options{Log: discardLog(), ShutdownTimeout: 10 * time.Second})
+	r := newTestRouter(src, Options{Log: discardLog(), ShutdownTimeout: 10 * time.Second})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -517,7 +517,7 @@ func FuzzFrontHead(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	r := New(&fakeSource{}, Options{Log: discardLog()})
+	r := newTestRouter(&fakeSource{}, Options{Log: discardLog()})
 	r.apply(Table{Routes: []Route{{App: "alpha", Hosts: []string{"alpha.example.test"}, Backends: backends("127.0.0.1:9"),
 		Edge: &Edge{Key: "e", Wildcards: []string{"*.preview.example.test"}}}}})
 	f.Fuzz(func(t *testing.T, in string) {

@@ -6,14 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The router's health (Healthy) has two parts. Its listeners are accepted
@@ -90,28 +86,6 @@ func (w *watchedListener) stalled(now time.Time) error {
 	return nil
 }
 
-// acceptQueue returns how many connections wait in ln's accept queue, or -1
-// when that cannot be known (not a TCP socket).
-func acceptQueue(ln net.Listener) int {
-	sc, ok := ln.(syscall.Conn)
-	if !ok {
-		return -1
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1
-	}
-	q := -1
-	_ = rc.Control(func(fd uintptr) {
-		// For a listening socket, the kernel reports the length of its
-		// accept queue as tcpi_unacked.
-		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil && info.State == unix.BPF_TCP_LISTEN {
-			q = int(info.Unacked)
-		}
-	})
-	return q
-}
-
 // watchAccepts samples the listeners until ctx is done.
 func watchAccepts(ctx context.Context, ls []*watchedListener) {
 	t := time.NewTicker(sampleEvery)
@@ -166,20 +140,11 @@ func (r *Router) Healthy(ctx context.Context) error {
 // probe sends a request for probeHost to loop l (nil: to a goroutine) as a
 // client connection and checks the answer.
 func (r *Router) probe(ctx context.Context, st *serving, l *loop) error {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0)
+	mine, theirs, err := probeConns()
 	if err != nil {
-		return fmt.Errorf("probe: %w", os.NewSyscallError("socketpair", err))
-	}
-	mine, err := fileConn(fds[0])
-	if err != nil {
-		syscall.Close(fds[1])
 		return fmt.Errorf("probe: %w", err)
 	}
 	defer mine.Close()
-	theirs, err := fileConn(fds[1])
-	if err != nil {
-		return fmt.Errorf("probe: %w", err)
-	}
 	var taken bool
 	if l != nil {
 		taken = st.f.toLoop(l, theirs)
@@ -203,10 +168,4 @@ func (r *Router) probe(ctx context.Context, st *serving, l *loop) error {
 		return fmt.Errorf("probe: answered %q", strings.TrimSpace(line))
 	}
 	return nil
-}
-
-func fileConn(fd int) (net.Conn, error) {
-	f := os.NewFile(uintptr(fd), "probe")
-	defer f.Close()
-	return net.FileConn(f)
 }

@@ -18,7 +18,7 @@ func TestHealthy(t *testing.T) {
 	alpha := namedBackend(t, "alpha")
 	src := &fakeSource{table: Table{Routes: []Route{{App: "alpha", Hosts: []string{"alpha.example.test"}, Backends: backends(alpha)}}}}
 	logs := &syncBuffer{}
-	r := New(src, Options{Domain: "example.test", AccessLog: true, AccessLogOut: logs, Log: discardLog()})
+	r := newTestRouter(src, Options{Domain: "example.test", AccessLog: true, AccessLogOut: logs, Log: discardLog()})
 	if err := r.Healthy(t.Context()); err == nil || !strings.Contains(err.Error(), "not serving") {
 		t.Fatalf("Healthy before serving = %v, want not serving", err)
 	}
@@ -87,7 +87,7 @@ func TestHealthyNotAccepting(t *testing.T) {
 		t.Fatal(err)
 	}
 	stuck := &stuckListener{TCPListener: ln.(*net.TCPListener), closed: make(chan struct{})}
-	r := New(&fakeSource{}, Options{Domain: "example.test", Log: discardLog()})
+	r := newTestRouter(&fakeSource{}, Options{Domain: "example.test", Log: discardLog()})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	served := make(chan error, 1)
@@ -145,7 +145,7 @@ func TestTakeOver(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := New(&fakeSource{table: table}, Options{Domain: "example.test", IdleDrain: time.Second, Log: discardLog()})
+		r := newTestRouter(&fakeSource{table: table}, Options{Domain: "example.test", IdleDrain: time.Second, Log: discardLog()})
 		ctx, cancel := context.WithCancel(t.Context())
 		served := make(chan error, 1)
 		go func() { served <- r.Serve(ctx, l) }()

@@ -1,3 +1,5 @@
+//go:build linux
+
 package router
 
 import (
@@ -37,6 +39,9 @@ import (
 // parsing: a request head it does not serve goes to net/http for the rest
 // of the connection. A TLS connection comes to a loop after its handshake
 // (looptls.go).
+
+// haveEventLoops tells whether this system has the event loops.
+const haveEventLoops = true
 
 const (
 	epollET    = 1 << 31 // syscall.EPOLLET, as the uint32 of an event mask

@@ -1,3 +1,5 @@
+//go:build linux
+
 package router
 
 import (
@@ -9,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"paas/router/contract"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -220,7 +223,7 @@ func TestLoopOverTLS(t *testing.T) {
 		}
 	}))
 	ca := newTestCA(t)
-	edge := edgeOf(t, "cfg", AppConfig{App: "web", Domains: []string{"app.example.com"}, Certs: []CertPEM{ca.issue(t, time.Now().Add(time.Hour), "app.example.com")}})
+	edge := edgeOf(t, "cfg", contract.AppConfig{App: "web", Domains: []string{"app.example.com"}, Certs: []contract.CertPEM{ca.issue(t, time.Now().Add(time.Hour), "app.example.com")}})
 	r, _, httpsAddr := tlsRouter(t, &fakeSource{table: Table{Routes: []Route{{App: "web", Hosts: []string{"app.example.com"}, Backends: backends(be), Edge: edge}}}})
 	c, err := tls.Dial("tcp", httpsAddr, &tls.Config{RootCAs: ca.pool, ServerName: "app.example.com", NextProtos: []string{"http/1.1"}})
 	if err != nil {

@@ -15,8 +15,18 @@ func TestMain(m *testing.M) {
 	fuzzing := flag.Lookup("test.fuzz").Value.String() != ""
 	if code == 0 && !testing.Short() && !fuzzing {
 		fmt.Println("--- again, with a goroutine per connection instead of the event loops")
-		eventLoops = false
+		testEngine = EngineGoroutines
 		code = m.Run()
 	}
 	os.Exit(code)
+}
+
+// testEngine is the Options.Engine of every router a test makes with
+// newTestRouter.
+var testEngine = EngineEventLoops
+
+// newTestRouter is New with Options.Engine set to testEngine.
+func newTestRouter(src Source, opts Options) *Router {
+	opts.Engine = testEngine
+	return New(src, opts)
 }

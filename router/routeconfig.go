@@ -3,15 +3,14 @@ package router
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"paas/router/contract"
 	"slices"
 	"strings"
 	"sync"
@@ -22,86 +21,6 @@ import (
 
 	"paas/internal/paas"
 )
-
-// Route configuration travels from the control plane to the router in Swarm
-// config objects, labelled with the installation and one of these roles. They
-// live in Swarm's replicated, encrypted store, so every router on every
-// manager reads them, also while paasd is stopped.
-const (
-	RoleAppConfig    = "route"        // one per app: AppConfig
-	RoleGlobalConfig = "route-global" // one per installation: GlobalConfig
-)
-
-// AppConfig is what the control plane adds to an app's route: the JSON
-// document in its Swarm config object.
-type AppConfig struct {
-	App string `json:"app"`
-	// Domains are exact names ("app.example.com") and one-label wildcards
-	// ("*.preview.example.com"), in canonical form.
-	Domains []string `json:"domains,omitempty"`
-	// Port, when set, is the container port requests go to, instead of the
-	// port the web service is labelled with (ports:set).
-	Port int `json:"port,omitempty"`
-	// NoVhost (domains:disable) serves the app at no host name at all, its
-	// APP.DOMAIN names included: it is reachable on the app network only.
-	NoVhost bool `json:"no_vhost,omitempty"`
-	// Certs are PEM certificate chains with their keys; the first one that
-	// covers a name serves it.
-	Certs []CertPEM `json:"certs,omitempty"`
-	// MaxBodyBytes limits a request body; 0 means no limit.
-	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
-	// ReadTimeoutMS bounds the wait for the app's response headers; 0 means
-	// no limit beyond the client's own.
-	ReadTimeoutMS int64 `json:"read_timeout_ms,omitempty"`
-}
-
-// CertPEM is a certificate chain and its private key, PEM encoded.
-type CertPEM struct {
-	Cert string `json:"cert"`
-	Key  string `json:"key"`
-}
-
-// GlobalConfig is the installation-wide part of the route configuration.
-type GlobalConfig struct {
-	// Domain, when set, replaces the router's --domain: apps are served at
-	// APP.Domain (domains:set-global).
-	Domain string `json:"domain,omitempty"`
-	// MoreDomains are more global domains (domains:add-global): every app
-	// is also served at APP.D for each of them.
-	MoreDomains []string `json:"more_domains,omitempty"`
-	// Challenges maps ACME HTTP-01 tokens to their key authorizations; the
-	// router answers /.well-known/acme-challenge/TOKEN on every host name.
-	Challenges map[string]string `json:"challenges,omitempty"`
-}
-
-// ConfigName returns the Swarm config object name for a document: the
-// installation, the role, the app and a digest of the data, so that a new
-// document is a new object and an old one can be removed once it is replaced.
-// Swarm takes names of at most 64 characters: a long app name is left out
-// (the labels carry it; the digest covers it).
-func ConfigName(installation, role, app string, data []byte) string {
-	h := sha256.New()
-	h.Write([]byte(app + "\x00"))
-	h.Write(data)
-	digest := hex.EncodeToString(h.Sum(nil)[:6])
-	name := installation + "-" + role
-	if app != "" && len(name)+len(app)+len(digest)+2 <= maxConfigName {
-		name += "-" + app
-	}
-	return name + "-" + digest
-}
-
-// maxConfigName is the longest name Swarm accepts for a config object.
-const maxConfigName = 64
-
-// ConfigLabels are the labels of a route config object.
-func ConfigLabels(installation, role, app string) map[string]string {
-	l := map[string]string{paas.LabelInstallation: installation, paas.LabelRole: role}
-	if app != "" {
-		l[paas.LabelApp] = app
-	}
-	return l
-}
 
 // Edge is what an app's route configuration adds to a Route: wildcard names,
 // certificates and limits. An Edge is built once per config object and never
@@ -114,7 +33,7 @@ type Edge struct {
 	ReadTimeout  time.Duration
 }
 
-// Global is the compiled GlobalConfig.
+// Global is the compiled contract.GlobalConfig.
 type Global struct {
 	Key         string
 	Domain      string
@@ -162,7 +81,7 @@ type ConfigSource struct {
 }
 
 type parsedConfig struct {
-	app    *AppConfig
+	app    *contract.AppConfig
 	edge   *Edge
 	global *Global
 	err    error
@@ -272,7 +191,7 @@ func (s *ConfigSource) compile(cfgs []swarm.Config) (map[string]parsedConfig, *G
 			continue
 		}
 		role := l[paas.LabelRole]
-		if role != RoleAppConfig && role != RoleGlobalConfig {
+		if role != contract.RoleAppConfig && role != contract.RoleGlobalConfig {
 			continue
 		}
 		seen[c.ID] = true
@@ -287,7 +206,7 @@ func (s *ConfigSource) compile(cfgs []swarm.Config) (map[string]parsedConfig, *G
 		if p.err != nil {
 			continue
 		}
-		if role == RoleGlobalConfig {
+		if role == contract.RoleGlobalConfig {
 			global = p.global
 			continue
 		}
@@ -305,8 +224,8 @@ func (s *ConfigSource) compile(cfgs []swarm.Config) (map[string]parsedConfig, *G
 }
 
 func parseConfig(id, role string, data []byte) parsedConfig {
-	if role == RoleGlobalConfig {
-		var g GlobalConfig
+	if role == contract.RoleGlobalConfig {
+		var g contract.GlobalConfig
 		if err := json.Unmarshal(data, &g); err != nil {
 			return parsedConfig{err: fmt.Errorf("decode global config: %w", err)}
 		}
@@ -318,7 +237,7 @@ func parseConfig(id, role string, data []byte) parsedConfig {
 		}
 		return parsedConfig{global: &Global{Key: id, Domain: canonicalHost(g.Domain), MoreDomains: more, Challenges: g.Challenges}}
 	}
-	var a AppConfig
+	var a contract.AppConfig
 	if err := json.Unmarshal(data, &a); err != nil {
 		return parsedConfig{err: fmt.Errorf("decode app config: %w", err)}
 	}

@@ -83,6 +83,9 @@ type Options struct {
 	// serving an empty table (404 for every app) until it answers. Set it
 	// when another router serves the same socket meanwhile.
 	WaitForRoutes bool
+	// Engine is how the front serves plain HTTP/1.1 connections; the
+	// zero value, EngineEventLoops, is what the router runs with.
+	Engine Engine
 	// AdminToken enables the control endpoint (see admin.go) for requests
 	// that carry it; empty disables it.
 	AdminToken string
@@ -107,6 +110,20 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
+
+// Engine chooses how the front (front.go) serves plain HTTP/1.1
+// connections. Either way it parses and proxies the same; what it does not
+// serve itself goes to net/http.
+type Engine uint8
+
+const (
+	// EngineEventLoops serves connections from epoll event loops, one per
+	// processor (loop.go), where the system has epoll (Linux); elsewhere
+	// it is EngineGoroutines.
+	EngineEventLoops Engine = iota
+	// EngineGoroutines serves each connection from a goroutine of its own.
+	EngineGoroutines
+)
 
 // Source yields the current route table.
 type Source interface {
@@ -156,6 +173,24 @@ type route struct {
 // backend is one task address with its own connection pool, so that the idle
 // connections to a task that left the table can be closed without touching
 // the others.
+//
+// A backend's idle connections are kept in three pools, not one, because
+// each holds connections only its own user can take up:
+//   - fast (upstream.go): blocking net.Conn connections, read and written
+//     by the goroutine that serves a request (the front without loops, and
+//     ReverseProxy for a request without a body);
+//   - transport (http.Transport): for a request with a body, which it keeps
+//     sending while it reads the response (an app may answer 413 early) and
+//     for which it handles Expect: 100-continue; upstream does neither;
+//   - each event loop's pools (loop.go, keyed by this backend): raw
+//     non-blocking descriptors registered with that loop's epoll set. A
+//     goroutine could not wait on one without taking it out of the set and
+//     giving it to Go's poller, nor another loop without moving it between
+//     sets; and a pool shared by the loops would need a lock they now do not
+//     take per request.
+//
+// closeIdle empties fast and transport at once and, through idleCloses,
+// makes each loop close the idle connections it finds of an older count.
 type backend struct {
 	addr string
 	// fast carries requests without a body (most of them); transport the

@@ -112,7 +112,7 @@ func startRouter(t *testing.T, src Source, opts Options) (*Router, *testServer) 
 	if opts.Domain == "" {
 		opts.Domain = "example.test"
 	}
-	r := New(src, opts)
+	r := newTestRouter(src, opts)
 	if err := r.Refresh(t.Context()); err != nil {
 		t.Fatalf("Refresh: %v", err)
 	}
@@ -674,7 +674,7 @@ func TestServePollsAndShutsDownGracefully(t *testing.T) {
 	}
 	src := &fakeSource{table: tableWith(one)}
 	logs := &syncBuffer{}
-	r := New(src, Options{Domain: "example.test", PollInterval: 10 * time.Millisecond, Log: slog.New(slog.NewJSONHandler(logs, nil))})
+	r := newTestRouter(src, Options{Domain: "example.test", PollInterval: 10 * time.Millisecond, Log: slog.New(slog.NewJSONHandler(logs, nil))})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -844,13 +844,13 @@ func TestTableEqual(t *testing.T) {
 
 func TestRun(t *testing.T) {
 	t.Run("bad address", func(t *testing.T) {
-		r := New(&fakeSource{}, Options{HTTPAddr: "127.0.0.1:not-a-port", Log: discardLog()})
+		r := newTestRouter(&fakeSource{}, Options{HTTPAddr: "127.0.0.1:not-a-port", Log: discardLog()})
 		if err := r.Run(t.Context()); err == nil {
 			t.Fatal("Run returned no error for a bad listen address")
 		}
 	})
 	t.Run("stops with its context", func(t *testing.T) {
-		r := New(&fakeSource{}, Options{HTTPAddr: "127.0.0.1:0", Log: discardLog()})
+		r := newTestRouter(&fakeSource{}, Options{HTTPAddr: "127.0.0.1:0", Log: discardLog()})
 		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 		defer cancel()
 		if err := r.Run(ctx); err != nil {
@@ -867,7 +867,7 @@ func BenchmarkProxy(b *testing.B) {
 	src := &fakeSource{table: Table{Routes: []Route{{App: "alpha", Hosts: []string{"alpha.example.test"}, Backends: backends(backend.Listener.Addr().String())}}}}
 	for _, accessLog := range []bool{false, true} {
 		b.Run(fmt.Sprintf("access log %v", accessLog), func(b *testing.B) {
-			r := New(src, Options{AccessLog: accessLog, Log: discardLog()})
+			r := newTestRouter(src, Options{AccessLog: accessLog, Log: discardLog()})
 			if err := r.Refresh(b.Context()); err != nil {
 				b.Fatal(err)
 			}

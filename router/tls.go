@@ -8,13 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"paas/router/contract"
 	"strconv"
 	"strings"
 	"time"
 )
-
-// ACMEChallengePath is where ACME HTTP-01 validation requests arrive.
-const ACMEChallengePath = "/.well-known/acme-challenge/"
 
 // errNoCertificate fails a TLS handshake for a name no certificate covers.
 var errNoCertificate = errors.New("no certificate for this host name")
@@ -86,8 +84,8 @@ func coveringCerts(hosts []string, certs []*tls.Certificate) map[string][]*tls.C
 // reports whether the request was answered.
 func (r *Router) serveEdge(w http.ResponseWriter, req **http.Request, t *routeTable, rt *route, host string) bool {
 	in := *req
-	if in.TLS == nil && t.global != nil && strings.HasPrefix(in.URL.Path, ACMEChallengePath) {
-		token := in.URL.Path[len(ACMEChallengePath):]
+	if in.TLS == nil && t.global != nil && strings.HasPrefix(in.URL.Path, contract.ACMEChallengePath) {
+		token := in.URL.Path[len(contract.ACMEChallengePath):]
 		if keyAuth, ok := t.global.Challenges[token]; ok && token != "" {
 			w.Header().Set("Content-Type", "text/plain")
 			_, _ = io.WriteString(w, keyAuth)

@@ -66,15 +66,15 @@ func (s *Swarm) CheckNow(ctx context.Context, rel *paas.Release, opts DeployOpti
 			}
 		}
 		if len(tasks) == 0 {
-			p.printf("-----> %s.%s: scaled to 0, nothing to check", rel.App, proc)
+			p.step("%s.%s: scaled to 0, nothing to check", rel.App, proc)
 			continue
 		}
 		for _, t := range tasks {
 			checked++
 			name := fmt.Sprintf("%s.%d", proc, t.Slot)
-			p.printf("-----> Running checks for %s.%s", rel.App, name)
+			p.step("Running checks for %s.%s", rel.App, name)
 			if err := s.checkTask(ctx, svc, t, opts, p); err != nil {
-				p.printf(" !     %s: %v", name, err)
+				p.warn("%s: %v", name, err)
 				failed = append(failed, name)
 				continue
 			}
@@ -83,7 +83,7 @@ func (s *Swarm) CheckNow(ctx context.Context, rel *paas.Release, opts DeployOpti
 	if len(failed) > 0 {
 		return fmt.Errorf("%d of %d task(s) of %s failed their checks: %s", len(failed), checked, rel.App, strings.Join(failed, ", "))
 	}
-	p.printf("=====> %s: %d task(s) healthy", rel.App, checked)
+	p.header("%s: %d task(s) healthy", rel.App, checked)
 	return nil
 }
 

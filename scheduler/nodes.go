@@ -22,6 +22,7 @@ type NodeAPI interface {
 	NodeUpdate(ctx context.Context, nodeID string, version swarm.Version, node swarm.NodeSpec) error
 	NodeRemove(ctx context.Context, nodeID string, options swarm.NodeRemoveOptions) error
 	SwarmInspect(ctx context.Context) (swarm.Swarm, error)
+	SwarmUpdate(ctx context.Context, version swarm.Version, spec swarm.Spec, flags swarm.UpdateFlags) error
 	ServiceList(ctx context.Context, options swarm.ServiceListOptions) ([]swarm.Service, error)
 	TaskList(ctx context.Context, options swarm.TaskListOptions) ([]swarm.Task, error)
 }
@@ -180,11 +181,22 @@ func (n *Nodes) Remove(ctx context.Context, node Node) error {
 }
 
 // JoinToken returns the token that joins a machine as a worker or manager,
-// and the address of a manager to join.
-func (n *Nodes) JoinToken(ctx context.Context, manager bool) (token, addr string, err error) {
+// and the address of a manager to join (the leader's). With rotate, the
+// token is replaced first: the ones handed out before join nothing more
+// (nodes that joined with them stay).
+func (n *Nodes) JoinToken(ctx context.Context, manager, rotate bool) (token, addr string, err error) {
 	sw, err := n.cli.SwarmInspect(ctx)
 	if err != nil {
 		return "", "", fmt.Errorf("inspect swarm: %w", err)
+	}
+	if rotate {
+		flags := swarm.UpdateFlags{RotateWorkerToken: !manager, RotateManagerToken: manager}
+		if err := n.cli.SwarmUpdate(ctx, sw.Version, sw.Spec, flags); err != nil {
+			return "", "", fmt.Errorf("rotate the join token: %w", err)
+		}
+		if sw, err = n.cli.SwarmInspect(ctx); err != nil {
+			return "", "", fmt.Errorf("inspect swarm: %w", err)
+		}
 	}
 	token = sw.JoinTokens.Worker
 	if manager {

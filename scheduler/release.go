@@ -238,15 +238,15 @@ func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOption
 	}
 
 	if opts.Only != "" {
-		p.printf("-----> Restarting %s of %s v%d", opts.Only, rel.App, rel.Version)
+		p.step("Restarting %s of %s v%d", opts.Only, rel.App, rel.Version)
 	} else {
-		p.printf("-----> Releasing %s v%d", rel.App, rel.Version)
+		p.step("Releasing %s v%d", rel.App, rel.Version)
 	}
 	log.Info("deploying", "deployment", dep)
 	var started []*rollout
 	abandon := func(cause error) error {
 		log.Info("rollout failed, removing the new tasks", "err", cause)
-		p.printf("-----> Rolling back: the previous release keeps serving")
+		p.step("Rolling back: the previous release keeps serving")
 		if rmErr := s.removeRollouts(ctx, started); rmErr != nil {
 			log.Error("remove new services", "err", rmErr)
 		}
@@ -303,7 +303,7 @@ func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOption
 			_ = s.waitDrained(context.WithoutCancel(ctx), addrs, opts.DrainTimeout)
 			return abandon(err)
 		}
-		p.printf("=====> %s v%d receives traffic", rel.App, rel.Version)
+		p.header("%s v%d receives traffic", rel.App, rel.Version)
 	}
 	if err := opts.routed(); err != nil {
 		_ = s.setRouted(context.WithoutCancel(ctx), started, false)
@@ -403,7 +403,7 @@ func (s *Swarm) scaleInPlace(ctx context.Context, d *deployment, specs []swarm.S
 			continue
 		}
 		process := spec.Labels[paas.LabelProcess]
-		p.printf("-----> Scaling %s to %d", process, want)
+		p.step("Scaling %s to %d", process, want)
 		upd := svc.Spec
 		upd.Mode = swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &want}}
 		if _, err := s.cli.ServiceUpdate(ctx, svc.ID, svc.Version, upd, swarm.ServiceUpdateOptions{EncodedRegistryAuth: s.registryAuth()}); err != nil {
@@ -415,7 +415,7 @@ func (s *Swarm) scaleInPlace(ctx context.Context, d *deployment, specs []swarm.S
 		}
 	}
 	if changed == 0 {
-		p.printf("-----> Nothing to change")
+		p.step("Nothing to change")
 		return nil
 	}
 	return s.waitAll(ctx, rs, p)
@@ -541,7 +541,7 @@ func (s *Swarm) checkAll(ctx context.Context, rel *paas.Release, web *rollout, a
 	}
 	for _, c := range checks {
 		name := cmp.Or(c.Name, c.Path, "check")
-		p.printf("-----> Checking %s: %s", web.process, describeCheck(c))
+		p.step("Checking %s: %s", web.process, describeCheck(c))
 		for _, addr := range addrs {
 			target := addr
 			if c.Port != 0 {
@@ -558,7 +558,7 @@ func (s *Swarm) checkAll(ctx context.Context, rel *paas.Release, web *rollout, a
 			}
 		}
 	}
-	p.printf("=====> %s: healthy", web.process)
+	p.header("%s: healthy", web.process)
 	return nil
 }
 
@@ -729,9 +729,9 @@ func (s *Swarm) retire(ctx context.Context, d *deployment, drain time.Duration, 
 	switch {
 	case d.release == 0:
 	case match == nil:
-		p.printf("-----> Stopped v%d (%s)", d.release, d.id)
+		p.step("Stopped v%d (%s)", d.release, d.id)
 	default:
-		p.printf("-----> Stopped %s of v%d (%s)", strings.Join(procs, ", "), d.release, d.id)
+		p.step("Stopped %s of v%d (%s)", strings.Join(procs, ", "), d.release, d.id)
 	}
 	return nil
 }
@@ -760,7 +760,7 @@ func (s *Swarm) drain(ctx context.Context, d *deployment, timeout time.Duration,
 		return err
 	}
 	if cut := s.waitDrained(ctx, addrs, timeout); cut > 0 {
-		p.printf(" !     %d request(s) still running on v%d after %s; stopping it anyway", cut, d.release, timeout)
+		p.warn("%d request(s) still running on v%d after %s; stopping it anyway", cut, d.release, timeout)
 	}
 	return nil
 }
@@ -801,7 +801,7 @@ func (s *Swarm) Stop(ctx context.Context, app string, drain time.Duration, out i
 		if _, err := s.cli.ServiceUpdate(ctx, svc2.ID, svc2.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
 			return fmt.Errorf("stop %s: %w", svc.Spec.Labels[paas.LabelProcess], err)
 		}
-		p.printf("-----> Stopped %s", svc.Spec.Labels[paas.LabelProcess])
+		p.step("Stopped %s", svc.Spec.Labels[paas.LabelProcess])
 	}
 	return nil
 }

@@ -196,7 +196,7 @@ func (s *Swarm) wait(ctx context.Context, r *rollout, p *progress) error {
 			if key != stableKey {
 				stableKey, stableSince = key, time.Now()
 			} else if time.Since(stableSince) >= r.settleFor(s.settle) {
-				p.printf("=====> %s: %s running", r.label, s.count(len(running), r.want))
+				p.header("%s: %s running", r.label, s.count(len(running), r.want))
 				return nil
 			}
 		} else {

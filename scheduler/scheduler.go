@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +28,7 @@ import (
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -461,7 +461,8 @@ func SplitCommand(cmd string) ([]string, error) {
 	return args, nil
 }
 
-// progress writes a line to out and flushes it when out buffers.
+// progress writes the lines of a rollout to out, one at a time (the
+// rollout of several process types prints from several goroutines).
 type progress struct {
 	mu  sync.Mutex
 	out io.Writer
@@ -471,10 +472,15 @@ func (p *progress) printf(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fmt.Fprintf(p.out, format+"\n", args...)
-	switch f := p.out.(type) {
-	case interface{ Flush() error }:
-		_ = f.Flush()
-	case http.Flusher:
-		f.Flush()
-	}
+	output.Flush(p.out)
+}
+
+func (p *progress) step(format string, args ...any)   { p.locked(output.Step, format, args) }
+func (p *progress) header(format string, args ...any) { p.locked(output.Header, format, args) }
+func (p *progress) warn(format string, args ...any)   { p.locked(output.Warn, format, args) }
+
+func (p *progress) locked(write func(io.Writer, string, ...any), format string, args []any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	write(p.out, format, args...)
 }

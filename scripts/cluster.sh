@@ -4,8 +4,15 @@
 #
 #   scripts/cluster.sh up N [--name NAME] [--managers M] [--subnet 198.18.K.0/24]
 #                           [--registry ADDR] [--pool CIDR] [--format env|json]
+#                           [--unjoined U] [--tls-registry]
 #       N nodes (node 1 a manager, nodes 2..M managers too, the rest workers). Prints the
 #       environment that points a client at the cluster: eval "$(scripts/cluster.sh up 3)"
+#       --unjoined U: the last U nodes run their dockerd but stay out of the swarm, as new
+#       machines to join (scripts/install.sh --join; role "none" in the JSON).
+#       --tls-registry: the nodes trust no registry without verified TLS (no
+#       --insecure-registry) and each one's dockerd sees a /etc/docker/certs.d of its own
+#       (RUN/nodeK/certs.d, bind-mounted in a mount namespace of the node), as separate
+#       machines have: a CA written for one node is not trusted by another.
 #   scripts/cluster.sh env [--name NAME] [--format env|json]    that environment again
 #   scripts/cluster.sh status [--name NAME]                      nodes, daemons, memory
 #   scripts/cluster.sh load IMAGE... [--name NAME] [--from DOCKER_HOST]
@@ -108,6 +115,14 @@ node_run() { echo "$RUN/node$1"; }
 node_sock() { echo "$RUN/node$1/docker.sock"; }
 node_addr() { echo "${PREFIX}.$((10 + $1))"; }
 dk() { local k=$1; shift; docker -H "unix://$(node_sock "$k")" "$@"; }
+# node_mntns K: the file holding node K's mount namespace (--tls-registry).
+node_mntns() { echo "$RUN/mnt/node$1"; }
+# node_certs K: the directory node K's dockerd reads as /etc/docker/certs.d.
+node_certs() { if [ -n "$TLS_REGISTRY" ]; then echo "$(node_run "$1")/certs.d"; else echo /etc/docker/certs.d; fi; }
+# node_role K: manager, worker, or none for a node left out of the swarm.
+node_role() {
+  if [ "$1" -gt $((NODES - UNJOINED)) ]; then echo none; elif [ "$1" -le "$MANAGERS" ]; then echo manager; else echo worker; fi
+}
 
 # load_state: the subnet and node count recorded by up.
 load_state() {
@@ -117,6 +132,8 @@ load_state() {
   NODES=$(cat "$RUN/nodes")
   MANAGERS=$(cat "$RUN/managers" 2>/dev/null || echo 1)
   REGISTRY=$(cat "$RUN/registry" 2>/dev/null || echo "")
+  UNJOINED=$(cat "$RUN/unjoined" 2>/dev/null || echo 0)
+  TLS_REGISTRY=$(cat "$RUN/tls-registry" 2>/dev/null || echo "")
 }
 
 # The network namespaces of cluster $NAME.
@@ -208,6 +225,27 @@ make_node() {
   ip -n "$ns" link set eth0 up
 }
 
+# make_mntns_dir: $RUN/mnt, a private bind mount on itself that holds the nodes' mount
+# namespaces (as `ip netns` keeps /run/netns); made once, before the nodes start.
+make_mntns_dir() {
+  mkdir -p "$RUN/mnt" /etc/docker/certs.d
+  mount --bind "$RUN/mnt" "$RUN/mnt"
+  mount --make-private "$RUN/mnt"
+}
+
+# make_mntns K: a mount namespace for node K, kept in a file under $RUN/mnt, in which the
+# node's own certs.d is /etc/docker/certs.d. Slave propagation: mounts made on the machine
+# later still reach it.
+make_mntns() {
+  local k=$1 certs
+  certs=$(node_certs "$k")
+  mkdir -p "$certs"
+  touch "$(node_mntns "$k")"
+  unshare --mount="$(node_mntns "$k")" --propagation slave \
+    mount --bind "$certs" /etc/docker/certs.d ||
+    die "node$k: could not make its mount namespace"
+}
+
 # start_node K: the node's containerd, then its dockerd, both in its network namespace.
 start_node() {
   local k=$1 ns dir data t i
@@ -216,6 +254,14 @@ start_node() {
   data=$DATA/node$k
   mkdir -p "$dir/exec" "$dir/containerd" "$data/docker" "$data/containerd"
   echo '{}' >"$dir/daemon.json"
+  # Both daemons enter the node's network namespace and, with --tls-registry, its mount
+  # namespace (containerd's shims must see the mounts dockerd makes for containers).
+  local enter=(nsenter --net="/run/netns/$ns") insecure=(--insecure-registry "$PREFIX.1/32" --insecure-registry "$REGISTRY")
+  if [ -n "$TLS_REGISTRY" ]; then
+    make_mntns "$k"
+    enter+=(--mount="$(node_mntns "$k")")
+    insecure=()
+  fi
   # Its own containerd, always: a dockerd would otherwise share the machine's system
   # containerd (/run/containerd/containerd.sock) when one runs.
   cat >"$dir/containerd.toml" <<EOF
@@ -236,7 +282,7 @@ oom_score = 0
 EOF
   t=$(now)
   # nsenter, not `ip netns exec`: that remounts /sys and dockerd then finds no cgroups.
-  setsid nsenter --net="/run/netns/$ns" -- containerd --config "$dir/containerd.toml" \
+  setsid "${enter[@]}" -- containerd --config "$dir/containerd.toml" \
     >"$dir/containerd.log" 2>&1 </dev/null 9>&- &
   echo $! >"$dir/containerd.pid"
   for i in $(seq 1 200); do
@@ -245,12 +291,12 @@ EOF
     sleep 0.05
   done
   [ -S "$dir/containerd/containerd.sock" ] || die "node$k: containerd did not start in 10s; see $dir/containerd.log"
-  setsid nsenter --net="/run/netns/$ns" -- unshare --uts -- sh -c 'hostname "$1" && shift && exec "$@"' sh "$ns" \
+  setsid "${enter[@]}" -- unshare --uts -- sh -c 'hostname "$1" && shift && exec "$@"' sh "$ns" \
     dockerd --config-file "$dir/daemon.json" \
     --data-root "$data/docker" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
     -H "unix://$(node_sock "$k")" --containerd "$dir/containerd/containerd.sock" \
     --exec-opt native.cgroupdriver=cgroupfs --cgroup-parent "/$CGROUP_PARENT/$ns" \
-    --insecure-registry "$PREFIX.1/32" --insecure-registry "$REGISTRY" \
+    ${insecure[@]+"${insecure[@]}"} \
     >"$dir/dockerd.log" 2>&1 </dev/null 9>&- &
   echo $! >"$dir/dockerd.launched.pid"
   for i in $(seq 1 600); do
@@ -272,7 +318,7 @@ memory() {
 }
 
 cmd_up() {
-  local n="" managers=1 subnet="" registry="" pool=198.19.0.0/16 format=env name=cluster
+  local n="" managers=1 subnet="" registry="" pool=198.19.0.0/16 format=env name=cluster unjoined=0 tls=""
   while [ $# -gt 0 ]; do
     case $1 in
     --name) name=${2:?--name needs a value}; shift 2 ;;
@@ -281,6 +327,8 @@ cmd_up() {
     --registry) registry=${2:?--registry needs a value}; shift 2 ;;
     --pool) pool=${2:?--pool needs a value}; shift 2 ;;
     --format) format=${2:?--format needs a value}; shift 2 ;;
+    --unjoined) unjoined=${2:?--unjoined needs a value}; shift 2 ;;
+    --tls-registry) tls=1; shift ;;
     -*) die "up: unknown flag $1 (scripts/cluster.sh help)" ;;
     *) [ -z "$n" ] || die "up: one node count, got '$n' and '$1'"; n=$1; shift ;;
     esac
@@ -289,6 +337,8 @@ cmd_up() {
   [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 200 ] || die "up: give the number of nodes, 1 to 200 (got '${n}')"
   [[ $managers =~ ^[0-9]+$ ]] && [ "$managers" -ge 1 ] && [ "$managers" -le "$n" ] || die "up: --managers must be 1 to $n (got '$managers')"
   [ "$format" = env ] || [ "$format" = json ] || die "up: --format is env or json (got '$format')"
+  [[ $unjoined =~ ^[0-9]+$ ]] && [ "$unjoined" -le $((n - managers)) ] ||
+    die "up: --unjoined must be 0 to $((n - managers)), the nodes that are not managers (got '$unjoined')"
   valid_cidr "$pool" || die "up: --pool '$pool' is not an IPv4 CIDR such as 198.19.0.0/16"
   if [ -n "$subnet" ]; then
     [[ $subnet =~ ^[0-9]+\.[0-9]+\.[0-9]+\.0/24$ ]] && valid_cidr "$subnet" || die "up: --subnet '$subnet' must be an IPv4 /24 such as 198.18.7.0/24"
@@ -315,6 +365,8 @@ cmd_up() {
   PREFIX=${subnet%.*}
   NODES=$n
   MANAGERS=$managers
+  UNJOINED=$unjoined
+  TLS_REGISTRY=$tls
   REGISTRY=${registry:-$PREFIX.1:5000}
   # From here on a failure removes whatever was made.
   trap 'up_exit $?' EXIT
@@ -326,12 +378,15 @@ cmd_up() {
   echo "$n" >"$RUN/nodes"
   echo "$managers" >"$RUN/managers"
   echo "$REGISTRY" >"$RUN/registry"
+  echo "$UNJOINED" >"$RUN/unjoined"
+  echo "$TLS_REGISTRY" >"$RUN/tls-registry"
   make_network
   flock -u 9
   exec 9>&-
 
   local k t pids=()
   for k in $(seq 1 "$n"); do make_node "$k"; done
+  [ -z "$TLS_REGISTRY" ] || make_mntns_dir
   log "Network: $NAME-br bridge namespace, $n node namespaces, host at $PREFIX.1 on $HOSTLINK ($(since "$t0")s)"
   for k in $(seq 1 "$n"); do
     start_node "$k" &
@@ -353,20 +408,22 @@ cmd_up() {
     dk "$k" swarm join --token "$mtoken" --advertise-addr "$(node_addr "$k")" --listen-addr "$(node_addr "$k"):2377" "$(node_addr 1):2377" >/dev/null
   done
   pids=()
-  for k in $(seq $((managers + 1)) "$n"); do
+  for k in $(seq $((managers + 1)) $((n - unjoined))); do
     dk "$k" swarm join --token "$wtoken" --advertise-addr "$(node_addr "$k")" --listen-addr "$(node_addr "$k"):2377" "$(node_addr 1):2377" >/dev/null &
     pids+=($!)
   done
   for k in "${pids[@]}"; do wait "$k" || die "a node could not join the swarm"; done
-  [ "$n" -gt 1 ] && log "$((n - 1)) node(s) joined: $(since "$t")s"
+  local members=$((n - unjoined))
+  [ "$members" -gt 1 ] && log "$((members - 1)) node(s) joined: $(since "$t")s"
+  [ "$unjoined" -gt 0 ] && log "$unjoined node(s) left out of the swarm: $(for k in $(seq $((members + 1)) "$n"); do printf '%s ' "$(node_ns "$k")"; done)"
   local ready=0 i
   for i in $(seq 1 600); do
     ready=$(dk 1 node ls --format '{{.Status}}' | grep -c '^Ready$' || true)
-    [ "$ready" -eq "$n" ] && break
+    [ "$ready" -eq "$members" ] && break
     sleep 0.1
   done
-  [ "$ready" -eq "$n" ] || die "only $ready of $n nodes are ready after 60s (scripts/cluster.sh status --name $NAME)"
-  log "$n node(s) ready: $(since "$t")s after the first join"
+  [ "$ready" -eq "$members" ] || die "only $ready of $members nodes are ready after 60s (scripts/cluster.sh status --name $NAME)"
+  log "$members node(s) ready: $(since "$t")s after the first join"
 
   write_env
   local mem=()
@@ -420,9 +477,9 @@ write_env() {
       "$NAME" "$SUBNET" "$PREFIX.1" "$REGISTRY" "$(node_sock 1)"
     for k in $(seq 1 "$NODES"); do
       [ "$k" -gt 1 ] && printf ','
-      printf '{"name":"%s","role":"%s","addr":"%s","docker_host":"unix://%s","netns":"%s","data_root":"%s"}' \
-        "$(node_ns "$k")" "$([ "$k" -le "$MANAGERS" ] && echo manager || echo worker)" "$(node_addr "$k")" \
-        "$(node_sock "$k")" "$(node_ns "$k")" "$DATA/node$k/docker"
+      printf '{"name":"%s","role":"%s","addr":"%s","docker_host":"unix://%s","netns":"%s","data_root":"%s","certs_dir":"%s"}' \
+        "$(node_ns "$k")" "$(node_role "$k")" "$(node_addr "$k")" \
+        "$(node_sock "$k")" "$(node_ns "$k")" "$DATA/node$k/docker" "$(node_certs "$k")"
     done
     printf ']}\n'
   } >"$RUN/cluster.json"

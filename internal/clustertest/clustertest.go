@@ -24,10 +24,24 @@ import (
 // Node is one node of a cluster.
 type Node struct {
 	Name       string `json:"name"`        // its hostname and network namespace, e.g. "ct-1a2b3c4d-node2"
-	Role       string `json:"role"`        // "manager" or "worker"
+	Role       string `json:"role"`        // "manager" or "worker"; "none" for a node left out of the swarm (Options.Unjoined)
 	Addr       string `json:"addr"`        // its address in the cluster's /24
 	DockerHost string `json:"docker_host"` // its dockerd, e.g. "unix:///run/paas-cluster/NAME/node2/docker.sock"
 	NetNS      string `json:"netns"`
+	// CertsDir is the directory its dockerd reads as /etc/docker/certs.d: its
+	// own with Options.TLSRegistry, the machine's otherwise.
+	CertsDir string `json:"certs_dir"`
+}
+
+// Options shape a cluster beyond its node count.
+type Options struct {
+	// Unjoined is how many of the last nodes run their dockerd but stay out
+	// of the swarm, as new machines to join (scripts/cluster.sh --unjoined).
+	Unjoined int
+	// TLSRegistry: the nodes trust no registry without verified TLS, and
+	// each reads registry CAs from a certs.d of its own (Node.CertsDir), as
+	// separate machines do (scripts/cluster.sh --tls-registry).
+	TLSRegistry bool
 }
 
 // Cluster is a running cluster, as scripts/cluster.sh up describes it.
@@ -47,6 +61,12 @@ type Cluster struct {
 // Without root or the tools the script needs, the test fails under CI=true and
 // is skipped elsewhere (buildertest.Missing).
 func Up(t testing.TB, n int) *Cluster {
+	t.Helper()
+	return UpWith(t, n, Options{})
+}
+
+// UpWith is Up with options.
+func UpWith(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	script, err := Script()
 	if err != nil {
@@ -68,7 +88,14 @@ func Up(t testing.TB, n int) *Cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
-	out, err := c.run(ctx, t, "up", fmt.Sprint(n), "--name", name, "--format", "json")
+	args := []string{"up", fmt.Sprint(n), "--name", name, "--format", "json"}
+	if opts.Unjoined > 0 {
+		args = append(args, "--unjoined", fmt.Sprint(opts.Unjoined))
+	}
+	if opts.TLSRegistry {
+		args = append(args, "--tls-registry")
+	}
+	out, err := c.run(ctx, t, args...)
 	if err != nil {
 		t.Fatalf("cluster up: %v", err)
 	}

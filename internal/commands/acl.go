@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"paas/internal/auth"
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -23,9 +24,9 @@ type AccessStore interface {
 func AccessCommands(st AccessStore) []*Command {
 	return []*Command{
 		{Name: "acl:add", Args: "APP USER|@GROUP", Help: "Let a user, or the members of a directory group, use an app (owner and administrators)", App: true, MinArgs: 1,
-			Run: changeAccess(st.AddAccess, "add %s to %s", "-----> %s may use %s\n")},
+			Run: changeAccess(st.AddAccess, "add %s to %s", "%s may use %s")},
 		{Name: "acl:remove", Args: "APP USER|@GROUP", Help: "Take a user or @group off an app's access list (owner and administrators)", App: true, MinArgs: 1,
-			Run: changeAccess(st.RemoveAccess, "remove %s from %s", "-----> %s may no longer use %s\n")},
+			Run: changeAccess(st.RemoveAccess, "remove %s from %s", "%s may no longer use %s")},
 		{Name: "acl:list", Args: "APP", Help: "Show who may use an app (owner and administrators)", App: true, Flags: formatFlag, Run: func(_ context.Context, c *Call) error {
 			asJSON, err := wantJSON(c)
 			if err != nil {
@@ -44,7 +45,7 @@ func AccessCommands(st AccessStore) []*Command {
 					Access []string `json:"access"`
 				}{c.App.Owner, access})
 			}
-			fmt.Fprintf(c.Out, "=====> %s access list (owner %s)\n", c.App.Name, sanitize(c.App.Owner))
+			output.Header(c.Out, "%s access list (owner %s)", c.App.Name, sanitize(c.App.Owner))
 			for _, e := range c.App.Access {
 				fmt.Fprintln(c.Out, sanitize(e))
 			}
@@ -64,7 +65,7 @@ func changeAccess(change func(app, entry string) (*paas.App, error), failed, don
 		if _, err := change(c.App.Name, entry); err != nil {
 			return fmt.Errorf(failed+": %w", sanitize(entry), c.App.Name, err)
 		}
-		fmt.Fprintf(c.Out, done, sanitize(entry), c.App.Name)
+		output.Step(c.Out, done, sanitize(entry), c.App.Name)
 		return nil
 	}
 }

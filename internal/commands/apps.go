@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"paas/internal/auth"
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/scheduler"
 )
@@ -199,7 +200,7 @@ func (p *Platform) CreateApp(id paas.Identity, name string, out io.Writer) (*paa
 		p.Store.DeleteApp(name)
 		return nil, fmt.Errorf("create repository: %w", err)
 	}
-	fmt.Fprintf(out, "-----> Creating %s...\n", name)
+	output.Step(out, "Creating %s...", name)
 	return app, nil
 }
 
@@ -233,7 +234,7 @@ func (p *Platform) appsList(_ context.Context, c *Call) error {
 		}
 		return writeJSON(c.Out, names) // Dokku's: ["a","b"]; apps:report --format json has the rest
 	}
-	fmt.Fprintln(c.Out, "=====> My Apps")
+	output.Header(c.Out, "My Apps")
 	for _, a := range apps {
 		fmt.Fprintln(c.Out, a.Name)
 	}
@@ -246,7 +247,7 @@ func (p *Platform) appsDestroy(ctx context.Context, c *Call) error {
 		return fmt.Errorf("destroying %s removes its services, repository, images, config and releases\nrun `apps:destroy %s --force` to confirm", name, name)
 	}
 	return p.Pipeline.Locked(ctx, name, c.Out, func() error {
-		fmt.Fprintf(c.Out, "-----> Destroying %s\n", name)
+		output.Step(c.Out, "Destroying %s", name)
 		if err := p.Runtime.Remove(ctx, name); err != nil {
 			return fmt.Errorf("remove services: %w", err)
 		}
@@ -255,14 +256,14 @@ func (p *Platform) appsDestroy(ctx context.Context, c *Call) error {
 		}
 		if p.Routing != nil {
 			if err := p.Routing.Forget(ctx, name); err != nil {
-				fmt.Fprintf(c.Err, " !     remove routing: %v\n", err)
+				output.Warn(c.Err, "remove routing: %v", err)
 			}
 		}
 		if err := p.Repos.Remove(name); err != nil {
-			fmt.Fprintf(c.Err, " !     remove repository: %v\n", err)
+			output.Warn(c.Err, "remove repository: %v", err)
 		}
 		if err := p.Images.DeleteApp(name); err != nil {
-			fmt.Fprintf(c.Err, " !     remove images: %v\n", err)
+			output.Warn(c.Err, "remove images: %v", err)
 		}
 		return nil
 	})
@@ -371,9 +372,9 @@ func report(c *Call, asJSON bool, title string, fields []kv) error {
 	for _, f := range fields {
 		width = max(width, len(f.k)+1)
 	}
-	fmt.Fprintf(c.Out, "=====> %s\n", title)
+	output.Header(c.Out, "%s", title)
 	for _, f := range fields {
-		fmt.Fprintf(c.Out, "       %-*s %s\n", width, f.k+":", sanitize(f.v))
+		output.Detail(c.Out, "%-*s %s", width, f.k+":", sanitize(f.v))
 	}
 	return nil
 }

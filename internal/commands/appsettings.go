@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -25,7 +26,7 @@ func AppSettingsCommands(st AppSettingsStore) []*Command {
 			if _, err := st.UpdateApp(c.App.Name, func(a *paas.App) error { a.Locked = locked; return nil }); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.Out, "-----> %s\n", msg)
+			output.Step(c.Out, "%s", msg)
 			return nil
 		}
 	}
@@ -61,7 +62,7 @@ func AppSettingsCommands(st AppSettingsStore) []*Command {
 				if err := st.UpdateAppsSettings(func(s *paas.AppsSettings) error { s.DisableAutocreation = value; return nil }); err != nil {
 					return err
 				}
-				fmt.Fprintf(c.Out, "-----> Setting disable-autocreation to %v\n", value)
+				output.Step(c.Out, "Setting disable-autocreation to %v", value)
 				return nil
 			}},
 	}

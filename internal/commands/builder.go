@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -62,7 +63,7 @@ func (b *Builds) builderSet(_ context.Context, c *Call) error {
 	if err := b.setBuildSetting(c, app, fn); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> %s %s for %s\n", describeSet(value), prop, target(app))
+	output.Step(c.Out, "%s %s for %s", describeSet(value), prop, target(app))
 	return nil
 }
 
@@ -98,7 +99,7 @@ func (b *Builds) buildpacksSetProperty(_ context.Context, c *Call) error {
 	if err := b.setBuildSetting(c, app, func(s *paas.BuildSettings) error { s.Stack = image; return nil }); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> %s stack for %s\n", describeSet(image), target(app))
+	output.Step(c.Out, "%s stack for %s", describeSet(image), target(app))
 	return nil
 }
 

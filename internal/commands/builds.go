@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"paas/internal/auth"
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -154,7 +155,7 @@ func (b *Builds) buildsList(_ context.Context, c *Call) error {
 	if asJSON {
 		return writeJSON(c.Out, list)
 	}
-	fmt.Fprintf(c.Out, "=====> %s builds\n", c.App.Name)
+	output.Header(c.Out, "%s builds", c.App.Name)
 	fmt.Fprintf(c.Out, "%-5s %-10s %-9s %-8s %-20s %s\n", "ID", "STATUS", "DURATION", "COMMIT", "STARTED", "BUILDER")
 	for _, d := range list {
 		commit := d.Commit

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/internal/routing"
 )
@@ -75,7 +76,7 @@ func (p *Platform) certsAdd(ctx context.Context, c *Call) error {
 	if err := p.updateAndPublish(ctx, c.App.Name, func(r *paas.Routing) { r.Cert = cert }); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Added certificate for %s to %s (expires %s)\n", strings.Join(cert.Names, ", "), c.App.Name, cert.NotAfter.Format(time.RFC3339))
+	output.Step(c.Out, "Added certificate for %s to %s (expires %s)", strings.Join(cert.Names, ", "), c.App.Name, cert.NotAfter.Format(time.RFC3339))
 	p.sayUncovered(c, cert)
 	return nil
 }
@@ -93,7 +94,7 @@ func (p *Platform) sayUncovered(c *Call, cert *paas.Cert) {
 		}
 	}
 	if len(uncovered) > 0 {
-		fmt.Fprintf(c.Out, "-----> Not covered by this certificate (served over HTTP only): %s\n", strings.Join(uncovered, " "))
+		output.Step(c.Out, "Not covered by this certificate (served over HTTP only): %s", strings.Join(uncovered, " "))
 	}
 }
 
@@ -108,7 +109,7 @@ func (p *Platform) certsRemove(ctx context.Context, c *Call) error {
 	if err := p.updateAndPublish(ctx, c.App.Name, func(r *paas.Routing) { r.Cert = nil }); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Removed certificate from %s\n", c.App.Name)
+	output.Step(c.Out, "Removed certificate from %s", c.App.Name)
 	return nil
 }
 
@@ -234,8 +235,8 @@ func (p *Platform) certsGenerate(ctx context.Context, c *Call) error {
 	if err := p.Routing.Publish(ctx, c.App.Name); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Generated a self-signed certificate for %s (expires %s); browsers will not trust it\n", domain, cert.NotAfter.Format(time.RFC3339))
-	fmt.Fprintf(c.Out, "-----> %s serves %s over HTTPS; certs:show %s prints the certificate\n", c.App.Name, domain, c.App.Name)
+	output.Step(c.Out, "Generated a self-signed certificate for %s (expires %s); browsers will not trust it", domain, cert.NotAfter.Format(time.RFC3339))
+	output.Step(c.Out, "%s serves %s over HTTPS; certs:show %s prints the certificate", c.App.Name, domain, c.App.Name)
 	p.sayUncovered(c, cert)
 	return nil
 }

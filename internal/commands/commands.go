@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"paas/internal/auth"
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -289,7 +290,7 @@ func fail(stderr io.Writer, err error) int {
 	}
 	if msg := err.Error(); msg != "" {
 		for _, line := range strings.Split(strings.TrimRight(msg, "\n"), "\n") {
-			fmt.Fprintf(stderr, " !     %s\n", strings.TrimPrefix(line, " "))
+			output.Warn(stderr, "%s", strings.TrimPrefix(line, " "))
 		}
 	}
 	return code

@@ -15,6 +15,7 @@ import (
 
 	"github.com/docker/go-units"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -72,7 +73,7 @@ func (p *Platform) configShow(_ context.Context, c *Call) error {
 	if asJSON {
 		return writeJSON(c.Out, nonNil(cfg))
 	}
-	fmt.Fprintf(c.Out, "=====> %s env vars\n", configName(c))
+	output.Header(c.Out, "%s env vars", configName(c))
 	return exportConfig(c.Out, "pretty", cfg)
 }
 
@@ -161,13 +162,13 @@ func (p *Platform) configSet(ctx context.Context, c *Call) error {
 	if err := set(current); err != nil {
 		return err
 	}
-	fmt.Fprintln(c.Out, "-----> Setting config vars")
+	output.Step(c.Out, "Setting config vars")
 	width := 0
 	for _, k := range order {
 		width = max(width, len(k)+1)
 	}
 	for _, k := range order {
-		fmt.Fprintf(c.Out, "       %-*s  %s\n", width, k+":", sanitize(pairs[k]))
+		output.Detail(c.Out, "%-*s  %s", width, k+":", sanitize(pairs[k]))
 	}
 	if c.App == nil {
 		return p.setGlobalConfig(c, func(cfg map[string]string) { maps.Copy(cfg, pairs) })
@@ -218,11 +219,11 @@ func (p *Platform) configUnset(ctx context.Context, c *Call) error {
 	var unset []string
 	for _, k := range c.Args {
 		if _, ok := cfg[k]; !ok {
-			fmt.Fprintf(c.Out, "-----> Skipping %s, it is not set in the environment\n", k)
+			output.Step(c.Out, "Skipping %s, it is not set in the environment", k)
 			continue
 		}
 		if !slices.Contains(unset, k) {
-			fmt.Fprintf(c.Out, "-----> Unsetting %s\n", k)
+			output.Step(c.Out, "Unsetting %s", k)
 			unset = append(unset, k)
 		}
 	}
@@ -256,11 +257,11 @@ func (p *Platform) configClear(ctx context.Context, c *Call) error {
 		return err
 	}
 	if len(cfg) == 0 {
-		fmt.Fprintf(c.Out, "-----> %s has no config vars\n", configName(c))
+		output.Step(c.Out, "%s has no config vars", configName(c))
 		return nil
 	}
 	for _, k := range paas.SortedKeys(cfg) {
-		fmt.Fprintf(c.Out, "-----> Unsetting %s\n", k)
+		output.Step(c.Out, "Unsetting %s", k)
 	}
 	if c.App == nil {
 		return p.setGlobalConfig(c, func(cfg map[string]string) { clear(cfg) })
@@ -284,7 +285,7 @@ func (p *Platform) configImport(ctx context.Context, c *Call) error {
 		return errors.New("config:import reads stdin only: give - as the file (config:import APP - < .env)")
 	}
 	format := cmp.Or(c.Flags["--format"], "envfile")
-	fmt.Fprintln(c.Out, "-----> Reading config vars from stdin")
+	output.Step(c.Out, "Reading config vars from stdin")
 	data, err := io.ReadAll(io.LimitReader(c.Stdin, maxImport+1))
 	if err != nil {
 		return fmt.Errorf("read stdin: %w", err)
@@ -321,7 +322,7 @@ func (p *Platform) configImport(ctx context.Context, c *Call) error {
 			return err
 		}
 	}
-	fmt.Fprintln(c.Out, "-----> Setting config vars")
+	output.Step(c.Out, "Setting config vars")
 	if err := exportConfig(c.Out, "pretty", pairs); err != nil {
 		return err
 	}
@@ -486,7 +487,7 @@ func (p *Platform) setGlobalConfig(c *Call, fn func(cfg map[string]string)) erro
 	if err := p.Store.UpdateGlobalConfig(func(cfg map[string]string) error { fn(cfg); return nil }); err != nil {
 		return err
 	}
-	fmt.Fprintln(c.Out, "-----> Apps take the global config at their next release (a push, a config change, ps:rebuild)")
+	output.Step(c.Out, "Apps take the global config at their next release (a push, a config change, ps:rebuild)")
 	return nil
 }
 

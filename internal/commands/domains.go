@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -117,7 +118,7 @@ func (p *Platform) domainsAdd(ctx context.Context, c *Call) error {
 	var added []string
 	for _, d := range ds {
 		if slices.Contains(have, d) || slices.Contains(added, d) {
-			fmt.Fprintf(c.Out, "-----> Skipping: %s already added to %s\n", d, c.App.Name)
+			output.Step(c.Out, "Skipping: %s already added to %s", d, c.App.Name)
 			continue
 		}
 		added = append(added, d)
@@ -129,10 +130,10 @@ func (p *Platform) domainsAdd(ctx context.Context, c *Call) error {
 		return err
 	}
 	for _, d := range added {
-		fmt.Fprintf(c.Out, "-----> Added %s to %s\n", d, c.App.Name)
+		output.Step(c.Out, "Added %s to %s", d, c.App.Name)
 	}
 	if cur.DomainsDisabled {
-		fmt.Fprintf(c.Out, "-----> Domains of %s enabled again\n", c.App.Name)
+		output.Step(c.Out, "Domains of %s enabled again", c.App.Name)
 	}
 	return nil
 }
@@ -157,7 +158,7 @@ func (p *Platform) domainsRemove(ctx context.Context, c *Call) error {
 		return err
 	}
 	for _, d := range ds {
-		fmt.Fprintf(c.Out, "-----> Removed %s from %s\n", d, c.App.Name)
+		output.Step(c.Out, "Removed %s from %s", d, c.App.Name)
 	}
 	return nil
 }
@@ -170,7 +171,7 @@ func (p *Platform) domainsSet(ctx context.Context, c *Call) error {
 	if _, err := p.changeDomains(ctx, c, func([]string) []string { return ds }); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Set %s for %s\n", strings.Join(ds, " "), c.App.Name)
+	output.Step(c.Out, "Set %s for %s", strings.Join(ds, " "), c.App.Name)
 	return nil
 }
 
@@ -178,7 +179,7 @@ func (p *Platform) domainsClear(ctx context.Context, c *Call) error {
 	if _, err := p.changeDomains(ctx, c, func([]string) []string { return nil }); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Cleared domains in %s\n", c.App.Name)
+	output.Step(c.Out, "Cleared domains in %s", c.App.Name)
 	return nil
 }
 
@@ -231,16 +232,16 @@ func (p *Platform) domainsToggle(disable bool) func(context.Context, *Call) erro
 			return err
 		}
 		if cur.DomainsDisabled == disable {
-			fmt.Fprintf(c.Out, "-----> Domains of %s are already %s\n", c.App.Name, map[bool]string{true: "disabled", false: "enabled"}[disable])
+			output.Step(c.Out, "Domains of %s are already %s", c.App.Name, map[bool]string{true: "disabled", false: "enabled"}[disable])
 			return nil
 		}
 		if err := p.updateAndPublish(ctx, c.App.Name, func(r *paas.Routing) { r.DomainsDisabled = disable }); err != nil {
 			return err
 		}
 		if disable {
-			fmt.Fprintf(c.Out, "-----> Domains of %s disabled: it is served at none of its names now (domains:enable serves them again)\n", c.App.Name)
+			output.Step(c.Out, "Domains of %s disabled: it is served at none of its names now (domains:enable serves them again)", c.App.Name)
 		} else {
-			fmt.Fprintf(c.Out, "-----> Domains of %s enabled: %s\n", c.App.Name, strings.Join(append(p.defaultHosts(c.App.Name), cur.Domains...), " "))
+			output.Step(c.Out, "Domains of %s enabled: %s", c.App.Name, strings.Join(append(p.defaultHosts(c.App.Name), cur.Domains...), " "))
 		}
 		return nil
 	}
@@ -276,7 +277,7 @@ func (p *Platform) domainsGlobal(op string) func(context.Context, *Call) error {
 		case "add":
 			for _, d := range ds {
 				if slices.Contains(next, d) {
-					fmt.Fprintf(c.Out, "-----> Skipping %s: already added\n", d)
+					output.Step(c.Out, "Skipping %s: already added", d)
 					continue
 				}
 				next = append(next, d)
@@ -312,7 +313,7 @@ func (p *Platform) domainsGlobal(op string) func(context.Context, *Call) error {
 			said = append(said, "Cleared the global domains: apps are served at APP."+p.Routing.Domain())
 		}
 		for _, line := range said {
-			fmt.Fprintf(c.Out, "-----> %s\n", line)
+			output.Step(c.Out, "%s", line)
 		}
 		return nil
 	}

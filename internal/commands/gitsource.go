@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -108,9 +109,9 @@ func (p *Platform) gitSet(_ context.Context, c *Call) error {
 		return err
 	}
 	if value == "" {
-		fmt.Fprintf(c.Out, "-----> Unsetting deploy-branch (pushes to main deploy)\n")
+		output.Step(c.Out, "Unsetting deploy-branch (pushes to main deploy)")
 	} else {
-		fmt.Fprintf(c.Out, "-----> Setting deploy-branch to %s\n", value)
+		output.Step(c.Out, "Setting deploy-branch to %s", value)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"paas/internal/auth"
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -90,6 +91,6 @@ func (p *Platform) keysRemove(_ context.Context, c *Call) error {
 	if err := p.Store.RemoveKey(c.Args[0]); err != nil {
 		return fmt.Errorf("no key named %s", c.Args[0])
 	}
-	fmt.Fprintf(c.Out, "-----> Removed key %s\n", c.Args[0])
+	output.Step(c.Out, "Removed key %s", c.Args[0])
 	return nil
 }

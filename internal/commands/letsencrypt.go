@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -22,10 +23,10 @@ func (p *Platform) letsencryptEnable(ctx context.Context, c *Call) error {
 	}
 	for _, d := range r.Domains {
 		if strings.HasPrefix(d, "*.") {
-			fmt.Fprintf(c.Out, "-----> %s is a wildcard: HTTP-01 cannot prove it; upload a certificate for it with certs:add\n", d)
+			output.Step(c.Out, "%s is a wildcard: HTTP-01 cannot prove it; upload a certificate for it with certs:add", d)
 		}
 	}
-	fmt.Fprintf(c.Out, "-----> Enabling Let's Encrypt for %s\n", c.App.Name)
+	output.Step(c.Out, "Enabling Let's Encrypt for %s", c.App.Name)
 	if err := p.Routing.Issue(ctx, c.App.Name, c.Out); err != nil {
 		return fmt.Errorf("%s; nothing changed", sanitize(err.Error()))
 	}
@@ -35,7 +36,7 @@ func (p *Platform) letsencryptEnable(ctx context.Context, c *Call) error {
 	}); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> %s is served over HTTPS; the certificate is renewed before it expires\n", c.App.Name)
+	output.Step(c.Out, "%s is served over HTTPS; the certificate is renewed before it expires", c.App.Name)
 	return nil
 }
 
@@ -43,6 +44,6 @@ func (p *Platform) letsencryptDisable(ctx context.Context, c *Call) error {
 	if err := p.updateAndPublish(ctx, c.App.Name, func(r *paas.Routing) { r.LetsEncrypt, r.ACMECert = false, nil }); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Disabled Let's Encrypt for %s\n", c.App.Name)
+	output.Step(c.Out, "Disabled Let's Encrypt for %s", c.App.Name)
 	return nil
 }

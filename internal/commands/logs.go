@@ -3,9 +3,9 @@ package commands
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -49,14 +49,14 @@ func (p *Platform) printFailed(out, errw io.Writer, app string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "=====> %s failed deploy logs\n", app)
+	output.Header(out, "%s failed deploy logs", app)
 	for _, d := range deploys { // newest first
 		if d.State == paas.DeployFailed {
-			fmt.Fprintf(out, "-----> Deploy %d (%s, %s) failed: %s\n", d.ID, d.Reason, d.StartedAt.UTC().Format("2006-01-02 15:04:05"), sanitize(d.Error))
+			output.Step(out, "Deploy %d (%s, %s) failed: %s", d.ID, d.Reason, d.StartedAt.UTC().Format("2006-01-02 15:04:05"), sanitize(d.Error))
 			_, err := io.WriteString(out, d.Log)
 			return err
 		}
 	}
-	fmt.Fprintf(errw, " !     No failed deploy found for %s\n", app)
+	output.Warn(errw, "No failed deploy found for %s", app)
 	return nil
 }

@@ -2,12 +2,18 @@ package commands
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"slices"
 	"strings"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/scheduler"
 )
@@ -18,7 +24,14 @@ type NodeManager interface {
 	Find(ctx context.Context, name string) (scheduler.Node, error)
 	SetAvailability(ctx context.Context, id, availability string) error
 	Remove(ctx context.Context, node scheduler.Node) error
-	JoinToken(ctx context.Context, manager bool) (token, addr string, err error)
+	JoinToken(ctx context.Context, manager, rotate bool) (token, addr string, err error)
+}
+
+// JoinRegistry is the registry every node pulls the apps' images from, as
+// nodes:join-command hands it to a joining machine.
+type JoinRegistry struct {
+	Host   string // HOST[:PORT], as the images name it
+	CAFile string // the CA the nodes must trust; "" for a registry with a public certificate
 }
 
 // Restarter rolls an app's current release out again in a new deployment.
@@ -28,12 +41,13 @@ type Restarter interface {
 
 // NodeCommands are nodes:list, nodes:join-command, nodes:drain,
 // nodes:activate and nodes:remove.
-func NodeCommands(nodes NodeManager, apps Restarter) []*Command {
-	n := &nodeCommands{nodes: nodes, apps: apps}
+func NodeCommands(nodes NodeManager, apps Restarter, registry JoinRegistry) []*Command {
+	n := &nodeCommands{nodes: nodes, apps: apps, registry: registry}
 	return []*Command{
 		{Name: "nodes:list", Help: "List the machines of the cluster: role, state, availability, address, tasks, CPU and memory", Flags: formatFlag, Run: n.list},
-		{Name: "nodes:join-command", Args: "[--manager]", Help: "Print the command that joins a new machine to the cluster (administrators)", Admin: true,
-			Flags: map[string]bool{"--manager": false}, Run: n.joinCommand},
+		{Name: "nodes:join-command", Args: "[--manager] [--rotate] [--format json]",
+			Help:  "Print the command that joins a new machine to the cluster, as a worker (--manager: a manager, which also runs a router); --rotate first replaces the join token, so commands printed before join nothing more (administrators)",
+			Admin: true, Flags: map[string]bool{"--manager": false, "--rotate": false, "--format": true}, Run: n.joinCommand},
 		{Name: "nodes:drain", Args: "NODE", Help: "Move every task off a machine, web tasks through a zero-downtime rollout (administrators)", Admin: true, MinArgs: 1, Run: n.drain},
 		{Name: "nodes:activate", Args: "NODE", Help: "Let a drained machine run tasks again (administrators)", Admin: true, MinArgs: 1, Run: n.activate},
 		{Name: "nodes:remove", Args: "NODE", Help: "Remove a machine that has left the cluster and runs no task (administrators)", Admin: true, MinArgs: 1, Run: n.remove},
@@ -41,8 +55,9 @@ func NodeCommands(nodes NodeManager, apps Restarter) []*Command {
 }
 
 type nodeCommands struct {
-	nodes NodeManager
-	apps  Restarter
+	nodes    NodeManager
+	apps     Restarter
+	registry JoinRegistry
 }
 
 func (n *nodeCommands) list(ctx context.Context, c *Call) error {
@@ -73,13 +88,101 @@ func (n *nodeCommands) list(ctx context.Context, c *Call) error {
 	return nil
 }
 
+// joinInfo is what nodes:join-command --format json prints.
+type joinInfo struct {
+	Command     string `json:"command"`
+	Role        string `json:"role"` // worker, manager
+	Token       string `json:"token"`
+	ManagerAddr string `json:"manager_addr"`
+	Registry    string `json:"registry,omitempty"`
+	RegistryCA  string `json:"registry_ca_sha256,omitempty"`
+}
+
+// joinCommand prints `scripts/install.sh --join ...` with all a new machine
+// needs: the Swarm token and a manager's address, and, for a registry whose
+// CA is the installation's own, the registry's address and the SHA-256 of
+// its CA certificate. install.sh fetches the CA from the registry's TLS
+// handshake and trusts it only when it has that fingerprint (as kubeadm's
+// discovery hash does): the command stays one short line, and a CA a
+// machine in between substitutes cannot match. (The Swarm token pins the
+// swarm's own CA the same way.)
 func (n *nodeCommands) joinCommand(ctx context.Context, c *Call) error {
-	token, addr, err := n.nodes.JoinToken(ctx, c.Has("--manager"))
+	asJSON, err := wantJSON(c)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "scripts/install.sh --join %s %s\n", token, addr)
+	info := joinInfo{Role: "worker"}
+	if c.Has("--manager") {
+		info.Role = "manager"
+	}
+	// The CA first: a command that could not trust the registry is no use,
+	// and a rotation should not happen for nothing.
+	if n.registry.CAFile != "" {
+		pemBytes, err := os.ReadFile(n.registry.CAFile)
+		if err != nil {
+			return fmt.Errorf("read the registry's CA: %w", err)
+		}
+		block, _ := pem.Decode(pemBytes)
+		if block == nil || block.Type != "CERTIFICATE" {
+			return fmt.Errorf("read the registry's CA: %s holds no PEM certificate", n.registry.CAFile)
+		}
+		sum := sha256.Sum256(block.Bytes)
+		info.Registry, info.RegistryCA = n.registry.Host, hex.EncodeToString(sum[:])
+	}
+	info.Token, info.ManagerAddr, err = n.nodes.JoinToken(ctx, c.Has("--manager"), false)
+	if err != nil {
+		return err
+	}
+	if loopback(info.ManagerAddr) {
+		return fmt.Errorf("the swarm's manager advertises %s, which no other machine reaches (a swarm made with --advertise-addr 127.0.0.1, as install.sh does without PAAS_ADVERTISE_ADDR): such a swarm cannot take nodes; install the first manager with PAAS_ADVERTISE_ADDR=ADDR scripts/install.sh", info.ManagerAddr)
+	}
+	if loopback(info.Registry) {
+		return fmt.Errorf("the registry is at %s, which no other machine reaches: restart paasd with --registry-addr 0.0.0.0:5000 --registry-advertise-addr ADDR (this machine's address on the nodes' network) first", info.Registry)
+	}
+	// Rotated only once the command can be printed.
+	if c.Has("--rotate") {
+		if info.Token, info.ManagerAddr, err = n.nodes.JoinToken(ctx, c.Has("--manager"), true); err != nil {
+			return err
+		}
+	}
+	args := []string{"scripts/install.sh", "--join", "--token", info.Token, "--manager-addr", info.ManagerAddr}
+	if info.Registry != "" {
+		args = append(args, "--registry", info.Registry, "--registry-ca-sha256", info.RegistryCA)
+	}
+	for i, a := range args {
+		args[i] = shellWord(a)
+	}
+	info.Command = strings.Join(args, " ")
+	if asJSON {
+		return writeJSON(c.Out, info)
+	}
+	if c.Has("--rotate") {
+		output.Step(c.Err, "The %s join token was replaced: commands printed before join nothing more", info.Role)
+	}
+	fmt.Fprintln(c.Out, info.Command)
 	return nil
+}
+
+// loopback reports whether hostport's host is a loopback address or name.
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// shellWord is s as one word of a POSIX shell command: bare when it holds
+// only characters no shell treats specially, single-quoted otherwise.
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/=@") == "" {
+		return s
+	}
+	return shellQuote(s)
 }
 
 // drain moves a node's tasks away with a rollout's contract: the node
@@ -102,7 +205,7 @@ func (n *nodeCommands) drain(ctx context.Context, c *Call) error {
 			return fmt.Errorf("%s is the last active manager: its router serves every app; add or activate another manager first", node.Name)
 		}
 	}
-	fmt.Fprintf(c.Out, "-----> Draining %s: no new task goes there\n", node.Name)
+	output.Step(c.Out, "Draining %s: no new task goes there", node.Name)
 	if err := n.nodes.SetAvailability(ctx, node.ID, "pause"); err != nil {
 		return err
 	}
@@ -114,9 +217,9 @@ func (n *nodeCommands) drain(ctx context.Context, c *Call) error {
 			}
 		}
 	}) {
-		fmt.Fprintf(c.Out, "-----> Moving %s off %s\n", app, node.Name)
+		output.Step(c.Out, "Moving %s off %s", app, node.Name)
 		if err := n.apps.Restart(ctx, app, c.ID, c.Out); err != nil {
-			fmt.Fprintf(c.Err, " !     %s: %v\n", app, err)
+			output.Warn(c.Err, "%s: %v", app, err)
 			failed = append(failed, app)
 		}
 	}
@@ -126,7 +229,7 @@ func (n *nodeCommands) drain(ctx context.Context, c *Call) error {
 	if err := n.nodes.SetAvailability(ctx, node.ID, "drain"); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "=====> %s drained\n", node.Name)
+	output.Header(c.Out, "%s drained", node.Name)
 	return nil
 }
 
@@ -138,7 +241,7 @@ func (n *nodeCommands) activate(ctx context.Context, c *Call) error {
 	if err := n.nodes.SetAvailability(ctx, node.ID, "active"); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> %s is active: new tasks may go there\n", node.Name)
+	output.Step(c.Out, "%s is active: new tasks may go there", node.Name)
 	return nil
 }
 
@@ -150,7 +253,7 @@ func (n *nodeCommands) remove(ctx context.Context, c *Call) error {
 	if err := n.nodes.Remove(ctx, node); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Removed %s\n", node.Name)
+	output.Step(c.Out, "Removed %s", node.Name)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"paas/internal/auth"
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/plugins"
 )
@@ -52,7 +53,7 @@ func pluginList(c *Call, reg Plugins) error {
 	if asJSON {
 		return writeJSON(c.Out, list)
 	}
-	fmt.Fprintln(c.Out, "=====> Plugins")
+	output.Header(c.Out, "Plugins")
 	width := 0
 	for _, p := range list {
 		width = max(width, len(p.Name))
@@ -87,7 +88,7 @@ func setPlugin(c *Call, reg Plugins, on bool) error {
 	if !on {
 		verb = "Disabled"
 	}
-	fmt.Fprintf(c.Out, "-----> %s plugin %s\n", verb, name)
+	output.Step(c.Out, "%s plugin %s", verb, name)
 	return nil
 }
 
@@ -132,7 +133,7 @@ func WithTriggers(cmds []*Command, t Triggers) []*Command {
 					return err
 				}
 				if err := t.Trigger(ctx, plugins.TriggerPostDelete, app, call.Out); err != nil {
-					fmt.Fprintf(call.Err, " !     %s: %s\n", plugins.TriggerPostDelete, sanitize(err.Error()))
+					output.Warn(call.Err, "%s: %s", plugins.TriggerPostDelete, sanitize(err.Error()))
 				}
 				return nil
 			}
@@ -146,7 +147,7 @@ func WithTriggers(cmds []*Command, t Triggers) []*Command {
 					return err
 				}
 				if err := t.Trigger(plugins.WithUser(ctx, call.ID), trigger, []string{call.App.Name, call.Args[0]}, call.Out); err != nil {
-					fmt.Fprintf(call.Err, " !     %s: %s\n", trigger, sanitize(err.Error()))
+					output.Warn(call.Err, "%s: %s", trigger, sanitize(err.Error()))
 				}
 				return nil
 			}
@@ -167,7 +168,7 @@ func WithTriggers(cmds []*Command, t Triggers) []*Command {
 					}
 				}
 				if err := t.Trigger(plugins.WithUser(ctx, call.ID), plugins.TriggerPostConfigUpdate, args, call.Out); err != nil {
-					fmt.Fprintf(call.Err, " !     %s: %s\n", plugins.TriggerPostConfigUpdate, sanitize(err.Error()))
+					output.Warn(call.Err, "%s: %s", plugins.TriggerPostConfigUpdate, sanitize(err.Error()))
 				}
 				return nil
 			}

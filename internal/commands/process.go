@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"paas/internal/auth"
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -57,9 +58,9 @@ func (p *Platform) psSet(_ context.Context, c *Call) error {
 		return err
 	}
 	if path == "" {
-		fmt.Fprintf(c.Out, "-----> Unsetting procfile-path of %s: pushes read Procfile\n", c.App.Name)
+		output.Step(c.Out, "Unsetting procfile-path of %s: pushes read Procfile", c.App.Name)
 	} else {
-		fmt.Fprintf(c.Out, "-----> Setting procfile-path to %s for %s (used from the next push or ps:rebuild)\n", path, c.App.Name)
+		output.Step(c.Out, "Setting procfile-path to %s for %s (used from the next push or ps:rebuild)", path, c.App.Name)
 	}
 	return nil
 }
@@ -174,7 +175,7 @@ func (p *Platform) psRetire(ctx context.Context, c *Call) error {
 			return err
 		}
 	}
-	fmt.Fprintln(c.Out, "-----> Retiring old containers")
+	output.Step(c.Out, "Retiring old containers")
 	var errs []error
 	for _, a := range apps {
 		n, err := p.Releases.Retire(ctx, a.Name, c.Out)
@@ -182,9 +183,9 @@ func (p *Platform) psRetire(ctx context.Context, c *Call) error {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("retire %s: %w", a.Name, err))
 		case n == 0:
-			fmt.Fprintf(c.Out, "       %s: nothing to retire\n", a.Name)
+			output.Detail(c.Out, "%s: nothing to retire", a.Name)
 		default:
-			fmt.Fprintf(c.Out, "       %s: %d leftover service(s) removed\n", a.Name, n)
+			output.Detail(c.Out, "%s: %d leftover service(s) removed", a.Name, n)
 		}
 	}
 	return errors.Join(errs...)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -86,7 +87,7 @@ func (p *Platform) portsAdd(ctx context.Context, c *Call) error {
 	var added []paas.PortMap
 	for _, m := range add {
 		if slices.Contains(next, m) {
-			fmt.Fprintf(c.Out, "-----> Skipping %s: already mapped for %s\n", m, c.App.Name)
+			output.Step(c.Out, "Skipping %s: already mapped for %s", m, c.App.Name)
 			continue
 		}
 		next = append(next, m)
@@ -101,7 +102,7 @@ func (p *Platform) portsAdd(ctx context.Context, c *Call) error {
 	if err := p.updateAndPublish(ctx, c.App.Name, func(r *paas.Routing) { r.Ports = next }); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Adding port mappings to %s: %s\n", c.App.Name, portList(added))
+	output.Step(c.Out, "Adding port mappings to %s: %s", c.App.Name, portList(added))
 	return nil
 }
 
@@ -135,7 +136,7 @@ func (p *Platform) portsRemove(ctx context.Context, c *Call) error {
 	if err := p.updateAndPublish(ctx, c.App.Name, func(r *paas.Routing) { r.Ports = next }); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Removing port mappings from %s: %s\n", c.App.Name, portList(removed))
+	output.Step(c.Out, "Removing port mappings from %s: %s", c.App.Name, portList(removed))
 	return nil
 }
 
@@ -172,8 +173,8 @@ func (p *Platform) portsList(_ context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Port mappings for %s\n", c.App.Name)
-	fmt.Fprintf(c.Out, "-----> %-18s %-25s %s\n", "scheme", "host port", "container port")
+	output.Step(c.Out, "Port mappings for %s", c.App.Name)
+	output.Step(c.Out, "%-18s %-25s %s", "scheme", "host port", "container port")
 	for _, m := range p.effectivePorts(r, c.App) {
 		fmt.Fprintf(c.Out, "%-25s %-25d %d\n", m.Scheme, m.HostPort, m.ContainerPort)
 	}
@@ -188,7 +189,7 @@ func (p *Platform) portsSet(ctx context.Context, c *Call) error {
 	if err := p.updateAndPublish(ctx, c.App.Name, func(r *paas.Routing) { r.Ports = maps }); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Setting port mappings for %s: %s\n", c.App.Name, portList(maps))
+	output.Step(c.Out, "Setting port mappings for %s: %s", c.App.Name, portList(maps))
 	return nil
 }
 
@@ -196,7 +197,7 @@ func (p *Platform) portsClear(ctx context.Context, c *Call) error {
 	if err := p.updateAndPublish(ctx, c.App.Name, func(r *paas.Routing) { r.Ports = nil }); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Clearing port mappings for %s\n", c.App.Name)
+	output.Step(c.Out, "Clearing port mappings for %s", c.App.Name)
 	return nil
 }
 
@@ -325,7 +326,7 @@ func (p *Platform) proxySet(ctx context.Context, c *Call) error {
 	default:
 		return fmt.Errorf("unknown property %q: use client-max-body-size or proxy-read-timeout", sanitize(prop))
 	}
-	fmt.Fprintf(c.Out, "-----> Setting %s to %s for %s\n", prop, val, c.App.Name)
+	output.Step(c.Out, "Setting %s to %s for %s", prop, val, c.App.Name)
 	return nil
 }
 

@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
+	"paas/internal/output"
 	"sort"
 	"strings"
 )
@@ -46,7 +46,7 @@ func (b *Builds) registryLogin(ctx context.Context, c *Call) error {
 	if err := b.Logins.Login(server, user, password); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Logged in to %s as %s\n", sanitize(server), sanitize(user))
+	output.Step(c.Out, "Logged in to %s as %s", sanitize(server), sanitize(user))
 	return nil
 }
 
@@ -67,9 +67,9 @@ func (b *Builds) registryReport(_ context.Context, c *Call) error {
 		names = append(names, s)
 	}
 	sort.Strings(names)
-	fmt.Fprintln(c.Out, "=====> Registry logins")
+	output.Header(c.Out, "Registry logins")
 	for _, s := range names {
-		fmt.Fprintf(c.Out, "       %s (%s)\n", sanitize(s), sanitize(servers[s]))
+		output.Detail(c.Out, "%s (%s)", sanitize(s), sanitize(servers[s]))
 	}
 	return nil
 }
@@ -79,7 +79,7 @@ func (b *Builds) repoPurgeCache(ctx context.Context, c *Call) error {
 		if err := b.Cache.PurgeCache(ctx, c.App.Name); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.Out, "-----> Purged the build cache of %s\n", c.App.Name)
+		output.Step(c.Out, "Purged the build cache of %s", c.App.Name)
 		return nil
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -97,18 +98,18 @@ func (p *Platform) releasesList(_ context.Context, c *Call) error {
 		}
 		return writeJSON(c.Out, out)
 	}
-	fmt.Fprintf(c.Out, "=====> %s releases\n", c.App.Name)
+	output.Header(c.Out, "%s releases", c.App.Name)
 	if len(rels) == 0 {
-		fmt.Fprintln(c.Out, "       (none yet: git push to make one)")
+		output.Detail(c.Out, "(none yet: git push to make one)")
 		return nil
 	}
-	fmt.Fprintf(c.Out, "       %-8s %-20s %-12s %-8s %-12s %s\n", "Version", "Created", "Image", "Commit", "By", "Description")
+	output.Detail(c.Out, "%-8s %-20s %-12s %-8s %-12s %s", "Version", "Created", "Image", "Commit", "By", "Description")
 	for _, r := range rels { // newest first
 		v := fmt.Sprintf("v%d", r.Version)
 		if r.Version == c.App.Current {
 			v += "*"
 		}
-		fmt.Fprintf(c.Out, "       %-8s %-20s %-12s %-8s %-12s %s\n", v, r.CreatedAt.UTC().Format("2006-01-02 15:04:05"),
+		output.Detail(c.Out, "%-8s %-20s %-12s %-8s %-12s %s", v, r.CreatedAt.UTC().Format("2006-01-02 15:04:05"),
 			shortDigest(r.Image.Digest), shortCommit(r.Commit), sanitize(r.Author), sanitize(r.Reason))
 	}
 	return nil
@@ -215,7 +216,7 @@ func (p *Platform) psScale(ctx context.Context, c *Call) error {
 		if err := p.Releases.SetFormation(ctx, c.App.Name, c.ID, scale, c.Out); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.Out, "-----> Scaling %s processes: %s (applied at the next deploy)\n", c.App.Name, strings.Join(c.Args, " "))
+		output.Step(c.Out, "Scaling %s processes: %s (applied at the next deploy)", c.App.Name, strings.Join(c.Args, " "))
 		return nil
 	}
 	return p.Releases.Scale(ctx, c.App.Name, c.ID, scale, c.Out)
@@ -250,7 +251,8 @@ func (p *Platform) showScale(c *Call, asJSON bool) error {
 	if asJSON {
 		return writeJSON(c.Out, list)
 	}
-	fmt.Fprintf(c.Out, "-----> Scaling for %s\nproctype: qty\n--------: ---\n", c.App.Name)
+	output.Step(c.Out, "Scaling for %s", c.App.Name)
+	fmt.Fprint(c.Out, "proctype: qty\n--------: ---\n")
 	for _, e := range list {
 		fmt.Fprintf(c.Out, "%s: %d\n", e.Process, e.Quantity)
 	}
@@ -284,7 +286,7 @@ func (p *Platform) lifecycle(name string) func(context.Context, *Call) error {
 			return p.Releases.Stop(ctx, c.App.Name, c.ID, c.Out)
 		case "ps:start":
 			if !c.App.Stopped {
-				fmt.Fprintf(c.Out, "-----> %s is not stopped; use ps:restart to restart it\n", c.App.Name)
+				output.Step(c.Out, "%s is not stopped; use ps:restart to restart it", c.App.Name)
 				return nil
 			}
 			return p.Releases.Start(ctx, c.App.Name, c.ID, c.Out)
@@ -351,11 +353,11 @@ func (p *Platform) checksToggle(state string) func(context.Context, *Call) error
 		}
 		switch state {
 		case paas.CheckDisabled:
-			fmt.Fprintf(c.Out, "-----> Checks disabled for %s: web is routed as soon as it runs, other process types are not waited for\n", what)
+			output.Step(c.Out, "Checks disabled for %s: web is routed as soon as it runs, other process types are not waited for", what)
 		case paas.CheckSkipped:
-			fmt.Fprintf(c.Out, "-----> Checks skipped for %s: web keeps only the default check, other process types need only be running\n", what)
+			output.Step(c.Out, "Checks skipped for %s: web keeps only the default check, other process types need only be running", what)
 		default:
-			fmt.Fprintf(c.Out, "-----> Checks enabled for %s\n", what)
+			output.Step(c.Out, "Checks enabled for %s", what)
 		}
 		return nil
 	}
@@ -414,9 +416,9 @@ func (p *Platform) checksSet(_ context.Context, c *Call) error {
 		return err
 	}
 	if value == "" {
-		fmt.Fprintf(c.Out, "-----> Unset checks %s of %s\n", prop, c.App.Name)
+		output.Step(c.Out, "Unset checks %s of %s", prop, c.App.Name)
 	} else {
-		fmt.Fprintf(c.Out, "-----> Set checks %s to %s for %s\n", prop, value, c.App.Name)
+		output.Step(c.Out, "Set checks %s to %s for %s", prop, value, c.App.Name)
 	}
 	return nil
 }

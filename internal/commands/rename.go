@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/scheduler"
 )
@@ -29,7 +30,7 @@ func (p *Platform) appsRename(ctx context.Context, c *Call) error {
 	}
 	if p.PushLocks != nil {
 		unlock, err := p.PushLocks.Lock(ctx, old, func() {
-			fmt.Fprintf(c.Out, "-----> Waiting for a push to %s to finish\n", old)
+			output.Step(c.Out, "Waiting for a push to %s to finish", old)
 		})
 		if err != nil {
 			return err
@@ -41,7 +42,7 @@ func (p *Platform) appsRename(ctx context.Context, c *Call) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.Out, "-----> Renaming %s to %s\n", old, to)
+		output.Step(c.Out, "Renaming %s to %s", old, to)
 		moved, err := p.copyImages(ctx, old, to, c.Out)
 		if err != nil {
 			p.dropCopies(to, c)
@@ -67,7 +68,7 @@ func (p *Platform) appsRename(ctx context.Context, c *Call) error {
 		}
 		serves := app.Current > 0 && !app.Stopped
 		if serves && !c.Has("--skip-deploy") {
-			fmt.Fprintf(c.Out, "-----> Deploying v%d as %s\n", app.Current, to)
+			output.Step(c.Out, "Deploying v%d as %s", app.Current, to)
 			if err := p.Releases.Restart(ctx, to, c.ID, c.Out); err != nil {
 				if rerr := p.Repos.Rename(to, old); rerr != nil {
 					return fmt.Errorf("%w; putting the repository back failed: %v", err, rerr)
@@ -79,30 +80,30 @@ func (p *Platform) appsRename(ctx context.Context, c *Call) error {
 		// old name's route, tasks and images go.
 		p.publishRenamed(ctx, old, to, c)
 		if serves {
-			fmt.Fprintf(c.Out, "-----> Retiring the tasks of %s\n", old)
+			output.Step(c.Out, "Retiring the tasks of %s", old)
 			if err := p.Runtime.Stop(ctx, old, app.DrainTimeout(), c.Out); err != nil {
-				fmt.Fprintf(c.Err, " !     drain the tasks of %s: %v\n", old, err)
+				output.Warn(c.Err, "drain the tasks of %s: %v", old, err)
 			}
 		}
 		if err := p.Runtime.Remove(ctx, old); err != nil {
-			fmt.Fprintf(c.Err, " !     remove the services of %s: %v\n", old, err)
+			output.Warn(c.Err, "remove the services of %s: %v", old, err)
 		}
 		if err := p.Images.DeleteApp(old); err != nil {
-			fmt.Fprintf(c.Err, " !     remove the images of %s: %v\n", old, err)
+			output.Warn(c.Err, "remove the images of %s: %v", old, err)
 		}
 		if serves && c.Has("--skip-deploy") {
 			if _, err := p.Store.UpdateApp(to, func(a *paas.App) error { a.Stopped = true; return nil }); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.Out, "-----> %s is stopped: ps:start %s runs it again\n", to, to)
+			output.Step(c.Out, "%s is stopped: ps:start %s runs it again", to, to)
 		}
 		p.renamed(to, c)
 		url, err := p.appURL(to)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.Out, "-----> Renamed %s to %s: %s\n", old, to, url)
-		fmt.Fprintf(c.Out, "       git remote set-url paas <host>:%s\n", to)
+		output.Step(c.Out, "Renamed %s to %s: %s", old, to, url)
+		output.Detail(c.Out, "git remote set-url paas <host>:%s", to)
 		return nil
 	})
 }
@@ -111,14 +112,14 @@ func (p *Platform) appsRename(ctx context.Context, c *Call) error {
 // take.
 func (p *Platform) dropCopies(to string, c *Call) {
 	if err := p.Images.DeleteApp(to); err != nil {
-		fmt.Fprintf(c.Err, " !     remove the copies of the images in %s: %v\n", to, err)
+		output.Warn(c.Err, "remove the copies of the images in %s: %v", to, err)
 	}
 }
 
 // renamed marks app's rename complete (store.RenameApp set RenamedFrom).
 func (p *Platform) renamed(app string, c *Call) {
 	if _, err := p.Store.UpdateApp(app, func(a *paas.App) error { a.RenamedFrom = ""; return nil }); err != nil {
-		fmt.Fprintf(c.Err, " !     record the rename of %s as complete: %v\n", app, err)
+		output.Warn(c.Err, "record the rename of %s as complete: %v", app, err)
 	}
 }
 
@@ -161,7 +162,7 @@ func (p *Platform) finishRename(ctx context.Context, old, to string, out io.Writ
 		}
 		running := slices.ContainsFunc(procs, func(s scheduler.ProcessStatus) bool { return s.Process == paas.WebProcess && s.Running > 0 })
 		if !running {
-			fmt.Fprintf(out, "-----> Deploying v%d as %s\n", app.Current, to)
+			output.Step(out, "Deploying v%d as %s", app.Current, to)
 			if err := p.Releases.Restart(ctx, to, c.ID, out); err != nil {
 				return err // the old name keeps serving; tried again at the next start
 			}
@@ -211,10 +212,10 @@ func (p *Platform) publishRenamed(ctx context.Context, old, to string, c *Call) 
 		return
 	}
 	if err := p.Routing.Publish(ctx, to); err != nil {
-		fmt.Fprintf(c.Err, " !     publish the routing of %s: %v\n", to, err)
+		output.Warn(c.Err, "publish the routing of %s: %v", to, err)
 	}
 	if err := p.Routing.Forget(ctx, old); err != nil {
-		fmt.Fprintf(c.Err, " !     remove the routing of %s: %v\n", old, err)
+		output.Warn(c.Err, "remove the routing of %s: %v", old, err)
 	}
 }
 
@@ -251,7 +252,7 @@ func (p *Platform) copyImages(ctx context.Context, app, to string, out io.Writer
 		return m, err
 	}
 	if len(rels) > 0 {
-		fmt.Fprintf(out, "-----> Copying the images of %s to %s\n", app, to)
+		output.Step(out, "Copying the images of %s to %s", app, to)
 	}
 	for _, r := range rels {
 		if _, done := m.to[r.Image.Digest]; done || r.Image.Digest == "" {
@@ -281,12 +282,12 @@ func (p *Platform) appsClone(ctx context.Context, c *Call) error {
 	}
 	if err := p.checkNewName(to); err != nil {
 		if c.Has("--ignore-existing") && paas.ValidateAppName(to) == nil {
-			fmt.Fprintf(c.Err, " !     Name is already taken: %s; nothing was cloned\n", to)
+			output.Warn(c.Err, "Name is already taken: %s; nothing was cloned", to)
 			return &exitError{code: ExitOK} // success, but nothing for post-app-clone
 		}
 		return err
 	}
-	fmt.Fprintf(c.Out, "-----> Cloning %s to %s\n", from.Name, to)
+	output.Step(c.Out, "Cloning %s to %s", from.Name, to)
 	if _, err := p.CreateApp(c.ID, to, c.Out); err != nil {
 		return err
 	}
@@ -346,7 +347,7 @@ func (p *Platform) appsClone(ctx context.Context, c *Call) error {
 			return fail(err)
 		}
 	}
-	fmt.Fprintf(c.Out, "-----> Cloned %s to %s\n", from.Name, to)
+	output.Step(c.Out, "Cloned %s to %s", from.Name, to)
 	return nil
 }
 
@@ -370,7 +371,7 @@ func (p *Platform) removeClone(ctx context.Context, app string, c *Call) {
 	}
 	for _, s := range steps {
 		if err := s.do(); err != nil {
-			fmt.Fprintf(c.Err, " !     remove the clone's %s: %v\n", s.what, err)
+			output.Warn(c.Err, "remove the clone's %s: %v", s.what, err)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/scheduler"
 )
@@ -108,7 +109,7 @@ func (p *Platform) runOptions(c *Call) (*paas.Release, scheduler.RunOptions, err
 func (p *Platform) run(ctx context.Context, c *Call) error {
 	if c.Has("--detach") || c.Has("-d") {
 		return p.startDetached(ctx, c, func(name string, rel *paas.Release) {
-			fmt.Fprintf(c.Out, "-----> Started %s (v%d): %s\n", name, rel.Version, strings.Join(c.Args, " "))
+			output.Step(c.Out, "Started %s (v%d): %s", name, rel.Version, strings.Join(c.Args, " "))
 		})
 	}
 	cur, opts, err := p.runOptions(c)
@@ -172,9 +173,9 @@ func (p *Platform) runList(ctx context.Context, c *Call) error {
 		}
 		return writeJSON(c.Out, tasks)
 	}
-	fmt.Fprintf(c.Out, "=====> %s run containers\n", c.App.Name)
+	output.Header(c.Out, "%s run containers", c.App.Name)
 	if len(tasks) == 0 {
-		fmt.Fprintln(c.Out, "       (none)")
+		output.Detail(c.Out, "(none)")
 		return nil
 	}
 	tw := tabwriter.NewWriter(c.Out, 0, 8, 2, ' ', 0)
@@ -233,13 +234,13 @@ func (p *Platform) runStop(ctx context.Context, c *Call) error {
 	}
 	stopped, err := p.OneOffs.StopOneOffs(ctx, c.App.Name, name)
 	for _, n := range stopped {
-		fmt.Fprintf(c.Out, "-----> Stopped %s\n", n)
+		output.Step(c.Out, "Stopped %s", n)
 	}
 	if err != nil {
 		return oneOffError(c.App.Name, name, err)
 	}
 	if len(stopped) == 0 {
-		fmt.Fprintf(c.Out, "-----> %s has no one-off tasks\n", c.App.Name)
+		output.Step(c.Out, "%s has no one-off tasks", c.App.Name)
 	}
 	return nil
 }

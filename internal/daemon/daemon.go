@@ -256,7 +256,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	dispatcher := commands.NewDispatcher(st, cfg.Version,
 		commands.WithTriggers(platform.Builtins(), triggers),
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
-		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline), commands.WhoamiCommands(), commands.EventCommands(st),
+		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline, commands.JoinRegistry{Host: target.Host(), CAFile: target.CAFile}), commands.WhoamiCommands(), commands.EventCommands(st),
 		pluginCommands(triggers))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))

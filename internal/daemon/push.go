@@ -10,6 +10,7 @@ import (
 
 	"paas/gitreceive"
 	"paas/internal/deploy"
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/plugins"
 )
@@ -71,10 +72,10 @@ func (h *pushes) PushDone(ctx context.Context, p *gitreceive.Push, out io.Writer
 	if o.landing != nil {
 		moved := p.Landed(o.deploy)
 		if !moved {
-			fmt.Fprintf(out, " !     git did not update %s: taking the deploy of %s back\n", o.deploy.Ref, short(o.deploy.New))
+			output.Warn(out, "git did not update %s: taking the deploy of %s back", o.deploy.Ref, short(o.deploy.New))
 		}
 		if lerr := o.landing.Land(ctx, moved, out); lerr != nil {
-			fmt.Fprintf(out, " !     %v\n", lerr)
+			output.Warn(out, "%v", lerr)
 			err = lerr
 		}
 	}
@@ -111,11 +112,11 @@ func (h *pushes) handlePush(ctx context.Context, p *gitreceive.Push, o *pushOutc
 		}
 		switch {
 		case u.Branch() == "":
-			fmt.Fprintf(out, "-----> %s stored; only pushes to %s deploy\n", u.Ref, app.Branch())
+			output.Step(out, "%s stored; only pushes to %s deploy", u.Ref, app.Branch())
 		case u.Deletes():
-			fmt.Fprintf(out, "-----> Branch %s deleted; no deploy\n", u.Branch())
+			output.Step(out, "Branch %s deleted; no deploy", u.Branch())
 		default:
-			fmt.Fprintf(out, "-----> Branch %s stored; only pushes to %s deploy, so no deploy happened\n", u.Branch(), app.Branch())
+			output.Step(out, "Branch %s stored; only pushes to %s deploy, so no deploy happened", u.Branch(), app.Branch())
 		}
 	}
 	if deployUpdate == (gitreceive.RefUpdate{}) {

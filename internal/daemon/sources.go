@@ -17,6 +17,7 @@ import (
 	"paas/internal/applock"
 	"paas/internal/commands"
 	"paas/internal/deploy"
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/internal/store"
 )
@@ -42,7 +43,7 @@ const fetchTimeout = 10 * time.Minute
 // the app.
 func (s *sources) lockPush(ctx context.Context, app string, out io.Writer) (*paas.App, func(), error) {
 	unlock, err := s.locks.Lock(ctx, app, func() {
-		fmt.Fprintf(out, "-----> Waiting for another push to %s to finish\n", app)
+		output.Step(out, "Waiting for another push to %s to finish", app)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -72,9 +73,9 @@ func (s *sources) Sync(ctx context.Context, app string, who paas.Identity, opts 
 		where += "#" + opts.Ref
 	}
 	if old == "" {
-		fmt.Fprintf(out, "-----> Cloning %s from %s\n", app, where)
+		output.Step(out, "Cloning %s from %s", app, where)
 	} else {
-		fmt.Fprintf(out, "-----> Fetching remote code for %s from %s\n", app, where)
+		output.Step(out, "Fetching remote code for %s from %s", app, where)
 	}
 	got, err := gitreceive.Fetch(ctx, repo, gitreceive.FetchOptions{URL: opts.URL, Ref: opts.Ref, Default: branch, Protocols: opts.Protocols, Timeout: fetchTimeout})
 	if err != nil {
@@ -84,9 +85,9 @@ func (s *sources) Sync(ctx context.Context, app string, who paas.Identity, opts 
 	// clone does.
 	if old == "" && opts.Ref != "" && got.Branch == opts.Ref && got.Branch != branch {
 		if opts.SkipDeployBranch {
-			fmt.Fprintf(out, "       Detected branch %s, skipping deploy-branch setting\n", got.Branch)
+			output.Detail(out, "Detected branch %s, skipping deploy-branch setting", got.Branch)
 		} else if err := commands.ValidateBranch(got.Branch); err == nil {
-			fmt.Fprintf(out, "       Detected branch, setting deploy-branch to %s\n", got.Branch)
+			output.Detail(out, "Detected branch, setting deploy-branch to %s", got.Branch)
 			if _, err := s.store.UpdateApp(app, func(a *paas.App) error { a.DeployBranch = got.Branch; return nil }); err != nil {
 				return err
 			}
@@ -100,17 +101,17 @@ func (s *sources) Sync(ctx context.Context, app string, who paas.Identity, opts 
 	build := opts.Build || opts.BuildIfChanges && changed
 	if !build {
 		if opts.BuildIfChanges {
-			fmt.Fprintln(out, "       Skipping build as no changes were detected")
+			output.Detail(out, "Skipping build as no changes were detected")
 			return nil
 		}
 		if !changed {
-			fmt.Fprintf(out, "       %s is at %s already\n", branch, short(got.Commit))
+			output.Detail(out, "%s is at %s already", branch, short(got.Commit))
 			return nil
 		}
 		if err := gitreceive.UpdateBranch(ctx, repo, branch, got.Commit, old); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "-----> Updated %s to %s; git:sync --build or ps:rebuild deploys it\n", branch, short(got.Commit))
+		output.Step(out, "Updated %s to %s; git:sync --build or ps:rebuild deploys it", branch, short(got.Commit))
 		return nil
 	}
 	return s.land(ctx, app, who, repo, branch, got.Commit, old, deploy.Source{
@@ -132,7 +133,7 @@ func (s *sources) land(ctx context.Context, app string, who paas.Identity, repo,
 	uerr := gitreceive.UpdateBranch(context.WithoutCancel(ctx), repo, branch, commit, old)
 	if uerr != nil {
 		moved = false
-		fmt.Fprintf(out, " !     %v: taking the deploy of %s back\n", uerr, short(commit))
+		output.Warn(out, "%v: taking the deploy of %s back", uerr, short(commit))
 	}
 	if err := landing.Land(context.WithoutCancel(ctx), moved, out); err != nil {
 		return err
@@ -150,7 +151,7 @@ func (s *sources) FromArchive(ctx context.Context, app string, who paas.Identity
 	defer cancel()
 	in, source := opts.Stdin, "stdin"
 	if opts.URL != "" {
-		fmt.Fprintf(out, "-----> Downloading %s file from %s\n", opts.Type, opts.URL)
+		output.Step(out, "Downloading %s file from %s", opts.Type, opts.URL)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, opts.URL, nil)
 		if err != nil {
 			return err
@@ -165,7 +166,7 @@ func (s *sources) FromArchive(ctx context.Context, app string, who paas.Identity
 		}
 		in, source = resp.Body, opts.URL
 	} else {
-		fmt.Fprintf(out, "-----> Fetching %s file from stdin\n", opts.Type)
+		output.Step(out, "Fetching %s file from stdin", opts.Type)
 	}
 	if err := os.MkdirAll(s.tmp, 0o700); err != nil {
 		return err
@@ -175,7 +176,7 @@ func (s *sources) FromArchive(ctx context.Context, app string, who paas.Identity
 		return err
 	}
 	defer os.RemoveAll(work)
-	fmt.Fprintln(out, "-----> Generating build context")
+	output.Step(out, "Generating build context")
 	if err := deploy.UnpackArchive(in, opts.Type, work, deploy.ArchiveLimits{MaxFiles: commands.MaxArchiveFiles, MaxBytes: commands.MaxArchiveSize}); err != nil {
 		return fmt.Errorf("unpack the %s archive: %w; nothing was changed", opts.Type, err)
 	}
@@ -194,10 +195,10 @@ func (s *sources) FromArchive(ctx context.Context, app string, who paas.Identity
 		return fmt.Errorf("commit the archive: %w", err)
 	}
 	if !changed {
-		fmt.Fprintf(out, "-----> No changes detected: %s is at %s already; skipping\n", branch, short(old))
+		output.Step(out, "No changes detected: %s is at %s already; skipping", branch, short(old))
 		return nil
 	}
-	fmt.Fprintf(out, "-----> Committed the archive to %s as %s\n", branch, short(commit))
+	output.Step(out, "Committed the archive to %s as %s", branch, short(commit))
 	return s.land(ctx, app, who, repo, branch, commit, old, deploy.Source{
 		Reason: "git:from-archive", Kind: opts.Type, Metadata: source,
 	}, out)

@@ -17,7 +17,7 @@ import (
 	"paas/internal/deploy"
 	"paas/internal/paas"
 	"paas/internal/store"
-	"paas/router"
+	"paas/router/contract"
 	"paas/scheduler"
 )
 
@@ -49,7 +49,7 @@ func (t *traffic) waitReady(ctx context.Context) error {
 
 var _ scheduler.Traffic = (*traffic)(nil)
 
-func (t *traffic) clients(ctx context.Context) ([]*router.Client, error) {
+func (t *traffic) clients(ctx context.Context) ([]*contract.Client, error) {
 	hosts, err := t.routers(ctx)
 	if err != nil {
 		return nil, err
@@ -57,9 +57,9 @@ func (t *traffic) clients(ctx context.Context) ([]*router.Client, error) {
 	if len(hosts) == 0 {
 		return nil, errors.New("no manager is ready to run a router")
 	}
-	cs := make([]*router.Client, len(hosts))
+	cs := make([]*contract.Client, len(hosts))
 	for i, h := range hosts {
-		cs[i] = &router.Client{Addr: net.JoinHostPort(h, strconv.Itoa(t.port)), Token: t.token}
+		cs[i] = &contract.Client{Addr: net.JoinHostPort(h, strconv.Itoa(t.port)), Token: t.token}
 	}
 	return cs, nil
 }
@@ -89,9 +89,9 @@ func (t *traffic) Probe(ctx context.Context, addr, path, host string, timeout ti
 	if err != nil {
 		return 0, "", err
 	}
-	var res router.CheckResult
+	var res contract.CheckResult
 	for _, c := range cs {
-		if res, err = c.Check(ctx, router.CheckRequest{Addr: addr, Path: path, Host: host, Timeout: int(timeout / time.Millisecond)}); err == nil {
+		if res, err = c.Check(ctx, contract.CheckRequest{Addr: addr, Path: path, Host: host, Timeout: int(timeout / time.Millisecond)}); err == nil {
 			break
 		}
 	}

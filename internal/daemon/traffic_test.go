@@ -9,13 +9,13 @@ import (
 	"strconv"
 	"testing"
 
-	"paas/router"
+	"paas/router/contract"
 	"paas/scheduler"
 )
 
 // fakeRouter answers the routers' control endpoints with fixed backends on
 // its own loopback address (127.0.0.N), all on one port.
-func fakeRouters(t *testing.T, backends ...[]router.BackendStatus) (hosts []string, port int) {
+func fakeRouters(t *testing.T, backends ...[]contract.BackendStatus) (hosts []string, port int) {
 	t.Helper()
 	l0, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -34,7 +34,7 @@ func fakeRouters(t *testing.T, backends ...[]router.BackendStatus) (hosts []stri
 				http.Error(w, "no", http.StatusUnauthorized)
 				return
 			}
-			json.NewEncoder(w).Encode(router.Status{Backends: bs})
+			json.NewEncoder(w).Encode(contract.Status{Backends: bs})
 		}))
 		srv.Listener.Close()
 		srv.Listener = l
@@ -47,8 +47,8 @@ func fakeRouters(t *testing.T, backends ...[]router.BackendStatus) (hosts []stri
 
 func TestTrafficMergesRouters(t *testing.T) {
 	hosts, port := fakeRouters(t,
-		[]router.BackendStatus{{Addr: "10.0.0.1:5000", Routed: true, Inflight: 1}, {Addr: "10.0.0.2:5000", Routed: true}, {Addr: "10.0.0.3:5000", Routed: false, Inflight: 2}},
-		[]router.BackendStatus{{Addr: "10.0.0.1:5000", Routed: true, Inflight: 3}, {Addr: "10.0.0.3:5000", Routed: false}},
+		[]contract.BackendStatus{{Addr: "10.0.0.1:5000", Routed: true, Inflight: 1}, {Addr: "10.0.0.2:5000", Routed: true}, {Addr: "10.0.0.3:5000", Routed: false, Inflight: 2}},
+		[]contract.BackendStatus{{Addr: "10.0.0.1:5000", Routed: true, Inflight: 3}, {Addr: "10.0.0.3:5000", Routed: false}},
 	)
 	tr := &traffic{port: port, token: "tok", routers: func(context.Context) ([]string, error) { return hosts, nil }}
 	for _, refresh := range []bool{false, true} {

@@ -19,6 +19,7 @@ import (
 
 	"paas/builder"
 	"paas/internal/applock"
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/plugins"
 	"paas/scheduler"
@@ -64,8 +65,7 @@ type Triggers interface {
 
 // Source is a commit to deploy.
 type Source struct {
-	Commit  string
-	Subject string
+	Commit string
 	// Export writes the commit's tree as a tar stream.
 	Export func(ctx context.Context, w io.Writer) error
 	// Reason names what deploys it in the build record ("push" when
@@ -118,7 +118,7 @@ func New(st Store, b Builder, s Scheduler, t Triggers, opts Options) *Pipeline {
 // lock serializes deploys of one app; pushes of different apps run side by side.
 func (p *Pipeline) lock(ctx context.Context, app string, out io.Writer) (func(), error) {
 	return p.locks.Lock(ctx, app, func() {
-		fmt.Fprintf(out, "-----> Waiting for the running deploy of %s to finish\n", app)
+		output.Step(out, "Waiting for the running deploy of %s to finish", app)
 	})
 }
 
@@ -230,7 +230,7 @@ func (p *Pipeline) unland(ctx context.Context, rel *paas.Release, who paas.Ident
 		prev, err = p.store.Release(rel.App, rel.Version-1)
 	}
 	if errors.Is(err, paas.ErrNoRelease) {
-		fmt.Fprintf(out, "-----> Stopping %s: its first push did not complete\n", rel.App)
+		output.Step(out, "Stopping %s: its first push did not complete", rel.App)
 		if err := p.scheduler.Stop(ctx, rel.App, drainTimeout(app), out); err != nil {
 			return fmt.Errorf("%w; v%d still serves: %w", cause, rel.Version, err)
 		}
@@ -258,7 +258,7 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 		return nil, err
 	}
 	short := shortSHA(src.Commit)
-	fmt.Fprintf(out, "-----> Deploying %s (%s)\n", appName, short)
+	output.Step(out, "Deploying %s (%s)", appName, short)
 	ctx = plugins.WithUser(ctx, who)
 	if err := p.triggers.Trigger(ctx, plugins.TriggerPreReceiveApp, []string{appName, src.Commit}, out); err != nil {
 		return nil, err
@@ -323,7 +323,8 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 		return nil, err
 	}
 	rec.Release = rel.Version
-	fmt.Fprintf(out, "=====> Application deployed:\n       %s\n", p.appURL(appName))
+	output.Header(out, "Application deployed:")
+	output.Detail(out, "%s", p.appURL(appName))
 	return rel, nil
 }
 
@@ -371,7 +372,7 @@ func (p *Pipeline) deployTriggered(ctx context.Context, rel *paas.Release, opts 
 		return err
 	}
 	if err := p.triggers.Trigger(ctx, plugins.TriggerPostDeploy, []string{rel.App, fmt.Sprint(rel.Version), rel.Image.Ref()}, out); err != nil {
-		fmt.Fprintf(out, " !     post-deploy: %v\n", err)
+		output.Warn(out, "post-deploy: %v", err)
 	}
 	return nil
 }
@@ -397,7 +398,7 @@ func (p *Pipeline) pruneImages(app string, out io.Writer) {
 	}
 	if err != nil {
 		p.log.Warn("prune images", "app", app, "err", err)
-		fmt.Fprintf(out, " !     could not drop the images of old releases: %v\n", err)
+		output.Warn(out, "could not drop the images of old releases: %v", err)
 	}
 }
 
@@ -439,7 +440,7 @@ func (p *Pipeline) SetConfig(ctx context.Context, appName string, who paas.Ident
 		return err
 	}
 	return p.changeLocked(ctx, app, who, reason, out, func(app *paas.App, version int, out io.Writer) (*paas.Release, error) {
-		fmt.Fprintf(out, "-----> Restarting app %s\n", appName)
+		output.Step(out, "Restarting app %s", appName)
 		rel := *cur
 		rel.Version, rel.Config, rel.Global, rel.ConfigVersion = version, cfg, global, app.ConfigVersion+1
 		rel.Author, rel.Reason = who.Name, reason
@@ -559,11 +560,11 @@ func useProcfile(dir, path string, out io.Writer) error {
 	found := err == nil
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		fmt.Fprintf(out, "-----> No Procfile at %s (ps:set procfile-path): building as if the repository had none\n", path)
+		output.Step(out, "No Procfile at %s (ps:set procfile-path): building as if the repository had none", path)
 	case err != nil:
 		return fmt.Errorf("read the Procfile at %s: %w", path, err)
 	default:
-		fmt.Fprintf(out, "-----> Using the Procfile at %s\n", path)
+		output.Step(out, "Using the Procfile at %s", path)
 	}
 	if err := root.Remove("Procfile"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("replace the Procfile: %w", err)

@@ -346,7 +346,7 @@ func source(entries ...entry) Source {
 	if len(entries) == 0 {
 		entries = []entry{file("Dockerfile", "FROM scratch\n"), file("Procfile", "web: ./web\nworker: ./worker\n")}
 	}
-	return Source{Commit: commit, Subject: "deploy", Export: tarExport(entries...)}
+	return Source{Commit: commit, Export: tarExport(entries...)}
 }
 
 var alice = paas.Identity{Name: "alice"}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/plugins"
 )
@@ -40,7 +41,7 @@ func (p *Pipeline) deployImage(ctx context.Context, appName string, who paas.Ide
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "-----> Deploying %s from image %s\n", appName, source)
+	output.Step(out, "Deploying %s from image %s", appName, source)
 	version, err := p.store.LatestVersion(appName)
 	if err != nil {
 		return err
@@ -66,6 +67,7 @@ func (p *Pipeline) deployImage(ctx context.Context, appName string, who paas.Ide
 	}
 	rec.Release = rel.Version
 	p.setDeploySource(appName, "docker-image", source)
-	fmt.Fprintf(out, "=====> Application deployed:\n       %s\n", p.appURL(appName))
+	output.Header(out, "Application deployed:")
+	output.Detail(out, "%s", p.appURL(appName))
 	return nil
 }

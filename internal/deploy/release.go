@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/plugins"
 	"paas/scheduler"
@@ -52,7 +53,7 @@ func (p *Pipeline) DeployFrom(ctx context.Context, appName string, who paas.Iden
 		return err
 	}
 	return p.change(ctx, appName, who, reason, out, func(app *paas.App, version int, out io.Writer) (*paas.Release, error) {
-		fmt.Fprintf(out, "-----> Releasing %s v%d from %s v%d (%s)\n", appName, version, from.App, from.Version, shortDigest(img.Digest))
+		output.Step(out, "Releasing %s v%d from %s v%d (%s)", appName, version, from.App, from.Version, shortDigest(img.Digest))
 		return &paas.Release{
 			App: appName, Version: version, Image: img,
 			Config: app.Config, Global: global, ConfigVersion: app.ConfigVersion,
@@ -73,7 +74,7 @@ func (p *Pipeline) rollbackRelease(app *paas.App, old *paas.Release, who paas.Id
 	rel := *old
 	rel.Version, rel.Author, rel.Reason = version, who.Name, reason
 	rel.ConfigVersion = app.ConfigVersion + 1
-	fmt.Fprintf(out, "-----> Rolling back %s to v%d (as v%d)\n", app.Name, old.Version, version)
+	output.Step(out, "Rolling back %s to v%d (as v%d)", app.Name, old.Version, version)
 	return &rel
 }
 
@@ -256,7 +257,7 @@ func (p *Pipeline) Stop(ctx context.Context, appName string, who paas.Identity, 
 		return err
 	}
 	defer unlock()
-	fmt.Fprintf(out, "-----> Stopping %s\n", appName)
+	output.Step(out, "Stopping %s", appName)
 	if err := p.scheduler.Stop(ctx, appName, drainTimeout(app), out); err != nil {
 		return err
 	}

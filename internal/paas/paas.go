@@ -17,15 +17,14 @@ import (
 
 // Sentinel errors. Commands map them to Dokku's exit codes.
 var (
-	ErrAppNotFound   = errors.New("app does not exist")
-	ErrAppExists     = errors.New("app already exists")
-	ErrInvalidName   = errors.New("invalid app name")
-	ErrInvalidKey    = errors.New("invalid config key")
-	ErrKeyNotFound   = errors.New("ssh key not found")
-	ErrKeyExists     = errors.New("ssh key already exists")
-	ErrForbidden     = errors.New("permission denied")
-	ErrDeployRunning = errors.New("a deploy of this app is already running")
-	ErrNoRelease     = errors.New("app has no release yet")
+	ErrAppNotFound = errors.New("app does not exist")
+	ErrAppExists   = errors.New("app already exists")
+	ErrInvalidName = errors.New("invalid app name")
+	ErrInvalidKey  = errors.New("invalid config key")
+	ErrKeyNotFound = errors.New("ssh key not found")
+	ErrKeyExists   = errors.New("ssh key already exists")
+	ErrForbidden   = errors.New("permission denied")
+	ErrNoRelease   = errors.New("app has no release yet")
 )
 
 // Labels put on every Swarm object paas creates. The router reads them back, so

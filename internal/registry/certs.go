@@ -46,9 +46,17 @@ type Certificates struct {
 func (c *Certificates) CAFile() string { return filepath.Join(c.Dir, CAFileName) }
 
 // TLSConfig is the registry server's configuration: TLS 1.2 or later, the
-// server certificate.
+// server certificate followed by the CA. Sending the CA costs a client
+// nothing (it trusts its own copy or none) and lets a joining node fetch it
+// from the handshake and check it against the SHA-256 that
+// nodes:join-command printed (scripts/install.sh --join), as kubeadm's
+// discovery hash does, instead of carrying the whole CA in the command.
 func (c *Certificates) TLSConfig() *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{c.Server}}
+	cert := c.Server
+	if block, _ := pem.Decode(c.CA); block != nil && block.Type == "CERTIFICATE" {
+		cert.Certificate = append(slices.Clip(cert.Certificate), block.Bytes)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 }
 
 // LoadCertificates reads the CA and the server certificate from dir, making

@@ -1,9 +1,11 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"io/fs"
@@ -355,6 +357,20 @@ func TestTLS(t *testing.T) {
 		if plain.StatusCode != http.StatusBadRequest {
 			t.Errorf("plain HTTP: %d, want 400", plain.StatusCode)
 		}
+	}
+
+	// The handshake sends the CA after the certificate: install.sh --join
+	// takes it from there by the SHA-256 nodes:join-command printed.
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(tr.certs.CA)
+	conn, err := tls.Dial("tcp", tr.host, &tls.Config{RootCAs: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers := conn.ConnectionState().PeerCertificates
+	conn.Close()
+	if block, _ := pem.Decode(tr.certs.CA); len(peers) != 2 || block == nil || !bytes.Equal(peers[1].Raw, block.Bytes) {
+		t.Errorf("the handshake sent %d certificates, want the server's and then the CA", len(peers))
 	}
 
 	leaf := tr.certs.Server.Leaf

@@ -21,8 +21,9 @@ import (
 
 	"golang.org/x/crypto/acme"
 
+	"paas/internal/output"
 	"paas/internal/paas"
-	"paas/router"
+	"paas/router/contract"
 )
 
 // LetsEncryptURL is Let's Encrypt's production ACME directory.
@@ -63,7 +64,7 @@ func (s *Service) Issue(ctx context.Context, app string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "-----> Requesting a certificate for %s\n", strings.Join(names, ", "))
+	output.Step(out, "Requesting a certificate for %s", strings.Join(names, ", "))
 	order, err := cl.AuthorizeOrder(ctx, acme.DomainIDs(names...))
 	if err != nil {
 		return fmt.Errorf("acme: new order: %w", err)
@@ -109,7 +110,7 @@ func (s *Service) Issue(ctx context.Context, app string, out io.Writer) error {
 	if err := s.Publish(ctx, app); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "-----> Certificate installed for %s, valid until %s\n", strings.Join(names, ", "), cert.NotAfter.Format(time.RFC3339))
+	output.Step(out, "Certificate installed for %s, valid until %s", strings.Join(names, ", "), cert.NotAfter.Format(time.RFC3339))
 	s.log.Info("certificate issued", "app", app, "names", names, "not_after", cert.NotAfter)
 	return nil
 }
@@ -149,7 +150,7 @@ func (s *Service) authorize(ctx context.Context, cl *acme.Client, url string, ou
 	if err := s.waitServed(ctx, z.Identifier.Value, chal.Token, keyAuth); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "-----> Validating %s\n", z.Identifier.Value)
+	output.Step(out, "Validating %s", z.Identifier.Value)
 	if _, err := cl.Accept(ctx, chal); err != nil {
 		return fmt.Errorf("acme: accept the challenge for %s: %w", z.Identifier.Value, err)
 	}
@@ -172,7 +173,7 @@ func (s *Service) setChallenge(ctx context.Context, token, keyAuth string) error
 
 // waitServed waits until the router on this host answers the challenge.
 func (s *Service) waitServed(ctx context.Context, host, token, keyAuth string) error {
-	url := fmt.Sprintf("http://127.0.0.1:%d%s%s", s.opts.HTTPPort, router.ACMEChallengePath, token)
+	url := fmt.Sprintf("http://127.0.0.1:%d%s%s", s.opts.HTTPPort, contract.ACMEChallengePath, token)
 	c := &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	deadline := time.Now().Add(challengeVisible)
 	for {

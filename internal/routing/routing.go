@@ -1,7 +1,7 @@
 // Package routing is the control plane's side of the router: it keeps each
 // app's domains, certificates, ports and limits in the store, publishes them
-// to the routers as Swarm config objects (router.AppConfig,
-// router.GlobalConfig), and obtains and renews ACME certificates.
+// to the routers as Swarm config objects (contract.AppConfig,
+// contract.GlobalConfig), and obtains and renews ACME certificates.
 package routing
 
 import (
@@ -22,7 +22,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"paas/internal/paas"
-	"paas/router"
+	"paas/router/contract"
 )
 
 // Docker is the part of the Docker API the publisher uses.
@@ -127,8 +127,8 @@ func (s *Service) HTTPPort() int { return s.opts.HTTPPort }
 
 // appConfig is what the router is told about app; nil when nothing beyond
 // the default.
-func appConfig(app string, r *paas.Routing) *router.AppConfig {
-	c := &router.AppConfig{App: app, Domains: slices.Clone(r.Domains), NoVhost: r.DomainsDisabled, MaxBodyBytes: r.MaxBodyBytes, ReadTimeoutMS: r.ReadTimeout.Milliseconds()}
+func appConfig(app string, r *paas.Routing) *contract.AppConfig {
+	c := &contract.AppConfig{App: app, Domains: slices.Clone(r.Domains), NoVhost: r.DomainsDisabled, MaxBodyBytes: r.MaxBodyBytes, ReadTimeoutMS: r.ReadTimeout.Milliseconds()}
 	for _, p := range r.Ports {
 		if p.Scheme == "http" || c.Port == 0 {
 			c.Port = p.ContainerPort
@@ -136,7 +136,7 @@ func appConfig(app string, r *paas.Routing) *router.AppConfig {
 	}
 	for _, cert := range []*paas.Cert{r.Cert, r.ACMECert} {
 		if cert != nil {
-			c.Certs = append(c.Certs, router.CertPEM{Cert: cert.CertPEM, Key: cert.KeyPEM})
+			c.Certs = append(c.Certs, contract.CertPEM{Cert: cert.CertPEM, Key: cert.KeyPEM})
 		}
 	}
 	if len(c.Domains) == 0 && c.Port == 0 && len(c.Certs) == 0 && c.MaxBodyBytes == 0 && c.ReadTimeoutMS == 0 && !c.NoVhost {
@@ -156,13 +156,13 @@ func (s *Service) Publish(ctx context.Context, app string) error {
 	defer s.mu.Unlock()
 	c := appConfig(app, r)
 	if c == nil {
-		return s.write(ctx, router.RoleAppConfig, app, nil)
+		return s.write(ctx, contract.RoleAppConfig, app, nil)
 	}
 	data, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, router.RoleAppConfig, app, data)
+	return s.write(ctx, contract.RoleAppConfig, app, data)
 }
 
 // PublishGlobal hands the global domain and the pending ACME challenges to
@@ -178,7 +178,7 @@ func (s *Service) publishGlobal(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var g router.GlobalConfig
+	var g contract.GlobalConfig
 	if len(ds) > 0 {
 		g.Domain, g.MoreDomains = ds[0], ds[1:]
 	}
@@ -186,13 +186,13 @@ func (s *Service) publishGlobal(ctx context.Context) error {
 		g.Challenges = maps.Clone(s.challenges)
 	}
 	if g.Domain == "" && len(g.MoreDomains) == 0 && len(g.Challenges) == 0 {
-		return s.write(ctx, router.RoleGlobalConfig, "", nil)
+		return s.write(ctx, contract.RoleGlobalConfig, "", nil)
 	}
 	data, err := json.Marshal(g)
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, router.RoleGlobalConfig, "", data)
+	return s.write(ctx, contract.RoleGlobalConfig, "", data)
 }
 
 // Sync publishes every app's settings and the global ones, and removes the
@@ -219,7 +219,7 @@ func (s *Service) Sync(ctx context.Context) error {
 		}
 		errs = append(errs, s.Publish(ctx, app))
 	}
-	existing, err := s.list(ctx, router.RoleAppConfig)
+	existing, err := s.list(ctx, contract.RoleAppConfig)
 	if err != nil {
 		return err
 	}
@@ -239,7 +239,7 @@ func (s *Service) Forget(ctx context.Context, app string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.write(ctx, router.RoleAppConfig, app, nil)
+	return s.write(ctx, contract.RoleAppConfig, app, nil)
 }
 
 // write makes data the one config object of (role, app): created under a
@@ -253,7 +253,7 @@ func (s *Service) write(ctx context.Context, role, app string, data []byte) erro
 	}
 	name := ""
 	if data != nil {
-		name = router.ConfigName(s.opts.Installation, role, app, data)
+		name = contract.ConfigName(s.opts.Installation, role, app, data)
 	}
 	found := false
 	var stale []swarm.Config
@@ -269,7 +269,7 @@ func (s *Service) write(ctx context.Context, role, app string, data []byte) erro
 	}
 	if data != nil && !found {
 		_, err := s.docker.ConfigCreate(ctx, swarm.ConfigSpec{
-			Annotations: swarm.Annotations{Name: name, Labels: router.ConfigLabels(s.opts.Installation, role, app)},
+			Annotations: swarm.Annotations{Name: name, Labels: contract.ConfigLabels(s.opts.Installation, role, app)},
 			Data:        data,
 		})
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"paas/internal/paas"
 	"paas/internal/store"
 	"paas/router"
+	"paas/router/contract"
 )
 
 // staticRoutes is the backends a DockerSource would find.
@@ -135,7 +136,7 @@ func TestPublishSwarm(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range list() {
-		if c.Spec.Labels[paas.LabelRole] == router.RoleAppConfig {
+		if c.Spec.Labels[paas.LabelRole] == contract.RoleAppConfig {
 			t.Errorf("config %s survived Forget", c.Spec.Name)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/plugins"
 )
@@ -77,10 +78,10 @@ func (p *Postgres) create(ctx context.Context, c *plugins.Call) error {
 	if err != nil {
 		return err
 	}
-	step(c.Out, "Starting Postgres database %s", name)
+	output.Step(c.Out, "Starting Postgres database %s", name)
 	err = p.start(ctx, name)
 	if err == nil {
-		step(c.Out, "Setting up database %s", name)
+		output.Step(c.Out, "Setting up database %s", name)
 		err = p.sql(ctx, name, "postgres", fmt.Sprintf("ALTER ROLE postgres PASSWORD '%s';\nCREATE DATABASE %s;\n", pass, ident(name)))
 	}
 	if err != nil {
@@ -94,7 +95,8 @@ func (p *Postgres) create(ctx context.Context, c *plugins.Call) error {
 		return fmt.Errorf("create Postgres database %s: %w", name, err)
 	}
 	p.log.Info("database created", "db", name, "owner", c.ID.Name)
-	fmt.Fprintf(c.Out, "=====> Postgres database %s created\n       Link it to an app: postgres:link %s APP\n", name, name)
+	output.Header(c.Out, "Postgres database %s created", name)
+	output.Detail(c.Out, "Link it to an app: postgres:link %s APP", name)
 	return nil
 }
 
@@ -163,9 +165,9 @@ func (p *Postgres) info(ctx context.Context, c *plugins.Call) error {
 		{"Backup schedule", schedule},
 		{"Backups", fmt.Sprintf("%d in %s", in.Backups, in.BackupDir)},
 	}
-	fmt.Fprintf(c.Out, "=====> %s postgres service information\n", db.Name)
+	output.Header(c.Out, "%s postgres service information", db.Name)
 	for _, f := range fields {
-		fmt.Fprintf(c.Out, "       %-16s %s\n", f[0]+":", f[1])
+		output.Detail(c.Out, "%-16s %s", f[0]+":", f[1])
 	}
 	return nil
 }
@@ -196,7 +198,7 @@ func (p *Postgres) list(ctx context.Context, c *plugins.Call) error {
 		}
 		return writeJSON(c.Out, out)
 	}
-	fmt.Fprintln(c.Out, "=====> Postgres databases")
+	output.Header(c.Out, "Postgres databases")
 	for _, in := range out {
 		fmt.Fprintf(c.Out, "%-20s %-10s %s\n", in.Name, in.Status, strings.Join(in.Links, " "))
 	}
@@ -224,7 +226,7 @@ func (p *Postgres) link(ctx context.Context, c *plugins.Call) error {
 		return err
 	}
 	dsn := p.URL(db)
-	step(c.Out, "Linking %s to %s: setting DATABASE_URL", name, app.Name)
+	output.Step(c.Out, "Linking %s to %s: setting DATABASE_URL", name, app.Name)
 	err = p.opts.Apps.SetConfig(ctx, app.Name, c.ID, "postgres:link "+name, func(cfg map[string]string) error {
 		if cur, ok := cfg["DATABASE_URL"]; ok && cur != dsn {
 			return fmt.Errorf("%s already has a DATABASE_URL: unset it (config:unset %s DATABASE_URL) or unlink its database first", app.Name, app.Name)
@@ -258,7 +260,7 @@ func (p *Postgres) unlink(ctx context.Context, c *plugins.Call) error {
 	}
 	defer p.lock(name)()
 	dsn := p.URL(db)
-	step(c.Out, "Unlinking %s from %s: unsetting DATABASE_URL", name, app.Name)
+	output.Step(c.Out, "Unlinking %s from %s: unsetting DATABASE_URL", name, app.Name)
 	err = p.opts.Apps.SetConfig(ctx, app.Name, c.ID, "postgres:unlink "+name, func(cfg map[string]string) error {
 		if cfg["DATABASE_URL"] == dsn {
 			delete(cfg, "DATABASE_URL")
@@ -317,7 +319,7 @@ func (p *Postgres) restore(ctx context.Context, c *plugins.Call) error {
 	}
 	defer p.lock(db.Name)()
 	tmp := db.Name + "__restore"
-	step(c.Out, "Restoring %s from stdin", db.Name)
+	output.Step(c.Out, "Restoring %s from stdin", db.Name)
 	if err := p.sql(ctx, db.Name, "postgres", fmt.Sprintf("DROP DATABASE IF EXISTS %s;\nCREATE DATABASE %s;\n", ident(tmp), ident(tmp))); err != nil {
 		return fmt.Errorf("restore %s: %w", db.Name, err)
 	}
@@ -333,7 +335,7 @@ func (p *Postgres) restore(ctx context.Context, c *plugins.Call) error {
 		return fmt.Errorf("restore %s: %w", db.Name, err)
 	}
 	p.log.Info("database restored", "db", db.Name)
-	step(c.Out, "Restored %s", db.Name)
+	output.Step(c.Out, "Restored %s", db.Name)
 	return nil
 }
 
@@ -371,7 +373,7 @@ func (p *Postgres) backupSchedule(_ context.Context, c *plugins.Call) error {
 	if _, err := p.update(db.Name, func(d *Database) error { d.Schedule, d.Keep = spec, keep; return nil }); err != nil {
 		return err
 	}
-	step(c.Out, "Backing up %s on \"%s\" (UTC), keeping the newest %d in %s", db.Name, spec, keep, p.backupDir(db.Name))
+	output.Step(c.Out, "Backing up %s on \"%s\" (UTC), keeping the newest %d in %s", db.Name, spec, keep, p.backupDir(db.Name))
 	return nil
 }
 
@@ -384,7 +386,7 @@ func (p *Postgres) backupUnschedule(_ context.Context, c *plugins.Call) error {
 	if _, err := p.update(db.Name, func(d *Database) error { d.Schedule = ""; return nil }); err != nil {
 		return err
 	}
-	step(c.Out, "Scheduled backups of %s stopped; kept backups stay in %s", db.Name, p.backupDir(db.Name))
+	output.Step(c.Out, "Scheduled backups of %s stopped; kept backups stay in %s", db.Name, p.backupDir(db.Name))
 	return nil
 }
 
@@ -407,7 +409,7 @@ func (p *Postgres) backups(_ context.Context, c *plugins.Call) error {
 		}
 		return writeJSON(c.Out, kept)
 	}
-	fmt.Fprintf(c.Out, "=====> %s backups in %s\n", db.Name, p.backupDir(db.Name))
+	output.Header(c.Out, "%s backups in %s", db.Name, p.backupDir(db.Name))
 	for _, b := range kept {
 		fmt.Fprintf(c.Out, "%s  %10d  %s\n", b.Time.Format(time.RFC3339), b.Size, b.File)
 	}
@@ -430,7 +432,7 @@ func (p *Postgres) destroy(ctx context.Context, c *plugins.Call) error {
 	if len(db.Links) > 0 {
 		return fmt.Errorf("%s is linked to %s: run `postgres:unlink %s %s` first", name, strings.Join(db.Links, ", "), name, db.Links[0])
 	}
-	step(c.Out, "Destroying Postgres database %s", name)
+	output.Step(c.Out, "Destroying Postgres database %s", name)
 	if err := p.stop(ctx, name); err != nil {
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}
@@ -439,7 +441,7 @@ func (p *Postgres) destroy(ctx context.Context, c *plugins.Call) error {
 	}
 	p.log.Info("database destroyed", "db", name, "by", c.ID.Name)
 	if kept, _ := p.keptBackups(name); len(kept) > 0 {
-		fmt.Fprintf(c.Out, "       %d backups kept in %s\n", len(kept), p.backupDir(name))
+		output.Detail(c.Out, "%d backups kept in %s", len(kept), p.backupDir(name))
 	}
 	return nil
 }

@@ -14,7 +14,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"regexp"
@@ -275,5 +274,3 @@ func (p *Postgres) preDelete(_ context.Context, ev plugins.Event) error {
 	}
 	return nil
 }
-
-func step(w io.Writer, format string, args ...any) { fmt.Fprintf(w, "-----> "+format+"\n", args...) }

@@ -249,11 +249,15 @@ func listening(fd int) error {
 	if err != nil || typ != unix.SOCK_STREAM || acc != 1 {
 		return errors.New("not a listening stream socket")
 	}
-	dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
-	if err != nil || dom != unix.AF_INET && dom != unix.AF_INET6 {
-		return errors.New("not a TCP socket")
+	// The address family from the socket's name rather than SO_DOMAIN,
+	// which only Linux has.
+	switch sa, err := unix.Getsockname(fd); sa.(type) {
+	case *unix.SockaddrInet4, *unix.SockaddrInet6:
+		if err == nil {
+			return nil
+		}
 	}
-	return nil
+	return errors.New("not a TCP socket")
 }
 
 // BoundPort returns the local port a listening socket is bound to.
