@@ -70,7 +70,7 @@ func (f *watchFixture) labels(app string) map[string]string {
 // serve runs a Router over the daemon behind api until the test ends.
 func (f *watchFixture) serve(t *testing.T, api *client.Client) *Router {
 	t.Helper()
-	r := New(NewConfigSource(NewDockerSource(api, f.opts), api, f.opts), f.opts)
+	r := newTestRouter(NewConfigSource(NewDockerSource(api, f.opts), api, f.opts), f.opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

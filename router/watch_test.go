@@ -295,7 +295,7 @@ func TestRouterSuspectsRefusingBackends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := New(src, Options{Log: discardLog(), PollInterval: time.Hour})
+	r := newTestRouter(src, Options{Log: discardLog(), PollInterval: time.Hour})
 	ctx, cancel := context.WithCancel(t.Context())
 	served := make(chan error, 1)
 	go func() { served <- r.Serve(ctx, ln) }()
