@@ -339,3 +339,28 @@ func TestResyncAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestManyFollowedAtOnce: with more services on their way than targeted
+// reads are worth, they cost one full read a second at most.
+func TestManyFollowedAtOnce(t *testing.T) {
+	src := NewDockerSource(&eventsDocker{}, Options{Installation: "inst", Log: discardLog()})
+	src.w = watchState{on: true, dirty: map[string]bool{}, pending: map[string]*converging{}}
+	now := time.Now()
+	for i := range maxTargeted + 1 {
+		src.handle(events.Message{Type: events.ServiceEventType, Actor: events.Actor{ID: string(rune('a' + i))}}, now)
+	}
+	src.w.all, src.w.dirty, src.w.lastFull = false, map[string]bool{}, now // as after the read of the events
+	fulls := 0
+	for tick := now; tick.Before(now.Add(3 * time.Second)); tick = tick.Add(convergeMin) {
+		if src.due(tick) && src.w.all {
+			fulls++
+			src.w.all, src.w.lastFull = false, tick
+		}
+		if len(src.w.dirty) > 0 {
+			t.Fatalf("at %v: %d services marked for targeted reads, want none", tick.Sub(now), len(src.w.dirty))
+		}
+	}
+	if fulls < 2 || fulls > 3 {
+		t.Errorf("%d full reads in 3 s, want one a second", fulls)
+	}
+}
