@@ -55,7 +55,8 @@ type Options struct {
 	HTTPSPort    int           // the HTTPS port clients reach, for redirects; 443 when 0
 	PollInterval time.Duration // how often a source that cannot be followed is re-read; default 1s
 	// ResyncInterval is how often a source that follows Docker's events
-	// (a WatchedSource) re-reads everything anyway; default 30s.
+	// (a WatchedSource) re-reads everything anyway; default 30s. It is
+	// stretched, up to 10 times, where a full read is slow (many apps).
 	ResyncInterval time.Duration
 	// NoWatch makes the router poll a WatchedSource every PollInterval
 	// instead of following its changes.
