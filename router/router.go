@@ -84,6 +84,11 @@ type Options struct {
 	// serving an empty table (404 for every app) until it answers. Set it
 	// when another router serves the same socket meanwhile.
 	WaitForRoutes bool
+	// MaxConnsPerAddr bounds the connections one client address holds open
+	// at once; one more is answered 429 (plain HTTP) and closed. 0: no
+	// limit. Behind a load balancer or a NAT every client shares its
+	// address: raise it or turn it off there.
+	MaxConnsPerAddr int
 	// Engine is how the front serves plain HTTP/1.1 connections; the
 	// zero value, EngineEventLoops, is what the router runs with.
 	Engine Engine
@@ -111,6 +116,11 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
+
+// DefaultMaxConnsPerAddr is the router's limit of connections from one
+// client address: far more than browsers open (6 per host) or a busy API
+// client keeps, far less than the descriptors a flood would take.
+const DefaultMaxConnsPerAddr = 1000
 
 // Engine chooses how the front (front.go) serves plain HTTP/1.1
 // connections. Either way it parses and proxies the same; what it does not
@@ -337,6 +347,7 @@ func (r *Router) ServeTLS(ctx context.Context, ln, tlsLn net.Listener) error {
 	go func() { served <- f.accept(st.listeners[0], nil, fbLn, nil) }()
 	if tlsLn != nil {
 		h2 := r.httpsServer(fb)
+		h2.ConnState = f.h2ConnState
 		servers = append(servers, h2)
 		h2Ln := newHandoff(tlsLn.Addr())
 		wl := watchListener(tlsLn)

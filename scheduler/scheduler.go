@@ -49,6 +49,8 @@ type DockerAPI interface {
 
 	TaskList(ctx context.Context, options swarm.TaskListOptions) ([]swarm.Task, error)
 	TaskLogs(ctx context.Context, taskID string, options container.LogsOptions) (io.ReadCloser, error)
+	// Which node each task is on (ps:report).
+	NodeList(ctx context.Context, options swarm.NodeListOptions) ([]swarm.Node, error)
 
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 	VolumeRemove(ctx context.Context, volumeID string, force bool) error

@@ -37,6 +37,7 @@ func runRouter(args []string, stderr io.Writer) int {
 	f.String(&opts.Domain, "domain", "paas.localhost", "apps are served at APP.DOMAIN")
 	f.String(&opts.Network, "network", "paas-net", "overlay network the app tasks are reached on")
 	f.Int(&port, "http-port", 80, "HTTP listen port")
+	f.Int(&opts.MaxConnsPerAddr, "max-conns-per-addr", router.DefaultMaxConnsPerAddr, "connections one client address may hold open at once; one more gets a 429 and is closed (0: no limit)")
 	f.Int(&httpsPort, "https-port", 0, "HTTPS listen port; 0: no HTTPS")
 	f.String(&socketsDir, "sockets-dir", "", "take the listening sockets from the ports process (paasd router-ports) in this directory instead of listening, and hand them on")
 	f.Duration(&opts.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long requests in flight may take to finish")

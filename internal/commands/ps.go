@@ -109,6 +109,9 @@ func (p *Platform) psReport(ctx context.Context, c *Call) error {
 			if t.Error != "" {
 				st += " (" + t.Error + ")"
 			}
+			if t.Node != "" {
+				st += " on " + t.Node
+			}
 			fields = append(fields, kv{fmt.Sprintf("Status %s %d", pr.Process, t.Slot), st})
 		}
 	}

@@ -84,8 +84,11 @@ type Config struct {
 	MaxConfigSize      int64
 	MaxScale           int
 	SSHMaxConnsPerAddr int
-	SSHAuthTimeout     time.Duration
-	SSHIdleTimeout     time.Duration
+	// RouterMaxConnsPerAddr is the router's limit of connections per client
+	// address (0: none).
+	RouterMaxConnsPerAddr int
+	SSHAuthTimeout        time.Duration
+	SSHIdleTimeout        time.Duration
 }
 
 // Default limits of `paasd serve` (those of SSH are gitreceive's).
@@ -110,7 +113,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--keep-releases %d: use 1 to 1000 (0 for the default, 10)", c.KeepReleases)
 	case c.HTTPSPort < 0 || c.HTTPSPort > 65535 || c.HTTPSPort == c.HTTPPort:
 		return fmt.Errorf("--https-port %d is not a port other than --http-port (0: no HTTPS)", c.HTTPSPort)
-	case c.MaxPushSize < 0 || c.MaxConfigValue < 0 || c.MaxConfigSize < 0 || c.MaxScale < 0 || c.SSHMaxConnsPerAddr < 0 || c.SSHAuthTimeout < 0 || c.SSHIdleTimeout < 0:
+	case c.MaxPushSize < 0 || c.MaxConfigValue < 0 || c.MaxConfigSize < 0 || c.MaxScale < 0 || c.SSHMaxConnsPerAddr < 0 || c.RouterMaxConnsPerAddr < 0 || c.SSHAuthTimeout < 0 || c.SSHIdleTimeout < 0:
 		return errors.New("a limit (--max-*, --ssh-*) is negative: use 0 for no limit")
 	case c.MaxConfigValue > math.MaxInt32 || c.MaxConfigSize > math.MaxInt32:
 		return errors.New("--max-config-value and --max-config-size: at most 2GB")
@@ -337,7 +340,7 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 	}
 	ref := reg.Repository("router") + ":" + sum[:16]
 	ports := []string{"--http-port", strconv.Itoa(cfg.HTTPPort), "--https-port", strconv.Itoa(cfg.HTTPSPort)}
-	routerArgs := append([]string{"router", "--name", cfg.Name, "--domain", cfg.Domain, "--network", network}, ports...)
+	routerArgs := append([]string{"router", "--name", cfg.Name, "--domain", cfg.Domain, "--network", network, "--max-conns-per-addr", strconv.Itoa(cfg.RouterMaxConnsPerAddr)}, ports...)
 	portsArgs := append([]string{"router-ports", "--name", cfg.Name}, ports...)
 	var image string
 	for attempt := 1; ; attempt++ {
