@@ -18,6 +18,7 @@ bench:
 	go run ./scripts/bench/live
 	go run ./scripts/bench/ssh
 	go run ./scripts/bench/cluster
+	go run ./scripts/bench/routeridle
 
 install:
 	scripts/install.sh
