@@ -256,6 +256,28 @@ func (p *Pack) remoteDigest(ctx context.Context, ref string) (string, error) {
 	return desc.Digest.String(), nil
 }
 
+// RunImage returns the run image a CNB builder names in its metadata label
+// (labels are the builder image's), "" when it names none.
+func RunImage(labels map[string]string) (string, error) {
+	var meta struct {
+		Stack struct {
+			RunImage struct {
+				Image string `json:"image"`
+			} `json:"runImage"`
+		} `json:"stack"`
+		Images []struct {
+			Image string `json:"image"`
+		} `json:"images"`
+	}
+	if json.Unmarshal([]byte(labels[labelBuilderMetadata]), &meta) != nil {
+		return "", fmt.Errorf("not a CNB builder: it has no %s label", labelBuilderMetadata)
+	}
+	if len(meta.Images) > 0 && meta.Images[0].Image != "" {
+		return meta.Images[0].Image, nil
+	}
+	return meta.Stack.RunImage.Image, nil
+}
+
 // mirrorRunImage pushes the builder's run image to the installation's
 // registry when the run image is on this daemon (the air-gapped builder's
 // always is) and returns its reference there; "" leaves pack to find it.
@@ -267,22 +289,13 @@ func (p *Pack) mirrorRunImage(ctx context.Context, builderImage string, out io.W
 		}
 		return "", fmt.Errorf("inspect builder %s: %w", builderImage, err)
 	}
-	var meta struct {
-		Stack struct {
-			RunImage struct {
-				Image string `json:"image"`
-			} `json:"runImage"`
-		} `json:"stack"`
-		Images []struct {
-			Image string `json:"image"`
-		} `json:"images"`
+	var labels map[string]string
+	if bi.Config != nil {
+		labels = bi.Config.Labels
 	}
-	if bi.Config == nil || json.Unmarshal([]byte(bi.Config.Labels[labelBuilderMetadata]), &meta) != nil {
-		return "", fmt.Errorf("%s is not a CNB builder: it has no %s label", builderImage, labelBuilderMetadata)
-	}
-	run := meta.Stack.RunImage.Image
-	if len(meta.Images) > 0 && meta.Images[0].Image != "" {
-		run = meta.Images[0].Image
+	run, err := RunImage(labels)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", builderImage, err)
 	}
 	if run == "" {
 		return "", nil

@@ -115,6 +115,13 @@ func TestHostLookup(t *testing.T) {
 // tlsRouter serves src on HTTP and HTTPS listeners and returns their URLs.
 func tlsRouter(t *testing.T, src Source) (r *Router, httpURL, httpsAddr string) {
 	t.Helper()
+	return tlsRouterWith(t, src, Options{})
+}
+
+// tlsRouterWith is tlsRouter with opts (its listeners and timeouts are
+// tlsRouter's).
+func tlsRouterWith(t *testing.T, src Source, opts Options) (r *Router, httpURL, httpsAddr string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +131,9 @@ func tlsRouter(t *testing.T, src Source) (r *Router, httpURL, httpsAddr string) 
 		t.Fatal(err)
 	}
 	port := tlsLn.Addr().(*net.TCPAddr).Port
-	r = newTestRouter(src, Options{Log: discardLog(), HTTPSAddr: tlsLn.Addr().String(), HTTPSPort: port, PollInterval: 50 * time.Millisecond, ShutdownTimeout: 5 * time.Second})
+	opts.Log, opts.HTTPSAddr, opts.HTTPSPort = discardLog(), tlsLn.Addr().String(), port
+	opts.PollInterval, opts.ShutdownTimeout = 50*time.Millisecond, 5*time.Second
+	r = newTestRouter(src, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.ServeTLS(ctx, ln, tlsLn) }()

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"paas/internal/connlimit"
 	"paas/router/contract"
 	"runtime"
 	"strconv"
@@ -68,10 +69,19 @@ type front struct {
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
+
+	// limit bounds the connections of one client address (the listeners'
+	// whole life of a connection: served here, by a loop or by net/http).
+	limit   *connlimit.Limiter
+	refused atomic.Uint64 // connections refused by limit
+	// h2conns gives back the limit's slot of a connection served by the
+	// HTTP/2 server once it closes it (h2ConnState): net/http must see the
+	// *tls.Conn itself there, so it cannot be wrapped.
+	h2conns sync.Map // *tls.Conn -> func()
 }
 
 func newFront(r *Router) *front {
-	return &front{r: r, conns: map[net.Conn]struct{}{}}
+	return &front{r: r, conns: map[net.Conn]struct{}{}, limit: &connlimit.Limiter{Max: r.opts.MaxConnsPerAddr}}
 }
 
 // accept serves ln's connections until ln is closed. With cfg set, they are
@@ -95,33 +105,69 @@ func (f *front) accept(ln net.Listener, cfg *tls.Config, h1, h2 *handoff) error 
 			return err
 		}
 		backoff = 0
+		release, ok := f.limit.Acquire(c.RemoteAddr())
+		if !ok {
+			f.refuse(c, cfg == nil)
+			continue
+		}
 		if cfg == nil { // HTTPS comes to a loop after its handshake (serve)
 			if l := f.pickLoop(); l != nil {
-				f.toLoop(l, c)
+				f.toLoop(l, c, release)
 				continue
 			}
 		}
-		f.toGoroutine(c, cfg, h1, h2)
+		f.toGoroutine(c, cfg, h1, h2, release)
 	}
 }
 
-// toLoop gives l a plain connection to serve.
-func (f *front) toLoop(l *loop, c net.Conn) bool {
+// refuse closes a connection over its address's limit, after a 429 on
+// plain HTTP (written without waiting for the request: a client that has
+// not sent it yet reads the answer first). It logs the first refusal, then
+// one in 1,000.
+func (f *front) refuse(c net.Conn, plain bool) {
+	if n := f.refused.Add(1); n%1000 == 1 {
+		f.r.log.Warn("refused a connection: too many from its address", "remote", c.RemoteAddr().String(), "limit", f.limit.Max, "refused", n)
+	}
+	if plain {
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = io.WriteString(c, tooManyConns)
+	}
+	_ = c.Close()
+}
+
+const tooManyConns = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 47\r\nConnection: close\r\n\r\ntoo many connections from your address at once\n"
+
+// h2ConnState is the HTTP/2 server's ConnState: a connection it closed
+// gives its slot back.
+func (f *front) h2ConnState(c net.Conn, st http.ConnState) {
+	if st != http.StateClosed && st != http.StateHijacked {
+		return
+	}
+	if release, ok := f.h2conns.LoadAndDelete(c); ok {
+		release.(func())()
+	}
+}
+
+// toLoop gives l a plain connection to serve; release gives back its slot
+// of the address limit, once the connection ends.
+func (f *front) toLoop(l *loop, c net.Conn, release func()) bool {
 	if !f.trackLoop(l) {
 		_ = c.Close()
+		release()
 		return false
 	}
-	l.add(c, nil, nil, nil)
+	l.add(c, nil, nil, nil, release)
 	return true
 }
 
 // toGoroutine serves c from a goroutine of its own (see accept).
-func (f *front) toGoroutine(c net.Conn, cfg *tls.Config, h1, h2 *handoff) bool {
+func (f *front) toGoroutine(c net.Conn, cfg *tls.Config, h1, h2 *handoff, release func()) bool {
 	if !f.track(c) {
 		_ = c.Close()
+		release()
 		return false
 	}
-	go f.serve(c, cfg, h1, h2)
+	go f.serve(c, cfg, h1, h2, release)
 	return true
 }
 
@@ -243,11 +289,15 @@ func (f *front) shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (f *front) serve(orig net.Conn, cfg *tls.Config, h1, h2 *handoff) {
-	moved := false // to a loop, which then counts it
+func (f *front) serve(orig net.Conn, cfg *tls.Config, h1, h2 *handoff, release func()) {
+	moved := false  // to a loop, which then counts it
+	passed := false // the address limit's slot: to a loop or to net/http
 	defer func() {
 		if !moved {
 			f.untrack(orig)
+		}
+		if !passed {
+			release()
 		}
 	}()
 	raw := rawIO(orig)
@@ -266,30 +316,33 @@ func (f *front) serve(orig net.Conn, cfg *tls.Config, h1, h2 *handoff) {
 		cs := tc.ConnectionState()
 		if cs.NegotiatedProtocol == "h2" {
 			f.r.handedOver.Add(1)
+			f.h2conns.Store(tc, release)
+			passed = true
 			h2.give(tc)
 			return
 		}
 		if l := f.moveToLoop(orig); l != nil {
-			moved = true
-			l.add(orig, tc, tr, &cs)
+			moved, passed = true, true
+			l.add(orig, tc, tr, &cs, release)
 			return
 		}
 		c, state = tc, &cs
 	}
 	fc := &frontConn{r: f.r, f: f, conn: c, tls: state, br: bufio.NewReaderSize(c, frontBufSize)}
 	fc.clientIP, _, _ = net.SplitHostPort(raw.RemoteAddr().String())
-	fc.serveAll(h1)
+	passed = fc.serveAll(h1, release)
 }
 
 // serveAll serves the connection's requests until it closes, or hands it
-// to net/http.
-func (c *frontConn) serveAll(h1 *handoff) {
+// to net/http with release, which it reports.
+func (c *frontConn) serveAll(h1 *handoff, release func()) (handedOver bool) {
 	if c.serve() {
 		c.r.handedOver.Add(1)
-		h1.give(&handedOff{Conn: c.conn, br: c.br, tls: c.tls})
-		return
+		h1.give(&handedOff{Conn: c.conn, br: c.br, tls: c.tls, release: release})
+		return true
 	}
 	_ = c.conn.Close()
+	return false
 }
 
 // frontConn is one client connection served by the front.
@@ -1329,9 +1382,21 @@ type handedOff struct {
 	net.Conn
 	br  *bufio.Reader
 	tls *tls.ConnectionState
+	// release gives back the connection's slot of its address's limit.
+	release func()
 }
 
 func (c *handedOff) Read(p []byte) (int, error) { return c.br.Read(p) }
+
+// Close closes the connection (net/http does, or the proxy that hijacked
+// it for an upgrade) and gives its slot back.
+func (c *handedOff) Close() error {
+	err := c.Conn.Close()
+	if c.release != nil {
+		c.release()
+	}
+	return err
+}
 
 type tlsStateKey struct{}
 

@@ -147,9 +147,9 @@ func (r *Router) probe(ctx context.Context, st *serving, l *loop) error {
 	defer mine.Close()
 	var taken bool
 	if l != nil {
-		taken = st.f.toLoop(l, theirs)
+		taken = st.f.toLoop(l, theirs, func() {})
 	} else {
-		taken = st.f.toGoroutine(theirs, nil, st.h1, nil)
+		taken = st.f.toGoroutine(theirs, nil, st.h1, nil, func() {})
 	}
 	if !taken {
 		return errors.New("stopping")

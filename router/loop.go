@@ -100,6 +100,7 @@ type lconn struct {
 
 	// Client.
 	fc        *frontConn
+	release   func()    // gives back the client's slot of its address's limit
 	tc        *tls.Conn // over tr, for HTTPS
 	tr        *tlsTransport
 	in        []byte // read buffer: the request head(s), in[:n]
@@ -170,7 +171,7 @@ func newLoop(f *front, h1 *handoff) (*loop, error) {
 // counted in l.live. The net.Conn is closed: the loop has its own
 // descriptor of the socket. For HTTPS, tc is the connection after its
 // handshake, over tr, with state.
-func (l *loop) add(c net.Conn, tc *tls.Conn, tr *tlsTransport, state *tls.ConnectionState) {
+func (l *loop) add(c net.Conn, tc *tls.Conn, tr *tlsTransport, state *tls.ConnectionState, release func()) {
 	fd, err := dupSocket(c)
 	ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	_ = c.Close()
@@ -178,9 +179,10 @@ func (l *loop) add(c net.Conn, tc *tls.Conn, tr *tlsTransport, state *tls.Connec
 		l.f.r.log.Warn("serving a connection failed", "err", err)
 		l.live.Add(-1)
 		l.f.wg.Done()
+		release()
 		return
 	}
-	lc := &lconn{fd: fd, readable: true, writable: true, fc: &frontConn{r: l.f.r, f: l.f, clientIP: ip, tls: state}, in: make([]byte, frontBufSize), since: time.Now()}
+	lc := &lconn{fd: fd, readable: true, writable: true, fc: &frontConn{r: l.f.r, f: l.f, clientIP: ip, tls: state}, in: make([]byte, frontBufSize), since: time.Now(), release: release}
 	if tc != nil {
 		lc.tc, lc.tr = tc, tr
 		tr.nc, tr.c = nil, lc
@@ -203,6 +205,7 @@ func (l *loop) add(c net.Conn, tc *tls.Conn, tr *tlsTransport, state *tls.Connec
 		_ = syscall.Close(fd)
 		l.live.Add(-1)
 		l.f.wg.Done()
+		release()
 	}
 }
 
@@ -1083,6 +1086,7 @@ func (l *loop) closeClient(c *lconn) {
 	}
 	_ = syscall.Close(c.fd)
 	l.f.wg.Done()
+	c.release()
 }
 
 // forget removes a client from the loop, which then no longer counts it.
@@ -1127,6 +1131,7 @@ func (l *loop) releaseClient(c *lconn, unread []byte) (net.Conn, *bufio.Reader, 
 	nc, err := l.release(c)
 	if err != nil {
 		l.f.wg.Done()
+		c.release()
 		return nil, nil, err
 	}
 	nc = rawIO(nc)
@@ -1151,7 +1156,7 @@ func (l *loop) handOff(c *lconn) {
 	l.f.r.handedOver.Add(1)
 	go func() {
 		defer l.f.wg.Done()
-		l.h1.give(&handedOff{Conn: nc, br: br, tls: c.fc.tls})
+		l.h1.give(&handedOff{Conn: nc, br: br, tls: c.fc.tls, release: c.release})
 	}()
 }
 

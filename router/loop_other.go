@@ -28,7 +28,7 @@ func newLoop(*front, *handoff) (*loop, error) {
 func (l *loop) run()  {}
 func (l *loop) wake() {}
 
-func (l *loop) add(net.Conn, *tls.Conn, *tlsTransport, *tls.ConnectionState) {}
+func (l *loop) add(net.Conn, *tls.Conn, *tlsTransport, *tls.ConnectionState, func()) {}
 
 // tlsTransport is the socket a TLS connection runs over; with no loop to
 // take the connection (looptls.go) it is the socket itself.

@@ -1,7 +1,8 @@
 // Package router is the HTTP data plane. It routes each request by its Host
 // header to the running web tasks of an app, round-robin, through a reverse
-// proxy. It learns its routes itself, by polling a Source (the Docker API in
-// production), so it keeps serving while the control plane is stopped.
+// proxy. It learns its routes itself, from a Source (the Docker API in
+// production, whose event stream it follows), so it keeps serving while the
+// control plane is stopped.
 package router
 
 import (
@@ -46,7 +47,14 @@ type Options struct {
 	HTTPAddr     string        // listen address; default ":80"
 	HTTPSAddr    string        // HTTPS listen address; none when empty
 	HTTPSPort    int           // the HTTPS port clients reach, for redirects; 443 when 0
-	PollInterval time.Duration // how often routes are re-read; default 1s
+	PollInterval time.Duration // how often a source that cannot be followed is re-read; default 1s
+	// ResyncInterval is how often a source that follows Docker's events
+	// (a WatchedSource) re-reads everything anyway; default 30s. It is
+	// stretched, up to 10 times, where a full read is slow (many apps).
+	ResyncInterval time.Duration
+	// NoWatch makes the router poll a WatchedSource every PollInterval
+	// instead of following its changes.
+	NoWatch bool
 	// ConnectTimeout bounds a connection attempt to a task, and how long
 	// what the router sends a task may stay unacknowledged (or a keep-alive
 	// probe unanswered) before the connection fails: a task on a node that
@@ -76,6 +84,11 @@ type Options struct {
 	// serving an empty table (404 for every app) until it answers. Set it
 	// when another router serves the same socket meanwhile.
 	WaitForRoutes bool
+	// MaxConnsPerAddr bounds the connections one client address holds open
+	// at once; one more is answered 429 (plain HTTP) and closed. 0: no
+	// limit. Behind a load balancer or a NAT every client shares its
+	// address: raise it or turn it off there.
+	MaxConnsPerAddr int
 	// Engine is how the front serves plain HTTP/1.1 connections; the
 	// zero value, EngineEventLoops, is what the router runs with.
 	Engine Engine
@@ -92,6 +105,9 @@ func (o Options) withDefaults() Options {
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
 	}
+	if o.ResyncInterval <= 0 {
+		o.ResyncInterval = 30 * time.Second
+	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = defaultConnectTimeout
 	}
@@ -103,6 +119,11 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
+
+// DefaultMaxConnsPerAddr is the router's limit of connections from one
+// client address: far more than browsers open (6 per host) or a busy API
+// client keeps, far less than the descriptors a flood would take.
+const DefaultMaxConnsPerAddr = 1000
 
 // Engine chooses how the front (front.go) serves plain HTTP/1.1
 // connections. Either way it parses and proxies the same; what it does not
@@ -335,6 +356,7 @@ func (r *Router) ServeTLS(ctx context.Context, ln, tlsLn net.Listener) error {
 	go func() { served <- f.accept(plain, nil, fbLn, nil) }()
 	if tlsLn != nil {
 		h2 := r.httpsServer(fb)
+		h2.ConnState = f.h2ConnState
 		servers = append(servers, h2)
 		h2Ln := newHandoff(tlsLn.Addr())
 		wl := watchListener(tlsLn)
@@ -414,7 +436,12 @@ func (r *Router) serveHandedOff(w http.ResponseWriter, req *http.Request) {
 	r.ServeHTTP(w, req)
 }
 
+// poll keeps the routes current: it follows a WatchedSource's changes, or
+// reads the source every PollInterval.
 func (r *Router) poll(ctx context.Context) {
+	if ws, ok := r.src.(WatchedSource); ok && !r.opts.NoWatch && r.follow(ctx, ws) {
+		return
+	}
 	t := time.NewTicker(r.opts.PollInterval)
 	defer t.Stop()
 	for {

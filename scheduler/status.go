@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,8 @@ type ProcessStatus struct {
 	Desired int          `json:"desired"`
 	Running int          `json:"running"`
 	Tasks   []TaskStatus `json:"tasks"`
+	// Killed are the tasks of its task history killed for memory.
+	Killed []Kill `json:"killed,omitempty"`
 }
 
 // TaskStatus is the latest task of one slot of a process type.
@@ -33,6 +36,9 @@ type TaskStatus struct {
 	State string `json:"state"`
 	Error string `json:"error,omitempty"`
 	Image string `json:"image"`
+	// Node is the hostname of the node the task was given to ("" before
+	// Swarm placed it).
+	Node string `json:"node,omitempty"`
 }
 
 // Status returns the state of every process type of app, web first. An app
@@ -43,6 +49,7 @@ func (s *Swarm) Status(ctx context.Context, app string) ([]ProcessStatus, error)
 		return nil, err
 	}
 	out := make([]ProcessStatus, 0, len(svcs))
+	var nodes map[string]string // node ID -> hostname, read once
 	for _, svc := range svcs {
 		ps := ProcessStatus{Process: svc.Spec.Labels[paas.LabelProcess]}
 		ps.Release, _ = strconv.Atoi(svc.Spec.Labels[paas.LabelRelease])
@@ -72,12 +79,34 @@ func (s *Swarm) Status(ctx context.Context, app string) ([]ProcessStatus, error)
 			if t.Spec.ContainerSpec != nil {
 				ts.Image = t.Spec.ContainerSpec.Image
 			}
+			if t.NodeID != "" {
+				if nodes == nil {
+					if nodes, err = s.nodeNames(ctx); err != nil {
+						return nil, err
+					}
+				}
+				ts.Node = cmp.Or(nodes[t.NodeID], t.NodeID)
+			}
 			ps.Tasks = append(ps.Tasks, ts)
 		}
 		slices.SortFunc(ps.Tasks, func(a, b TaskStatus) int { return a.Slot - b.Slot })
+		ps.Killed = s.kills(ctx, svc, tasks)
 		out = append(out, ps)
 	}
 	return out, nil
+}
+
+// nodeNames maps the Swarm's node IDs to their hostnames.
+func (s *Swarm) nodeNames(ctx context.Context) (map[string]string, error) {
+	list, err := s.cli.NodeList(ctx, swarm.NodeListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	names := make(map[string]string, len(list))
+	for _, n := range list {
+		names[n.ID] = n.Description.Hostname
+	}
+	return names, nil
 }
 
 // RemoveAll removes every service, one-off task and network of this

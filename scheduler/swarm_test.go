@@ -206,6 +206,12 @@ func (e *testEnv) status(t *testing.T, app string) map[string]scheduler.ProcessS
 	m := map[string]scheduler.ProcessStatus{}
 	for _, p := range st {
 		m[p.Process] = p
+		// A running task was placed: its node is named (ps:report).
+		for _, task := range p.Tasks {
+			if task.State == "running" && task.Node == "" {
+				t.Errorf("Status: %s task %d runs on no named node: %+v", p.Process, task.Slot, task)
+			}
+		}
 	}
 	return m
 }

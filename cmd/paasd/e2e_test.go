@@ -7,6 +7,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -74,6 +75,7 @@ func TestScripts(t *testing.T) {
 		t.Fatal("PAAS_E2E=0: end-to-end tests disabled")
 	}
 	requireTools(t)
+	t.Parallel() // beside TestCluster
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		Setup:               setupInstallation,
@@ -109,6 +111,42 @@ type installation struct {
 	bin                 string // the paasd binary; paasdBin when empty
 	cmd                 *exec.Cmd
 	logFile             *os.File
+
+	// Where it runs: the machine's Docker daemon when dockerHost is "",
+	// else a cluster's manager (cluster_e2e_test.go). routerHost is where
+	// the router's ports answer (the manager's address on a cluster),
+	// regHost where the embedded registry listens and every node pulls.
+	dockerHost string
+	routerHost string
+	regHost    string
+	env        []string // more environment of paasd serve
+}
+
+// routerAddr is HOST:PORT of the router's HTTP port.
+func (in *installation) routerAddr() string {
+	return net.JoinHostPort(cmp.Or(in.routerHost, "127.0.0.1"), fmt.Sprint(in.httpPort))
+}
+
+// registryHostPort is where the embedded registry listens.
+func (in *installation) registryHostPort() string {
+	return net.JoinHostPort(cmp.Or(in.regHost, "127.0.0.1"), fmt.Sprint(in.regPort))
+}
+
+// dockerEnv is the environment of a docker command of this installation's
+// Docker daemon.
+func dockerEnv(dockerHost string) []string {
+	if dockerHost == "" {
+		return os.Environ()
+	}
+	return append(os.Environ(), "DOCKER_HOST="+dockerHost)
+}
+
+// docker runs the docker CLI against the installation's Docker daemon (that
+// of the script's $DOCKER_HOST, the machine's when unset).
+func docker(ts *testscript.TestScript, args ...string) *exec.Cmd {
+	cmd := exec.Command("docker", args...)
+	cmd.Env = dockerEnv(ts.Getenv("DOCKER_HOST"))
+	return cmd
 }
 
 func (in *installation) args() []string {
@@ -117,7 +155,7 @@ func (in *installation) args() []string {
 		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", in.sshPort),
 		"--http-port", fmt.Sprint(in.httpPort),
 		"--https-port", fmt.Sprint(in.httpsPort),
-		"--registry-addr", fmt.Sprintf("127.0.0.1:%d", in.regPort),
+		"--registry-addr", in.registryHostPort(),
 		"--domain", "paas.test",
 		"--admin-keys", in.adminKeys,
 		"--name", in.name,
@@ -133,6 +171,7 @@ func (in *installation) start() error {
 		bin = in.bin
 	}
 	cmd := exec.Command(bin, in.args()...)
+	cmd.Env = append(dockerEnv(in.dockerHost), in.env...)
 	cmd.Stdout, cmd.Stderr = in.logFile, in.logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -177,7 +216,7 @@ func (in *installation) log() string {
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
 func (in *installation) get(host, path string) (int, string, error) {
-	req, err := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", in.httpPort, path), nil)
+	req, err := http.NewRequest("GET", "http://"+in.routerAddr()+path, nil)
 	if err != nil {
 		return 0, "", err
 	}
@@ -199,31 +238,41 @@ func (in *installation) cleanup() {
 	}
 	closeIdleConns(in.work)
 	in.stop()
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if in.dockerHost != "" {
+		opts = append(opts, client.WithHost(in.dockerHost))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
 	if err != nil {
 		return
 	}
 	defer cli.Close()
+	dockerCmd := func(args ...string) *exec.Cmd {
+		cmd := exec.Command("docker", args...)
+		cmd.Env = dockerEnv(in.dockerHost)
+		return cmd
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	scheduler.New(cli, scheduler.Options{Name: in.name, Network: in.name + "-net"}).RemoveAll(ctx)
 	// Volumes of this installation (Postgres databases).
-	vols, _ := exec.Command("docker", "volume", "ls", "-q", "--filter", "label=paas.installation="+in.name).Output()
+	vols, _ := dockerCmd("volume", "ls", "-q", "--filter", "label=paas.installation="+in.name).Output()
 	for _, v := range strings.Fields(string(vols)) {
-		exec.Command("docker", "volume", "rm", "-f", v).Run()
+		dockerCmd("volume", "rm", "-f", v).Run()
 	}
 	removeConfigs(ctx, cli, in.name)
 	// Images of this installation: everything tagged under its registry prefix.
-	out, _ := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", fmt.Sprintf("reference=127.0.0.1:%d/%s/*", in.regPort, in.name)).Output()
+	out, _ := dockerCmd("images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+in.registryHostPort()+"/"+in.name+"/*").Output()
 	for _, ref := range strings.Fields(string(out)) {
-		exec.Command("docker", "rmi", "-f", ref).Run()
+		dockerCmd("rmi", "-f", ref).Run()
 	}
-	// The registry's CA paasd wrote for the local daemon.
-	os.RemoveAll(filepath.Join(daemon.DefaultDockerCertsDir, fmt.Sprintf("127.0.0.1:%d", in.regPort)))
+	// The registry's CA paasd wrote for the local daemon (and a cluster's
+	// nodes, which share the machine's /etc).
+	os.RemoveAll(filepath.Join(daemon.DefaultDockerCertsDir, in.registryHostPort()))
 	// Build cache volumes of this installation's apps.
-	vols, _ = exec.Command("docker", "volume", "ls", "-q", "--filter", "name="+in.name+"-cache-").Output()
+	vols, _ = dockerCmd("volume", "ls", "-q", "--filter", "name="+in.name+"-cache-").Output()
 	for _, v := range strings.Fields(string(vols)) {
-		exec.Command("docker", "volume", "rm", "-f", v).Run()
+		dockerCmd("volume", "rm", "-f", v).Run()
 	}
 	in.logFile.Close()
 }
@@ -259,6 +308,13 @@ func (b *byWork[T]) delete(work string) {
 }
 
 func setupInstallation(env *testscript.Env) error {
+	return setup(env, nil)
+}
+
+// setup makes a scenario's installation and starts its paasd; target, when
+// set, points it at somewhere else than the machine's Docker daemon (a
+// cluster) before it starts.
+func setup(env *testscript.Env, target func(in *installation, env *testscript.Env)) error {
 	b := make([]byte, 3)
 	rand.Read(b)
 	in := &installation{
@@ -269,6 +325,9 @@ func setupInstallation(env *testscript.Env) error {
 		httpPort:  freePort(env.T().(testing.TB)),
 		httpsPort: freePort(env.T().(testing.TB)),
 		regPort:   freePort(env.T().(testing.TB)),
+	}
+	if target != nil {
+		target(in, env)
 	}
 	// A scenario's own paasd serve flags: a file .paasd-flags in its archive.
 	if flags, err := os.ReadFile(filepath.Join(env.WorkDir, ".paasd-flags")); err == nil {
@@ -323,7 +382,8 @@ func setupInstallation(env *testscript.Env) error {
 	env.Setenv("HTTPS_PORT", fmt.Sprint(in.httpsPort))
 	env.Setenv("SSH_PORT", fmt.Sprint(in.sshPort))
 	env.Setenv("REG_PORT", fmt.Sprint(in.regPort))
-	env.Setenv("REGISTRY", fmt.Sprintf("127.0.0.1:%d/%s", in.regPort, in.name))
+	env.Setenv("REGISTRY", in.registryHostPort()+"/"+in.name)
+	env.Setenv("ROUTER_ADDR", in.routerAddr())
 	env.Setenv("PAAS_NAME", in.name)
 	env.Setenv("DATA_DIR", in.dataDir)
 	env.Setenv("GOCACHE", goEnv("GOCACHE"))
@@ -372,7 +432,7 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 		}
 		var last string
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-			out, err := exec.Command("docker", "service", "ls", "-q", "--filter", "label=paas.installation="+ts.Getenv("PAAS_NAME"),
+			out, err := docker(ts, "service", "ls", "-q", "--filter", "label=paas.installation="+ts.Getenv("PAAS_NAME"),
 				"--filter", "label=paas.app="+args[0], "--filter", "label=paas.process=web").CombinedOutput()
 			ts.Check(err)
 			last = strings.TrimSpace(string(out))
@@ -447,7 +507,7 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	},
 	// docker-services: list this installation's Swarm services (names).
 	"docker-services": func(ts *testscript.TestScript, neg bool, args []string) {
-		out, err := exec.Command("docker", "service", "ls", "--format", "{{.Name}}", "--filter", "label=paas.installation="+ts.Getenv("PAAS_NAME")).CombinedOutput()
+		out, err := docker(ts, "service", "ls", "--format", "{{.Name}}", "--filter", "label=paas.installation="+ts.Getenv("PAAS_NAME")).CombinedOutput()
 		ts.Check(err)
 		ts.Stdout().Write(out)
 	},

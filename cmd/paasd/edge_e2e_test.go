@@ -37,34 +37,51 @@ func closeIdleConns(work string) {
 	idleConns.delete(work)
 }
 
-// cmdIdleConns: "idle-conns N" opens N TCP connections to the router's HTTP
-// port on 127.0.0.1 that send nothing and stay open; "idle-conns close"
-// closes them, first checking that the router kept them open (it may close
-// one idle for two minutes, not sooner).
+// cmdIdleConns: "idle-conns N [FROM]" opens N TCP connections to the
+// router's HTTP port on 127.0.0.1, from the loopback address FROM
+// (127.0.0.1 when not given), that send nothing and stay open; "idle-conns
+// close" closes them, first counting those the router kept open (it may
+// close one idle for two minutes, not sooner) and those it refused with a
+// 429 (over --router-max-conns-per-addr): "K of N idle connections were
+// still open, R refused with a 429". A connection closed in any other way
+// fails the test.
 func cmdIdleConns(ts *testscript.TestScript, neg bool, args []string) {
 	work := ts.Getenv("WORK")
 	if len(args) == 1 && args[0] == "close" {
 		conns := idleConns.get(work)
-		open := 0
+		open, refused := 0, 0
+		var other []string
 		for _, c := range conns {
 			_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
-			var b [1]byte
-			if _, err := c.Read(b[:]); errors.Is(err, os.ErrDeadlineExceeded) {
+			b := make([]byte, 64)
+			n, err := io.ReadFull(c, b[:len("HTTP/1.1 429 ")])
+			switch {
+			case n == 0 && errors.Is(err, os.ErrDeadlineExceeded):
 				open++
+			case string(b[:n]) == "HTTP/1.1 429 ":
+				refused++
+			default:
+				other = append(other, fmt.Sprintf("%q %v", b[:n], err))
 			}
 		}
 		closeIdleConns(work)
-		fmt.Fprintf(ts.Stdout(), "%d of %d idle connections were still open\n", open, len(conns))
-		if open != len(conns) {
-			ts.Fatalf("the router closed %d idle connections", len(conns)-open)
+		fmt.Fprintf(ts.Stdout(), "%d of %d idle connections were still open, %d refused with a 429\n", open, len(conns), refused)
+		if len(other) > 0 {
+			ts.Fatalf("the router closed %d idle connections without a 429, e.g. %s", len(other), other[0])
 		}
 		return
 	}
-	if len(args) != 1 {
-		ts.Fatalf("usage: idle-conns N | idle-conns close")
+	if len(args) != 1 && len(args) != 2 {
+		ts.Fatalf("usage: idle-conns N [FROM] | idle-conns close")
 	}
 	n, err := strconv.Atoi(args[0])
 	ts.Check(err)
+	from := net.IPv4(127, 0, 0, 1)
+	if len(args) == 2 {
+		if from = net.ParseIP(args[1]); from == nil || !from.IsLoopback() {
+			ts.Fatalf("idle-conns: %q is not a loopback address", args[1])
+		}
+	}
 	// Each connection is a descriptor here (and one in the router).
 	var lim syscall.Rlimit
 	ts.Check(syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim))
@@ -75,18 +92,19 @@ func cmdIdleConns(ts *testscript.TestScript, neg bool, args []string) {
 	if lim.Cur < uint64(n)+1024 {
 		ts.Fatalf("RLIMIT_NOFILE allows %d descriptors, %d connections need more", lim.Cur, n)
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(installations.get(work).httpPort))
+	addr := installations.get(work).routerAddr()
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: from}, Timeout: 10 * time.Second}
 	conns := make([]net.Conn, 0, n)
 	defer func() { idleConns.set(work, conns) }()
 	start := time.Now()
 	for range n {
-		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		c, err := dialer.Dial("tcp", addr)
 		if err != nil {
 			ts.Fatalf("connection %d of %d: %v", len(conns)+1, n, err)
 		}
 		conns = append(conns, c)
 	}
-	fmt.Fprintf(ts.Stdout(), "opened %d idle connections in %s\n", n, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(ts.Stdout(), "opened %d idle connections from %s in %s\n", n, from, time.Since(start).Round(time.Millisecond))
 }
 
 var (

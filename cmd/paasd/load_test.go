@@ -33,14 +33,15 @@ const (
 
 var loads byWork[*load]
 
-func startLoad(port int, host string) *load {
+// startLoad sends GETs of / for host to the router at addr (HOST:PORT).
+func startLoad(addr, host string) *load {
 	ctx, cancel := context.WithTimeout(context.Background(), loadMaxTime)
 	l := &load{cancel: cancel}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: loadWorkers}}
 	for range loadWorkers {
 		l.wg.Go(func() {
 			for ctx.Err() == nil && l.sent.Load() < loadMaxCount {
-				req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
+				req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/", nil)
 				req.Host = host
 				resp, err := client.Do(req)
 				if ctx.Err() != nil {
@@ -81,7 +82,7 @@ func cmdLoad(ts *testscript.TestScript, neg bool, args []string) {
 		if loads.get(work) != nil {
 			ts.Fatalf("load already running")
 		}
-		loads.set(work, startLoad(installations.get(work).httpPort, args[1]))
+		loads.set(work, startLoad(installations.get(work).routerAddr(), args[1]))
 	case len(args) == 1 && args[0] == "stop":
 		l := loads.get(work)
 		if l == nil {

@@ -31,16 +31,20 @@ func runRouter(args []string, stderr io.Writer) int {
 	var port, httpsPort int
 	var socketsDir string
 	accessLog := "on"
+	routesFrom := "events"
 	f := &envFlags{fs: flag.NewFlagSet("paasd router", flag.ContinueOnError)}
 	f.String(&opts.Installation, "name", "paas", "installation whose apps are routed")
 	f.String(&opts.Domain, "domain", "paas.localhost", "apps are served at APP.DOMAIN")
 	f.String(&opts.Network, "network", "paas-net", "overlay network the app tasks are reached on")
 	f.Int(&port, "http-port", 80, "HTTP listen port")
+	f.Int(&opts.MaxConnsPerAddr, "max-conns-per-addr", router.DefaultMaxConnsPerAddr, "connections one client address may hold open at once; one more gets a 429 and is closed (0: no limit)")
 	f.Int(&httpsPort, "https-port", 0, "HTTPS listen port; 0: no HTTPS")
 	f.String(&socketsDir, "sockets-dir", "", "take the listening sockets from the ports process (paasd router-ports) in this directory instead of listening, and hand them on")
 	f.Duration(&opts.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long requests in flight may take to finish")
 	f.Duration(&opts.ConnectTimeout, "connect-timeout", time.Second, "how long connecting to an app's task may take, and what is sent to one may go unacknowledged, before the task counts as unreachable (it is ejected and idempotent requests move to another task)")
 	f.String(&accessLog, "access-log", accessLog, "on: one JSON line per request on stderr; off: none")
+	f.Duration(&opts.ResyncInterval, "resync-interval", 30*time.Second, "routes follow Docker's event stream; everything is re-read this often anyway (up to 10 times less often where a full read is slow)")
+	f.String(&routesFrom, "routes-from", routesFrom, "events: follow Docker's event stream; poll: re-read every route each second")
 	f.String(&opts.AdminToken, "admin-token", "", "token of the control endpoint paasd uses to drain and check tasks (set it through PAAS_ADMIN_TOKEN)")
 	if !f.parse(args, stderr) {
 		return 2
@@ -54,6 +58,11 @@ func runRouter(args []string, stderr io.Writer) int {
 		return 2
 	}
 	opts.AccessLog = accessLog == "on"
+	if routesFrom != "events" && routesFrom != "poll" {
+		fmt.Fprintf(stderr, "paasd: --routes-from %q: use events or poll\n", routesFrom)
+		return 2
+	}
+	opts.NoWatch = routesFrom == "poll"
 	opts.HTTPAddr = fmt.Sprintf(":%d", port)
 	if httpsPort > 0 {
 		opts.HTTPSAddr = fmt.Sprintf(":%d", httpsPort)

@@ -275,3 +275,45 @@ func Leftovers(name string) []string {
 	}
 	return left
 }
+
+// Manager returns node 1, the first manager: paasd's DOCKER_HOST, and where
+// the router serves.
+func (c *Cluster) Manager() Node { return c.Nodes[0] }
+
+// ManagerSocket is the path of the first manager's Docker socket, for
+// paasd's --node-docker-socket: the router's ports process mounts it, not
+// the machine's /var/run/docker.sock (the nodes share its filesystem). Each
+// manager's socket is at a path of its own, so this serves one manager.
+func (c *Cluster) ManagerSocket() string {
+	return strings.TrimPrefix(c.Manager().DockerHost, "unix://")
+}
+
+// LoadInto copies images from the machine's own Docker daemon to the named
+// node only (see Node), e.g. a builder image to the manager, which runs the
+// builds.
+func (c *Cluster) LoadInto(t testing.TB, name string, images ...string) {
+	t.Helper()
+	n := c.Node(t, name)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	save := exec.CommandContext(ctx, "docker", append([]string{"-H", "unix:///var/run/docker.sock", "save"}, images...)...)
+	load := exec.CommandContext(ctx, "docker", "-H", n.DockerHost, "load", "-q")
+	pipe, err := save.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	load.Stdin = pipe
+	var saveErr, loadOut bytes.Buffer
+	save.Stderr = &saveErr
+	load.Stdout, load.Stderr = &loadOut, &loadOut
+	if err := save.Start(); err != nil {
+		t.Fatalf("docker save %s: %v", strings.Join(images, " "), err)
+	}
+	lerr := load.Run()
+	serr := save.Wait()
+	if serr != nil || lerr != nil {
+		t.Fatalf("copy %s to %s: save: %v %s; load: %v %s", strings.Join(images, " "), n.Name, serr, saveErr.String(), lerr, loadOut.String())
+	}
+	t.Logf("loaded %s into %s in %.1fs", strings.Join(images, " "), n.Name, time.Since(start).Seconds())
+}

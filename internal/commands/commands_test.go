@@ -208,7 +208,7 @@ func TestRunCommand(t *testing.T) {
 		},
 		{
 			name: "ps:report", id: bob, args: []string{"ps:report", "bravo"},
-			wantOut: []string{"Status web:", "1/1 running"},
+			wantOut: []string{"Status web:", "1/1 running", "Status web 1:", "running on node2\n"},
 		},
 		{
 			name: "report single-value flag", id: alice, args: []string{"apps:report", "alpha", "--app-owner"},

@@ -293,7 +293,8 @@ func (r *fakeRuntime) Status(_ context.Context, app string) ([]scheduler.Process
 	if r.status != nil {
 		return r.status, nil
 	}
-	return []scheduler.ProcessStatus{{Process: "web", Desired: 1, Running: 1}}, nil
+	return []scheduler.ProcessStatus{{Process: "web", Desired: 1, Running: 1,
+		Tasks: []scheduler.TaskStatus{{ID: "t1", Slot: 1, State: "running", Node: "node2"}}}}, nil
 }
 
 func (r *fakeRuntime) Remove(_ context.Context, app string) error {

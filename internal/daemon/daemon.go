@@ -84,8 +84,15 @@ type Config struct {
 	MaxConfigSize      int64
 	MaxScale           int
 	SSHMaxConnsPerAddr int
-	SSHAuthTimeout     time.Duration
-	SSHIdleTimeout     time.Duration
+	// RouterMaxConnsPerAddr is the router's limit of connections per client
+	// address (0: none).
+	RouterMaxConnsPerAddr int
+	SSHAuthTimeout        time.Duration
+	SSHIdleTimeout        time.Duration
+	// BuildMemory and BuildCPUs bound what one build may use (0 and "":
+	// no limit), so a build cannot starve the node's apps.
+	BuildMemory int64
+	BuildCPUs   string
 }
 
 // Default limits of `paasd serve` (those of SSH are gitreceive's).
@@ -93,6 +100,9 @@ const (
 	DefaultMaxConfigValue = 64 << 10
 	DefaultMaxConfigSize  = 512 << 10
 	DefaultMaxScale       = 100
+	// DefaultBuildMemory is what one build may use unless --build-memory
+	// says otherwise.
+	DefaultBuildMemory = 2 << 30
 )
 
 // Validate reports the first invalid setting.
@@ -110,10 +120,13 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--keep-releases %d: use 1 to 1000 (0 for the default, 10)", c.KeepReleases)
 	case c.HTTPSPort < 0 || c.HTTPSPort > 65535 || c.HTTPSPort == c.HTTPPort:
 		return fmt.Errorf("--https-port %d is not a port other than --http-port (0: no HTTPS)", c.HTTPSPort)
-	case c.MaxPushSize < 0 || c.MaxConfigValue < 0 || c.MaxConfigSize < 0 || c.MaxScale < 0 || c.SSHMaxConnsPerAddr < 0 || c.SSHAuthTimeout < 0 || c.SSHIdleTimeout < 0:
+	case c.MaxPushSize < 0 || c.MaxConfigValue < 0 || c.MaxConfigSize < 0 || c.MaxScale < 0 || c.SSHMaxConnsPerAddr < 0 || c.RouterMaxConnsPerAddr < 0 || c.SSHAuthTimeout < 0 || c.SSHIdleTimeout < 0:
 		return errors.New("a limit (--max-*, --ssh-*) is negative: use 0 for no limit")
 	case c.MaxConfigValue > math.MaxInt32 || c.MaxConfigSize > math.MaxInt32:
 		return errors.New("--max-config-value and --max-config-size: at most 2GB")
+	}
+	if _, err := c.buildLimits(); err != nil {
+		return err
 	}
 	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
@@ -122,6 +135,22 @@ func (c *Config) Validate() error {
 		return err
 	}
 	return c.LDAP.validate()
+}
+
+// buildLimits reads --build-memory and --build-cpus.
+func (c *Config) buildLimits() (builder.BuildLimits, error) {
+	l := builder.BuildLimits{MemoryBytes: c.BuildMemory}
+	if c.BuildMemory != 0 && c.BuildMemory < paas.MinMemoryBytes {
+		return l, fmt.Errorf("--build-memory %d: at least %s (0: no limit)", c.BuildMemory, paas.FormatMemory(paas.MinMemoryBytes))
+	}
+	if c.BuildCPUs != "" && c.BuildCPUs != "0" {
+		n, err := paas.ParseCPU(c.BuildCPUs)
+		if err != nil {
+			return l, fmt.Errorf("--build-cpus: %w", err)
+		}
+		l.NanoCPUs = n
+	}
+	return l, nil
 }
 
 // ShutdownGrace is how long a stopping paasd lets running deploys finish.
@@ -186,7 +215,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Name: cfg.Name, Network: network, Log: log, Traffic: traffic,
 		RegistryAuth: func() string { return builder.DockerAuth(target) },
 	})
-	builds, err := newBuilders(ctx, docker, st, dataDir, target, cfg.Name, log)
+	buildLimits, _ := cfg.buildLimits() // checked by Validate
+	builds, err := newBuilders(ctx, docker, st, dataDir, target, cfg.Name, buildLimits, log)
 	if err != nil {
 		return err
 	}
@@ -220,6 +250,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Log:          log.With("component", "deploy"),
 	})
 	audit := &auditLog{store: st, log: log.With("component", "audit")}
+	sched.OnKill(audit.recordKill)
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st, audit: audit}
 	// One push lock per app, for pushes and everything else that writes
 	// an app's repository.
@@ -257,6 +288,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		commands.WithTriggers(platform.Builtins(), triggers),
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
 		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline, commands.JoinRegistry{Host: target.Host(), CAFile: target.CAFile}), commands.WhoamiCommands(), commands.EventCommands(st),
+		commands.ResourceCommands(st, pipeline),
 		pluginCommands(triggers))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))
@@ -319,6 +351,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	g.Go(func() error { return triggers.Run(gctx) })
+	g.Go(func() error { return sched.WatchKills(gctx, docker, audit.recordKill) })
 	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", target.Prefix, "registry_listen", reg.Addr(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
 	return g.Wait()
 }
@@ -337,7 +370,7 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 	}
 	ref := reg.Repository("router") + ":" + sum[:16]
 	ports := []string{"--http-port", strconv.Itoa(cfg.HTTPPort), "--https-port", strconv.Itoa(cfg.HTTPSPort)}
-	routerArgs := append([]string{"router", "--name", cfg.Name, "--domain", cfg.Domain, "--network", network}, ports...)
+	routerArgs := append([]string{"router", "--name", cfg.Name, "--domain", cfg.Domain, "--network", network, "--max-conns-per-addr", strconv.Itoa(cfg.RouterMaxConnsPerAddr)}, ports...)
 	portsArgs := append([]string{"router-ports", "--name", cfg.Name}, ports...)
 	var image string
 	for attempt := 1; ; attempt++ {
