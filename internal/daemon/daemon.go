@@ -4,6 +4,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -89,6 +90,9 @@ type Config struct {
 	RouterMaxConnsPerAddr int
 	SSHAuthTimeout        time.Duration
 	SSHIdleTimeout        time.Duration
+	// StorageRoot is the host directory administrators' host-path mounts
+	// must lie inside (paas.DefaultStorageRoot when empty).
+	StorageRoot string
 }
 
 // Default limits of `paasd serve` (those of SSH are gitreceive's).
@@ -259,6 +263,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	dispatcher := commands.NewDispatcher(st, cfg.Version,
 		commands.WithTriggers(platform.Builtins(), triggers),
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
+		commands.StorageCommands(&commands.Storage{Apps: st, Volumes: scheduler.NewVolumes(docker, cfg.Name), Pipeline: pipeline, Root: cmp.Or(cfg.StorageRoot, paas.DefaultStorageRoot), DataDir: dataDir}),
 		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline, commands.JoinRegistry{Host: target.Host(), CAFile: target.CAFile}), commands.WhoamiCommands(), commands.EventCommands(st),
 		pluginCommands(triggers))
 	dispatcher.SetAuditor(audit)

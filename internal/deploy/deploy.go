@@ -334,6 +334,7 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 func (p *Pipeline) rollOut(ctx context.Context, app *paas.App, rel *paas.Release, out io.Writer) error {
 	rel.CreatedAt = time.Now().UTC()
 	rel.Scale = app.ScaleOf(rel.Processes)
+	withStorage(app, rel)
 	err := p.deployTriggered(ctx, rel, p.deployOptions(app, rel, false), out, func() error {
 		if err := p.store.AddRelease(rel); err != nil {
 			return fmt.Errorf("record release: %w", err)
