@@ -121,6 +121,8 @@ func (c *Config) Validate() error {
 		return errors.New("a limit (--max-*, --ssh-*) is negative: use 0 for no limit")
 	case c.MaxConfigValue > math.MaxInt32 || c.MaxConfigSize > math.MaxInt32:
 		return errors.New("--max-config-value and --max-config-size: at most 2GB")
+	case c.StorageRoot != "" && (!filepath.IsAbs(c.StorageRoot) || filepath.Clean(c.StorageRoot) != c.StorageRoot || c.StorageRoot == "/"):
+		return fmt.Errorf("--storage-root %q: use an absolute, clean directory other than /", c.StorageRoot)
 	}
 	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
