@@ -30,7 +30,7 @@ func (f fakeVolumes) Get(_ context.Context, name string) (scheduler.StorageVolum
 }
 
 func (f fakeVolumes) List(context.Context) ([]scheduler.StorageVolume, error) { return nil, nil }
-func (f fakeVolumes) Node(context.Context) (string, error)                     { return "node1", nil }
+func (f fakeVolumes) Node(context.Context) (string, error)                    { return "node1", nil }
 
 // fakeStoragePipeline applies the change to the stored app, as
 // deploy.Pipeline.SetStorage does once the rollout served.

@@ -93,6 +93,10 @@ type Config struct {
 	// StorageRoot is the host directory administrators' host-path mounts
 	// must lie inside (paas.DefaultStorageRoot when empty).
 	StorageRoot string
+	// BuildMemory and BuildCPUs bound what one build may use (0 and "":
+	// no limit), so a build cannot starve the node's apps.
+	BuildMemory int64
+	BuildCPUs   string
 }
 
 // Default limits of `paasd serve` (those of SSH are gitreceive's).
@@ -100,6 +104,9 @@ const (
 	DefaultMaxConfigValue = 64 << 10
 	DefaultMaxConfigSize  = 512 << 10
 	DefaultMaxScale       = 100
+	// DefaultBuildMemory is what one build may use unless --build-memory
+	// says otherwise.
+	DefaultBuildMemory = 2 << 30
 )
 
 // Validate reports the first invalid setting.
@@ -124,6 +131,9 @@ func (c *Config) Validate() error {
 	case c.StorageRoot != "" && (!filepath.IsAbs(c.StorageRoot) || filepath.Clean(c.StorageRoot) != c.StorageRoot || c.StorageRoot == "/"):
 		return fmt.Errorf("--storage-root %q: use an absolute, clean directory other than /", c.StorageRoot)
 	}
+	if _, err := c.buildLimits(); err != nil {
+		return err
+	}
 	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
 	}
@@ -131,6 +141,22 @@ func (c *Config) Validate() error {
 		return err
 	}
 	return c.LDAP.validate()
+}
+
+// buildLimits reads --build-memory and --build-cpus.
+func (c *Config) buildLimits() (builder.BuildLimits, error) {
+	l := builder.BuildLimits{MemoryBytes: c.BuildMemory}
+	if c.BuildMemory != 0 && c.BuildMemory < paas.MinMemoryBytes {
+		return l, fmt.Errorf("--build-memory %d: at least %s (0: no limit)", c.BuildMemory, paas.FormatMemory(paas.MinMemoryBytes))
+	}
+	if c.BuildCPUs != "" && c.BuildCPUs != "0" {
+		n, err := paas.ParseCPU(c.BuildCPUs)
+		if err != nil {
+			return l, fmt.Errorf("--build-cpus: %w", err)
+		}
+		l.NanoCPUs = n
+	}
+	return l, nil
 }
 
 // ShutdownGrace is how long a stopping paasd lets running deploys finish.
@@ -195,7 +221,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Name: cfg.Name, Network: network, Log: log, Traffic: traffic,
 		RegistryAuth: func() string { return builder.DockerAuth(target) },
 	})
-	builds, err := newBuilders(ctx, docker, st, dataDir, target, cfg.Name, log)
+	buildLimits, _ := cfg.buildLimits() // checked by Validate
+	builds, err := newBuilders(ctx, docker, st, dataDir, target, cfg.Name, buildLimits, log)
 	if err != nil {
 		return err
 	}
@@ -229,6 +256,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Log:          log.With("component", "deploy"),
 	})
 	audit := &auditLog{store: st, log: log.With("component", "audit")}
+	sched.OnKill(audit.recordKill)
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st, audit: audit}
 	// One push lock per app, for pushes and everything else that writes
 	// an app's repository.
@@ -267,6 +295,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
 		commands.StorageCommands(&commands.Storage{Apps: st, Volumes: scheduler.NewVolumes(docker, cfg.Name), Pipeline: pipeline, Root: cmp.Or(cfg.StorageRoot, paas.DefaultStorageRoot), DataDir: dataDir}),
 		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline, commands.JoinRegistry{Host: target.Host(), CAFile: target.CAFile}), commands.WhoamiCommands(), commands.EventCommands(st),
+		commands.ResourceCommands(st, pipeline),
 		pluginCommands(triggers))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))
@@ -329,6 +358,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	g.Go(func() error { return triggers.Run(gctx) })
+	g.Go(func() error { return sched.WatchKills(gctx, docker, audit.recordKill) })
 	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", target.Prefix, "registry_listen", reg.Addr(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
 	return g.Wait()
 }

@@ -204,6 +204,9 @@ type App struct {
 	// StorageNode is the Swarm node ID the app is pinned to once it has
 	// mounts: the node that holds its volumes, chosen at the first mount.
 	StorageNode string `json:"storage_node,omitempty"`
+	// Resources are the app's limits and reservations (resource:limit,
+	// resource:reserve), applied by its next release.
+	Resources ResourceSettings `json:"resources,omitzero"`
 }
 
 // AppsSettings are the installation's app settings (`apps:set --global`).
@@ -351,6 +354,15 @@ type Release struct {
 	// rollout, as Scale is, so a rollback keeps the app's current mounts.
 	Mounts []Mount `json:"mounts,omitempty"`
 	Node   string  `json:"node,omitempty"`
+	// Resources and GlobalResources are the app's and the installation's
+	// resource settings when the release was made (ResourcesOf).
+	Resources       ResourceSettings `json:"resources,omitzero"`
+	GlobalResources ResourceSettings `json:"global_resources,omitzero"`
+}
+
+// ResourcesOf returns the limits and reservations of process's tasks.
+func (r *Release) ResourcesOf(process string) ProcessResources {
+	return EffectiveResources(r.Resources, r.GlobalResources, process)
 }
 
 // HealthCheck is one entry of app.json's "healthchecks", with Dokku's
