@@ -62,7 +62,7 @@ on several nodes the app's tasks are pinned to the node that holds its volumes.`
 		{Name: "storage:mount", Args: "APP NAME:/container/path|/host/path:/container/path", Help: "Mount a storage volume (or, administrators, a host directory) into the app's containers", App: true, MinArgs: 1, Details: mountDetails, Run: s.mount},
 		{Name: "storage:unmount", Args: "APP NAME:/container/path|/host/path:/container/path", Help: "Remove a storage mount of the app (the volume and its data stay)", App: true, MinArgs: 1, Details: mountDetails, Run: s.unmount},
 		{Name: "storage:list", Args: "APP [--format stdout|json]", Help: "List the app's storage mounts", App: true, Flags: formatFlag, Run: s.list},
-		{Name: "storage:report", Args: "[APP] [--format stdout|json]", Help: "Show the storage mounts of one app or of every app, and the node they pin it to", Flags: formatFlag, Run: s.report},
+		{Name: "storage:report", Args: "[APP] [--format stdout|json]", Help: "Show the storage mounts of one app or of every app, and the node they pin it to", NamesApp: true, Flags: formatFlag, Run: s.report},
 	}
 }
 

@@ -153,3 +153,20 @@ func TestStorageEnsureDirectory(t *testing.T) {
 		t.Errorf("ensure of bob's volume by alice: %d %q", code, errb)
 	}
 }
+
+// storage:report takes the app as Dokku's global --app too; without an app
+// it reports every app the caller may use, and no other.
+func TestStorageReportApps(t *testing.T) {
+	d, _, _, _ := newStorageEnv(t)
+	code, out, errb := runStorage(d, alice, "--app", "alpha", "storage:report", "--format", "json")
+	if code != 0 || !strings.Contains(out, `"mounts":[]`) {
+		t.Errorf("--app alpha storage:report = %d %q %q", code, out, errb)
+	}
+	code, out, _ = runStorage(d, alice, "storage:report")
+	if code != 0 || !strings.Contains(out, "alpha storage information") || strings.Contains(out, "bravo") {
+		t.Errorf("alice's storage:report = %d %q", code, out)
+	}
+	if code, _, _ := runStorage(d, alice, "storage:report", "bravo"); code != ExitNotFound {
+		t.Errorf("storage:report of bob's app by alice: exit %d, want 20", code)
+	}
+}
