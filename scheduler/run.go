@@ -578,3 +578,22 @@ func (s *Swarm) containerLogs(ctx context.Context, c container.Summary, opts One
 	}
 	return err
 }
+
+// WaitOneOff waits until app's one-off task name is not running and
+// returns its exit code (cron runs a detached task to its end).
+func (s *Swarm) WaitOneOff(ctx context.Context, app, name string) (int, error) {
+	cs, err := s.oneOffContainers(ctx, app, name)
+	if err != nil {
+		return 0, err
+	}
+	waitC, errC := s.cli.ContainerWait(ctx, cs[0].ID, container.WaitConditionNotRunning)
+	select {
+	case res := <-waitC:
+		if res.Error != nil {
+			return 0, fmt.Errorf("one-off container %s: %s", name, res.Error.Message)
+		}
+		return int(res.StatusCode), nil
+	case err := <-errC:
+		return 0, fmt.Errorf("wait for one-off container %s: %w", name, err)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"paas/internal/applock"
 	"paas/internal/auth"
 	"paas/internal/commands"
+	"paas/internal/cron"
 	"paas/internal/deploy"
 	"paas/internal/paas"
 	"paas/internal/store"
@@ -89,6 +90,9 @@ type Config struct {
 	RouterMaxConnsPerAddr int
 	SSHAuthTimeout        time.Duration
 	SSHIdleTimeout        time.Duration
+	// CronSeconds lets app.json cron schedules have a leading seconds
+	// field and looks at them 4 times a second (for tests).
+	CronSeconds bool
 }
 
 // Default limits of `paasd serve` (those of SSH are gitreceive's).
@@ -221,8 +225,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}),
 		KeepReleases: cfg.KeepReleases,
 		Log:          log.With("component", "deploy"),
+		CronSeconds:  cfg.CronSeconds,
 	})
 	audit := &auditLog{store: st, log: log.With("component", "audit")}
+	cronJobs := cron.New(st, sched, audit, cron.Options{Dir: filepath.Join(dataDir, "cron"), Seconds: cfg.CronSeconds, Log: log.With("component", "cron")})
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st, audit: audit}
 	// One push lock per app, for pushes and everything else that writes
 	// an app's repository.
@@ -260,7 +266,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		commands.WithTriggers(platform.Builtins(), triggers),
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
 		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline, commands.JoinRegistry{Host: target.Host(), CAFile: target.CAFile}), commands.WhoamiCommands(), commands.EventCommands(st),
-		pluginCommands(triggers))
+		commands.CronCommands(cronJobs), pluginCommands(triggers))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))
 	var keys gitreceive.Authenticator
@@ -322,6 +328,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	g.Go(func() error { return triggers.Run(gctx) })
+	g.Go(func() error { return cronJobs.Run(gctx) })
 	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", target.Prefix, "registry_listen", reg.Addr(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
 	return g.Wait()
 }

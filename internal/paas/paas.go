@@ -340,6 +340,21 @@ type Release struct {
 	// Checks are the health checks of app.json at the release's commit, by
 	// process type.
 	Checks map[string][]HealthCheck `json:"checks,omitempty"`
+	// Cron are the cron tasks of app.json at the release's commit (or in
+	// the image's working directory): they run while the release is the
+	// current one, so a rollback rolls the schedule back too.
+	Cron []CronTask `json:"cron,omitempty"`
+}
+
+// CronTask is one entry of app.json's "cron", with Dokku's fields, and
+// the ID paas gives it (stable while its command and schedule stay).
+type CronTask struct {
+	ID       string `json:"id"`
+	Command  string `json:"command"`
+	Schedule string `json:"schedule"`
+	// Maintenance: the task is not run on schedule (app.json's own
+	// setting; cron:suspend sets it outside app.json).
+	Maintenance bool `json:"maintenance,omitempty"`
 }
 
 // HealthCheck is one entry of app.json's "healthchecks", with Dokku's
