@@ -17,6 +17,8 @@ bench:
 	go run ./scripts/bench/pgbackup
 	go run ./scripts/bench/live
 	go run ./scripts/bench/ssh
+	go run ./scripts/bench/cluster
+	go run ./scripts/bench/routeridle
 
 install:
 	scripts/install.sh

@@ -49,9 +49,10 @@ const DockerfileName = "Dockerfile"
 // Dockerfile builds images from an app's Dockerfile with the Docker daemon
 // and pushes them to a registry.
 type Dockerfile struct {
-	cli DockerAPI
-	reg paas.ImageRegistry
-	log *slog.Logger
+	cli    DockerAPI
+	reg    paas.ImageRegistry
+	log    *slog.Logger
+	limits BuildLimits
 }
 
 // NewDockerfile returns a builder whose images go to reg, named
@@ -90,7 +91,7 @@ func (b *Dockerfile) Build(ctx context.Context, in Input) (paas.Image, error) {
 
 	output.Step(out, "Building %s from Dockerfile", in.App)
 	log.Info("building image", "ref", ref)
-	imageID, err := buildImage(ctx, b.cli, in.Dir, ref, map[string]string{paas.LabelApp: in.App}, out)
+	imageID, err := buildImage(ctx, b.cli, in.Dir, ref, map[string]string{paas.LabelApp: in.App}, b.limits, out)
 	if err != nil {
 		return paas.Image{}, err
 	}
@@ -108,16 +109,16 @@ func (b *Dockerfile) Build(ctx context.Context, in Input) (paas.Image, error) {
 // result ref and returns its image ID. When the builder reused a cached
 // layer of an image that was deleted meanwhile (apps:destroy of an app with
 // the same content), it builds once more: the layer is made again.
-func buildImage(ctx context.Context, cli DockerAPI, dir, ref string, labels map[string]string, out io.Writer) (string, error) {
-	id, err := buildImageOnce(ctx, cli, dir, ref, labels, out)
+func buildImage(ctx context.Context, cli DockerAPI, dir, ref string, labels map[string]string, limits BuildLimits, out io.Writer) (string, error) {
+	id, err := buildImageOnce(ctx, cli, dir, ref, labels, limits, out)
 	if err != nil && strings.Contains(err.Error(), "unable to find image") && ctx.Err() == nil {
 		output.Step(out, "A cached layer was deleted during the build; building again")
-		id, err = buildImageOnce(ctx, cli, dir, ref, labels, out)
+		id, err = buildImageOnce(ctx, cli, dir, ref, labels, limits, out)
 	}
 	return id, err
 }
 
-func buildImageOnce(ctx context.Context, cli DockerAPI, dir, ref string, labels map[string]string, out io.Writer) (string, error) {
+func buildImageOnce(ctx context.Context, cli DockerAPI, dir, ref string, labels map[string]string, limits BuildLimits, out io.Writer) (string, error) {
 	root, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return "", fmt.Errorf("build image: %w", err)
@@ -136,6 +137,10 @@ func buildImageOnce(ctx context.Context, cli DockerAPI, dir, ref string, labels 
 		ForceRemove: true,
 		Labels:      labels,
 		Version:     build.BuilderV1,
+		// Each RUN step's container runs under the build limits.
+		Memory:    limits.MemoryBytes,
+		CPUQuota:  limits.quota(),
+		CPUPeriod: limits.period(),
 	})
 	if err != nil {
 		return "", fmt.Errorf("build image: %w", err)

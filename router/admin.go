@@ -35,6 +35,11 @@ func (r *Router) serveAdmin(w http.ResponseWriter, req *http.Request) {
 	case req.Method == http.MethodGet && req.URL.Path == "/backends":
 		writeJSON(w, r.Status())
 	case req.Method == http.MethodPost && req.URL.Path == "/refresh":
+		// Asked to re-read, a source that follows events reads everything:
+		// the caller just changed something whose event may not be here yet.
+		if ws, ok := r.src.(WatchedSource); ok {
+			ws.Invalidate()
+		}
 		if err := r.Refresh(req.Context()); err != nil {
 			writeError(w, http.StatusServiceUnavailable, err.Error()+"\n")
 			return

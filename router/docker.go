@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
@@ -29,9 +28,9 @@ var _ DockerAPI = (*client.Client)(nil)
 // DockerSource reads routes from Swarm: the services labelled with the
 // installation, the web process type and routed=true (the control plane
 // sets it once a release's tasks are healthy and removes it to drain them),
-// and their running tasks' addresses
-// on the installation's network. One poll is two API calls, whatever the
-// number of apps.
+// and their running tasks' addresses on the installation's network. A read
+// of everything is two API calls, whatever the number of apps; while Watch
+// runs, Routes re-reads only what the event stream says changed (watch.go).
 type DockerSource struct {
 	api  DockerAPI
 	opts Options
@@ -39,14 +38,19 @@ type DockerSource struct {
 
 	mu     sync.Mutex
 	warned map[string]bool // problems with labels already logged
+	w      watchState
+
+	readMu sync.Mutex // serializes Routes; guards cache
+	cache  routeCache
 }
 
 var _ Source = (*DockerSource)(nil)
 
 // NewDockerSource returns a Source that reads the Swarm services of
-// opts.Installation through api. It uses Installation, Domain, Network and Log
-// from opts. With Network empty, a task's first address on any network but
-// the ingress is used.
+// opts.Installation through api. It uses Installation, Domain, Network,
+// ResyncInterval and Log from opts. With Network empty, a task's first
+// address on any network but the ingress is used. It can watch (Watch) when
+// api is also an EventsAPI.
 func NewDockerSource(api DockerAPI, opts Options) *DockerSource {
 	opts = opts.withDefaults()
 	return &DockerSource{
@@ -63,20 +67,18 @@ func (s *DockerSource) Routes(ctx context.Context) (Table, error) {
 		// An empty label value would match every installation.
 		return Table{}, errors.New("list routes: no installation name")
 	}
-	f := filters.NewArgs(
-		filters.Arg("label", paas.LabelInstallation+"="+s.opts.Installation),
-		filters.Arg("label", paas.LabelProcess+"="+paas.WebProcess),
-	)
-	services, err := s.api.ServiceList(ctx, swarm.ServiceListOptions{Filters: f})
-	if err != nil {
-		return Table{}, fmt.Errorf("list services: %w", err)
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	s.mu.Lock()
+	watching := s.w.on
+	s.mu.Unlock()
+	if watching {
+		return s.cachedRoutes(ctx)
 	}
-	// Task label filters match the labels of the task's service.
-	tf := f.Clone()
-	tf.Add("desired-state", string(swarm.TaskStateRunning))
-	tasks, err := s.api.TaskList(ctx, swarm.TaskListOptions{Filters: tf})
+	s.cache = routeCache{}
+	services, tasks, err := s.list(ctx, "")
 	if err != nil {
-		return Table{}, fmt.Errorf("list tasks: %w", err)
+		return Table{}, err
 	}
 	return s.table(services, tasks), nil
 }

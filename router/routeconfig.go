@@ -62,16 +62,22 @@ type ConfigAPI interface {
 
 // ConfigSource adds the route configuration in the installation's Swarm
 // config objects (custom domains, certificates, ports, limits, the global
-// domain and ACME challenges) to the table of another Source. One poll is one
-// more API call; a config object is parsed once, when it first appears.
+// domain and ACME challenges) to the table of another Source. A read is one
+// more API call; while Watch runs, configs are read again only after a
+// config event or a resync. A config object is parsed once, when it first
+// appears.
 type ConfigSource struct {
 	inner Source
 	api   ConfigAPI
 	opts  Options
 	log   *slog.Logger
 
-	mu     sync.Mutex
-	parsed map[string]parsedConfig // by config ID; IDs are never reused
+	mu       sync.Mutex
+	parsed   map[string]parsedConfig // by config ID; IDs are never reused
+	watching bool                    // inner's Watch runs with this source's hook
+	stale    bool                    // while watching: configs changed since read
+	apps     map[string]parsedConfig // what the last read found
+	global   *Global
 }
 
 type parsedConfig struct {
@@ -100,14 +106,72 @@ func (s *ConfigSource) Routes(ctx context.Context) (Table, error) {
 	if s.opts.Installation == "" {
 		return Table{}, errors.New("list route configs: no installation name")
 	}
-	cfgs, err := s.api.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(
-		filters.Arg("label", paas.LabelInstallation+"="+s.opts.Installation),
-	)})
-	if err != nil {
-		return Table{}, fmt.Errorf("list route configs: %w", err)
+	s.mu.Lock()
+	read := !s.watching || s.stale || s.apps == nil
+	s.stale = false
+	apps, global := s.apps, s.global
+	s.mu.Unlock()
+	if read {
+		cfgs, err := s.api.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(
+			filters.Arg("label", paas.LabelInstallation+"="+s.opts.Installation),
+		)})
+		if err != nil {
+			s.markStale()
+			return Table{}, fmt.Errorf("list route configs: %w", err)
+		}
+		apps, global = s.compile(cfgs)
+		s.mu.Lock()
+		s.apps, s.global = apps, global
+		s.mu.Unlock()
 	}
-	apps, global := s.compile(cfgs)
 	return s.merge(t, apps, global), nil
+}
+
+// configWatcher is a Source that can tell a ConfigSource about config
+// events (DockerSource).
+type configWatcher interface {
+	WatchedSource
+	watch(ctx context.Context, changed, onConfig func()) error
+}
+
+// Watch follows inner's changes and the config events; inner must be a
+// DockerSource (or another source that reports config events).
+func (s *ConfigSource) Watch(ctx context.Context, changed func()) error {
+	cw, ok := s.inner.(configWatcher)
+	if !ok {
+		return errNoEvents
+	}
+	s.mu.Lock()
+	s.watching, s.stale = true, true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.watching = false
+		s.mu.Unlock()
+	}()
+	return cw.watch(ctx, changed, s.markStale)
+}
+
+// Invalidate makes the next Routes read everything again.
+func (s *ConfigSource) Invalidate() {
+	s.markStale()
+	if ws, ok := s.inner.(WatchedSource); ok {
+		ws.Invalidate()
+	}
+}
+
+// Suspect passes on to inner that connections to these backends failed.
+func (s *ConfigSource) Suspect(addrs []string) bool {
+	if sus, ok := s.inner.(suspecter); ok {
+		return sus.Suspect(addrs)
+	}
+	return false
+}
+
+func (s *ConfigSource) markStale() {
+	s.mu.Lock()
+	s.stale = true
+	s.mu.Unlock()
 }
 
 // compile picks the newest config object per app (an object is replaced by

@@ -1,7 +1,8 @@
 // Package router is the HTTP data plane. It routes each request by its Host
 // header to the running web tasks of an app, round-robin, through a reverse
-// proxy. It learns its routes itself, by polling a Source (the Docker API in
-// production), so it keeps serving while the control plane is stopped.
+// proxy. It learns its routes itself, from a Source (the Docker API in
+// production, whose event stream it follows), so it keeps serving while the
+// control plane is stopped.
 package router
 
 import (
@@ -52,7 +53,14 @@ type Options struct {
 	HTTPAddr     string        // listen address; default ":80"
 	HTTPSAddr    string        // HTTPS listen address; none when empty
 	HTTPSPort    int           // the HTTPS port clients reach, for redirects; 443 when 0
-	PollInterval time.Duration // how often routes are re-read; default 1s
+	PollInterval time.Duration // how often a source that cannot be followed is re-read; default 1s
+	// ResyncInterval is how often a source that follows Docker's events
+	// (a WatchedSource) re-reads everything anyway; default 30s. It is
+	// stretched, up to 10 times, where a full read is slow (many apps).
+	ResyncInterval time.Duration
+	// NoWatch makes the router poll a WatchedSource every PollInterval
+	// instead of following its changes.
+	NoWatch bool
 	// AccessLog logs one line per request, at Info level on Log, or on
 	// AccessLogOut when set.
 	AccessLog bool
@@ -96,6 +104,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
+	}
+	if o.ResyncInterval <= 0 {
+		o.ResyncInterval = 30 * time.Second
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 10 * time.Second
@@ -416,7 +427,12 @@ func (r *Router) serveHandedOff(w http.ResponseWriter, req *http.Request) {
 	r.ServeHTTP(w, req)
 }
 
+// poll keeps the routes current: it follows a WatchedSource's changes, or
+// reads the source every PollInterval.
 func (r *Router) poll(ctx context.Context) {
+	if ws, ok := r.src.(WatchedSource); ok && !r.opts.NoWatch && r.follow(ctx, ws) {
+		return
+	}
 	t := time.NewTicker(r.opts.PollInterval)
 	defer t.Stop()
 	for {

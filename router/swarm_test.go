@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -139,6 +140,20 @@ import (
 )
 
 func main() {
+	// "/server sick" makes "/server health", the health check, fail.
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "sick":
+			if os.WriteFile("/sick", nil, 0o644) != nil {
+				os.Exit(1)
+			}
+		case "health":
+			if _, err := os.Stat("/sick"); err == nil {
+				os.Exit(1)
+			}
+		}
+		return
+	}
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello\n")) })
 	if err := http.ListenAndServe(":"+os.Getenv("PORT"), nil); err != nil {
 		os.Exit(1)
@@ -227,6 +242,14 @@ func createService(t *testing.T, cli *client.Client, name, img, networkID string
 		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
 		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR},
 	}
+	return createServiceSpec(t, cli, spec)
+}
+
+// createServiceSpec creates a service and removes it when the test ends,
+// waiting until its containers are gone.
+func createServiceSpec(t *testing.T, cli *client.Client, spec swarm.ServiceSpec) string {
+	t.Helper()
+	name := spec.Name
 	resp, err := cli.ServiceCreate(t.Context(), spec, swarm.ServiceCreateOptions{})
 	if err != nil {
 		t.Fatalf("create service %s: %v", name, err)
@@ -234,7 +257,7 @@ func createService(t *testing.T, cli *client.Client, name, img, networkID string
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		if err := cli.ServiceRemove(ctx, resp.ID); err != nil {
+		if err := cli.ServiceRemove(ctx, resp.ID); err != nil && !cerrdefs.IsNotFound(err) {
 			t.Errorf("remove service %s: %v", name, err)
 			return
 		}

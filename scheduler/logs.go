@@ -163,6 +163,9 @@ func (s *Swarm) Logs(ctx context.Context, app string, opts LogOptions, w io.Writ
 	if opts.Follow {
 		return nil
 	}
+	if !opts.Quiet {
+		collected = append(collected, s.killLines(ctx, svcs, slotFilter)...)
+	}
 	slices.SortStableFunc(collected, func(a, b logLine) int { return a.at.Compare(b.at) })
 	if opts.Tail > 0 && len(collected) > opts.Tail {
 		collected = collected[len(collected)-opts.Tail:]

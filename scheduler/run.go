@@ -22,6 +22,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -217,11 +218,25 @@ func (s *Swarm) create(ctx context.Context, rel *paas.Release, opts RunOptions, 
 		return nil, err
 	}
 	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{s.network: {}}}
-	created, err := s.cli.ContainerCreate(ctx, cfg, &container.HostConfig{}, netCfg, nil, name)
+	created, err := s.cli.ContainerCreate(ctx, cfg, &container.HostConfig{Resources: oneOffResources(rel, opts.Args)}, netCfg, nil, name)
 	if err != nil {
 		return nil, fmt.Errorf("create one-off container: %w", err)
 	}
 	return &oneOff{id: created.ID, name: name, cfg: cfg}, nil
+}
+
+// oneOffResources are the limits of a one-off task: those of the process
+// type it runs (run APP worker), else the app's default ones.
+func oneOffResources(rel *paas.Release, args []string) container.Resources {
+	process := paas.ResourceDefault
+	if slices.ContainsFunc(rel.Processes, func(pt paas.ProcessType) bool { return pt.Name == args[0] }) {
+		process = args[0]
+	}
+	res := rel.ResourcesOf(process)
+	return container.Resources{
+		NanoCPUs: res.Limit.NanoCPUs, Memory: res.Limit.MemoryBytes,
+		MemoryReservation: res.Reserve.MemoryBytes,
+	}
 }
 
 // Detach starts a one-off task of rel that runs on its own, and returns its
@@ -300,6 +315,16 @@ func (s *Swarm) Run(ctx context.Context, rel *paas.Release, opts RunOptions) (in
 		}
 		if res.Error != nil {
 			return 0, fmt.Errorf("one-off container: %s", res.Error.Message)
+		}
+		if k, ok := s.runKill(context.WithoutCancel(ctx), id, cfg, int(res.StatusCode)); ok {
+			w := opts.Stderr
+			if cfg.Tty || w == nil {
+				w = opts.Stdout
+			}
+			output.Warn(w, "%s", k.String())
+			if s.onKill != nil {
+				s.onKill(k)
+			}
 		}
 		return int(res.StatusCode), nil
 	case err := <-errC:

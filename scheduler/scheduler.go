@@ -108,6 +108,8 @@ type Swarm struct {
 	poll    time.Duration
 	traffic Traffic
 	auth    func() string
+	// onKill is told of an attached one-off task killed for memory (OnKill).
+	onKill func(Kill)
 
 	netMu sync.Mutex
 }
@@ -340,6 +342,9 @@ func (s *Swarm) appSpec(rel *paas.Release, proc paas.ProcessType, dep string) (s
 		RollbackConfig: s.updateConfig(swarm.UpdateOrderStartFirst),
 		EndpointSpec:   &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR},
 	}
+	if res := rel.ResourcesOf(proc.Name); !res.IsZero() {
+		spec.TaskTemplate.Resources = taskResources(res)
+	}
 	if rel.Image.CNB {
 		// A buildpacks image: its launcher runs the process type as the image defines it.
 		spec.TaskTemplate.ContainerSpec.Command = []string{"/cnb/process/" + proc.Name}
@@ -348,6 +353,20 @@ func (s *Swarm) appSpec(rel *paas.Release, proc paas.ProcessType, dep string) (s
 	spec = withSpecHash(spec)
 	spec.TaskTemplate.ContainerSpec.Labels[paas.LabelDeployment] = dep
 	return spec, nil
+}
+
+// taskResources are a process type's limits and reservations as Swarm
+// takes them: a limit the kernel enforces on each task (memory past it is
+// an OOM kill), a reservation the scheduler keeps free on the task's node.
+func taskResources(res paas.ProcessResources) *swarm.ResourceRequirements {
+	rr := &swarm.ResourceRequirements{}
+	if !res.Limit.IsZero() {
+		rr.Limits = &swarm.Limit{NanoCPUs: res.Limit.NanoCPUs, MemoryBytes: res.Limit.MemoryBytes}
+	}
+	if !res.Reserve.IsZero() {
+		rr.Reservations = &swarm.Resources{NanoCPUs: res.Reserve.NanoCPUs, MemoryBytes: res.Reserve.MemoryBytes}
+	}
+	return rr
 }
 
 // escapeTemplates protects env entries from Swarm, which expands Go

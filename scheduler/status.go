@@ -25,6 +25,8 @@ type ProcessStatus struct {
 	Desired int          `json:"desired"`
 	Running int          `json:"running"`
 	Tasks   []TaskStatus `json:"tasks"`
+	// Killed are the tasks of its task history killed for memory.
+	Killed []Kill `json:"killed,omitempty"`
 }
 
 // TaskStatus is the latest task of one slot of a process type.
@@ -88,6 +90,7 @@ func (s *Swarm) Status(ctx context.Context, app string) ([]ProcessStatus, error)
 			ps.Tasks = append(ps.Tasks, ts)
 		}
 		slices.SortFunc(ps.Tasks, func(a, b TaskStatus) int { return a.Slot - b.Slot })
+		ps.Killed = s.kills(ctx, svc, tasks)
 		out = append(out, ps)
 	}
 	return out, nil

@@ -166,6 +166,8 @@ func limitFlags(f *envFlags, c *daemon.Config) {
 	f.Size(&c.MaxConfigValue, "max-config-value", daemon.DefaultMaxConfigValue, "largest `size` of one config value (0: no limit)")
 	f.Size(&c.MaxConfigSize, "max-config-size", daemon.DefaultMaxConfigSize, "largest `size` of one app's config, KEY=VALUE summed (0: no limit)")
 	f.Int(&c.MaxScale, "max-scale", daemon.DefaultMaxScale, "most tasks ps:scale may give one process type (0: no limit)")
+	f.Size(&c.BuildMemory, "build-memory", daemon.DefaultBuildMemory, "memory one build may use (each Dockerfile step, each buildpacks container), so a build cannot starve the node's apps (0: no limit)")
+	f.String(&c.BuildCPUs, "build-cpus", "", "CPUs one build may use, e.g. 1.5 (empty: no limit)")
 	f.Int(&c.SSHMaxConnsPerAddr, "ssh-max-conns-per-addr", gitreceive.DefaultMaxConnsPerAddr, "SSH connections one client address may hold open at once (0: no limit)")
 	f.Int(&c.RouterMaxConnsPerAddr, "router-max-conns-per-addr", router.DefaultMaxConnsPerAddr, "HTTP(S) connections one client address may hold open at once on the router; one more gets a 429 and is closed (0: no limit; raise it behind a load balancer or NAT)")
 	f.Duration(&c.SSHAuthTimeout, "ssh-auth-timeout", gitreceive.DefaultAuthTimeout, "an SSH connection that has not authenticated by then is closed (0: never)")

@@ -31,6 +31,7 @@ func runRouter(args []string, stderr io.Writer) int {
 	var port, httpsPort int
 	var socketsDir string
 	accessLog := "on"
+	routesFrom := "events"
 	f := &envFlags{fs: flag.NewFlagSet("paasd router", flag.ContinueOnError)}
 	f.String(&opts.Installation, "name", "paas", "installation whose apps are routed")
 	f.String(&opts.Domain, "domain", "paas.localhost", "apps are served at APP.DOMAIN")
@@ -41,6 +42,8 @@ func runRouter(args []string, stderr io.Writer) int {
 	f.String(&socketsDir, "sockets-dir", "", "take the listening sockets from the ports process (paasd router-ports) in this directory instead of listening, and hand them on")
 	f.Duration(&opts.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long requests in flight may take to finish")
 	f.String(&accessLog, "access-log", accessLog, "on: one JSON line per request on stderr; off: none")
+	f.Duration(&opts.ResyncInterval, "resync-interval", 30*time.Second, "routes follow Docker's event stream; everything is re-read this often anyway (up to 10 times less often where a full read is slow)")
+	f.String(&routesFrom, "routes-from", routesFrom, "events: follow Docker's event stream; poll: re-read every route each second")
 	f.String(&opts.AdminToken, "admin-token", "", "token of the control endpoint paasd uses to drain and check tasks (set it through PAAS_ADMIN_TOKEN)")
 	if !f.parse(args, stderr) {
 		return 2
@@ -50,6 +53,11 @@ func runRouter(args []string, stderr io.Writer) int {
 		return 2
 	}
 	opts.AccessLog = accessLog == "on"
+	if routesFrom != "events" && routesFrom != "poll" {
+		fmt.Fprintf(stderr, "paasd: --routes-from %q: use events or poll\n", routesFrom)
+		return 2
+	}
+	opts.NoWatch = routesFrom == "poll"
 	opts.HTTPAddr = fmt.Sprintf(":%d", port)
 	if httpsPort > 0 {
 		opts.HTTPSAddr = fmt.Sprintf(":%d", httpsPort)

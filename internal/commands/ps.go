@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"paas/internal/paas"
 	"paas/scheduler"
@@ -95,12 +98,23 @@ func (p *Platform) psReport(ctx context.Context, c *Call) error {
 		{"Ps procfile path", c.App.ProcfilePath},
 		{"Restore", strconv.FormatBool(!c.App.Stopped)},
 	}
+	rel, err := servingRelease(p.Store, c.App)
+	if err != nil {
+		return err
+	}
+	var resources map[string]paas.ProcessResources
+	if rel != nil {
+		resources = releaseResources(rel)
+	}
 	if asJSON && !hasReportFlag(c) {
 		return writeJSON(c.Out, map[string]any{
 			"app": c.App.Name, "deployed": c.App.Current > 0, "release": c.App.Current, "processes": procs, "running": running > 0,
 			"can-scale": true, "procfile-path": c.App.ProcfilePath, "global-procfile-path": "Procfile", "computed-procfile-path": procfilePath(c.App),
-			"restore": !c.App.Stopped,
+			"restore": !c.App.Stopped, "resources": resources,
 		})
+	}
+	for _, proc := range slices.Sorted(maps.Keys(resources)) {
+		fields = append(fields, kv{"Resources " + proc, describeResources(resources[proc])})
 	}
 	for _, pr := range procs {
 		fields = append(fields, kv{"Status " + pr.Process, fmt.Sprintf("%d/%d running", pr.Running, pr.Desired)})
@@ -113,6 +127,9 @@ func (p *Platform) psReport(ctx context.Context, c *Call) error {
 				st += " on " + t.Node
 			}
 			fields = append(fields, kv{fmt.Sprintf("Status %s %d", pr.Process, t.Slot), st})
+		}
+		for _, k := range pr.Killed {
+			fields = append(fields, kv{"Killed " + k.Task, k.At.UTC().Format(time.RFC3339) + " " + k.String()})
 		}
 	}
 	return report(c, false, c.App.Name+" ps information", fields)

@@ -8,6 +8,7 @@ import (
 	"paas/internal/commands"
 	"paas/internal/paas"
 	"paas/internal/store"
+	"paas/scheduler"
 )
 
 // auditLog keeps audit events in the store. A failure to record is logged,
@@ -77,4 +78,14 @@ func (a *auditLog) Refused(id paas.Identity, action, app, detail string) {
 	}
 	a.Record(&paas.Event{Actor: id.Name, Source: id.Source, App: app, Action: action,
 		Result: commands.ResultOf(commands.ExitError), Code: commands.ExitError, Detail: detail})
+}
+
+// recordKill records a task the kernel killed for memory (an "oom" event).
+func (a *auditLog) recordKill(k scheduler.Kill) {
+	if a == nil {
+		return
+	}
+	a.log.Warn("task killed for memory", "app", k.App, "task", k.Task, "limit_bytes", k.Limit)
+	a.Record(&paas.Event{Time: k.At, Actor: "paas", Source: "docker", App: k.App, Action: "oom",
+		Result: commands.ResultOf(commands.ExitError), Code: 137, Detail: k.String()})
 }

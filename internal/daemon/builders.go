@@ -33,15 +33,15 @@ type builders struct {
 	reg paas.ImageRegistry
 }
 
-func newBuilders(ctx context.Context, docker *client.Client, st *store.Store, dataDir string, reg paas.ImageRegistry, name string, log *slog.Logger) (*builders, error) {
+func newBuilders(ctx context.Context, docker *client.Client, st *store.Store, dataDir string, reg paas.ImageRegistry, name string, limits builder.BuildLimits, log *slog.Logger) (*builders, error) {
 	moby, err := builder.NewPackDocker(ctx)
 	if err != nil {
 		return nil, err
 	}
 	logins := builder.NewCredentials(filepath.Join(dataDir, "registry-credentials.json"))
-	pack := builder.NewPack(docker, moby, logins, reg, name, log)
+	pack := builder.NewPack(docker, moby, logins, reg, name, log).WithLimits(limits)
 	return &builders{
-		selector: builder.NewSelect(st, builder.NewDockerfile(docker, reg, log), pack),
+		selector: builder.NewSelect(st, builder.NewDockerfile(docker, reg, log).WithLimits(limits), pack),
 		pack:     pack,
 		importer: builder.NewImporter(logins, reg).WithLocal(docker),
 		logins:   logins,

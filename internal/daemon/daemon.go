@@ -90,6 +90,10 @@ type Config struct {
 	RouterMaxConnsPerAddr int
 	SSHAuthTimeout        time.Duration
 	SSHIdleTimeout        time.Duration
+	// BuildMemory and BuildCPUs bound what one build may use (0 and "":
+	// no limit), so a build cannot starve the node's apps.
+	BuildMemory int64
+	BuildCPUs   string
 	// CronSeconds lets app.json cron schedules have a leading seconds
 	// field and looks at them 4 times a second (for tests).
 	CronSeconds bool
@@ -100,6 +104,9 @@ const (
 	DefaultMaxConfigValue = 64 << 10
 	DefaultMaxConfigSize  = 512 << 10
 	DefaultMaxScale       = 100
+	// DefaultBuildMemory is what one build may use unless --build-memory
+	// says otherwise.
+	DefaultBuildMemory = 2 << 30
 )
 
 // Validate reports the first invalid setting.
@@ -122,6 +129,9 @@ func (c *Config) Validate() error {
 	case c.MaxConfigValue > math.MaxInt32 || c.MaxConfigSize > math.MaxInt32:
 		return errors.New("--max-config-value and --max-config-size: at most 2GB")
 	}
+	if _, err := c.buildLimits(); err != nil {
+		return err
+	}
 	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
 	}
@@ -129,6 +139,22 @@ func (c *Config) Validate() error {
 		return err
 	}
 	return c.LDAP.validate()
+}
+
+// buildLimits reads --build-memory and --build-cpus.
+func (c *Config) buildLimits() (builder.BuildLimits, error) {
+	l := builder.BuildLimits{MemoryBytes: c.BuildMemory}
+	if c.BuildMemory != 0 && c.BuildMemory < paas.MinMemoryBytes {
+		return l, fmt.Errorf("--build-memory %d: at least %s (0: no limit)", c.BuildMemory, paas.FormatMemory(paas.MinMemoryBytes))
+	}
+	if c.BuildCPUs != "" && c.BuildCPUs != "0" {
+		n, err := paas.ParseCPU(c.BuildCPUs)
+		if err != nil {
+			return l, fmt.Errorf("--build-cpus: %w", err)
+		}
+		l.NanoCPUs = n
+	}
+	return l, nil
 }
 
 // ShutdownGrace is how long a stopping paasd lets running deploys finish.
@@ -193,7 +219,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Name: cfg.Name, Network: network, Log: log, Traffic: traffic,
 		RegistryAuth: func() string { return builder.DockerAuth(target) },
 	})
-	builds, err := newBuilders(ctx, docker, st, dataDir, target, cfg.Name, log)
+	buildLimits, _ := cfg.buildLimits() // checked by Validate
+	builds, err := newBuilders(ctx, docker, st, dataDir, target, cfg.Name, buildLimits, log)
 	if err != nil {
 		return err
 	}
@@ -228,6 +255,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		CronSeconds:  cfg.CronSeconds,
 	})
 	audit := &auditLog{store: st, log: log.With("component", "audit")}
+	sched.OnKill(audit.recordKill)
 	cronJobs := cron.New(st, sched, audit, cron.Options{Dir: filepath.Join(dataDir, "cron"), Seconds: cfg.CronSeconds, Log: log.With("component", "cron")})
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st, audit: audit}
 	// One push lock per app, for pushes and everything else that writes
@@ -266,6 +294,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		commands.WithTriggers(platform.Builtins(), triggers),
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
 		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline, commands.JoinRegistry{Host: target.Host(), CAFile: target.CAFile}), commands.WhoamiCommands(), commands.EventCommands(st),
+		commands.ResourceCommands(st, pipeline),
 		commands.CronCommands(cronJobs), pluginCommands(triggers))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))
@@ -328,6 +357,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	g.Go(func() error { return triggers.Run(gctx) })
+	g.Go(func() error { return sched.WatchKills(gctx, docker, audit.recordKill) })
 	g.Go(func() error { return cronJobs.Run(gctx) })
 	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", target.Prefix, "registry_listen", reg.Addr(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
 	return g.Wait()

@@ -38,6 +38,9 @@ type Store interface {
 	FinishDeploy(d *paas.Deploy) error
 	// GlobalConfig is the config every app inherits (config:set --global).
 	GlobalConfig() (map[string]string, error)
+	// GlobalResources are the resource settings of every app without its
+	// own (resource:limit --global).
+	GlobalResources() (paas.ResourceSettings, error)
 }
 
 // Builder turns an exported commit into an image in the registry.
@@ -344,7 +347,17 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 func (p *Pipeline) rollOut(ctx context.Context, app *paas.App, rel *paas.Release, out io.Writer) error {
 	rel.CreatedAt = time.Now().UTC()
 	rel.Scale = app.ScaleOf(rel.Processes)
-	err := p.deployTriggered(ctx, rel, p.deployOptions(app, rel, false), out, func() error {
+	// Every new release, a rollback's too, runs with the app's resource
+	// settings as they are now, over the installation's.
+	global, err := p.store.GlobalResources()
+	if err != nil {
+		return err
+	}
+	rel.Resources, rel.GlobalResources = app.Resources.Clone(), global
+	if err := paas.CheckResources(rel.Resources, global, processNames(rel)...); err != nil {
+		return err
+	}
+	err = p.deployTriggered(ctx, rel, p.deployOptions(app, rel, false), out, func() error {
 		if err := p.store.AddRelease(rel); err != nil {
 			return fmt.Errorf("record release: %w", err)
 		}

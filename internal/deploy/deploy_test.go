@@ -33,6 +33,10 @@ type fakeStore struct {
 
 var _ Store = (*fakeStore)(nil)
 
+func (s *fakeStore) GlobalResources() (paas.ResourceSettings, error) {
+	return paas.ResourceSettings{}, nil
+}
+
 func (s *fakeStore) GlobalConfig() (map[string]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -147,6 +151,7 @@ func (s *fakeStore) AddRelease(rel *paas.Release) error {
 	s.releases[rel.App][rel.Version] = cloneRelease(rel)
 	a.Current, a.Stopped = rel.Version, false
 	a.Config, a.ConfigVersion = maps.Clone(rel.Config), rel.ConfigVersion
+	a.Resources = rel.Resources.Clone()
 	return nil
 }
 

@@ -198,6 +198,9 @@ type App struct {
 	// ProcfilePath (ps:set APP procfile-path) is where a push's Procfile is
 	// read from, relative to the root of the commit; "" is Procfile.
 	ProcfilePath string `json:"procfile_path,omitempty"`
+	// Resources are the app's limits and reservations (resource:limit,
+	// resource:reserve), applied by its next release.
+	Resources ResourceSettings `json:"resources,omitzero"`
 }
 
 // AppsSettings are the installation's app settings (`apps:set --global`).
@@ -344,6 +347,15 @@ type Release struct {
 	// the image's working directory): they run while the release is the
 	// current one, so a rollback rolls the schedule back too.
 	Cron []CronTask `json:"cron,omitempty"`
+	// Resources and GlobalResources are the app's and the installation's
+	// resource settings when the release was made (ResourcesOf).
+	Resources       ResourceSettings `json:"resources,omitzero"`
+	GlobalResources ResourceSettings `json:"global_resources,omitzero"`
+}
+
+// ResourcesOf returns the limits and reservations of process's tasks.
+func (r *Release) ResourcesOf(process string) ProcessResources {
+	return EffectiveResources(r.Resources, r.GlobalResources, process)
 }
 
 // CronTask is one entry of app.json's "cron", with Dokku's fields, and

@@ -245,6 +245,9 @@ func (s *Store) AddRelease(rel *paas.Release) error {
 		}
 		app.Current, app.Stopped = rel.Version, false
 		app.Config, app.ConfigVersion = rel.Config, rel.ConfigVersion
+		// A resource change, like a config change, is the app's once
+		// the release that carries it runs.
+		app.Resources = rel.Resources
 		return put(apps, []byte(app.Name), app)
 	})
 }

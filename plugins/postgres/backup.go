@@ -54,12 +54,12 @@ func (p *Postgres) keptBackups(db string) ([]Backup, error) {
 
 // backupNow writes a dump of db to its backup folder (via a temporary file, so
 // a failed dump leaves no partial backup) and keeps the newest keep.
-func (p *Postgres) backupNow(ctx context.Context, db string, keep int, now time.Time) (string, error) {
-	dir := p.backupDir(db)
+func (p *Postgres) backupNow(ctx context.Context, db *Database, keep int, now time.Time) (string, error) {
+	dir := p.backupDir(db.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("create backup dir: %w", err)
 	}
-	final := filepath.Join(dir, db+"-"+now.UTC().Format(backupTimeFormat)+".dump")
+	final := filepath.Join(dir, db.Name+"-"+now.UTC().Format(backupTimeFormat)+".dump")
 	f, err := os.CreateTemp(dir, ".partial-*")
 	if err != nil {
 		return "", fmt.Errorf("create backup: %w", err)
@@ -76,7 +76,7 @@ func (p *Postgres) backupNow(ctx context.Context, db string, keep int, now time.
 	if err := os.Rename(f.Name(), final); err != nil {
 		return "", fmt.Errorf("keep backup: %w", err)
 	}
-	return final, p.prune(db, keep)
+	return final, p.prune(db.Name, keep)
 }
 
 // prune removes all but the newest keep backups of db.
@@ -109,8 +109,10 @@ func (l *limitedWriter) Write(b []byte) (int, error) {
 }
 
 // Run implements plugins.Runner: each minute it backs up the databases whose
-// schedule matches that minute.
+// schedule matches that minute. At start it removes client containers a
+// previous paasd left.
 func (p *Postgres) Run(ctx context.Context) error {
+	p.removeClients(ctx)
 	for {
 		now := p.now()
 		next := now.Truncate(time.Minute).Add(time.Minute)
@@ -139,7 +141,7 @@ func (p *Postgres) runDue(ctx context.Context, t time.Time) {
 			continue
 		}
 		bctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-		file, err := p.backupNow(bctx, db.Name, keepOf(db), t)
+		file, err := p.backupNow(bctx, db, keepOf(db), t)
 		cancel()
 		if err != nil {
 			p.log.Error("scheduled backup failed", "db", db.Name, "err", err)

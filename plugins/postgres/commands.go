@@ -21,8 +21,8 @@ var formatFlag = map[string]bool{"--format": true}
 // Commands implements plugins.Commander.
 func (p *Postgres) Commands() []plugins.Command {
 	return []plugins.Command{
-		{Name: "postgres:create", Args: "DB", Help: "Create a Postgres database (a Swarm service with its data on a volume)", MinArgs: 1, Run: p.create},
-		{Name: "postgres:info", Args: "DB", Help: "Show a database's service, status, links and backups", MinArgs: 1, Flags: formatFlag, Run: p.info},
+		{Name: "postgres:create", Args: "DB [--node NODE]", Help: "Create a Postgres database (a Swarm service with its data on a volume, kept on one node: this one, or NODE)", MinArgs: 1, Flags: map[string]bool{"--node": true}, Run: p.create},
+		{Name: "postgres:info", Args: "DB", Help: "Show a database's service, node, status, links and backups", MinArgs: 1, Flags: formatFlag, Run: p.info},
 		{Name: "postgres:list", Help: "List your Postgres databases", Flags: formatFlag, Run: p.list},
 		{Name: "postgres:link", Args: "DB APP", Help: "Set the app's DATABASE_URL to the database and roll it out", MinArgs: 2, Run: p.link},
 		{Name: "postgres:unlink", Args: "DB APP", Help: "Unset the app's DATABASE_URL and roll it out", MinArgs: 2, Run: p.unlink},
@@ -63,7 +63,19 @@ func (p *Postgres) create(ctx context.Context, c *plugins.Call) error {
 	if err != nil {
 		return err
 	}
-	db := &Database{Name: name, Owner: c.ID.Name, Password: pass, CreatedAt: p.now().UTC(), Links: []string{}}
+	// The data volume is local to a node: the database is pinned to the
+	// node it starts on, and the volume is named for this creation, so a
+	// volume a destroy left on another node is never taken for its data.
+	node, err := p.placement(ctx, c.Flags["--node"])
+	if err != nil {
+		return fmt.Errorf("create Postgres database %s: %w", name, err)
+	}
+	suffix, err := newSuffix()
+	if err != nil {
+		return err
+	}
+	db := &Database{Name: name, Owner: c.ID.Name, Password: pass, CreatedAt: p.now().UTC(), Links: []string{},
+		Volume: p.serviceName(name) + "-" + suffix + "-data"}
 	raw, err := json.Marshal(db)
 	if err != nil {
 		return err
@@ -78,23 +90,25 @@ func (p *Postgres) create(ctx context.Context, c *plugins.Call) error {
 	if err != nil {
 		return err
 	}
-	output.Step(c.Out, "Starting Postgres database %s", name)
-	err = p.start(ctx, name)
+	output.Step(c.Out, "Starting Postgres database %s on node %s", name, node.Description.Hostname)
+	err = p.start(ctx, db, node.ID)
 	if err == nil {
 		output.Step(c.Out, "Setting up database %s", name)
-		err = p.sql(ctx, name, "postgres", fmt.Sprintf("ALTER ROLE postgres PASSWORD '%s';\nCREATE DATABASE %s;\n", pass, ident(name)))
+		err = p.sql(ctx, db, "postgres", fmt.Sprintf("ALTER ROLE postgres PASSWORD '%s';\nCREATE DATABASE %s;\n", pass, ident(name)))
 	}
 	if err != nil {
 		// Leave nothing behind: the name is free again.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		if serr := p.stop(cctx, name); serr != nil {
+		if kept, _, serr := p.stop(cctx, db); serr != nil {
 			p.log.Error("clean up failed database", "db", name, "err", serr)
+		} else if kept != "" {
+			p.log.Warn("the volume of a failed database stays on its node", "db", name, "volume", p.volumeOf(db), "node", kept)
 		}
 		p.opts.Data.Update(name, func([]byte) ([]byte, error) { return nil, nil })
 		return fmt.Errorf("create Postgres database %s: %w", name, err)
 	}
-	p.log.Info("database created", "db", name, "owner", c.ID.Name)
+	p.log.Info("database created", "db", name, "owner", c.ID.Name, "node", node.Description.Hostname)
 	output.Header(c.Out, "Postgres database %s created", name)
 	output.Detail(c.Out, "Link it to an app: postgres:link %s APP", name)
 	return nil
@@ -107,12 +121,16 @@ type infoJSON struct {
 	DSN       string    `json:"dsn"`
 	Service   string    `json:"service"`
 	Volume    string    `json:"volume"`
-	Status    string    `json:"status"`
-	Links     []string  `json:"links"`
-	Schedule  string    `json:"backup_schedule"`
-	Keep      int       `json:"backup_keep"`
-	BackupDir string    `json:"backup_dir"`
-	Backups   int       `json:"backups"`
+	// Node is the hostname of the node the database is pinned to (its
+	// volume is there); NodeID its Swarm ID.
+	Node      string   `json:"node"`
+	NodeID    string   `json:"node_id"`
+	Status    string   `json:"status"`
+	Links     []string `json:"links"`
+	Schedule  string   `json:"backup_schedule"`
+	Keep      int      `json:"backup_keep"`
+	BackupDir string   `json:"backup_dir"`
+	Backups   int      `json:"backups"`
 }
 
 func (p *Postgres) describe(ctx context.Context, db *Database) (infoJSON, error) {
@@ -120,9 +138,17 @@ func (p *Postgres) describe(ctx context.Context, db *Database) (infoJSON, error)
 	if err != nil {
 		return infoJSON{}, err
 	}
+	nodeID, err := p.pinnedNode(ctx, db.Name)
+	if err != nil {
+		return infoJSON{}, err
+	}
+	var node string
+	if nodeID != "" {
+		node = p.nodeName(ctx, nodeID)
+	}
 	return infoJSON{
 		Name: db.Name, Owner: db.Owner, CreatedAt: db.CreatedAt, DSN: p.URL(db),
-		Service: p.serviceName(db.Name), Volume: p.volumeName(db.Name), Status: p.status(ctx, db.Name),
+		Service: p.serviceName(db.Name), Volume: p.volumeOf(db), Node: node, NodeID: nodeID, Status: p.status(ctx, db.Name),
 		Links: db.Links, Schedule: db.Schedule, Keep: keepOf(db), BackupDir: p.backupDir(db.Name), Backups: len(kept),
 	}, nil
 }
@@ -160,6 +186,7 @@ func (p *Postgres) info(ctx context.Context, c *plugins.Call) error {
 		{"Dsn", in.DSN},
 		{"Service", in.Service},
 		{"Volume", in.Volume},
+		{"Node", nodeLine(in)},
 		{"Status", in.Status},
 		{"Links", strings.Join(in.Links, " ")},
 		{"Backup schedule", schedule},
@@ -170,6 +197,15 @@ func (p *Postgres) info(ctx context.Context, c *plugins.Call) error {
 		output.Detail(c.Out, "%-16s %s", f[0]+":", f[1])
 	}
 	return nil
+}
+
+// nodeLine says where the data is: the volume is local to the node, so the
+// database never moves off it.
+func nodeLine(in infoJSON) string {
+	if in.NodeID == "" {
+		return "unknown (the service is missing)"
+	}
+	return in.Node + " (pinned: its data volume is on that node)"
 }
 
 func (p *Postgres) list(ctx context.Context, c *plugins.Call) error {
@@ -286,7 +322,7 @@ func (p *Postgres) connect(ctx context.Context, c *plugins.Call) error {
 	if t, ok := c.Stdin.(interface{ Terminal() (*paas.Terminal, bool) }); ok {
 		tty, _ = t.Terminal()
 	}
-	err = p.execIn(ctx, db.Name, []string{"psql", "-X", "-U", "postgres", "-d", db.Name}, c.Stdin, c.Out, c.Err, tty)
+	err = p.execIn(ctx, db, []string{"psql", "-X", "-U", "postgres", "-d", db.Name}, c.Stdin, c.Out, c.Err, tty)
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return fmt.Errorf("psql exited with status %d", ee.code)
@@ -299,13 +335,13 @@ func (p *Postgres) backup(ctx context.Context, c *plugins.Call) error {
 	if err != nil {
 		return err
 	}
-	return p.dump(ctx, db.Name, c.Out, c.Err)
+	return p.dump(ctx, db, c.Out, c.Err)
 }
 
 // dump writes a pg_dump of db in the custom format to w.
-func (p *Postgres) dump(ctx context.Context, db string, w, errw io.Writer) error {
-	if err := p.exec(ctx, db, []string{"pg_dump", "-Fc", "-U", "postgres", "-d", db}, nil, w, errw); err != nil {
-		return fmt.Errorf("back up %s: %w", db, err)
+func (p *Postgres) dump(ctx context.Context, db *Database, w, errw io.Writer) error {
+	if err := p.exec(ctx, db, []string{"pg_dump", "-Fc", "-U", "postgres", "-d", db.Name}, nil, w, errw); err != nil {
+		return fmt.Errorf("back up %s: %w", db.Name, err)
 	}
 	return nil
 }
@@ -320,18 +356,18 @@ func (p *Postgres) restore(ctx context.Context, c *plugins.Call) error {
 	defer p.lock(db.Name)()
 	tmp := db.Name + "__restore"
 	output.Step(c.Out, "Restoring %s from stdin", db.Name)
-	if err := p.sql(ctx, db.Name, "postgres", fmt.Sprintf("DROP DATABASE IF EXISTS %s;\nCREATE DATABASE %s;\n", ident(tmp), ident(tmp))); err != nil {
+	if err := p.sql(ctx, db, "postgres", fmt.Sprintf("DROP DATABASE IF EXISTS %s;\nCREATE DATABASE %s;\n", ident(tmp), ident(tmp))); err != nil {
 		return fmt.Errorf("restore %s: %w", db.Name, err)
 	}
-	err = p.exec(ctx, db.Name, []string{"pg_restore", "--exit-on-error", "--no-owner", "--no-privileges", "-U", "postgres", "-d", tmp}, c.Stdin, c.Out, c.Err)
+	err = p.exec(ctx, db, []string{"pg_restore", "--exit-on-error", "--no-owner", "--no-privileges", "-U", "postgres", "-d", tmp}, c.Stdin, c.Out, c.Err)
 	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		p.sql(cctx, db.Name, "postgres", fmt.Sprintf("DROP DATABASE IF EXISTS %s;\n", ident(tmp)))
+		p.sql(cctx, db, "postgres", fmt.Sprintf("DROP DATABASE IF EXISTS %s;\n", ident(tmp)))
 		return fmt.Errorf("restore %s failed, its contents are unchanged: %w", db.Name, err)
 	}
 	swap := fmt.Sprintf("DROP DATABASE %s WITH (FORCE);\nALTER DATABASE %s RENAME TO %s;\n", ident(db.Name), ident(tmp), ident(db.Name))
-	if err := p.sql(ctx, db.Name, "postgres", swap); err != nil {
+	if err := p.sql(ctx, db, "postgres", swap); err != nil {
 		return fmt.Errorf("restore %s: %w", db.Name, err)
 	}
 	p.log.Info("database restored", "db", db.Name)
@@ -433,13 +469,21 @@ func (p *Postgres) destroy(ctx context.Context, c *plugins.Call) error {
 		return fmt.Errorf("%s is linked to %s: run `postgres:unlink %s %s` first", name, strings.Join(db.Links, ", "), name, db.Links[0])
 	}
 	output.Step(c.Out, "Destroying Postgres database %s", name)
-	if err := p.stop(ctx, name); err != nil {
+	keptOn, emptied, err := p.stop(ctx, db)
+	if err != nil {
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}
 	if err := p.opts.Data.Update(name, func([]byte) ([]byte, error) { return nil, nil }); err != nil {
 		return err
 	}
 	p.log.Info("database destroyed", "db", name, "by", c.ID.Name)
+	// Swarm cannot remove a volume on another node.
+	switch {
+	case keptOn != "" && emptied:
+		output.Detail(c.Out, "Its data on node %s is deleted; the empty volume %s stays there (`docker volume rm %s` on that node)", keptOn, p.volumeOf(db), p.volumeOf(db))
+	case keptOn != "":
+		output.Detail(c.Out, "Its volume %s, with its data, stays on node %s: remove it there with `docker volume rm %s`", p.volumeOf(db), keptOn, p.volumeOf(db))
+	}
 	if kept, _ := p.keptBackups(name); len(kept) > 0 {
 		output.Detail(c.Out, "%d backups kept in %s", len(kept), p.backupDir(name))
 	}

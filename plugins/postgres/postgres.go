@@ -57,8 +57,9 @@ type Postgres struct {
 	log  *slog.Logger
 	now  func() time.Time
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	mu     sync.Mutex
+	locks  map[string]*sync.Mutex
+	nodeID string // this node's, once known (localNode)
 }
 
 var (
@@ -98,6 +99,10 @@ type Database struct {
 	Links     []string  `json:"links"`
 	Schedule  string    `json:"schedule,omitempty"`
 	Keep      int       `json:"keep,omitempty"`
+	// Volume is the data volume, named at creation ("" for a database
+	// created before: <name>-pg-<db>-data). It lives on the node the
+	// service is pinned to.
+	Volume string `json:"volume,omitempty"`
 }
 
 var dbNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
@@ -208,8 +213,13 @@ func (p *Postgres) URL(db *Database) string {
 	return u.String()
 }
 
-func newPassword() (string, error) {
-	b := make([]byte, 24)
+func newPassword() (string, error) { return randomHex(24) }
+
+// newSuffix names one creation of a database's volume and secret.
+func newSuffix() (string, error) { return randomHex(3) }
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}

@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/api/types/system"
 
 	"paas/internal/paas"
 	"paas/plugins"
@@ -178,20 +181,125 @@ func TestRenameKeepsLinks(t *testing.T) {
 
 func TestSpec(t *testing.T) {
 	p := newTestPlugin(t)
-	s := p.spec("shop", "node1")
+	db := &Database{Name: "shop", Password: "s3cret", Volume: "inst-pg-shop-1a2b3c-data"}
+	secret := &swarm.SecretReference{SecretID: "sec1", SecretName: "inst-pg-shop-1a2b3c", File: &swarm.SecretReferenceFileTarget{Name: "postgres-password"}}
+	s := p.spec(db, "node1", secret)
 	c := s.TaskTemplate.ContainerSpec
 	switch {
 	case s.Name != "inst-pg-shop" || s.Labels[paas.LabelInstallation] != "inst" || s.Labels[labelDatabase] != "shop":
 		t.Fatalf("annotations %+v", s.Annotations)
 	case s.EndpointSpec.Mode != swarm.ResolutionModeDNSRR || len(s.EndpointSpec.Ports) != 0:
 		t.Fatalf("endpoint %+v: want dnsrr and no published port", s.EndpointSpec)
-	case len(c.Mounts) != 1 || c.Mounts[0].Source != "inst-pg-shop-data" || c.Mounts[0].Target != dataDir:
+	case len(c.Mounts) != 1 || c.Mounts[0].Source != "inst-pg-shop-1a2b3c-data" || c.Mounts[0].Target != dataDir:
 		t.Fatalf("mounts %+v", c.Mounts)
+	case c.Mounts[0].VolumeOptions == nil || c.Mounts[0].VolumeOptions.Labels[labelDatabase] != "shop":
+		t.Fatalf("volume options %+v: the node must create the volume labelled", c.Mounts[0].VolumeOptions)
 	case len(s.TaskTemplate.Networks) != 1 || s.TaskTemplate.Networks[0].Target != "inst-net":
 		t.Fatalf("networks %+v", s.TaskTemplate.Networks)
 	case !slices.Equal(s.TaskTemplate.Placement.Constraints, []string{"node.id==node1"}):
 		t.Fatalf("placement %+v", s.TaskTemplate.Placement)
-	case c.Image != DefaultImage || len(c.Env) != 0:
-		t.Fatalf("image %s env %v: no password may be in the spec", c.Image, c.Env)
+	case len(c.Secrets) != 1 || c.Secrets[0] != secret || !slices.Equal(c.Env, []string{"POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password"}):
+		t.Fatalf("secrets %+v env %v: the password is a secret's file", c.Secrets, c.Env)
+	case c.Image != DefaultImage:
+		t.Fatalf("image %s", c.Image)
+	}
+	if raw, _ := json.Marshal(s); strings.Contains(string(raw), db.Password) {
+		t.Fatalf("the password is in the spec: %s", raw)
+	}
+	// A database created before volumes were named per creation keeps its volume.
+	if got := p.spec(&Database{Name: "old"}, "node1", nil).TaskTemplate.ContainerSpec.Mounts[0].Source; got != "inst-pg-old-data" {
+		t.Fatalf("volume of an old database = %s", got)
+	}
+}
+
+// fakeNodes is the Swarm's node list, for placement.
+type fakeNodes struct {
+	DockerAPI
+	local string
+	nodes []swarm.Node
+}
+
+func (f *fakeNodes) Info(context.Context) (system.Info, error) {
+	return system.Info{Swarm: swarm.Info{NodeID: f.local}}, nil
+}
+
+func (f *fakeNodes) NodeList(context.Context, swarm.NodeListOptions) ([]swarm.Node, error) {
+	return slices.Clone(f.nodes), nil
+}
+
+func TestPlacement(t *testing.T) {
+	node := func(id, host string, state swarm.NodeState, avail swarm.NodeAvailability) swarm.Node {
+		return swarm.Node{ID: id, Description: swarm.NodeDescription{Hostname: host},
+			Status: swarm.NodeStatus{State: state}, Spec: swarm.NodeSpec{Availability: avail}}
+	}
+	ready, active := swarm.NodeStateReady, swarm.NodeAvailabilityActive
+	cluster := []swarm.Node{
+		node("m1", "manager", ready, active),
+		node("w2", "worker-b", ready, active),
+		node("w1", "worker-a", ready, active),
+		node("w3", "worker-c", swarm.NodeStateDown, active),
+		node("w4", "worker-d", ready, swarm.NodeAvailabilityDrain),
+	}
+	drained := slices.Clone(cluster)
+	drained[0] = node("m1", "manager", ready, swarm.NodeAvailabilityDrain)
+	tests := []struct {
+		name   string
+		nodes  []swarm.Node
+		want   string
+		got    string // node ID
+		errHas string
+	}{
+		{name: "this node by default", nodes: cluster, got: "m1"},
+		{name: "a node by name", nodes: cluster, want: "worker-b", got: "w2"},
+		{name: "a node by ID", nodes: cluster, want: "w1", got: "w1"},
+		{name: "this node drained: the first active by name", nodes: drained, got: "w1"},
+		{name: "unknown", nodes: cluster, want: "nope", errHas: `no such node "nope"`},
+		{name: "down", nodes: cluster, want: "worker-c", errHas: "node worker-c is down"},
+		{name: "drained", nodes: cluster, want: "worker-d", errHas: "node worker-d's availability is drain"},
+		{name: "nothing usable", nodes: drained[3:], errHas: "no node of the swarm is ready and active"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(Options{Docker: &fakeNodes{local: "m1", nodes: tc.nodes}, Name: "inst"})
+			n, err := p.placement(context.Background(), tc.want)
+			switch {
+			case tc.errHas != "" && (err == nil || !strings.Contains(err.Error(), tc.errHas)):
+				t.Fatalf("placement(%q) = %s, %v; want an error with %q", tc.want, n.ID, err, tc.errHas)
+			case tc.errHas == "" && (err != nil || n.ID != tc.got):
+				t.Fatalf("placement(%q) = %s, %v; want %s", tc.want, n.ID, err, tc.got)
+			}
+		})
+	}
+}
+
+// fakeClients holds client containers, for removeClients.
+type fakeClients struct {
+	DockerAPI
+	list    []container.Summary
+	filter  filters.Args
+	removed []string
+}
+
+func (f *fakeClients) ContainerList(_ context.Context, opts container.ListOptions) ([]container.Summary, error) {
+	f.filter = opts.Filters
+	return f.list, nil
+}
+
+func (f *fakeClients) ContainerRemove(_ context.Context, id string, _ container.RemoveOptions) error {
+	f.removed = append(f.removed, id)
+	return nil
+}
+
+// A paasd that stopped in the middle of a command left its client
+// container: the next one removes it, and no client of a running command.
+func TestRemoveClients(t *testing.T) {
+	f := &fakeClients{list: []container.Summary{{ID: "a", State: "exited"}, {ID: "b", State: "running"}, {ID: "c", State: "dead"}, {ID: "d", State: "created"}}}
+	p := New(Options{Docker: f, Name: "inst"})
+	p.removeClients(context.Background())
+	if !slices.Equal(f.removed, []string{"a", "c"}) {
+		t.Fatalf("removed %v, want the exited and dead ones", f.removed)
+	}
+	if !f.filter.ExactMatch("label", "paas.installation=inst") || !f.filter.ExactMatch("label", "paas.role=postgres-client") {
+		t.Fatalf("listed %v: want this installation's client containers only", f.filter)
 	}
 }

@@ -3,7 +3,9 @@
 // the internet; with the Docker socket itself, a flaw in it would be root on
 // the node. Behind this proxy it can list one installation's services,
 // tasks and configs (without the services' environment, where apps keep
-// their secrets) and ping the daemon; every other request is refused with
+// their secrets), follow the event stream of services, nodes, configs and
+// the installation's containers (each event cut down to its type, action
+// and object ID), and ping the daemon; every other request is refused with
 // 403 before it reaches Docker.
 package dockerproxy
 
@@ -24,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 )
 
@@ -86,7 +89,13 @@ const (
 	epServices = "/services"
 	epTasks    = "/tasks"
 	epConfigs  = "/configs"
+	epEvents   = "/events"
 )
+
+// eventTypes are the event types the router follows (router/watch.go).
+var eventTypes = []string{"service", "node", "config", "container"}
+
+var sinceValue = regexp.MustCompile(`^[0-9]{1,12}(\.[0-9]{1,9})?$`)
 
 var versioned = regexp.MustCompile(`^/v[0-9]{1,2}\.[0-9]{1,3}(/[a-z_]+)$`)
 
@@ -135,6 +144,8 @@ func (p *Proxy) allowed(r *http.Request) (endpoint, string) {
 		return endpoint{raw, name}, noQuery(r)
 	case name == epServices || name == epTasks || name == epConfigs:
 		return endpoint{raw, name}, p.checkFilters(r)
+	case name == epEvents:
+		return endpoint{raw, name}, p.checkEvents(r)
 	}
 	return endpoint{}, "endpoint not allowed"
 }
@@ -167,11 +178,55 @@ func (p *Proxy) checkFilters(r *http.Request) string {
 	return ""
 }
 
+// checkEvents requires an event stream to ask for the types the router
+// follows, by a filters parameter of type, event and label filters, and
+// optionally since (a Unix time). Container events must be of the
+// installation's containers alone: their label filter is required.
+func (p *Proxy) checkEvents(r *http.Request) string {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return "malformed query"
+	}
+	if len(q["filters"]) != 1 || len(q["since"]) > 1 || len(q) != 1+len(q["since"]) {
+		return "one filters parameter and at most one since parameter are required"
+	}
+	if since := q.Get("since"); len(q["since"]) == 1 && !sinceValue.MatchString(since) {
+		return "since must be a Unix time"
+	}
+	args, err := filters.FromJSON(q["filters"][0])
+	if err != nil {
+		return "malformed filters"
+	}
+	if err := args.Validate(map[string]bool{"type": true, "event": true, "label": true}); err != nil {
+		return "only type, event and label filters are allowed"
+	}
+	types := args.Get("type")
+	if len(types) == 0 {
+		return "a type filter is required"
+	}
+	for _, t := range types {
+		if !slices.Contains(eventTypes, t) {
+			return "event type " + t + " not allowed"
+		}
+	}
+	if slices.Contains(types, "container") && (len(types) != 1 || !slices.Contains(args.Get("label"), p.label)) {
+		return "container events must be asked for alone, filtered on label " + p.label
+	}
+	return ""
+}
+
 // redact removes the environment of every container spec from service and
 // task lists: the router needs labels, ports and addresses, never an app's
 // configuration.
 func (p *Proxy) redact(resp *http.Response) error {
 	ep, _ := resp.Request.Context().Value(endpointKey{}).(endpoint)
+	if resp.StatusCode == http.StatusOK && ep.name == epEvents {
+		resp.Body = slimEvents(resp.Body)
+		resp.ContentLength = -1 // a stream: the proxy flushes every write
+		resp.Header.Del("Content-Length")
+		resp.Header.Del("Content-Encoding")
+		return nil
+	}
 	if resp.StatusCode != http.StatusOK || ep.name != epServices && ep.name != epTasks {
 		return nil
 	}
@@ -223,4 +278,40 @@ func dropEnv(v any) {
 			dropEnv(sub)
 		}
 	}
+}
+
+// slimEvents passes on a stream of events with only what the router reads
+// of each: type, action, scope, time and the object's ID, and of a
+// container the Swarm service and task it runs. Names, images and labels
+// (of other installations' services, too) stay behind.
+func slimEvents(body io.ReadCloser) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		defer body.Close()
+		d := json.NewDecoder(body)
+		enc := json.NewEncoder(pw)
+		for {
+			var m events.Message
+			if err := d.Decode(&m); err != nil {
+				if err == io.EOF {
+					err = nil
+				}
+				pw.CloseWithError(err)
+				return
+			}
+			out := events.Message{Type: m.Type, Action: m.Action, Scope: m.Scope, Time: m.Time, TimeNano: m.TimeNano, Actor: events.Actor{ID: m.Actor.ID}}
+			if m.Type == events.ContainerEventType {
+				out.Actor.Attributes = map[string]string{}
+				for _, k := range []string{"com.docker.swarm.service.id", "com.docker.swarm.task.id"} {
+					if v, ok := m.Actor.Attributes[k]; ok {
+						out.Actor.Attributes[k] = v
+					}
+				}
+			}
+			if err := enc.Encode(out); err != nil {
+				return // the reader went away
+			}
+		}
+	}()
+	return pr
 }

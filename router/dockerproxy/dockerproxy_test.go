@@ -2,7 +2,10 @@ package dockerproxy
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -10,6 +13,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
 )
 
 // fakeDocker is the Docker API on a unix socket: it records what reaches it.
@@ -17,11 +23,16 @@ type fakeDocker struct {
 	mu   sync.Mutex
 	seen []string
 	hdrs []http.Header
+	hold time.Duration // how long an event stream stays open
 }
 
 const servicesJSON = `[{"ID":"s1","Version":{"Index":12345678901234},"Spec":{"Name":"x-app-web","Labels":{"paas.installation":"x"},` +
 	`"TaskTemplate":{"ContainerSpec":{"Image":"img","Env":["DATABASE_URL=postgres://secret"],"Args":["/server"]}}},` +
 	`"PreviousSpec":{"TaskTemplate":{"ContainerSpec":{"Env":["OLD=secret"]}}}}]`
+
+const eventsJSON = `{"Type":"service","Action":"update","Actor":{"ID":"s1","Attributes":{"name":"other-db","image.new":"registry/secret-image:1"}},"scope":"swarm","time":1700000000,"timeNano":1700000000000000001}
+{"Type":"container","Action":"die","Actor":{"ID":"c1","Attributes":{"com.docker.swarm.service.id":"s1","com.docker.swarm.task.id":"t1","image":"img","name":"x-app-web.1","paas.app":"app"}},"scope":"local","time":1700000001,"timeNano":1700000001000000001}
+`
 
 func (f *fakeDocker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
@@ -32,6 +43,18 @@ func (f *fakeDocker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasSuffix(r.URL.Path, "/services"):
 		io.WriteString(w, servicesJSON)
+	case strings.HasSuffix(r.URL.Path, "/events"):
+		// Two events at once, then the stream stays open (with hold) as
+		// Docker's does.
+		io.WriteString(w, eventsJSON)
+		w.(http.Flusher).Flush()
+		f.mu.Lock()
+		hold := f.hold
+		f.mu.Unlock()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(hold):
+		}
 	case strings.HasSuffix(r.URL.Path, "/tasks"):
 		io.WriteString(w, `[{"ID":"t1","Spec":{"ContainerSpec":{"Env":["K=secret"]}},"NetworksAttachments":[{"Addresses":["10.0.1.5/24"]}]}]`)
 	default:
@@ -111,6 +134,9 @@ func TestAllowed(t *testing.T) {
 		{"configs", get("/v1.41/configs?" + filtersQuery(`{"label":{"paas.installation=x":true}}`)), ""},
 		{"legacy filters", get("/v1.24/services?" + filtersQuery(`{"label":["paas.installation=x"]}`)), ""},
 		{"unversioned", get("/services?" + own), ""},
+		{"swarm events", get("/v1.41/events?" + filtersQuery(`{"type":{"service":true,"node":true,"config":true}}`)), ""},
+		{"swarm events since", get("/v1.41/events?since=1700000000.000000001&" + filtersQuery(`{"type":{"service":true}}`)), ""},
+		{"container events", get("/v1.41/events?" + filtersQuery(`{"type":{"container":true},"label":{"paas.installation=x":true,"paas.process=web":true},"event":{"start":true,"die":true}}`)), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,6 +173,15 @@ func TestRefused(t *testing.T) {
 		{"secrets", get("/v1.41/secrets?" + own)},
 		{"service inspect", get("/v1.41/services/abc")},
 		{"events", get("/v1.41/events")},
+		{"events of every type", get("/v1.41/events?" + filtersQuery(`{"event":{"start":true}}`))},
+		{"image events", get("/v1.41/events?" + filtersQuery(`{"type":{"image":true}}`))},
+		{"container events of every installation", get("/v1.41/events?" + filtersQuery(`{"type":{"container":true}}`))},
+		{"container events of another installation", get("/v1.41/events?" + filtersQuery(`{"type":{"container":true},"label":{"paas.installation=y":true}}`))},
+		{"container and service events", get("/v1.41/events?" + filtersQuery(`{"type":{"container":true,"service":true},"label":{"paas.installation=x":true}}`))},
+		{"events by container name", get("/v1.41/events?" + filtersQuery(`{"type":{"service":true},"container":{"abc":true}}`))},
+		{"events until", get("/v1.41/events?until=1700000000&" + filtersQuery(`{"type":{"service":true}}`))},
+		{"events since a date", get("/v1.41/events?since=2024-01-01&" + filtersQuery(`{"type":{"service":true}}`))},
+		{"events posted", "POST /v1.41/events?" + filtersQuery(`{"type":{"service":true}}`) + " HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
 		{"info", get("/v1.41/info")},
 		{"dot dot", get("/v1.41/containers/../services?" + own)},
 		{"dot dot to containers", get("/v1.41/services/../containers/json")},
@@ -181,6 +216,44 @@ func TestRefused(t *testing.T) {
 	}
 	if got := fake.requests(); len(got) > 0 {
 		t.Errorf("refused requests reached Docker: %v", got)
+	}
+}
+
+// TestEventStream: events pass through as they come (the stream stays
+// open), cut down to what the router reads.
+func TestEventStream(t *testing.T) {
+	sock, fake := start(t)
+	fake.mu.Lock()
+	fake.hold = 10 * time.Second
+	fake.mu.Unlock()
+	c := &http.Client{Transport: &http.Transport{Dial: func(_, _ string) (net.Conn, error) { return net.Dial("unix", sock) }}}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://docker/v1.41/events?"+filtersQuery(`{"type":{"service":true}}`), nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	d := json.NewDecoder(resp.Body)
+	var got []events.Message
+	for range 2 { // before the upstream ends its stream, 10 s from now
+		var m events.Message
+		if err := d.Decode(&m); err != nil {
+			t.Fatalf("read event %d: %v", len(got)+1, err)
+		}
+		got = append(got, m)
+	}
+	svc, ctr := got[0], got[1]
+	if svc.Type != "service" || svc.Action != "update" || svc.Actor.ID != "s1" || svc.Scope != "swarm" || svc.TimeNano != 1700000000000000001 || len(svc.Actor.Attributes) != 0 {
+		t.Errorf("service event = %+v, want type, action, ID, scope and time without attributes", svc)
+	}
+	want := map[string]string{"com.docker.swarm.service.id": "s1", "com.docker.swarm.task.id": "t1"}
+	if ctr.Type != "container" || ctr.Action != "die" || ctr.Actor.ID != "c1" || !maps.Equal(ctr.Actor.Attributes, want) {
+		t.Errorf("container event = %+v, want its service and task IDs only", ctr)
 	}
 }
 

@@ -2,7 +2,8 @@
 # Builds the image paas runs Postgres databases from, with nothing pulled from a
 # registry: a Debian bookworm root made by debootstrap (minbase) plus Debian's own
 # postgresql package, imported with `docker import`. Safe to run again: an existing
-# image is kept unless --force is given.
+# image is kept unless --force is given or it was built from another entrypoint.sh
+# (its label paas.postgres.entrypoint holds the script's SHA-256).
 #
 #   scripts/postgres/build.sh [--force]
 #
@@ -16,10 +17,12 @@ PG=15
 log() { printf -- '-----> %s\n' "$*"; }
 die() { printf -- ' !     %s\n' "$*" >&2; exit 1; }
 
-[ "$(id -u)" = 0 ] || die "run as root: debootstrap needs it"
-if [ "${1:-}" != --force ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
+ENTRYPOINT_SUM=$(sha256sum "$(dirname "$0")/entrypoint.sh" | cut -d' ' -f1)
+if [ "${1:-}" != --force ] &&
+  [ "$(docker image inspect --format '{{index .Config.Labels "paas.postgres.entrypoint"}}' "$IMAGE" 2>/dev/null)" = "$ENTRYPOINT_SUM" ]; then
   exit 0
 fi
+[ "$(id -u)" = 0 ] || die "run as root: debootstrap needs it"
 if ! command -v debootstrap >/dev/null 2>&1; then
   log "Installing debootstrap"
   export DEBIAN_FRONTEND=noninteractive
@@ -72,5 +75,6 @@ tar -C "$root" --numeric-owner -c . | docker import \
   --change "WORKDIR /var/lib/postgresql" \
   --change "EXPOSE 5432" \
   --change 'ENTRYPOINT ["/usr/local/bin/paas-postgres"]' \
+  --change "LABEL paas.postgres.entrypoint=$ENTRYPOINT_SUM" \
   - "$IMAGE" >/dev/null
 log "$IMAGE ready ($(docker image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%d MB", $1/1000000}'))"

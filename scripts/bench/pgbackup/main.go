@@ -75,7 +75,7 @@ func run(ctx context.Context, rows, reps int) error {
 	if err != nil {
 		return err
 	}
-	cid, err := output(ctx, "docker", "ps", "-q", "--filter", "label=paas.installation="+b.name, "--filter", "label=paas.postgres=benchdb")
+	cid, err := output(ctx, "docker", "ps", "-q", "--filter", "label=paas.installation="+b.name, "--filter", "label=paas.postgres=benchdb", "--filter", "label=paas.role=postgres")
 	if err != nil || cid == "" {
 		return fmt.Errorf("find the database container: %v", err)
 	}
@@ -184,8 +184,8 @@ func (b *bench) start(ctx context.Context) error {
 	}
 }
 
-// cleanup stops paasd and removes the Swarm services, volumes, networks and
-// images of this run's installation.
+// cleanup stops paasd and removes the Swarm services, secrets, volumes,
+// networks and images of this run's installation.
 func (b *bench) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -203,6 +203,9 @@ func (b *bench) cleanup() {
 			break
 		}
 		time.Sleep(300 * time.Millisecond)
+	}
+	if secrets, _ := output(ctx, "docker", "secret", "ls", "-q", "--filter", label); secrets != "" {
+		output(ctx, "docker", append([]string{"secret", "rm"}, strings.Fields(secrets)...)...)
 	}
 	if vols, _ := output(ctx, "docker", "volume", "ls", "-q", "--filter", label); vols != "" {
 		output(ctx, "docker", append([]string{"volume", "rm", "-f"}, strings.Fields(vols)...)...)

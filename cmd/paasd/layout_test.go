@@ -1,0 +1,56 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestLayout holds the layers of the README's "Code layout" to their
+// order: a package imports none of a layer above its own.
+func TestLayout(t *testing.T) {
+	layer := func(pkg string) float64 {
+		switch {
+		case pkg == "paas/cmd/paasd" || pkg == "paas/internal/daemon":
+			return 5 // wiring
+		case pkg == "paas/internal/commands" || strings.HasPrefix(pkg, "paas/plugins/"):
+			return 4 // commands (and the plugins compiled in)
+		case pkg == "paas/gitreceive" || pkg == "paas/internal/deploy":
+			return 3 // pipeline
+		case pkg == "paas/internal/paas":
+			return 1 // the shared domain types, at the bottom
+		case pkg == "paas/plugins" || pkg == "paas/router/contract" || pkg == "paas/internal/output" ||
+			pkg == "paas/internal/applock" || pkg == "paas/internal/connlimit":
+			return 1.5 // contracts: the plugin API, the router's wire contract, output lines, locks
+		case strings.HasPrefix(pkg, "paas/internal/clustertest") || strings.HasPrefix(pkg, "paas/internal/loopback") ||
+			strings.HasPrefix(pkg, "paas/internal/directory/slapdtest") || strings.HasPrefix(pkg, "paas/scripts/"):
+			return 0 // test support and tools: not held
+		default:
+			return 2 // the card's parts
+		}
+	}
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "paas/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg, l := fields[0], layer(fields[0])
+		if l == 0 {
+			continue
+		}
+		checked++
+		for _, imp := range fields[1:] {
+			if !strings.HasPrefix(imp, "paas/") {
+				continue
+			}
+			if il := layer(imp); il > l || (il == l && l < 2) {
+				t.Errorf("%s (layer %v) imports %s (layer %v)", pkg, l, imp, il)
+			}
+		}
+	}
+	if checked < 20 {
+		t.Fatalf("checked %d packages: go list gave too few", checked)
+	}
+}
