@@ -61,9 +61,11 @@ func cronError(err error) error {
 	return err
 }
 
+// oneArg checks that c has n arguments after the app (fewer are refused
+// by the dispatcher already, as missing).
 func oneArg(c *Call, n int) error {
 	if len(c.Args) != n {
-		return fmt.Errorf("%d arguments after the app wanted, got %d", n, len(c.Args))
+		return fmt.Errorf("too many arguments: %d after the app, want %d", len(c.Args), n)
 	}
 	return nil
 }

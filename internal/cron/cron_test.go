@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -95,22 +96,25 @@ func (f *fakeStore) Release(app string, v int) (*paas.Release, error) {
 // fakeRunner starts tasks that run until finish is called with their exit code.
 type fakeRunner struct {
 	mu      sync.Mutex
-	started chan string // names, as tasks start
-	exits   map[string]chan int
+	started chan string              // names, as tasks start
+	exits   map[string]chan struct{} // closed when the task ends
+	codes   map[string]int
 	args    [][]string
+	tasks   []scheduler.OneOff
 	n       int
 }
 
 func newFakeRunner() *fakeRunner {
-	return &fakeRunner{started: make(chan string, 10), exits: map[string]chan int{}}
+	return &fakeRunner{started: make(chan string, 10), exits: map[string]chan struct{}{}, codes: map[string]int{}}
 }
 
 func (f *fakeRunner) Detach(_ context.Context, rel *paas.Release, opts scheduler.RunOptions) (string, error) {
 	f.mu.Lock()
 	f.n++
 	name := fmt.Sprintf("%s-run-%d", rel.App, f.n)
-	f.exits[name] = make(chan int, 1)
+	f.exits[name] = make(chan struct{})
 	f.args = append(f.args, opts.Args)
+	f.tasks = append(f.tasks, scheduler.OneOff{Name: name, State: "running", CronTask: opts.CronTask, Release: rel.Version, Detached: true})
 	f.mu.Unlock()
 	f.started <- name
 	return name, nil
@@ -121,8 +125,10 @@ func (f *fakeRunner) WaitOneOff(ctx context.Context, _, name string) (int, error
 	c := f.exits[name]
 	f.mu.Unlock()
 	select {
-	case code := <-c:
-		return code, nil
+	case <-c:
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.codes[name], nil
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
@@ -133,10 +139,22 @@ func (f *fakeRunner) OneOffLogs(_ context.Context, _ string, opts scheduler.OneO
 	return err
 }
 
+func (f *fakeRunner) OneOffs(_ context.Context, app string) ([]scheduler.OneOff, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.tasks), nil
+}
+
 func (f *fakeRunner) finish(name string, code int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.exits[name] <- code
+	for i := range f.tasks {
+		if f.tasks[i].Name == name {
+			f.tasks[i].State = "exited"
+		}
+	}
+	f.codes[name] = code
+	close(f.exits[name])
 }
 
 type fakeEvents struct {
@@ -359,4 +377,50 @@ func TestFollowsRelease(t *testing.T) {
 	if runs := waitRuns(t, s, job.ID, 1); runs[0].Release != 6 {
 		t.Errorf("ran release %d, want 6", runs[0].Release)
 	}
+}
+
+// TestAdoptAfterRestart: a run a stopped paasd left going still counts as
+// running after the restart (the next due run is skipped) and is recorded
+// when it ends.
+func TestAdoptAfterRestart(t *testing.T) {
+	job := task("sleep 90", "* * * * *")
+	s, r, ev, clock, _ := setup(t, at("10:00:30"), job)
+	s.Tick(at("10:01:00"))
+	name := started(t, r)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	s2 := New(s.store, r, ev, Options{Dir: s.dir, Now: clock.Now})
+	s2.ctx = ctx
+	s2.started = at("10:01:30")
+	s2.adopt(ctx)
+	s2.Tick(at("10:02:00"))
+	noStart(t, r)
+	if got := ev.actions(); len(got) != 1 || !strings.Contains(got[0], "cron:skip "+job.ID) {
+		t.Fatalf("events = %q, want the skip", got)
+	}
+	r.finish(name, 7)
+	runs := waitRuns(t, s2, job.ID, 2) // recorded by both: the old service's goroutine lives on in this test
+	var adopted *Run
+	for i := range runs {
+		if runs[i].Trigger == "before a restart" {
+			adopted = &runs[i]
+		}
+	}
+	if adopted == nil || adopted.ExitCode != 7 || adopted.Name != name || adopted.Release != 4 {
+		t.Fatalf("runs = %+v, want the adopted one with exit 7", runs)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		s2.mu.Lock()
+		_, busy := s2.running[key{"web", job.ID}]
+		s2.mu.Unlock()
+		if !busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still running after the run ended")
+		}
+	}
+	s2.Tick(at("10:03:00"))
+	r.finish(started(t, r), 0)
 }

@@ -33,6 +33,7 @@ type Runner interface {
 	// its exit code.
 	WaitOneOff(ctx context.Context, app, name string) (int, error)
 	OneOffLogs(ctx context.Context, app string, opts scheduler.OneOffLogOptions, w io.Writer) error
+	OneOffs(ctx context.Context, app string) ([]scheduler.OneOff, error)
 }
 
 // Events records what the user must learn of in `events` (the audit log).
@@ -155,6 +156,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.ctx = ctx
 	s.started = s.now()
 	s.mu.Unlock()
+	s.adopt(ctx)
 	t := time.NewTicker(s.tick)
 	defer t.Stop()
 	for {
@@ -166,6 +168,46 @@ func (s *Service) Run(ctx context.Context) error {
 			s.Tick(s.now())
 		}
 	}
+}
+
+// adopt takes up the runs a stopped paasd left going: each counts as
+// running (no second run starts beside it) and is recorded when it ends.
+func (s *Service) adopt(ctx context.Context) {
+	apps, err := s.store.Apps()
+	if err != nil {
+		s.log.Error("cron: list apps", "err", err)
+		return
+	}
+	for _, app := range apps {
+		tasks, err := s.runner.OneOffs(ctx, app.Name)
+		if err != nil {
+			s.log.Error("cron: list one-off tasks", "app", app.Name, "err", err)
+			continue
+		}
+		for _, o := range tasks {
+			k := key{app.Name, o.CronTask}
+			if o.CronTask == "" || o.State != "running" || !s.claim(k) {
+				continue
+			}
+			s.mu.Lock()
+			s.running[k] = o.Name
+			s.mu.Unlock()
+			s.log.Info("cron: a run started before the restart is still going", "app", app.Name, "task", o.CronTask, "name", o.Name)
+			r := Run{Task: o.CronTask, Release: o.Release, Trigger: "before a restart", Name: o.Name, Started: o.CreatedAt}
+			s.wg.Go(func() {
+				defer s.release(k)
+				code, err := s.runner.WaitOneOff(ctx, app.Name, o.Name)
+				r.ExitCode = code
+				s.finish(ctx, app.Name, r, err)
+			})
+		}
+	}
+}
+
+func (s *Service) release(k key) {
+	s.mu.Lock()
+	delete(s.running, k)
+	s.mu.Unlock()
 }
 
 // Tick starts the tasks due since the last Tick (or the start), up to now.
@@ -253,17 +295,21 @@ func (s *Service) claim(k key) bool {
 // learns the one-off task's name (or the error) once it started.
 func (s *Service) run(ctx context.Context, rel *paas.Release, task paas.CronTask, trigger string, started func(string, error)) Run {
 	k := key{rel.App, task.ID}
-	defer func() {
-		s.mu.Lock()
-		delete(s.running, k)
-		s.mu.Unlock()
-	}()
+	defer s.release(k)
 	r := Run{Task: task.ID, Release: rel.Version, Trigger: trigger, Started: s.now().UTC()}
 	name, code, err := s.execute(ctx, rel, task, k, started)
-	r.Name, r.ExitCode, r.Finished = name, code, s.now().UTC()
+	r.Name, r.ExitCode = name, code
+	return s.finish(ctx, rel.App, r, err)
+}
+
+// finish reads the output of r's one-off task and records r; a failure
+// goes to events too.
+func (s *Service) finish(ctx context.Context, app string, r Run, err error) Run {
+	r.Finished = s.now().UTC()
+	name := r.Name
 	if ctx.Err() != nil {
 		// paasd is stopping: the one-off task goes on, unrecorded.
-		s.log.Warn("cron: paasd stopped while a task ran; its result is not recorded", "app", rel.App, "task", task.ID, "name", name)
+		s.log.Warn("cron: paasd stopped while a task ran; its result is not recorded", "app", app, "task", r.Task, "name", name)
 		return r
 	}
 	if err != nil {
@@ -272,23 +318,23 @@ func (s *Service) run(ctx context.Context, rel *paas.Release, task paas.CronTask
 	if name != "" {
 		var out bytes.Buffer
 		lw := &capped{w: &out, n: maxOutput}
-		if err := s.runner.OneOffLogs(ctx, rel.App, scheduler.OneOffLogOptions{Name: name, Raw: true}, lw); err != nil {
+		if err := s.runner.OneOffLogs(ctx, app, scheduler.OneOffLogOptions{Name: name, Raw: true}, lw); err != nil {
 			fmt.Fprintf(&out, "(output not read: %v)\n", err)
 		}
 		r.Output = out.String()
 	}
-	if err := s.record(rel.App, r); err != nil {
-		s.log.Error("cron: record run", "app", rel.App, "task", task.ID, "err", err)
+	if err := s.record(app, r); err != nil {
+		s.log.Error("cron: record run", "app", app, "task", r.Task, "err", err)
 	}
 	if r.Error != "" || r.ExitCode != 0 {
-		detail := fmt.Sprintf("task %s (%s, v%d) %s", task.ID, trigger, rel.Version, r.Result())
+		detail := fmt.Sprintf("task %s (%s, v%d) %s", r.Task, r.Trigger, r.Release, r.Result())
 		if r.Error != "" {
 			detail += ": " + r.Error
 		}
-		s.events.Record(&paas.Event{Time: r.Finished, Actor: "cron", Source: "cron", App: rel.App, Action: "cron", Args: []string{task.ID},
+		s.events.Record(&paas.Event{Time: r.Finished, Actor: "cron", Source: "cron", App: app, Action: "cron", Args: []string{r.Task},
 			Result: "error", Code: max(r.ExitCode, 1), Detail: detail})
 	}
-	s.log.Info("cron: run finished", "app", rel.App, "task", task.ID, "release", rel.Version, "result", r.Result())
+	s.log.Info("cron: run finished", "app", app, "task", r.Task, "release", r.Release, "result", r.Result())
 	return r
 }
 
@@ -304,7 +350,7 @@ func (s *Service) execute(ctx context.Context, rel *paas.Release, task paas.Cron
 		tell("", err)
 		return "", 0, err
 	}
-	name, err := s.runner.Detach(ctx, rel, scheduler.RunOptions{Args: args, Env: []string{"PAAS_CRON_TASK=" + task.ID}})
+	name, err := s.runner.Detach(ctx, rel, scheduler.RunOptions{Args: args, Env: []string{"PAAS_CRON_TASK=" + task.ID}, CronTask: task.ID})
 	tell(name, err)
 	if err != nil {
 		return "", 0, err
