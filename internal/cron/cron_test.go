@@ -424,3 +424,34 @@ func TestAdoptAfterRestart(t *testing.T) {
 	s2.Tick(at("10:03:00"))
 	r.finish(started(t, r), 0)
 }
+
+// TestNewAppOfTheSameName: the runs and suspensions of a destroyed app are
+// not those of a new app of the same name.
+func TestNewAppOfTheSameName(t *testing.T) {
+	job := task("report", "@daily")
+	s, r, _, _, st := setup(t, at("10:00:30"), job)
+	st.app.CreatedAt = at("09:00:00")
+	go func() { r.finish(started(t, r), 0) }()
+	_, done, err := s.Start(t.Context(), "web", job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if err := s.SetMaintenance("web", job.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if runs, _ := s.Runs("web", job.ID); len(runs) != 1 {
+		t.Fatalf("runs = %+v, want 1", runs)
+	}
+	st.mu.Lock()
+	st.app = &paas.App{Name: "web", Current: 1, CreatedAt: at("11:00:00")}
+	st.mu.Unlock()
+	runs, err := s.Runs("web", job.ID)
+	if err != nil || len(runs) != 0 {
+		t.Fatalf("the new app's runs = %+v, %v, want none", runs, err)
+	}
+	list, err := s.List("web")
+	if err != nil || len(list) != 1 || list[0].Maintenance || list[0].LastRun != nil {
+		t.Fatalf("the new app's list = %+v, %v", list, err)
+	}
+}

@@ -92,6 +92,9 @@ type Status struct {
 
 // appState is what is kept of one app's tasks, in DIR/APP.json.
 type appState struct {
+	// AppCreated tells the app apart from an earlier one of the same
+	// name: a destroyed app's runs and suspensions are not a new one's.
+	AppCreated time.Time `json:"app_created"`
 	Suspended map[string]bool  `json:"suspended,omitempty"`
 	Runs      map[string][]Run `json:"runs,omitempty"` // by task, newest last
 }
@@ -497,16 +500,24 @@ func (s *Service) load(app string) (*appState, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &appState{}
+	a, err := s.store.App(app)
+	if err != nil {
+		return nil, err
+	}
+	fresh := &appState{AppCreated: a.CreatedAt}
 	data, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
-		return st, nil
+		return fresh, nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	st := &appState{}
 	if err := json.Unmarshal(data, st); err != nil {
 		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	if !st.AppCreated.Equal(a.CreatedAt) {
+		return fresh, nil // left by a destroyed app of the same name
 	}
 	return st, nil
 }
