@@ -94,9 +94,9 @@ type Status struct {
 type appState struct {
 	// AppCreated tells the app apart from an earlier one of the same
 	// name: a destroyed app's runs and suspensions are not a new one's.
-	AppCreated time.Time `json:"app_created"`
-	Suspended map[string]bool  `json:"suspended,omitempty"`
-	Runs      map[string][]Run `json:"runs,omitempty"` // by task, newest last
+	AppCreated time.Time        `json:"app_created"`
+	Suspended  map[string]bool  `json:"suspended,omitempty"`
+	Runs       map[string][]Run `json:"runs,omitempty"` // by task, newest last
 }
 
 type key struct{ app, id string }
