@@ -138,7 +138,7 @@ func New(st Store, r Runner, ev Events, opts Options) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	tick := time.Minute / 4
+	tick := 5 * time.Second // a run starts at most this late
 	if opts.Seconds {
 		tick = 250 * time.Millisecond
 	}
@@ -151,7 +151,8 @@ func New(st Store, r Runner, ev Events, opts Options) *Service {
 // Seconds reports whether schedules may have a seconds field.
 func (s *Service) Seconds() bool { return s.seconds }
 
-// Run looks at every app's schedule a few times a minute until ctx ends
+// Run looks at every app's schedule every 5 s (4 times a second with
+// Seconds) until ctx ends
 // (the one-off tasks running then go on, unrecorded). After a restart the next runs follow from the
 // schedule: runs missed while paasd was stopped are not made up.
 func (s *Service) Run(ctx context.Context) error {
