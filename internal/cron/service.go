@@ -148,13 +148,11 @@ func New(st Store, r Runner, ev Events, opts Options) *Service {
 	}
 }
 
-// Seconds reports whether schedules may have a seconds field.
-func (s *Service) Seconds() bool { return s.seconds }
-
 // Run looks at every app's schedule every 5 s (4 times a second with
-// Seconds) until ctx ends
-// (the one-off tasks running then go on, unrecorded). After a restart the next runs follow from the
-// schedule: runs missed while paasd was stopped are not made up.
+// Options.Seconds) until ctx ends; the one-off tasks running then go on,
+// unrecorded. After a restart the next runs follow from the schedule (runs
+// missed while paasd was stopped are not made up), and runs still going are
+// taken up (adopt).
 func (s *Service) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.ctx = ctx
