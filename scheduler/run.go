@@ -226,7 +226,7 @@ func (s *Swarm) create(ctx context.Context, rel *paas.Release, opts RunOptions, 
 		return nil, err
 	}
 	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{s.network: {}}}
-	created, err := s.cli.ContainerCreate(ctx, cfg, &container.HostConfig{Resources: oneOffResources(rel, opts.Args)}, netCfg, nil, name)
+	created, err := s.cli.ContainerCreate(ctx, cfg, &container.HostConfig{Resources: oneOffResources(rel, opts.Args), Mounts: dockerMounts(s.name, rel.Mounts)}, netCfg, nil, name)
 	if err != nil {
 		return nil, fmt.Errorf("create one-off container: %w", err)
 	}

@@ -4,6 +4,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -90,6 +91,9 @@ type Config struct {
 	RouterMaxConnsPerAddr int
 	SSHAuthTimeout        time.Duration
 	SSHIdleTimeout        time.Duration
+	// StorageRoot is the host directory administrators' host-path mounts
+	// must lie inside (paas.DefaultStorageRoot when empty).
+	StorageRoot string
 	// BuildMemory and BuildCPUs bound what one build may use (0 and "":
 	// no limit), so a build cannot starve the node's apps.
 	BuildMemory int64
@@ -128,6 +132,8 @@ func (c *Config) Validate() error {
 		return errors.New("a limit (--max-*, --ssh-*) is negative: use 0 for no limit")
 	case c.MaxConfigValue > math.MaxInt32 || c.MaxConfigSize > math.MaxInt32:
 		return errors.New("--max-config-value and --max-config-size: at most 2GB")
+	case c.StorageRoot != "" && (!filepath.IsAbs(c.StorageRoot) || filepath.Clean(c.StorageRoot) != c.StorageRoot || c.StorageRoot == "/"):
+		return fmt.Errorf("--storage-root %q: use an absolute, clean directory other than /", c.StorageRoot)
 	}
 	if _, err := c.buildLimits(); err != nil {
 		return err
@@ -293,6 +299,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	dispatcher := commands.NewDispatcher(st, cfg.Version,
 		commands.WithTriggers(platform.Builtins(), triggers),
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
+		commands.StorageCommands(&commands.Storage{Apps: st, Volumes: scheduler.NewVolumes(docker, cfg.Name), Pipeline: pipeline, Root: cmp.Or(cfg.StorageRoot, paas.DefaultStorageRoot), DataDir: dataDir}),
 		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline, commands.JoinRegistry{Host: target.Host(), CAFile: target.CAFile}), commands.WhoamiCommands(), commands.EventCommands(st),
 		commands.ResourceCommands(st, pipeline),
 		commands.CronCommands(cronJobs), pluginCommands(triggers))

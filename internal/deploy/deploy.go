@@ -354,6 +354,7 @@ func (p *Pipeline) rollOut(ctx context.Context, app *paas.App, rel *paas.Release
 		return err
 	}
 	rel.Resources, rel.GlobalResources = app.Resources.Clone(), global
+	withStorage(app, rel)
 	if err := paas.CheckResources(rel.Resources, global, processNames(rel)...); err != nil {
 		return err
 	}

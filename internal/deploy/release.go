@@ -304,6 +304,7 @@ func (p *Pipeline) withCurrent(ctx context.Context, appName string, who paas.Ide
 	}
 	run := *rel
 	run.Scale = app.ScaleOf(run.Processes)
+	withStorage(app, &run)
 	opts := p.deployOptions(app, &run, force)
 	for _, t := range tune {
 		t(&opts)

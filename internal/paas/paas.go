@@ -198,6 +198,12 @@ type App struct {
 	// ProcfilePath (ps:set APP procfile-path) is where a push's Procfile is
 	// read from, relative to the root of the commit; "" is Procfile.
 	ProcfilePath string `json:"procfile_path,omitempty"`
+	// Mounts are the app's storage mounts (storage:mount); every deploy,
+	// rollback, restart, scale and run gets them.
+	Mounts []Mount `json:"mounts,omitempty"`
+	// StorageNode is the Swarm node ID the app is pinned to once it has
+	// mounts: the node that holds its volumes, chosen at the first mount.
+	StorageNode string `json:"storage_node,omitempty"`
 	// Resources are the app's limits and reservations (resource:limit,
 	// resource:reserve), applied by its next release.
 	Resources ResourceSettings `json:"resources,omitzero"`
@@ -347,6 +353,11 @@ type Release struct {
 	// the image's working directory): they run while the release is the
 	// current one, so a rollback rolls the schedule back too.
 	Cron []CronTask `json:"cron,omitempty"`
+	// Mounts and Node are the app's storage mounts and the node they pin
+	// it to when the release was rolled out: set from the app at every
+	// rollout, as Scale is, so a rollback keeps the app's current mounts.
+	Mounts []Mount `json:"mounts,omitempty"`
+	Node   string  `json:"node,omitempty"`
 	// Resources and GlobalResources are the app's and the installation's
 	// resource settings when the release was made (ResourcesOf).
 	Resources       ResourceSettings `json:"resources,omitzero"`
