@@ -240,6 +240,7 @@ func serve(args []string, stderr io.Writer) int {
 	f.String(&cfg.ACMEDirectory, "acme-directory", "", "ACME directory URL for letsencrypt:enable (default Let's Encrypt's)")
 	f.String(&cfg.ACMECAFile, "acme-ca-file", "", "PEM file of extra roots trusted for the ACME server's HTTPS")
 	f.String(&cfg.ACMEEmail, "acme-email", "", "contact email of the ACME account")
+	f.Bool(&cfg.CronSeconds, "cron-seconds", false, "allow a leading seconds field in app.json cron schedules (for tests)")
 	f.Duration(&cfg.ACMERenewBefore, "acme-renew-before", 30*24*time.Hour, "renew an ACME certificate this long before it expires")
 	if !f.parse(args, stderr) {
 		return 2

@@ -27,6 +27,7 @@ import (
 	"paas/internal/applock"
 	"paas/internal/auth"
 	"paas/internal/commands"
+	"paas/internal/cron"
 	"paas/internal/deploy"
 	"paas/internal/paas"
 	"paas/internal/store"
@@ -97,6 +98,9 @@ type Config struct {
 	// no limit), so a build cannot starve the node's apps.
 	BuildMemory int64
 	BuildCPUs   string
+	// CronSeconds lets app.json cron schedules have a leading seconds
+	// field and looks at them 4 times a second (for tests).
+	CronSeconds bool
 }
 
 // Default limits of `paasd serve` (those of SSH are gitreceive's).
@@ -254,9 +258,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}),
 		KeepReleases: cfg.KeepReleases,
 		Log:          log.With("component", "deploy"),
+		CronSeconds:  cfg.CronSeconds,
 	})
 	audit := &auditLog{store: st, log: log.With("component", "audit")}
 	sched.OnKill(audit.recordKill)
+	cronJobs := cron.New(st, sched, audit, cron.Options{Dir: filepath.Join(dataDir, "cron"), Seconds: cfg.CronSeconds, Log: log.With("component", "cron")})
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st, audit: audit}
 	// One push lock per app, for pushes and everything else that writes
 	// an app's repository.
@@ -296,7 +302,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		commands.StorageCommands(&commands.Storage{Apps: st, Volumes: scheduler.NewVolumes(docker, cfg.Name), Pipeline: pipeline, Root: cmp.Or(cfg.StorageRoot, paas.DefaultStorageRoot), DataDir: dataDir}),
 		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline, commands.JoinRegistry{Host: target.Host(), CAFile: target.CAFile}), commands.WhoamiCommands(), commands.EventCommands(st),
 		commands.ResourceCommands(st, pipeline),
-		pluginCommands(triggers))
+		commands.CronCommands(cronJobs), pluginCommands(triggers))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))
 	var keys gitreceive.Authenticator
@@ -359,6 +365,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	g.Go(func() error { return triggers.Run(gctx) })
 	g.Go(func() error { return sched.WatchKills(gctx, docker, audit.recordKill) })
+	g.Go(func() error { return cronJobs.Run(gctx) })
 	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", target.Prefix, "registry_listen", reg.Addr(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
 	return g.Wait()
 }

@@ -349,6 +349,10 @@ type Release struct {
 	// Checks are the health checks of app.json at the release's commit, by
 	// process type.
 	Checks map[string][]HealthCheck `json:"checks,omitempty"`
+	// Cron are the cron tasks of app.json at the release's commit (or in
+	// the image's working directory): they run while the release is the
+	// current one, so a rollback rolls the schedule back too.
+	Cron []CronTask `json:"cron,omitempty"`
 	// Mounts and Node are the app's storage mounts and the node they pin
 	// it to when the release was rolled out: set from the app at every
 	// rollout, as Scale is, so a rollback keeps the app's current mounts.
@@ -363,6 +367,17 @@ type Release struct {
 // ResourcesOf returns the limits and reservations of process's tasks.
 func (r *Release) ResourcesOf(process string) ProcessResources {
 	return EffectiveResources(r.Resources, r.GlobalResources, process)
+}
+
+// CronTask is one entry of app.json's "cron", with Dokku's fields, and
+// the ID paas gives it (stable while its command and schedule stay).
+type CronTask struct {
+	ID       string `json:"id"`
+	Command  string `json:"command"`
+	Schedule string `json:"schedule"`
+	// Maintenance: the task is not run on schedule (app.json's own
+	// setting; cron:suspend sets it outside app.json).
+	Maintenance bool `json:"maintenance,omitempty"`
 }
 
 // HealthCheck is one entry of app.json's "healthchecks", with Dokku's
