@@ -1,10 +1,12 @@
 package builder
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"path"
 	"slices"
 	"strings"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"paas/internal/output"
@@ -208,4 +211,46 @@ func imageProcessTypes(labels map[string]string) (cnb bool, procs []paas.Process
 		}
 	}
 	return cnb, procs
+}
+
+// maxImageFile is the largest file ReadFile reads out of an image.
+const maxImageFile = 1 << 20
+
+// AppJSON returns the app.json of img, an image of the installation's
+// registry: the file in the image's working directory (its root when the
+// image sets none), as Dokku reads it for an image deploy; nil when the
+// image has none.
+func (i *Importer) AppJSON(ctx context.Context, img paas.Image) ([]byte, error) {
+	ref, err := name.NewDigest(img.Ref())
+	if err != nil {
+		return nil, fmt.Errorf("image reference %s: %w", img.Ref(), err)
+	}
+	im, err := remote.Image(ref, remote.WithContext(ctx), remote.WithAuthFromKeychain(i.keychain))
+	if err != nil {
+		return nil, fmt.Errorf("fetch image %s: %w", ref, err)
+	}
+	cfg, err := im.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("read image config of %s: %w", ref, err)
+	}
+	want := path.Join(strings.TrimPrefix(path.Clean("/"+cfg.Config.WorkingDir), "/"), "app.json")
+	rc := mutate.Extract(im)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the files of %s: %w", ref, err)
+		}
+		if h.Typeflag != tar.TypeReg || strings.TrimPrefix(path.Clean("/"+h.Name), "/") != want {
+			continue
+		}
+		if h.Size > maxImageFile {
+			return nil, fmt.Errorf("/%s in %s: larger than %d bytes", want, ref, maxImageFile)
+		}
+		return io.ReadAll(io.LimitReader(tr, maxImageFile))
+	}
 }

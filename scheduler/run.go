@@ -34,6 +34,7 @@ const (
 	labelDyno     = "paas.dyno"     // "run.1a2b3c": the name the task's log lines carry
 	labelCommand  = "paas.command"  // the command as the user gave it, for run:list
 	labelDetached = "paas.detached" // "true" for run:detached tasks
+	labelCron     = "paas.cron"     // the cron task a run is of (RunOptions.CronTask)
 )
 
 // A finished detached task is kept for run:logs and run:list until it is
@@ -60,6 +61,9 @@ type RunOptions struct {
 	Stdout io.Writer
 	Stderr io.Writer      // unused with a TTY: a terminal has one output stream
 	TTY    *paas.Terminal // non-nil when the task gets a terminal
+	// CronTask is the ID of the cron task the task is a run of, if any:
+	// a restarted paasd finds its runs still going (OneOff.CronTask).
+	CronTask string
 }
 
 // OneOff is a one-off task as run:list shows it.
@@ -70,6 +74,7 @@ type OneOff struct {
 	CreatedAt time.Time `json:"created_at"`
 	Release   int       `json:"release"`
 	Detached  bool      `json:"detached"`
+	CronTask  string    `json:"cron_task,omitempty"` // the cron task it is a run of
 }
 
 // oneOffCommand returns the entrypoint (nil: the image's own) and the
@@ -214,11 +219,14 @@ func (s *Swarm) create(ctx context.Context, rel *paas.Release, opts RunOptions, 
 		AttachStdout: attach,
 		AttachStderr: attach,
 	}
+	if opts.CronTask != "" {
+		cfg.Labels[labelCron] = opts.CronTask
+	}
 	if err := s.EnsureNetwork(ctx); err != nil {
 		return nil, err
 	}
 	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{s.network: {}}}
-	created, err := s.cli.ContainerCreate(ctx, cfg, &container.HostConfig{Resources: oneOffResources(rel, opts.Args)}, netCfg, nil, name)
+	created, err := s.cli.ContainerCreate(ctx, cfg, &container.HostConfig{Resources: oneOffResources(rel, opts.Args), Mounts: dockerMounts(s.name, rel.Mounts)}, netCfg, nil, name)
 	if err != nil {
 		return nil, fmt.Errorf("create one-off container: %w", err)
 	}
@@ -403,6 +411,7 @@ func (s *Swarm) OneOffs(ctx context.Context, app string) ([]OneOff, error) {
 		out = append(out, OneOff{
 			Name: containerName(c), State: c.State, Command: c.Labels[labelCommand],
 			CreatedAt: time.Unix(c.Created, 0).UTC(), Release: rel, Detached: c.Labels[labelDetached] == "true",
+			CronTask: c.Labels[labelCron],
 		})
 	}
 	return out, nil
@@ -602,4 +611,23 @@ func (s *Swarm) containerLogs(ctx context.Context, c container.Summary, opts One
 		return nil
 	}
 	return err
+}
+
+// WaitOneOff waits until app's one-off task name is not running and
+// returns its exit code (cron runs a detached task to its end).
+func (s *Swarm) WaitOneOff(ctx context.Context, app, name string) (int, error) {
+	cs, err := s.oneOffContainers(ctx, app, name)
+	if err != nil {
+		return 0, err
+	}
+	waitC, errC := s.cli.ContainerWait(ctx, cs[0].ID, container.WaitConditionNotRunning)
+	select {
+	case res := <-waitC:
+		if res.Error != nil {
+			return 0, fmt.Errorf("one-off container %s: %s", name, res.Error.Message)
+		}
+		return int(res.StatusCode), nil
+	case err := <-errC:
+		return 0, fmt.Errorf("wait for one-off container %s: %w", name, err)
+	}
 }

@@ -350,6 +350,7 @@ func (s *Swarm) appSpec(rel *paas.Release, proc paas.ProcessType, dep string) (s
 		spec.TaskTemplate.ContainerSpec.Command = []string{"/cnb/process/" + proc.Name}
 		spec.TaskTemplate.ContainerSpec.Args = nil
 	}
+	s.withStorage(&spec, rel)
 	spec = withSpecHash(spec)
 	spec.TaskTemplate.ContainerSpec.Labels[paas.LabelDeployment] = dep
 	return spec, nil

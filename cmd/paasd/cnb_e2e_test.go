@@ -81,11 +81,13 @@ func init() {
 		})
 		ts.Setenv("OCIREG", l.Addr().String())
 	}
-	// oci-push BINARY REF USER PASSWORD: push an image holding the static
-	// BINARY as /app (its entrypoint) to REF (trusting $OCIREG_CA if set).
+	// oci-push BINARY REF USER PASSWORD [APPJSON]: push an image holding the
+	// static BINARY as /app (its entrypoint), and the file APPJSON as
+	// /app.json (in its working directory, the root), to REF (trusting
+	// $OCIREG_CA if set).
 	scriptCmds["oci-push"] = func(ts *testscript.TestScript, neg bool, args []string) {
-		if len(args) != 4 {
-			ts.Fatalf("usage: oci-push BINARY REF USER PASSWORD")
+		if len(args) != 4 && len(args) != 5 {
+			ts.Fatalf("usage: oci-push BINARY REF USER PASSWORD [APPJSON]")
 		}
 		bin, err := os.ReadFile(ts.MkAbs(args[0]))
 		ts.Check(err)
@@ -94,6 +96,13 @@ func init() {
 		ts.Check(tw.WriteHeader(&tar.Header{Name: "app", Mode: 0o755, Size: int64(len(bin)), Typeflag: tar.TypeReg}))
 		_, err = tw.Write(bin)
 		ts.Check(err)
+		if len(args) == 5 {
+			appJSON, err := os.ReadFile(ts.MkAbs(args[4]))
+			ts.Check(err)
+			ts.Check(tw.WriteHeader(&tar.Header{Name: "app.json", Mode: 0o644, Size: int64(len(appJSON)), Typeflag: tar.TypeReg}))
+			_, err = tw.Write(appJSON)
+			ts.Check(err)
+		}
 		ts.Check(tw.Close())
 		layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
 		ts.Check(err)

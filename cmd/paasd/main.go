@@ -165,6 +165,7 @@ func limitFlags(f *envFlags, c *daemon.Config) {
 	f.Size(&c.MaxPushSize, "max-push-size", gitreceive.DefaultMaxPushSize, "largest `size` of the pack one git push sends (64KB, 1GB...); a bigger push is refused and nothing of it stored (0: no limit)")
 	f.Size(&c.MaxConfigValue, "max-config-value", daemon.DefaultMaxConfigValue, "largest `size` of one config value (0: no limit)")
 	f.Size(&c.MaxConfigSize, "max-config-size", daemon.DefaultMaxConfigSize, "largest `size` of one app's config, KEY=VALUE summed (0: no limit)")
+	f.String(&c.StorageRoot, "storage-root", "/var/lib/paas/storage", "the only host `directory` administrators' host-path mounts (storage:mount APP /host/path:/path) may lie inside")
 	f.Int(&c.MaxScale, "max-scale", daemon.DefaultMaxScale, "most tasks ps:scale may give one process type (0: no limit)")
 	f.Size(&c.BuildMemory, "build-memory", daemon.DefaultBuildMemory, "memory one build may use (each Dockerfile step, each buildpacks container), so a build cannot starve the node's apps (0: no limit)")
 	f.String(&c.BuildCPUs, "build-cpus", "", "CPUs one build may use, e.g. 1.5 (empty: no limit)")
@@ -239,6 +240,7 @@ func serve(args []string, stderr io.Writer) int {
 	f.String(&cfg.ACMEDirectory, "acme-directory", "", "ACME directory URL for letsencrypt:enable (default Let's Encrypt's)")
 	f.String(&cfg.ACMECAFile, "acme-ca-file", "", "PEM file of extra roots trusted for the ACME server's HTTPS")
 	f.String(&cfg.ACMEEmail, "acme-email", "", "contact email of the ACME account")
+	f.Bool(&cfg.CronSeconds, "cron-seconds", false, "allow a leading seconds field in app.json cron schedules (for tests)")
 	f.Duration(&cfg.ACMERenewBefore, "acme-renew-before", 30*24*time.Hour, "renew an ACME certificate this long before it expires")
 	if !f.parse(args, stderr) {
 		return 2

@@ -265,6 +265,7 @@ func (p *Platform) appsDestroy(ctx context.Context, c *Call) error {
 		if err := p.Images.DeleteApp(name); err != nil {
 			output.Warn(c.Err, "remove images: %v", err)
 		}
+		keptVolumes(c.Out, c.App)
 		return nil
 	})
 }

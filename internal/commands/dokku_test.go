@@ -610,6 +610,10 @@ func TestFinishRenames(t *testing.T) {
 func TestAppsClone(t *testing.T) {
 	e := newDokkuEnv(t)
 	bravoReleases(e)
+	limits := paas.ResourceSettings{Limits: map[string]paas.Resources{paas.ResourceDefault: {MemoryBytes: 64 << 20}}}
+	if _, err := e.store.UpdateApp("bravo", func(a *paas.App) error { a.Resources = limits; return nil }); err != nil {
+		t.Fatal(err)
+	}
 	code, out, errOut := e.run(t, bob, "", "apps:clone", "bravo", "bravo-staging")
 	if code != ExitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
@@ -617,6 +621,9 @@ func TestAppsClone(t *testing.T) {
 	a, err := e.store.App("bravo-staging")
 	if err != nil || a.Owner != "bob" || !maps.Equal(a.Config, map[string]string{"K": "v"}) || len(a.Access) != 0 {
 		t.Fatalf("clone %+v %v", a, err)
+	}
+	if !maps.Equal(a.Resources.Limits, limits.Limits) {
+		t.Fatalf("clone's resource limits %+v, want %+v", a.Resources, limits)
 	}
 	if orig, _ := e.store.App("bravo"); orig.Current != 3 || orig.Config["K"] != "v" {
 		t.Fatalf("the original changed: %+v", orig)

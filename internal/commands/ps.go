@@ -97,6 +97,7 @@ func (p *Platform) psReport(ctx context.Context, c *Call) error {
 		{"Ps global procfile path", "Procfile"},
 		{"Ps procfile path", c.App.ProcfilePath},
 		{"Restore", strconv.FormatBool(!c.App.Stopped)},
+		{"Ps storage pinned node", pinnedNode(c.App)},
 	}
 	rel, err := servingRelease(p.Store, c.App)
 	if err != nil {
@@ -110,7 +111,7 @@ func (p *Platform) psReport(ctx context.Context, c *Call) error {
 		return writeJSON(c.Out, map[string]any{
 			"app": c.App.Name, "deployed": c.App.Current > 0, "release": c.App.Current, "processes": procs, "running": running > 0,
 			"can-scale": true, "procfile-path": c.App.ProcfilePath, "global-procfile-path": "Procfile", "computed-procfile-path": procfilePath(c.App),
-			"restore": !c.App.Stopped, "resources": resources,
+			"restore": !c.App.Stopped, "resources": resources, "storage-pinned-node": pinnedNode(c.App),
 		})
 	}
 	for _, proc := range slices.Sorted(maps.Keys(resources)) {

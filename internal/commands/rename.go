@@ -300,6 +300,7 @@ func (p *Platform) appsClone(ctx context.Context, c *Call) error {
 		a.DeployBranch, a.Checks, a.Build = from.DeployBranch, from.Checks, from.Build
 		a.Checks.Props = maps.Clone(from.Checks.Props)
 		a.Formation = maps.Clone(from.Formation)
+		a.Resources = from.Resources.Clone() // as Dokku's resource plugin does on clone
 		a.DeploySource, a.DeploySourceMetadata = from.DeploySource, from.DeploySourceMetadata
 		return nil
 	})

@@ -90,6 +90,8 @@ func (p *Platform) runOptions(c *Call) (*paas.Release, scheduler.RunOptions, err
 	if err != nil {
 		return nil, opts, err
 	}
+	// The app's mounts of now, even those not rolled out yet.
+	cur.Mounts = c.App.Mounts
 	for _, kv := range c.Values("-e", "--env") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {

@@ -4,6 +4,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -26,6 +27,7 @@ import (
 	"paas/internal/applock"
 	"paas/internal/auth"
 	"paas/internal/commands"
+	"paas/internal/cron"
 	"paas/internal/deploy"
 	"paas/internal/paas"
 	"paas/internal/store"
@@ -89,10 +91,16 @@ type Config struct {
 	RouterMaxConnsPerAddr int
 	SSHAuthTimeout        time.Duration
 	SSHIdleTimeout        time.Duration
+	// StorageRoot is the host directory administrators' host-path mounts
+	// must lie inside (paas.DefaultStorageRoot when empty).
+	StorageRoot string
 	// BuildMemory and BuildCPUs bound what one build may use (0 and "":
 	// no limit), so a build cannot starve the node's apps.
 	BuildMemory int64
 	BuildCPUs   string
+	// CronSeconds lets app.json cron schedules have a leading seconds
+	// field and looks at them 4 times a second (for tests).
+	CronSeconds bool
 }
 
 // Default limits of `paasd serve` (those of SSH are gitreceive's).
@@ -124,6 +132,8 @@ func (c *Config) Validate() error {
 		return errors.New("a limit (--max-*, --ssh-*) is negative: use 0 for no limit")
 	case c.MaxConfigValue > math.MaxInt32 || c.MaxConfigSize > math.MaxInt32:
 		return errors.New("--max-config-value and --max-config-size: at most 2GB")
+	case c.StorageRoot != "" && (!filepath.IsAbs(c.StorageRoot) || filepath.Clean(c.StorageRoot) != c.StorageRoot || c.StorageRoot == "/"):
+		return fmt.Errorf("--storage-root %q: use an absolute, clean directory other than /", c.StorageRoot)
 	}
 	if _, err := c.buildLimits(); err != nil {
 		return err
@@ -248,9 +258,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}),
 		KeepReleases: cfg.KeepReleases,
 		Log:          log.With("component", "deploy"),
+		CronSeconds:  cfg.CronSeconds,
 	})
 	audit := &auditLog{store: st, log: log.With("component", "audit")}
 	sched.OnKill(audit.recordKill)
+	cronJobs := cron.New(st, sched, audit, cron.Options{Dir: filepath.Join(dataDir, "cron"), Seconds: cfg.CronSeconds, Log: log.With("component", "cron")})
 	repos := &repos{dir: filepath.Join(dataDir, "repos"), store: st, audit: audit}
 	// One push lock per app, for pushes and everything else that writes
 	// an app's repository.
@@ -287,9 +299,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	dispatcher := commands.NewDispatcher(st, cfg.Version,
 		commands.WithTriggers(platform.Builtins(), triggers),
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
+		commands.StorageCommands(&commands.Storage{Apps: st, Volumes: scheduler.NewVolumes(docker, cfg.Name), Pipeline: pipeline, Root: cmp.Or(cfg.StorageRoot, paas.DefaultStorageRoot), DataDir: dataDir}),
 		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline, commands.JoinRegistry{Host: target.Host(), CAFile: target.CAFile}), commands.WhoamiCommands(), commands.EventCommands(st),
 		commands.ResourceCommands(st, pipeline),
-		pluginCommands(triggers))
+		commands.CronCommands(cronJobs), pluginCommands(triggers))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))
 	var keys gitreceive.Authenticator
@@ -352,6 +365,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	g.Go(func() error { return triggers.Run(gctx) })
 	g.Go(func() error { return sched.WatchKills(gctx, docker, audit.recordKill) })
+	g.Go(func() error { return cronJobs.Run(gctx) })
 	log.Info("paasd serving", "ssh", ssh.Addr().String(), "registry", target.Prefix, "registry_listen", reg.Addr(), "domain", cfg.Domain, "name", cfg.Name, "version", cfg.Version)
 	return g.Wait()
 }

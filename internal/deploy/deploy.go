@@ -19,6 +19,7 @@ import (
 
 	"paas/builder"
 	"paas/internal/applock"
+	"paas/internal/cron"
 	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/plugins"
@@ -91,6 +92,8 @@ type Pipeline struct {
 	images    Images
 	keep      int
 	log       *slog.Logger
+	// cronSeconds: app.json cron schedules may have a seconds field.
+	cronSeconds bool
 
 	locks applock.Set
 	// running holds the log so far of each deploy being run, by runningKey.
@@ -107,6 +110,9 @@ type Options struct {
 	Images       Images
 	KeepReleases int
 	Log          *slog.Logger
+	// CronSeconds lets app.json cron schedules have a leading seconds
+	// field (paasd serve --cron-seconds, for tests).
+	CronSeconds bool
 }
 
 // New returns a Pipeline.
@@ -114,7 +120,7 @@ func New(st Store, b Builder, s Scheduler, t Triggers, opts Options) *Pipeline {
 	return &Pipeline{
 		store: st, builder: b, scheduler: s, triggers: t,
 		buildRoot: opts.BuildRoot, appURL: opts.AppURL, appHost: opts.AppHost, log: opts.Log,
-		images: opts.Images, keep: cmp.Or(opts.KeepReleases, 10),
+		images: opts.Images, keep: cmp.Or(opts.KeepReleases, 10), cronSeconds: opts.CronSeconds,
 	}
 }
 
@@ -294,6 +300,10 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 	if err != nil {
 		return nil, err
 	}
+	tasks, err := cron.ReadAppJSON(dir, p.cronSeconds)
+	if err != nil {
+		return nil, err
+	}
 	version, err := p.store.LatestVersion(appName)
 	if err != nil {
 		return nil, err
@@ -318,7 +328,7 @@ func (p *Pipeline) push(ctx context.Context, appName string, who paas.Identity, 
 	rel := &paas.Release{
 		App: appName, Version: version, Image: img,
 		Config: app.Config, Global: global, ConfigVersion: app.ConfigVersion,
-		Processes: procs, Checks: checks,
+		Processes: procs, Checks: checks, Cron: tasks,
 		Commit: src.Commit, Author: who.Name, Reason: rec.Reason + " " + short, Deploy: rec.ID,
 	}
 	// (pre-deploy and post-deploy plugins run in rollOut)
@@ -344,6 +354,7 @@ func (p *Pipeline) rollOut(ctx context.Context, app *paas.App, rel *paas.Release
 		return err
 	}
 	rel.Resources, rel.GlobalResources = app.Resources.Clone(), global
+	withStorage(app, rel)
 	if err := paas.CheckResources(rel.Resources, global, processNames(rel)...); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"paas/internal/cron"
 	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/plugins"
@@ -14,6 +15,12 @@ import (
 // ImageImporter brings a prebuilt image into the installation's registry.
 type ImageImporter interface {
 	Import(ctx context.Context, app, source, tag string, out io.Writer) (paas.Image, []paas.ProcessType, error)
+}
+
+// ImageAppJSON reads the app.json an image carries in its working
+// directory (nil when it has none).
+type ImageAppJSON interface {
+	AppJSON(ctx context.Context, img paas.Image) ([]byte, error)
 }
 
 // DeployImage releases a prebuilt image (`git:from-image APP IMAGE`) like a
@@ -56,11 +63,23 @@ func (p *Pipeline) deployImage(ctx context.Context, appName string, who paas.Ide
 		return fmt.Errorf("deploy image failed: %w", err)
 	}
 	rec.Builder = img.Builder
+	var tasks []paas.CronTask
+	if aj, ok := imp.(ImageAppJSON); ok {
+		data, err := aj.AppJSON(ctx, img)
+		if err != nil {
+			return fmt.Errorf("deploy image failed: %w", err)
+		}
+		if data != nil {
+			if tasks, err = cron.ParseAppJSON(data, p.cronSeconds); err != nil {
+				return fmt.Errorf("deploy image failed: app.json in the image: %w", err)
+			}
+		}
+	}
 	rel := &paas.Release{
 		App: appName, Version: version, Image: img,
 		Config: app.Config, Global: global, ConfigVersion: app.ConfigVersion,
-		Processes: procs,
-		Author:    who.Name, Reason: "git:from-image " + source, Deploy: rec.ID,
+		Processes: procs, Cron: tasks,
+		Author: who.Name, Reason: "git:from-image " + source, Deploy: rec.ID,
 	}
 	if err := p.rollOut(ctx, app, rel, out); err != nil {
 		return err

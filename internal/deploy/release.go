@@ -57,7 +57,7 @@ func (p *Pipeline) DeployFrom(ctx context.Context, appName string, who paas.Iden
 		return &paas.Release{
 			App: appName, Version: version, Image: img,
 			Config: app.Config, Global: global, ConfigVersion: app.ConfigVersion,
-			Processes: slices.Clone(from.Processes), Checks: maps.Clone(from.Checks),
+			Processes: slices.Clone(from.Processes), Checks: maps.Clone(from.Checks), Cron: slices.Clone(from.Cron),
 			Commit: from.Commit, Author: who.Name, Reason: reason,
 		}, nil
 	})
@@ -304,6 +304,7 @@ func (p *Pipeline) withCurrent(ctx context.Context, appName string, who paas.Ide
 	}
 	run := *rel
 	run.Scale = app.ScaleOf(run.Processes)
+	withStorage(app, &run)
 	opts := p.deployOptions(app, &run, force)
 	for _, t := range tune {
 		t(&opts)

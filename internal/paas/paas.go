@@ -198,6 +198,12 @@ type App struct {
 	// ProcfilePath (ps:set APP procfile-path) is where a push's Procfile is
 	// read from, relative to the root of the commit; "" is Procfile.
 	ProcfilePath string `json:"procfile_path,omitempty"`
+	// Mounts are the app's storage mounts (storage:mount); every deploy,
+	// rollback, restart, scale and run gets them.
+	Mounts []Mount `json:"mounts,omitempty"`
+	// StorageNode is the Swarm node ID the app is pinned to once it has
+	// mounts: the node that holds its volumes, chosen at the first mount.
+	StorageNode string `json:"storage_node,omitempty"`
 	// Resources are the app's limits and reservations (resource:limit,
 	// resource:reserve), applied by its next release.
 	Resources ResourceSettings `json:"resources,omitzero"`
@@ -343,6 +349,15 @@ type Release struct {
 	// Checks are the health checks of app.json at the release's commit, by
 	// process type.
 	Checks map[string][]HealthCheck `json:"checks,omitempty"`
+	// Cron are the cron tasks of app.json at the release's commit (or in
+	// the image's working directory): they run while the release is the
+	// current one, so a rollback rolls the schedule back too.
+	Cron []CronTask `json:"cron,omitempty"`
+	// Mounts and Node are the app's storage mounts and the node they pin
+	// it to when the release was rolled out: set from the app at every
+	// rollout, as Scale is, so a rollback keeps the app's current mounts.
+	Mounts []Mount `json:"mounts,omitempty"`
+	Node   string  `json:"node,omitempty"`
 	// Resources and GlobalResources are the app's and the installation's
 	// resource settings when the release was made (ResourcesOf).
 	Resources       ResourceSettings `json:"resources,omitzero"`
@@ -352,6 +367,17 @@ type Release struct {
 // ResourcesOf returns the limits and reservations of process's tasks.
 func (r *Release) ResourcesOf(process string) ProcessResources {
 	return EffectiveResources(r.Resources, r.GlobalResources, process)
+}
+
+// CronTask is one entry of app.json's "cron", with Dokku's fields, and
+// the ID paas gives it (stable while its command and schedule stay).
+type CronTask struct {
+	ID       string `json:"id"`
+	Command  string `json:"command"`
+	Schedule string `json:"schedule"`
+	// Maintenance: the task is not run on schedule (app.json's own
+	// setting; cron:suspend sets it outside app.json).
+	Maintenance bool `json:"maintenance,omitempty"`
 }
 
 // HealthCheck is one entry of app.json's "healthchecks", with Dokku's
