@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"paas/internal/connlimit"
 	"paas/router/contract"
 	"runtime"
@@ -868,13 +869,13 @@ func (c *frontConn) exchange(h *requestHead, id []byte) (int, *backend, bool) {
 			c.r.log.Warn("proxy error", "app", h.rt.app, "backend", b.addr, "request_id", string(id), "err", err)
 			return c.writeError(http.StatusGatewayTimeout, id, gatewayTimeoutPage), b, !h.close
 		}
+		b.eject(time.Now(), err)
 		if !isDialError(err) {
 			failedSends++
 		}
 		if !isDialError(err) && !retriable || failedSends > 1 {
 			break
 		}
-		b.downUntil.Store(time.Now().Add(ejectFor).UnixNano())
 	}
 	c.r.log.Warn("proxy error", "app", h.rt.app, "backend", last.addr, "request_id", string(id), "err", lastErr)
 	return c.writeError(http.StatusBadGateway, id, badGatewayPage), last, !h.close
@@ -884,7 +885,7 @@ func (c *frontConn) exchange(h *requestHead, id []byte) (int, *backend, bool) {
 // reports that the client got a response (or part of one): the request is
 // over, whatever err says. A request that fails on a reused connection
 // before any response came (the backend closed it while idle) is sent again
-// once on a new connection.
+// once on a new connection, unless the task did not answer at all.
 func (c *frontConn) roundTrip(b *backend, h *requestHead, id []byte) (status int, keep, sent bool, err error) {
 	for attempt := 0; ; attempt++ {
 		uc, reused, err := b.fast.get(context.Background())
@@ -900,7 +901,7 @@ func (c *frontConn) roundTrip(b *backend, h *requestHead, id []byte) (status int
 		if sent || err == nil {
 			return status, keep, true, err
 		}
-		if !reused || attempt > 0 || errors.Is(err, errReadTimeout) {
+		if !reused || attempt > 0 || errors.Is(err, errReadTimeout) || peerLost(err) {
 			return 0, false, false, err
 		}
 	}
@@ -924,8 +925,8 @@ func (c *frontConn) relay(uc *upstreamConn, h *requestHead, id []byte) (status i
 		c.stopWatch()
 	}
 	if err != nil {
-		if isTimeout(err) && timeout > 0 {
-			err = errReadTimeout
+		if timeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			err = errReadTimeout // not a lost task's ETIMEDOUT (setPeerTimeout)
 		}
 		return 0, false, false, false, err
 	}

@@ -545,9 +545,7 @@ func (l *loop) backendConn(be *backend) (b *lconn, reused bool, err error) {
 		return nil, false, dialError(be.addr, os.NewSyscallError("socket", err))
 	}
 	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-	_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1)
-	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 30)
-	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 30)
+	setPeerTimeout(fd, be.timeout)
 	b = &lconn{fd: fd, pool: be, in: make([]byte, upstreamBufSz), connecting: true, dialed: l.now}
 	switch err := syscall.Connect(fd, sa); err {
 	case nil:
@@ -939,13 +937,14 @@ func (l *loop) sendFailed(c *lconn, err error, dial bool) {
 		l.closeBackend(c.b)
 		c.b = nil
 	}
-	if !dial && c.reused && c.attempt == 0 {
+	if !dial && c.reused && c.attempt == 0 && !peerLost(err) {
 		c.attempt++ // the backend closed the idle connection: once more
 		l.send(c)
 		return
 	}
 	c.be.inflight.Add(-1)
 	c.lastErr = err
+	c.be.eject(l.now, err)
 	if !dial {
 		c.failed++
 	}
@@ -953,7 +952,6 @@ func (l *loop) sendFailed(c *lconn, err error, dial bool) {
 		l.badGateway(c)
 		return
 	}
-	c.be.downUntil.Store(l.now.Add(ejectFor).UnixNano())
 	l.nextBackend(c) // or the 502 page when it was the last one
 }
 
@@ -1013,7 +1011,7 @@ func (l *loop) tick() {
 			c.b = nil
 			c.be.inflight.Add(-1)
 			l.errorPage(c, http.StatusGatewayTimeout, gatewayTimeoutPage, errReadTimeout)
-		case c.state == stExchange && c.b != nil && c.b.connecting && now.Sub(c.b.dialed) > dialTimeout:
+		case c.state == stExchange && c.b != nil && c.b.connecting && now.Sub(c.b.dialed) > c.be.timeout:
 			l.sendFailed(c, dialError(c.be.addr, os.ErrDeadlineExceeded), true)
 		case c.state == stIdle && now.Sub(c.since) > keepBuffersFor:
 			c.dropBuffers()

@@ -26,12 +26,6 @@ import (
 
 // Tuning that callers have no reason to change.
 const (
-	// dialTimeout bounds a connection attempt to one backend; a task that is
-	// gone from the overlay network fails here and the request moves on.
-	dialTimeout = 2 * time.Second
-	// ejectFor is how long a backend that refused a connection is tried only
-	// after the others.
-	ejectFor = 3 * time.Second
 	// sourceTimeout bounds one read of the route table, also the first one,
 	// made before the first connection is accepted.
 	sourceTimeout = 5 * time.Second
@@ -61,6 +55,12 @@ type Options struct {
 	// NoWatch makes the router poll a WatchedSource every PollInterval
 	// instead of following its changes.
 	NoWatch bool
+	// ConnectTimeout bounds a connection attempt to a task, and how long
+	// what the router sends a task may stay unacknowledged (or a keep-alive
+	// probe unanswered) before the connection fails: a task on a node that
+	// is gone is ejected that soon, and its requests move on (passive.go).
+	// Default 1s.
+	ConnectTimeout time.Duration
 	// AccessLog logs one line per request, at Info level on Log, or on
 	// AccessLogOut when set.
 	AccessLog bool
@@ -107,6 +107,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ResyncInterval <= 0 {
 		o.ResyncInterval = 30 * time.Second
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = defaultConnectTimeout
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 10 * time.Second
@@ -209,7 +212,12 @@ type backend struct {
 	// sent (a backend may answer 413 early).
 	fast      *upstream
 	transport *http.Transport
-	downUntil atomic.Int64 // unix nanoseconds; set after a failed dial
+	timeout   time.Duration // Options.ConnectTimeout
+	log       *slog.Logger
+	// downUntil is when an ejected backend is probed next (unix
+	// nanoseconds); 0 while it is in rotation (passive.go).
+	downUntil atomic.Int64
+	probing   atomic.Bool
 	// inflight counts requests sent to this backend whose response has not
 	// been fully passed on yet. A task is stopped only once it left the
 	// table and this is zero: that is what draining means.
@@ -218,12 +226,14 @@ type backend struct {
 	idleCloses atomic.Uint64
 }
 
-func newBackend(addr string) *backend {
+func newBackend(addr string, timeout time.Duration, log *slog.Logger) *backend {
 	return &backend{
-		addr: addr,
-		fast: newUpstream(addr),
+		addr:    addr,
+		timeout: timeout,
+		log:     log,
+		fast:    newUpstream(addr, timeout),
 		transport: &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:           backendDialer(timeout, false).DialContext,
 			MaxIdleConnsPerHost:   maxIdlePerBackend,
 			IdleConnTimeout:       60 * time.Second,
 			ExpectContinueTimeout: time.Second,
@@ -232,8 +242,6 @@ func newBackend(addr string) *backend {
 		},
 	}
 }
-
-func (b *backend) down(now int64) bool { return b.downUntil.Load() > now }
 
 func (b *backend) closeIdle() {
 	b.idleCloses.Add(1)
@@ -342,9 +350,10 @@ func (r *Router) ServeTLS(ctx context.Context, ln, tlsLn net.Listener) error {
 	f.startLoops(fbLn)
 	served := make(chan error, 4)
 	servers := []*http.Server{fb}
-	st := &serving{f: f, h1: fbLn, listeners: []*watchedListener{watchListener(ln)}}
+	plain := watchListener(ln)
+	st := &serving{f: f, h1: fbLn, listeners: []*watchedListener{plain}}
 	go func() { served <- fb.Serve(fbLn) }()
-	go func() { served <- f.accept(st.listeners[0], nil, fbLn, nil) }()
+	go func() { served <- f.accept(plain, nil, fbLn, nil) }()
 	if tlsLn != nil {
 		h2 := r.httpsServer(fb)
 		h2.ConnState = f.h2ConnState
@@ -493,7 +502,7 @@ func (r *Router) apply(t Table) {
 			if be == nil {
 				if be = r.pool[b.Addr]; be == nil {
 					if be = r.retired[b.Addr]; be == nil {
-						be = newBackend(b.Addr)
+						be = newBackend(b.Addr, r.opts.ConnectTimeout, r.log)
 					}
 					delete(r.retired, b.Addr)
 				}
@@ -725,7 +734,8 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 // route's backends in round-robin order, moving on to the next one when a
 // connection cannot be made (nothing was sent, so this is safe for every
 // method) and, once, when the connection of an idempotent request whose body
-// was not consumed fails (a task stopping under it).
+// was not consumed fails (a task stopping under it, or its node gone). A
+// backend that failed is ejected (passive.go).
 type balancer struct{}
 
 func (balancer) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -758,6 +768,10 @@ func (balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		b.inflight.Add(-1)
 		lastErr = err
+		if req.Context().Err() != nil {
+			break // the client left, or the read timeout: not the task's failure
+		}
+		b.eject(time.Now(), err)
 		if !isDialError(err) {
 			failedSends++
 		}
@@ -766,30 +780,11 @@ func (balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !retriable(req, body, err) || failedSends > 1 {
 			break
 		}
-		b.downUntil.Store(time.Now().Add(ejectFor).UnixNano())
 	}
 	if body != nil {
 		_ = body.rc.Close()
 	}
 	return nil, lastErr
-}
-
-// order returns the route's backends starting at the next round-robin
-// position, those that recently refused a connection last.
-func (rt *route) order(dst []*backend, now int64) []*backend {
-	n := uint64(len(rt.backends))
-	start := rt.next.Add(1) - 1
-	for i := range n {
-		if b := rt.backends[(start+i)%n]; !b.down(now) {
-			dst = append(dst, b)
-		}
-	}
-	for i := range n {
-		if b := rt.backends[(start+i)%n]; b.down(now) {
-			dst = append(dst, b)
-		}
-	}
-	return dst
 }
 
 // retriable reports whether a request that failed with err may be sent to

@@ -17,7 +17,8 @@ import (
 // goroutines and channel hand-offs per connection, which were most of the
 // router's own cost per request.
 type upstream struct {
-	addr string
+	addr   string
+	dialer *net.Dialer
 
 	mu   sync.Mutex
 	idle []*upstreamConn // most recently used last
@@ -40,7 +41,9 @@ const (
 // connection return at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-func newUpstream(addr string) *upstream { return &upstream{addr: addr} }
+func newUpstream(addr string, timeout time.Duration) *upstream {
+	return &upstream{addr: addr, dialer: backendDialer(timeout, true)}
+}
 
 // get returns an idle connection (reused true) or a new one.
 func (u *upstream) get(ctx context.Context) (*upstreamConn, bool, error) {
@@ -56,8 +59,7 @@ func (u *upstream) get(ctx context.Context) (*upstreamConn, bool, error) {
 		_ = c.conn.Close()
 	}
 	u.mu.Unlock()
-	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", u.addr)
+	conn, err := u.dialer.DialContext(ctx, "tcp", u.addr)
 	if err != nil {
 		return nil, false, err
 	}
@@ -94,8 +96,9 @@ func (u *upstream) closeIdle() {
 // RoundTrip sends req on a pooled connection and returns the response, whose
 // body gives the connection back once read to its end and closed. A request
 // without a body that fails on a reused connection (the backend closed it
-// while idle) is sent again once on a new connection. Cancelling req's
-// context aborts the exchange.
+// while idle) is sent again once on a new connection, unless the task did
+// not answer at all (peerLost). Cancelling req's context aborts the
+// exchange.
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	noBody := req.Body == nil || req.Body == http.NoBody
 	for attempt := 0; ; attempt++ {
@@ -108,7 +111,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			stop()
 			_ = c.conn.Close()
-			if reused && attempt == 0 && noBody && req.Context().Err() == nil {
+			if reused && attempt == 0 && noBody && req.Context().Err() == nil && !peerLost(err) {
 				continue
 			}
 			if ctxErr := req.Context().Err(); ctxErr != nil {
@@ -118,6 +121,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			// The connection now belongs to the upgraded protocol.
+			clearUserTimeout(c.conn)
 			resp.Body = &upgradedConn{Reader: c.br, conn: c.conn, stop: stop}
 			return resp, nil
 		}

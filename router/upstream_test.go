@@ -30,7 +30,7 @@ func TestUpstreamReuse(t *testing.T) {
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	u := newUpstream(srv.Listener.Addr().String())
+	u := newUpstream(srv.Listener.Addr().String(), defaultConnectTimeout)
 	get := func(path string, readAll bool) string {
 		t.Helper()
 		req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+u.addr+path, nil)

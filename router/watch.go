@@ -616,8 +616,10 @@ type suspecter interface {
 	Suspect(addrs []string) bool
 }
 
-// newlyDown lists the backends that refused a connection (see ejectFor)
-// since the last call; reported holds what was reported, and is pruned.
+// newlyDown lists the backends ejected since the last call (passive.go):
+// those whose connection failed, and, every ejectFor or so while they stay
+// out, those whose probe failed again. reported holds what was reported,
+// and is pruned.
 func (r *Router) newlyDown(reported map[string]int64) []string {
 	now := time.Now().UnixNano()
 	r.mu.Lock()

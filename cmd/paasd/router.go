@@ -41,6 +41,7 @@ func runRouter(args []string, stderr io.Writer) int {
 	f.Int(&httpsPort, "https-port", 0, "HTTPS listen port; 0: no HTTPS")
 	f.String(&socketsDir, "sockets-dir", "", "take the listening sockets from the ports process (paasd router-ports) in this directory instead of listening, and hand them on")
 	f.Duration(&opts.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	f.Duration(&opts.ConnectTimeout, "connect-timeout", time.Second, "how long connecting to an app's task may take, and what is sent to one may go unacknowledged, before the task counts as unreachable (it is ejected and idempotent requests move to another task)")
 	f.String(&accessLog, "access-log", accessLog, "on: one JSON line per request on stderr; off: none")
 	f.Duration(&opts.ResyncInterval, "resync-interval", 30*time.Second, "routes follow Docker's event stream; everything is re-read this often anyway (up to 10 times less often where a full read is slow)")
 	f.String(&routesFrom, "routes-from", routesFrom, "events: follow Docker's event stream; poll: re-read every route each second")
@@ -50,6 +51,10 @@ func runRouter(args []string, stderr io.Writer) int {
 	}
 	if accessLog != "on" && accessLog != "off" {
 		fmt.Fprintf(stderr, "paasd: --access-log %q: use on or off\n", accessLog)
+		return 2
+	}
+	if opts.ConnectTimeout < 100*time.Millisecond || opts.ConnectTimeout > time.Minute {
+		fmt.Fprintf(stderr, "paasd: --connect-timeout %s: use 100ms to 1m\n", opts.ConnectTimeout)
 		return 2
 	}
 	opts.AccessLog = accessLog == "on"
