@@ -22,6 +22,9 @@ type upstream struct {
 
 	mu   sync.Mutex
 	idle []*upstreamConn // most recently used last
+	// closes counts closeIdle calls: a connection taken out before the
+	// last one is closed when it is put back, not pooled.
+	closes uint64
 }
 
 type upstreamConn struct {
@@ -29,6 +32,7 @@ type upstreamConn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	lastUsed time.Time
+	closes   uint64 // upstream.closes when it was taken out
 }
 
 // Tuning of the backend connections.
@@ -53,25 +57,27 @@ func (u *upstream) get(ctx context.Context) (*upstreamConn, bool, error) {
 		c := u.idle[len(u.idle)-1]
 		u.idle = u.idle[:len(u.idle)-1]
 		if now.Sub(c.lastUsed) < maxIdleAge {
+			c.closes = u.closes
 			u.mu.Unlock()
 			return c, true, nil
 		}
 		_ = c.conn.Close()
 	}
+	closes := u.closes
 	u.mu.Unlock()
 	conn, err := u.dialer.DialContext(ctx, "tcp", u.addr)
 	if err != nil {
 		return nil, false, err
 	}
 	conn = rawIO(conn)
-	return &upstreamConn{conn: conn, br: bufio.NewReaderSize(conn, upstreamBufSz), bw: bufio.NewWriterSize(conn, upstreamBufSz)}, false, nil
+	return &upstreamConn{conn: conn, br: bufio.NewReaderSize(conn, upstreamBufSz), bw: bufio.NewWriterSize(conn, upstreamBufSz), closes: closes}, false, nil
 }
 
 // put returns a connection whose last response was read in full.
 func (u *upstream) put(c *upstreamConn) {
 	c.lastUsed = time.Now()
 	u.mu.Lock()
-	if len(u.idle) < maxIdlePerBackend {
+	if c.closes == u.closes && len(u.idle) < maxIdlePerBackend {
 		u.idle = append(u.idle, c)
 		c = nil
 	}
@@ -87,6 +93,7 @@ func (u *upstream) closeIdle() {
 	u.mu.Lock()
 	idle := u.idle
 	u.idle = nil
+	u.closes++
 	u.mu.Unlock()
 	for _, c := range idle {
 		_ = c.conn.Close()

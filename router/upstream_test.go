@@ -73,3 +73,33 @@ func TestUpstreamReuse(t *testing.T) {
 		t.Fatal("idle connections left after closeIdle")
 	}
 }
+
+// TestUpstreamCloseIdleInUse: a connection in use while closeIdle runs (a
+// response still being passed on when its task left the table) is closed
+// when it is done with, not pooled for a task that is gone.
+func TestUpstreamCloseIdleInUse(t *testing.T) {
+	closed := make(chan struct{}, 4)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	u := newUpstream(srv.Listener.Addr().String(), defaultConnectTimeout)
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+u.addr+"/", nil)
+	resp, err := u.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.closeIdle() // while the response is still open
+	if b, _ := io.ReadAll(resp.Body); string(b) != "ok" {
+		t.Fatalf("body %q", b)
+	}
+	resp.Body.Close()
+	if len(u.idle) != 0 {
+		t.Fatal("a connection in use during closeIdle was pooled afterwards")
+	}
+	receive(t, closed, 5*time.Second, "the connection in use during closeIdle is still open")
+}
