@@ -40,7 +40,7 @@ func AccessCommands(st AccessStore) []*Command {
 				if access == nil {
 					access = []string{}
 				}
-				return writeJSON(c.Out, struct {
+				return output.JSON(c.Out, struct {
 					Owner  string   `json:"owner"`
 					Access []string `json:"access"`
 				}{c.App.Owner, access})

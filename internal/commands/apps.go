@@ -141,22 +141,7 @@ func (p *Platform) Builtins() []*Command {
 
 var formatFlag = map[string]bool{"--format": true}
 
-func wantJSON(c *Call) (bool, error) {
-	switch f := c.Flags["--format"]; f {
-	case "", "stdout":
-		return false, nil
-	case "json":
-		return true, nil
-	default:
-		return false, fmt.Errorf("unknown format %q: use json or stdout", sanitize(f))
-	}
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
-}
+func wantJSON(c *Call) (bool, error) { return output.WantJSON(c.Flags["--format"]) }
 
 func (p *Platform) appCommands() []*Command {
 	return []*Command{
@@ -232,7 +217,7 @@ func (p *Platform) appsList(_ context.Context, c *Call) error {
 		for _, a := range apps {
 			names = append(names, a.Name)
 		}
-		return writeJSON(c.Out, names) // Dokku's: ["a","b"]; apps:report --format json has the rest
+		return output.JSON(c.Out, names) // Dokku's: ["a","b"]; apps:report --format json has the rest
 	}
 	output.Header(c.Out, "My Apps")
 	for _, a := range apps {
@@ -340,7 +325,7 @@ func reportTrimmed(c *Call, asJSON, legacy bool, title string, fields []kv) erro
 			m[rest] = f.v
 		}
 	}
-	return writeJSON(c.Out, m)
+	return output.JSON(c.Out, m)
 }
 
 type kv struct{ k, v string }
@@ -367,7 +352,7 @@ func report(c *Call, asJSON bool, title string, fields []kv) error {
 		for _, f := range fields {
 			m[dashed(f.k)] = f.v
 		}
-		return writeJSON(c.Out, m)
+		return output.JSON(c.Out, m)
 	}
 	width := 0
 	for _, f := range fields {

@@ -153,7 +153,7 @@ func (b *Builds) buildsList(_ context.Context, c *Call) error {
 		}
 	}
 	if asJSON {
-		return writeJSON(c.Out, list)
+		return output.JSON(c.Out, list)
 	}
 	output.Header(c.Out, "%s builds", c.App.Name)
 	fmt.Fprintf(c.Out, "%-5s %-10s %-9s %-8s %-20s %s\n", "ID", "STATUS", "DURATION", "COMMIT", "STARTED", "BUILDER")
@@ -207,7 +207,7 @@ func (b *Builds) buildsInfo(_ context.Context, c *Call) error {
 	}
 	j := toBuildJSON(d)
 	if asJSON {
-		return writeJSON(c.Out, j)
+		return output.JSON(c.Out, j)
 	}
 	finished := ""
 	if !d.FinishedAt.IsZero() {

@@ -71,7 +71,7 @@ func (p *Platform) configShow(_ context.Context, c *Call) error {
 		return err
 	}
 	if asJSON {
-		return writeJSON(c.Out, nonNil(cfg))
+		return output.JSON(c.Out, nonNil(cfg))
 	}
 	output.Header(c.Out, "%s env vars", configName(c))
 	return exportConfig(c.Out, "pretty", cfg)
@@ -545,7 +545,7 @@ func exportConfig(w io.Writer, format string, cfg map[string]string) error {
 			fmt.Fprintf(w, "%-*s  %s\n", width, k+":", sanitize(cfg[k]))
 		}
 	case "json":
-		return writeJSON(w, cfg)
+		return output.JSON(w, cfg)
 	case "json-list":
 		type pair struct {
 			Name  string `json:"name"`
@@ -555,7 +555,7 @@ func exportConfig(w io.Writer, format string, cfg map[string]string) error {
 		for _, k := range keys {
 			list = append(list, pair{k, cfg[k]})
 		}
-		return writeJSON(w, list)
+		return output.JSON(w, list)
 	default:
 		return fmt.Errorf("unknown format %q: use one of %s", sanitize(format), strings.Join(exportFormats, ", "))
 	}

@@ -83,7 +83,7 @@ func (c *cronCommands) list(_ context.Context, call *Call) error {
 		return err
 	}
 	if asJSON {
-		return writeJSON(call.Out, tasks)
+		return output.JSON(call.Out, tasks)
 	}
 	output.Header(call.Out, "%s cron tasks", call.App.Name)
 	if len(tasks) == 0 {
@@ -191,7 +191,7 @@ func (c *cronCommands) logs(_ context.Context, call *Call) error {
 		if runs == nil {
 			runs = []cron.Run{}
 		}
-		return writeJSON(call.Out, runs)
+		return output.JSON(call.Out, runs)
 	}
 	if len(runs) == 0 {
 		output.Step(call.Out, "Cron task %s of %s has not run yet", call.Args[0], call.App.Name)

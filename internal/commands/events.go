@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"paas/internal/auth"
+	"paas/internal/output"
 	"paas/internal/paas"
 )
 
@@ -76,13 +77,13 @@ func showEvents(ctx context.Context, st EventStore, c *Call) error {
 		if evs == nil {
 			evs = []*paas.Event{}
 		}
-		return writeJSON(c.Out, evs)
+		return output.JSON(c.Out, evs)
 	}
 	last := 0
 	for {
 		for _, e := range evs {
 			if asJSON {
-				if err := writeJSON(c.Out, e); err != nil {
+				if err := output.JSON(c.Out, e); err != nil {
 					return err
 				}
 			} else {

@@ -73,7 +73,7 @@ func (p *Platform) keysList(_ context.Context, c *Call) error {
 		for _, k := range keys {
 			list = append(list, keyJSON{k.Name, k.Fingerprint, k.AddedBy})
 		}
-		return writeJSON(c.Out, list)
+		return output.JSON(c.Out, list)
 	}
 	if len(keys) == 0 {
 		return fmt.Errorf("No public keys found.")

@@ -70,7 +70,7 @@ func (n *nodeCommands) list(ctx context.Context, c *Call) error {
 		return err
 	}
 	if asJSON {
-		return writeJSON(c.Out, nodes)
+		return output.JSON(c.Out, nodes)
 	}
 	fmt.Fprintf(c.Out, "%-20s %-8s %-8s %-12s %-16s %6s %5s %9s\n", "NAME", "ROLE", "STATE", "AVAILABILITY", "ADDRESS", "TASKS", "CPUS", "MEMORY")
 	for _, node := range nodes {
@@ -154,7 +154,7 @@ func (n *nodeCommands) joinCommand(ctx context.Context, c *Call) error {
 	}
 	info.Command = strings.Join(args, " ")
 	if asJSON {
-		return writeJSON(c.Out, info)
+		return output.JSON(c.Out, info)
 	}
 	if c.Has("--rotate") {
 		output.Step(c.Err, "The %s join token was replaced: commands printed before join nothing more", info.Role)

@@ -51,7 +51,7 @@ func pluginList(c *Call, reg Plugins) error {
 		return err
 	}
 	if asJSON {
-		return writeJSON(c.Out, list)
+		return output.JSON(c.Out, list)
 	}
 	output.Header(c.Out, "Plugins")
 	width := 0

@@ -269,7 +269,7 @@ func (p *Platform) portsReport(_ context.Context, c *Call) error {
 		for _, m := range maps {
 			list = append(list, portJSON{m.Scheme, m.HostPort, m.ContainerPort})
 		}
-		return writeJSON(c.Out, list)
+		return output.JSON(c.Out, list)
 	}
 	return p.routingReport(c, "ports information", func(r *paas.Routing) []kv {
 		return []kv{

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/scheduler"
 )
@@ -108,7 +109,7 @@ func (p *Platform) psReport(ctx context.Context, c *Call) error {
 		resources = releaseResources(rel)
 	}
 	if asJSON && !hasReportFlag(c) {
-		return writeJSON(c.Out, map[string]any{
+		return output.JSON(c.Out, map[string]any{
 			"app": c.App.Name, "deployed": c.App.Current > 0, "release": c.App.Current, "processes": procs, "running": running > 0,
 			"can-scale": true, "procfile-path": c.App.ProcfilePath, "global-procfile-path": "Procfile", "computed-procfile-path": procfilePath(c.App),
 			"restore": !c.App.Stopped, "resources": resources, "storage-pinned-node": pinnedNode(c.App),

@@ -60,7 +60,7 @@ func (b *Builds) registryReport(_ context.Context, c *Call) error {
 		return err
 	}
 	if asJSON {
-		return writeJSON(c.Out, servers)
+		return output.JSON(c.Out, servers)
 	}
 	names := make([]string, 0, len(servers))
 	for s := range servers {

@@ -96,7 +96,7 @@ func (p *Platform) releasesList(_ context.Context, c *Call) error {
 		for _, r := range rels { // newest first
 			out = append(out, toJSON(r, c.App.Current))
 		}
-		return writeJSON(c.Out, out)
+		return output.JSON(c.Out, out)
 	}
 	output.Header(c.Out, "%s releases", c.App.Name)
 	if len(rels) == 0 {
@@ -151,7 +151,7 @@ func (p *Platform) releasesInfo(_ context.Context, c *Call) error {
 			continue
 		}
 		if asJSON {
-			return writeJSON(c.Out, toJSON(r, c.App.Current))
+			return output.JSON(c.Out, toJSON(r, c.App.Current))
 		}
 		procs := make([]string, len(r.Processes))
 		for i, pt := range r.Processes {
@@ -249,7 +249,7 @@ func (p *Platform) showScale(c *Call, asJSON bool) error {
 		list = append(list, entry{pt.Name, formation[pt.Name]})
 	}
 	if asJSON {
-		return writeJSON(c.Out, list)
+		return output.JSON(c.Out, list)
 	}
 	output.Step(c.Out, "Scaling for %s", c.App.Name)
 	fmt.Fprint(c.Out, "proctype: qty\n--------: ---\n")

@@ -312,7 +312,7 @@ func (r *Resources) report(_ context.Context, c *Call) error {
 		}
 		delete(c.Flags, "--global") // not one of the report's single-value flags
 		if asJSON {
-			return writeJSON(c.Out, ResourceJSON{Limits: nonNilRes(global.Limits), Reservations: nonNilRes(global.Reservations), Global: global})
+			return output.JSON(c.Out, ResourceJSON{Limits: nonNilRes(global.Limits), Reservations: nonNilRes(global.Reservations), Global: global})
 		}
 		return report(c, false, "global resource information", resourceFields("Resource", global))
 	}
@@ -354,9 +354,9 @@ func (r *Resources) report(_ context.Context, c *Call) error {
 	}
 	if asJSON {
 		if len(c.Args) > 0 {
-			return writeJSON(c.Out, docs[0])
+			return output.JSON(c.Out, docs[0])
 		}
-		return writeJSON(c.Out, docs)
+		return output.JSON(c.Out, docs)
 	}
 	return nil
 }

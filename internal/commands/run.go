@@ -173,7 +173,7 @@ func (p *Platform) runList(ctx context.Context, c *Call) error {
 		if tasks == nil {
 			tasks = []scheduler.OneOff{}
 		}
-		return writeJSON(c.Out, tasks)
+		return output.JSON(c.Out, tasks)
 	}
 	output.Header(c.Out, "%s run containers", c.App.Name)
 	if len(tasks) == 0 {

@@ -206,7 +206,7 @@ func (s *Storage) list(ctx context.Context, c *Call) error {
 		return err
 	}
 	if asJSON {
-		return writeJSON(c.Out, s.entries(ctx, c.App))
+		return output.JSON(c.Out, s.entries(ctx, c.App))
 	}
 	output.Step(c.Out, "%s volume bind-mounts:", c.App.Name)
 	for _, m := range c.App.Mounts {
@@ -244,9 +244,9 @@ func (s *Storage) report(ctx context.Context, c *Call) error {
 			out[a.Name] = map[string]any{"mounts": s.entries(ctx, a), "pinned-node": pinnedNode(a)}
 		}
 		if len(c.Args) > 0 {
-			return writeJSON(c.Out, out[apps[0].Name])
+			return output.JSON(c.Out, out[apps[0].Name])
 		}
-		return writeJSON(c.Out, out)
+		return output.JSON(c.Out, out)
 	}
 	for _, a := range apps {
 		var mounts []string

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"paas/internal/output"
 	"paas/internal/paas"
 	"paas/internal/routing"
 )
@@ -116,7 +117,7 @@ func (p *Platform) urls(_ context.Context, c *Call) error {
 		return err
 	}
 	if asJSON {
-		return writeJSON(c.Out, urls)
+		return output.JSON(c.Out, urls)
 	}
 	for _, u := range urls {
 		fmt.Fprintln(c.Out, u)

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"paas/internal/output"
 	"strings"
 )
 
@@ -17,7 +18,7 @@ func WhoamiCommands() []*Command {
 			if groups == nil {
 				groups = []string{}
 			}
-			return writeJSON(c.Out, struct {
+			return output.JSON(c.Out, struct {
 				Name   string   `json:"name"`
 				Admin  bool     `json:"admin"`
 				Source string   `json:"source"`

@@ -5,6 +5,7 @@
 package output
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 )
@@ -44,4 +45,25 @@ func Flush(w io.Writer) {
 	case interface{ Flush() }:
 		f.Flush()
 	}
+}
+
+// WantJSON reads a command's --format flag: "json" is true, "" and
+// "stdout" (Dokku's default) false, anything else an error.
+func WantJSON(format string) (bool, error) {
+	switch format {
+	case "", "stdout":
+		return false, nil
+	case "json":
+		return true, nil
+	default:
+		return false, fmt.Errorf("unknown format %q: use json or stdout", format)
+	}
+}
+
+// JSON writes v as one line of JSON, with <, > and & as they are (the
+// output is read by scripts, not embedded in HTML).
+func JSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }

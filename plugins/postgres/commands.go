@@ -36,22 +36,7 @@ func (p *Postgres) Commands() []plugins.Command {
 	}
 }
 
-func wantJSON(c *plugins.Call) (bool, error) {
-	switch f := c.Flags["--format"]; f {
-	case "", "stdout":
-		return false, nil
-	case "json":
-		return true, nil
-	default:
-		return false, fmt.Errorf("unknown format %q: use json or stdout", f)
-	}
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
-}
+func wantJSON(c *plugins.Call) (bool, error) { return output.WantJSON(c.Flags["--format"]) }
 
 func (p *Postgres) create(ctx context.Context, c *plugins.Call) error {
 	name := c.Args[0]
@@ -174,7 +159,7 @@ func (p *Postgres) info(ctx context.Context, c *plugins.Call) error {
 		return err
 	}
 	if asJSON {
-		return writeJSON(c.Out, in)
+		return output.JSON(c.Out, in)
 	}
 	schedule := "none"
 	if in.Schedule != "" {
@@ -232,7 +217,7 @@ func (p *Postgres) list(ctx context.Context, c *plugins.Call) error {
 		if out == nil {
 			out = []infoJSON{}
 		}
-		return writeJSON(c.Out, out)
+		return output.JSON(c.Out, out)
 	}
 	output.Header(c.Out, "Postgres databases")
 	for _, in := range out {
@@ -443,7 +428,7 @@ func (p *Postgres) backups(_ context.Context, c *plugins.Call) error {
 		if kept == nil {
 			kept = []Backup{}
 		}
-		return writeJSON(c.Out, kept)
+		return output.JSON(c.Out, kept)
 	}
 	output.Header(c.Out, "%s backups in %s", db.Name, p.backupDir(db.Name))
 	for _, b := range kept {
