@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"paas/internal/paas"
+	"paas/plugins"
 	"paas/scheduler"
 )
 
@@ -453,5 +456,43 @@ func TestNewAppOfTheSameName(t *testing.T) {
 	list, err := s.List("web")
 	if err != nil || len(list) != 1 || list[0].Maintenance || list[0].LastRun != nil {
 		t.Fatalf("the new app's list = %+v, %v", list, err)
+	}
+}
+
+// TestRenameAndDestroy: an app's runs and suspensions follow apps:rename
+// (post-app-rename) and go with apps:destroy (post-delete).
+func TestRenameAndDestroy(t *testing.T) {
+	job := task("report", "@daily")
+	s, r, _, _, st := setup(t, at("10:00:30"), job)
+	go func() { r.finish(started(t, r), 0) }()
+	_, done, err := s.Start(t.Context(), "web", job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if err := s.SetMaintenance("web", job.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	hooks := s.Hooks()
+	if err := hooks[plugins.TriggerPostAppRename](t.Context(), plugins.Event{Args: []string{"web", "site"}}); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	st.app.Name, st.rel.App = "site", "site"
+	st.mu.Unlock()
+	if runs, err := s.Runs("site", job.ID); err != nil || len(runs) != 1 {
+		t.Fatalf("runs after the rename = %+v, %v, want the one run", runs, err)
+	}
+	if list, err := s.List("site"); err != nil || len(list) != 1 || !list[0].Maintenance {
+		t.Fatalf("list after the rename = %+v, %v, want it still suspended", list, err)
+	}
+	if err := hooks[plugins.TriggerPostDelete](t.Context(), plugins.Event{Args: []string{"site"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, "site.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the destroyed app's state is still there: %v", err)
+	}
+	if err := hooks[plugins.TriggerPostAppRename](t.Context(), plugins.Event{Args: []string{"../x", "y"}}); err == nil {
+		t.Fatal("an invalid app name reached a file path")
 	}
 }

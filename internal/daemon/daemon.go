@@ -293,7 +293,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		return platform.CreateApp(id, name, out)
 	}
-	if err := registerPlugins(triggers, cfg, dataDir, st, docker, pipeline, network, log); err != nil {
+	if err := registerPlugins(triggers, cfg, dataDir, st, docker, pipeline, network, log, cronJobs); err != nil {
 		return err
 	}
 	dispatcher := commands.NewDispatcher(st, cfg.Version,

@@ -27,10 +27,14 @@ func newPlugins(cfg Config, dataDir string, st *store.Store, log *slog.Logger) *
 	return plugins.NewRegistry(dir, st.Plugin("paas.plugins"), log)
 }
 
-// registerPlugins adds the Go plugins compiled into paasd. A company's own Go
-// plugin is added here the same way.
-func registerPlugins(reg *plugins.Registry, cfg Config, dataDir string, st *store.Store, docker *client.Client, pipeline commands.Pipeline, network string, log *slog.Logger) error {
+// registerPlugins adds the Go plugins compiled into paasd: Postgres, and
+// built already, the parts of paasd that are plugins too (cron). A company's
+// own Go plugin is added here the same way.
+func registerPlugins(reg *plugins.Registry, cfg Config, dataDir string, st *store.Store, docker *client.Client, pipeline commands.Pipeline, network string, log *slog.Logger, built ...plugins.Plugin) error {
 	apps := &commands.PluginApps{Store: st, Pipeline: pipeline}
+	if err := reg.Register(built...); err != nil {
+		return err
+	}
 	return reg.Register(
 		postgres.New(postgres.Options{
 			Docker:    docker,
