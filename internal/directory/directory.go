@@ -198,6 +198,21 @@ func (c *Client) connect(ctx context.Context) (*ldap.Conn, error) {
 
 // dial opens, secures and binds a new connection.
 func (c *Client) dial(ctx context.Context) (*ldap.Conn, error) {
+	conn, err := c.dialUnbound(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.BindDN != "" {
+		if err := conn.Bind(c.cfg.BindDN, c.cfg.BindPassword); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("%w: bind as %s: %w", ErrUnavailable, c.cfg.BindDN, err)
+		}
+	}
+	return conn, nil
+}
+
+// dialUnbound opens and secures a new connection, not bound yet.
+func (c *Client) dialUnbound(ctx context.Context) (*ldap.Conn, error) {
 	timeout := c.cfg.Timeout
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = time.Until(d)
@@ -212,12 +227,6 @@ func (c *Client) dial(ctx context.Context) (*ldap.Conn, error) {
 		if err := conn.StartTLS(c.tls); err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("%w: starttls: %w", ErrUnavailable, err)
-		}
-	}
-	if c.cfg.BindDN != "" {
-		if err := conn.Bind(c.cfg.BindDN, c.cfg.BindPassword); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("%w: bind as %s: %w", ErrUnavailable, c.cfg.BindDN, err)
 		}
 	}
 	return conn, nil
@@ -299,7 +308,11 @@ func (c *Client) LookupKey(ctx context.Context, key string) (*User, error) {
 	case len(matches) > 1:
 		return nil, fmt.Errorf("%w: the key is on more than one entry", ErrNotFound)
 	}
-	e := matches[0]
+	return c.user(ctx, matches[0])
+}
+
+// user reads the entry e of a user with their groups.
+func (c *Client) user(ctx context.Context, e *ldap.Entry) (*User, error) {
 	u := &User{DN: e.DN, Name: e.GetAttributeValue(c.cfg.NameAttribute)}
 	if u.Name == "" {
 		return nil, fmt.Errorf("%w: entry %s has no %s", ErrNotFound, e.DN, c.cfg.NameAttribute)
@@ -330,6 +343,51 @@ func (c *Client) LookupKey(ctx context.Context, key string) (*User, error) {
 	sort.Strings(u.Groups)
 	u.Groups = compactSorted(u.Groups)
 	return u, nil
+}
+
+// ErrBadPassword means the name and password do not sign in: no user of
+// that name, or the directory refused the password. The two read alike, so
+// that a sign-in form tells no one which names exist.
+var ErrBadPassword = errors.New("wrong user name or password")
+
+// Authenticate checks name's password by binding as that user's entry, on a
+// connection of its own that is closed at once (the shared one stays bound
+// as the service account). The entry is found by the name attribute under
+// the user filter, with name escaped; the password is never kept. An empty
+// password is refused before the directory sees it: a simple bind with
+// none is an anonymous bind, which succeeds.
+func (c *Client) Authenticate(ctx context.Context, name, password string) (*User, error) {
+	if name == "" || password == "" || strings.ContainsAny(name+password, "\x00\r\n") || len(name) > 256 || len(password) > 1024 {
+		return nil, ErrBadPassword
+	}
+	filter := fmt.Sprintf("(&%s(%s=%s))", c.cfg.UserFilter, c.cfg.NameAttribute, ldap.EscapeFilter(name))
+	res, err := c.search(ctx, ldap.NewSearchRequest(c.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		2, int(c.cfg.Timeout/time.Second), false, filter, []string{c.cfg.NameAttribute, "memberOf"}, nil))
+	if err != nil {
+		return nil, err
+	}
+	var matches []*ldap.Entry
+	for _, e := range res.Entries {
+		if strings.EqualFold(e.GetAttributeValue(c.cfg.NameAttribute), name) {
+			matches = append(matches, e)
+		}
+	}
+	if len(matches) != 1 {
+		return nil, ErrBadPassword // none, or a name two entries share
+	}
+	conn, err := c.dialUnbound(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = conn.Bind(matches[0].DN, password)
+	conn.Close()
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+		return nil, ErrBadPassword
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: bind as %s: %w", ErrUnavailable, matches[0].DN, err)
+	}
+	return c.user(ctx, matches[0])
 }
 
 // keyFilter finds the entry holding key; key is escaped.
