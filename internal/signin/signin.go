@@ -1,0 +1,383 @@
+// Package signin signs people in to paas.DOMAIN in a browser: with the
+// company's OpenID Connect provider (authorization code flow with PKCE,
+// state and nonce, through go-oidc and x/oauth2), with their directory user
+// name and password when there is no provider, and, on every installation,
+// with a one-time link that `ssh paas login` prints.
+//
+// A sign-in starts a session: a random ID, kept here with the identity, in
+// an HttpOnly, Secure, SameSite=Lax cookie under the __Host- prefix, signed
+// so that a forged or edited cookie is told apart from one that expired.
+// The Service is the http.Handler of /auth/ and the Authenticator of the
+// web server (Authenticate), and gives the pages their CSRF token
+// (CSRFToken, RequireCSRF) and headers (SecureHeaders).
+package signin
+
+import (
+	"cmp"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"paas/internal/directory"
+	"paas/internal/paas"
+)
+
+// Defaults.
+const (
+	DefaultSessionTTL = 12 * time.Hour
+	// LinkTTL is how long a link of `ssh paas login` may be used (once).
+	LinkTTL = 60 * time.Second
+	// flowTTL is how long a sign-in may take at the provider.
+	flowTTL = 10 * time.Minute
+	// maxPending bounds the sessions, links and flows kept, so that no
+	// one can fill the memory by starting sign-ins.
+	maxPending = 100_000
+)
+
+// Sources of the identities of web sessions (paas.Identity.Source).
+const (
+	SourceOIDC     = "web-oidc"
+	SourcePassword = "web-password"
+	SourceLink     = "web-link"
+)
+
+// Directory checks a user's password (directory.Client.Authenticate).
+type Directory interface {
+	Authenticate(ctx context.Context, name, password string) (*directory.User, error)
+}
+
+var _ Directory = (*directory.Client)(nil)
+
+// Audit records sign-ins and what was refused (the daemon's audit log).
+type Audit interface {
+	Record(e *paas.Event)
+}
+
+// Config says how people sign in.
+type Config struct {
+	// BaseURL is where paas.DOMAIN is reached (https://paas.example.com);
+	// the links and the OIDC redirect URL are made from it.
+	BaseURL string
+	// Key signs cookies and CSRF tokens: at least 32 random bytes, kept
+	// in the data dir so that sessions survive nothing but their TTL.
+	Key []byte
+	// SessionTTL is how long a session lasts (DefaultSessionTTL).
+	SessionTTL time.Duration
+	// PlainHTTP drops the Secure flag and the __Host- prefix of the
+	// cookies, for an installation served over plain HTTP only.
+	PlainHTTP bool
+	// OIDC turns on sign-in with an OpenID Connect provider.
+	OIDC *OIDCConfig
+	// Directory turns on sign-in with a directory password; it is not
+	// offered when OIDC is on.
+	Directory Directory
+	Audit     Audit
+	Log       *slog.Logger
+	// Now is the clock (time.Now); tests move it.
+	Now func() time.Time
+}
+
+// Service is the sign-in of one installation. It is safe for concurrent use.
+type Service struct {
+	cfg  Config
+	base *url.URL
+	log  *slog.Logger
+	oidc *oidcFlow // nil without OIDC
+	mux  *http.ServeMux
+
+	mu       sync.Mutex
+	sessions map[string]*session  // by hash of the session ID
+	links    map[string]*link     // by hash of the link's token
+	used     map[string]time.Time // hashes of links used, until they would have expired
+	flows    map[string]*flow     // OIDC sign-ins under way, by state
+	failures map[string][]time.Time
+	refusals refusalBudget
+}
+
+type session struct {
+	id      paas.Identity
+	expires time.Time
+}
+
+type link struct {
+	id      paas.Identity
+	expires time.Time
+}
+
+// New checks cfg and returns the Service. It does not reach the OIDC
+// provider: its discovery document is read at the first sign-in (and
+// again after a failure), so paasd starts while the provider is down.
+func New(cfg Config) (*Service, error) {
+	if len(cfg.Key) < 32 {
+		return nil, errors.New("signin: the key must have at least 32 bytes")
+	}
+	base, err := url.Parse(cfg.BaseURL)
+	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
+		return nil, fmt.Errorf("signin: base URL %q: use https://HOST[:PORT]", cfg.BaseURL)
+	}
+	if base.Scheme == "http" && !cfg.PlainHTTP {
+		return nil, fmt.Errorf("signin: base URL %q is plain HTTP: Secure cookies need HTTPS", cfg.BaseURL)
+	}
+	cfg.SessionTTL = cmp.Or(cfg.SessionTTL, DefaultSessionTTL)
+	if cfg.SessionTTL < time.Minute {
+		return nil, fmt.Errorf("signin: session TTL %s: at least 1m", cfg.SessionTTL)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{
+		cfg: cfg, base: base, log: cfg.Log.With("component", "signin"),
+		sessions: map[string]*session{}, links: map[string]*link{}, used: map[string]time.Time{},
+		flows: map[string]*flow{}, failures: map[string][]time.Time{},
+	}
+	if cfg.OIDC != nil {
+		if s.oidc, err = newOIDCFlow(*cfg.OIDC, base); err != nil {
+			return nil, err
+		}
+	}
+	s.routes()
+	return s, nil
+}
+
+// Methods reports how people may sign in, for the README and the pages.
+func (s *Service) Methods() []string {
+	m := []string{"link"}
+	if s.oidc != nil {
+		return append([]string{"oidc"}, m...)
+	}
+	if s.cfg.Directory != nil {
+		return append([]string{"password"}, m...)
+	}
+	return m
+}
+
+// Authenticate returns the identity of the request's session. ok is false
+// without a session cookie, and for one that is forged, edited, expired or
+// signed out (each logged and recorded, none an error).
+func (s *Service) Authenticate(r *http.Request) (paas.Identity, bool, error) {
+	sess, _, ok := s.session(r)
+	if !ok {
+		return paas.Identity{}, false, nil
+	}
+	return sess.id, true, nil
+}
+
+// session returns the request's live session and its raw ID.
+func (s *Service) session(r *http.Request) (*session, []byte, bool) {
+	c, err := r.Cookie(s.cookieName(sessionCookie))
+	if err != nil || c.Value == "" {
+		return nil, nil, false
+	}
+	raw, ok := s.openSigned("session", c.Value)
+	if !ok {
+		s.refuse(r, "", "session", "tampered or forged session cookie")
+		return nil, nil, false
+	}
+	key := hashKey(raw)
+	now := s.cfg.Now()
+	s.mu.Lock()
+	sess, found := s.sessions[key]
+	if found && !now.Before(sess.expires) {
+		delete(s.sessions, key)
+	}
+	s.mu.Unlock()
+	switch {
+	case !found:
+		// Signed by this installation's key, but signed out (or kept by
+		// a paasd that restarted since).
+		s.refuse(r, "", "session", "session signed out or unknown")
+		return nil, nil, false
+	case !now.Before(sess.expires):
+		s.refuse(r, sess.id.Name, "session", "session expired")
+		return nil, nil, false
+	}
+	return sess, raw, true
+}
+
+// startSession records a new session for id and sets its cookie.
+func (s *Service) startSession(w http.ResponseWriter, r *http.Request, id paas.Identity) error {
+	raw := randomBytes(32)
+	now := s.cfg.Now()
+	s.mu.Lock()
+	s.pruneLocked(now)
+	if len(s.sessions) >= maxPending {
+		s.mu.Unlock()
+		return errors.New("too many sessions: try again later")
+	}
+	s.sessions[hashKey(raw)] = &session{id: id, expires: now.Add(s.cfg.SessionTTL)}
+	s.mu.Unlock()
+	s.setCookie(w, sessionCookie, s.seal("session", raw), s.cfg.SessionTTL)
+	s.log.Info("signed in", "user", id.Name, "source", id.Source, "remote", r.RemoteAddr)
+	s.record(&paas.Event{Actor: id.Name, Source: id.Source, Action: "sign-in", Result: "ok", Detail: "from " + r.RemoteAddr})
+	return nil
+}
+
+// endSession forgets the request's session and clears its cookie.
+func (s *Service) endSession(w http.ResponseWriter, r *http.Request) (paas.Identity, bool) {
+	var id paas.Identity
+	found := false
+	if c, err := r.Cookie(s.cookieName(sessionCookie)); err == nil {
+		if raw, ok := s.openSigned("session", c.Value); ok {
+			s.mu.Lock()
+			if sess, ok := s.sessions[hashKey(raw)]; ok {
+				id, found = sess.id, true
+				delete(s.sessions, hashKey(raw))
+			}
+			s.mu.Unlock()
+		}
+	}
+	s.setCookie(w, sessionCookie, "", -1)
+	return id, found
+}
+
+// pruneLocked drops expired sessions, links and flows.
+func (s *Service) pruneLocked(now time.Time) {
+	if len(s.sessions)+len(s.links)+len(s.flows)+len(s.used) < 1024 {
+		return
+	}
+	for k, v := range s.sessions {
+		if !now.Before(v.expires) {
+			delete(s.sessions, k)
+		}
+	}
+	for k, v := range s.links {
+		if !now.Before(v.expires) {
+			delete(s.links, k)
+		}
+	}
+	for k, at := range s.used {
+		if !now.Before(at) {
+			delete(s.used, k)
+		}
+	}
+	for k, v := range s.flows {
+		if !now.Before(v.expires) {
+			delete(s.flows, k)
+		}
+	}
+}
+
+// The cookies.
+const (
+	sessionCookie = "paas_session"
+	flowCookie    = "paas_signin" // binds a sign-in form or OIDC flow to the browser
+)
+
+// cookieName puts the __Host- prefix before name: a browser then takes the
+// cookie only from this very host, over HTTPS, for the path /, so an app on
+// a sibling host (APP.DOMAIN) cannot plant one (session fixation).
+func (s *Service) cookieName(name string) string {
+	if s.cfg.PlainHTTP {
+		return name
+	}
+	return "__Host-" + name
+}
+
+func (s *Service) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {
+	c := &http.Cookie{
+		Name: s.cookieName(name), Value: value, Path: "/",
+		HttpOnly: true, Secure: !s.cfg.PlainHTTP, SameSite: http.SameSiteLaxMode,
+	}
+	if maxAge < 0 {
+		c.MaxAge = -1
+	} else {
+		c.MaxAge = int(maxAge / time.Second)
+		c.Expires = s.cfg.Now().Add(maxAge)
+	}
+	http.SetCookie(w, c)
+}
+
+// seal is raw with its MAC under purpose: "base64(raw).base64(mac)".
+func (s *Service) seal(purpose string, raw []byte) string {
+	return b64(raw) + "." + b64(s.mac(purpose, raw))
+}
+
+// openSigned returns the raw value of a sealed one whose MAC is right.
+func (s *Service) openSigned(purpose, v string) ([]byte, bool) {
+	r, m, ok := strings.Cut(v, ".")
+	if !ok || len(v) > 200 {
+		return nil, false
+	}
+	raw, err1 := base64.RawURLEncoding.DecodeString(r)
+	mac, err2 := base64.RawURLEncoding.DecodeString(m)
+	if err1 != nil || err2 != nil || len(raw) == 0 {
+		return nil, false
+	}
+	return raw, hmac.Equal(mac, s.mac(purpose, raw))
+}
+
+func (s *Service) mac(purpose string, raw []byte) []byte {
+	h := hmac.New(sha256.New, s.cfg.Key)
+	h.Write([]byte(purpose))
+	h.Write([]byte{0})
+	h.Write(raw)
+	return h.Sum(nil)
+}
+
+// record adds e to the audit log, when there is one.
+func (s *Service) record(e *paas.Event) {
+	if s.cfg.Audit != nil {
+		e.Time = s.cfg.Now().UTC()
+		s.cfg.Audit.Record(e)
+	}
+}
+
+// refuse logs a refused request and records it in the audit log (at most
+// refusalsPerMinute a minute there, so that a flood of forged cookies does
+// not push the real events out; every one is logged).
+func (s *Service) refuse(r *http.Request, user, action, reason string) {
+	s.log.Warn("sign-in refused", "action", action, "reason", reason, "user", user, "remote", r.RemoteAddr, "path", r.URL.Path)
+	s.mu.Lock()
+	ok := s.refusals.take(s.cfg.Now())
+	s.mu.Unlock()
+	if ok {
+		actor := cmp.Or(user, "-")
+		s.record(&paas.Event{Actor: actor, Source: "web", Action: action, Result: "error", Code: 1, Detail: reason + " (from " + r.RemoteAddr + ")"})
+	}
+}
+
+const refusalsPerMinute = 60
+
+type refusalBudget struct {
+	minute time.Time
+	n      int
+}
+
+func (b *refusalBudget) take(now time.Time) bool {
+	m := now.Truncate(time.Minute)
+	if !m.Equal(b.minute) {
+		b.minute, b.n = m, 0
+	}
+	b.n++
+	return b.n <= refusalsPerMinute
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b) // never fails (crypto/rand)
+	return b
+}
+
+func randomString() string { return b64(randomBytes(32)) }
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// hashKey is how secrets (session IDs, link tokens) are kept in memory: a
+// dump of it holds none that works.
+func hashKey(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return string(sum[:])
+}
