@@ -72,37 +72,31 @@ func (s *Service) loginPage(w http.ResponseWriter, r *http.Request) {
 		s.startOIDC(w, r, returnTo)
 		return
 	}
-	s.page(w, r, http.StatusOK, s.formPage(w, returnTo, ""))
+	s.page(w, r, http.StatusOK, s.formPage(w, r, returnTo, ""))
 }
 
-// formPage is the sign-in page without OIDC, with a fresh form token.
-func (s *Service) formPage(w http.ResponseWriter, returnTo, msg string) pageData {
+// formPage is the sign-in page without OIDC, with the form token.
+func (s *Service) formPage(w http.ResponseWriter, r *http.Request, returnTo, msg string) pageData {
 	d := pageData{Title: "Sign in to paas", Message: msg, ReturnTo: returnTo, Password: s.cfg.Directory != nil}
 	if d.Password {
-		d.FormToken = s.formToken(w)
+		d.FormToken = s.formToken(w, r)
 	} else {
 		d.Message = "Run `ssh paas login` and open the link it prints (valid 60 s, once)."
 	}
 	return d
 }
 
-// formToken sets a fresh random cookie and returns the form token made from
-// it: a form posted from another site has the cookie but not the token (no
-// login CSRF: no one can sign a browser in as themselves).
-func (s *Service) formToken(w http.ResponseWriter) string {
-	raw := randomBytes(32)
-	s.setCookie(w, flowCookie, b64(raw), flowTTL)
-	return b64(s.mac("form", raw))
+// formToken returns the form token of the browser's binding cookie: a form
+// posted from another site carries the cookie but not the token (no login
+// CSRF: no one can sign another's browser in as themselves).
+func (s *Service) formToken(w http.ResponseWriter, r *http.Request) string {
+	return b64(s.mac("form", s.binding(w, r)))
 }
 
 // checkFormToken reports whether the form's token matches the cookie.
 func (s *Service) checkFormToken(r *http.Request) bool {
-	c, err := r.Cookie(s.cookieName(flowCookie))
-	if err != nil {
-		return false
-	}
-	raw, err := b64decode(c.Value)
-	if err != nil || len(raw) == 0 {
+	raw, ok := s.requestBinding(r)
+	if !ok {
 		return false
 	}
 	tok, err := b64decode(r.PostFormValue("form_token"))
@@ -128,13 +122,13 @@ func (s *Service) passwordLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.checkFormToken(r) {
 		s.refuse(r, "", "sign-in", "password form without its token (CSRF)")
-		s.page(w, r, http.StatusForbidden, s.formPage(w, returnTo, "The form expired. Sign in again."))
+		s.page(w, r, http.StatusForbidden, s.formPage(w, r, returnTo, "The form expired. Sign in again."))
 		return
 	}
 	name, password := r.PostFormValue("username"), r.PostFormValue("password")
 	if s.tooManyFailures(name) {
 		s.refuse(r, name, "sign-in", "too many failed passwords")
-		s.page(w, r, http.StatusTooManyRequests, s.formPage(w, returnTo, "Too many failed attempts. Wait a few minutes."))
+		s.page(w, r, http.StatusTooManyRequests, s.formPage(w, r, returnTo, "Too many failed attempts. Wait a few minutes."))
 		return
 	}
 	u, err := s.cfg.Directory.Authenticate(r.Context(), name, password)
@@ -142,14 +136,14 @@ func (s *Service) passwordLogin(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, directory.ErrBadPassword):
 		s.addFailure(name)
 		s.refuse(r, truncate(name), "sign-in", "wrong user name or password")
-		s.page(w, r, http.StatusUnauthorized, s.formPage(w, returnTo, "Wrong user name or password."))
+		s.page(w, r, http.StatusUnauthorized, s.formPage(w, r, returnTo, "Wrong user name or password."))
 		return
 	case err != nil:
 		s.log.Error("password sign-in: directory", "err", err)
-		s.page(w, r, http.StatusServiceUnavailable, s.formPage(w, returnTo, "The directory cannot be reached now. Try again in a minute."))
+		s.page(w, r, http.StatusServiceUnavailable, s.formPage(w, r, returnTo, "The directory cannot be reached now. Try again in a minute."))
 		return
 	}
-	s.setCookie(w, flowCookie, "", -1)
+	s.setCookie(w, bindCookie, "", -1)
 	id := paas.Identity{Name: u.Name, Admin: u.Admin, Groups: u.Groups, Source: SourcePassword}
 	if err := s.startSession(w, r, id); err != nil {
 		s.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Sign-in busy", Message: err.Error()})

@@ -97,7 +97,7 @@ func (s *Service) linkPage(w http.ResponseWriter, r *http.Request) {
 		s.page(w, r, http.StatusGone, pageData{Title: "Link expired", Message: "This sign-in link expired or was used already. Run `ssh paas login` for a new one.", Retry: true})
 		return
 	}
-	s.page(w, r, http.StatusOK, pageData{Title: "Sign in to paas", Link: token, LinkUser: id.Name, FormToken: s.formToken(w)})
+	s.page(w, r, http.StatusOK, pageData{Title: "Sign in to paas", Link: token, LinkUser: id.Name, FormToken: s.formToken(w, r)})
 }
 
 // linkLogin uses the link and starts a session.
@@ -112,7 +112,7 @@ func (s *Service) linkLogin(w http.ResponseWriter, r *http.Request) {
 		s.page(w, r, http.StatusGone, pageData{Title: "Link expired", Message: "This sign-in link expired or was used already. Run `ssh paas login` for a new one.", Retry: true})
 		return
 	}
-	s.setCookie(w, flowCookie, "", -1)
+	s.setCookie(w, bindCookie, "", -1)
 	if err := s.startSession(w, r, id); err != nil {
 		s.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Sign-in busy", Message: err.Error()})
 		return

@@ -3,6 +3,7 @@ package signin
 import (
 	"cmp"
 	"context"
+	"crypto/hmac"
 	"errors"
 	"fmt"
 	"net/http"
@@ -111,6 +112,7 @@ func (o *oidcFlow) config(ctx context.Context) (*oidc.Provider, *oauth2.Config, 
 // flow is one sign-in under way at the provider, by its state.
 type flow struct {
 	nonce, verifier, returnTo string
+	binding                   []byte // of the browser that started it
 	expires                   time.Time
 }
 
@@ -124,6 +126,7 @@ func (s *Service) startOIDC(w http.ResponseWriter, r *http.Request, returnTo str
 		return
 	}
 	state, nonce, verifier := randomString(), randomString(), oauth2.GenerateVerifier()
+	binding := s.binding(w, r)
 	now := s.cfg.Now()
 	s.mu.Lock()
 	s.pruneLocked(now)
@@ -132,9 +135,8 @@ func (s *Service) startOIDC(w http.ResponseWriter, r *http.Request, returnTo str
 		s.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Sign-in busy", Message: "Too many sign-ins are under way. Try again in a minute."})
 		return
 	}
-	s.flows[state] = &flow{nonce: nonce, verifier: verifier, returnTo: returnTo, expires: now.Add(flowTTL)}
+	s.flows[state] = &flow{nonce: nonce, verifier: verifier, returnTo: returnTo, binding: binding, expires: now.Add(flowTTL)}
 	s.mu.Unlock()
-	s.setCookie(w, flowCookie, s.seal("flow", []byte(state)), flowTTL)
 	http.Redirect(w, r, oc.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), http.StatusFound)
 }
 
@@ -145,26 +147,28 @@ func (s *Service) startOIDC(w http.ResponseWriter, r *http.Request, returnTo str
 func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := q.Get("state")
-	bound := false
-	if c, err := r.Cookie(s.cookieName(flowCookie)); err == nil {
-		raw, ok := s.openSigned("flow", c.Value)
-		bound = ok && state != "" && string(raw) == state
-	}
-	s.setCookie(w, flowCookie, "", -1)
+	binding, _ := s.requestBinding(r)
 	s.mu.Lock()
 	f, found := s.flows[state]
-	delete(s.flows, state)
+	// Only this browser's answer ends its sign-in: another's leaves it be.
+	bound := found && hmac.Equal(f.binding, binding)
+	if bound {
+		delete(s.flows, state)
+	}
 	s.mu.Unlock()
 	fail := func(reason string) {
 		s.refuse(r, "", "sign-in", "oidc: "+reason)
 		s.page(w, r, http.StatusBadRequest, pageData{Title: "Sign-in refused", Message: "This sign-in could not be completed. Start again.", Retry: true})
 	}
 	switch {
+	case !found:
+		fail("unknown, used or expired state")
+		return
 	case !bound:
 		fail("the state is not this browser's")
 		return
-	case !found || !s.cfg.Now().Before(f.expires):
-		fail("unknown, used or expired state")
+	case !s.cfg.Now().Before(f.expires):
+		fail("expired state")
 		return
 	case q.Get("error") != "":
 		fail("the provider answered " + sanitize(q.Get("error")) + ": " + sanitize(q.Get("error_description")))
@@ -206,6 +210,7 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 		fail(err.Error())
 		return
 	}
+	s.setCookie(w, bindCookie, "", -1)
 	if err := s.startSession(w, r, id); err != nil {
 		s.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Sign-in busy", Message: err.Error()})
 		return

@@ -273,8 +273,33 @@ func (s *Service) pruneLocked(now time.Time) {
 // The cookies.
 const (
 	sessionCookie = "paas_session"
-	flowCookie    = "paas_signin" // binds a sign-in form or OIDC flow to the browser
+	// bindCookie binds the sign-in forms and the OIDC sign-ins under way
+	// to the browser that started them. It is one random value per
+	// browser, kept while it signs in, so that sign-ins in two tabs (or a
+	// page's favicon sent to the sign-in) do not undo each other.
+	bindCookie = "paas_signin"
 )
+
+// binding returns the browser's binding value, setting a new one when it
+// has none.
+func (s *Service) binding(w http.ResponseWriter, r *http.Request) []byte {
+	if raw, ok := s.requestBinding(r); ok {
+		return raw
+	}
+	raw := randomBytes(32)
+	s.setCookie(w, bindCookie, b64(raw), flowTTL)
+	return raw
+}
+
+// requestBinding returns the binding value the request carries.
+func (s *Service) requestBinding(r *http.Request) ([]byte, bool) {
+	c, err := r.Cookie(s.cookieName(bindCookie))
+	if err != nil {
+		return nil, false
+	}
+	raw, err := b64decode(c.Value)
+	return raw, err == nil && len(raw) == 32
+}
 
 // cookieName puts the __Host- prefix before name: a browser then takes the
 // cookie only from this very host, over HTTPS, for the path /, so an app on
