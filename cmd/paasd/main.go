@@ -22,6 +22,7 @@ import (
 	"paas/gitreceive"
 	"paas/internal/daemon"
 	"paas/internal/directory"
+	"paas/internal/signin"
 	"paas/router"
 )
 
@@ -175,6 +176,21 @@ func limitFlags(f *envFlags, c *daemon.Config) {
 	f.Duration(&c.SSHIdleTimeout, "ssh-idle-timeout", gitreceive.DefaultIdleTimeout, "an SSH connection without an open session for this long is closed; a running command or push is never idle (0: never)")
 }
 
+// signinFlags defines the flags of the browser sign-in. The client secret
+// is never a flag value, which ps would show.
+func signinFlags(f *envFlags, c *daemon.SigninConfig) {
+	f.String(&c.OIDCIssuer, "oidc-issuer", "", "OpenID Connect issuer URL of the company's sign-in (off when empty: directory passwords with --ldap-url, and ssh paas login)")
+	f.String(&c.OIDCClientID, "oidc-client-id", "", "client ID of paas at the OpenID provider")
+	f.String(&c.OIDCClientSecretFile, "oidc-client-secret-file", "", "file holding the client secret (or set PAAS_OIDC_CLIENT_SECRET)")
+	f.String(&c.OIDCRedirectURL, "oidc-redirect-url", "", "redirect URL registered at the provider (default https://paas.DOMAIN/auth/callback)")
+	f.String(&c.OIDCNameClaim, "oidc-name-claim", signin.DefaultNameClaim, "ID token claim holding the user name")
+	f.String(&c.OIDCGroupsClaim, "oidc-groups-claim", signin.DefaultGroupsClaim, "ID token claim holding the user's groups")
+	f.String(&c.OIDCAdminGroup, "oidc-admin-group", "", "group (as the groups claim names it) whose members are administrators (default: the cn of --ldap-admin-group)")
+	f.String(&c.OIDCScopes, "oidc-scopes", strings.Join(signin.DefaultScopes, " "), "scopes asked of the provider, space-separated")
+	f.String(&c.OIDCCAFile, "oidc-ca-file", "", "PEM CA certificates to verify the provider with (default: system roots)")
+	f.Duration(&c.SessionTTL, "session-ttl", signin.DefaultSessionTTL, "how long a browser session lasts")
+}
+
 // ldapFlags defines the directory flags. The bind password is never a flag
 // (it would show in ps): a file, or PAAS_LDAP_BIND_PASSWORD.
 func ldapFlags(f *envFlags, c *daemon.LDAPConfig) {
@@ -237,6 +253,7 @@ func serve(args []string, stderr io.Writer) int {
 	f.String(&cfg.PostgresImage, "postgres-image", "", "image of Postgres databases (default paas-postgres:15, built by scripts/postgres/build.sh)")
 	limitFlags(f, &cfg)
 	ldapFlags(f, &cfg.LDAP)
+	signinFlags(f, &cfg.Signin)
 	f.String(&cfg.ACMEDirectory, "acme-directory", "", "ACME directory URL for letsencrypt:enable (default Let's Encrypt's)")
 	f.String(&cfg.ACMECAFile, "acme-ca-file", "", "PEM file of extra roots trusted for the ACME server's HTTPS")
 	f.String(&cfg.ACMEEmail, "acme-email", "", "contact email of the ACME account")
@@ -247,6 +264,8 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	cfg.LDAP.BindPassword = os.Getenv("PAAS_LDAP_BIND_PASSWORD")
 	os.Unsetenv("PAAS_LDAP_BIND_PASSWORD") // not passed on to git, builds or plugins
+	cfg.Signin.OIDCClientSecret = os.Getenv("PAAS_OIDC_CLIENT_SECRET")
+	os.Unsetenv("PAAS_OIDC_CLIENT_SECRET")
 	if cfg.PluginsDir == "" {
 		cfg.PluginsDir = filepath.Join(cfg.DataDir, "plugins")
 	}

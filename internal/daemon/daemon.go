@@ -70,6 +70,7 @@ type Config struct {
 	PostgresImage string
 	Version       string
 	LDAP          LDAPConfig
+	Signin        SigninConfig
 	// ACME: the directory URL (default Let's Encrypt), a PEM file of extra
 	// roots to trust for its HTTPS, and the account's contact email.
 	ACMEDirectory string
@@ -142,6 +143,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
 	}
 	if err := c.validateRegistry(); err != nil {
+		return err
+	}
+	if err := c.Signin.validate(c.LDAP.AdminGroup); err != nil {
 		return err
 	}
 	return c.LDAP.validate()
@@ -302,7 +306,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		commands.StorageCommands(&commands.Storage{Apps: st, Volumes: scheduler.NewVolumes(docker, cfg.Name), Pipeline: pipeline, Root: cmp.Or(cfg.StorageRoot, paas.DefaultStorageRoot), DataDir: dataDir}),
 		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline, commands.JoinRegistry{Host: target.Host(), CAFile: target.CAFile}), commands.WhoamiCommands(), commands.EventCommands(st),
 		commands.ResourceCommands(st, pipeline),
-		commands.CronCommands(cronJobs), pluginCommands(triggers))
+		commands.CronCommands(cronJobs), pluginCommands(triggers),
+		// No web server serves paas.DOMAIN yet: `login` says so. When one
+		// does, it mounts newSignin's Service at /auth/, takes it as an
+		// Authenticator, and this gets the Service.
+		commands.LoginCommands(nil))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))
 	var keys gitreceive.Authenticator

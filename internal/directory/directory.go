@@ -433,3 +433,14 @@ func keyFields(v string) string {
 	}
 	return f[0] + " " + f[1]
 }
+
+// GroupName is the name paas gives the group dn (its first RDN's value, the
+// cn of "cn=admins,ou=groups,..."), as access lists and groups hold it; ""
+// for a DN that does not parse.
+func GroupName(dn string) string {
+	parsed, err := ldap.ParseDN(dn)
+	if err != nil || len(parsed.RDNs) == 0 || len(parsed.RDNs[0].Attributes) == 0 {
+		return ""
+	}
+	return parsed.RDNs[0].Attributes[0].Value
+}
