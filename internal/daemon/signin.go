@@ -105,7 +105,10 @@ func newSignin(cfg Config, dataDir string, dir *directory.Client, audit signin.A
 		return nil, err
 	}
 	base, plain := cfg.dashboardURL()
-	sc := signin.Config{BaseURL: base, PlainHTTP: plain, Key: []byte(key), SessionTTL: cfg.Signin.SessionTTL, OIDC: oc, Audit: audit, Log: log}
+	sc := signin.Config{
+		BaseURL: base, PlainHTTP: plain, Key: []byte(key), SessionTTL: cfg.Signin.SessionTTL, OIDC: oc, Audit: audit, Log: log,
+		RecheckEvery: cfg.LDAP.CacheTTL, // a directory user's session follows the directory as their key does
+	}
 	if dir != nil {
 		sc.Directory = dir
 	}

@@ -360,34 +360,26 @@ func (c *Client) Authenticate(ctx context.Context, name, password string) (*User
 	if name == "" || password == "" || strings.ContainsAny(name+password, "\x00\r\n") || len(name) > 256 || len(password) > 1024 {
 		return nil, ErrBadPassword
 	}
-	filter := fmt.Sprintf("(&%s(%s=%s))", c.cfg.UserFilter, c.cfg.NameAttribute, ldap.EscapeFilter(name))
-	res, err := c.search(ctx, ldap.NewSearchRequest(c.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
-		2, int(c.cfg.Timeout/time.Second), false, filter, []string{c.cfg.NameAttribute, "memberOf"}, nil))
+	e, err := c.entryByName(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrBadPassword
+	}
 	if err != nil {
 		return nil, err
-	}
-	var matches []*ldap.Entry
-	for _, e := range res.Entries {
-		if strings.EqualFold(e.GetAttributeValue(c.cfg.NameAttribute), name) {
-			matches = append(matches, e)
-		}
-	}
-	if len(matches) != 1 {
-		return nil, ErrBadPassword // none, or a name two entries share
 	}
 	conn, err := c.dialUnbound(ctx)
 	if err != nil {
 		return nil, err
 	}
-	err = conn.Bind(matches[0].DN, password)
+	err = conn.Bind(e.DN, password)
 	conn.Close()
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
 		return nil, ErrBadPassword
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: bind as %s: %w", ErrUnavailable, matches[0].DN, err)
+		return nil, fmt.Errorf("%w: bind as %s: %w", ErrUnavailable, e.DN, err)
 	}
-	return c.user(ctx, matches[0])
+	return c.user(ctx, e)
 }
 
 // keyFilter finds the entry holding key; key is escaped.
@@ -432,6 +424,40 @@ func keyFields(v string) string {
 		return strings.TrimSpace(v)
 	}
 	return f[0] + " " + f[1]
+}
+
+// LookupName returns the user named name (the name attribute, under the
+// user filter) with their groups; ErrNotFound when no entry, or more than
+// one, has that name.
+func (c *Client) LookupName(ctx context.Context, name string) (*User, error) {
+	e, err := c.entryByName(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return c.user(ctx, e)
+}
+
+// entryByName finds the one entry named name; name is escaped.
+func (c *Client) entryByName(ctx context.Context, name string) (*ldap.Entry, error) {
+	if name == "" || len(name) > 256 || strings.ContainsAny(name, "\x00\r\n") {
+		return nil, ErrNotFound
+	}
+	filter := fmt.Sprintf("(&%s(%s=%s))", c.cfg.UserFilter, c.cfg.NameAttribute, ldap.EscapeFilter(name))
+	res, err := c.search(ctx, ldap.NewSearchRequest(c.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		2, int(c.cfg.Timeout/time.Second), false, filter, []string{c.cfg.NameAttribute, "memberOf"}, nil))
+	if err != nil {
+		return nil, err
+	}
+	var matches []*ldap.Entry
+	for _, e := range res.Entries {
+		if strings.EqualFold(e.GetAttributeValue(c.cfg.NameAttribute), name) {
+			matches = append(matches, e)
+		}
+	}
+	if len(matches) != 1 {
+		return nil, ErrNotFound // none, or a name two entries share
+	}
+	return matches[0], nil
 }
 
 // GroupName is the name paas gives the group dn (its first RDN's value, the

@@ -302,6 +302,12 @@ func TestAuthenticate(t *testing.T) {
 			}
 		})
 	}
+	if u, err := c.LookupName(ctx, "alice"); err != nil || u.Name != "alice" || !u.Admin {
+		t.Fatalf("LookupName(alice) = %+v, %v", u, err)
+	}
+	if _, err := c.LookupName(ctx, "*"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("LookupName(*) = %v, want ErrNotFound", err)
+	}
 	// The shared connection is still the service account's: key lookups work.
 	if u, err := c.LookupKey(ctx, f.bob); err != nil || u.Name != "bob" {
 		t.Fatalf("LookupKey after Authenticate: %+v, %v", u, err)

@@ -192,15 +192,7 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
-	for _, tt := range []struct {
-		name   string
-		m      oidctest.Misbehavior
-		detail string
-	}{
-		{"wrong issuer", oidctest.WrongIssuer, "issued by a different provider"},
-		{"wrong audience", oidctest.WrongAudience, "audience"},
-		{"wrong nonce", oidctest.WrongNonce, "nonce"},
-	} {
+	for _, tt := range misbehaviors {
 		t.Run(tt.name, func(t *testing.T) {
 			clearCookies(t, ctx)
 			e.provider.SetMisbehavior(tt.m)

@@ -204,12 +204,12 @@ func (s *Service) logout(w http.ResponseWriter, r *http.Request) {
 
 // whoami shows who is signed in, with a sign-out button.
 func (s *Service) whoami(w http.ResponseWriter, r *http.Request) {
-	sess, raw, ok := s.session(r)
+	id, raw, ok := s.session(r)
 	if !ok {
 		http.Redirect(w, r, PathLogin+"?return_to="+url.QueryEscape(PathWhoami), http.StatusSeeOther)
 		return
 	}
-	s.page(w, r, http.StatusOK, pageData{Title: "Signed in", User: &sess.id, CSRF: b64(s.mac("csrf", raw))})
+	s.page(w, r, http.StatusOK, pageData{Title: "Signed in", User: &id, CSRF: b64(s.mac("csrf", raw))})
 }
 
 // pageData is what the sign-in pages show; html/template escapes each value.

@@ -1,6 +1,7 @@
 package signin
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"time"
@@ -17,7 +18,7 @@ func (s *Service) IssueLink(id paas.Identity) (string, time.Time, error) {
 	raw := randomBytes(32)
 	now := s.cfg.Now()
 	expires := now.Add(LinkTTL)
-	id.Source = SourceLink
+	id.Source = SourceLink + "/" + cmp.Or(id.Source, "unknown")
 	s.mu.Lock()
 	s.pruneLocked(now)
 	if len(s.links) >= maxPending {
@@ -31,34 +32,8 @@ func (s *Service) IssueLink(id paas.Identity) (string, time.Time, error) {
 	return u.String(), expires, nil
 }
 
-// peekLink returns the identity of an open link, without using it.
-func (s *Service) peekLink(r *http.Request, token string) (paas.Identity, bool) {
-	raw, err := b64decode(token)
-	if err != nil || len(raw) != 32 {
-		s.refuse(r, "", "sign-in", "malformed sign-in link")
-		return paas.Identity{}, false
-	}
-	now := s.cfg.Now()
-	s.mu.Lock()
-	l, ok := s.links[hashKey(raw)]
-	_, used := s.used[hashKey(raw)]
-	s.mu.Unlock()
-	switch {
-	case used:
-		s.refuse(r, "", "sign-in", "sign-in link used already (replayed)")
-		return paas.Identity{}, false
-	case !ok:
-		s.refuse(r, "", "sign-in", "unknown or expired sign-in link")
-		return paas.Identity{}, false
-	case !now.Before(l.expires):
-		s.refuse(r, l.id.Name, "sign-in", "sign-in link expired")
-		return paas.Identity{}, false
-	}
-	return l.id, true
-}
-
-// useLink takes an open link's identity and closes the link.
-func (s *Service) useLink(r *http.Request, token string) (paas.Identity, bool) {
+// openLink returns the identity of an open link; use closes the link.
+func (s *Service) openLink(r *http.Request, token string, use bool) (paas.Identity, bool) {
 	raw, err := b64decode(token)
 	if err != nil || len(raw) != 32 {
 		s.refuse(r, "", "sign-in", "malformed sign-in link")
@@ -69,7 +44,7 @@ func (s *Service) useLink(r *http.Request, token string) (paas.Identity, bool) {
 	s.mu.Lock()
 	l, ok := s.links[key]
 	_, used := s.used[key]
-	if ok {
+	if ok && use {
 		delete(s.links, key)
 		s.used[key] = l.expires
 	}
@@ -92,7 +67,7 @@ func (s *Service) useLink(r *http.Request, token string) (paas.Identity, bool) {
 // chat preview fetching it) does not spend it.
 func (s *Service) linkPage(w http.ResponseWriter, r *http.Request) {
 	token := r.URL.Query().Get("token")
-	id, ok := s.peekLink(r, token)
+	id, ok := s.openLink(r, token, false)
 	if !ok {
 		s.page(w, r, http.StatusGone, pageData{Title: "Link expired", Message: "This sign-in link expired or was used already. Run `ssh paas login` for a new one.", Retry: true})
 		return
@@ -107,7 +82,7 @@ func (s *Service) linkLogin(w http.ResponseWriter, r *http.Request) {
 		s.page(w, r, http.StatusForbidden, pageData{Title: "Refused", Message: "Open the sign-in link again.", Retry: true})
 		return
 	}
-	id, ok := s.useLink(r, r.PostFormValue("token"))
+	id, ok := s.openLink(r, r.PostFormValue("token"), true)
 	if !ok {
 		s.page(w, r, http.StatusGone, pageData{Title: "Link expired", Message: "This sign-in link expired or was used already. Run `ssh paas login` for a new one.", Retry: true})
 		return

@@ -44,16 +44,20 @@ const (
 	maxPending = 100_000
 )
 
-// Sources of the identities of web sessions (paas.Identity.Source).
+// Sources of the identities of web sessions (paas.Identity.Source). A
+// link's is SourceLink, "/" and the source of the key it was issued to
+// ("web-link/ldap", "web-link/admin-keys").
 const (
 	SourceOIDC     = "web-oidc"
 	SourcePassword = "web-password"
 	SourceLink     = "web-link"
 )
 
-// Directory checks a user's password (directory.Client.Authenticate).
+// Directory checks a user's password, and finds a user again by name
+// (directory.Client).
 type Directory interface {
 	Authenticate(ctx context.Context, name, password string) (*directory.User, error)
+	LookupName(ctx context.Context, name string) (*directory.User, error)
 }
 
 var _ Directory = (*directory.Client)(nil)
@@ -78,14 +82,49 @@ type Config struct {
 	PlainHTTP bool
 	// OIDC turns on sign-in with an OpenID Connect provider.
 	OIDC *OIDCConfig
-	// Directory turns on sign-in with a directory password; it is not
-	// offered when OIDC is on.
+	// Directory turns on sign-in with a directory password (not offered
+	// when OIDC is on), and is Recheck's default.
 	Directory Directory
 	Audit     Audit
 	Log       *slog.Logger
+	// Recheck, when set, is asked again who a session's user is when the
+	// session was last confirmed RecheckEvery ago or more (the directory's
+	// cache TTL): the answer replaces the identity (groups, admin); ErrGone
+	// ends the session; another error refuses the request, and the next
+	// one asks again. So a user who left the directory, or a group, loses
+	// that access within RecheckEvery, as over SSH.
+	Recheck      func(ctx context.Context, id paas.Identity) (paas.Identity, error)
+	RecheckEvery time.Duration
 	// Now is the clock (time.Now); tests move it.
 	Now func() time.Time
 }
+
+// RecheckDirectory is a Config.Recheck that asks dir again about the users
+// it vouched for: those signed in with a password, and with a link issued
+// to a directory user's key. Other identities are kept as they are (local
+// keys; OIDC users, whom the session TTL bounds).
+func RecheckDirectory(dir Directory) func(ctx context.Context, id paas.Identity) (paas.Identity, error) {
+	return func(ctx context.Context, id paas.Identity) (paas.Identity, error) {
+		if id.Source != SourcePassword && id.Source != SourceLink+"/ldap" {
+			return id, nil
+		}
+		u, err := dir.LookupName(ctx, id.Name)
+		if errors.Is(err, directory.ErrNotFound) {
+			return id, ErrGone
+		}
+		if err != nil {
+			return id, err
+		}
+		id.Groups, id.Admin = u.Groups, u.Admin
+		return id, nil
+	}
+}
+
+// ErrGone is returned by Config.Recheck for a user who is no longer there.
+var ErrGone = errors.New("the user is gone")
+
+// DefaultRecheckEvery is Config.RecheckEvery's default, the directory's cache TTL.
+const DefaultRecheckEvery = 60 * time.Second
 
 // Service is the sign-in of one installation. It is safe for concurrent use.
 type Service struct {
@@ -107,6 +146,7 @@ type Service struct {
 type session struct {
 	id      paas.Identity
 	expires time.Time
+	checked time.Time // when the identity was last confirmed
 }
 
 type link struct {
@@ -129,6 +169,10 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("signin: base URL %q is plain HTTP: Secure cookies need HTTPS", cfg.BaseURL)
 	}
 	cfg.SessionTTL = cmp.Or(cfg.SessionTTL, DefaultSessionTTL)
+	cfg.RecheckEvery = cmp.Or(cfg.RecheckEvery, DefaultRecheckEvery)
+	if cfg.Recheck == nil && cfg.Directory != nil {
+		cfg.Recheck = RecheckDirectory(cfg.Directory)
+	}
 	if cfg.SessionTTL < time.Minute {
 		return nil, fmt.Errorf("signin: session TTL %s: at least 1m", cfg.SessionTTL)
 	}
@@ -168,30 +212,35 @@ func (s *Service) Methods() []string {
 // without a session cookie, and for one that is forged, edited, expired or
 // signed out (each logged and recorded, none an error).
 func (s *Service) Authenticate(r *http.Request) (paas.Identity, bool, error) {
-	sess, _, ok := s.session(r)
-	if !ok {
-		return paas.Identity{}, false, nil
-	}
-	return sess.id, true, nil
+	id, _, ok := s.session(r)
+	return id, ok, nil
 }
 
-// session returns the request's live session and its raw ID.
-func (s *Service) session(r *http.Request) (*session, []byte, bool) {
+// session returns the identity of the request's live session and the
+// session's raw ID.
+func (s *Service) session(r *http.Request) (paas.Identity, []byte, bool) {
+	var none paas.Identity
 	c, err := r.Cookie(s.cookieName(sessionCookie))
 	if err != nil || c.Value == "" {
-		return nil, nil, false
+		return none, nil, false
 	}
 	raw, ok := s.openSigned("session", c.Value)
 	if !ok {
 		s.refuse(r, "", "session", "tampered or forged session cookie")
-		return nil, nil, false
+		return none, nil, false
 	}
 	key := hashKey(raw)
 	now := s.cfg.Now()
 	s.mu.Lock()
+	var id paas.Identity
+	var expired, stale bool
 	sess, found := s.sessions[key]
-	if found && !now.Before(sess.expires) {
-		delete(s.sessions, key)
+	if found {
+		id, expired = sess.id, !now.Before(sess.expires)
+		stale = s.cfg.Recheck != nil && now.Sub(sess.checked) >= s.cfg.RecheckEvery
+		if expired {
+			delete(s.sessions, key)
+		}
 	}
 	s.mu.Unlock()
 	switch {
@@ -199,12 +248,31 @@ func (s *Service) session(r *http.Request) (*session, []byte, bool) {
 		// Signed by this installation's key, but signed out (or kept by
 		// a paasd that restarted since).
 		s.refuse(r, "", "session", "session signed out or unknown")
-		return nil, nil, false
-	case !now.Before(sess.expires):
-		s.refuse(r, sess.id.Name, "session", "session expired")
-		return nil, nil, false
+		return none, nil, false
+	case expired:
+		s.refuse(r, id.Name, "session", "session expired")
+		return none, nil, false
+	case !stale:
+		return id, raw, true
 	}
-	return sess, raw, true
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	fresh, err := s.cfg.Recheck(ctx, id)
+	switch {
+	case errors.Is(err, ErrGone):
+		s.mu.Lock()
+		delete(s.sessions, key)
+		s.mu.Unlock()
+		s.refuse(r, id.Name, "session", "the user is no longer in the directory: session ended")
+		return none, nil, false
+	case err != nil:
+		s.log.Warn("cannot confirm a session's user; request refused", "user", id.Name, "err", err)
+		return none, nil, false
+	}
+	s.mu.Lock()
+	sess.id, sess.checked = fresh, now
+	s.mu.Unlock()
+	return fresh, raw, true
 }
 
 // startSession records a new session for id and sets its cookie.
@@ -217,7 +285,7 @@ func (s *Service) startSession(w http.ResponseWriter, r *http.Request, id paas.I
 		s.mu.Unlock()
 		return errors.New("too many sessions: try again later")
 	}
-	s.sessions[hashKey(raw)] = &session{id: id, expires: now.Add(s.cfg.SessionTTL)}
+	s.sessions[hashKey(raw)] = &session{id: id, expires: now.Add(s.cfg.SessionTTL), checked: now}
 	s.mu.Unlock()
 	s.setCookie(w, sessionCookie, s.seal("session", raw), s.cfg.SessionTTL)
 	s.log.Info("signed in", "user", id.Name, "source", id.Source, "remote", r.RemoteAddr)

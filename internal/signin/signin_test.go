@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"paas/internal/directory/slapdtest"
 	"paas/internal/oidctest"
 	"paas/internal/paas"
 )
@@ -102,20 +103,22 @@ func TestOIDC(t *testing.T) {
 	}
 }
 
+// misbehaviors are the provider's bad ID tokens, with what the refusal says.
+var misbehaviors = []struct {
+	name   string
+	m      oidctest.Misbehavior
+	detail string
+}{
+	{"wrong issuer", oidctest.WrongIssuer, "issued by a different provider"},
+	{"wrong audience", oidctest.WrongAudience, "audience"},
+	{"wrong nonce", oidctest.WrongNonce, "nonce"},
+}
+
 // TestOIDCRefused: ID tokens with the wrong issuer, audience or nonce, all
 // signed by the provider itself, are refused, recorded, and start no session.
 func TestOIDCRefused(t *testing.T) {
 	e := newEnv(t, true)
-	tests := []struct {
-		name   string
-		m      oidctest.Misbehavior
-		detail string
-	}{
-		{"wrong issuer", oidctest.WrongIssuer, "issued by a different provider"},
-		{"wrong audience", oidctest.WrongAudience, "audience"},
-		{"wrong nonce", oidctest.WrongNonce, "nonce"},
-	}
-	for _, tt := range tests {
+	for _, tt := range misbehaviors {
 		t.Run(tt.name, func(t *testing.T) {
 			e.provider.SetMisbehavior(tt.m)
 			defer e.provider.SetMisbehavior(oidctest.Behave)
@@ -241,7 +244,7 @@ func TestLinkAndSession(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(page, `<b id="name">root</b>`) {
 		t.Fatalf("link sign-in: %d\n%s", code, page)
 	}
-	if id := e.identity(t, c); !id.Admin || id.Source != SourceLink {
+	if id := e.identity(t, c); !id.Admin || id.Source != SourceLink+"/admin-keys" {
 		t.Fatalf("identity %+v", id)
 	}
 	// Replayed: refused, whether opened or posted.
@@ -305,5 +308,63 @@ func TestSecureHeaders(t *testing.T) {
 	}
 	if session == nil || !session.HttpOnly || !session.Secure || session.SameSite != http.SameSiteLaxMode || session.Path != "/" {
 		t.Fatalf("form cookie %+v", session)
+	}
+}
+
+// FuzzSafeReturnTo: a return_to it accepts, resolved as a browser resolves
+// a Location header against the page, stays on the page's host.
+func FuzzSafeReturnTo(f *testing.F) {
+	for _, s := range []string{"/", "/apps/x?y=1#z", "//evil", "/\\evil", "https://evil/", "/%2fevil", "/.//evil", "/a/../..//evil", "\t//evil", "/#//evil"} {
+		f.Add(s)
+	}
+	base, _ := url.Parse("https://paas.example.com/auth/login")
+	f.Fuzz(func(t *testing.T, v string) {
+		got, ok := SafeReturnTo(v)
+		if !ok {
+			if got != "/" {
+				t.Fatalf("refused %q but returned %q", v, got)
+			}
+			return
+		}
+		u, err := url.Parse(got)
+		if err != nil {
+			t.Fatalf("accepted %q that does not parse: %v", v, err)
+		}
+		if r := base.ResolveReference(u); r.Host != base.Host || r.Scheme != base.Scheme {
+			t.Fatalf("accepted %q, which leads to %s", v, r)
+		}
+		if strings.ContainsAny(got, "\\\t\r\n") {
+			t.Fatalf("accepted %q with a character browsers strip or turn into /", v)
+		}
+	})
+}
+
+// TestRecheck: a password session follows the directory: a user removed
+// from the admin group loses it within RecheckEvery, one removed from the
+// directory loses the session.
+func TestRecheck(t *testing.T) {
+	e := newEnv(t, false)
+	c := e.client(t)
+	_, _, page := get(t, c, e.srv.URL+PathLogin)
+	post(t, c, e.srv.URL+PathLogin, url.Values{"form_token": {formValue(t, page, "form_token")}, "username": {"alice"}, "password": {alicePassword}})
+	if id := e.identity(t, c); !id.Admin {
+		t.Fatalf("alice is not admin: %+v", id)
+	}
+	if err := e.slapd.Modify("dn: cn=admins," + slapdtest.GroupsDN + "\nchangetype: modify\ndelete: member\nmember: uid=alice," + slapdtest.PeopleDN + "\n-\nadd: member\nmember: uid=bob," + slapdtest.PeopleDN + "\n\n"); err != nil {
+		t.Fatal(err)
+	}
+	if id := e.identity(t, c); !id.Admin {
+		t.Fatal("rechecked before RecheckEvery")
+	}
+	e.clock.advance(DefaultRecheckEvery)
+	if id := e.identity(t, c); id.Admin || strings.Join(id.Groups, ",") != "team" {
+		t.Fatalf("after leaving admins: %+v", id)
+	}
+	if err := e.slapd.Modify("dn: uid=alice," + slapdtest.PeopleDN + "\nchangetype: delete\n\n"); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.advance(DefaultRecheckEvery)
+	if code, u, _ := get(t, c, e.srv.URL+"/"); u.Path != PathLogin || !e.audit.has("session", "error", "no longer in the directory") {
+		t.Fatalf("after leaving the directory: %d at %s\n%s", code, u, e.audit)
 	}
 }
