@@ -426,10 +426,11 @@ func keyFields(v string) string {
 	return f[0] + " " + f[1]
 }
 
-// LookupName returns the user named name (the name attribute, under the
-// user filter) with their groups; ErrNotFound when no entry, or more than
-// one, has that name.
-func (c *Client) LookupName(ctx context.Context, name string) (*User, error) {
+// LookupUser returns the user named name (the name attribute, under the
+// user filter, name escaped) with their groups; ErrNotFound when no entry,
+// or more than one, has that name. A browser session of a directory user
+// is checked again with it.
+func (c *Client) LookupUser(ctx context.Context, name string) (*User, error) {
 	e, err := c.entryByName(ctx, name)
 	if err != nil {
 		return nil, err

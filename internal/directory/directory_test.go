@@ -302,11 +302,11 @@ func TestAuthenticate(t *testing.T) {
 			}
 		})
 	}
-	if u, err := c.LookupName(ctx, "alice"); err != nil || u.Name != "alice" || !u.Admin {
-		t.Fatalf("LookupName(alice) = %+v, %v", u, err)
+	if u, err := c.LookupUser(ctx, "alice"); err != nil || u.Name != "alice" || !u.Admin {
+		t.Fatalf("LookupUser(alice) = %+v, %v", u, err)
 	}
-	if _, err := c.LookupName(ctx, "*"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("LookupName(*) = %v, want ErrNotFound", err)
+	if _, err := c.LookupUser(ctx, "*"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("LookupUser(*) = %v, want ErrNotFound", err)
 	}
 	// The shared connection is still the service account's: key lookups work.
 	if u, err := c.LookupKey(ctx, f.bob); err != nil || u.Name != "bob" {

@@ -57,7 +57,7 @@ const (
 // (directory.Client).
 type Directory interface {
 	Authenticate(ctx context.Context, name, password string) (*directory.User, error)
-	LookupName(ctx context.Context, name string) (*directory.User, error)
+	LookupUser(ctx context.Context, name string) (*directory.User, error)
 }
 
 var _ Directory = (*directory.Client)(nil)
@@ -108,7 +108,7 @@ func RecheckDirectory(dir Directory) func(ctx context.Context, id paas.Identity)
 		if id.Source != SourcePassword && id.Source != SourceLink+"/ldap" {
 			return id, nil
 		}
-		u, err := dir.LookupName(ctx, id.Name)
+		u, err := dir.LookupUser(ctx, id.Name)
 		if errors.Is(err, directory.ErrNotFound) {
 			return id, ErrGone
 		}
