@@ -275,11 +275,19 @@ func (s *Service) session(r *http.Request) (paas.Identity, []byte, bool) {
 	return fresh, raw, true
 }
 
-// startSession records a new session for id and sets its cookie.
+// startSession records a new session for id and sets its cookie; the
+// browser's session before it, if any, ends.
 func (s *Service) startSession(w http.ResponseWriter, r *http.Request, id paas.Identity) error {
 	raw := randomBytes(32)
 	now := s.cfg.Now()
+	var previous []byte
+	if c, err := r.Cookie(s.cookieName(sessionCookie)); err == nil {
+		previous, _ = s.openSigned("session", c.Value)
+	}
 	s.mu.Lock()
+	if previous != nil {
+		delete(s.sessions, hashKey(previous))
+	}
 	s.pruneLocked(now)
 	if len(s.sessions) >= maxPending {
 		s.mu.Unlock()
