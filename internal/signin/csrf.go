@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"strings"
 )
 
 // CSRF tokens. A state-changing request from a page signed in by cookie
@@ -53,10 +54,17 @@ func (s *Service) CheckCSRF(r *http.Request) error {
 // cookie but not its CSRF token. Requests without the cookie pass: those
 // signed in otherwise (an API token in a header) cannot be forged by
 // another site, and those signed in not at all are the authenticator's.
+// The sign-in's own forms under /auth/ pass too: they check tokens of
+// their own (a sign-in form has no session yet). So it may wrap the whole
+// web server.
 func (s *Service) RequireCSRF(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+			next.ServeHTTP(w, r)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/auth/") {
 			next.ServeHTTP(w, r)
 			return
 		}
