@@ -365,7 +365,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		close(routerReady)
-		g.Go(func() error { return serveWeb(gctx, docker, sched, webSrv, log) })
 		g.Go(func() error { return routes.Run(gctx) })
 		if err := reconcile(gctx, st, pipeline, sched, open, repos, audit, log); err != nil {
 			return err
@@ -377,6 +376,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return nil
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
+	g.Go(func() error { return serveWeb(gctx, docker, sched, cfg.Name, webSrv, log) })
 	g.Go(func() error { return triggers.Run(gctx) })
 	g.Go(func() error { return sched.WatchKills(gctx, docker, audit.recordKill) })
 	g.Go(func() error { return cronJobs.Run(gctx) })

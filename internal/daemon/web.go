@@ -11,8 +11,10 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
+	"paas/internal/paas"
 	"paas/internal/registry"
 	"paas/internal/web"
 	"paas/router/contract"
@@ -52,8 +54,12 @@ func controlCert(dir string) func(hosts []string) (contract.CertPEM, error) {
 // listenControl listens on the control socket in the router's sockets
 // volume on this node, where the router (on the same node) reaches the
 // control plane's HTTP server: no port of its own.
-func listenControl(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm) (net.Listener, error) {
-	vol, err := docker.VolumeInspect(ctx, sched.RouterVolumeName())
+func listenControl(ctx context.Context, docker client.APIClient, volumeName, installation string) (net.Listener, error) {
+	// Made here if the router has not made it yet (the same volume its
+	// services mount), so that the API serves before the router starts.
+	vol, err := docker.VolumeCreate(ctx, volume.CreateOptions{
+		Name: volumeName, Labels: map[string]string{paas.LabelInstallation: installation},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("find the router's sockets volume: %w", err)
 	}
@@ -76,8 +82,8 @@ func listenControl(ctx context.Context, docker client.APIClient, sched *schedule
 }
 
 // serveWeb serves srv on the control socket until ctx ends.
-func serveWeb(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, srv *web.Server, log *slog.Logger) error {
-	ln, err := listenControl(ctx, docker, sched)
+func serveWeb(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, installation string, srv *web.Server, log *slog.Logger) error {
+	ln, err := listenControl(ctx, docker, sched.RouterVolumeName(), installation)
 	if err != nil {
 		return err
 	}

@@ -328,7 +328,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request, id paas.Identity) 
 	if follow {
 		args = append(args, "-t")
 	}
-	args = append(args, "--", r.PathValue("app"))
+	args = plainArgs(append(args, "--", r.PathValue("app")))
 	if !follow {
 		var out, errb bytes.Buffer
 		code := s.opts.Commands.RunCommand(r.Context(), id, args, strings.NewReader(""), &out, &errb)
@@ -421,7 +421,7 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, id paas.Identit
 		stdin = strings.NewReader("")
 	}
 	var out, errb bytes.Buffer
-	code := s.opts.Commands.RunCommand(r.Context(), id, args, stdin, &out, &errb)
+	code := s.opts.Commands.RunCommand(r.Context(), id, plainArgs(args), stdin, &out, &errb)
 	if code != exitOK {
 		commandProblem(w, code, errb.Bytes())
 		return
@@ -434,6 +434,25 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, id paas.Identit
 		return
 	}
 	writeJSON(w, status, map[string]string{"output": out.String()})
+}
+
+// plainArgs drops the "--" that ends a command line's flags when no
+// argument after it looks like a flag: the audit log then reads as the
+// same command over SSH. Where one does ("--help" as a domain), the "--"
+// stays and keeps it an argument.
+func plainArgs(args []string) []string {
+	for i, a := range args {
+		if a != "--" {
+			continue
+		}
+		for _, b := range args[i+1:] {
+			if strings.HasPrefix(b, "-") {
+				return args
+			}
+		}
+		return append(args[:i:i], args[i+1:]...)
+	}
+	return args
 }
 
 // commandProblem answers a failed command: 404 for an app that does not
@@ -534,7 +553,9 @@ func noRestart(r *http.Request, cmd ...string) []string {
 	return cmd
 }
 
-func oneLine(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "\r", ""), "\n", " | ") }
+func oneLine(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "\r", ""), "\n", " | ")
+}
 
 func truncate(s string, n int) string {
 	if len(s) > n {
