@@ -14,6 +14,11 @@ import (
 // Options.ControlSocket, where paasd listens on this node: it needs no
 // port of its own, and keeps the router's TLS.
 
+// controlRouteName names the route table's entry of each control plane
+// name: it has no backends, so the front leaves these requests to
+// net/http, and it takes the name from any app.
+const controlRouteName = "(control plane)"
+
 // newControlProxy returns the proxy to the control plane at socket.
 func newControlProxy(socket string, timeout time.Duration, r *Router) *httputil.ReverseProxy {
 	dialer := &net.Dialer{Timeout: timeout}

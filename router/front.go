@@ -572,9 +572,6 @@ func (c *frontConn) parseHead(head []byte, h *requestHead) bool {
 		return false
 	}
 	tbl := c.r.table.Load()
-	if tbl.global != nil && len(tbl.global.ControlHosts) > 0 && tbl.global.isControl(canonicalHost(string(h.host))) {
-		return false // the control plane: net/http proxies it
-	}
 	rt := tbl.lookupBytes(h.host)
 	if rt == nil || len(rt.backends) == 0 {
 		return false // net/http writes the 404 and 503 pages

@@ -500,6 +500,15 @@ func (r *Router) apply(t Table) {
 	pool := make(map[string]*backend, len(r.pool))
 	hosts := make(map[string]*route)
 	wild := make(map[string]*route)
+	if n.Global != nil {
+		// The control plane's names come first, as a route with no
+		// backend: the front hands them to net/http (ServeHTTP proxies
+		// them to the control plane), and no app's name or wildcard takes
+		// them.
+		for h := range n.Global.ControlHosts {
+			hosts[h] = &route{app: controlRouteName}
+		}
+	}
 	for _, rt := range n.Routes {
 		cr := &route{app: rt.App, edge: rt.Edge, backends: make([]*backend, 0, len(rt.Backends))}
 		if rt.Edge != nil {
