@@ -31,6 +31,7 @@ import (
 	"paas/internal/deploy"
 	"paas/internal/paas"
 	"paas/internal/store"
+	"paas/internal/web"
 	"paas/plugins"
 	"paas/scheduler"
 )
@@ -300,6 +301,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := registerPlugins(triggers, cfg, dataDir, st, docker, pipeline, network, log, cronJobs); err != nil {
 		return err
 	}
+	var keys gitreceive.Authenticator
+	local, dirKeys, users, dirClient, closeDir, err := cfg.LDAP.authenticator(cfg.AdminKeys, st, log)
+	if err != nil {
+		return err
+	}
+	defer closeDir()
+	tokens := auth.NewTokens(st, users)
+	// The browser sign-in of paas.DOMAIN: mounted at /auth/ of the web
+	// server, its sessions one of the server's authenticators, its links
+	// what `ssh paas login` prints.
+	signinSvc, err := newSignin(cfg, dataDir, dirClient, audit, log)
+	if err != nil {
+		return err
+	}
 	dispatcher := commands.NewDispatcher(st, cfg.Version,
 		commands.WithTriggers(platform.Builtins(), triggers),
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
@@ -307,22 +322,26 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline, commands.JoinRegistry{Host: target.Host(), CAFile: target.CAFile}), commands.WhoamiCommands(), commands.EventCommands(st),
 		commands.ResourceCommands(st, pipeline),
 		commands.CronCommands(cronJobs), pluginCommands(triggers),
-		// No web server serves paas.DOMAIN yet: `login` says so. When one
-		// does, it mounts newSignin's Service at /auth/, takes it as an
-		// Authenticator, and this gets the Service.
-		commands.LoginCommands(nil))
+		commands.TokenCommands(tokens, store.ErrTokenExists), commands.LoginCommands(signinSvc))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))
-	var keys gitreceive.Authenticator
-	local, dirKeys, closeDir, err := cfg.LDAP.authenticator(cfg.AdminKeys, st, log)
-	if err != nil {
-		return err
-	}
-	defer closeDir()
 	keys = local
 	if dirKeys != nil {
 		keys = dirKeys
 	}
+
+	// The HTTP API runs the same commands as SSH, behind the same
+	// user-auth trigger, for an API token or a browser session; a request
+	// that may change state and comes with the session cookie must carry
+	// the session's CSRF token.
+	webSrv := web.New(web.Options{
+		Commands:       &commands.UserAuth{Next: dispatcher, Triggers: triggers},
+		Authenticators: []web.Authenticator{web.Tokens{Tokens: tokens}, signinSvc},
+		Mounts:         []web.Mount{{Prefix: "/auth/", Handler: signinSvc}},
+		Guard:          signinSvc.RequireCSRF,
+		Refusals:       audit,
+		Log:            log,
+	})
 
 	ssh, err := gitreceive.New(gitreceive.Options{
 		Addr:        cfg.SSHAddr,
@@ -371,6 +390,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return nil
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
+	g.Go(func() error { return serveWeb(gctx, docker, sched, cfg.Name, webSrv, log) })
 	g.Go(func() error { return triggers.Run(gctx) })
 	g.Go(func() error { return sched.WatchKills(gctx, docker, audit.recordKill) })
 	g.Go(func() error { return cronJobs.Run(gctx) })
