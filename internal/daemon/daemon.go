@@ -37,13 +37,16 @@ import (
 
 // Config is the operator contract of `paasd serve` (DESIGN.md).
 type Config struct {
-	DataDir   string
-	SSHAddr   string
-	HTTPPort  int
-	HTTPSPort int
-	Domain    string
-	AdminKeys string
-	Name      string
+	DataDir string
+	// ConfigKeyFile holds the key the store's values are sealed with; empty:
+	// DATA_DIR/config.key, created on first start.
+	ConfigKeyFile string
+	SSHAddr       string
+	HTTPPort      int
+	HTTPSPort     int
+	Domain        string
+	AdminKeys     string
+	Name          string
 	// RegistryAddr is where the embedded registry listens;
 	// RegistryAdvertiseAddr (HOST[:PORT]) is where every node reaches it,
 	// its host by default. Registry (HOST[:PORT][/PATH]) is a registry
@@ -175,7 +178,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(dataDir)
+	st, err := OpenStore(dataDir, cfg.ConfigKeyFile)
 	if err != nil {
 		return err
 	}
@@ -556,4 +559,22 @@ func (r *repos) CopyRefs(from, to string) error {
 		return err
 	}
 	return gitreceive.CopyRefs(context.Background(), r.Path(from), r.Path(to))
+}
+
+// OpenStore opens the store in dataDir with the config key in keyFile; with
+// no keyFile, with DATA_DIR/config.key, created (random, 0600) on first
+// start. A key file the operator names must exist.
+func OpenStore(dataDir, keyFile string) (*store.Store, error) {
+	if keyFile == "" {
+		return store.OpenWithKeyFile(dataDir, filepath.Join(dataDir, store.KeyFileName), true)
+	}
+	return store.OpenWithKeyFile(dataDir, keyFile, false)
+}
+
+// KeyFile is the config key file that OpenStore reads for keyFile.
+func KeyFile(dataDir, keyFile string) string {
+	if keyFile == "" {
+		return filepath.Join(dataDir, store.KeyFileName)
+	}
+	return keyFile
 }
