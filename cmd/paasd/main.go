@@ -68,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runRouterPorts(args[1:], stderr)
 	case "router-health":
 		return runRouterHealth(args[1:], stdout, stderr)
+	case "env-exec":
+		return envExec(args[1:], stderr)
 	case "rotate-key":
 		return rotateKey(args[1:], stdout, stderr)
 	case "version", "--version":

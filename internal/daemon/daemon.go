@@ -248,6 +248,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	triggers := newPlugins(cfg, dataDir, st, log)
 	nodeImages := &localImages{docker: docker, repoPrefix: target.Prefix, installation: cfg.Name, log: log.With("component", "images")}
+	// Every release's image gets this very (static) binary as its env
+	// wrapper, so its tasks get their config from a secret.
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	envWrapper := builder.NewEnvWrapper(builds.importer, exe)
 	pipeline := deploy.New(st, builds.selector, sched, triggers, deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
@@ -260,6 +267,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}),
 		KeepReleases: cfg.KeepReleases,
+		EnvWrapper:   envWrapper,
 		Log:          log.With("component", "deploy"),
 		CronSeconds:  cfg.CronSeconds,
 	})
