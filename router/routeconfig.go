@@ -197,7 +197,7 @@ func (s *ConfigSource) compile(cfgs []swarm.Config) (map[string]parsedConfig, *G
 		seen[c.ID] = true
 		p, ok := s.parsed[c.ID]
 		if !ok {
-			p = parseConfig(c.ID, role, c.Spec.Data)
+			p = parseConfig(c.ID, role, c.Spec.Data, s.opts.CertKey)
 			if p.err != nil {
 				s.log.Warn("route config ignored", "config", c.Spec.Name, "err", p.err)
 			}
@@ -223,7 +223,7 @@ func (s *ConfigSource) compile(cfgs []swarm.Config) (map[string]parsedConfig, *G
 	return apps, global
 }
 
-func parseConfig(id, role string, data []byte) parsedConfig {
+func parseConfig(id, role string, data []byte, certKey []byte) parsedConfig {
 	if role == contract.RoleGlobalConfig {
 		var g contract.GlobalConfig
 		if err := json.Unmarshal(data, &g); err != nil {
@@ -251,7 +251,11 @@ func parseConfig(id, role string, data []byte) parsedConfig {
 		}
 	}
 	for i, c := range a.Certs {
-		cert, err := tls.X509KeyPair([]byte(c.Cert), []byte(c.Key))
+		keyPEM, err := contract.OpenCertKey(certKey, c.Key)
+		if err != nil {
+			return parsedConfig{err: fmt.Errorf("app %s certificate %d: %w", a.App, i+1, err)}
+		}
+		cert, err := tls.X509KeyPair([]byte(c.Cert), []byte(keyPEM))
 		if err != nil {
 			return parsedConfig{err: fmt.Errorf("app %s certificate %d: %w", a.App, i+1, err)}
 		}

@@ -32,6 +32,7 @@ import (
 	"paas/internal/paas"
 	"paas/internal/store"
 	"paas/plugins"
+	"paas/router/contract"
 	"paas/scheduler"
 )
 
@@ -218,6 +219,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Certificate keys reach the routers sealed under a key the routers
+	// get as a Swarm secret (contract.SealCertKey).
+	certKeyText, err := secretFile(filepath.Join(dataDir, "router_cert_key"))
+	if err != nil {
+		return err
+	}
 	nodes := scheduler.NewNodes(docker, cfg.Name)
 	// Rollouts wait until the router runs this paasd's image: while an
 	// upgrade replaces it, an old and a new router serve side by side, and
@@ -234,7 +241,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer builds.close()
-	routes, err := newRouting(docker, st, cfg, dataDir, func(ctx context.Context) error {
+	routes, err := newRouting(docker, st, cfg, dataDir, contract.CertKey(certKeyText), func(ctx context.Context) error {
 		return traffic.Refresh(ctx)
 	}, log)
 	if err != nil {
@@ -359,7 +366,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := routes.Sync(gctx); err != nil {
 			log.Warn("cannot publish the route configuration", "err", err)
 		}
-		if err := startRouter(gctx, docker, sched, cfg, target, network, routerToken, log); err != nil {
+		if err := startRouter(gctx, docker, sched, cfg, target, network, routerToken, certKeyText, log); err != nil {
 			return err
 		}
 		close(routerReady)
@@ -384,7 +391,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // startRouter builds the router image from this very binary and runs it as
 // the router's two Swarm services (scheduler.EnsureRouter): the ports
 // process, which binds the HTTP and HTTPS ports on the host, and the router.
-func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, reg paas.ImageRegistry, network, token string, log *slog.Logger) error {
+func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, reg paas.ImageRegistry, network, token, certKey string, log *slog.Logger) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -413,11 +420,12 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 		time.Sleep(time.Second)
 	}
 	err = sched.EnsureRouter(ctx, scheduler.RouterSpec{
-		Image:      image,
-		Binary:     builder.SelfBinaryPath,
-		RouterArgs: routerArgs,
-		RouterEnv:  []string{"PAAS_ADMIN_TOKEN=" + token},
-		PortsArgs:  portsArgs,
+		Image:         image,
+		Binary:        builder.SelfBinaryPath,
+		RouterArgs:    routerArgs,
+		RouterEnv:     []string{"PAAS_ADMIN_TOKEN=" + token},
+		CertKeySecret: certKey,
+		PortsArgs:     portsArgs,
 
 		NodeDockerSocket: cfg.NodeDockerSocket,
 	})
