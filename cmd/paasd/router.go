@@ -98,6 +98,7 @@ func runRouter(args []string, stderr io.Writer) int {
 		err = router.New(src, opts).Run(ctx)
 	} else {
 		opts.IdleDrain = routerIdleDrain
+		opts.ControlSocket = filepath.Join(socketsDir, contract.ControlSocket)
 		opts.WaitForRoutes = true
 		err = serveHandedOver(ctx, src, opts, socketsDir, port, httpsPort)
 	}
