@@ -197,6 +197,15 @@ func (s *Swarm) create(ctx context.Context, rel *paas.Release, opts RunOptions, 
 	if opts.TTY != nil && opts.TTY.Term != "" {
 		env = mergeEnv(env, []string{"TERM=" + opts.TTY.Term})
 	}
+	var copied []string
+	if rel.Image.EnvExec {
+		// The config goes in a file the wrapper reads (copyEnv), not in
+		// the container's environment, which docker inspect shows.
+		copied, env = env, nil
+		if len(entrypoint) > 0 {
+			entrypoint = append(paas.EnvExecCommand(), entrypoint...)
+		}
+	}
 	attach := !detached
 	cfg := &container.Config{
 		Image:      ref,
@@ -229,6 +238,12 @@ func (s *Swarm) create(ctx context.Context, rel *paas.Release, opts RunOptions, 
 	created, err := s.cli.ContainerCreate(ctx, cfg, &container.HostConfig{Resources: oneOffResources(rel, opts.Args), Mounts: dockerMounts(s.name, rel.Mounts)}, netCfg, nil, name)
 	if err != nil {
 		return nil, fmt.Errorf("create one-off container: %w", err)
+	}
+	if copied != nil {
+		if err := s.copyEnv(ctx, created.ID, copied); err != nil {
+			s.removeContainer(created.ID)
+			return nil, err
+		}
 	}
 	return &oneOff{id: created.ID, name: name, cfg: cfg}, nil
 }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"paas/internal/daemon"
 	"paas/internal/directory"
 	"paas/internal/signin"
+	"paas/internal/store"
 	"paas/router"
 )
 
@@ -38,6 +40,8 @@ Usage:
                                service started by serve)
   paasd router-health [flags]  check the router, or with --ports the ports process, of
                                this container (their services' health check)
+  paasd rotate-key [flags]     re-encrypt the stopped installation's store under a
+                               new config key, written to its key file
   paasd version                print the version
 
 Run 'paasd COMMAND --help' for a command's flags. Every flag also reads
@@ -65,6 +69,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runRouterPorts(args[1:], stderr)
 	case "router-health":
 		return runRouterHealth(args[1:], stdout, stderr)
+	case "env-exec":
+		return envExec(args[1:], stderr)
+	case "rotate-key":
+		return rotateKey(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "paasd %s\n", version)
 		return 0
@@ -234,6 +242,7 @@ func serve(args []string, stderr io.Writer) int {
 	var cfg daemon.Config
 	f := &envFlags{fs: flag.NewFlagSet("paasd serve", flag.ContinueOnError)}
 	f.String(&cfg.DataDir, "data-dir", "/var/lib/paas", "state, repositories, registry and host key")
+	configKeyFlag(f, &cfg.ConfigKeyFile)
 	f.String(&cfg.SSHAddr, "ssh-addr", ":2222", "SSH listen address")
 	f.Int(&cfg.HTTPPort, "http-port", 80, "router HTTP port (bound on every manager by the router's ports process)")
 	f.Int(&cfg.HTTPSPort, "https-port", 443, "router HTTPS port")
@@ -277,5 +286,42 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("paasd stopped", "err", err)
 		return 1
 	}
+	return 0
+}
+
+// configKeyFlag defines --config-key-file. The key itself is never a flag
+// (it would show in ps).
+func configKeyFlag(f *envFlags, p *string) {
+	f.String(p, "config-key-file", "", "`file` holding the key (base64 of 32 random bytes, mode 0600) that config values, certificate keys and every other value in the store are encrypted with (default DATA_DIR/config.key, created on first start)")
+}
+
+// rotateKey re-encrypts a stopped installation's store under a new key.
+// paasd holds the store file while it runs, so this waits for it a few
+// seconds, then says to stop it.
+func rotateKey(args []string, stdout, stderr io.Writer) int {
+	var dataDir, keyFile string
+	f := &envFlags{fs: flag.NewFlagSet("paasd rotate-key", flag.ContinueOnError)}
+	f.String(&dataDir, "data-dir", "/var/lib/paas", "the installation's data dir")
+	configKeyFlag(f, &keyFile)
+	if !f.parse(args, stderr) {
+		return 2
+	}
+	st, err := daemon.OpenStore(dataDir, keyFile)
+	if errors.Is(err, store.ErrInUse) {
+		fmt.Fprintf(stderr, "paasd: the store in %s is in use: stop paasd serve first (apps keep serving meanwhile)\n", dataDir)
+		return 1
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "paasd: %v\n", err)
+		return 1
+	}
+	defer st.Close()
+	path := daemon.KeyFile(dataDir, keyFile)
+	n, err := st.RotateKeyFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "paasd: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "-----> Re-encrypted %d values under a new config key, now in %s\n", n, path)
 	return 0
 }

@@ -33,18 +33,22 @@ import (
 	"paas/internal/store"
 	"paas/internal/web"
 	"paas/plugins"
+	"paas/router/contract"
 	"paas/scheduler"
 )
 
 // Config is the operator contract of `paasd serve` (DESIGN.md).
 type Config struct {
-	DataDir   string
-	SSHAddr   string
-	HTTPPort  int
-	HTTPSPort int
-	Domain    string
-	AdminKeys string
-	Name      string
+	DataDir string
+	// ConfigKeyFile holds the key the store's values are sealed with; empty:
+	// DATA_DIR/config.key, created on first start.
+	ConfigKeyFile string
+	SSHAddr       string
+	HTTPPort      int
+	HTTPSPort     int
+	Domain        string
+	AdminKeys     string
+	Name          string
 	// RegistryAddr is where the embedded registry listens;
 	// RegistryAdvertiseAddr (HOST[:PORT]) is where every node reaches it,
 	// its host by default. Registry (HOST[:PORT][/PATH]) is a registry
@@ -180,7 +184,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(dataDir)
+	st, err := OpenStore(dataDir, cfg.ConfigKeyFile)
 	if err != nil {
 		return err
 	}
@@ -220,6 +224,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Certificate keys reach the routers sealed under a key the routers
+	// get as a Swarm secret (contract.SealCertKey).
+	certKeyText, err := secretFile(filepath.Join(dataDir, "router_cert_key"))
+	if err != nil {
+		return err
+	}
 	nodes := scheduler.NewNodes(docker, cfg.Name)
 	// Rollouts wait until the router runs this paasd's image: while an
 	// upgrade replaces it, an old and a new router serve side by side, and
@@ -236,7 +246,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer builds.close()
-	routes, err := newRouting(docker, st, cfg, dataDir, func(ctx context.Context) error {
+	routes, err := newRouting(docker, st, cfg, dataDir, contract.CertKey(certKeyText), func(ctx context.Context) error {
 		return traffic.Refresh(ctx)
 	}, log)
 	if err != nil {
@@ -250,6 +260,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	triggers := newPlugins(cfg, dataDir, st, log)
 	nodeImages := &localImages{docker: docker, repoPrefix: target.Prefix, installation: cfg.Name, log: log.With("component", "images")}
+	// Every release's image gets this very (static) binary as its env
+	// wrapper, so its tasks get their config from a secret.
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	envWrapper := builder.NewEnvWrapper(builds.importer, exe)
 	pipeline := deploy.New(st, builds.selector, sched, triggers, deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
@@ -262,6 +279,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}),
 		KeepReleases: cfg.KeepReleases,
+		EnvWrapper:   envWrapper,
 		Log:          log.With("component", "deploy"),
 		CronSeconds:  cfg.CronSeconds,
 	})
@@ -375,7 +393,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := routes.Sync(gctx); err != nil {
 			log.Warn("cannot publish the route configuration", "err", err)
 		}
-		if err := startRouter(gctx, docker, sched, cfg, target, network, routerToken, log); err != nil {
+		if err := startRouter(gctx, docker, sched, cfg, target, network, routerToken, certKeyText, log); err != nil {
 			return err
 		}
 		close(routerReady)
@@ -401,7 +419,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // startRouter builds the router image from this very binary and runs it as
 // the router's two Swarm services (scheduler.EnsureRouter): the ports
 // process, which binds the HTTP and HTTPS ports on the host, and the router.
-func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, reg paas.ImageRegistry, network, token string, log *slog.Logger) error {
+func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, reg paas.ImageRegistry, network, token, certKey string, log *slog.Logger) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -430,11 +448,12 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 		time.Sleep(time.Second)
 	}
 	err = sched.EnsureRouter(ctx, scheduler.RouterSpec{
-		Image:      image,
-		Binary:     builder.SelfBinaryPath,
-		RouterArgs: routerArgs,
-		RouterEnv:  []string{"PAAS_ADMIN_TOKEN=" + token},
-		PortsArgs:  portsArgs,
+		Image:         image,
+		Binary:        builder.SelfBinaryPath,
+		RouterArgs:    routerArgs,
+		RouterEnv:     []string{"PAAS_ADMIN_TOKEN=" + token},
+		CertKeySecret: certKey,
+		PortsArgs:     portsArgs,
 
 		NodeDockerSocket: cfg.NodeDockerSocket,
 	})
@@ -584,4 +603,22 @@ func (r *repos) CopyRefs(from, to string) error {
 		return err
 	}
 	return gitreceive.CopyRefs(context.Background(), r.Path(from), r.Path(to))
+}
+
+// OpenStore opens the store in dataDir with the config key in keyFile; with
+// no keyFile, with DATA_DIR/config.key, created (random, 0600) on first
+// start. A key file the operator names must exist.
+func OpenStore(dataDir, keyFile string) (*store.Store, error) {
+	if keyFile == "" {
+		return store.OpenWithKeyFile(dataDir, filepath.Join(dataDir, store.KeyFileName), true)
+	}
+	return store.OpenWithKeyFile(dataDir, keyFile, false)
+}
+
+// KeyFile is the config key file that OpenStore reads for keyFile.
+func KeyFile(dataDir, keyFile string) string {
+	if keyFile == "" {
+		return filepath.Join(dataDir, store.KeyFileName)
+	}
+	return keyFile
 }
