@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -484,6 +485,25 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 		if err != nil {
 			ts.Fatalf("build app: %v\n%s", err, out)
 		}
+	},
+	// wait-ssh PATTERN ARGS...: run `ssh paas ARGS...` every half second,
+	// for up to 60s, until its output matches the regular expression
+	// PATTERN; prints the last output (for stdout checks that follow).
+	"wait-ssh": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) < 2 {
+			ts.Fatalf("usage: wait-ssh PATTERN ARGS...")
+		}
+		re, err := regexp.Compile("(?m)" + args[0])
+		ts.Check(err)
+		var last []byte
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			last, _ = exec.Command("ssh", append([]string{"-F", ts.Getenv("SSHCONFIG"), "paas"}, args[1:]...)...).CombinedOutput()
+			if re.Match(last) {
+				ts.Stdout().Write(last)
+				return
+			}
+		}
+		ts.Fatalf("ssh paas %s never printed a match for %s; last:\n%s", strings.Join(args[1:], " "), args[0], last)
 	},
 	// sleep SECONDS
 	"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
