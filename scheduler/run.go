@@ -225,10 +225,19 @@ func (s *Swarm) create(ctx context.Context, rel *paas.Release, opts RunOptions, 
 	if err := s.EnsureNetwork(ctx); err != nil {
 		return nil, err
 	}
-	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{s.network: {}}}
+	// The app's networks: created on the first, connected to the others
+	// before it starts (API 1.41 takes one network at create).
+	nets := s.networksOf(rel)
+	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{nets[0]: {}}}
 	created, err := s.cli.ContainerCreate(ctx, cfg, &container.HostConfig{Resources: oneOffResources(rel, opts.Args), Mounts: dockerMounts(s.name, rel.Mounts)}, netCfg, nil, name)
 	if err != nil {
 		return nil, fmt.Errorf("create one-off container: %w", err)
+	}
+	for _, n := range nets[1:] {
+		if err := s.cli.NetworkConnect(ctx, n, created.ID, nil); err != nil {
+			s.removeContainer(created.ID)
+			return nil, fmt.Errorf("connect one-off container to network %s: %w", n, err)
+		}
 	}
 	return &oneOff{id: created.ID, name: name, cfg: cfg}, nil
 }

@@ -92,6 +92,10 @@ func (p *Platform) runOptions(c *Call) (*paas.Release, scheduler.RunOptions, err
 	}
 	// The app's mounts of now, even those not rolled out yet.
 	cur.Mounts = c.App.Mounts
+	// Its networks of now too, once it has one of its own.
+	if nets := c.App.Network.All(); len(nets) > 0 {
+		cur.Networks = nets
+	}
 	for _, kv := range c.Values("-e", "--env") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {

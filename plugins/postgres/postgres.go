@@ -103,6 +103,9 @@ type Database struct {
 	// created before: <name>-pg-<db>-data). It lives on the node the
 	// service is pinned to.
 	Volume string `json:"volume,omitempty"`
+	// Network is the database's own network, which the apps linked to it
+	// join ("" for a database created before: the installation's).
+	Network string `json:"network,omitempty"`
 }
 
 var dbNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
