@@ -471,7 +471,7 @@ func (s *Swarm) label(ctx context.Context, serviceID, key, value string) error {
 }
 
 // taskAddrs returns the addresses (ip:port) of a service's running tasks on
-// the installation network.
+// the app's network.
 func (s *Swarm) taskAddrs(ctx context.Context, serviceID string) ([]string, error) {
 	svc, _, err := s.cli.ServiceInspectWithRaw(ctx, serviceID, swarm.ServiceInspectOptions{})
 	if err != nil {

@@ -160,7 +160,7 @@ type oneOff struct {
 }
 
 // create makes the container of a one-off task of rel on this node,
-// attached to the installation network with the app's config.
+// attached to the app's networks with the app's config.
 func (s *Swarm) create(ctx context.Context, rel *paas.Release, opts RunOptions, detached bool) (*oneOff, error) {
 	if len(opts.Args) == 0 {
 		return nil, errors.New("run: no command given")
@@ -273,7 +273,7 @@ func (s *Swarm) Detach(ctx context.Context, rel *paas.Release, opts RunOptions) 
 }
 
 // Run starts a one-off container of rel on this node (a Swarm manager),
-// attached to the installation network with the app's config, and connects
+// attached to the app's networks with the app's config, and connects
 // it to the caller's streams. It returns the command's exit code once it
 // exits; when ctx ends first (the SSH client hung up) the container is
 // removed, as it is when the command exits.
