@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/filters"
@@ -237,6 +238,18 @@ func (s *Swarm) RemoveUserNetwork(ctx context.Context, name string) error {
 	}
 	if err := s.cli.NetworkRemove(ctx, info.ID); err != nil {
 		return fmt.Errorf("remove network %s: %w", name, err)
+	}
+	// This node may show a removed overlay network for a moment after the
+	// cluster forgot it: return once it is gone here too.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if _, err := s.cli.NetworkInspect(ctx, info.ID, network.InspectOptions{}); cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 	return nil
 }

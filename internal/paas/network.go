@@ -1,6 +1,7 @@
 package paas
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -64,6 +65,9 @@ func (n NetworkSettings) All() []string {
 	return all
 }
 
+// ErrInvalidNetworkName is a network name ValidateNetworkName refuses.
+var ErrInvalidNetworkName = errors.New("invalid network name")
+
 // networkNameRe is what Docker takes as a network name, kept to the
 // characters that need no quoting anywhere.
 var networkNameRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
@@ -75,10 +79,10 @@ var reservedNetworks = map[string]bool{"none": true, "bridge": true, "host": tru
 // network:set.
 func ValidateNetworkName(name string) error {
 	if len(name) == 0 || len(name) > 63 || !networkNameRe.MatchString(name) {
-		return fmt.Errorf("%w network name %q: use letters, digits, dashes, dots and underscores, starting with a letter or digit, at most 63 characters", ErrInvalidName, name)
+		return fmt.Errorf("%w %q: use letters, digits, dashes, dots and underscores, starting with a letter or digit, at most 63 characters", ErrInvalidNetworkName, name)
 	}
 	if reservedNetworks[name] {
-		return fmt.Errorf("%w network name %q: it is one of Docker's own networks", ErrInvalidName, name)
+		return fmt.Errorf("%w %q: it is one of Docker's own networks", ErrInvalidNetworkName, name)
 	}
 	return nil
 }

@@ -32,8 +32,8 @@ func TestValidateNetworkName(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "-x", "a/b", "a b", "host", "bridge", "none", "ingress", "x$(id)", string(make([]byte, 64))} {
-		if err := ValidateNetworkName(bad); !errors.Is(err, ErrInvalidName) {
-			t.Errorf("%q: got %v, want ErrInvalidName", bad, err)
+		if err := ValidateNetworkName(bad); !errors.Is(err, ErrInvalidNetworkName) {
+			t.Errorf("%q: got %v, want ErrInvalidNetworkName", bad, err)
 		}
 	}
 }
