@@ -72,6 +72,20 @@ func Stops(name string) bool {
 	return strings.HasPrefix(name, "pre-") || name == TriggerUserAuth
 }
 
+// The domain types a plugin sees are this package's names for paas's own:
+// a plugin in another module cannot import paas/internal/..., and names them
+// here instead (TestPluginOutsideTheModule builds one).
+type (
+	// Identity is who a key, a token or a session belongs to.
+	Identity = paas.Identity
+	// App is an app as the store holds it.
+	App = paas.App
+)
+
+// ErrAppNotFound is what Apps.App's error matches for an app that does not
+// exist or that the caller may not use.
+var ErrAppNotFound = paas.ErrAppNotFound
+
 // Plugin is a Go plugin compiled into paasd.
 type Plugin interface {
 	Name() string
@@ -83,7 +97,7 @@ type Event struct {
 	Trigger string
 	Args    []string
 	// User is who caused it (the pusher, the command's caller); empty when paasd did.
-	User paas.Identity
+	User Identity
 	// Out is where the user reads the plugin's output (the push, the session).
 	Out io.Writer
 }
@@ -126,9 +140,9 @@ type Command struct {
 
 // Call is one invocation of a plugin command.
 type Call struct {
-	ID    paas.Identity
-	App   *paas.App // with Command.App
-	Args  []string  // positional arguments (after the app)
+	ID    Identity
+	App   *App     // with Command.App
+	Args  []string // positional arguments (after the app)
 	Flags map[string]string
 	Stdin io.Reader
 	Out   io.Writer
@@ -141,16 +155,16 @@ func (c *Call) Has(flag string) bool { _, ok := c.Flags[flag]; return ok }
 // Apps is what a plugin may do with apps, with the caller's rights.
 type Apps interface {
 	// App returns an app id may use; an app one may not use is reported
-	// exactly like a missing one (an error matching paas.ErrAppNotFound,
+	// exactly like a missing one (an error matching ErrAppNotFound,
 	// exit 20).
-	App(id paas.Identity, name string) (*paas.App, error)
+	App(id Identity, name string) (*App, error)
 	// SetConfig changes the app's config through fn and rolls it out as a new
 	// release (zero downtime) when the app runs.
-	SetConfig(ctx context.Context, app string, who paas.Identity, reason string, fn func(cfg map[string]string) error, out io.Writer) error
+	SetConfig(ctx context.Context, app string, who Identity, reason string, fn func(cfg map[string]string) error, out io.Writer) error
 	// Link is SetConfig that also attaches the app's tasks to network
 	// (a service's, e.g. a database's), or detaches them from it when
 	// link is false, in the same release.
-	Link(ctx context.Context, app string, who paas.Identity, reason, network string, link bool, fn func(cfg map[string]string) error, out io.Writer) error
+	Link(ctx context.Context, app string, who Identity, reason, network string, link bool, fn func(cfg map[string]string) error, out io.Writer) error
 }
 
 // Data is a plugin's own space in the store: keys to values, changed atomically.

@@ -13,8 +13,6 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
-
-	"paas/internal/paas"
 )
 
 // Kinds of plugins in Info.
@@ -178,12 +176,12 @@ type userKey struct{}
 
 // WithUser returns ctx carrying who a trigger fires for (a request-scoped
 // value): Trigger passes it to plugins as Event.User and PAAS_USER.
-func WithUser(ctx context.Context, id paas.Identity) context.Context {
+func WithUser(ctx context.Context, id Identity) context.Context {
 	return context.WithValue(ctx, userKey{}, id)
 }
 
-func userFrom(ctx context.Context) paas.Identity {
-	id, _ := ctx.Value(userKey{}).(paas.Identity)
+func userFrom(ctx context.Context) Identity {
+	id, _ := ctx.Value(userKey{}).(Identity)
 	return id
 }
 

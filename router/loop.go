@@ -1018,12 +1018,27 @@ func (l *loop) tick() {
 		}
 	}
 	l.runQueue()
+	l.sweepPools(stopping)
+}
+
+// sweepPools closes the idle backend connections that are too old, whose
+// backend's idle connections were closed since they were pooled, or all of
+// them once the front is stopping.
+func (l *loop) sweepPools(stopping bool) {
 	for be, idle := range l.pools {
+		keep := idle[:0]
 		for _, b := range idle {
-			if now.Sub(b.idleSince) >= maxIdleAge || b.gen != be.idleCloses.Load() || stopping {
-				l.unpool(b)
+			if l.now.Sub(b.idleSince) >= maxIdleAge || b.gen != be.idleCloses.Load() || stopping {
 				l.closeBackend(b)
+			} else {
+				keep = append(keep, b)
 			}
+		}
+		clear(idle[len(keep):])
+		if len(keep) == 0 {
+			delete(l.pools, be)
+		} else {
+			l.pools[be] = keep
 		}
 	}
 }
@@ -1067,12 +1082,17 @@ func (l *loop) unpool(b *lconn) {
 	}
 }
 
+// closeBackend closes b once: its descriptor's number may belong to another
+// socket as soon as it is closed, so a second close would close that one.
 func (l *loop) closeBackend(b *lconn) {
+	if b.fd < 0 {
+		return
+	}
 	if l.conns[b.fd] == b {
 		l.conns[b.fd] = nil
 	}
 	_ = syscall.Close(b.fd)
-	b.owner = nil
+	b.fd, b.owner = -1, nil
 }
 
 func (l *loop) closeClient(c *lconn) {

@@ -14,6 +14,7 @@ import (
 	"paas/router/contract"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -331,4 +332,40 @@ func FuzzLoopChunked(f *testing.F) {
 			t.Fatalf("%q: the loop left %q after the body, passChunked %q", body, left, refLeft)
 		}
 	})
+}
+
+// A sweep that closes several idle backend connections at once closes each
+// of them, once: removing one from the pool while walking it must not skip
+// the next one nor close the last one twice (a second close(2) of a
+// descriptor number closes whatever socket was given that number since).
+func TestSweepPoolsClosesEachOnce(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 5} {
+		t.Run(fmt.Sprintf("%d idle", n), func(t *testing.T) {
+			l := &loop{pools: map[*backend][]*lconn{}, now: time.Now()}
+			be := &backend{}
+			var peers []int
+			for range n {
+				fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { syscall.Close(fds[1]) })
+				peers = append(peers, fds[1])
+				b := &lconn{fd: fds[0], pool: be}
+				l.track(b)
+				l.pool(b)
+			}
+			be.idleCloses.Add(1) // the backend's idle connections were closed
+			l.sweepPools(false)
+			if len(l.pools) != 0 {
+				t.Errorf("%d connections left in the pool, want none", len(l.pools[be]))
+			}
+			for i, p := range peers {
+				k, err := syscall.Read(p, make([]byte, 1))
+				if k != 0 || err != nil {
+					t.Errorf("connection %d: read from its peer = %d, %v; want 0 (closed)", i, k, err) // EAGAIN: still open
+				}
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -53,4 +54,47 @@ func TestLayout(t *testing.T) {
 	if checked < 20 {
 		t.Fatalf("checked %d packages: go list gave too few", checked)
 	}
+}
+
+// TestCodeMap keeps the README's "Code map" in step with the tree: every
+// package is named in it (a sub-package may be covered by its parent's
+// entry, as builder/buildpacks by builder's).
+func TestCodeMap(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(data)
+	start := strings.Index(readme, "### Code map")
+	if start < 0 {
+		t.Fatal(`README.md has no "### Code map" section`)
+	}
+	section := readme[start:]
+	if end := strings.Index(section[1:], "\n#"); end > 0 {
+		section = section[:end+1]
+	}
+	out, err := exec.Command("go", "list", "paas/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if !named(section, strings.TrimPrefix(pkg, "paas/")) {
+			t.Errorf("README.md's Code map does not name %s", pkg)
+		}
+	}
+}
+
+// named reports whether section names the package rel, or one of its
+// parents followed by "/..." (as `scripts/...`).
+func named(section, rel string) bool {
+	if strings.Contains(section, "`"+rel+"`") {
+		return true
+	}
+	for dir := rel; strings.Contains(dir, "/"); {
+		dir = dir[:strings.LastIndex(dir, "/")]
+		if strings.Contains(section, "`"+dir+"/...`") {
+			return true
+		}
+	}
+	return false
 }
