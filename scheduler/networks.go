@@ -241,8 +241,9 @@ func (s *Swarm) RemoveUserNetwork(ctx context.Context, name string) error {
 	}
 	// This node may show a removed overlay network for a moment after the
 	// cluster forgot it: return once it is gone here too.
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		if _, err := s.cli.NetworkInspect(ctx, info.ID, network.InspectOptions{}); cerrdefs.IsNotFound(err) {
+	// (Its tasks' containers leave it as Swarm removes them.)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		if _, err := s.cli.NetworkInspect(ctx, name, network.InspectOptions{}); cerrdefs.IsNotFound(err) {
 			return nil
 		}
 		select {
@@ -251,6 +252,7 @@ func (s *Swarm) RemoveUserNetwork(ctx context.Context, name string) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	s.log.Warn("a removed network is still listed on this node", "network", name)
 	return nil
 }
 

@@ -29,7 +29,7 @@ type OneOffs interface {
 var envFlags = map[string]bool{"-e": true, "--env": true}
 
 const runDetails = `The task runs the current release's image with the app's config (and the
--e|--env values, for this task only) on the app network, and is removed when it
+-e|--env values, for this task only) on the app's networks, and is removed when it
 exits. Everything after the app and the command's first word belongs to the
 command, flags included; "--" ends paas's own flags explicitly.
 
