@@ -19,6 +19,7 @@ bench:
 	go run ./scripts/bench/ssh
 	go run ./scripts/bench/cluster
 	go run ./scripts/bench/routeridle
+	go run ./scripts/bench/api
 
 install:
 	scripts/install.sh

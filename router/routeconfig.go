@@ -39,6 +39,15 @@ type Global struct {
 	Domain      string
 	MoreDomains []string
 	Challenges  map[string]string
+	// ControlHosts are served by the control plane (contract.ControlConfig),
+	// with ControlCerts.
+	ControlHosts map[string]bool
+	ControlCerts []*tls.Certificate
+}
+
+// isControl reports whether host (canonical) is the control plane's.
+func (g *Global) isControl(host string) bool {
+	return g != nil && g.ControlHosts[host]
 }
 
 func edgeKey(e *Edge) string {
@@ -235,7 +244,23 @@ func parseConfig(id, role string, data []byte) parsedConfig {
 				more = append(more, d)
 			}
 		}
-		return parsedConfig{global: &Global{Key: id, Domain: canonicalHost(g.Domain), MoreDomains: more, Challenges: g.Challenges}}
+		gl := &Global{Key: id, Domain: canonicalHost(g.Domain), MoreDomains: more, Challenges: g.Challenges}
+		if c := g.Control; c != nil {
+			gl.ControlHosts = map[string]bool{}
+			for _, h := range c.Hosts {
+				if h = canonicalHost(h); h != "" {
+					gl.ControlHosts[h] = true
+				}
+			}
+			for i, pem := range c.Certs {
+				cert, err := parseCert(pem)
+				if err != nil {
+					return parsedConfig{err: fmt.Errorf("control plane certificate %d: %w", i+1, err)}
+				}
+				gl.ControlCerts = append(gl.ControlCerts, cert)
+			}
+		}
+		return parsedConfig{global: gl}
 	}
 	var a contract.AppConfig
 	if err := json.Unmarshal(data, &a); err != nil {
@@ -251,18 +276,27 @@ func parseConfig(id, role string, data []byte) parsedConfig {
 		}
 	}
 	for i, c := range a.Certs {
-		cert, err := tls.X509KeyPair([]byte(c.Cert), []byte(c.Key))
+		cert, err := parseCert(c)
 		if err != nil {
 			return parsedConfig{err: fmt.Errorf("app %s certificate %d: %w", a.App, i+1, err)}
 		}
-		if cert.Leaf == nil {
-			if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-				return parsedConfig{err: fmt.Errorf("app %s certificate %d: %w", a.App, i+1, err)}
-			}
-		}
-		e.Certs = append(e.Certs, &cert)
+		e.Certs = append(e.Certs, cert)
 	}
 	return parsedConfig{app: &a, edge: e}
+}
+
+// parseCert reads a certificate chain and its key, with its leaf parsed.
+func parseCert(c contract.CertPEM) (*tls.Certificate, error) {
+	cert, err := tls.X509KeyPair([]byte(c.Cert), []byte(c.Key))
+	if err != nil {
+		return nil, err
+	}
+	if cert.Leaf == nil {
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, err
+		}
+	}
+	return &cert, nil
 }
 
 // merge applies the route configuration to t: the global domain replaces the

@@ -95,7 +95,10 @@ type Options struct {
 	// AdminToken enables the control endpoint (see admin.go) for requests
 	// that carry it; empty disables it.
 	AdminToken string
-	Log        *slog.Logger
+	// ControlSocket is the unix socket the control plane's HTTP server
+	// listens on (control.go); "" serves no control plane.
+	ControlSocket string
+	Log           *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -151,6 +154,8 @@ type Router struct {
 	log   *slog.Logger
 	table atomic.Pointer[routeTable]
 	proxy *httputil.ReverseProxy
+	// control proxies to the control plane; nil without ControlSocket.
+	control *httputil.ReverseProxy
 
 	mu      sync.Mutex          // serializes Refresh; guards pool, retired and failing
 	pool    map[string]*backend // by address; kept across table swaps
@@ -268,6 +273,9 @@ func New(src Source, opts Options) *Router {
 		retired: map[string]*backend{},
 	}
 	r.table.Store(&routeTable{hosts: map[string]*route{}})
+	if opts.ControlSocket != "" {
+		r.control = newControlProxy(opts.ControlSocket, opts.ConnectTimeout, r)
+	}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:   rewrite,
 		Transport: balancer{},
@@ -492,6 +500,15 @@ func (r *Router) apply(t Table) {
 	pool := make(map[string]*backend, len(r.pool))
 	hosts := make(map[string]*route)
 	wild := make(map[string]*route)
+	if n.Global != nil {
+		// The control plane's names come first, as a route with no
+		// backend: the front hands them to net/http (ServeHTTP proxies
+		// them to the control plane), and no app's name or wildcard takes
+		// them.
+		for h := range n.Global.ControlHosts {
+			hosts[h] = &route{app: controlRouteName}
+		}
+	}
 	for _, rt := range n.Routes {
 		cr := &route{app: rt.App, edge: rt.Edge, backends: make([]*backend, 0, len(rt.Backends))}
 		if rt.Edge != nil {
@@ -594,6 +611,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	tbl := r.table.Load()
 	host := canonicalHost(req.Host)
+	if tbl.global.isControl(host) {
+		r.serveControl(w, req, host)
+		return
+	}
 	rt := tbl.lookup(host)
 	var pr *proxied
 	if r.opts.AccessLog {

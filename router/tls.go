@@ -35,7 +35,17 @@ func (r *Router) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, erro
 	if host == "" {
 		return nil, errNoCertificate
 	}
-	if c := r.table.Load().lookup(host).cert(host, time.Now()); c != nil {
+	t := r.table.Load()
+	if t.global.isControl(host) {
+		now := time.Now()
+		for _, c := range t.global.ControlCerts {
+			if !now.After(c.Leaf.NotAfter) && c.Leaf.VerifyHostname(host) == nil {
+				return c, nil
+			}
+		}
+		return nil, errNoCertificate
+	}
+	if c := t.lookup(host).cert(host, time.Now()); c != nil {
 		return c, nil
 	}
 	return nil, errNoCertificate

@@ -16,6 +16,7 @@ import (
 
 	"paas/internal/paas"
 	"paas/router"
+	"paas/router/contract"
 	"paas/router/handover"
 	"paas/router/ports"
 )
@@ -88,6 +89,7 @@ func runRouter(args []string, stderr io.Writer) int {
 		err = router.New(src, opts).Run(ctx)
 	} else {
 		opts.IdleDrain = routerIdleDrain
+		opts.ControlSocket = filepath.Join(socketsDir, contract.ControlSocket)
 		opts.WaitForRoutes = true
 		err = serveHandedOver(ctx, src, opts, socketsDir, port, httpsPort)
 	}

@@ -74,7 +74,7 @@ func (d *Dispatcher) record(id paas.Identity, args []string, code int, err error
 	if d.audit == nil {
 		return
 	}
-	e := &paas.Event{Actor: id.Name, Source: id.Source, Result: ResultOf(code), Code: code, Detail: auditDetail(err)}
+	e := &paas.Event{Actor: id.Name, Source: id.Source, Via: id.Via, Result: ResultOf(code), Code: code, Detail: auditDetail(err)}
 	global, args, gerr := globalOptions(args)
 	if gerr != nil {
 		args = nil

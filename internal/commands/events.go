@@ -138,7 +138,11 @@ func writeEvent(w io.Writer, e *paas.Event) {
 	if app == "" {
 		app = "-"
 	}
-	line := fmt.Sprintf("%s %s %s %s %s", e.Time.UTC().Format(time.RFC3339), sanitize(e.Actor), sanitize(e.Action), sanitize(app), e.Result)
+	actor := e.Actor
+	if e.Via != "" {
+		actor += "/" + strings.ReplaceAll(e.Via, " ", ":") // alice/token:ci-bot, alice/web
+	}
+	line := fmt.Sprintf("%s %s %s %s %s", e.Time.UTC().Format(time.RFC3339), sanitize(actor), sanitize(e.Action), sanitize(app), e.Result)
 	if len(e.Args) > 0 {
 		args := make([]string, len(e.Args))
 		for i, a := range e.Args {

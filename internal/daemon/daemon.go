@@ -31,6 +31,7 @@ import (
 	"paas/internal/deploy"
 	"paas/internal/paas"
 	"paas/internal/store"
+	"paas/internal/web"
 	"paas/plugins"
 	"paas/scheduler"
 )
@@ -303,6 +304,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := registerPlugins(triggers, cfg, dataDir, st, docker, pipeline, network, log, cronJobs); err != nil {
 		return err
 	}
+	var keys gitreceive.Authenticator
+	local, dirKeys, users, closeDir, err := cfg.LDAP.authenticator(cfg.AdminKeys, st, log)
+	if err != nil {
+		return err
+	}
+	defer closeDir()
+	tokens := auth.NewTokens(st, users)
 	dispatcher := commands.NewDispatcher(st, cfg.Version,
 		commands.WithTriggers(platform.Builtins(), triggers),
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
@@ -310,19 +318,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline, commands.JoinRegistry{Host: target.Host(), CAFile: target.CAFile}), commands.WhoamiCommands(), commands.EventCommands(st),
 		commands.ResourceCommands(st, pipeline),
 		commands.NetworkCommands(&commands.Network{Apps: st, Networks: sched, Pipeline: pipeline}),
-		commands.CronCommands(cronJobs), pluginCommands(triggers))
+		commands.CronCommands(cronJobs), pluginCommands(triggers),
+		commands.TokenCommands(tokens, store.ErrTokenExists))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))
-	var keys gitreceive.Authenticator
-	local, dirKeys, closeDir, err := cfg.LDAP.authenticator(cfg.AdminKeys, st, log)
-	if err != nil {
-		return err
-	}
-	defer closeDir()
 	keys = local
 	if dirKeys != nil {
 		keys = dirKeys
 	}
+
+	// The HTTP API runs the same commands as SSH, behind the same
+	// user-auth trigger. The sign-in part adds its authenticators (a
+	// browser session) and mounts (/auth/, the dashboard) here.
+	webSrv := web.New(web.Options{
+		Commands:       &commands.UserAuth{Next: dispatcher, Triggers: triggers},
+		Authenticators: []web.Authenticator{web.Tokens{Tokens: tokens}},
+		Refusals:       audit,
+		Log:            log,
+	})
 
 	ssh, err := gitreceive.New(gitreceive.Options{
 		Addr:        cfg.SSHAddr,
@@ -371,6 +384,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return nil
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
+	g.Go(func() error { return serveWeb(gctx, docker, sched, cfg.Name, webSrv, log) })
 	g.Go(func() error { return triggers.Run(gctx) })
 	g.Go(func() error { return sched.WatchKills(gctx, docker, audit.recordKill) })
 	g.Go(func() error { return cronJobs.Run(gctx) })

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/docker/docker/client"
 
@@ -37,6 +38,7 @@ func newRouting(docker client.APIClient, st *store.Store, cfg Config, dataDir st
 		DataDir:      dataDir,
 		ACME:         routing.ACMEOptions{DirectoryURL: cfg.ACMEDirectory, Roots: roots, Email: cfg.ACMEEmail, RenewBefore: cfg.ACMERenewBefore},
 		Refresh:      refresh,
+		ControlCert:  controlCert(filepath.Join(dataDir, WebTLSDir)),
 		Log:          log,
 	}), nil
 }

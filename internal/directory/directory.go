@@ -299,7 +299,40 @@ func (c *Client) LookupKey(ctx context.Context, key string) (*User, error) {
 	case len(matches) > 1:
 		return nil, fmt.Errorf("%w: the key is on more than one entry", ErrNotFound)
 	}
-	e := matches[0]
+	return c.user(ctx, matches[0])
+}
+
+// LookupUser returns the user whose name attribute is name, with their
+// groups; ErrNotFound when no entry (or more than one) has it. API tokens
+// are checked with it: a user who left the directory loses them.
+func (c *Client) LookupUser(ctx context.Context, name string) (*User, error) {
+	if name == "" || strings.ContainsAny(name, "\x00\r\n") {
+		return nil, ErrNotFound
+	}
+	filter := fmt.Sprintf("(&%s(%s=%s))", c.cfg.UserFilter, c.cfg.NameAttribute, ldap.EscapeFilter(name))
+	res, err := c.search(ctx, ldap.NewSearchRequest(c.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		2, int(c.cfg.Timeout/time.Second), false, filter,
+		[]string{c.cfg.NameAttribute, "memberOf"}, nil))
+	if err != nil {
+		return nil, err
+	}
+	var matches []*ldap.Entry
+	for _, e := range res.Entries {
+		if e.GetAttributeValue(c.cfg.NameAttribute) == name {
+			matches = append(matches, e)
+		}
+	}
+	switch {
+	case len(matches) == 0:
+		return nil, ErrNotFound
+	case len(matches) > 1:
+		return nil, fmt.Errorf("%w: the name is on more than one entry", ErrNotFound)
+	}
+	return c.user(ctx, matches[0])
+}
+
+// user is the User of entry e, with its groups.
+func (c *Client) user(ctx context.Context, e *ldap.Entry) (*User, error) {
 	u := &User{DN: e.DN, Name: e.GetAttributeValue(c.cfg.NameAttribute)}
 	if u.Name == "" {
 		return nil, fmt.Errorf("%w: entry %s has no %s", ErrNotFound, e.DN, c.cfg.NameAttribute)

@@ -71,7 +71,11 @@ func ValidateAppName(name string) error {
 // registry (NAME/router: the router's image; NAME/cnb-run: the buildpacks'
 // run image): an app of that name would share one, and its destroy would
 // remove the installation's images.
-var reservedAppNames = map[string]bool{"router": true, "cnb-run": true}
+var reservedAppNames = map[string]bool{"router": true, "cnb-run": true, ControlAppName: true}
+
+// ControlAppName is the name whose host, ControlAppName.DOMAIN, serves
+// paasd's own HTTP API and dashboard through the router; no app takes it.
+const ControlAppName = "paas"
 
 // ValidateNewAppName is ValidateAppName for an app about to be created: the
 // installation's reserved names are refused too.
@@ -465,7 +469,33 @@ type Identity struct {
 	Groups []string `json:"groups,omitempty"`
 	// Source is where the key was found: "admin-keys", "ssh-keys" or "ldap".
 	Source string `json:"source,omitempty"`
+	// Via is the door a request came through when it is not SSH: "token
+	// NAME" (an API token), "web" (a browser session). The audit log
+	// records it with the event.
+	Via string `json:"via,omitempty"`
 }
+
+// Token is an API token of a user (tokens:create): its secret is never
+// stored, only its SHA-256.
+type Token struct {
+	// ID is the public part of the token, by which it is found.
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// User and Source are the identity the token acts as; the user is
+	// looked up again at every use (a user who left loses their tokens).
+	User   string `json:"user"`
+	Source string `json:"source"`
+	// Hash is the SHA-256 of the token's secret part.
+	Hash      []byte    `json:"hash"`
+	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt is zero for a token that does not expire.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// LastUsedAt is when the token last authenticated a request.
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+}
+
+// ErrTokenNotFound is returned for a token name a user does not have.
+var ErrTokenNotFound = errors.New("token not found")
 
 // SSHKey is a user key added with ssh-keys:add.
 type SSHKey struct {
@@ -516,6 +546,7 @@ type Event struct {
 	Time   time.Time `json:"time"`
 	Actor  string    `json:"actor"`            // identity name
 	Source string    `json:"source,omitempty"` // where the actor's key was found
+	Via    string    `json:"via,omitempty"`    // "token NAME" or "web" when not SSH
 	App    string    `json:"app,omitempty"`
 	Action string    `json:"action"`         // a command name, "push", "deploy", "rollback"
 	Args   []string  `json:"args,omitempty"` // arguments, config values removed

@@ -58,7 +58,11 @@ type Options struct {
 	// (its control endpoint) after a change is published; routers that are
 	// not asked see it at their next poll, within a second.
 	Refresh func(ctx context.Context) error
-	Log     *slog.Logger
+	// ControlCert, when set, routes paas.D for every global domain D to
+	// the control plane's HTTP server, with the certificate it returns for
+	// those names (paasd's API and dashboard).
+	ControlCert func(hosts []string) (contract.CertPEM, error)
+	Log         *slog.Logger
 }
 
 // ACMEOptions configure the ACME client.
@@ -114,6 +118,16 @@ func (s *Service) Domains() []string {
 		return ds
 	}
 	return []string{s.Domain()}
+}
+
+// ControlHosts are the names the control plane is served at: paas.D for
+// every global domain D.
+func (s *Service) ControlHosts() []string {
+	var hosts []string
+	for _, d := range s.Domains() {
+		hosts = append(hosts, paas.ControlAppName+"."+d)
+	}
+	return hosts
 }
 
 // DefaultHost is APP.DOMAIN.
@@ -185,7 +199,15 @@ func (s *Service) publishGlobal(ctx context.Context) error {
 	if len(s.challenges) > 0 {
 		g.Challenges = maps.Clone(s.challenges)
 	}
-	if g.Domain == "" && len(g.MoreDomains) == 0 && len(g.Challenges) == 0 {
+	if s.opts.ControlCert != nil {
+		hosts := s.ControlHosts()
+		cert, err := s.opts.ControlCert(hosts)
+		if err != nil {
+			return fmt.Errorf("control plane certificate: %w", err)
+		}
+		g.Control = &contract.ControlConfig{Hosts: hosts, Certs: []contract.CertPEM{cert}}
+	}
+	if g.Domain == "" && len(g.MoreDomains) == 0 && len(g.Challenges) == 0 && g.Control == nil {
 		return s.write(ctx, contract.RoleGlobalConfig, "", nil)
 	}
 	data, err := json.Marshal(g)

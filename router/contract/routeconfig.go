@@ -65,7 +65,24 @@ type GlobalConfig struct {
 	// Challenges maps ACME HTTP-01 tokens to their key authorizations; the
 	// router answers /.well-known/acme-challenge/TOKEN on every host name.
 	Challenges map[string]string `json:"challenges,omitempty"`
+	// Control, when set, is where the router serves the control plane's
+	// own HTTP server (the API and the dashboard): its host names
+	// (paas.DOMAIN for each global domain) and their certificates.
+	Control *ControlConfig `json:"control,omitempty"`
 }
+
+// ControlConfig is the route to the control plane (paasd's HTTP server).
+// The router reaches it through ControlSocket in its sockets directory,
+// where paasd listens on the router's node; on a node without paasd the
+// names answer 502.
+type ControlConfig struct {
+	Hosts []string  `json:"hosts"`
+	Certs []CertPEM `json:"certs,omitempty"`
+}
+
+// ControlSocket is the unix socket, in the router's sockets directory,
+// paasd's HTTP server listens on.
+const ControlSocket = "control.sock"
 
 // ConfigName returns the Swarm config object name for a document: the
 // installation, the role, the app and a digest of the data, so that a new

@@ -1,0 +1,160 @@
+// Package web is paasd's HTTP door, next to SSH: the JSON API under
+// /api/v1, which runs the very commands `ssh paas ...` runs (the same
+// dispatcher, access rules, validation and audit log), and the handlers
+// other parts mount beside it (sign-in under /auth/, the dashboard). It is
+// served at paas.DOMAIN through the router.
+package web
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"paas/internal/paas"
+)
+
+// Authenticator tells who makes a request: ok false when the request carries no credentials it knows; an error when it carries bad ones (refused with 401).
+type Authenticator interface {
+	Authenticate(r *http.Request) (id paas.Identity, ok bool, err error)
+}
+
+// Commands runs one command line as id, as the SSH server does
+// (commands.Dispatcher behind commands.UserAuth), and returns its exit code.
+type Commands interface {
+	RunCommand(ctx context.Context, id paas.Identity, args []string, stdin io.Reader, stdout, stderr io.Writer) int
+}
+
+// Refusals records requests refused before any command ran (a bad token),
+// in the audit log.
+type Refusals interface {
+	Refused(id paas.Identity, action, app, detail string)
+}
+
+// Mount is a handler served under a path prefix ("/auth/", "/").
+type Mount struct {
+	Prefix  string
+	Handler http.Handler
+}
+
+// Options configure a Server.
+type Options struct {
+	Commands       Commands
+	Authenticators []Authenticator
+	Mounts         []Mount
+	Refusals       Refusals // may be nil
+	Log            *slog.Logger
+}
+
+// Server serves the API and the mounted handlers.
+type Server struct {
+	opts Options
+	mux  *http.ServeMux
+	log  *slog.Logger
+}
+
+// New returns a Server.
+func New(opts Options) *Server {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	s := &Server{opts: opts, mux: http.NewServeMux(), log: opts.Log.With("component", "web")}
+	s.routes()
+	for _, m := range opts.Mounts {
+		s.mux.Handle(m.Prefix, m.Handler)
+	}
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	s.mux.ServeHTTP(w, r)
+}
+
+// Authenticate asks each Authenticator in turn: the first that knows the
+// request's credentials says who it is; none knowing them is ok false.
+// Mounted handlers use it too.
+func (s *Server) Authenticate(r *http.Request) (paas.Identity, bool, error) {
+	for _, a := range s.opts.Authenticators {
+		id, ok, err := a.Authenticate(r)
+		if err != nil {
+			return paas.Identity{}, false, err
+		}
+		if ok {
+			return id, true, nil
+		}
+	}
+	return paas.Identity{}, false, nil
+}
+
+// Serve serves on ln until ctx ends, then lets requests finish for grace
+// (streams such as followed logs are cut).
+func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	streams, stopStreams := context.WithCancel(context.Background())
+	srv.BaseContext = func(net.Listener) context.Context { return streams }
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		stopStreams()
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	stopStreams()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = srv.Close()
+	}
+	<-done
+	return err
+}
+
+// BearerToken is the token of an "Authorization: Bearer TOKEN" header, ""
+// when the request has none.
+func BearerToken(r *http.Request) string {
+	const prefix = "bearer "
+	h := r.Header.Get("Authorization")
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return ""
+	}
+	return strings.TrimSpace(h[len(prefix):])
+}
+
+// TokenIdentifier checks an API token (auth.Tokens).
+type TokenIdentifier interface {
+	Identify(ctx context.Context, token string) (paas.Identity, error)
+}
+
+// Tokens authenticates requests that carry an API token as a bearer token.
+type Tokens struct{ Tokens TokenIdentifier }
+
+var _ Authenticator = Tokens{}
+
+// Authenticate implements Authenticator.
+func (t Tokens) Authenticate(r *http.Request) (paas.Identity, bool, error) {
+	tok := BearerToken(r)
+	if tok == "" {
+		return paas.Identity{}, false, nil
+	}
+	id, err := t.Tokens.Identify(r.Context(), tok)
+	if err != nil {
+		return paas.Identity{}, false, err
+	}
+	return id, true, nil
+}
