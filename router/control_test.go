@@ -39,7 +39,7 @@ func TestControlPlaneRoute(t *testing.T) {
 	app := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "app") }))
 
 	data, _ := json.Marshal(contract.GlobalConfig{Control: &contract.ControlConfig{Hosts: []string{"paas.example.test"}, Certs: []contract.CertPEM{ca.issue(t, time.Now().Add(time.Hour), "paas.example.test")}}})
-	p := parseConfig("g1", contract.RoleGlobalConfig, data)
+	p := parseConfig("g1", contract.RoleGlobalConfig, data, nil)
 	if p.err != nil {
 		t.Fatal(p.err)
 	}

@@ -73,7 +73,7 @@ func (ca *testCA) issue(t testing.TB, notAfter time.Time, names ...string) contr
 func edgeOf(t testing.TB, id string, c contract.AppConfig) *Edge {
 	t.Helper()
 	data, _ := json.Marshal(c)
-	p := parseConfig(id, contract.RoleAppConfig, data)
+	p := parseConfig(id, contract.RoleAppConfig, data, nil)
 	if p.err != nil {
 		t.Fatal(p.err)
 	}

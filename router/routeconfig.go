@@ -206,7 +206,7 @@ func (s *ConfigSource) compile(cfgs []swarm.Config) (map[string]parsedConfig, *G
 		seen[c.ID] = true
 		p, ok := s.parsed[c.ID]
 		if !ok {
-			p = parseConfig(c.ID, role, c.Spec.Data)
+			p = parseConfig(c.ID, role, c.Spec.Data, s.opts.CertKey)
 			if p.err != nil {
 				s.log.Warn("route config ignored", "config", c.Spec.Name, "err", p.err)
 			}
@@ -232,7 +232,7 @@ func (s *ConfigSource) compile(cfgs []swarm.Config) (map[string]parsedConfig, *G
 	return apps, global
 }
 
-func parseConfig(id, role string, data []byte) parsedConfig {
+func parseConfig(id, role string, data []byte, certKey []byte) parsedConfig {
 	if role == contract.RoleGlobalConfig {
 		var g contract.GlobalConfig
 		if err := json.Unmarshal(data, &g); err != nil {
@@ -253,7 +253,7 @@ func parseConfig(id, role string, data []byte) parsedConfig {
 				}
 			}
 			for i, pem := range c.Certs {
-				cert, err := parseCert(pem)
+				cert, err := parseCert(pem, certKey)
 				if err != nil {
 					return parsedConfig{err: fmt.Errorf("control plane certificate %d: %w", i+1, err)}
 				}
@@ -276,7 +276,7 @@ func parseConfig(id, role string, data []byte) parsedConfig {
 		}
 	}
 	for i, c := range a.Certs {
-		cert, err := parseCert(c)
+		cert, err := parseCert(c, certKey)
 		if err != nil {
 			return parsedConfig{err: fmt.Errorf("app %s certificate %d: %w", a.App, i+1, err)}
 		}
@@ -285,9 +285,14 @@ func parseConfig(id, role string, data []byte) parsedConfig {
 	return parsedConfig{app: &a, edge: e}
 }
 
-// parseCert reads a certificate chain and its key, with its leaf parsed.
-func parseCert(c contract.CertPEM) (*tls.Certificate, error) {
-	cert, err := tls.X509KeyPair([]byte(c.Cert), []byte(c.Key))
+// parseCert reads a certificate chain and its key (sealed under certKey,
+// or plain), with its leaf parsed.
+func parseCert(c contract.CertPEM, certKey []byte) (*tls.Certificate, error) {
+	keyPEM, err := contract.OpenCertKey(certKey, c.Key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair([]byte(c.Cert), []byte(keyPEM))
 	if err != nil {
 		return nil, err
 	}

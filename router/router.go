@@ -41,7 +41,10 @@ const (
 
 // Options configure a Router and a DockerSource.
 type Options struct {
-	Installation string        // the --name prefix; only services with this label are routed
+	Installation string // the --name prefix; only services with this label are routed
+	// CertKey opens the certificates' private keys sealed in route configs
+	// (contract.OpenCertKey); nil: only plain ones load.
+	CertKey      []byte
 	Domain       string        // apps are served at APP.DOMAIN
 	Network      string        // overlay network whose task addresses are used
 	HTTPAddr     string        // listen address; default ":80"

@@ -220,7 +220,7 @@ func buildServerImage(t *testing.T, cli *client.Client, name string) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := cli.ImageRemove(ctx, tag, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+		if _, err := cli.ImageRemove(ctx, tag, image.RemoveOptions{Force: true}); err != nil { // no parent pruned: other tests build on them
 			t.Errorf("remove image %s: %v", tag, err)
 		}
 	})

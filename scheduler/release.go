@@ -214,10 +214,20 @@ func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOption
 			return fmt.Errorf("deploy %s v%d: process type %s is not in the release", rel.App, rel.Version, opts.Only)
 		}
 	}
+	env, err := s.ensureEnvSecret(ctx, rel)
+	if err != nil {
+		return err
+	}
+	// Whatever happens, a config secret no service uses is not kept.
+	defer func() {
+		if err := s.pruneEnvSecrets(context.WithoutCancel(ctx), rel.App); err != nil {
+			s.log.Warn("prune config secrets", "app", rel.App, "err", err)
+		}
+	}()
 	dep := newDeploymentID(rel.Version)
 	specs := make([]swarm.ServiceSpec, len(procs))
 	for i, proc := range procs {
-		if specs[i], err = s.appSpec(rel, proc, dep); err != nil {
+		if specs[i], err = s.appSpecEnv(rel, proc, dep, env); err != nil {
 			return fmt.Errorf("deploy %s v%d: %w", rel.App, rel.Version, err)
 		}
 	}

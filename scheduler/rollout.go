@@ -356,10 +356,13 @@ func (s *Swarm) Remove(ctx context.Context, app string) error {
 		}
 	}
 	s.log.Info("removed services", "app", app, "count", len(svcs))
-	return s.waitContainersGone(ctx, filters.NewArgs(
+	if err := s.waitContainersGone(ctx, filters.NewArgs(
 		filters.Arg("label", paas.LabelInstallation+"="+s.name),
 		filters.Arg("label", paas.LabelApp+"="+app),
-	))
+	)); err != nil {
+		return err
+	}
+	return s.pruneEnvSecrets(ctx, app)
 }
 
 // waitContainersGone waits until no task in the cluster and no container on

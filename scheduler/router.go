@@ -3,8 +3,11 @@ package scheduler
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"path"
 	"strings"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	"paas/internal/paas"
+	"paas/router/contract"
 )
 
 // DockerSocket is where the router's ports process finds the Docker API, on
@@ -63,6 +67,11 @@ type RouterSpec struct {
 	// may use Swarm's templates ({{.Node.Hostname}}) when the nodes keep it
 	// in different places, as the nodes of a cluster on one machine do.
 	NodeDockerSocket string
+	// CertKeySecret is the text the router derives the key of sealed
+	// certificate keys from (contract.CertKey); it reaches the router as a
+	// Swarm secret at contract.CertKeySecretPath. None when empty.
+	CertKeySecret string
+	certKeyRef    *swarm.SecretReference
 }
 
 // RouterServiceName returns the name of the router service.
@@ -111,6 +120,13 @@ func (s *Swarm) EnsureRouter(ctx context.Context, rs RouterSpec) error {
 	}
 	if err := s.ensureRouterService(ctx, s.portsSpec(rs), RolePorts); err != nil {
 		return err
+	}
+	if rs.CertKeySecret != "" {
+		ref, err := s.ensureRouterSecret(ctx, rs.CertKeySecret)
+		if err != nil {
+			return fmt.Errorf("ensure router: %w", err)
+		}
+		rs.certKeyRef = ref
 	}
 	spec, err := s.routerSpec(ctx, rs)
 	if err != nil {
@@ -201,7 +217,56 @@ func (s *Swarm) routerSpec(ctx context.Context, rs RouterSpec) (swarm.ServiceSpe
 		Mounts:          []mount.Mount{s.socketsMount()},
 		Healthcheck:     routerHealth(rs.Binary),
 		StopGracePeriod: &grace,
+		Secrets:         secretRefs(rs.certKeyRef),
 	}, nets), nil
+}
+
+func secretRefs(ref *swarm.SecretReference) []*swarm.SecretReference {
+	if ref == nil {
+		return nil
+	}
+	return []*swarm.SecretReference{ref}
+}
+
+// RoleRouterSecret labels the secret of the router's cert key.
+const RoleRouterSecret = "router-cert-key"
+
+// ensureRouterSecret returns a reference to the secret holding text (named
+// after its content), creating it when missing, and removes the
+// installation's other router secrets that no service uses.
+func (s *Swarm) ensureRouterSecret(ctx context.Context, text string) (*swarm.SecretReference, error) {
+	sum := sha256.Sum256([]byte(text))
+	name := objectName(s.name, "router-cert-key", hex.EncodeToString(sum[:])[:12])
+	list, err := s.cli.SecretList(ctx, swarm.SecretListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", paas.LabelInstallation+"="+s.name),
+		filters.Arg("label", paas.LabelRole+"="+RoleRouterSecret),
+	)})
+	if err != nil {
+		return nil, fmt.Errorf("list secrets: %w", err)
+	}
+	id := ""
+	for _, sec := range list {
+		if sec.Spec.Name == name {
+			id = sec.ID
+			continue
+		}
+		// Another key's secret: gone once no router uses it.
+		_ = s.cli.SecretRemove(ctx, sec.ID)
+	}
+	if id == "" {
+		resp, err := s.cli.SecretCreate(ctx, swarm.SecretSpec{
+			Annotations: swarm.Annotations{Name: name, Labels: s.routerLabels(RoleRouterSecret)},
+			Data:        []byte(text),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("create the router's cert key secret: %w", err)
+		}
+		id = resp.ID
+	}
+	return &swarm.SecretReference{
+		SecretID: id, SecretName: name,
+		File: &swarm.SecretReferenceFileTarget{Name: path.Base(contract.CertKeySecretPath), UID: "0", GID: "0", Mode: 0o400},
+	}, nil
 }
 
 // ensureRouterService creates or updates one of the router's services and

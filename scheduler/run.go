@@ -197,6 +197,15 @@ func (s *Swarm) create(ctx context.Context, rel *paas.Release, opts RunOptions, 
 	if opts.TTY != nil && opts.TTY.Term != "" {
 		env = mergeEnv(env, []string{"TERM=" + opts.TTY.Term})
 	}
+	var copied []string
+	if rel.Image.EnvExec {
+		// The config goes in a file the wrapper reads (copyEnv), not in
+		// the container's environment, which docker inspect shows.
+		copied, env = env, nil
+		if len(entrypoint) > 0 {
+			entrypoint = append(paas.EnvExecCommand(), entrypoint...)
+		}
+	}
 	attach := !detached
 	cfg := &container.Config{
 		Image:      ref,
@@ -237,6 +246,12 @@ func (s *Swarm) create(ctx context.Context, rel *paas.Release, opts RunOptions, 
 		if err := s.cli.NetworkConnect(ctx, n, created.ID, nil); err != nil {
 			s.removeContainer(created.ID)
 			return nil, fmt.Errorf("connect one-off container to network %s: %w", n, err)
+		}
+	}
+	if copied != nil {
+		if err := s.copyEnv(ctx, created.ID, copied); err != nil {
+			s.removeContainer(created.ID)
+			return nil, err
 		}
 	}
 	return &oneOff{id: created.ID, name: name, cfg: cfg}, nil

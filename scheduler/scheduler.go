@@ -70,6 +70,12 @@ type DockerAPI interface {
 	ContainerStop(ctx context.Context, container string, options container.StopOptions) error
 	ContainerInspect(ctx context.Context, container string) (container.InspectResponse, error)
 	ContainerLogs(ctx context.Context, container string, options container.LogsOptions) (io.ReadCloser, error)
+	CopyToContainer(ctx context.Context, container, path string, content io.Reader, options container.CopyToContainerOptions) error
+
+	// A release's config reaches its tasks as a secret.
+	SecretCreate(ctx context.Context, secret swarm.SecretSpec) (swarm.SecretCreateResponse, error)
+	SecretList(ctx context.Context, options swarm.SecretListOptions) ([]swarm.Secret, error)
+	SecretRemove(ctx context.Context, id string) error
 }
 
 var _ DockerAPI = (*client.Client)(nil)
@@ -324,6 +330,12 @@ func replicas(rel *paas.Release, proc string) uint64 {
 // dep. The spec hash leaves the deployment out: two deployments of the same
 // release run the same task template.
 func (s *Swarm) appSpec(rel *paas.Release, proc paas.ProcessType, dep string) (swarm.ServiceSpec, error) {
+	return s.appSpecEnv(rel, proc, dep, nil)
+}
+
+// appSpecEnv is appSpec with the tasks' config in the secret env (when not
+// nil) rather than in the spec.
+func (s *Swarm) appSpecEnv(rel *paas.Release, proc paas.ProcessType, dep string, env *swarm.SecretReference) (swarm.ServiceSpec, error) {
 	args, err := SplitCommand(proc.Command)
 	if err != nil {
 		return swarm.ServiceSpec{}, fmt.Errorf("process type %s: %w", proc.Name, err)
@@ -370,6 +382,9 @@ func (s *Swarm) appSpec(rel *paas.Release, proc paas.ProcessType, dep string) (s
 		spec.TaskTemplate.ContainerSpec.Args = nil
 	}
 	s.withStorage(&spec, rel)
+	if env != nil {
+		withEnvSecret(&spec, env)
+	}
 	spec = withSpecHash(spec)
 	spec.TaskTemplate.ContainerSpec.Labels[paas.LabelDeployment] = dep
 	return spec, nil

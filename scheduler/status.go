@@ -109,7 +109,7 @@ func (s *Swarm) nodeNames(ctx context.Context) (map[string]string, error) {
 	return names, nil
 }
 
-// RemoveAll removes every service, one-off task and network of this
+// RemoveAll removes every service, one-off task, network and secret of this
 // installation and waits until their containers are gone.
 func (s *Swarm) RemoveAll(ctx context.Context) error {
 	inst := filters.Arg("label", paas.LabelInstallation+"="+s.name)
@@ -135,6 +135,16 @@ func (s *Swarm) RemoveAll(ctx context.Context) error {
 	}
 	if err := s.removeNetworks(ctx, filters.NewArgs(inst)); err != nil {
 		errs = append(errs, err)
+	}
+	// The releases' config secrets and the router's cert key secret.
+	secrets, err := s.cli.SecretList(ctx, swarm.SecretListOptions{Filters: filters.NewArgs(inst)})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list secrets: %w", err))
+	}
+	for _, sec := range secrets {
+		if err := s.cli.SecretRemove(ctx, sec.ID); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove secret %s: %w", sec.Spec.Name, err))
+		}
 	}
 	return errors.Join(errs...)
 }

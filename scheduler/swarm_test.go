@@ -610,7 +610,7 @@ func TestDeployPullsWithRegistryAuth(t *testing.T) {
 	}
 	removeLocal := func() {
 		t.Helper()
-		if _, err := e.cli.ImageRemove(ctx, img.Ref(), image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+		if _, err := e.cli.ImageRemove(ctx, img.Ref(), image.RemoveOptions{Force: true}); err != nil { // no parent pruned: other tests build on them
 			t.Fatalf("remove the local image: %v", err)
 		}
 		if _, err := e.cli.ImageInspect(ctx, img.Ref()); err == nil {

@@ -40,7 +40,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 install_packages() {
   # iproute2, util-linux (nsenter, unshare, flock) and containerd also serve scripts/cluster.sh.
-  apt_install docker.io containerd git openssh-client openssh-server ca-certificates curl unzip procps iproute2 util-linux busybox-static slapd ldap-utils
+  apt_install docker.io containerd git openssh-client openssh-server ca-certificates curl unzip procps iproute2 util-linux busybox-static slapd ldap-utils chromium
 }
 
 # apt_install PACKAGE...: installs those of Debian's packages that are missing.

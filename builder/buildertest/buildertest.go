@@ -143,9 +143,18 @@ func RemoveImages(t testing.TB, cli *client.Client, repo string) {
 			t.Logf("list images of %s: %v", repo, err)
 			return
 		}
+		// By tag, and with no parent pruned: tests running beside this
+		// one build the same layers (the same image IDs, from the build
+		// cache), and removing those under them fails their builds
+		// ("unknown parent image ID").
 		for _, img := range imgs {
-			if _, err := cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
-				t.Logf("remove image %s: %v", img.ID, err)
+			for _, tag := range img.RepoTags {
+				if !strings.HasPrefix(tag, repo+":") {
+					continue
+				}
+				if _, err := cli.ImageRemove(ctx, tag, image.RemoveOptions{Force: true}); err != nil {
+					t.Logf("remove image %s: %v", tag, err)
+				}
 			}
 		}
 	})

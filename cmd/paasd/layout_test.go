@@ -24,7 +24,8 @@ func TestLayout(t *testing.T) {
 			pkg == "paas/internal/applock" || pkg == "paas/internal/connlimit":
 			return 1.5 // contracts: the plugin API, the router's wire contract, output lines, locks
 		case strings.HasPrefix(pkg, "paas/internal/clustertest") || strings.HasPrefix(pkg, "paas/internal/loopback") ||
-			strings.HasPrefix(pkg, "paas/internal/directory/slapdtest") || strings.HasPrefix(pkg, "paas/scripts/"):
+			strings.HasPrefix(pkg, "paas/internal/directory/slapdtest") || strings.HasPrefix(pkg, "paas/internal/oidctest") ||
+			strings.HasPrefix(pkg, "paas/scripts/"):
 			return 0 // test support and tools: not held
 		default:
 			return 2 // the card's parts

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +23,8 @@ import (
 	"paas/gitreceive"
 	"paas/internal/daemon"
 	"paas/internal/directory"
+	"paas/internal/signin"
+	"paas/internal/store"
 	"paas/router"
 )
 
@@ -37,6 +40,8 @@ Usage:
                                service started by serve)
   paasd router-health [flags]  check the router, or with --ports the ports process, of
                                this container (their services' health check)
+  paasd rotate-key [flags]     re-encrypt the stopped installation's store under a
+                               new config key, written to its key file
   paasd version                print the version
 
 Run 'paasd COMMAND --help' for a command's flags. Every flag also reads
@@ -64,6 +69,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runRouterPorts(args[1:], stderr)
 	case "router-health":
 		return runRouterHealth(args[1:], stdout, stderr)
+	case "env-exec":
+		return envExec(args[1:], stderr)
+	case "rotate-key":
+		return rotateKey(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "paasd %s\n", version)
 		return 0
@@ -175,6 +184,21 @@ func limitFlags(f *envFlags, c *daemon.Config) {
 	f.Duration(&c.SSHIdleTimeout, "ssh-idle-timeout", gitreceive.DefaultIdleTimeout, "an SSH connection without an open session for this long is closed; a running command or push is never idle (0: never)")
 }
 
+// signinFlags defines the flags of the browser sign-in. The client secret
+// is never a flag value, which ps would show.
+func signinFlags(f *envFlags, c *daemon.SigninConfig) {
+	f.String(&c.OIDCIssuer, "oidc-issuer", "", "OpenID Connect issuer URL of the company's sign-in (off when empty: directory passwords with --ldap-url, and ssh paas login)")
+	f.String(&c.OIDCClientID, "oidc-client-id", "", "client ID of paas at the OpenID provider")
+	f.String(&c.OIDCClientSecretFile, "oidc-client-secret-file", "", "file holding the client secret (or set PAAS_OIDC_CLIENT_SECRET)")
+	f.String(&c.OIDCRedirectURL, "oidc-redirect-url", "", "redirect URL registered at the provider (default https://paas.DOMAIN/auth/callback)")
+	f.String(&c.OIDCNameClaim, "oidc-name-claim", signin.DefaultNameClaim, "ID token claim holding the user name")
+	f.String(&c.OIDCGroupsClaim, "oidc-groups-claim", signin.DefaultGroupsClaim, "ID token claim holding the user's groups")
+	f.String(&c.OIDCAdminGroup, "oidc-admin-group", "", "group (as the groups claim names it) whose members are administrators (default: the cn of --ldap-admin-group)")
+	f.String(&c.OIDCScopes, "oidc-scopes", strings.Join(signin.DefaultScopes, " "), "scopes asked of the provider, space-separated")
+	f.String(&c.OIDCCAFile, "oidc-ca-file", "", "PEM CA certificates to verify the provider with (default: system roots)")
+	f.Duration(&c.SessionTTL, "session-ttl", signin.DefaultSessionTTL, "how long a browser session lasts")
+}
+
 // ldapFlags defines the directory flags. The bind password is never a flag
 // (it would show in ps): a file, or PAAS_LDAP_BIND_PASSWORD.
 func ldapFlags(f *envFlags, c *daemon.LDAPConfig) {
@@ -218,6 +242,7 @@ func serve(args []string, stderr io.Writer) int {
 	var cfg daemon.Config
 	f := &envFlags{fs: flag.NewFlagSet("paasd serve", flag.ContinueOnError)}
 	f.String(&cfg.DataDir, "data-dir", "/var/lib/paas", "state, repositories, registry and host key")
+	configKeyFlag(f, &cfg.ConfigKeyFile)
 	f.String(&cfg.SSHAddr, "ssh-addr", ":2222", "SSH listen address")
 	f.Int(&cfg.HTTPPort, "http-port", 80, "router HTTP port (bound on every manager by the router's ports process)")
 	f.Int(&cfg.HTTPSPort, "https-port", 443, "router HTTPS port")
@@ -237,6 +262,7 @@ func serve(args []string, stderr io.Writer) int {
 	f.String(&cfg.PostgresImage, "postgres-image", "", "image of Postgres databases (default paas-postgres:15, built by scripts/postgres/build.sh)")
 	limitFlags(f, &cfg)
 	ldapFlags(f, &cfg.LDAP)
+	signinFlags(f, &cfg.Signin)
 	f.String(&cfg.ACMEDirectory, "acme-directory", "", "ACME directory URL for letsencrypt:enable (default Let's Encrypt's)")
 	f.String(&cfg.ACMECAFile, "acme-ca-file", "", "PEM file of extra roots trusted for the ACME server's HTTPS")
 	f.String(&cfg.ACMEEmail, "acme-email", "", "contact email of the ACME account")
@@ -248,6 +274,8 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	cfg.LDAP.BindPassword = os.Getenv("PAAS_LDAP_BIND_PASSWORD")
 	os.Unsetenv("PAAS_LDAP_BIND_PASSWORD") // not passed on to git, builds or plugins
+	cfg.Signin.OIDCClientSecret = os.Getenv("PAAS_OIDC_CLIENT_SECRET")
+	os.Unsetenv("PAAS_OIDC_CLIENT_SECRET")
 	if cfg.PluginsDir == "" {
 		cfg.PluginsDir = filepath.Join(cfg.DataDir, "plugins")
 	}
@@ -259,5 +287,42 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("paasd stopped", "err", err)
 		return 1
 	}
+	return 0
+}
+
+// configKeyFlag defines --config-key-file. The key itself is never a flag
+// (it would show in ps).
+func configKeyFlag(f *envFlags, p *string) {
+	f.String(p, "config-key-file", "", "`file` holding the key (base64 of 32 random bytes, mode 0600) that config values, certificate keys and every other value in the store are encrypted with (default DATA_DIR/config.key, created on first start)")
+}
+
+// rotateKey re-encrypts a stopped installation's store under a new key.
+// paasd holds the store file while it runs, so this waits for it a few
+// seconds, then says to stop it.
+func rotateKey(args []string, stdout, stderr io.Writer) int {
+	var dataDir, keyFile string
+	f := &envFlags{fs: flag.NewFlagSet("paasd rotate-key", flag.ContinueOnError)}
+	f.String(&dataDir, "data-dir", "/var/lib/paas", "the installation's data dir")
+	configKeyFlag(f, &keyFile)
+	if !f.parse(args, stderr) {
+		return 2
+	}
+	st, err := daemon.OpenStore(dataDir, keyFile)
+	if errors.Is(err, store.ErrInUse) {
+		fmt.Fprintf(stderr, "paasd: the store in %s is in use: stop paasd serve first (apps keep serving meanwhile)\n", dataDir)
+		return 1
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "paasd: %v\n", err)
+		return 1
+	}
+	defer st.Close()
+	path := daemon.KeyFile(dataDir, keyFile)
+	n, err := st.RotateKeyFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "paasd: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "-----> Re-encrypted %d values under a new config key, now in %s\n", n, path)
 	return 0
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,8 +48,16 @@ func runRouter(args []string, stderr io.Writer) int {
 	f.Duration(&opts.ResyncInterval, "resync-interval", 30*time.Second, "routes follow Docker's event stream; everything is re-read this often anyway (up to 10 times less often where a full read is slow)")
 	f.String(&routesFrom, "routes-from", routesFrom, "events: follow Docker's event stream; poll: re-read every route each second")
 	f.String(&opts.AdminToken, "admin-token", "", "token of the control endpoint paasd uses to drain and check tasks (set it through PAAS_ADMIN_TOKEN)")
+	certKeyFile := contract.CertKeySecretPath
+	f.String(&certKeyFile, "cert-key-file", certKeyFile, "`file` (a Swarm secret) whose text opens the certificates' private keys sealed in route configs")
 	if !f.parse(args, stderr) {
 		return 2
+	}
+	if text, err := os.ReadFile(certKeyFile); err == nil {
+		opts.CertKey = contract.CertKey(string(text))
+	} else if !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stderr, "paasd: --cert-key-file: %v\n", err)
+		return 1
 	}
 	if accessLog != "on" && accessLog != "off" {
 		fmt.Fprintf(stderr, "paasd: --access-log %q: use on or off\n", accessLog)

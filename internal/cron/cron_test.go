@@ -426,6 +426,10 @@ func TestAdoptAfterRestart(t *testing.T) {
 	}
 	s2.Tick(at("10:03:00"))
 	r.finish(started(t, r), 0)
+	// Both services record into the test's directory: let them end before
+	// it is removed.
+	s.wg.Wait()
+	s2.wg.Wait()
 }
 
 // TestNewAppOfTheSameName: the runs and suspensions of a destroyed app are

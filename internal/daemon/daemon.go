@@ -33,18 +33,22 @@ import (
 	"paas/internal/store"
 	"paas/internal/web"
 	"paas/plugins"
+	"paas/router/contract"
 	"paas/scheduler"
 )
 
 // Config is the operator contract of `paasd serve` (DESIGN.md).
 type Config struct {
-	DataDir   string
-	SSHAddr   string
-	HTTPPort  int
-	HTTPSPort int
-	Domain    string
-	AdminKeys string
-	Name      string
+	DataDir string
+	// ConfigKeyFile holds the key the store's values are sealed with; empty:
+	// DATA_DIR/config.key, created on first start.
+	ConfigKeyFile string
+	SSHAddr       string
+	HTTPPort      int
+	HTTPSPort     int
+	Domain        string
+	AdminKeys     string
+	Name          string
 	// RegistryAddr is where the embedded registry listens;
 	// RegistryAdvertiseAddr (HOST[:PORT]) is where every node reaches it,
 	// its host by default. Registry (HOST[:PORT][/PATH]) is a registry
@@ -71,6 +75,7 @@ type Config struct {
 	PostgresImage string
 	Version       string
 	LDAP          LDAPConfig
+	Signin        SigninConfig
 	// ACME: the directory URL (default Let's Encrypt), a PEM file of extra
 	// roots to trust for its HTTPS, and the account's contact email.
 	ACMEDirectory string
@@ -151,6 +156,9 @@ func (c *Config) Validate() error {
 	if err := c.validateRegistry(); err != nil {
 		return err
 	}
+	if err := c.Signin.validate(c.LDAP.AdminGroup); err != nil {
+		return err
+	}
 	return c.LDAP.validate()
 }
 
@@ -182,7 +190,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(dataDir)
+	st, err := OpenStore(dataDir, cfg.ConfigKeyFile)
 	if err != nil {
 		return err
 	}
@@ -222,6 +230,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Certificate keys reach the routers sealed under a key the routers
+	// get as a Swarm secret (contract.SealCertKey).
+	certKeyText, err := secretFile(filepath.Join(dataDir, "router_cert_key"))
+	if err != nil {
+		return err
+	}
 	nodes := scheduler.NewNodes(docker, cfg.Name)
 	// Rollouts wait until the router runs this paasd's image: while an
 	// upgrade replaces it, an old and a new router serve side by side, and
@@ -238,7 +252,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer builds.close()
-	routes, err := newRouting(docker, st, cfg, dataDir, func(ctx context.Context) error {
+	routes, err := newRouting(docker, st, cfg, dataDir, contract.CertKey(certKeyText), func(ctx context.Context) error {
 		return traffic.Refresh(ctx)
 	}, log)
 	if err != nil {
@@ -252,6 +266,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	triggers := newPlugins(cfg, dataDir, st, log)
 	nodeImages := &localImages{docker: docker, repoPrefix: target.Prefix, installation: cfg.Name, log: log.With("component", "images")}
+	// Every release's image gets this very (static) binary as its env
+	// wrapper, so its tasks get their config from a secret.
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	envWrapper := builder.NewEnvWrapper(builds.importer, exe)
 	pipeline := deploy.New(st, builds.selector, sched, triggers, deploy.Options{
 		BuildRoot: filepath.Join(dataDir, "builds"),
 		AppURL:    appURL,
@@ -264,6 +285,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}),
 		KeepReleases: cfg.KeepReleases,
+		EnvWrapper:   envWrapper,
 		Log:          log.With("component", "deploy"),
 		CronSeconds:  cfg.CronSeconds,
 		Networks:     sched,
@@ -305,12 +327,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	var keys gitreceive.Authenticator
-	local, dirKeys, users, closeDir, err := cfg.LDAP.authenticator(cfg.AdminKeys, st, log)
+	local, dirKeys, users, dirClient, closeDir, err := cfg.LDAP.authenticator(cfg.AdminKeys, st, log)
 	if err != nil {
 		return err
 	}
 	defer closeDir()
 	tokens := auth.NewTokens(st, users)
+	// The browser sign-in of paas.DOMAIN: mounted at /auth/ of the web
+	// server, its sessions one of the server's authenticators, its links
+	// what `ssh paas login` prints.
+	signinSvc, err := newSignin(cfg, dataDir, dirClient, audit, log)
+	if err != nil {
+		return err
+	}
 	dispatcher := commands.NewDispatcher(st, cfg.Version,
 		commands.WithTriggers(platform.Builtins(), triggers),
 		commands.WithTriggers(builds.commands(st, pipeline), triggers),
@@ -319,7 +348,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		commands.ResourceCommands(st, pipeline),
 		commands.NetworkCommands(&commands.Network{Apps: st, Networks: sched, Pipeline: pipeline}),
 		commands.CronCommands(cronJobs), pluginCommands(triggers),
-		commands.TokenCommands(tokens, store.ErrTokenExists))
+		commands.TokenCommands(tokens, store.ErrTokenExists), commands.LoginCommands(signinSvc))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))
 	keys = local
@@ -328,11 +357,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	// The HTTP API runs the same commands as SSH, behind the same
-	// user-auth trigger. The sign-in part adds its authenticators (a
-	// browser session) and mounts (/auth/, the dashboard) here.
+	// user-auth trigger, for an API token or a browser session; a request
+	// that may change state and comes with the session cookie must carry
+	// the session's CSRF token.
 	webSrv := web.New(web.Options{
 		Commands:       &commands.UserAuth{Next: dispatcher, Triggers: triggers},
-		Authenticators: []web.Authenticator{web.Tokens{Tokens: tokens}},
+		Authenticators: []web.Authenticator{web.Tokens{Tokens: tokens}, signinSvc},
+		Mounts:         []web.Mount{{Prefix: "/auth/", Handler: signinSvc}},
+		Guard:          signinSvc.RequireCSRF,
 		Refusals:       audit,
 		Log:            log,
 	})
@@ -369,7 +401,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := routes.Sync(gctx); err != nil {
 			log.Warn("cannot publish the route configuration", "err", err)
 		}
-		if err := startRouter(gctx, docker, sched, cfg, target, network, routerToken, log); err != nil {
+		if err := startRouter(gctx, docker, sched, cfg, target, network, routerToken, certKeyText, log); err != nil {
 			return err
 		}
 		close(routerReady)
@@ -395,7 +427,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // startRouter builds the router image from this very binary and runs it as
 // the router's two Swarm services (scheduler.EnsureRouter): the ports
 // process, which binds the HTTP and HTTPS ports on the host, and the router.
-func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, reg paas.ImageRegistry, network, token string, log *slog.Logger) error {
+func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, reg paas.ImageRegistry, network, token, certKey string, log *slog.Logger) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -424,11 +456,12 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 		time.Sleep(time.Second)
 	}
 	err = sched.EnsureRouter(ctx, scheduler.RouterSpec{
-		Image:      image,
-		Binary:     builder.SelfBinaryPath,
-		RouterArgs: routerArgs,
-		RouterEnv:  []string{"PAAS_ADMIN_TOKEN=" + token},
-		PortsArgs:  portsArgs,
+		Image:         image,
+		Binary:        builder.SelfBinaryPath,
+		RouterArgs:    routerArgs,
+		RouterEnv:     []string{"PAAS_ADMIN_TOKEN=" + token},
+		CertKeySecret: certKey,
+		PortsArgs:     portsArgs,
 
 		NodeDockerSocket: cfg.NodeDockerSocket,
 	})
@@ -578,4 +611,22 @@ func (r *repos) CopyRefs(from, to string) error {
 		return err
 	}
 	return gitreceive.CopyRefs(context.Background(), r.Path(from), r.Path(to))
+}
+
+// OpenStore opens the store in dataDir with the config key in keyFile; with
+// no keyFile, with DATA_DIR/config.key, created (random, 0600) on first
+// start. A key file the operator names must exist.
+func OpenStore(dataDir, keyFile string) (*store.Store, error) {
+	if keyFile == "" {
+		return store.OpenWithKeyFile(dataDir, filepath.Join(dataDir, store.KeyFileName), true)
+	}
+	return store.OpenWithKeyFile(dataDir, keyFile, false)
+}
+
+// KeyFile is the config key file that OpenStore reads for keyFile.
+func KeyFile(dataDir, keyFile string) string {
+	if keyFile == "" {
+		return filepath.Join(dataDir, store.KeyFileName)
+	}
+	return keyFile
 }

@@ -73,19 +73,20 @@ func (c LDAPConfig) validate() error {
 }
 
 // authenticator returns who identifies keys: the local lists, and the
-// directory after them when one is configured.
-func (c LDAPConfig) authenticator(adminKeys string, st *store.Store, log *slog.Logger) (*auth.Keys, *auth.DirectoryKeys, *auth.Users, func(), error) {
+// directory after them when one is configured; the users of API tokens; and
+// the directory client (nil without LDAP), which also checks web passwords.
+func (c LDAPConfig) authenticator(adminKeys string, st *store.Store, log *slog.Logger) (*auth.Keys, *auth.DirectoryKeys, *auth.Users, *directory.Client, func(), error) {
 	local := auth.NewKeys(adminKeys, st)
 	if c.URL == "" {
-		return local, nil, auth.NewUsers(local, nil, 0, 0, log), func() {}, nil
+		return local, nil, auth.NewUsers(local, nil, 0, 0, log), nil, func() {}, nil
 	}
 	dcfg, err := c.directoryConfig()
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, nil, nil, err
 	}
 	client, err := directory.New(dcfg)
 	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("ldap: %w", err)
+		return nil, nil, nil, nil, nil, fmt.Errorf("ldap: %w", err)
 	}
 	timeout := c.Timeout
 	if timeout <= 0 {
@@ -94,5 +95,5 @@ func (c LDAPConfig) authenticator(adminKeys string, st *store.Store, log *slog.L
 	dk := auth.NewDirectoryKeys(local, client, c.CacheTTL, timeout, log.With("component", "ldap"))
 	// API tokens' users are checked against the directory with the same TTL.
 	users := auth.NewUsers(local, client, c.CacheTTL, timeout, log.With("component", "ldap"))
-	return local, dk, users, func() { client.Close() }, nil
+	return local, dk, users, client, func() { client.Close() }, nil
 }

@@ -16,7 +16,7 @@ import (
 
 // newRouting builds the control plane's side of the router: route
 // configuration published as Swarm configs, and the ACME client.
-func newRouting(docker client.APIClient, st *store.Store, cfg Config, dataDir string, refresh func(context.Context) error, log *slog.Logger) (*routing.Service, error) {
+func newRouting(docker client.APIClient, st *store.Store, cfg Config, dataDir string, certKey []byte, refresh func(context.Context) error, log *slog.Logger) (*routing.Service, error) {
 	var roots *x509.CertPool
 	if cfg.ACMECAFile != "" {
 		pemData, err := os.ReadFile(cfg.ACMECAFile)
@@ -36,6 +36,7 @@ func newRouting(docker client.APIClient, st *store.Store, cfg Config, dataDir st
 		HTTPPort:     cfg.HTTPPort,
 		HTTPSPort:    cfg.HTTPSPort,
 		DataDir:      dataDir,
+		CertKey:      certKey,
 		ACME:         routing.ACMEOptions{DirectoryURL: cfg.ACMEDirectory, Roots: roots, Email: cfg.ACMEEmail, RenewBefore: cfg.ACMERenewBefore},
 		Refresh:      refresh,
 		ControlCert:  controlCert(filepath.Join(dataDir, WebTLSDir)),

@@ -95,6 +95,7 @@ type Pipeline struct {
 	log       *slog.Logger
 	// cronSeconds: app.json cron schedules may have a seconds field.
 	cronSeconds bool
+	envWrapper  EnvWrapper
 
 	// networks lends each app a network of its own (nil: every app on
 	// the installation's network); netMu serializes the lending.
@@ -121,6 +122,14 @@ type Options struct {
 	CronSeconds bool
 	// Networks, when set, gives each app a network of its own.
 	Networks NetworkPool
+	// EnvWrapper, when set, gives every release's image the env wrapper
+	// before it rolls out, so its tasks get their config as a file.
+	EnvWrapper EnvWrapper
+}
+
+// EnvWrapper adds the env wrapper to an image (builder.EnvWrapper).
+type EnvWrapper interface {
+	Wrap(ctx context.Context, img paas.Image, tag string) (paas.Image, error)
 }
 
 // New returns a Pipeline.
@@ -129,7 +138,8 @@ func New(st Store, b Builder, s Scheduler, t Triggers, opts Options) *Pipeline {
 		store: st, builder: b, scheduler: s, triggers: t,
 		buildRoot: opts.BuildRoot, appURL: opts.AppURL, appHost: opts.AppHost, log: opts.Log,
 		images: opts.Images, keep: cmp.Or(opts.KeepReleases, 10), cronSeconds: opts.CronSeconds,
-		networks: opts.Networks,
+		networks:   opts.Networks,
+		envWrapper: opts.EnvWrapper,
 	}
 }
 
@@ -370,6 +380,15 @@ func (p *Pipeline) rollOut(ctx context.Context, app *paas.App, rel *paas.Release
 	withNetworks(app, rel)
 	if err := paas.CheckResources(rel.Resources, global, processNames(rel)...); err != nil {
 		return err
+	}
+	if p.envWrapper != nil && !rel.Image.EnvExec {
+		// Once per image: a release made from a wrapped image (a config
+		// change, a rollback) keeps it.
+		img, err := p.envWrapper.Wrap(ctx, rel.Image, fmt.Sprintf("v%d-env", rel.Version))
+		if err != nil {
+			return err
+		}
+		rel.Image = img
 	}
 	err = p.deployTriggered(ctx, rel, p.deployOptions(app, rel, false), out, func() error {
 		if err := p.store.AddRelease(rel); err != nil {

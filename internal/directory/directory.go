@@ -198,6 +198,21 @@ func (c *Client) connect(ctx context.Context) (*ldap.Conn, error) {
 
 // dial opens, secures and binds a new connection.
 func (c *Client) dial(ctx context.Context) (*ldap.Conn, error) {
+	conn, err := c.dialUnbound(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.BindDN != "" {
+		if err := conn.Bind(c.cfg.BindDN, c.cfg.BindPassword); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("%w: bind as %s: %w", ErrUnavailable, c.cfg.BindDN, err)
+		}
+	}
+	return conn, nil
+}
+
+// dialUnbound opens and secures a new connection, not bound yet.
+func (c *Client) dialUnbound(ctx context.Context) (*ldap.Conn, error) {
 	timeout := c.cfg.Timeout
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = time.Until(d)
@@ -212,12 +227,6 @@ func (c *Client) dial(ctx context.Context) (*ldap.Conn, error) {
 		if err := conn.StartTLS(c.tls); err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("%w: starttls: %w", ErrUnavailable, err)
-		}
-	}
-	if c.cfg.BindDN != "" {
-		if err := conn.Bind(c.cfg.BindDN, c.cfg.BindPassword); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("%w: bind as %s: %w", ErrUnavailable, c.cfg.BindDN, err)
 		}
 	}
 	return conn, nil
@@ -302,36 +311,7 @@ func (c *Client) LookupKey(ctx context.Context, key string) (*User, error) {
 	return c.user(ctx, matches[0])
 }
 
-// LookupUser returns the user whose name attribute is name, with their
-// groups; ErrNotFound when no entry (or more than one) has it. API tokens
-// are checked with it: a user who left the directory loses them.
-func (c *Client) LookupUser(ctx context.Context, name string) (*User, error) {
-	if name == "" || strings.ContainsAny(name, "\x00\r\n") {
-		return nil, ErrNotFound
-	}
-	filter := fmt.Sprintf("(&%s(%s=%s))", c.cfg.UserFilter, c.cfg.NameAttribute, ldap.EscapeFilter(name))
-	res, err := c.search(ctx, ldap.NewSearchRequest(c.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
-		2, int(c.cfg.Timeout/time.Second), false, filter,
-		[]string{c.cfg.NameAttribute, "memberOf"}, nil))
-	if err != nil {
-		return nil, err
-	}
-	var matches []*ldap.Entry
-	for _, e := range res.Entries {
-		if e.GetAttributeValue(c.cfg.NameAttribute) == name {
-			matches = append(matches, e)
-		}
-	}
-	switch {
-	case len(matches) == 0:
-		return nil, ErrNotFound
-	case len(matches) > 1:
-		return nil, fmt.Errorf("%w: the name is on more than one entry", ErrNotFound)
-	}
-	return c.user(ctx, matches[0])
-}
-
-// user is the User of entry e, with its groups.
+// user reads the entry e of a user with their groups.
 func (c *Client) user(ctx context.Context, e *ldap.Entry) (*User, error) {
 	u := &User{DN: e.DN, Name: e.GetAttributeValue(c.cfg.NameAttribute)}
 	if u.Name == "" {
@@ -363,6 +343,43 @@ func (c *Client) user(ctx context.Context, e *ldap.Entry) (*User, error) {
 	sort.Strings(u.Groups)
 	u.Groups = compactSorted(u.Groups)
 	return u, nil
+}
+
+// ErrBadPassword means the name and password do not sign in: no user of
+// that name, or the directory refused the password. The two read alike, so
+// that a sign-in form tells no one which names exist.
+var ErrBadPassword = errors.New("wrong user name or password")
+
+// Authenticate checks name's password by binding as that user's entry, on a
+// connection of its own that is closed at once (the shared one stays bound
+// as the service account). The entry is found by the name attribute under
+// the user filter, with name escaped; the password is never kept. An empty
+// password is refused before the directory sees it: a simple bind with
+// none is an anonymous bind, which succeeds.
+func (c *Client) Authenticate(ctx context.Context, name, password string) (*User, error) {
+	if name == "" || password == "" || strings.ContainsAny(name+password, "\x00\r\n") || len(name) > 256 || len(password) > 1024 {
+		return nil, ErrBadPassword
+	}
+	e, err := c.entryByName(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrBadPassword
+	}
+	if err != nil {
+		return nil, err
+	}
+	conn, err := c.dialUnbound(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = conn.Bind(e.DN, password)
+	conn.Close()
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+		return nil, ErrBadPassword
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: bind as %s: %w", ErrUnavailable, e.DN, err)
+	}
+	return c.user(ctx, e)
 }
 
 // keyFilter finds the entry holding key; key is escaped.
@@ -407,4 +424,50 @@ func keyFields(v string) string {
 		return strings.TrimSpace(v)
 	}
 	return f[0] + " " + f[1]
+}
+
+// LookupUser returns the user named name (the name attribute, under the
+// user filter, name escaped) with their groups; ErrNotFound when no entry,
+// or more than one, has that name. A browser session of a directory user
+// is checked again with it.
+func (c *Client) LookupUser(ctx context.Context, name string) (*User, error) {
+	e, err := c.entryByName(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return c.user(ctx, e)
+}
+
+// entryByName finds the one entry named name; name is escaped.
+func (c *Client) entryByName(ctx context.Context, name string) (*ldap.Entry, error) {
+	if name == "" || len(name) > 256 || strings.ContainsAny(name, "\x00\r\n") {
+		return nil, ErrNotFound
+	}
+	filter := fmt.Sprintf("(&%s(%s=%s))", c.cfg.UserFilter, c.cfg.NameAttribute, ldap.EscapeFilter(name))
+	res, err := c.search(ctx, ldap.NewSearchRequest(c.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		2, int(c.cfg.Timeout/time.Second), false, filter, []string{c.cfg.NameAttribute, "memberOf"}, nil))
+	if err != nil {
+		return nil, err
+	}
+	var matches []*ldap.Entry
+	for _, e := range res.Entries {
+		if strings.EqualFold(e.GetAttributeValue(c.cfg.NameAttribute), name) {
+			matches = append(matches, e)
+		}
+	}
+	if len(matches) != 1 {
+		return nil, ErrNotFound // none, or a name two entries share
+	}
+	return matches[0], nil
+}
+
+// GroupName is the name paas gives the group dn (its first RDN's value, the
+// cn of "cn=admins,ou=groups,..."), as access lists and groups hold it; ""
+// for a DN that does not parse.
+func GroupName(dn string) string {
+	parsed, err := ldap.ParseDN(dn)
+	if err != nil || len(parsed.RDNs) == 0 || len(parsed.RDNs[0].Attributes) == 0 {
+		return ""
+	}
+	return parsed.RDNs[0].Attributes[0].Value
 }

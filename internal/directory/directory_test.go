@@ -258,3 +258,58 @@ func silentServer(t *testing.T) string {
 	}()
 	return l.Addr().String()
 }
+
+func TestAuthenticate(t *testing.T) {
+	f := start(t)
+	if err := f.srv.Modify(slapdtest.PasswordLDIF("alice", "alice-pw") + slapdtest.PasswordLDIF("bob", "bob-pw")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(f.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	tests := []struct {
+		name, user, password string
+		want                 string // "" : ErrBadPassword
+		admin                bool
+	}{
+		{name: "right password", user: "alice", password: "alice-pw", want: "alice", admin: true},
+		{name: "other user", user: "bob", password: "bob-pw", want: "bob"},
+		{name: "wrong password", user: "alice", password: "bob-pw"},
+		{name: "empty password (an anonymous bind would succeed)", user: "alice", password: ""},
+		{name: "unknown user", user: "carol", password: "x"},
+		{name: "wildcard name", user: "*", password: "alice-pw"},
+		{name: "filter injection", user: "alice)(uid=*", password: "alice-pw"},
+		{name: "two entries share the name", user: "dup*", password: "x"},
+		{name: "newline", user: "alice\n", password: "alice-pw"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := c.Authenticate(ctx, tt.user, tt.password)
+			if tt.want == "" {
+				if !errors.Is(err, ErrBadPassword) {
+					t.Fatalf("Authenticate(%q) = %+v, %v; want ErrBadPassword", tt.user, u, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Authenticate(%q): %v", tt.user, err)
+			}
+			if u.Name != tt.want || u.Admin != tt.admin {
+				t.Fatalf("got %+v, want name %s admin %v", u, tt.want, tt.admin)
+			}
+		})
+	}
+	if u, err := c.LookupUser(ctx, "alice"); err != nil || u.Name != "alice" || !u.Admin {
+		t.Fatalf("LookupUser(alice) = %+v, %v", u, err)
+	}
+	if _, err := c.LookupUser(ctx, "*"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("LookupUser(*) = %v, want ErrNotFound", err)
+	}
+	// The shared connection is still the service account's: key lookups work.
+	if u, err := c.LookupKey(ctx, f.bob); err != nil || u.Name != "bob" {
+		t.Fatalf("LookupKey after Authenticate: %+v, %v", u, err)
+	}
+}

@@ -322,7 +322,28 @@ type Image struct {
 	CNB bool `json:"cnb,omitempty"`
 	// Builder says what made the image: "dockerfile", "pack BUILDER", "image SOURCE".
 	Builder string `json:"builder,omitempty"`
+	// EnvExec: the image has paas's env wrapper (EnvExecCommand) as its
+	// entrypoint, so its tasks read their config from a file (a Swarm
+	// secret) rather than from the container's environment, which
+	// `docker inspect` shows.
+	EnvExec bool `json:"env_exec,omitempty"`
 }
+
+// The env wrapper: paasd itself, in a layer of its own appended to every
+// app image, run as `paasd env-exec -- COMMAND...`. It reads the config
+// from EnvSecretPath (a Swarm secret, for services) or EnvCopyPath (copied
+// into a one-off container before it starts), adds it to the environment
+// and execs COMMAND.
+const (
+	EnvExecPath   = "/.paas/paasd"
+	EnvSecretPath = "/run/secrets/paas-env"
+	EnvCopyDir    = "/.paas"
+	EnvCopyPath   = "/.paas/env"
+)
+
+// EnvExecCommand is the entrypoint prefix that runs a command through the
+// env wrapper.
+func EnvExecCommand() []string { return []string{EnvExecPath, "env-exec", "--"} }
 
 // Ref is the pullable reference repository@digest.
 func (i Image) Ref() string { return i.Repository + "@" + i.Digest }

@@ -53,7 +53,11 @@ type Options struct {
 	HTTPPort     int    // the router's HTTP port on this host (ACME challenges are checked through it)
 	HTTPSPort    int
 	DataDir      string // the ACME account key lives under DataDir/acme
-	ACME         ACMEOptions
+	// CertKey seals certificates' private keys in the route configs
+	// (contract.SealCertKey); the routers get it as a Swarm secret. Nil:
+	// keys go in plain.
+	CertKey []byte
+	ACME    ACMEOptions
 	// Refresh, when set, asks this host's router to read its routes now
 	// (its control endpoint) after a change is published; routers that are
 	// not asked see it at their next poll, within a second.
@@ -141,7 +145,7 @@ func (s *Service) HTTPPort() int { return s.opts.HTTPPort }
 
 // appConfig is what the router is told about app; nil when nothing beyond
 // the default.
-func appConfig(app string, r *paas.Routing) *contract.AppConfig {
+func appConfig(app string, r *paas.Routing, certKey []byte) (*contract.AppConfig, error) {
 	c := &contract.AppConfig{App: app, Domains: slices.Clone(r.Domains), NoVhost: r.DomainsDisabled, MaxBodyBytes: r.MaxBodyBytes, ReadTimeoutMS: r.ReadTimeout.Milliseconds()}
 	for _, p := range r.Ports {
 		if p.Scheme == "http" || c.Port == 0 {
@@ -150,13 +154,20 @@ func appConfig(app string, r *paas.Routing) *contract.AppConfig {
 	}
 	for _, cert := range []*paas.Cert{r.Cert, r.ACMECert} {
 		if cert != nil {
-			c.Certs = append(c.Certs, contract.CertPEM{Cert: cert.CertPEM, Key: cert.KeyPEM})
+			key := cert.KeyPEM
+			if certKey != nil {
+				var err error
+				if key, err = contract.SealCertKey(certKey, key); err != nil {
+					return nil, fmt.Errorf("seal the certificate key of %s: %w", app, err)
+				}
+			}
+			c.Certs = append(c.Certs, contract.CertPEM{Cert: cert.CertPEM, Key: key})
 		}
 	}
 	if len(c.Domains) == 0 && c.Port == 0 && len(c.Certs) == 0 && c.MaxBodyBytes == 0 && c.ReadTimeoutMS == 0 && !c.NoVhost {
-		return nil
+		return nil, nil
 	}
-	return c
+	return c, nil
 }
 
 // Publish hands the app's current routing settings to the routers. A change
@@ -168,7 +179,10 @@ func (s *Service) Publish(ctx context.Context, app string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := appConfig(app, r)
+	c, err := appConfig(app, r, s.opts.CertKey)
+	if err != nil {
+		return err
+	}
 	if c == nil {
 		return s.write(ctx, contract.RoleAppConfig, app, nil)
 	}
@@ -204,6 +218,11 @@ func (s *Service) publishGlobal(ctx context.Context) error {
 		cert, err := s.opts.ControlCert(hosts)
 		if err != nil {
 			return fmt.Errorf("control plane certificate: %w", err)
+		}
+		if s.opts.CertKey != nil {
+			if cert.Key, err = contract.SealCertKey(s.opts.CertKey, cert.Key); err != nil {
+				return fmt.Errorf("seal the control plane certificate key: %w", err)
+			}
 		}
 		g.Control = &contract.ControlConfig{Hosts: hosts, Certs: []contract.CertPEM{cert}}
 	}

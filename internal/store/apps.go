@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -43,7 +42,7 @@ func (s *Store) RenameApp(old, to string, image func(paas.Image) paas.Image) (*p
 	var app *paas.App
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		apps := tx.Bucket(bucketApps)
-		a, ok, err := get[paas.App](apps, []byte(old))
+		a, ok, err := get[paas.App](s, apps, []byte(old))
 		if err != nil {
 			return err
 		}
@@ -57,11 +56,11 @@ func (s *Store) RenameApp(old, to string, image func(paas.Image) paas.Image) (*p
 		if err := apps.Delete([]byte(old)); err != nil {
 			return err
 		}
-		if err := put(apps, []byte(to), a); err != nil {
+		if err := s.put(apps, []byte(to), a); err != nil {
 			return err
 		}
 		app = a
-		if err := moveNested(tx.Bucket(bucketReleases), old, to, func(r *paas.Release) {
+		if err := moveNested(s, tx.Bucket(bucketReleases), old, to, func(r *paas.Release) {
 			r.App = to
 			if image != nil {
 				r.Image = image(r.Image)
@@ -69,7 +68,7 @@ func (s *Store) RenameApp(old, to string, image func(paas.Image) paas.Image) (*p
 		}); err != nil {
 			return fmt.Errorf("move releases: %w", err)
 		}
-		if err := moveNested(tx.Bucket(bucketDeploys), old, to, func(d *paas.Deploy) { d.App = to }); err != nil {
+		if err := moveNested(s, tx.Bucket(bucketDeploys), old, to, func(d *paas.Deploy) { d.App = to }); err != nil {
 			return fmt.Errorf("move deploy records: %w", err)
 		}
 		if b := tx.Bucket(bucketRouting); b != nil {
@@ -90,7 +89,7 @@ func (s *Store) RenameApp(old, to string, image func(paas.Image) paas.Image) (*p
 
 // moveNested moves the nested bucket old of parent to the name to, passing each
 // record through fix. The sequence (deploy IDs) carries over.
-func moveNested[T any](parent *bolt.Bucket, old, to string, fix func(*T)) error {
+func moveNested[T any](s *Store, parent *bolt.Bucket, old, to string, fix func(*T)) error {
 	src := parent.Bucket([]byte(old))
 	if src == nil {
 		return nil
@@ -106,15 +105,11 @@ func moveNested[T any](parent *bolt.Bucket, old, to string, fix func(*T)) error 
 	}
 	err = src.ForEach(func(k, v []byte) error {
 		rec := new(T)
-		if err := json.Unmarshal(v, rec); err != nil {
+		if err := s.decode(v, rec); err != nil {
 			return fmt.Errorf("decode %x: %w", k, err)
 		}
 		fix(rec)
-		raw, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		return dst.Put(append([]byte(nil), k...), raw)
+		return s.put(dst, append([]byte(nil), k...), rec)
 	})
 	if err != nil {
 		return err

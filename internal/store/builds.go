@@ -45,7 +45,7 @@ func setting[T any](s *Store, key []byte) (T, error) {
 		if b == nil {
 			return nil
 		}
-		v, ok, err := get[T](b, key)
+		v, ok, err := get[T](s, b, key)
 		if ok {
 			set = *v
 		}
@@ -62,7 +62,7 @@ func updateSetting[T any](s *Store, key []byte, fn func(*T) error) error {
 			return err
 		}
 		set := new(T)
-		if v, ok, err := get[T](b, key); err != nil {
+		if v, ok, err := get[T](s, b, key); err != nil {
 			return err
 		} else if ok {
 			set = v
@@ -70,7 +70,7 @@ func updateSetting[T any](s *Store, key []byte, fn func(*T) error) error {
 		if err := fn(set); err != nil {
 			return err
 		}
-		return put(b, key, set)
+		return s.put(b, key, set)
 	})
 }
 
@@ -108,7 +108,7 @@ func (s *Store) Deploy(app string, id int) (*paas.Deploy, error) {
 				return ErrBuildNotFound
 			}
 		}
-		v, ok, err := get[paas.Deploy](db, key)
+		v, ok, err := get[paas.Deploy](s, db, key)
 		if err != nil {
 			return err
 		}

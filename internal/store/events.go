@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -34,7 +33,7 @@ func (s *Store) AddEvent(e *paas.Event) error {
 				return err
 			}
 		}
-		return put(b, itob(e.ID), e)
+		return s.put(b, itob(e.ID), e)
 	})
 }
 
@@ -50,7 +49,7 @@ func (s *Store) Events(after, limit int, keep func(*paas.Event) bool) ([]*paas.E
 		c := b.Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
 			e := new(paas.Event)
-			if err := json.Unmarshal(v, e); err != nil {
+			if err := s.decode(v, e); err != nil {
 				return err
 			}
 			if e.ID <= after {

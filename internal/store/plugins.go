@@ -1,7 +1,7 @@
 package store
 
 import (
-	"bytes"
+	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -25,9 +25,9 @@ func (p *PluginData) Get(key string) ([]byte, error) {
 	var out []byte
 	err := p.s.db.View(func(tx *bolt.Tx) error {
 		if b := p.bucket(tx); b != nil {
-			if v := b.Get([]byte(key)); v != nil {
-				out = bytes.Clone(v)
-			}
+			v, err := p.s.getRaw(b, []byte(key))
+			out = v
+			return err
 		}
 		return nil
 	})
@@ -46,9 +46,9 @@ func (p *PluginData) Update(key string, fn func(old []byte) ([]byte, error)) err
 		if err != nil {
 			return err
 		}
-		var old []byte
-		if v := b.Get([]byte(key)); v != nil {
-			old = bytes.Clone(v)
+		old, err := p.s.getRaw(b, []byte(key))
+		if err != nil {
+			return err
 		}
 		v, err := fn(old)
 		if err != nil {
@@ -57,7 +57,7 @@ func (p *PluginData) Update(key string, fn func(old []byte) ([]byte, error)) err
 		if v == nil {
 			return b.Delete([]byte(key))
 		}
-		return b.Put([]byte(key), v)
+		return p.s.putRaw(b, []byte(key), v)
 	})
 }
 
@@ -70,9 +70,14 @@ func (p *PluginData) List() (map[string][]byte, error) {
 			return nil
 		}
 		return b.ForEach(func(k, v []byte) error {
-			if v != nil {
-				out[string(k)] = bytes.Clone(v)
+			if v == nil {
+				return nil
 			}
+			plain, err := p.s.seal.open(v)
+			if err != nil {
+				return fmt.Errorf("plugin data %s: %w", k, err)
+			}
+			out[string(k)] = plain
 			return nil
 		})
 	})

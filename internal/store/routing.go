@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -26,7 +25,7 @@ func (s *Store) Routing(app string) (*paas.Routing, error) {
 		if b == nil {
 			return nil
 		}
-		v, ok, err := get[paas.Routing](b, []byte(app))
+		v, ok, err := get[paas.Routing](s, b, []byte(app))
 		if ok {
 			r = v
 		}
@@ -45,7 +44,7 @@ func (s *Store) AllRouting() (map[string]*paas.Routing, error) {
 		}
 		return b.ForEach(func(k, v []byte) error {
 			r := new(paas.Routing)
-			if err := json.Unmarshal(v, r); err != nil {
+			if err := s.decode(v, r); err != nil {
 				return fmt.Errorf("decode routing of %s: %w", k, err)
 			}
 			out[string(k)] = r
@@ -68,7 +67,7 @@ func (s *Store) UpdateRouting(app string, fn func(*paas.Routing) error) (*paas.R
 		if err != nil {
 			return err
 		}
-		r, _, err := get[paas.Routing](b, []byte(app))
+		r, _, err := get[paas.Routing](s, b, []byte(app))
 		if err != nil {
 			return err
 		}
@@ -83,7 +82,7 @@ func (s *Store) UpdateRouting(app string, fn func(*paas.Routing) error) (*paas.R
 				return nil
 			}
 			var other paas.Routing
-			if err := json.Unmarshal(v, &other); err != nil {
+			if err := s.decode(v, &other); err != nil {
 				return fmt.Errorf("decode routing of %s: %w", k, err)
 			}
 			for _, d := range r.Domains {
@@ -97,7 +96,7 @@ func (s *Store) UpdateRouting(app string, fn func(*paas.Routing) error) (*paas.R
 			return err
 		}
 		out = r
-		return put(b, []byte(app), r)
+		return s.put(b, []byte(app), r)
 	})
 	return out, err
 }
@@ -118,7 +117,9 @@ func (s *Store) GlobalDomain() (string, error) {
 	var d string
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketSettings); b != nil {
-			d = string(b.Get(keyGlobalDomain))
+			v, err := s.getRaw(b, keyGlobalDomain)
+			d = string(v)
+			return err
 		}
 		return nil
 	})
@@ -139,13 +140,17 @@ func (s *Store) GlobalDomains() ([]string, error) {
 	var out []string
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSettings)
-		if b == nil || len(b.Get(keyGlobalDomain)) == 0 {
+		if b == nil {
 			return nil
 		}
-		out = []string{string(b.Get(keyGlobalDomain))}
+		first, err := s.getRaw(b, keyGlobalDomain)
+		if err != nil || len(first) == 0 {
+			return err
+		}
+		out = []string{string(first)}
 		if v := b.Get(keyMoreGlobalDomains); v != nil {
 			var more []string
-			if err := json.Unmarshal(v, &more); err != nil {
+			if err := s.decode(v, &more); err != nil {
 				return fmt.Errorf("decode global domains: %w", err)
 			}
 			out = append(out, more...)
@@ -169,16 +174,12 @@ func (s *Store) SetGlobalDomains(domains []string) error {
 			}
 			return b.Delete(keyGlobalDomain)
 		}
-		if err := b.Put(keyGlobalDomain, []byte(domains[0])); err != nil {
+		if err := s.putRaw(b, keyGlobalDomain, []byte(domains[0])); err != nil {
 			return err
 		}
 		if len(domains) == 1 {
 			return b.Delete(keyMoreGlobalDomains)
 		}
-		more, err := json.Marshal(domains[1:])
-		if err != nil {
-			return err
-		}
-		return b.Put(keyMoreGlobalDomains, more)
+		return s.put(b, keyMoreGlobalDomains, domains[1:])
 	})
 }

@@ -4,7 +4,6 @@ package store
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"paas/internal/paas"
 )
@@ -23,17 +23,37 @@ var (
 	bucketDeploys  = []byte("deploys")  // nested: app -> id -> Deploy
 )
 
+// ErrInUse is returned by Open when another process holds the store file.
+var ErrInUse = errors.New("the store file is in use by another process")
+
 // Store is the state of one installation.
 type Store struct {
-	db *bolt.DB
+	db   *bolt.DB
+	seal *sealer
 }
 
-// Open opens (creating when missing) the store file under dataDir.
+// Open opens (creating when missing) the store file under dataDir, with
+// the config key in dataDir's key file (created when missing).
 func Open(dataDir string) (*Store, error) {
+	return OpenWithKeyFile(dataDir, filepath.Join(dataDir, KeyFileName), true)
+}
+
+// OpenWithKey opens (creating when missing) the store file under dataDir,
+// its values sealed under key. Values a store from before encryption held
+// in plain are sealed now, every one kept. ErrWrongKey when key is not the
+// store's.
+func OpenWithKey(dataDir string, key []byte) (*Store, error) {
+	seal, err := newSealer(key)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	db, err := bolt.Open(filepath.Join(dataDir, "paas.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("open store: %w", ErrInUse)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -49,26 +69,73 @@ func Open(dataDir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("init store: %w", err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, seal: seal}
+	n, err := s.unlock()
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if n > 0 {
+		// The plain values are gone from the tree but not from the file's
+		// free pages: rewrite the file without them.
+		if err := s.compact(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// compact rewrites the store file with only its live pages, so that no
+// value it held before (plain, or sealed under a replaced key) stays in a
+// freed page. Nothing else may use the store meanwhile.
+func (s *Store) compact() error {
+	path := s.db.Path()
+	tmp := path + ".compact"
+	os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("compact store: %w", err)
+	}
+	if err := bolt.Compact(dst, s.db, 64<<20); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("compact store: %w", err)
+	}
+	if err := dst.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("compact store: %w", err)
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("compact store: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("compact store: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("reopen store: %w", err)
+	}
+	s.db = db
+	return nil
 }
 
 // Close closes the store file.
 func (s *Store) Close() error { return s.db.Close() }
 
-func get[T any](b *bolt.Bucket, key []byte) (*T, bool, error) {
+func get[T any](s *Store, b *bolt.Bucket, key []byte) (*T, bool, error) {
 	raw := b.Get(key)
 	if raw == nil {
 		return nil, false, nil
 	}
 	v := new(T)
-	if err := json.Unmarshal(raw, v); err != nil {
+	if err := s.decode(raw, v); err != nil {
 		return nil, false, fmt.Errorf("decode %s: %w", key, err)
 	}
 	return v, true, nil
 }
 
-func put(b *bolt.Bucket, key []byte, v any) error {
-	raw, err := json.Marshal(v)
+func (s *Store) put(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := s.encode(v)
 	if err != nil {
 		return err
 	}
@@ -91,7 +158,7 @@ func (s *Store) CreateApp(app *paas.App) error {
 		if app.Config == nil {
 			app.Config = map[string]string{}
 		}
-		return put(b, []byte(app.Name), app)
+		return s.put(b, []byte(app.Name), app)
 	})
 }
 
@@ -99,7 +166,7 @@ func (s *Store) CreateApp(app *paas.App) error {
 func (s *Store) App(name string) (*paas.App, error) {
 	var app *paas.App
 	err := s.db.View(func(tx *bolt.Tx) error {
-		a, ok, err := get[paas.App](tx.Bucket(bucketApps), []byte(name))
+		a, ok, err := get[paas.App](s, tx.Bucket(bucketApps), []byte(name))
 		if err != nil {
 			return err
 		}
@@ -118,7 +185,7 @@ func (s *Store) Apps() ([]*paas.App, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketApps).ForEach(func(k, v []byte) error {
 			a := new(paas.App)
-			if err := json.Unmarshal(v, a); err != nil {
+			if err := s.decode(v, a); err != nil {
 				return fmt.Errorf("decode app %s: %w", k, err)
 			}
 			apps = append(apps, a)
@@ -133,7 +200,7 @@ func (s *Store) UpdateApp(name string, fn func(*paas.App) error) (*paas.App, err
 	var app *paas.App
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketApps)
-		a, ok, err := get[paas.App](b, []byte(name))
+		a, ok, err := get[paas.App](s, b, []byte(name))
 		if err != nil {
 			return err
 		}
@@ -147,7 +214,7 @@ func (s *Store) UpdateApp(name string, fn func(*paas.App) error) (*paas.App, err
 			return err
 		}
 		app = a
-		return put(b, []byte(name), a)
+		return s.put(b, []byte(name), a)
 	})
 	return app, err
 }
@@ -179,7 +246,7 @@ func (s *Store) AddKey(k *paas.SSHKey) error {
 		}
 		err := b.ForEach(func(_, v []byte) error {
 			var other paas.SSHKey
-			if err := json.Unmarshal(v, &other); err != nil {
+			if err := s.decode(v, &other); err != nil {
 				return err
 			}
 			if other.Fingerprint == k.Fingerprint {
@@ -190,7 +257,7 @@ func (s *Store) AddKey(k *paas.SSHKey) error {
 		if err != nil {
 			return err
 		}
-		return put(b, []byte(k.Name), k)
+		return s.put(b, []byte(k.Name), k)
 	})
 }
 
@@ -200,7 +267,7 @@ func (s *Store) Keys() ([]*paas.SSHKey, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
 			k := new(paas.SSHKey)
-			if err := json.Unmarshal(v, k); err != nil {
+			if err := s.decode(v, k); err != nil {
 				return err
 			}
 			keys = append(keys, k)
@@ -226,7 +293,7 @@ func (s *Store) RemoveKey(name string) error {
 func (s *Store) AddRelease(rel *paas.Release) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		apps := tx.Bucket(bucketApps)
-		app, ok, err := get[paas.App](apps, []byte(rel.App))
+		app, ok, err := get[paas.App](s, apps, []byte(rel.App))
 		if err != nil {
 			return err
 		}
@@ -240,7 +307,7 @@ func (s *Store) AddRelease(rel *paas.Release) error {
 		if rb.Get(itob(rel.Version)) != nil {
 			return fmt.Errorf("release v%d of %s already exists", rel.Version, rel.App)
 		}
-		if err := put(rb, itob(rel.Version), rel); err != nil {
+		if err := s.put(rb, itob(rel.Version), rel); err != nil {
 			return err
 		}
 		app.Current, app.Stopped = rel.Version, false
@@ -248,7 +315,7 @@ func (s *Store) AddRelease(rel *paas.Release) error {
 		// A resource change, like a config change, is the app's once
 		// the release that carries it runs.
 		app.Resources = rel.Resources
-		return put(apps, []byte(app.Name), app)
+		return s.put(apps, []byte(app.Name), app)
 	})
 }
 
@@ -273,7 +340,7 @@ func (s *Store) LatestVersion(app string) (int, error) {
 func (s *Store) Release(app string, v int) (*paas.Release, error) {
 	var rel *paas.Release
 	err := s.db.View(func(tx *bolt.Tx) error {
-		a, ok, err := get[paas.App](tx.Bucket(bucketApps), []byte(app))
+		a, ok, err := get[paas.App](s, tx.Bucket(bucketApps), []byte(app))
 		if err != nil {
 			return err
 		}
@@ -287,7 +354,7 @@ func (s *Store) Release(app string, v int) (*paas.Release, error) {
 		if v == 0 || rb == nil {
 			return paas.ErrNoRelease
 		}
-		r, ok, err := get[paas.Release](rb, itob(v))
+		r, ok, err := get[paas.Release](s, rb, itob(v))
 		if err != nil {
 			return err
 		}
@@ -314,7 +381,7 @@ func (s *Store) Releases(app string) ([]*paas.Release, error) {
 		c := rb.Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
 			r := new(paas.Release)
-			if err := json.Unmarshal(v, r); err != nil {
+			if err := s.decode(v, r); err != nil {
 				return err
 			}
 			rels = append(rels, r)
@@ -340,7 +407,7 @@ func (s *Store) StartDeploy(d *paas.Deploy) error {
 		}
 		d.ID = int(seq)
 		d.State = paas.DeployRunning
-		return put(db, itob(d.ID), d)
+		return s.put(db, itob(d.ID), d)
 	})
 }
 
@@ -351,7 +418,7 @@ func (s *Store) FinishDeploy(d *paas.Deploy) error {
 		if db == nil {
 			return paas.ErrAppNotFound
 		}
-		return put(db, itob(d.ID), d)
+		return s.put(db, itob(d.ID), d)
 	})
 }
 
@@ -369,7 +436,7 @@ func (s *Store) Deploys(app string) ([]*paas.Deploy, error) {
 		c := db.Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
 			d := new(paas.Deploy)
-			if err := json.Unmarshal(v, d); err != nil {
+			if err := s.decode(v, d); err != nil {
 				return err
 			}
 			out = append(out, d)
@@ -388,7 +455,7 @@ func (s *Store) OpenDeploys() ([]*paas.Deploy, error) {
 		return tx.Bucket(bucketDeploys).ForEachBucket(func(app []byte) error {
 			return tx.Bucket(bucketDeploys).Bucket(app).ForEach(func(_, v []byte) error {
 				d := new(paas.Deploy)
-				if err := json.Unmarshal(v, d); err != nil {
+				if err := s.decode(v, d); err != nil {
 					return err
 				}
 				if d.State == paas.DeployRunning {

@@ -3,7 +3,6 @@ package store
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -29,7 +28,9 @@ func (s *Store) InstallationID() (string, error) {
 	var id string
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketSettings); b != nil {
-			id = string(b.Get(keyInstallationID))
+			v, err := s.getRaw(b, keyInstallationID)
+			id = string(v)
+			return err
 		}
 		return nil
 	})
@@ -41,16 +42,16 @@ func (s *Store) InstallationID() (string, error) {
 		if err != nil {
 			return err
 		}
-		if v := b.Get(keyInstallationID); v != nil {
+		if v, err := s.getRaw(b, keyInstallationID); err != nil || v != nil {
 			id = string(v)
-			return nil
+			return err
 		}
 		raw := make([]byte, 6)
 		if _, err := rand.Read(raw); err != nil {
 			return err
 		}
 		id = hex.EncodeToString(raw)
-		return b.Put(keyInstallationID, []byte(id))
+		return s.putRaw(b, keyInstallationID, []byte(id))
 	})
 	return id, err
 }
@@ -64,7 +65,7 @@ func (s *Store) AddToken(t *paas.Token) error {
 		}
 		exists := false
 		err = b.ForEach(func(_, v []byte) error {
-			o, _, err := decodeToken(v)
+			o, _, err := s.decodeToken(v)
 			if err == nil && o.User == t.User && o.Name == t.Name {
 				exists = true
 			}
@@ -76,7 +77,7 @@ func (s *Store) AddToken(t *paas.Token) error {
 		if exists {
 			return ErrTokenExists
 		}
-		return put(b, []byte(t.ID), t)
+		return s.put(b, []byte(t.ID), t)
 	})
 }
 
@@ -88,7 +89,7 @@ func (s *Store) Token(id string) (*paas.Token, error) {
 		if b == nil {
 			return paas.ErrTokenNotFound
 		}
-		v, ok, err := get[paas.Token](b, []byte(id))
+		v, ok, err := get[paas.Token](s, b, []byte(id))
 		if err != nil {
 			return err
 		}
@@ -110,7 +111,7 @@ func (s *Store) Tokens(user string) ([]*paas.Token, error) {
 			return nil
 		}
 		return b.ForEach(func(_, v []byte) error {
-			t, _, err := decodeToken(v)
+			t, _, err := s.decodeToken(v)
 			if err != nil {
 				return err
 			}
@@ -138,7 +139,7 @@ func (s *Store) RemoveToken(user, name string) error {
 		}
 		var id []byte
 		err := b.ForEach(func(k, v []byte) error {
-			t, _, err := decodeToken(v)
+			t, _, err := s.decodeToken(v)
 			if err == nil && t.User == user && t.Name == name {
 				id = append([]byte(nil), k...)
 			}
@@ -161,18 +162,18 @@ func (s *Store) TouchToken(id string, at time.Time) error {
 		if b == nil {
 			return nil
 		}
-		t, ok, err := get[paas.Token](b, []byte(id))
+		t, ok, err := get[paas.Token](s, b, []byte(id))
 		if err != nil || !ok {
 			return err
 		}
 		t.LastUsedAt = at
-		return put(b, []byte(id), t)
+		return s.put(b, []byte(id), t)
 	})
 }
 
-func decodeToken(raw []byte) (*paas.Token, bool, error) {
+func (s *Store) decodeToken(raw []byte) (*paas.Token, bool, error) {
 	t := new(paas.Token)
-	if err := json.Unmarshal(raw, t); err != nil {
+	if err := s.decode(raw, t); err != nil {
 		return nil, false, fmt.Errorf("decode token: %w", err)
 	}
 	return t, true, nil

@@ -47,14 +47,18 @@ type Options struct {
 	Authenticators []Authenticator
 	Mounts         []Mount
 	Refusals       Refusals // may be nil
-	Log            *slog.Logger
+	// Guard, when set, sees every request before the routes do (the
+	// sign-in's CSRF check of requests signed in by a cookie).
+	Guard func(http.Handler) http.Handler
+	Log   *slog.Logger
 }
 
 // Server serves the API and the mounted handlers.
 type Server struct {
-	opts Options
-	mux  *http.ServeMux
-	log  *slog.Logger
+	opts    Options
+	mux     *http.ServeMux
+	handler http.Handler // mux behind Guard
+	log     *slog.Logger
 }
 
 // New returns a Server.
@@ -67,6 +71,10 @@ func New(opts Options) *Server {
 	for _, m := range opts.Mounts {
 		s.mux.Handle(m.Prefix, m.Handler)
 	}
+	s.handler = s.mux
+	if opts.Guard != nil {
+		s.handler = opts.Guard(s.mux)
+	}
 	return s
 }
 
@@ -75,7 +83,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
-	s.mux.ServeHTTP(w, r)
+	s.handler.ServeHTTP(w, r)
 }
 
 // Authenticate asks each Authenticator in turn: the first that knows the

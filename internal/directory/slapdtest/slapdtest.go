@@ -340,3 +340,9 @@ func writeCerts(dir string) error {
 	}
 	return nil
 }
+
+// PasswordLDIF is a modify record giving uid's entry the password pw
+// (stored as given: slapd hashes nothing itself; this is a test directory).
+func PasswordLDIF(uid, pw string) string {
+	return fmt.Sprintf("dn: uid=%s,%s\nchangetype: modify\nreplace: userPassword\nuserPassword: %s\n\n", uid, PeopleDN, pw)
+}

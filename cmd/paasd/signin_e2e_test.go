@@ -1,0 +1,83 @@
+package main
+
+// Browser sign-in end to end (signin.txtar): the link of `ssh paas login`
+// followed with the real HTTP client and a cookie jar, through the router
+// to paasd's /auth/, and the session then used on the HTTP API.
+
+import (
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+func init() {
+	scriptCmds["signin-link"] = cmdSigninLink
+}
+
+// signin-link FILE: opens the link the file's last line holds, presses its
+// button, and prints what a browser then sees: the page of /auth/ (who is
+// signed in), GET /api/v1/whoami with the session cookie, and the status of
+// a POST to the API without the session's CSRF token. With "replay", it
+// opens the link a second time as another browser and prints that status.
+func cmdSigninLink(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: signin-link FILE")
+	}
+	data, err := os.ReadFile(ts.MkAbs(args[0]))
+	ts.Check(err)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	link := lines[len(lines)-1]
+	jar, _ := cookiejar.New(nil)
+	c := apiClient(ts)
+	c.Jar = jar
+	get := func(u string) (int, string) {
+		resp, err := c.Get(u)
+		ts.Check(err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, page := get(link)
+	ts.Logf("link page: %d", code)
+	if code != http.StatusOK {
+		ts.Fatalf("link page: %d\n%s", code, page)
+	}
+	u, err := url.Parse(link)
+	ts.Check(err)
+	form := url.Values{"form_token": {hiddenValue(ts, page, "form_token")}, "token": {hiddenValue(ts, page, "token")}}
+	resp, err := c.PostForm(u.Scheme+"://"+u.Host+"/auth/link", form)
+	ts.Check(err)
+	resp.Body.Close()
+	base := u.Scheme + "://" + u.Host
+	code, page = get(base + "/auth/")
+	ts.Stdout().Write([]byte(page))
+	code, body := get(base + "/api/v1/whoami")
+	ts.Stdout().Write([]byte("whoami " + http.StatusText(code) + " " + body + "\n"))
+	req, _ := http.NewRequest("POST", base+"/api/v1/apps", strings.NewReader(`{"name":"csrf1"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = c.Do(req)
+	ts.Check(err)
+	resp.Body.Close()
+	ts.Stdout().Write([]byte("post without csrf token: " + resp.Status + "\n"))
+	other := apiClient(ts)
+	resp, err = other.Get(link)
+	ts.Check(err)
+	resp.Body.Close()
+	ts.Stdout().Write([]byte("link again: " + resp.Status + "\n"))
+}
+
+func hiddenValue(ts *testscript.TestScript, page, name string) string {
+	marker := `name="` + name + `" value="`
+	i := strings.Index(page, marker)
+	if i < 0 {
+		ts.Fatalf("no %s in the page:\n%s", name, page)
+	}
+	rest := page[i+len(marker):]
+	return html.UnescapeString(rest[:strings.IndexByte(rest, '"')])
+}

@@ -1,0 +1,156 @@
+package scheduler
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
+
+	"paas/internal/paas"
+)
+
+// A release's config reaches its tasks as a Swarm secret (encrypted in
+// the swarm's raft log, on a tmpfs in the task), which the env wrapper
+// reads at paas.EnvSecretPath: neither `docker service inspect` nor
+// `docker inspect` of a task shows a value. One secret per release config
+// (named after its content, so a redeploy of the same config reuses it);
+// those no service of the app references are removed after each rollout,
+// and a rollback recreates its release's from the store.
+
+// RoleEnv labels the secrets holding releases' config.
+const RoleEnv = "env"
+
+// envSecretFile is the secret's file name under /run/secrets.
+var envSecretFile = path.Base(paas.EnvSecretPath)
+
+// envData is what the env wrapper reads: the config as KEY=VALUE entries.
+func envData(env []string) []byte {
+	b, _ := json.Marshal(env) // strings: cannot fail
+	return b
+}
+
+// envSecretName names rel's config secret after its content.
+func (s *Swarm) envSecretName(rel *paas.Release, data []byte) string {
+	sum := sha256.Sum256(data)
+	return objectName(s.name, rel.App, "env", "v"+strconv.Itoa(rel.Version), hex.EncodeToString(sum[:])[:12])
+}
+
+// ensureEnvSecret returns a reference to rel's config secret, creating it
+// when missing; nil when rel's image has no env wrapper (its tasks get
+// their config in the spec, as before).
+func (s *Swarm) ensureEnvSecret(ctx context.Context, rel *paas.Release) (*swarm.SecretReference, error) {
+	if !rel.Image.EnvExec {
+		return nil, nil
+	}
+	data := envData(rel.Env())
+	name := s.envSecretName(rel, data)
+	ref := func(id string) *swarm.SecretReference {
+		return &swarm.SecretReference{
+			SecretID: id, SecretName: name,
+			File: &swarm.SecretReferenceFileTarget{Name: envSecretFile, UID: "0", GID: "0", Mode: 0o444},
+		}
+	}
+	existing, err := s.cli.SecretList(ctx, swarm.SecretListOptions{Filters: filters.NewArgs(filters.Arg("name", name))})
+	if err != nil {
+		return nil, fmt.Errorf("list secrets: %w", err)
+	}
+	for _, sec := range existing {
+		if sec.Spec.Name == name {
+			return ref(sec.ID), nil
+		}
+	}
+	resp, err := s.cli.SecretCreate(ctx, swarm.SecretSpec{
+		Annotations: swarm.Annotations{Name: name, Labels: map[string]string{
+			paas.LabelInstallation: s.name,
+			paas.LabelRole:         RoleEnv,
+			paas.LabelApp:          rel.App,
+			paas.LabelRelease:      strconv.Itoa(rel.Version),
+		}},
+		Data: data,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create the config secret of %s v%d: %w", rel.App, rel.Version, err)
+	}
+	return ref(resp.ID), nil
+}
+
+// withEnvSecret makes spec's tasks read rel's config from ref instead of
+// their environment; a command set in the spec (which replaces the image's
+// entrypoint, the wrapper) runs through the wrapper.
+func withEnvSecret(spec *swarm.ServiceSpec, ref *swarm.SecretReference) {
+	cs := spec.TaskTemplate.ContainerSpec
+	cs.Env = nil
+	cs.Secrets = []*swarm.SecretReference{ref}
+	if len(cs.Command) > 0 {
+		cs.Command = append(paas.EnvExecCommand(), cs.Command...)
+	}
+}
+
+// pruneEnvSecrets removes app's config secrets that no service of the app
+// references (every one with app's services gone). A secret still in use
+// (Swarm refuses) stays for the next prune.
+func (s *Swarm) pruneEnvSecrets(ctx context.Context, app string) error {
+	secrets, err := s.cli.SecretList(ctx, swarm.SecretListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", paas.LabelInstallation+"="+s.name),
+		filters.Arg("label", paas.LabelRole+"="+RoleEnv),
+		filters.Arg("label", paas.LabelApp+"="+app),
+	)})
+	if err != nil || len(secrets) == 0 {
+		return err
+	}
+	svcs, err := s.appServices(ctx, app)
+	if err != nil {
+		return err
+	}
+	used := map[string]bool{}
+	for _, svc := range svcs {
+		if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
+			for _, r := range cs.Secrets {
+				used[r.SecretID] = true
+			}
+		}
+	}
+	for _, sec := range secrets {
+		if used[sec.ID] {
+			continue
+		}
+		if err := s.cli.SecretRemove(ctx, sec.ID); err != nil && !isNotFound(err) && !strings.Contains(err.Error(), "in use") {
+			return fmt.Errorf("remove secret %s: %w", sec.Spec.Name, err)
+		}
+	}
+	return nil
+}
+
+// copyEnv puts env where the env wrapper of a one-off container looks
+// (paas.EnvCopyPath), before it starts: a container outside Swarm cannot
+// mount a secret, and its Config.Env is what `docker inspect` shows.
+func (s *Swarm) copyEnv(ctx context.Context, id string, env []string) error {
+	data := envData(env)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path.Base(paas.EnvCopyPath), Mode: 0o444, Size: int64(len(data)), ModTime: time.Now()})
+	if err == nil {
+		_, err = tw.Write(data)
+	}
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = s.cli.CopyToContainer(ctx, id, paas.EnvCopyDir, &buf, container.CopyToContainerOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("hand the config to the one-off container: %w", err)
+	}
+	return nil
+}
