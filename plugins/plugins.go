@@ -161,6 +161,10 @@ type Apps interface {
 	// SetConfig changes the app's config through fn and rolls it out as a new
 	// release (zero downtime) when the app runs.
 	SetConfig(ctx context.Context, app string, who Identity, reason string, fn func(cfg map[string]string) error, out io.Writer) error
+	// Link is SetConfig that also attaches the app's tasks to network
+	// (a service's, e.g. a database's), or detaches them from it when
+	// link is false, in the same release.
+	Link(ctx context.Context, app string, who Identity, reason, network string, link bool, fn func(cfg map[string]string) error, out io.Writer) error
 }
 
 // Data is a plugin's own space in the store: keys to values, changed atomically.

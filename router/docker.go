@@ -190,14 +190,22 @@ func (s *DockerSource) assignHosts(apps map[string]*appRoute) Table {
 	return t.normalize()
 }
 
-// taskAddr is the task's IP address on the installation network.
+// taskAddr is the task's IP address on its app's own network (an app
+// network of the installation, which the router is on), or on the
+// installation network for an app deployed before apps had networks of
+// their own. Other networks a task joins (network:set, a linked database's)
+// are not the router's.
 func (s *DockerSource) taskAddr(t swarm.Task) (netip.Addr, bool) {
 	for _, na := range t.NetworksAttachments {
-		if s.opts.Network != "" {
+		l := na.Network.Spec.Labels
+		appNet := l[paas.LabelInstallation] == s.opts.Installation && l[paas.LabelNetworkRole] == paas.NetworkRoleApp
+		switch {
+		case appNet:
+		case s.opts.Network != "":
 			if na.Network.Spec.Name != s.opts.Network {
 				continue
 			}
-		} else if na.Network.Spec.Ingress {
+		case na.Network.Spec.Ingress:
 			continue
 		}
 		for _, a := range na.Addresses { // CIDR, e.g. 10.0.1.5/24

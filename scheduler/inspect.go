@@ -144,7 +144,7 @@ func (s *Swarm) checkTask(ctx context.Context, svc swarm.Service, t swarm.Task, 
 			}
 			ip, ok := s.taskIP(t)
 			if !ok {
-				return fmt.Errorf("no address on %s", s.network)
+				return errors.New("no address on the app's network")
 			}
 			port := mustPort(svc.Spec.Labels[paas.LabelPort])
 			for _, c := range checks {

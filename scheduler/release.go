@@ -481,7 +481,7 @@ func (s *Swarm) label(ctx context.Context, serviceID, key, value string) error {
 }
 
 // taskAddrs returns the addresses (ip:port) of a service's running tasks on
-// the installation network.
+// the app's network.
 func (s *Swarm) taskAddrs(ctx context.Context, serviceID string) ([]string, error) {
 	svc, _, err := s.cli.ServiceInspectWithRaw(ctx, serviceID, swarm.ServiceInspectOptions{})
 	if err != nil {
@@ -513,10 +513,12 @@ func mustPort(p string) uint16 {
 	return uint16(n)
 }
 
-// taskIP is a task's address on the installation network.
+// taskIP is a task's address on its app's own network (or, for a task of
+// a release made before apps had networks of their own, on the
+// installation network): where the router reaches it.
 func (s *Swarm) taskIP(t swarm.Task) (netip.Addr, bool) {
 	for _, na := range t.NetworksAttachments {
-		if na.Network.Spec.Name != s.network {
+		if !s.routedOn(na.Network) {
 			continue
 		}
 		for _, a := range na.Addresses {
@@ -543,7 +545,7 @@ func (s *Swarm) checkAll(ctx context.Context, rel *paas.Release, web *rollout, a
 		return errors.New("health checks need the router, and none is configured")
 	}
 	if len(addrs) != web.want {
-		return &RolloutError{Process: web.process, State: "unreachable", Reason: fmt.Sprintf("%d of %d web tasks have an address on %s", len(addrs), web.want, s.network)}
+		return &RolloutError{Process: web.process, State: "unreachable", Reason: fmt.Sprintf("%d of %d web tasks have an address on the app's network", len(addrs), web.want)}
 	}
 	tasks, err := s.tasks(ctx, web.id)
 	if err != nil {

@@ -110,6 +110,11 @@ func (s *Swarm) EnsureRouter(ctx context.Context, rs RouterSpec) error {
 	if err := s.EnsureNetwork(ctx); err != nil {
 		return err
 	}
+	if err := s.ensureAppNetworkPool(ctx); err != nil {
+		return fmt.Errorf("ensure router: %w", err)
+	}
+	s.routerMu.Lock()
+	defer s.routerMu.Unlock()
 	if err := s.retirePublishingRouter(ctx); err != nil {
 		return fmt.Errorf("ensure router: %w", err)
 	}
@@ -123,9 +128,14 @@ func (s *Swarm) EnsureRouter(ctx context.Context, rs RouterSpec) error {
 		}
 		rs.certKeyRef = ref
 	}
-	if err := s.ensureRouterService(ctx, s.routerSpec(rs), RoleRouter); err != nil {
+	spec, err := s.routerSpec(ctx, rs)
+	if err != nil {
+		return fmt.Errorf("ensure router: %w", err)
+	}
+	if err := s.ensureRouterService(ctx, spec, RoleRouter); err != nil {
 		return err
 	}
+	s.lastRouter = &rs
 	s.log.Info("router running", "image", rs.Image)
 	return nil
 }
@@ -154,7 +164,7 @@ func routerHealth(binary string, args ...string) *container.HealthConfig {
 }
 
 // routerServiceSpec is what the two services have in common.
-func (s *Swarm) routerServiceSpec(name, role string, cs *swarm.ContainerSpec, network string) swarm.ServiceSpec {
+func (s *Swarm) routerServiceSpec(name, role string, cs *swarm.ContainerSpec, networks []swarm.NetworkAttachmentConfig) swarm.ServiceSpec {
 	labels := s.routerLabels(role)
 	cs.Labels = clone(labels)
 	delay := routerRestartDelay
@@ -164,7 +174,7 @@ func (s *Swarm) routerServiceSpec(name, role string, cs *swarm.ContainerSpec, ne
 			ContainerSpec: cs,
 			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny, Delay: &delay},
 			Placement:     &swarm.Placement{Constraints: []string{"node.role==manager"}},
-			Networks:      []swarm.NetworkAttachmentConfig{{Target: network}},
+			Networks:      networks,
 		},
 		Mode:           swarm.ServiceMode{Global: &swarm.GlobalService{}},
 		UpdateConfig:   s.updateConfig(swarm.UpdateOrderStartFirst),
@@ -187,13 +197,17 @@ func (s *Swarm) portsSpec(rs RouterSpec) swarm.ServiceSpec {
 		},
 		Healthcheck:     routerHealth(rs.Binary, "--ports"),
 		StopGracePeriod: &grace,
-	}, "host")
+	}, []swarm.NetworkAttachmentConfig{{Target: "host"}})
 }
 
-// routerSpec is the router service, on the overlay network, with the
-// sockets directory and no Docker socket: it reads the Docker API through
-// the ports process's read-only proxy.
-func (s *Swarm) routerSpec(rs RouterSpec) swarm.ServiceSpec {
+// routerSpec is the router service, on the installation's network and every
+// app network, with the sockets directory and no Docker socket: it reads
+// the Docker API through the ports process's read-only proxy.
+func (s *Swarm) routerSpec(ctx context.Context, rs RouterSpec) (swarm.ServiceSpec, error) {
+	nets, err := s.routerNetworks(ctx)
+	if err != nil {
+		return swarm.ServiceSpec{}, err
+	}
 	grace := routerStopGrace
 	env := append(append([]string{}, rs.RouterEnv...), "DOCKER_HOST=unix://"+RouterSocketsDir+"/docker.sock")
 	return s.routerServiceSpec(s.RouterServiceName(), RoleRouter, &swarm.ContainerSpec{
@@ -204,7 +218,7 @@ func (s *Swarm) routerSpec(rs RouterSpec) swarm.ServiceSpec {
 		Healthcheck:     routerHealth(rs.Binary),
 		StopGracePeriod: &grace,
 		Secrets:         secretRefs(rs.certKeyRef),
-	}, s.network)
+	}, nets), nil
 }
 
 func secretRefs(ref *swarm.SecretReference) []*swarm.SecretReference {

@@ -160,7 +160,7 @@ type oneOff struct {
 }
 
 // create makes the container of a one-off task of rel on this node,
-// attached to the installation network with the app's config.
+// attached to the app's networks with the app's config.
 func (s *Swarm) create(ctx context.Context, rel *paas.Release, opts RunOptions, detached bool) (*oneOff, error) {
 	if len(opts.Args) == 0 {
 		return nil, errors.New("run: no command given")
@@ -234,10 +234,19 @@ func (s *Swarm) create(ctx context.Context, rel *paas.Release, opts RunOptions, 
 	if err := s.EnsureNetwork(ctx); err != nil {
 		return nil, err
 	}
-	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{s.network: {}}}
+	// The app's networks: created on the first, connected to the others
+	// before it starts (API 1.41 takes one network at create).
+	nets := s.networksOf(rel)
+	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{nets[0]: {}}}
 	created, err := s.cli.ContainerCreate(ctx, cfg, &container.HostConfig{Resources: oneOffResources(rel, opts.Args), Mounts: dockerMounts(s.name, rel.Mounts)}, netCfg, nil, name)
 	if err != nil {
 		return nil, fmt.Errorf("create one-off container: %w", err)
+	}
+	for _, n := range nets[1:] {
+		if err := s.cli.NetworkConnect(ctx, n, created.ID, nil); err != nil {
+			s.removeContainer(created.ID)
+			return nil, fmt.Errorf("connect one-off container to network %s: %w", n, err)
+		}
 	}
 	if copied != nil {
 		if err := s.copyEnv(ctx, created.ID, copied); err != nil {
@@ -279,7 +288,7 @@ func (s *Swarm) Detach(ctx context.Context, rel *paas.Release, opts RunOptions) 
 }
 
 // Run starts a one-off container of rel on this node (a Swarm manager),
-// attached to the installation network with the app's config, and connects
+// attached to the app's networks with the app's config, and connects
 // it to the caller's streams. It returns the command's exit code once it
 // exits; when ctx ends first (the SSH client hung up) the container is
 // removed, as it is when the command exits.

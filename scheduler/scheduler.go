@@ -4,6 +4,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -39,6 +40,7 @@ type DockerAPI interface {
 	NetworkInspect(ctx context.Context, network string, options network.InspectOptions) (network.Inspect, error)
 	NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error)
 	NetworkRemove(ctx context.Context, network string) error
+	NetworkConnect(ctx context.Context, network, container string, config *network.EndpointSettings) error
 
 	ServiceCreate(ctx context.Context, service swarm.ServiceSpec, options swarm.ServiceCreateOptions) (swarm.ServiceCreateResponse, error)
 	ServiceInspectWithRaw(ctx context.Context, serviceID string, options swarm.ServiceInspectOptions) (swarm.Service, []byte, error)
@@ -86,7 +88,10 @@ type Options struct {
 	// Network is the attachable overlay network every service joins
 	// (Name+"-network" when empty). EnsureNetwork creates it.
 	Network string
-	Log     *slog.Logger
+	// AppNetworkBatch is how many app networks are made at a time
+	// (AppNetworkBatch when zero).
+	AppNetworkBatch int
+	Log             *slog.Logger
 	// Timeout bounds one rollout (90s when zero).
 	Timeout time.Duration
 	// Settle is how long new tasks must stay running before a rollout counts
@@ -118,20 +123,26 @@ type Swarm struct {
 	onKill func(Kill)
 
 	netMu sync.Mutex
+	// routerMu serializes changes of the router service; lastRouter is
+	// what EnsureRouter last ran, for attachRouter.
+	routerMu   sync.Mutex
+	lastRouter *RouterSpec
+	netBatch   int
 }
 
 // New returns a scheduler for the installation opts.Name.
 func New(cli DockerAPI, opts Options) *Swarm {
 	s := &Swarm{
-		cli:     cli,
-		name:    opts.Name,
-		network: opts.Network,
-		log:     opts.Log,
-		timeout: opts.Timeout,
-		settle:  opts.Settle,
-		poll:    300 * time.Millisecond,
-		traffic: opts.Traffic,
-		auth:    opts.RegistryAuth,
+		cli:      cli,
+		name:     opts.Name,
+		network:  opts.Network,
+		log:      opts.Log,
+		timeout:  opts.Timeout,
+		settle:   opts.Settle,
+		poll:     300 * time.Millisecond,
+		traffic:  opts.Traffic,
+		auth:     opts.RegistryAuth,
+		netBatch: cmp.Or(max(opts.AppNetworkBatch, 0), AppNetworkBatch),
 	}
 	if s.network == "" {
 		s.network = opts.Name + "-network"
@@ -240,6 +251,14 @@ func (s *Swarm) EnsureNetwork(ctx context.Context) error {
 	return nil
 }
 
+func attachments(names []string) []swarm.NetworkAttachmentConfig {
+	nets := make([]swarm.NetworkAttachmentConfig, len(names))
+	for i, n := range names {
+		nets[i] = swarm.NetworkAttachmentConfig{Target: n}
+	}
+	return nets
+}
+
 // appServices lists the services of app (of every app when app is ""),
 // keyed by process type.
 func (s *Swarm) appServices(ctx context.Context, app string) ([]swarm.Service, error) {
@@ -344,7 +363,7 @@ func (s *Swarm) appSpecEnv(rel *paas.Release, proc paas.ProcessType, dep string,
 				Env:    escapeTemplates(rel.Env()),
 			},
 			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny, Delay: &restartDelay},
-			Networks:      []swarm.NetworkAttachmentConfig{{Target: s.network}},
+			Networks:      attachments(s.networksOf(rel)),
 			// The tasks of a process type spread over the nodes, so losing
 			// one never takes all of an app's web tasks.
 			Placement: &swarm.Placement{Preferences: []swarm.PlacementPreference{{Spread: &swarm.SpreadOver{SpreadDescriptor: "node.id"}}}},

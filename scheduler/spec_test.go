@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/swarm"
+
 	"paas/internal/paas"
 )
 
@@ -206,5 +208,49 @@ func TestReadFrames(t *testing.T) {
 	want := []string{"1:out line\n", "2:err line\n", "3:system error\n"}
 	if !slices.Equal(got, want) {
 		t.Errorf("frames %q, want %q", got, want)
+	}
+}
+
+// TestAppSpecNetworks: an app's tasks join the release's networks, its own
+// first; a release made before apps had networks of their own joins the
+// installation's. Only app networks and the installation's count as where
+// the router reaches a task.
+func TestAppSpecNetworks(t *testing.T) {
+	s := New(nil, Options{Name: "paas"})
+	rel := &paas.Release{App: "hello", Version: 1, Image: paas.Image{Repository: "r/hello", Digest: "sha256:" + strings.Repeat("ab", 32)}}
+	targets := func() []string {
+		spec, err := s.appSpec(rel, paas.ProcessType{Name: "web"}, "v1-abc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, n := range spec.TaskTemplate.Networks {
+			names = append(names, n.Target)
+		}
+		return names
+	}
+	if got := targets(); !slices.Equal(got, []string{"paas-network"}) {
+		t.Errorf("old release: networks %q, want the installation's", got)
+	}
+	rel.Networks = []string{"paas-app-1a2b3c4d", "team-x", "paas-pg-db-net"}
+	if got := targets(); !slices.Equal(got, rel.Networks) {
+		t.Errorf("networks %q, want %q", got, rel.Networks)
+	}
+	net := func(name, role, inst string) swarm.Network {
+		return swarm.Network{Spec: swarm.NetworkSpec{Annotations: swarm.Annotations{Name: name, Labels: map[string]string{paas.LabelInstallation: inst, paas.LabelNetworkRole: role}}}}
+	}
+	for _, tc := range []struct {
+		n    swarm.Network
+		want bool
+	}{
+		{net("paas-app-1a2b3c4d", paas.NetworkRoleApp, "paas"), true},
+		{net("paas-network", "", ""), true},
+		{net("team-x", paas.NetworkRoleUser, "paas"), false},
+		{net("paas-pg-db-net", paas.NetworkRoleService, "paas"), false},
+		{net("other-app-1", paas.NetworkRoleApp, "other"), false},
+	} {
+		if got := s.routedOn(tc.n); got != tc.want {
+			t.Errorf("routedOn(%s) = %v, want %v", tc.n.Spec.Name, got, tc.want)
+		}
 	}
 }

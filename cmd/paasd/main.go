@@ -267,6 +267,7 @@ func serve(args []string, stderr io.Writer) int {
 	f.String(&cfg.ACMECAFile, "acme-ca-file", "", "PEM file of extra roots trusted for the ACME server's HTTPS")
 	f.String(&cfg.ACMEEmail, "acme-email", "", "contact email of the ACME account")
 	f.Bool(&cfg.CronSeconds, "cron-seconds", false, "allow a leading seconds field in app.json cron schedules (for tests)")
+	f.Int(&cfg.AppNetworkBatch, "app-network-batch", daemon.DefaultAppNetworkBatch, "how many app networks the router is given at a time (each app has one of its own; the router is replaced each time it gets more)")
 	f.Duration(&cfg.ACMERenewBefore, "acme-renew-before", 30*24*time.Hour, "renew an ACME certificate this long before it expires")
 	if !f.parse(args, stderr) {
 		return 2

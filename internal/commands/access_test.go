@@ -18,13 +18,16 @@ import (
 // storePipeline applies config changes to the real store, with no rollout.
 type storePipeline struct{ st *store.Store }
 
-func (p storePipeline) SetConfig(_ context.Context, app string, _ paas.Identity, _ string, _ bool, fn func(map[string]string) error, _ io.Writer) error {
+func (p storePipeline) SetConfig(_ context.Context, app string, _ paas.Identity, _ string, _ bool, fn func(map[string]string) error, _ io.Writer, also ...func(*paas.App)) error {
 	_, err := p.st.UpdateApp(app, func(a *paas.App) error {
 		cfg := maps.Clone(a.Config)
 		if err := fn(cfg); err != nil {
 			return err
 		}
 		a.Config = cfg
+		for _, f := range also {
+			f(a)
+		}
 		return nil
 	})
 	return err

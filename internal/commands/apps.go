@@ -42,7 +42,7 @@ type Store interface {
 
 // Pipeline applies changes that roll out.
 type Pipeline interface {
-	SetConfig(ctx context.Context, app string, who paas.Identity, reason string, restart bool, fn func(map[string]string) error, out io.Writer) error
+	SetConfig(ctx context.Context, app string, who paas.Identity, reason string, restart bool, fn func(map[string]string) error, out io.Writer, also ...func(*paas.App)) error
 	Locked(ctx context.Context, app string, out io.Writer, fn func() error) error
 }
 

@@ -51,7 +51,7 @@ func (p *Platform) domainCommands() []*Command {
 		{Name: "domains:remove-global", Args: "DOMAIN...", Help: "Stop serving apps at APP.DOMAIN (administrators)", Admin: true, MinArgs: 1, Run: p.domainsGlobal("remove")},
 		{Name: "domains:clear-global", Help: "Serve apps at APP.DOMAIN of paasd's --domain only (administrators)", Admin: true, Run: p.domainsGlobal("clear")},
 		{Name: "domains:enable", Args: "APP", Help: "Serve an app at its names again (APP.DOMAIN and its domains)", App: true, Run: p.domainsToggle(false)},
-		{Name: "domains:disable", Args: "APP", Help: "Serve an app at no name at all, APP.DOMAIN included (other apps reach it on the app network); its domains are kept", App: true, Run: p.domainsToggle(true)},
+		{Name: "domains:disable", Args: "APP", Help: "Serve an app at no name at all, APP.DOMAIN included (apps sharing a network with it still reach it there); its domains are kept", App: true, Run: p.domainsToggle(true)},
 	}
 }
 

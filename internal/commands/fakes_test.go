@@ -236,7 +236,7 @@ type fakePipeline struct {
 
 var _ Pipeline = (*fakePipeline)(nil)
 
-func (p *fakePipeline) SetConfig(_ context.Context, app string, who paas.Identity, reason string, restart bool, fn func(map[string]string) error, out io.Writer) error {
+func (p *fakePipeline) SetConfig(_ context.Context, app string, who paas.Identity, reason string, restart bool, fn func(map[string]string) error, out io.Writer, also ...func(*paas.App)) error {
 	p.mu.Lock()
 	p.calls = append(p.calls, setConfigCall{app, who.Name, reason, restart})
 	p.mu.Unlock()
@@ -253,6 +253,9 @@ func (p *fakePipeline) SetConfig(_ context.Context, app string, who paas.Identit
 	}
 	p.store.mu.Lock()
 	p.store.apps[app].Config = cfg
+	for _, f := range also {
+		f(p.store.apps[app])
+	}
 	p.store.mu.Unlock()
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"paas/internal/auth"
@@ -226,4 +227,16 @@ func (a *PluginApps) App(id paas.Identity, name string) (*paas.App, error) {
 // SetConfig changes an app's config and rolls it out as a new release.
 func (a *PluginApps) SetConfig(ctx context.Context, app string, who paas.Identity, reason string, fn func(map[string]string) error, out io.Writer) error {
 	return a.Pipeline.SetConfig(ctx, app, who, reason, true, fn, out)
+}
+
+// Link changes an app's config and its linked networks, and rolls both out
+// as a new release.
+func (a *PluginApps) Link(ctx context.Context, app string, who paas.Identity, reason, network string, link bool, fn func(map[string]string) error, out io.Writer) error {
+	return a.Pipeline.SetConfig(ctx, app, who, reason, true, fn, out, func(app *paas.App) {
+		linked := slices.DeleteFunc(slices.Clone(app.Network.Linked), func(n string) bool { return n == network })
+		if link {
+			linked = append(linked, network)
+		}
+		app.Network.Linked = linked
+	})
 }

@@ -301,6 +301,11 @@ func (p *Platform) appsClone(ctx context.Context, c *Call) error {
 		a.Checks.Props = maps.Clone(from.Checks.Props)
 		a.Formation = maps.Clone(from.Formation)
 		a.Resources = from.Resources.Clone() // as Dokku's resource plugin does on clone
+		// network:set's networks, as Dokku copies an app's properties; the
+		// clone gets a network of its own at its first rollout, and no
+		// database's network until one is linked to it.
+		a.Network = from.Network.Clone()
+		a.Network.Own, a.Network.Linked = "", nil
 		a.DeploySource, a.DeploySourceMetadata = from.DeploySource, from.DeploySourceMetadata
 		return nil
 	})

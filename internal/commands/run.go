@@ -29,7 +29,7 @@ type OneOffs interface {
 var envFlags = map[string]bool{"-e": true, "--env": true}
 
 const runDetails = `The task runs the current release's image with the app's config (and the
--e|--env values, for this task only) on the app network, and is removed when it
+-e|--env values, for this task only) on the app's networks, and is removed when it
 exits. Everything after the app and the command's first word belongs to the
 command, flags included; "--" ends paas's own flags explicitly.
 
@@ -92,6 +92,10 @@ func (p *Platform) runOptions(c *Call) (*paas.Release, scheduler.RunOptions, err
 	}
 	// The app's mounts of now, even those not rolled out yet.
 	cur.Mounts = c.App.Mounts
+	// Its networks of now too, once it has one of its own.
+	if nets := c.App.Network.All(); len(nets) > 0 {
+		cur.Networks = nets
+	}
 	for _, kv := range c.Values("-e", "--env") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {

@@ -233,6 +233,7 @@ func (s *Service) Tick(now time.Time) {
 		if len(rel.Cron) == 0 {
 			continue
 		}
+		withNetworks(app, rel)
 		st, err := s.load(app.Name)
 		if err != nil {
 			s.log.Error("cron: read state", "app", app.Name, "err", err)
@@ -396,6 +397,14 @@ func (s *Service) Start(ctx context.Context, app, id string) (name string, done 
 	}
 }
 
+// withNetworks gives a run the app's networks of now, as `run` gets them
+// (network:set and postgres:link roll out without a new release).
+func withNetworks(app *paas.App, rel *paas.Release) {
+	if nets := app.Network.All(); len(nets) > 0 {
+		rel.Networks = nets
+	}
+}
+
 // task returns app's current release and its task id.
 func (s *Service) task(app, id string) (*paas.Release, paas.CronTask, error) {
 	a, err := s.store.App(app)
@@ -409,6 +418,7 @@ func (s *Service) task(app, id string) (*paas.Release, paas.CronTask, error) {
 	if err != nil {
 		return nil, paas.CronTask{}, err
 	}
+	withNetworks(a, rel)
 	for _, t := range rel.Cron {
 		if t.ID == id {
 			return rel, t, nil

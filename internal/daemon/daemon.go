@@ -107,6 +107,9 @@ type Config struct {
 	// CronSeconds lets app.json cron schedules have a leading seconds
 	// field and looks at them 4 times a second (for tests).
 	CronSeconds bool
+	// AppNetworkBatch is how many app networks the router gets at a time
+	// (DefaultAppNetworkBatch when zero).
+	AppNetworkBatch int
 }
 
 // Default limits of `paasd serve` (those of SSH are gitreceive's).
@@ -117,6 +120,9 @@ const (
 	// DefaultBuildMemory is what one build may use unless --build-memory
 	// says otherwise.
 	DefaultBuildMemory = 2 << 30
+	// DefaultAppNetworkBatch is how many app networks the router gets at a
+	// time.
+	DefaultAppNetworkBatch = scheduler.AppNetworkBatch
 )
 
 // Validate reports the first invalid setting.
@@ -219,7 +225,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer reg.close()
 	target := reg.target
 
-	network := cfg.Name + "-net"
+	network := cfg.Name + "-net" // apps deployed before apps had networks of their own
 	routerToken, err := secretFile(filepath.Join(dataDir, "router_token"))
 	if err != nil {
 		return err
@@ -237,7 +243,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	routerReady := make(chan struct{})
 	traffic := &traffic{port: cfg.HTTPPort, token: routerToken, routers: nodes.RouterHosts, ready: routerReady}
 	sched := scheduler.New(docker, scheduler.Options{
-		Name: cfg.Name, Network: network, Log: log, Traffic: traffic,
+		Name: cfg.Name, Network: network, Log: log, Traffic: traffic, AppNetworkBatch: cfg.AppNetworkBatch,
 		RegistryAuth: func() string { return builder.DockerAuth(target) },
 	})
 	buildLimits, _ := cfg.buildLimits() // checked by Validate
@@ -282,6 +288,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		EnvWrapper:   envWrapper,
 		Log:          log.With("component", "deploy"),
 		CronSeconds:  cfg.CronSeconds,
+		Networks:     sched,
 	})
 	audit := &auditLog{store: st, log: log.With("component", "audit")}
 	sched.OnKill(audit.recordKill)
@@ -339,6 +346,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		commands.StorageCommands(&commands.Storage{Apps: st, Volumes: scheduler.NewVolumes(docker, cfg.Name), Pipeline: pipeline, Root: cmp.Or(cfg.StorageRoot, paas.DefaultStorageRoot), DataDir: dataDir}),
 		commands.AccessCommands(st), commands.AppSettingsCommands(st), commands.NodeCommands(nodes, pipeline, commands.JoinRegistry{Host: target.Host(), CAFile: target.CAFile}), commands.WhoamiCommands(), commands.EventCommands(st),
 		commands.ResourceCommands(st, pipeline),
+		commands.NetworkCommands(&commands.Network{Apps: st, Networks: sched, Pipeline: pipeline}),
 		commands.CronCommands(cronJobs), pluginCommands(triggers),
 		commands.TokenCommands(tokens, store.ErrTokenExists), commands.LoginCommands(signinSvc))
 	dispatcher.SetAuditor(audit)

@@ -29,6 +29,7 @@ import (
 // Store is the state the pipeline reads and records.
 type Store interface {
 	App(name string) (*paas.App, error)
+	Apps() ([]*paas.App, error)
 	UpdateApp(name string, fn func(*paas.App) error) (*paas.App, error)
 	Release(app string, v int) (*paas.Release, error)
 	Releases(app string) ([]*paas.Release, error)
@@ -96,6 +97,11 @@ type Pipeline struct {
 	cronSeconds bool
 	envWrapper  EnvWrapper
 
+	// networks lends each app a network of its own (nil: every app on
+	// the installation's network); netMu serializes the lending.
+	networks NetworkPool
+	netMu    sync.Mutex
+
 	locks applock.Set
 	// running holds the log so far of each deploy being run, by runningKey.
 	running sync.Map
@@ -114,6 +120,8 @@ type Options struct {
 	// CronSeconds lets app.json cron schedules have a leading seconds
 	// field (paasd serve --cron-seconds, for tests).
 	CronSeconds bool
+	// Networks, when set, gives each app a network of its own.
+	Networks NetworkPool
 	// EnvWrapper, when set, gives every release's image the env wrapper
 	// before it rolls out, so its tasks get their config as a file.
 	EnvWrapper EnvWrapper
@@ -130,6 +138,7 @@ func New(st Store, b Builder, s Scheduler, t Triggers, opts Options) *Pipeline {
 		store: st, builder: b, scheduler: s, triggers: t,
 		buildRoot: opts.BuildRoot, appURL: opts.AppURL, appHost: opts.AppHost, log: opts.Log,
 		images: opts.Images, keep: cmp.Or(opts.KeepReleases, 10), cronSeconds: opts.CronSeconds,
+		networks:   opts.Networks,
 		envWrapper: opts.EnvWrapper,
 	}
 }
@@ -365,6 +374,10 @@ func (p *Pipeline) rollOut(ctx context.Context, app *paas.App, rel *paas.Release
 	}
 	rel.Resources, rel.GlobalResources = app.Resources.Clone(), global
 	withStorage(app, rel)
+	if err := p.ensureOwnNetwork(ctx, app); err != nil {
+		return err
+	}
+	withNetworks(app, rel)
 	if err := paas.CheckResources(rel.Resources, global, processNames(rel)...); err != nil {
 		return err
 	}
@@ -445,10 +458,11 @@ func (p *Pipeline) pruneImages(app string, out io.Writer) {
 	}
 }
 
-// SetConfig changes an app's config through fn. With restart and a running
-// release, the change is rolled out as a new release and stored only once it
-// runs; otherwise it is stored for the next deploy.
-func (p *Pipeline) SetConfig(ctx context.Context, appName string, who paas.Identity, reason string, restart bool, fn func(cfg map[string]string) error, out io.Writer) error {
+// SetConfig changes an app's config through fn, and the app through each of
+// also (postgres:link's network). With restart and a running release, the
+// change is rolled out as a new release and stored only once it runs;
+// otherwise it is stored for the next deploy.
+func (p *Pipeline) SetConfig(ctx context.Context, appName string, who paas.Identity, reason string, restart bool, fn func(cfg map[string]string) error, out io.Writer, also ...func(*paas.App)) error {
 	ctx = plugins.WithUser(ctx, who)
 	unlock, err := p.lock(ctx, appName, out)
 	if err != nil {
@@ -466,10 +480,16 @@ func (p *Pipeline) SetConfig(ctx context.Context, appName string, who paas.Ident
 	if err := fn(cfg); err != nil {
 		return err
 	}
+	changeApp := func(a *paas.App) {
+		for _, f := range also {
+			f(a)
+		}
+	}
 	if !restart || app.Current == 0 {
 		_, err := p.store.UpdateApp(appName, func(a *paas.App) error {
 			a.Config = cfg
 			a.ConfigVersion++
+			changeApp(a)
 			return nil
 		})
 		return err
@@ -482,14 +502,23 @@ func (p *Pipeline) SetConfig(ctx context.Context, appName string, who paas.Ident
 	if err != nil {
 		return err
 	}
-	return p.changeLocked(ctx, app, who, reason, out, func(app *paas.App, version int, out io.Writer) (*paas.Release, error) {
+	err = p.changeLocked(ctx, app, who, reason, out, func(app *paas.App, version int, out io.Writer) (*paas.Release, error) {
 		output.Step(out, "Restarting app %s", appName)
 		rel := *cur
 		rel.Version, rel.Config, rel.Global, rel.ConfigVersion = version, cfg, global, app.ConfigVersion+1
 		rel.Author, rel.Reason = who.Name, reason
 		app.Config, app.ConfigVersion = cfg, app.ConfigVersion+1
+		changeApp(app)
 		return &rel, nil
 	})
+	if err != nil || len(also) == 0 {
+		return err
+	}
+	_, err = p.store.UpdateApp(appName, func(a *paas.App) error {
+		changeApp(a)
+		return nil
+	})
+	return err
 }
 
 // Locked runs fn holding the app's deploy lock (used by apps:destroy).

@@ -79,6 +79,16 @@ func (s *fakeStore) App(name string) (*paas.App, error) {
 	return cloneApp(a), nil
 }
 
+func (s *fakeStore) Apps() ([]*paas.App, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*paas.App
+	for _, a := range s.apps {
+		out = append(out, cloneApp(a))
+	}
+	return out, nil
+}
+
 func (s *fakeStore) UpdateApp(name string, fn func(*paas.App) error) (*paas.App, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

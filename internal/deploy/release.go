@@ -305,6 +305,11 @@ func (p *Pipeline) withCurrent(ctx context.Context, appName string, who paas.Ide
 	run := *rel
 	run.Scale = app.ScaleOf(run.Processes)
 	withStorage(app, &run)
+	if err := p.ensureOwnNetwork(ctx, app); err != nil {
+		finish(err)
+		return err
+	}
+	withNetworks(app, &run)
 	opts := p.deployOptions(app, &run, force)
 	for _, t := range tune {
 		t(&opts)

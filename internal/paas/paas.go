@@ -211,6 +211,9 @@ type App struct {
 	// Resources are the app's limits and reservations (resource:limit,
 	// resource:reserve), applied by its next release.
 	Resources ResourceSettings `json:"resources,omitzero"`
+	// Network holds the app's networks (its own, network:set, linked
+	// services'); every rollout and run gets them.
+	Network NetworkSettings `json:"network,omitzero"`
 }
 
 // AppsSettings are the installation's app settings (`apps:set --global`).
@@ -383,6 +386,11 @@ type Release struct {
 	// rollout, as Scale is, so a rollback keeps the app's current mounts.
 	Mounts []Mount `json:"mounts,omitempty"`
 	Node   string  `json:"node,omitempty"`
+	// Networks are the networks its tasks joined when it was rolled out,
+	// the app's own first (set from the app at every rollout, as Mounts);
+	// empty: the installation's network (a release made before apps had
+	// networks of their own).
+	Networks []string `json:"networks,omitempty"`
 	// Resources and GlobalResources are the app's and the installation's
 	// resource settings when the release was made (ResourcesOf).
 	Resources       ResourceSettings `json:"resources,omitzero"`

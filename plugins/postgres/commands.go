@@ -60,7 +60,7 @@ func (p *Postgres) create(ctx context.Context, c *plugins.Call) error {
 		return err
 	}
 	db := &Database{Name: name, Owner: c.ID.Name, Password: pass, CreatedAt: p.now().UTC(), Links: []string{},
-		Volume: p.serviceName(name) + "-" + suffix + "-data"}
+		Volume: p.serviceName(name) + "-" + suffix + "-data", Network: p.serviceName(name) + "-" + suffix + "-net"}
 	raw, err := json.Marshal(db)
 	if err != nil {
 		return err
@@ -248,7 +248,7 @@ func (p *Postgres) link(ctx context.Context, c *plugins.Call) error {
 	}
 	dsn := p.URL(db)
 	output.Step(c.Out, "Linking %s to %s: setting DATABASE_URL", name, app.Name)
-	err = p.opts.Apps.SetConfig(ctx, app.Name, c.ID, "postgres:link "+name, func(cfg map[string]string) error {
+	err = p.opts.Apps.Link(ctx, app.Name, c.ID, "postgres:link "+name, p.networkOf(db), true, func(cfg map[string]string) error {
 		if cur, ok := cfg["DATABASE_URL"]; ok && cur != dsn {
 			return fmt.Errorf("%s already has a DATABASE_URL: unset it (config:unset %s DATABASE_URL) or unlink its database first", app.Name, app.Name)
 		}
@@ -282,7 +282,7 @@ func (p *Postgres) unlink(ctx context.Context, c *plugins.Call) error {
 	defer p.lock(name)()
 	dsn := p.URL(db)
 	output.Step(c.Out, "Unlinking %s from %s: unsetting DATABASE_URL", name, app.Name)
-	err = p.opts.Apps.SetConfig(ctx, app.Name, c.ID, "postgres:unlink "+name, func(cfg map[string]string) error {
+	err = p.opts.Apps.Link(ctx, app.Name, c.ID, "postgres:unlink "+name, p.networkOf(db), false, func(cfg map[string]string) error {
 		if cfg["DATABASE_URL"] == dsn {
 			delete(cfg, "DATABASE_URL")
 		}

@@ -1,7 +1,8 @@
 // Package postgres is the Postgres service plugin: one Postgres server per
-// database, run as a Swarm service with its data on a named volume, on the
-// installation's overlay network; linked to apps through DATABASE_URL (a
-// config change, so a new release rolled out with zero downtime); backed up
+// database, run as a Swarm service with its data on a named volume, on an
+// overlay network of its own; linked to apps through DATABASE_URL and that
+// network (a config change, so a new release rolled out with zero downtime,
+// whose tasks join the network: only linked apps reach it); backed up
 // with pg_dump, streamed through SSH or kept on a schedule in the data dir.
 //
 // It is built only on the plugin interface (paas/plugins) that a third
@@ -103,6 +104,9 @@ type Database struct {
 	// created before: <name>-pg-<db>-data). It lives on the node the
 	// service is pinned to.
 	Volume string `json:"volume,omitempty"`
+	// Network is the database's own network, which the apps linked to it
+	// join ("" for a database created before: the installation's).
+	Network string `json:"network,omitempty"`
 }
 
 var dbNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)

@@ -40,6 +40,9 @@ type DockerAPI interface {
 	SecretCreate(ctx context.Context, secret swarm.SecretSpec) (swarm.SecretCreateResponse, error)
 	SecretList(ctx context.Context, options swarm.SecretListOptions) ([]swarm.Secret, error)
 	SecretRemove(ctx context.Context, id string) error
+	NetworkCreate(ctx context.Context, name string, options network.CreateOptions) (network.CreateResponse, error)
+	NetworkInspect(ctx context.Context, network string, options network.InspectOptions) (network.Inspect, error)
+	NetworkRemove(ctx context.Context, network string) error
 	ServiceCreate(ctx context.Context, service swarm.ServiceSpec, options swarm.ServiceCreateOptions) (swarm.ServiceCreateResponse, error)
 	ServiceInspectWithRaw(ctx context.Context, serviceID string, options swarm.ServiceInspectOptions) (swarm.Service, []byte, error)
 	ServiceList(ctx context.Context, options swarm.ServiceListOptions) ([]swarm.Service, error)
@@ -126,7 +129,7 @@ func (p *Postgres) spec(db *Database, nodeID string, secret *swarm.SecretReferen
 			ContainerSpec: cs,
 			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny},
 			Placement:     &swarm.Placement{Constraints: constraints},
-			Networks:      []swarm.NetworkAttachmentConfig{{Target: p.opts.Network}},
+			Networks:      []swarm.NetworkAttachmentConfig{{Target: p.networkOf(db)}},
 		},
 		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
 		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR},
@@ -257,6 +260,9 @@ func (p *Postgres) start(ctx context.Context, db *Database, node string) error {
 		SecretID: sec.ID, SecretName: secretName,
 		File: &swarm.SecretReferenceFileTarget{Name: path.Base(passwordFile), UID: "0", GID: "0", Mode: 0o444},
 	}
+	if err := p.ensureNetwork(ctx, db); err != nil {
+		return err
+	}
 	if _, err := p.opts.Docker.ServiceCreate(ctx, p.spec(db, node, ref), swarm.ServiceCreateOptions{}); err != nil {
 		return fmt.Errorf("create service: %w", err)
 	}
@@ -327,6 +333,7 @@ func (p *Postgres) stop(ctx context.Context, db *Database) (kept string, emptied
 			return "", false, fmt.Errorf("remove secret: %w", err)
 		}
 	}
+	defer p.removeNetwork(ctx, db)
 	if node != "" && node != local {
 		if err := p.empty(ctx, db, node, removed); err != nil {
 			p.log.Warn("empty the volume of a destroyed database", "db", db.Name, "node", node, "err", err)
@@ -365,6 +372,62 @@ func (p *Postgres) stop(ctx context.Context, db *Database) (kept string, emptied
 		case <-ctx.Done():
 			return "", false, ctx.Err()
 		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// networkOf is db's network: its own, or the installation's for a
+// database made before databases had networks of their own.
+func (p *Postgres) networkOf(db *Database) string {
+	if db.Network != "" {
+		return db.Network
+	}
+	return p.opts.Network
+}
+
+// ensureNetwork creates db's own network: attachable (the one-off client
+// containers join it), labelled as the installation's, so that only the
+// apps linked to db reach it.
+func (p *Postgres) ensureNetwork(ctx context.Context, db *Database) error {
+	if db.Network == "" {
+		return nil
+	}
+	n, err := p.opts.Docker.NetworkInspect(ctx, db.Network, network.InspectOptions{})
+	switch {
+	case err == nil && n.Labels[paas.LabelInstallation] == p.opts.Name:
+		return nil
+	case err == nil:
+		return fmt.Errorf("network %s exists and is not this installation's", db.Network)
+	case !cerrdefs.IsNotFound(err):
+		return fmt.Errorf("inspect network %s: %w", db.Network, err)
+	}
+	labels := p.labels(db.Name)
+	labels[paas.LabelNetworkRole] = paas.NetworkRoleService
+	if _, err := p.opts.Docker.NetworkCreate(ctx, db.Network, network.CreateOptions{Driver: "overlay", Scope: "swarm", Attachable: true, Labels: labels}); err != nil {
+		return fmt.Errorf("create network %s: %w", db.Network, err)
+	}
+	return nil
+}
+
+// removeNetwork removes db's own network once the tasks on it are gone (a
+// few seconds after their service), or says that it stays.
+func (p *Postgres) removeNetwork(ctx context.Context, db *Database) {
+	if db.Network == "" {
+		return
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := p.opts.Docker.NetworkRemove(ctx, db.Network)
+		if err == nil || cerrdefs.IsNotFound(err) {
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			p.log.Warn("the network of a destroyed database stays", "db", db.Name, "network", db.Network, "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
@@ -640,7 +703,7 @@ func (p *Postgres) client(ctx context.Context, db *Database, argv []string, stdi
 	if tty != nil && tty.Term != "" {
 		cfg.Env = append(cfg.Env, "TERM="+tty.Term)
 	}
-	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{p.opts.Network: {}}}
+	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{p.networkOf(db): {}}}
 	created, err := p.opts.Docker.ContainerCreate(ctx, cfg, &container.HostConfig{}, netCfg, nil, "")
 	if err != nil {
 		return fmt.Errorf("%s: create a client container: %w", argv[0], err)
