@@ -38,21 +38,62 @@ const DefaultCacheTTL = 60 * time.Second
 type DirectoryKeys struct {
 	local   *Keys
 	dir     Directory
-	ttl     time.Duration
 	timeout time.Duration
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]cachedKey // by normalized key
+	cache *identityCache // by normalized key
 }
 
 // pruneAt is the cache size from which expired entries are dropped.
 const pruneAt = 1024
 
-type cachedKey struct {
+// identityCache keeps what the directory said of a key or a user for ttl.
+type identityCache struct {
+	ttl     time.Duration
+	mu      sync.Mutex
+	entries map[string]cachedIdentity
+}
+
+type cachedIdentity struct {
 	id paas.Identity
 	at time.Time
+}
+
+func newIdentityCache(ttl time.Duration) *identityCache {
+	return &identityCache{ttl: ttl, entries: map[string]cachedIdentity{}}
+}
+
+// get returns k's identity when it was put less than ttl before now.
+func (c *identityCache) get(k string, now time.Time) (paas.Identity, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, hit := c.entries[k]
+	if !hit || now.Sub(e.at) >= c.ttl {
+		return paas.Identity{}, false
+	}
+	return e.id, true
+}
+
+// put records id for k at now, dropping expired entries once there are many.
+func (c *identityCache) put(k string, id paas.Identity, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= pruneAt {
+		for key, e := range c.entries {
+			if now.Sub(e.at) >= c.ttl {
+				delete(c.entries, key)
+			}
+		}
+	}
+	c.entries[k] = cachedIdentity{id: id, at: now}
+}
+
+// drop forgets k (the directory no longer confirms it).
+func (c *identityCache) drop(k string) {
+	c.mu.Lock()
+	delete(c.entries, k)
+	c.mu.Unlock()
 }
 
 // NewDirectoryKeys returns keys identified by local, then by dir. ttl <= 0
@@ -64,7 +105,7 @@ func NewDirectoryKeys(local *Keys, dir Directory, ttl, timeout time.Duration, lo
 	if timeout <= 0 {
 		timeout = directory.DefaultTimeout
 	}
-	return &DirectoryKeys{local: local, dir: dir, ttl: ttl, timeout: timeout, log: log, now: time.Now, cache: map[string]cachedKey{}}
+	return &DirectoryKeys{local: local, dir: dir, timeout: timeout, log: log, now: time.Now, cache: newIdentityCache(ttl)}
 }
 
 // Identify returns who key belongs to; ok is false for a key no one holds or
@@ -75,34 +116,20 @@ func (d *DirectoryKeys) Identify(key gossh.PublicKey) (paas.Identity, bool, erro
 	}
 	k := Normalize(key)
 	now := d.now()
-	d.mu.Lock()
-	c, hit := d.cache[k]
-	d.mu.Unlock()
-	if hit && now.Sub(c.at) < d.ttl {
-		return c.id, true, nil
+	if id, hit := d.cache.get(k, now); hit {
+		return id, true, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
 	defer cancel()
 	u, err := d.dir.LookupKey(ctx, k)
 	if err != nil {
-		d.mu.Lock()
-		delete(d.cache, k)
-		d.mu.Unlock()
+		d.cache.drop(k)
 		if !errors.Is(err, directory.ErrNotFound) {
 			d.log.Warn("directory lookup failed; key refused", "fingerprint", gossh.FingerprintSHA256(key), "err", err)
 		}
 		return paas.Identity{}, false, nil
 	}
 	id := paas.Identity{Name: u.Name, Admin: u.Admin, Groups: u.Groups, Source: "ldap"}
-	d.mu.Lock()
-	if len(d.cache) >= pruneAt {
-		for key, c := range d.cache {
-			if now.Sub(c.at) >= d.ttl {
-				delete(d.cache, key)
-			}
-		}
-	}
-	d.cache[k] = cachedKey{id: id, at: now}
-	d.mu.Unlock()
+	d.cache.put(k, id, now)
 	return id, true, nil
 }

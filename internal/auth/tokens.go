@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"paas/internal/directory"
@@ -166,13 +165,11 @@ var _ UserDirectory = (*directory.Client)(nil)
 type Users struct {
 	local   *Keys
 	dir     UserDirectory // nil without a directory
-	ttl     time.Duration
 	timeout time.Duration
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]cachedKey // by user name
+	cache *identityCache // by user name
 }
 
 // NewUsers returns Users found in local and, when dir is not nil, in dir.
@@ -183,7 +180,7 @@ func NewUsers(local *Keys, dir UserDirectory, ttl, timeout time.Duration, log *s
 	if timeout <= 0 {
 		timeout = directory.DefaultTimeout
 	}
-	return &Users{local: local, dir: dir, ttl: ttl, timeout: timeout, log: log, now: time.Now, cache: map[string]cachedKey{}}
+	return &Users{local: local, dir: dir, timeout: timeout, log: log, now: time.Now, cache: newIdentityCache(ttl)}
 }
 
 // User returns the identity of name as source knows it now; ok is false
@@ -223,34 +220,20 @@ func (u *Users) directoryUser(ctx context.Context, name string) (paas.Identity, 
 		return paas.Identity{}, false, nil
 	}
 	now := u.now()
-	u.mu.Lock()
-	c, hit := u.cache[name]
-	u.mu.Unlock()
-	if hit && now.Sub(c.at) < u.ttl {
-		return c.id, true, nil
+	if id, hit := u.cache.get(name, now); hit {
+		return id, true, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	du, err := u.dir.LookupUser(ctx, name)
 	if err != nil {
-		u.mu.Lock()
-		delete(u.cache, name)
-		u.mu.Unlock()
+		u.cache.drop(name)
 		if !errors.Is(err, directory.ErrNotFound) {
 			u.log.Warn("directory lookup failed; token refused", "user", name, "err", err)
 		}
 		return paas.Identity{}, false, nil
 	}
 	id := paas.Identity{Name: du.Name, Admin: du.Admin, Groups: du.Groups, Source: "ldap"}
-	u.mu.Lock()
-	if len(u.cache) >= pruneAt {
-		for k, c := range u.cache {
-			if now.Sub(c.at) >= u.ttl {
-				delete(u.cache, k)
-			}
-		}
-	}
-	u.cache[name] = cachedKey{id: id, at: now}
-	u.mu.Unlock()
+	u.cache.put(name, id, now)
 	return id, true, nil
 }
