@@ -115,7 +115,9 @@ func (t *Tokens) Identify(ctx context.Context, token string) (paas.Identity, err
 	if parts[0] != inst {
 		return paas.Identity{}, ErrOtherInstallation
 	}
-	secret, err := base64.RawURLEncoding.DecodeString(parts[2])
+	// Strict: a secret spelled otherwise (other trailing bits in its last
+	// character) is not the token that was shown.
+	secret, err := base64.RawURLEncoding.Strict().DecodeString(parts[2])
 	if err != nil || len(secret) != 32 {
 		return paas.Identity{}, ErrBadToken
 	}

@@ -85,6 +85,7 @@ func TestTokens(t *testing.T) {
 		{"malformed", "paas_xyz", ErrBadToken},
 		{"not a paas token", "ghp_abc", ErrBadToken},
 		{"short secret", tok[:len(tok)-2], ErrBadToken},
+		{"the secret spelled otherwise", tok[:len(tok)-1] + respell(tok[len(tok)-1]), ErrBadToken},
 	} {
 		if _, err := tokens.Identify(ctx, c.token); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
@@ -152,4 +153,12 @@ func TestTokensDirectoryUser(t *testing.T) {
 	check(true, []string{"team"}) // confirmed less than TTL ago
 	clk.add(ttl)
 	check(false, nil)
+}
+
+// respell returns another base64url character that differs from c only in
+// the two low bits, which a 32-byte value's last character does not use.
+func respell(c byte) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := strings.IndexByte(alphabet, c)
+	return alphabet[i^1 : i^1+1]
 }

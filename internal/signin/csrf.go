@@ -2,7 +2,6 @@ package signin
 
 import (
 	"crypto/hmac"
-	"encoding/base64"
 	"errors"
 	"net/http"
 	"strings"
@@ -83,7 +82,7 @@ func b64decode(s string) ([]byte, error) {
 	if len(s) > 200 {
 		return nil, errors.New("too long")
 	}
-	return base64.RawURLEncoding.DecodeString(s)
+	return strictB64.DecodeString(s)
 }
 
 // ContentSecurityPolicy is the policy of every page of paas.DOMAIN: only

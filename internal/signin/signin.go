@@ -412,8 +412,8 @@ func (s *Service) openSigned(purpose, v string) ([]byte, bool) {
 	if !ok || len(v) > 200 {
 		return nil, false
 	}
-	raw, err1 := base64.RawURLEncoding.DecodeString(r)
-	mac, err2 := base64.RawURLEncoding.DecodeString(m)
+	raw, err1 := strictB64.DecodeString(r)
+	mac, err2 := strictB64.DecodeString(m)
 	if err1 != nil || err2 != nil || len(raw) == 0 {
 		return nil, false
 	}
@@ -475,6 +475,12 @@ func randomBytes(n int) []byte {
 func randomString() string { return b64(randomBytes(32)) }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// strictB64 decodes what b64 encodes and nothing else: the lenient decoder
+// ignores the unused low bits of the last character, so four spellings of
+// a 32-byte value would open the same session, link or form token, and an
+// edited cookie would pass for the one that was set.
+var strictB64 = base64.RawURLEncoding.Strict()
 
 // hashKey is how secrets (session IDs, link tokens) are kept in memory: a
 // dump of it holds none that works.

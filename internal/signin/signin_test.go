@@ -271,6 +271,20 @@ func TestLinkAndSession(t *testing.T) {
 	if _, ok, _ := e.svc.Authenticate(r); ok || !e.audit.has("session", "error", "tampered") {
 		t.Fatalf("tampered cookie accepted (%v) or not recorded:\n%s", ok, e.audit)
 	}
+	// The same bytes spelled otherwise (the last character's unused low
+	// bits set): refused too, not taken for the cookie that was set.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, raw[len(raw)-1])
+	for i := last &^ 3; i <= last|3; i++ {
+		if i == last {
+			continue
+		}
+		r, _ := http.NewRequest("GET", e.srv.URL+"/", nil)
+		r.AddCookie(&http.Cookie{Name: ck.Name, Value: raw[:len(raw)-1] + alphabet[i:i+1] + "." + mac})
+		if _, ok, _ := e.svc.Authenticate(r); ok {
+			t.Fatalf("cookie with %q for %q as its last character accepted", alphabet[i], raw[len(raw)-1])
+		}
+	}
 	// The session ends at its TTL.
 	e.clock.advance(DefaultSessionTTL)
 	if code, u, _ := get(t, c, e.srv.URL+"/"); u.Path != PathLogin || !e.audit.has("session", "error", "expired") {
