@@ -14,12 +14,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"paas/internal/connlimit"
 	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"paas/internal/connlimit"
 )
 
 // The front is the router's own HTTP/1.1 server, for the requests almost all
@@ -34,12 +35,14 @@ import (
 // handshake, with the parsing and headers here; where epoll is not
 // available, a goroutine serves each connection with the code here.
 //
-// Everything else goes to net/http (the router's ServeHTTP), with the bytes the front
-// already read, for the rest of the connection: HTTP/2, HTTP/1.0, a request
-// with a body, an upgrade, the control endpoint, an ACME challenge, a redirect
-// to HTTPS, an unknown host or an app without tasks, and any request head the
-// front is not sure how to read. The two paths send the same request to the
-// app and the same response to the client (the router's front_test.go checks both).
+// Everything else goes to net/http (the router's ServeHTTP), with the bytes
+// the front already read, for the rest of the connection: HTTP/2, HTTP/1.0,
+// a request with a body, an upgrade, and whatever the Host does not give a
+// route for (the control endpoint, an ACME challenge, a redirect to HTTPS,
+// an unknown host or an app without tasks), and any request head the front
+// is not sure how to read. The two paths send the same request to the app
+// and the same response to the client (the router's front_test.go checks
+// both).
 
 const (
 	// frontBufSize is the largest request head the front reads itself;

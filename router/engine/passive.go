@@ -10,20 +10,20 @@ import (
 // Passive health: the router learns that a task is unreachable from the
 // requests it sends it, without waiting for Swarm (which marks a lost node
 // down after about 15 s). A backend whose connection cannot be made within
-// the connect timeout (NewBackend), or whose connection fails before a response came
-// (reset, closed, or what the router sent left unacknowledged for
-// ConnectTimeout: the node is gone), is ejected: it gets requests only when
-// every other backend of the route failed them. Once ejectFor has passed,
-// the next request that would have used it starts a probe (a TCP connect);
-// the backend takes requests again when a probe connects, and stays ejected
-// for another ejectFor when it does not. A request that failed moves on as
-// the router's balancer.RoundTrip says: always when nothing was sent, once more for an
-// idempotent one.
+// its connect timeout (NewBackend), or whose connection fails before a
+// response came (reset, closed, or what the router sent left unacknowledged
+// for the connect timeout: the node is gone), is ejected: it gets requests
+// only when every other backend of the route failed them. Once ejectFor has
+// passed, the next request that would have used it starts a probe (a TCP
+// connect); the backend takes requests again when a probe connects, and
+// stays ejected for another ejectFor when it does not. A request that failed
+// moves on as the router's balancer.RoundTrip says: always when nothing was
+// sent, once more for an idempotent one.
 
 const (
-	// DefaultConnectTimeout is NewBackend's (and the router's) default: a task on
-	// the overlay network answers a connection within milliseconds, and a
-	// node that is gone never does.
+	// DefaultConnectTimeout is NewBackend's (and the router's) default: a
+	// task on the overlay network answers a connection within
+	// milliseconds, and a node that is gone never does.
 	DefaultConnectTimeout = time.Second
 	// ejectFor is how long an ejected backend waits before it is probed,
 	// and between probes that fail.
