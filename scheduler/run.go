@@ -180,8 +180,9 @@ func (s *Swarm) create(ctx context.Context, rel *paas.Release, opts RunOptions, 
 		return nil, fmt.Errorf("inspect %s: %w", ref, err)
 	}
 	var imageCmd []string
+	var imageUser string
 	if img.Config != nil {
-		imageCmd = img.Config.Cmd
+		imageCmd, imageUser = img.Config.Cmd, img.Config.User
 	}
 	entrypoint, cmd, err := oneOffCommand(rel, opts.Args, imageCmd)
 	if err != nil {
@@ -249,7 +250,7 @@ func (s *Swarm) create(ctx context.Context, rel *paas.Release, opts RunOptions, 
 		}
 	}
 	if copied != nil {
-		if err := s.copyEnv(ctx, created.ID, copied); err != nil {
+		if err := s.copyEnv(ctx, created.ID, imageUser, copied); err != nil {
 			s.removeContainer(created.ID)
 			return nil, err
 		}

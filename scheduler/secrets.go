@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"path"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
+	"github.com/moby/sys/user"
 
 	"paas/internal/paas"
 )
@@ -135,11 +137,26 @@ func (s *Swarm) pruneEnvSecrets(ctx context.Context, app string) error {
 // copyEnv puts env where the env wrapper of a one-off container looks
 // (paas.EnvCopyPath), before it starts: a container outside Swarm cannot
 // mount a secret, and its Config.Env is what `docker inspect` shows.
-func (s *Swarm) copyEnv(ctx context.Context, id string, env []string) error {
+//
+// The wrapper removes the file once it has read it, so that nothing of the
+// config is left in the container for `docker diff` or `docker export` to
+// show (a detached task's container is kept for a day). It runs as the
+// image's user (userSpec, its USER), often not root (a buildpacks image
+// runs as the CNB user): so the file and its directory are handed to that
+// user, or the removal would be refused.
+func (s *Swarm) copyEnv(ctx context.Context, id, userSpec string, env []string) error {
+	owner, err := s.containerUser(ctx, id, userSpec)
+	if err != nil {
+		return fmt.Errorf("hand the config to the one-off container: user %q: %w", userSpec, err)
+	}
 	data := envData(env)
+	dir := path.Base(paas.EnvCopyDir)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path.Base(paas.EnvCopyPath), Mode: 0o444, Size: int64(len(data)), ModTime: time.Now()})
+	err = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir + "/", Mode: 0o755, Uid: owner.Uid, Gid: owner.Gid, ModTime: time.Now()})
+	if err == nil {
+		err = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path.Join(dir, path.Base(paas.EnvCopyPath)), Mode: 0o400, Uid: owner.Uid, Gid: owner.Gid, Size: int64(len(data)), ModTime: time.Now()})
+	}
 	if err == nil {
 		_, err = tw.Write(data)
 	}
@@ -147,10 +164,40 @@ func (s *Swarm) copyEnv(ctx context.Context, id string, env []string) error {
 		err = tw.Close()
 	}
 	if err == nil {
-		err = s.cli.CopyToContainer(ctx, id, paas.EnvCopyDir, &buf, container.CopyToContainerOptions{})
+		err = s.cli.CopyToContainer(ctx, id, path.Dir(paas.EnvCopyDir), &buf, container.CopyToContainerOptions{})
 	}
 	if err != nil {
 		return fmt.Errorf("hand the config to the one-off container: %w", err)
 	}
 	return nil
+}
+
+// containerUser resolves userSpec (an image's USER: a name or an ID, and
+// maybe a group) to IDs as Docker does when it starts the container, from
+// the container's own /etc/passwd and /etc/group.
+func (s *Swarm) containerUser(ctx context.Context, id, userSpec string) (*user.ExecUser, error) {
+	if userSpec == "" {
+		return &user.ExecUser{}, nil // root
+	}
+	return user.GetExecUser(userSpec, nil, s.containerFile(ctx, id, "/etc/passwd"), s.containerFile(ctx, id, "/etc/group"))
+}
+
+// containerFile returns the contents of the file at p in container id, nil
+// when it has none.
+func (s *Swarm) containerFile(ctx context.Context, id, p string) io.Reader {
+	rc, _, err := s.cli.CopyFromContainer(ctx, id, p)
+	if err != nil {
+		return nil
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	h, err := tr.Next()
+	if err != nil || h.Typeflag != tar.TypeReg {
+		return nil
+	}
+	data, err := io.ReadAll(io.LimitReader(tr, 1<<20))
+	if err != nil {
+		return nil
+	}
+	return bytes.NewReader(data)
 }
