@@ -1,0 +1,172 @@
+package dashboard
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"paas/internal/paas"
+)
+
+// fakeCommands answers command lines from a table, as the dispatcher's
+// --format json would, and records what ran.
+type fakeCommands struct {
+	out map[string]string // command name -> stdout
+	ran [][]string
+}
+
+func (f *fakeCommands) RunCommand(_ context.Context, id paas.Identity, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	f.ran = append(f.ran, args)
+	// The app "other" is another user's: it reads as missing.
+	for _, a := range args {
+		if a == "other" {
+			fmt.Fprintln(stderr, " !     App other does not exist")
+			return exitNotFound
+		}
+	}
+	out, ok := f.out[args[0]]
+	if !ok {
+		out = "{}"
+	}
+	io.WriteString(stdout, out)
+	return 0
+}
+
+type fakeSessions struct{}
+
+func (fakeSessions) Authenticate(r *http.Request) (paas.Identity, bool, error) {
+	if c, err := r.Cookie("s"); err == nil && c.Value == "alice" {
+		return paas.Identity{Name: "alice"}, true, nil
+	}
+	return paas.Identity{}, false, nil
+}
+func (fakeSessions) CSRFToken(*http.Request) string { return "tok" }
+func (fakeSessions) CheckCSRF(r *http.Request) error {
+	if r.PostFormValue("csrf_token") != "tok" {
+		return fmt.Errorf("missing or wrong CSRF token")
+	}
+	return nil
+}
+
+func newTest() (*Handler, *fakeCommands) {
+	f := &fakeCommands{out: map[string]string{
+		"apps:list":   `[{"name":"<b>evil</b>","state":"running","release":2,"url":"https://x.test","processes":[{"process":"web","running":1,"desired":2}]}]`,
+		"apps:report": `{"owner":"alice","release":"2","url":"https://myapp.test"}`,
+		"config:show": `{"SECRET":"<script>alert(1)</script>"}`,
+		"releases":    `[{"version":2,"current":true},{"version":1}]`,
+		"builds:list": `[]`, "events": `[]`, "ps:report": `{"processes":[]}`, "acl:list": `{"owner":"alice","access":[]}`,
+	}}
+	return New(Options{Commands: f, Sessions: fakeSessions{}}), f
+}
+
+func do(h http.Handler, method, path string, form url.Values, signedIn bool) *httptest.ResponseRecorder {
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	r := httptest.NewRequest(method, path, body)
+	if form != nil {
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if signedIn {
+		r.AddCookie(&http.Cookie{Name: "s", Value: "alice"})
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+func TestPages(t *testing.T) {
+	h, f := newTest()
+	tests := []struct {
+		name, method, path string
+		form               url.Values
+		signedIn           bool
+		status             int
+		has, hasNot        []string
+	}{
+		{name: "not signed in", method: "GET", path: "/apps/myapp", status: http.StatusSeeOther},
+		{name: "app list escapes names", method: "GET", path: "/", signedIn: true, status: 200,
+			has: []string{"&lt;b&gt;evil&lt;/b&gt;", "web 1/2", "v2", "https://x.test"}, hasNot: []string{"<b>evil</b>"}},
+		{name: "config hidden", method: "GET", path: "/apps/myapp", signedIn: true, status: 200,
+			has: []string{"SECRET", "••••••", `id="rollback-v1"`, `name="csrf_token" value="tok"`}, hasNot: []string{"alert(1)", `id="rollback-v2"`}},
+		{name: "config revealed, escaped", method: "GET", path: "/apps/myapp?reveal=1", signedIn: true, status: 200,
+			has: []string{"&lt;script&gt;alert(1)&lt;/script&gt;"}, hasNot: []string{"<script>alert"}},
+		{name: "another's app is missing", method: "GET", path: "/apps/other", signedIn: true, status: http.StatusNotFound, has: []string{"App other does not exist"}},
+		{name: "post without CSRF token", method: "POST", path: "/apps/myapp/rollback", form: url.Values{"version": {"1"}}, signedIn: true, status: http.StatusForbidden},
+		{name: "rollback", method: "POST", path: "/apps/myapp/rollback", form: url.Values{"version": {"1"}, "csrf_token": {"tok"}}, signedIn: true, status: http.StatusSeeOther},
+		{name: "bad page number", method: "GET", path: "/?page=x", signedIn: true, status: http.StatusBadRequest},
+		{name: "script asset", method: "GET", path: "/assets/dashboard.js", status: 200, has: []string{"EventSource"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f.ran = nil
+			w := do(h, tt.method, tt.path, tt.form, tt.signedIn)
+			body := w.Body.String()
+			if w.Code != tt.status {
+				t.Fatalf("status %d, want %d\n%s", w.Code, tt.status, body)
+			}
+			for _, s := range tt.has {
+				if !strings.Contains(body, s) {
+					t.Errorf("page lacks %q\n%s", s, body)
+				}
+			}
+			for _, s := range tt.hasNot {
+				if strings.Contains(body, s) {
+					t.Errorf("page has %q", s)
+				}
+			}
+			if tt.method == "POST" && tt.status == http.StatusForbidden && len(f.ran) > 0 {
+				t.Errorf("a refused POST ran %v", f.ran)
+			}
+			if csp := w.Header().Get("Content-Security-Policy"); csp == "" {
+				t.Error("no Content-Security-Policy")
+			}
+		})
+	}
+	w := do(h, "POST", "/apps/myapp/config-set", url.Values{"key": {"K"}, "value": {"a b"}, "csrf_token": {"tok"}}, true)
+	if w.Code != http.StatusSeeOther || strings.Join(f.ran[len(f.ran)-1], " ") != "config:set --encoded myapp K=YSBi" {
+		t.Fatalf("config-set: %d %v", w.Code, f.ran)
+	}
+}
+
+func TestPagination(t *testing.T) {
+	h, f := newTest()
+	var b strings.Builder
+	b.WriteString("[")
+	for i := range 250 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"name":"app%03d","state":"running","processes":[]}`, i)
+	}
+	b.WriteString("]")
+	f.out["apps:list"] = b.String()
+	w := do(h, "GET", "/?page=3", nil, true)
+	body := w.Body.String()
+	if !strings.Contains(body, "app200") || !strings.Contains(body, "app249") || strings.Contains(body, "app199") || !strings.Contains(body, "page 3 of 3") {
+		t.Fatalf("page 3:\n%s", body)
+	}
+	if got := strings.Join(f.ran[0], " "); got != "apps:list --format json --detail" {
+		t.Fatalf("ran %q", got)
+	}
+}
+
+func TestChanges(t *testing.T) {
+	evs := []paas.Event{
+		{ID: 5, Action: "apps:report", Args: []string{"--format", "json"}},
+		{ID: 4, Action: "rollback", Args: []string{"v1"}},
+		{ID: 3, Action: "logs", Args: []string{"-t"}},
+		{ID: 2, Action: "config:set", Args: []string{"K=…"}},
+		{ID: 1, Action: "push"},
+	}
+	got := changes(evs, 2)
+	if len(got) != 2 || got[0].ID != 4 || got[1].ID != 2 {
+		t.Fatalf("changes: %+v", got)
+	}
+}
