@@ -186,9 +186,28 @@ func text(ts *testscript.TestScript, ctx context.Context, sel string) string {
 	return strings.TrimSpace(get(ts, ctx, "read "+sel, chromedp.Text(chromedp.CSS(sel))))
 }
 
-// poll waits until the JavaScript expression is true.
+// poll waits until the JavaScript expression is true in the page. It asks
+// again and again, so that a page navigating away meanwhile (a form's
+// answer arriving) is no error.
 func poll(ts *testscript.TestScript, ctx context.Context, what, expr string, timeout time.Duration) {
-	get(ts, ctx, what, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(timeout)))
+	var last error
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ok, err := chromedp.Run(tctx, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		last = err
+	}
+	get(ts, ctx, what, chromedp.Func(func(context.Context, *chromedp.Target) error {
+		return fmt.Errorf("not true after %s: %s (last error: %v)", timeout, expr, last)
+	}))
+}
+
+// flashIs is a JavaScript test that the page (a new one, loaded) says msg.
+func flashIs(msg string) string {
+	return `document.readyState == "complete" && document.getElementById("flash")?.textContent == "` + msg + `"`
 }
 
 // screenshot saves the page as NAME.png in $PAAS_SCREENSHOTS, when set.
@@ -242,13 +261,15 @@ func cmdDashboardBrowser(ts *testscript.TestScript, neg bool, args []string) {
 
 	browse(ts, ctx, "reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("current")))
 	say("after push: serving %s", text(ts, ctx, "#current"))
-	browse(ts, ctx, "roll back to v1", chromedp.Click(chromedp.ID("rollback-v1")), chromedp.WaitVisible(chromedp.ID("flash")))
+	browse(ts, ctx, "roll back to v1", chromedp.Click(chromedp.ID("rollback-v1")))
+	poll(ts, ctx, "rolled back", flashIs("Rolled back."), 90*time.Second)
 	say("%s serving %s", text(ts, ctx, "#flash"), text(ts, ctx, "#current"))
 
 	const secret = "<b>s3cr3t</b>"
 	browse(ts, ctx, "set a config value",
 		chromedp.SendKeys(chromedp.ID("config-key"), "GREETING"), chromedp.SendKeys(chromedp.ID("config-value"), secret),
-		chromedp.Click(chromedp.ID("config-submit")), chromedp.WaitVisible(chromedp.ID("flash")))
+		chromedp.Click(chromedp.ID("config-submit")))
+	poll(ts, ctx, "config set", flashIs("Config set."), 90*time.Second)
 	html := get(ts, ctx, "page", chromedp.OuterHTML(chromedp.CSS("html")))
 	say("%s GREETING shows %q; the page holds the value: %v", text(ts, ctx, "#flash"), text(ts, ctx, `tr[data-key="GREETING"] .value`), strings.Contains(html, "s3cr3t"))
 	if os.Getenv("PAAS_SCREENSHOTS") != "" {
@@ -269,8 +290,8 @@ func cmdDashboardBrowser(ts *testscript.TestScript, neg bool, args []string) {
 	browse(ts, ctx, "another user's app", chromedp.Navigate(base+"/apps/"+other), chromedp.WaitVisible(chromedp.CSS("main > h1")))
 	say("%s: %s / %s", other, text(ts, ctx, "main > h1"), text(ts, ctx, "#error"))
 
-	browse(ts, ctx, "sign out", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("signout")), chromedp.Click(chromedp.ID("signout")),
-		chromedp.WaitVisible(chromedp.CSS("main > h1")))
+	browse(ts, ctx, "sign out", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("signout")), chromedp.Click(chromedp.ID("signout")))
+	poll(ts, ctx, "signed out", `location.search.includes("signed_out") && document.readyState == "complete"`, 30*time.Second)
 	say("after sign-out: %s", text(ts, ctx, "main > h1"))
 	browse(ts, ctx, "the app list again", chromedp.Navigate(base+"/"), chromedp.WaitReady(chromedp.CSS("body")))
 	loc := get(ts, ctx, "where", chromedp.Location())

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -380,7 +381,7 @@ func report(c *Call, asJSON bool, title string, fields []kv) error {
 // AppSummary is one app of apps:list --detail.
 type AppSummary struct {
 	Name    string `json:"name"`
-	State   string `json:"state"` // not deployed, running, stopped, starting, failing
+	State   string `json:"state"` // not deployed, stopped, running, degraded, down
 	Release int    `json:"release"`
 	// DeployedAt is when the serving release was made (zero before the first deploy).
 	DeployedAt time.Time                `json:"deployed_at,omitzero"`
@@ -392,7 +393,9 @@ type AppSummary struct {
 // come from one call to the scheduler, the rest from the store.
 func (p *Platform) appsDetail(ctx context.Context, c *Call, apps []*paas.App, asJSON bool) error {
 	var counts map[string][]scheduler.ProcessCount
-	if p.Counts != nil && len(apps) > 0 {
+	// Only a deployed app has services: a list of apps none of which is
+	// deployed needs no call to the scheduler.
+	if p.Counts != nil && slices.ContainsFunc(apps, func(a *paas.App) bool { return a.Current > 0 }) {
 		var err error
 		if counts, err = p.Counts.Counts(ctx); err != nil {
 			return err

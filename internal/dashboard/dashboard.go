@@ -597,12 +597,13 @@ func (h *Handler) tokensRevoke(q *request) {
 	http.Redirect(q.w, q.r, "/tokens?done=revoke", http.StatusSeeOther)
 }
 
-// changes are the newest (at most n) of evs that are not reads: the audit
-// log records every command, the reads of these very pages too, and an
-// app's page shows what was done to it.
+// changes are the newest (at most n, newest first) of evs (oldest first,
+// as `events` lists them) that are not reads: the audit log records every
+// command, the reads of these very pages too, and an app's page shows what
+// was done to it.
 func changes(evs []paas.Event, n int) []paas.Event {
 	out := make([]paas.Event, 0, n)
-	for _, e := range evs {
+	for _, e := range slices.Backward(evs) {
 		if len(out) == n {
 			break
 		}

@@ -59,7 +59,10 @@ func newTest() (*Handler, *fakeCommands) {
 		"apps:report": `{"owner":"alice","release":"2","url":"https://myapp.test"}`,
 		"config:show": `{"SECRET":"<script>alert(1)</script>"}`,
 		"releases":    `[{"version":2,"current":true},{"version":1}]`,
-		"builds:list": `[]`, "events": `[]`, "ps:report": `{"processes":[]}`, "acl:list": `{"owner":"alice","access":[]}`,
+		"builds:list": `[{"id":7,"status":"succeeded","kind":"push"}]`, "builds:info": `{"id":7,"status":"succeeded","kind":"push","commit":"abcdef1234567"}`,
+		"builds:output": "-----> Building <img src=x>\n",
+		"tokens:list":   `[{"name":"ci","created_at":"2026-01-01T00:00:00Z","expires_at":null,"last_used_at":null}]`,
+		"tokens:create": `{"name":"new","created_at":"2026-01-01T00:00:00Z","expires_at":null,"last_used_at":null,"token":"paas_secret"}`, "events": `[]`, "ps:report": `{"processes":[]}`, "acl:list": `{"owner":"alice","access":[]}`,
 	}}
 	return New(Options{Commands: f, Sessions: fakeSessions{}}), f
 }
@@ -101,6 +104,12 @@ func TestPages(t *testing.T) {
 		{name: "post without CSRF token", method: "POST", path: "/apps/myapp/rollback", form: url.Values{"version": {"1"}}, signedIn: true, status: http.StatusForbidden},
 		{name: "rollback", method: "POST", path: "/apps/myapp/rollback", form: url.Values{"version": {"1"}, "csrf_token": {"tok"}}, signedIn: true, status: http.StatusSeeOther},
 		{name: "bad page number", method: "GET", path: "/?page=x", signedIn: true, status: http.StatusBadRequest},
+		{name: "build output, escaped", method: "GET", path: "/apps/myapp/builds/7", signedIn: true, status: 200,
+			has: []string{"Building &lt;img src=x&gt;", "abcdef123456"}, hasNot: []string{"<img src=x>"}},
+		{name: "tokens", method: "GET", path: "/tokens", signedIn: true, status: 200, has: []string{`data-token="ci"`}, hasNot: []string{"paas_secret"}},
+		{name: "token made, shown once", method: "POST", path: "/tokens", form: url.Values{"name": {"new"}, "csrf_token": {"tok"}}, signedIn: true, status: http.StatusCreated,
+			has: []string{`<pre id="new-token">paas_secret</pre>`}},
+		{name: "nodes are for administrators", method: "GET", path: "/nodes", signedIn: true, status: http.StatusForbidden},
 		{name: "script asset", method: "GET", path: "/assets/dashboard.js", status: 200, has: []string{"EventSource"}},
 	}
 	for _, tt := range tests {
@@ -159,11 +168,11 @@ func TestPagination(t *testing.T) {
 
 func TestChanges(t *testing.T) {
 	evs := []paas.Event{
-		{ID: 5, Action: "apps:report", Args: []string{"--format", "json"}},
-		{ID: 4, Action: "rollback", Args: []string{"v1"}},
-		{ID: 3, Action: "logs", Args: []string{"-t"}},
-		{ID: 2, Action: "config:set", Args: []string{"K=…"}},
 		{ID: 1, Action: "push"},
+		{ID: 2, Action: "config:set", Args: []string{"K=…"}},
+		{ID: 3, Action: "logs", Args: []string{"-t"}},
+		{ID: 4, Action: "rollback", Args: []string{"v1"}},
+		{ID: 5, Action: "apps:report", Args: []string{"--format", "json"}},
 	}
 	got := changes(evs, 2)
 	if len(got) != 2 || got[0].ID != 4 || got[1].ID != 2 {
