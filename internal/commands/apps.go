@@ -155,8 +155,8 @@ func wantJSON(c *Call) (bool, error) { return output.WantJSON(c.Flags["--format"
 func (p *Platform) appCommands() []*Command {
 	return []*Command{
 		{Name: "apps:create", Args: "APP", Help: "Create a new app", MinArgs: 1, NamesApp: true, Run: p.appsCreate},
-		{Name: "apps:list", Args: "[--detail] [--format stdout|json]", Help: "List your apps (json: a list of names, as Dokku's); --detail: with state, tasks running/desired per process, release, last deploy and URL",
-			Flags: map[string]bool{"--format": true, "--detail": false}, Run: p.appsList},
+		{Name: "apps:list", Args: "[--detail [--offset N] [--limit N]] [--format stdout|json]", Help: "List your apps (json: a list of names, as Dokku's); --detail: with state, tasks running/desired per process, release, last deploy and URL (--offset, --limit: a page of them)",
+			Flags: map[string]bool{"--format": true, "--detail": false, "--offset": true, "--limit": true}, Run: p.appsList},
 		{Name: "apps:exists", Args: "APP", Help: "Exit 0 when the app exists, 20 when it does not", App: true, Run: func(_ context.Context, c *Call) error {
 			fmt.Fprintf(c.Out, "App %s exists\n", c.App.Name)
 			return nil
@@ -223,7 +223,19 @@ func (p *Platform) appsList(ctx context.Context, c *Call) error {
 		return err
 	}
 	if c.Has("--detail") {
+		offset, err := countFlag(c, "--offset", 0)
+		if err != nil {
+			return err
+		}
+		limit, err := countFlag(c, "--limit", len(apps))
+		if err != nil {
+			return err
+		}
+		apps = apps[min(offset, len(apps)):min(offset+limit, len(apps))]
 		return p.appsDetail(ctx, c, apps, asJSON)
+	}
+	if c.Has("--offset") || c.Has("--limit") {
+		return errors.New("--offset and --limit go with --detail")
 	}
 	if asJSON {
 		names := make([]string, 0, len(apps))
@@ -463,4 +475,17 @@ func appState(a *paas.App, procs []scheduler.ProcessCount) string {
 		return "down"
 	}
 	return "degraded"
+}
+
+// countFlag reads a flag whose value is a number from 0, def when not given.
+func countFlag(c *Call, flag string, def int) (int, error) {
+	v, ok := c.Flags[flag]
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 1_000_000_000 {
+		return 0, fmt.Errorf("%s wants a number from 0, got %q", flag, sanitize(v))
+	}
+	return n, nil
 }

@@ -38,6 +38,9 @@ func TestAppsListDetail(t *testing.T) {
 				`{"name":"bravo","state":"degraded","release":3,"url":"http://bravo.example.test","processes":[{"process":"web","running":1,"desired":2},{"process":"worker","running":1,"desired":1}]}]`},
 		{name: "only alice's, none deployed: no call", args: []string{"apps:list", "--detail", "--format", "json"}, wantCalls: 0,
 			want: `[{"name":"alpha","state":"not deployed","release":0,"url":"http://alpha.example.test","processes":[]}]`},
+		{name: "a page", asRoot: true, args: []string{"apps:list", "--detail", "--offset", "1", "--limit", "5", "--format", "json"}, wantCalls: 1,
+			want: `[{"name":"bravo",`},
+		{name: "past the end", asRoot: true, args: []string{"apps:list", "--detail", "--offset", "9", "--format", "json"}, wantCalls: 0, want: `[]`},
 		{name: "text", asRoot: true, args: []string{"apps:list", "--detail"}, wantCalls: 1, want: "web 1/2 worker 1/1"},
 	}
 	for _, tt := range tests {
@@ -51,9 +54,25 @@ func TestAppsListDetail(t *testing.T) {
 			if code != 0 || !strings.Contains(out, tt.want) {
 				t.Fatalf("exit %d\n%s\n%s\nwant %s", code, out, errOut, tt.want)
 			}
+			if tt.name == "a page" && strings.Contains(out, "alpha") {
+				t.Fatalf("the page from offset 1 has alpha:\n%s", out)
+			}
 			if counts.calls != tt.wantCalls {
 				t.Fatalf("%d calls to Counts, want %d", counts.calls, tt.wantCalls)
 			}
 		})
+	}
+}
+
+func TestAppsListPageBadInput(t *testing.T) {
+	e := newEnv(t)
+	for _, args := range [][]string{
+		{"apps:list", "--detail", "--limit", "-1"},
+		{"apps:list", "--detail", "--offset", "x"},
+		{"apps:list", "--limit", "5"},
+	} {
+		if code, out, _ := e.run(t, root, "", args...); code == 0 {
+			t.Errorf("%v: exit 0\n%s", args, out)
+		}
 	}
 }

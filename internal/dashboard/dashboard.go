@@ -267,36 +267,37 @@ type ProcessCount struct {
 }
 
 type appsData struct {
-	Apps       []AppSummary
-	Total      int
-	Page, Last int
-	Prev, Next int // 0: none
+	Apps        []AppSummary
+	Page        int
+	First, Last int // the numbers of the page's first and last apps
+	Prev, Next  int // pages; 0: none
 }
 
+// appsPage lists a page of the apps: the command makes the details of
+// that page only (and one more app, which tells whether a next page exists).
 func (h *Handler) appsPage(q *request) {
-	var apps []AppSummary
-	if err := h.runJSON(q, &apps, "apps:list", "--detail"); err != nil {
-		h.fail(q, err)
-		return
-	}
 	pageNo := 1
 	if v := q.r.URL.Query().Get("page"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
+		if err != nil || n < 1 || n > 10_000_000 {
 			h.errorPage(q, http.StatusBadRequest, "page: want a number from 1")
 			return
 		}
 		pageNo = n
 	}
-	last := max(1, (len(apps)+PageSize-1)/PageSize)
-	pageNo = min(pageNo, last)
-	d := appsData{Total: len(apps), Page: pageNo, Last: last}
-	d.Apps = apps[min(len(apps), (pageNo-1)*PageSize):min(len(apps), pageNo*PageSize)]
+	var apps []AppSummary
+	offset := (pageNo - 1) * PageSize
+	if err := h.runJSON(q, &apps, "apps:list", "--detail", "--offset", strconv.Itoa(offset), "--limit", strconv.Itoa(PageSize+1)); err != nil {
+		h.fail(q, err)
+		return
+	}
+	d := appsData{Page: pageNo, First: offset + 1}
+	if len(apps) > PageSize {
+		apps, d.Next = apps[:PageSize], pageNo+1
+	}
+	d.Apps, d.Last = apps, offset+len(apps)
 	if pageNo > 1 {
 		d.Prev = pageNo - 1
-	}
-	if pageNo < last {
-		d.Next = pageNo + 1
 	}
 	h.render(q, http.StatusOK, "apps", page{Title: "My apps", Nav: "apps", Data: d})
 }

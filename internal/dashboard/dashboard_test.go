@@ -148,20 +148,21 @@ func TestPagination(t *testing.T) {
 	h, f := newTest()
 	var b strings.Builder
 	b.WriteString("[")
-	for i := range 250 {
+	for i := range 101 {
 		if i > 0 {
 			b.WriteString(",")
 		}
-		fmt.Fprintf(&b, `{"name":"app%03d","state":"running","processes":[]}`, i)
+		fmt.Fprintf(&b, `{"name":"app%03d","state":"running","processes":[]}`, i+200)
 	}
 	b.WriteString("]")
 	f.out["apps:list"] = b.String()
 	w := do(h, "GET", "/?page=3", nil, true)
 	body := w.Body.String()
-	if !strings.Contains(body, "app200") || !strings.Contains(body, "app249") || strings.Contains(body, "app199") || !strings.Contains(body, "page 3 of 3") {
+	if !strings.Contains(body, "app200") || !strings.Contains(body, "app299") || strings.Contains(body, "app300") ||
+		!strings.Contains(body, "Apps 201 to 300 (page 3)") || !strings.Contains(body, `href="/?page=4"`) || !strings.Contains(body, `href="/?page=2"`) {
 		t.Fatalf("page 3:\n%s", body)
 	}
-	if got := strings.Join(f.ran[0], " "); got != "apps:list --format json --detail" {
+	if got := strings.Join(f.ran[0], " "); got != "apps:list --format json --detail --offset 200 --limit 101" {
 		t.Fatalf("ran %q", got)
 	}
 }
