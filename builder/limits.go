@@ -2,6 +2,7 @@ package builder
 
 import (
 	"context"
+	"maps"
 
 	packclient "github.com/buildpacks/pack/pkg/client"
 	"github.com/moby/moby/api/types/container"
@@ -39,20 +40,30 @@ func (b *Dockerfile) WithLimits(l BuildLimits) *Dockerfile {
 // WithLimits makes every container of p's builds (the CNB lifecycle's)
 // run under l.
 func (p *Pack) WithLimits(l BuildLimits) *Pack {
-	if l != (BuildLimits{}) {
-		p.mobyDocker = limitedDocker{DockerClient: p.mobyDocker, limits: l}
+	d, ok := p.mobyDocker.(buildDocker)
+	if !ok {
+		d = buildDocker{DockerClient: p.mobyDocker, installation: p.name}
 	}
+	d.limits = l
+	p.mobyDocker = d
 	return p
 }
 
-// limitedDocker is pack's Docker client, with every container it creates
-// given the build limits (pack has no option of its own for them).
-type limitedDocker struct {
+// LabelBuild labels the containers of an installation's buildpacks builds
+// (the CNB lifecycle's) with the installation's name, so that an operator
+// (and a test) can tell them from another installation's.
+const LabelBuild = "paas.build"
+
+// buildDocker is pack's Docker client, with every container it creates
+// labelled with the installation and given the build limits (pack has no
+// option of its own for either).
+type buildDocker struct {
 	packclient.DockerClient
-	limits BuildLimits
+	installation string
+	limits       BuildLimits
 }
 
-func (d limitedDocker) ContainerCreate(ctx context.Context, opts mobyclient.ContainerCreateOptions) (mobyclient.ContainerCreateResult, error) {
+func (d buildDocker) ContainerCreate(ctx context.Context, opts mobyclient.ContainerCreateOptions) (mobyclient.ContainerCreateResult, error) {
 	if opts.HostConfig == nil {
 		opts.HostConfig = &container.HostConfig{}
 	}
@@ -64,5 +75,14 @@ func (d limitedDocker) ContainerCreate(ctx context.Context, opts mobyclient.Cont
 		hc.NanoCPUs = d.limits.NanoCPUs
 	}
 	opts.HostConfig = &hc
+	if opts.Config != nil && d.installation != "" {
+		cfg := *opts.Config
+		cfg.Labels = maps.Clone(cfg.Labels)
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		cfg.Labels[LabelBuild] = d.installation
+		opts.Config = &cfg
+	}
 	return d.DockerClient.ContainerCreate(ctx, opts)
 }

@@ -101,7 +101,7 @@ func NewPack(docker PackDockerAPI, mobyDocker packclient.DockerClient, keychain 
 	// Build output goes to a git client's remote: lines, not a terminal.
 	color.Disable(true)
 	return &Pack{
-		docker: docker, mobyDocker: mobyDocker, keychain: withRegistry(reg, keychain),
+		docker: docker, mobyDocker: buildDocker{DockerClient: mobyDocker, installation: name}, keychain: withRegistry(reg, keychain),
 		reg: reg, name: name,
 		log: log.With("component", "builder"), runImages: map[string]string{},
 	}

@@ -110,14 +110,26 @@ type EventSource interface {
 // happens, until ctx ends. (An attached one-off task is reported by Run,
 // which removes its container when it ends.) Other nodes' kills show in
 // Status and Logs.
+//
+// The daemon's "die" event and its "oom" event come in either order, and
+// State.OOMKilled read right after "die" can still be false: a die with
+// exit 137 is a kill when the container's state says so, or when an "oom"
+// event of that container comes before or within killGrace of it (the state
+// is read once more then). When the stream breaks, it is read again from the
+// last event seen, so a kill in between is not lost.
 func (s *Swarm) WatchKills(ctx context.Context, src EventSource, report func(Kill)) error {
 	f := filters.NewArgs(
 		filters.Arg("type", string(events.ContainerEventType)),
 		filters.Arg("event", string(events.ActionDie)),
+		filters.Arg("event", string(events.ActionOOM)),
 		filters.Arg("label", paas.LabelInstallation+"="+s.name),
 	)
+	w := &killWatch{s: s, report: report, oom: map[string]time.Time{}, died: map[string]diedTask{}, reported: map[string]time.Time{}}
+	tick := time.NewTicker(killGrace / 2)
+	defer tick.Stop()
+	var since string
 	for {
-		msgs, errs := src.Events(ctx, events.ListOptions{Filters: f})
+		msgs, errs := src.Events(ctx, events.ListOptions{Filters: f, Since: since})
 	read:
 		for {
 			select {
@@ -130,9 +142,12 @@ func (s *Swarm) WatchKills(ctx context.Context, src EventSource, report func(Kil
 				s.log.Warn("docker events ended; watching again", "err", err)
 				break read
 			case m := <-msgs:
-				if k, ok := s.killOf(ctx, m); ok {
-					report(k)
+				if m.TimeNano != 0 {
+					since = fmt.Sprintf("%d.%09d", m.TimeNano/1e9, m.TimeNano%1e9)
 				}
+				w.event(ctx, m, time.Now())
+			case now := <-tick.C:
+				w.expire(ctx, now)
 			}
 		}
 		select {
@@ -143,21 +158,92 @@ func (s *Swarm) WatchKills(ctx context.Context, src EventSource, report func(Kil
 	}
 }
 
-// killOf reads a container's die event: a Kill when the kernel killed it
-// for memory.
-func (s *Swarm) killOf(ctx context.Context, m events.Message) (Kill, bool) {
+// killGrace is how long a die with exit 137 waits for its container's "oom"
+// event or state.
+const killGrace = 3 * time.Second
+
+// killWatch is WatchKills' memory of recent events, by container ID.
+type killWatch struct {
+	s        *Swarm
+	report   func(Kill)
+	oom      map[string]time.Time // "oom" events seen
+	died     map[string]diedTask  // dies with exit 137 not yet known to be kills
+	reported map[string]time.Time // kills reported (a replayed event is not reported twice)
+}
+
+type diedTask struct {
+	kill Kill
+	at   time.Time
+}
+
+func (w *killWatch) event(ctx context.Context, m events.Message, now time.Time) {
+	id := m.Actor.ID
+	if _, done := w.reported[id]; done {
+		return
+	}
+	if m.Action == events.ActionOOM {
+		w.oom[id] = now
+		if d, ok := w.died[id]; ok {
+			delete(w.died, id)
+			w.confirm(ctx, id, d.kill, true)
+		}
+		return
+	}
+	k, ok := killCandidate(m)
+	if !ok {
+		return
+	}
+	if _, seen := w.oom[id]; w.confirm(ctx, id, k, seen) {
+		return
+	}
+	w.died[id] = diedTask{kill: k, at: now}
+}
+
+// confirm reports k when its container's state says the kernel killed it
+// for memory, or, with oom, because an "oom" event said so.
+func (w *killWatch) confirm(ctx context.Context, id string, k Kill, oom bool) bool {
+	killed, limit, at, ok := w.s.oomKilled(ctx, id)
+	if !ok || !(killed || oom) {
+		return false
+	}
+	k.Limit, k.At, k.Certain = limit, at, true
+	if k.At.IsZero() {
+		k.At = time.Now()
+	}
+	w.reported[id] = time.Now()
+	w.report(k)
+	return true
+}
+
+// expire reads once more the state of the dies older than killGrace, and
+// forgets what is older than a minute.
+func (w *killWatch) expire(ctx context.Context, now time.Time) {
+	for id, d := range w.died {
+		if now.Sub(d.at) >= killGrace {
+			delete(w.died, id)
+			w.confirm(ctx, id, d.kill, false)
+		}
+	}
+	for _, m := range []map[string]time.Time{w.oom, w.reported} {
+		for id, at := range m {
+			if now.Sub(at) > time.Minute {
+				delete(m, id)
+			}
+		}
+	}
+}
+
+// killCandidate reads a container's die event: the Kill it would be (task,
+// process, app) when it exited with 137 and is reported here.
+func killCandidate(m events.Message) (Kill, bool) {
 	attrs := m.Actor.Attributes
-	if attrs["exitCode"] != strconv.Itoa(exitKilled) || attrs[paas.LabelApp] == "" {
+	if m.Action != events.ActionDie || attrs["exitCode"] != strconv.Itoa(exitKilled) || attrs[paas.LabelApp] == "" {
 		return Kill{}, false
 	}
 	if attrs[paas.LabelRole] == RoleRun && attrs[labelDetached] != "true" {
 		return Kill{}, false // Run reports it
 	}
-	killed, limit, at, ok := s.oomKilled(ctx, m.Actor.ID)
-	if !ok || !killed {
-		return Kill{}, false
-	}
-	k := Kill{App: attrs[paas.LabelApp], Process: attrs[paas.LabelProcess], Limit: limit, At: at, Certain: true}
+	k := Kill{App: attrs[paas.LabelApp], Process: attrs[paas.LabelProcess]}
 	switch {
 	case attrs[labelDyno] != "":
 		k.Task, k.Process = attrs[labelDyno], RoleRun

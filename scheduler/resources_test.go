@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
@@ -98,30 +99,67 @@ func TestKills(t *testing.T) {
 		"oom": state(true, 48<<20), "killed": state(false, 48<<20),
 	}}, Options{Name: "paas"})
 
-	// the die events of the daemon
-	die := func(id string, attrs map[string]string) events.Message {
+	// the die and oom events of the daemon, through WatchKills' memory
+	event := func(action events.Action, id string, attrs map[string]string) events.Message {
 		a := map[string]string{"exitCode": "137", paas.LabelApp: "hello", paas.LabelProcess: "web", "com.docker.swarm.task.name": "paas-hello-web-v1.2.abcdef"}
 		for k, v := range attrs {
 			a[k] = v
 		}
-		return events.Message{Actor: events.Actor{ID: id, Attributes: a}}
+		return events.Message{Action: action, Actor: events.Actor{ID: id, Attributes: a}}
 	}
-	k, ok := s.killOf(context.Background(), die("oom", nil))
-	if !ok || k.String() != "web.2 was killed: out of memory, limit 48 MB" || k.App != "hello" {
-		t.Fatalf("OOM-killed task: %v %q", ok, k)
+	die := func(id string, attrs map[string]string) events.Message { return event(events.ActionDie, id, attrs) }
+	oom := func(id string) events.Message { return event(events.ActionOOM, id, nil) }
+	t0 := time.Now()
+	// watch feeds msgs a second apart, then lets the grace pass
+	watch := func(msgs ...events.Message) []string {
+		var got []string
+		w := &killWatch{s: s, report: func(k Kill) { got = append(got, k.String()) }, oom: map[string]time.Time{}, died: map[string]diedTask{}, reported: map[string]time.Time{}}
+		now := t0
+		for _, m := range msgs {
+			w.event(context.Background(), m, now)
+			now = now.Add(time.Second)
+		}
+		w.expire(context.Background(), now.Add(killGrace))
+		return got
 	}
-	if _, ok := s.killOf(context.Background(), die("killed", nil)); ok {
-		t.Fatal("a SIGKILL that was not the OOM killer's was reported")
+	web2 := []string{"web.2 was killed: out of memory, limit 48 MB"}
+	for _, c := range []struct {
+		name string
+		msgs []events.Message
+		want []string
+	}{
+		{"its state says so", []events.Message{die("oom", nil)}, web2},
+		{"replayed after the stream broke", []events.Message{die("oom", nil), die("oom", nil)}, web2},
+		{"oom before die, state not yet set", []events.Message{oom("killed"), die("killed", nil)}, web2},
+		{"die before oom, state not yet set", []events.Message{die("killed", nil), oom("killed")}, web2},
+		{"a SIGKILL that was not the OOM killer's", []events.Message{die("killed", nil)}, nil},
+		{"an oom event of a process that did not end the task", []events.Message{oom("killed")}, nil},
+		{"exit 1", []events.Message{die("oom", map[string]string{"exitCode": "1"})}, nil},
+		{"an attached one-off task (Run reports it)", []events.Message{die("oom", map[string]string{paas.LabelRole: RoleRun, labelDetached: "false", labelDyno: "run.abc"})}, nil},
+		{"a detached one-off task", []events.Message{die("oom", map[string]string{paas.LabelRole: RoleRun, labelDetached: "true", labelDyno: "run.abc"})}, []string{"run.abc was killed: out of memory, limit 48 MB"}},
+		{"a container gone", []events.Message{oom("gone"), die("gone", nil)}, nil},
+	} {
+		if got := watch(c.msgs...); !slices.Equal(got, c.want) {
+			t.Errorf("%s: reported %q, want %q", c.name, got, c.want)
+		}
 	}
-	if _, ok := s.killOf(context.Background(), die("oom", map[string]string{"exitCode": "1"})); ok {
-		t.Fatal("exit 1 was reported")
+
+	// the state read again after the grace: set late by the daemon
+	late := inspectOnly{containers: map[string]container.InspectResponse{"late": state(false, 48<<20)}}
+	s.cli = late
+	var lateGot []string
+	w := &killWatch{s: s, report: func(k Kill) { lateGot = append(lateGot, k.String()) }, oom: map[string]time.Time{}, died: map[string]diedTask{}, reported: map[string]time.Time{}}
+	w.event(context.Background(), die("late", nil), t0)
+	w.expire(context.Background(), t0.Add(time.Second))
+	if lateGot != nil {
+		t.Fatalf("reported before the grace ended: %q", lateGot)
 	}
-	if _, ok := s.killOf(context.Background(), die("oom", map[string]string{paas.LabelRole: RoleRun, labelDetached: "false", labelDyno: "run.abc"})); ok {
-		t.Fatal("an attached one-off task was reported twice (Run reports it)")
+	late.containers["late"] = state(true, 48<<20)
+	w.expire(context.Background(), t0.Add(killGrace))
+	if !slices.Equal(lateGot, web2) {
+		t.Fatalf("state set late: reported %q, want %q", lateGot, web2)
 	}
-	if k, ok := s.killOf(context.Background(), die("oom", map[string]string{paas.LabelRole: RoleRun, labelDetached: "true", labelDyno: "run.abc"})); !ok || k.Task != "run.abc" {
-		t.Fatalf("detached one-off task: %v %+v", ok, k)
-	}
+	s.cli = inspectOnly{containers: map[string]container.InspectResponse{"oom": state(true, 48<<20), "killed": state(false, 48<<20)}}
 
 	// Swarm's task history: this node's containers are inspected, another
 	// node's task under a memory limit is a likely kill
