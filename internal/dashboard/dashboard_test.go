@@ -138,9 +138,31 @@ func TestPages(t *testing.T) {
 			}
 		})
 	}
-	w := do(h, "POST", "/apps/myapp/config-set", url.Values{"key": {"K"}, "value": {"a b"}, "csrf_token": {"tok"}}, true)
-	if w.Code != http.StatusSeeOther || strings.Join(f.ran[len(f.ran)-1], " ") != "config:set --encoded myapp K=YSBi" {
-		t.Fatalf("config-set: %d %v", w.Code, f.ran)
+	// The buttons' command lines; a value that looks like a flag stays an argument.
+	for _, tt := range []struct {
+		action string
+		form   url.Values
+		want   string
+	}{
+		{"config-set", url.Values{"key": {"K"}, "value": {"a b"}}, "config:set --encoded myapp K=YSBi"},
+		{"config-unset", url.Values{"key": {"K"}}, "config:unset myapp K"},
+		{"scale", url.Values{"process": {"web"}, "count": {"3"}}, "ps:scale myapp web=3"},
+		{"restart", url.Values{}, "ps:restart myapp"},
+		{"rebuild", url.Values{}, "ps:rebuild myapp"},
+		{"deploy-image", url.Values{"image": {"--help"}}, "git:from-image -- myapp --help"},
+		{"rollback", url.Values{"version": {"v2"}}, "rollback myapp v2"},
+	} {
+		tt.form.Set("csrf_token", "tok")
+		w := do(h, "POST", "/apps/myapp/"+tt.action, tt.form, true)
+		if got := strings.Join(f.ran[len(f.ran)-1], " "); w.Code != http.StatusSeeOther || got != tt.want {
+			t.Errorf("%s: %d %q, want %q", tt.action, w.Code, got, tt.want)
+		}
+	}
+	if w := do(h, "POST", "/apps/myapp/scale", url.Values{"process": {"web=1"}, "count": {"1"}, "csrf_token": {"tok"}}, true); w.Code != http.StatusBadRequest {
+		t.Errorf("scale with '=' in the process: %d", w.Code)
+	}
+	if w := do(h, "POST", "/apps/myapp/rollback", url.Values{"csrf_token": {"tok"}}, false); w.Code != http.StatusUnauthorized || strings.Contains(w.Body.String(), "signout") {
+		t.Errorf("a POST not signed in: %d\n%s", w.Code, w.Body)
 	}
 }
 
