@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"paas/router/engine"
 )
 
 // slogJSONString is how slog's JSON handler writes s.
@@ -45,8 +47,8 @@ func FuzzAppendJSONString(f *testing.F) {
 // A line written to AccessLogOut is the line Log's JSON handler would have
 // written, but for the time.
 func TestAccessLogOutMatchesSlog(t *testing.T) {
-	l := requestLog{method: "GET", host: []byte("Alpha.example.test:8080"), path: []byte("/a b/\"q\"/\xff"), status: 0,
-		start: time.Now().Add(-1234567 * time.Microsecond), bytes: 12345, id: []byte("id-1"), app: "alpha", backend: "10.0.0.5:5000"}
+	l := engine.RequestLog{Method: "GET", Host: []byte("Alpha.example.test:8080"), Path: []byte("/a b/\"q\"/\xff"), Status: 0,
+		Start: time.Now().Add(-1234567 * time.Microsecond), Bytes: 12345, ID: []byte("id-1"), App: "alpha", Backend: "10.0.0.5:5000"}
 	var viaSlog, direct bytes.Buffer
 	(&Router{opts: Options{}, log: slog.New(slog.NewJSONHandler(&viaSlog, nil)).With("component", "router")}).logRequest(context.Background(), l)
 	(&Router{opts: Options{AccessLogOut: &direct}}).logRequest(context.Background(), l)

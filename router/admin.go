@@ -8,11 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"paas/router/contract"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"paas/router/contract"
+	"paas/router/engine"
 )
 
 const maxCheckBody = 64 << 10
@@ -76,10 +78,10 @@ func (r *Router) Status() contract.Status {
 		}
 	}
 	for addr, be := range r.pool {
-		st.Backends = append(st.Backends, contract.BackendStatus{Addr: addr, App: apps[addr], Routed: true, Inflight: be.inflight.Load()})
+		st.Backends = append(st.Backends, contract.BackendStatus{Addr: addr, App: apps[addr], Routed: true, Inflight: be.InFlight()})
 	}
 	for addr, be := range r.retired {
-		n := be.inflight.Load()
+		n := be.InFlight()
 		if n <= 0 {
 			delete(r.retired, addr)
 			continue
@@ -135,7 +137,7 @@ func Check(ctx context.Context, c contract.CheckRequest) contract.CheckResult {
 // countBody wraps a response body so that the backend's in-flight count
 // drops when the proxy is done with it. An upgraded connection (101) must
 // stay an io.ReadWriteCloser for the proxy to pass it through.
-func countBody(body io.ReadCloser, b *backend) io.ReadCloser {
+func countBody(body io.ReadCloser, b *engine.Backend) io.ReadCloser {
 	d := &done{b: b}
 	if rwc, ok := body.(io.ReadWriteCloser); ok {
 		return &countedConn{ReadWriteCloser: rwc, done: d}
@@ -145,10 +147,10 @@ func countBody(body io.ReadCloser, b *backend) io.ReadCloser {
 
 type done struct {
 	once sync.Once
-	b    *backend
+	b    *engine.Backend
 }
 
-func (d *done) finish() { d.once.Do(func() { d.b.inflight.Add(-1) }) }
+func (d *done) finish() { d.once.Do(func() { d.b.End() }) }
 
 type countedBody struct {
 	io.ReadCloser

@@ -41,7 +41,7 @@ func TestConnsPerAddr(t *testing.T) {
 	if st == nil {
 		t.Fatal("the router did not start serving")
 	}
-	limit := st.f.limit
+	limit := st.f.ConnLimit()
 	me := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
 	other := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
 

@@ -104,7 +104,7 @@ func TestHostLookup(t *testing.T) {
 	} {
 		got := ""
 		if r := rt.lookup(tc.host); r != nil {
-			got = r.app
+			got = r.App
 		}
 		if got != tc.app {
 			t.Errorf("lookup(%q) = %q, want %q", tc.host, got, tc.app)

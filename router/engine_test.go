@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"paas/router/engine"
 )
 
 // TestEngineOption checks that Options.Engine picks how the front serves:
@@ -14,15 +16,15 @@ import (
 // asked; either way a request is answered.
 func TestEngineOption(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		engine Engine
-		loops  bool
+		name  string
+		kind  engine.Kind
+		loops bool
 	}{
-		{"event loops", EngineEventLoops, haveEventLoops},
-		{"goroutines", EngineGoroutines, false},
+		{"event loops", engine.EventLoops, engine.HaveEventLoops},
+		{"goroutines", engine.Goroutines, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := New(&fakeSource{}, Options{Engine: tc.engine, Domain: "example.test", Log: discardLog()})
+			r := New(&fakeSource{}, Options{Engine: tc.kind, Domain: "example.test", Log: discardLog()})
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
@@ -45,7 +47,7 @@ func TestEngineOption(t *testing.T) {
 					time.Sleep(10 * time.Millisecond)
 				}
 			}
-			if got := len(st.f.loops) > 0; got != tc.loops {
+			if got := st.f.Loops() > 0; got != tc.loops {
 				t.Errorf("event loops running = %v, want %v", got, tc.loops)
 			}
 			client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http/httpguts"
 )
 
 // echoBackend answers with what it received (method, URI, Host and headers)
@@ -117,9 +115,9 @@ func TestFrontMatchesNetHTTP(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			before := r.handedOver.Load()
+			before := handedOver(t, r)
 			got := doExchange(t, front.Client(), front.URL, tc.method, tc.path, tc.header)
-			if n := r.handedOver.Load() - before; n != 0 {
+			if n := handedOver(t, r) - before; n != 0 {
 				t.Errorf("the front handed %d connections to net/http, want it to serve the request itself", n)
 			}
 			want := doExchange(t, viaNetHTTP.Client(), viaNetHTTP.URL, tc.method, tc.path, tc.header)
@@ -216,7 +214,7 @@ func TestFrontRequestHeads(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			before := r.handedOver.Load()
+			before := handedOver(t, r)
 			out := roundTripRaw(t, addr, tc.req)
 			rest := out
 			for _, part := range tc.wantParts {
@@ -226,7 +224,7 @@ func TestFrontRequestHeads(t *testing.T) {
 				}
 				rest = rest[i+len(part):]
 			}
-			if handed := r.handedOver.Load() > before; handed != tc.handOver {
+			if handed := handedOver(t, r) > before; handed != tc.handOver {
 				t.Errorf("handed over to net/http: %v, want %v", handed, tc.handOver)
 			}
 		})
@@ -281,8 +279,8 @@ func TestFrontBackendResponses(t *testing.T) {
 			if tc.name == "chunked with trailers" && resp.Trailer.Get("X-Sum") != "42" {
 				t.Errorf("trailer X-Sum = %q, want 42", resp.Trailer.Get("X-Sum"))
 			}
-			if r.handedOver.Load() != 0 {
-				t.Errorf("handed over %d connections, want the front to answer", r.handedOver.Load())
+			if handedOver(t, r) != 0 {
+				t.Errorf("handed over %d connections, want the front to answer", handedOver(t, r))
 			}
 		})
 	}
@@ -323,8 +321,8 @@ func TestFrontBackendClosesKeptConnection(t *testing.T) {
 					t.Fatalf("request %d: %d %q %v, want 200 \"ok\"", i, resp.StatusCode, body, err)
 				}
 			}
-			if r.handedOver.Load() != 0 {
-				t.Errorf("handed over %d connections, want the front to answer", r.handedOver.Load())
+			if handedOver(t, r) != 0 {
+				t.Errorf("handed over %d connections, want the front to answer", handedOver(t, r))
 			}
 		})
 	}
@@ -366,19 +364,6 @@ func TestFrontShutdownClosesIdleConnections(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(time.Second))
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Errorf("idle connection after shutdown: read %v, want EOF", err)
-	}
-}
-
-func TestHeaderKey(t *testing.T) {
-	for name, want := range map[string]string{"Host": "host", "X-REQUEST-ID": "x-request-id", strings.Repeat("a", 33): ""} {
-		if got := headerKey([]byte(name)); got != want {
-			t.Errorf("headerKey(%q) = %q, want %q", name, got, want)
-		}
-	}
-	for name := range requestHeaders {
-		if name != strings.ToLower(name) {
-			t.Errorf("requestHeaders key %q is not lower case", name)
-		}
 	}
 }
 
@@ -481,138 +466,21 @@ func TestFrontSlowResponseToClientThatStays(t *testing.T) {
 			}
 		})
 	}
-	if r.handedOver.Load() != 0 {
-		t.Errorf("handed over %d connections", r.handedOver.Load())
+	if handedOver(t, r) != 0 {
+		t.Errorf("handed over %d connections", handedOver(t, r))
 	}
 }
 
-// pipeConn is a net.Conn that reads from a byte slice, for parsing tests.
-type pipeConn struct {
-	net.Conn // nil: only Read and SetReadDeadline are used
-	r        *strings.Reader
-}
-
-func (p *pipeConn) Read(b []byte) (int, error)      { return p.r.Read(b) }
-func (p *pipeConn) SetReadDeadline(time.Time) error { return nil }
-
-// FuzzFrontHead: whatever head the front serves itself, net/http reads the
-// same way (method, target, Host, no body), and the request the front sends
-// the app is one net/http reads with the same headers less the hop-by-hop
-// and forwarding ones. A head the front and net/http would read differently
-// is how requests are smuggled.
-func FuzzFrontHead(f *testing.F) {
-	for _, s := range []string{
-		"GET / HTTP/1.1\r\nHost: alpha.example.test\r\n\r\n",
-		"GET /a?b=c HTTP/1.1\r\nhost: Alpha.Example.Test:80\r\nX-Request-Id: x\r\nConnection: close\r\n\r\n",
-		"HEAD /x HTTP/1.1\r\nHost: alpha.example.test\r\nContent-Length: 0\r\nKeep-Alive: 1\r\n\r\n",
-		"POST /p HTTP/1.1\r\nHost: alpha.example.test\r\nContent-Length: 3\r\n\r\nabc",
-		"GET / HTTP/1.1\r\nHost: alpha.example.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: alpha.example.test\r\nX: a\r\n b\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: alpha.example.test\r\nHost: beta\r\n\r\n",
-		"GET http://alpha.example.test/ HTTP/1.1\r\nHost: alpha.example.test\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost : alpha.example.test\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: alpha.example.test\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: x{.preview.example.test\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: pr-1.preview.example.test\r\n\r\n",
-	} {
-		f.Add(s)
-	}
-	r := newTestRouter(&fakeSource{}, Options{Log: discardLog()})
-	r.apply(Table{Routes: []Route{{App: "alpha", Hosts: []string{"alpha.example.test"}, Backends: backends("127.0.0.1:9"),
-		Edge: &Edge{Key: "e", Wildcards: []string{"*.preview.example.test"}}}}})
-	f.Fuzz(func(t *testing.T, in string) {
-		c := &frontConn{r: r, f: newFront(r), conn: &pipeConn{r: strings.NewReader(in)}, clientIP: "192.0.2.1"}
-		c.br = bufio.NewReaderSize(c.conn, frontBufSize)
-		var h requestHead
-		fast, err := c.readHead(&h)
-		if err != nil || !fast {
-			return // net/http decides
+// handedOver is the number of connections r's front gave to net/http; r
+// must be serving (or about to: it waits up to 10 s).
+func handedOver(t *testing.T, r *Router) int64 {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if st := r.serving.Load(); st != nil {
+			return st.f.HandedOver()
 		}
-		head := in[:h.size]
-		want, err := http.ReadRequest(bufio.NewReader(strings.NewReader(head)))
-		if err != nil {
-			t.Fatalf("the front serves %q, net/http refuses it: %v", head, err)
+		if time.Now().After(deadline) {
+			t.Fatal("the router is not serving")
 		}
-		// What net/http's server checks beyond ReadRequest.
-		if !httpguts.ValidHostHeader(want.Host) {
-			t.Fatalf("the front serves %q, net/http's server refuses its Host header", head)
-		}
-		for name, vals := range want.Header {
-			for _, v := range vals {
-				if !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(v) {
-					t.Fatalf("the front serves %q, net/http's server refuses its header %q: %q", head, name, v)
-				}
-			}
-		}
-		if want.Method != string(h.method) || want.RequestURI != string(h.target) || want.Host != string(h.host) {
-			t.Fatalf("%q: front read %s %s host %q, net/http %s %s host %q", head, h.method, h.target, h.host, want.Method, want.RequestURI, want.Host)
-		}
-		if want.ContentLength != 0 || len(want.TransferEncoding) != 0 {
-			t.Fatalf("%q: the front serves it as bodiless, net/http reads a body (length %d, %v)", head, want.ContentLength, want.TransferEncoding)
-		}
-		c.proxyHead(&h)
-		sent, err := http.ReadRequest(bufio.NewReader(strings.NewReader(string(c.req))))
-		if err != nil {
-			t.Fatalf("%q: the request for the app does not parse: %v\n%s", head, err, c.req)
-		}
-		if sent.Method != want.Method || sent.RequestURI != want.RequestURI || sent.Host != want.Host {
-			t.Fatalf("%q: the app would get %s %s host %q", head, sent.Method, sent.RequestURI, sent.Host)
-		}
-		for name, vals := range want.Header {
-			switch name {
-			case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Trailer",
-				"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id":
-				continue
-			}
-			if got := sent.Header[name]; !slices.Equal(got, vals) {
-				t.Fatalf("%q: header %s = %q for the app, net/http read %q", head, name, got, vals)
-			}
-		}
-		if got := sent.Header.Get("X-Forwarded-For"); got != "192.0.2.1" {
-			t.Fatalf("%q: X-Forwarded-For %q", head, got)
-		}
-	})
-}
-
-// A client that stops reading a response is dropped after sendTimeout, and
-// the task's connection and in-flight count are released.
-func TestFrontDropsClientThatStopsReading(t *testing.T) {
-	defer func(d time.Duration) { sendTimeout = d }(sendTimeout)
-	sendTimeout = 300 * time.Millisecond
-	big := strings.Repeat("x", 64<<20) // more than the socket buffers hold
-	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, big)
-	}))
-	src := &fakeSource{table: Table{Routes: []Route{{App: "alpha", Hosts: []string{"alpha.example.test"}, Backends: backends(be)}}}}
-	r, s := startRouter(t, src, Options{})
-	c, err := net.Dial("tcp", s.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: alpha.example.test\r\n\r\n") // and never read
-	inflight := func() (n int64) {
-		for _, b := range r.Status().Backends {
-			n += b.Inflight
-		}
-		return n
-	}
-	start := time.Now()
-	for inflight() == 0 { // the response started
-		if time.Since(start) > 5*time.Second {
-			t.Fatal("the request never got to the app")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	for inflight() != 0 {
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("the request is still in flight 10s after its client stopped reading: %+v", r.Status())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// The client's connection was closed.
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.Copy(io.Discard, c); err != nil {
-		t.Errorf("reading what was sent: %v, want EOF", err)
 	}
 }

@@ -1,15 +1,15 @@
 package router
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"paas/router/engine"
 )
 
 // The router's health (Healthy) has two parts. Its listeners are accepted
@@ -24,16 +24,9 @@ var (
 	sampleEvery = time.Second
 )
 
-const (
-	probeHost     = "_probe.router.paas" // not a DNS name: no app has it
-	probeRequest  = "GET / HTTP/1.1\r\nHost: " + probeHost + "\r\nConnection: close\r\n\r\n"
-	probeResponse = "HTTP/1.1 404 "
-)
-
 // serving is what Healthy looks at while ServeTLS runs.
 type serving struct {
-	f         *front
-	h1        *handoff
+	f         *engine.Front
 	listeners []*watchedListener
 }
 
@@ -121,51 +114,5 @@ func (r *Router) Healthy(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond) // within the health check's timeout
 	defer cancel()
-	probed := false
-	for i, l := range st.f.loops {
-		if l.dead.Load() {
-			continue
-		}
-		probed = true
-		if err := r.probe(ctx, st, l); err != nil {
-			return fmt.Errorf("event loop %d: %w", i, err)
-		}
-	}
-	if !probed {
-		return r.probe(ctx, st, nil)
-	}
-	return nil
-}
-
-// probe sends a request for probeHost to loop l (nil: to a goroutine) as a
-// client connection and checks the answer.
-func (r *Router) probe(ctx context.Context, st *serving, l *loop) error {
-	mine, theirs, err := probeConns()
-	if err != nil {
-		return fmt.Errorf("probe: %w", err)
-	}
-	defer mine.Close()
-	var taken bool
-	if l != nil {
-		taken = st.f.toLoop(l, theirs, func() {})
-	} else {
-		taken = st.f.toGoroutine(theirs, nil, st.h1, nil, func() {})
-	}
-	if !taken {
-		return errors.New("stopping")
-	}
-	if d, ok := ctx.Deadline(); ok {
-		_ = mine.SetDeadline(d)
-	}
-	if _, err := mine.Write([]byte(probeRequest)); err != nil {
-		return fmt.Errorf("probe: send: %w", err)
-	}
-	line, err := bufio.NewReaderSize(mine, 256).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("probe: no answer: %w", err)
-	}
-	if !strings.HasPrefix(line, probeResponse) {
-		return fmt.Errorf("probe: answered %q", strings.TrimSpace(line))
-	}
-	return nil
+	return st.f.Probe(ctx)
 }

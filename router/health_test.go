@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"paas/router/engine"
 )
 
 func TestHealthy(t *testing.T) {
@@ -47,7 +49,7 @@ func TestHealthy(t *testing.T) {
 		}
 	}
 	time.Sleep(50 * time.Millisecond)
-	if strings.Contains(logs.String(), probeHost) {
+	if strings.Contains(logs.String(), engine.ProbeHost) {
 		t.Errorf("health probes were logged:\n%s", logs.String())
 	}
 	cancel()

@@ -50,7 +50,7 @@ func lookupHost[S string | []byte](t *routeTable, host S) *route {
 // AppFor returns the app a Host header is routed to, as a request would be.
 func (r *Router) AppFor(host string) (string, bool) {
 	if rt := r.table.Load().lookup(canonicalHost(host)); rt != nil {
-		return rt.app, true
+		return rt.App, true
 	}
 	return "", false
 }
@@ -67,7 +67,7 @@ func addWildcards(log *slog.Logger, wild map[string]*route, cr *route) {
 			continue
 		}
 		if other, taken := wild[parent]; taken {
-			log.Warn("host name claimed by two apps; the first one keeps it", "host", w, "app", other.app, "ignored_app", cr.app)
+			log.Warn("host name claimed by two apps; the first one keeps it", "host", w, "app", other.App, "ignored_app", cr.App)
 			continue
 		}
 		wild[parent] = cr

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"paas/router/engine"
 )
 
 // TestMain runs the tests twice: with the front's event loops, as the
@@ -15,7 +17,7 @@ func TestMain(m *testing.M) {
 	fuzzing := flag.Lookup("test.fuzz").Value.String() != ""
 	if code == 0 && !testing.Short() && !fuzzing {
 		fmt.Println("--- again, with a goroutine per connection instead of the event loops")
-		testEngine = EngineGoroutines
+		testEngine = engine.Goroutines
 		code = m.Run()
 	}
 	os.Exit(code)
@@ -23,7 +25,7 @@ func TestMain(m *testing.M) {
 
 // testEngine is the Options.Engine of every router a test makes with
 // newTestRouter.
-var testEngine = EngineEventLoops
+var testEngine = engine.EventLoops
 
 // newTestRouter is New with Options.Engine set to testEngine.
 func newTestRouter(src Source, opts Options) *Router {

@@ -4,7 +4,6 @@ package router
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,11 +16,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"paas/router/engine"
 )
 
 // node is a network namespace the test creates, linked to the test's own by
@@ -176,7 +176,7 @@ func (n *node) listen() (net.Listener, error) {
 }
 
 // backendOf returns r's backend for addr.
-func backendOf(r *Router, addr string) *backend {
+func backendOf(r *Router, addr string) *engine.Backend {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.pool[addr]
@@ -280,17 +280,17 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 	return time.Since(start)
 }
 
-// routerURL serves r for engine, one of the router's two ways to proxy a
+// routerURL serves r for path, one of the router's two ways to proxy a
 // request: "front" (its event loops, or a goroutine per connection on the
 // second pass of TestMain) and "net/http" (ReverseProxy, through
 // ServeHTTP). It returns the engine's full name and the URL to send to.
-func routerURL(t *testing.T, r *Router, front *testServer, engine string) (string, string) {
-	if engine == "net/http" {
+func routerURL(t *testing.T, r *Router, front *testServer, path string) (string, string) {
+	if path == "net/http" {
 		viaNetHTTP := httptest.NewServer(r)
 		t.Cleanup(viaNetHTTP.Close)
-		return engine, viaNetHTTP.URL
+		return path, viaNetHTTP.URL
 	}
-	if testEngine == EngineEventLoops {
+	if testEngine == engine.EventLoops {
 		return "front (event loops)", front.URL
 	}
 	return "front (goroutines)", front.URL
@@ -320,16 +320,16 @@ func TestNodeLoss(t *testing.T) {
 			n.cut(t)
 			cutAt := time.Now()
 			be := backendOf(r, far)
-			ejectedIn := waitFor(t, 10*time.Second, "the far task is ejected", be.ejected)
+			ejectedIn := waitFor(t, 10*time.Second, "the far task is ejected", be.Ejected)
 			// Traffic goes on through the near task meanwhile.
 			before := nearServed.Load()
 			waitFor(t, 10*time.Second, "requests go on", func() bool { return nearServed.Load() >= before+100 })
 			// What the router sent the far task before it was ejected has
 			// failed by now, or it would be answered once the link is back.
-			waitFor(t, 10*time.Second, "the requests sent to the far task end", func() bool { return be.inflight.Load() == 0 })
+			waitFor(t, 10*time.Second, "the requests sent to the far task end", func() bool { return be.InFlight() == 0 })
 			n.restore(t)
 			restoredAt := time.Now()
-			backIn := waitFor(t, 15*time.Second, "the far task is back in rotation", func() bool { return !be.ejected() })
+			backIn := waitFor(t, 15*time.Second, "the far task is back in rotation", func() bool { return !be.Ejected() })
 			farBefore := farServed.Load()
 			waitFor(t, 5*time.Second, "the far task serves again", func() bool { return farServed.Load() > farBefore })
 			sent, failed, errs, slowest := l.finish()
@@ -409,30 +409,9 @@ func TestNodeLossPOSTNotRetried(t *testing.T) {
 					t.Errorf("the near task got %q %d times", id, k)
 				}
 			}
-			if !backendOf(r, far).ejected() {
+			if !backendOf(r, far).Ejected() {
 				t.Errorf("the lost task was not ejected")
 			}
 		})
-	}
-}
-
-// peerLost tells the errors of a task that stopped answering from those of
-// one that closed a connection (which a new connection may not meet) and
-// from the router's own deadlines.
-func TestPeerLost(t *testing.T) {
-	for _, tc := range []struct {
-		err  error
-		want bool
-	}{
-		{&net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}, true},
-		{os.NewSyscallError("read", syscall.EHOSTUNREACH), true},
-		{&net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, false},
-		{os.NewSyscallError("read", syscall.ECONNRESET), false},
-		{io.ErrUnexpectedEOF, false},
-		{errors.New("other"), false},
-	} {
-		if got := peerLost(tc.err); got != tc.want {
-			t.Errorf("peerLost(%v) = %v, want %v", tc.err, got, tc.want)
-		}
 	}
 }

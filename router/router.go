@@ -7,7 +7,6 @@ package router
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -18,10 +17,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"paas/router/engine"
 )
 
 // Tuning that callers have no reason to change.
@@ -29,8 +29,6 @@ const (
 	// sourceTimeout bounds one read of the route table, also the first one,
 	// made before the first connection is accepted.
 	sourceTimeout = 5 * time.Second
-	// maxIdlePerBackend keeps enough warm connections per task for a busy app.
-	maxIdlePerBackend = 1024
 
 	headerRequestID = "X-Request-Id"
 
@@ -92,9 +90,10 @@ type Options struct {
 	// limit. Behind a load balancer or a NAT every client shares its
 	// address: raise it or turn it off there.
 	MaxConnsPerAddr int
-	// Engine is how the front serves plain HTTP/1.1 connections; the
-	// zero value, EngineEventLoops, is what the router runs with.
-	Engine Engine
+	// Engine is how the front (router/engine) serves plain HTTP/1.1
+	// connections; the zero value, engine.EventLoops, is what the router
+	// runs with.
+	Engine engine.Kind
 	// AdminToken enables the control endpoint (see admin.go) for requests
 	// that carry it; empty disables it.
 	AdminToken string
@@ -115,7 +114,7 @@ func (o Options) withDefaults() Options {
 		o.ResyncInterval = 30 * time.Second
 	}
 	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = defaultConnectTimeout
+		o.ConnectTimeout = engine.DefaultConnectTimeout
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 10 * time.Second
@@ -130,20 +129,6 @@ func (o Options) withDefaults() Options {
 // client address: far more than browsers open (6 per host) or a busy API
 // client keeps, far less than the descriptors a flood would take.
 const DefaultMaxConnsPerAddr = 1000
-
-// Engine chooses how the front (front.go) serves plain HTTP/1.1
-// connections. Either way it parses and proxies the same; what it does not
-// serve itself goes to net/http.
-type Engine uint8
-
-const (
-	// EngineEventLoops serves connections from epoll event loops, one per
-	// processor (loop.go), where the system has epoll (Linux); elsewhere
-	// it is EngineGoroutines.
-	EngineEventLoops Engine = iota
-	// EngineGoroutines serves each connection from a goroutine of its own.
-	EngineGoroutines
-)
 
 // Source yields the current route table.
 type Source interface {
@@ -160,13 +145,11 @@ type Router struct {
 	// control proxies to the control plane; nil without ControlSocket.
 	control *httputil.ReverseProxy
 
-	mu      sync.Mutex          // serializes Refresh; guards pool, retired and failing
-	pool    map[string]*backend // by address; kept across table swaps
-	retired map[string]*backend // left the table with requests still in flight
-	failing bool                // the last read of the source failed
-	gen     atomic.Uint64       // table generation, +1 on every swap
-	// handedOver counts the connections the front gave to net/http.
-	handedOver atomic.Int64
+	mu      sync.Mutex                 // serializes Refresh; guards pool, retired and failing
+	pool    map[string]*engine.Backend // by address; kept across table swaps
+	retired map[string]*engine.Backend // left the table with requests still in flight
+	failing bool                       // the last read of the source failed
+	gen     atomic.Uint64              // table generation, +1 on every swap
 	// draining is set for Options.IdleDrain once Serve's context is done:
 	// every answer closes its connection.
 	draining atomic.Bool
@@ -182,86 +165,15 @@ type routeTable struct {
 	global *Global
 }
 
+// route is a Route compiled for the router: the engine's part (the app, its
+// backends, its read timeout), which the front is given, and what only the
+// router looks at.
 type route struct {
-	app      string
-	edge     *Edge // wildcards, certificates, limits; may be nil
-	backends []*backend
-	next     atomic.Uint64 // round-robin position
+	engine.Route       // the app, its backends and read timeout: what the front needs
+	edge         *Edge // wildcards, certificates, limits; may be nil
 	// covering lists, for each of the route's exact host names, the
 	// certificates of edge that cover it.
 	covering map[string][]*tls.Certificate
-}
-
-// backend is one task address with its own connection pool, so that the idle
-// connections to a task that left the table can be closed without touching
-// the others.
-//
-// A backend's idle connections are kept in three pools, not one, because
-// each holds connections only its own user can take up:
-//   - fast (upstream.go): blocking net.Conn connections, read and written
-//     by the goroutine that serves a request (the front without loops, and
-//     ReverseProxy for a request without a body);
-//   - transport (http.Transport): for a request with a body, which it keeps
-//     sending while it reads the response (an app may answer 413 early) and
-//     for which it handles Expect: 100-continue; upstream does neither;
-//   - each event loop's pools (loop.go, keyed by this backend): raw
-//     non-blocking descriptors registered with that loop's epoll set. A
-//     goroutine could not wait on one without taking it out of the set and
-//     giving it to Go's poller, nor another loop without moving it between
-//     sets; and a pool shared by the loops would need a lock they now do not
-//     take per request.
-//
-// closeIdle empties fast and transport at once and, through idleCloses,
-// makes each loop close the idle connections it finds of an older count.
-type backend struct {
-	addr string
-	// fast carries requests without a body (most of them); transport the
-	// others, because it reads a response while the body is still being
-	// sent (a backend may answer 413 early).
-	fast      *upstream
-	transport *http.Transport
-	timeout   time.Duration // Options.ConnectTimeout
-	log       *slog.Logger
-	// downUntil is when an ejected backend is probed next (unix
-	// nanoseconds); 0 while it is in rotation (passive.go).
-	downUntil atomic.Int64
-	probing   atomic.Bool
-	// inflight counts requests sent to this backend whose response has not
-	// been fully passed on yet. A task is stopped only once it left the
-	// table and this is zero: that is what draining means.
-	inflight atomic.Int64
-	// idleCloses counts closeIdle calls, for the event loops' pools.
-	idleCloses atomic.Uint64
-}
-
-func newBackend(addr string, timeout time.Duration, log *slog.Logger) *backend {
-	return &backend{
-		addr:    addr,
-		timeout: timeout,
-		log:     log,
-		fast:    newUpstream(addr, timeout),
-		transport: &http.Transport{
-			DialContext:           backendDialer(timeout, false).DialContext,
-			MaxIdleConnsPerHost:   maxIdlePerBackend,
-			IdleConnTimeout:       60 * time.Second,
-			ExpectContinueTimeout: time.Second,
-			// A proxy passes bodies through as they are.
-			DisableCompression: true,
-		},
-	}
-}
-
-func (b *backend) closeIdle() {
-	b.idleCloses.Add(1)
-	b.fast.closeIdle()
-	b.transport.CloseIdleConnections()
-}
-
-func (b *backend) roundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body == nil || req.Body == http.NoBody {
-		return b.fast.RoundTrip(req)
-	}
-	return b.transport.RoundTrip(req)
 }
 
 // New returns a Router that serves the routes src yields. Call Run to serve,
@@ -272,8 +184,8 @@ func New(src Source, opts Options) *Router {
 		src:     src,
 		opts:    opts,
 		log:     opts.Log.With("component", "router"),
-		pool:    map[string]*backend{},
-		retired: map[string]*backend{},
+		pool:    map[string]*engine.Backend{},
+		retired: map[string]*engine.Backend{},
 	}
 	r.table.Store(&routeTable{hosts: map[string]*route{}})
 	if opts.ControlSocket != "" {
@@ -287,7 +199,7 @@ func New(src Source, opts Options) *Router {
 		// is flushed within flushLatency. (-1 here would flush the headers
 		// from a timer before the body, two writes for every response.)
 		FlushInterval:  flushLatency,
-		BufferPool:     copyBuffers,
+		BufferPool:     engine.CopyBuffers,
 		ModifyResponse: setResponseID,
 		ErrorHandler:   r.proxyError,
 		ErrorLog:       slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
@@ -350,30 +262,34 @@ func (r *Router) ServeTLS(ctx context.Context, ln, tlsLn net.Listener) error {
 	// need it on fb, HTTP/2 on h2.
 	fb := &http.Server{
 		Handler:           http.HandlerFunc(r.serveHandedOff),
-		ConnContext:       handedOffContext,
-		ReadHeaderTimeout: headerTimeout,
-		IdleTimeout:       idleTimeout,
+		ConnContext:       engine.HandedOffContext,
+		ReadHeaderTimeout: engine.HeaderTimeout,
+		IdleTimeout:       engine.IdleTimeout,
 		MaxHeaderBytes:    maxHeadBytes,
 		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
 	}
-	fbLn := newHandoff(ln.Addr())
-	f := newFront(r)
-	f.startLoops(fbLn)
+	fbLn := engine.NewHandoff(ln.Addr())
+	f := engine.New(frontHost{r}, engine.Config{
+		Kind:            r.opts.Engine,
+		AccessLog:       r.opts.AccessLog,
+		MaxConnsPerAddr: r.opts.MaxConnsPerAddr,
+		Log:             r.log,
+	}, fbLn)
 	served := make(chan error, 4)
 	servers := []*http.Server{fb}
 	plain := watchListener(ln)
-	st := &serving{f: f, h1: fbLn, listeners: []*watchedListener{plain}}
+	st := &serving{f: f, listeners: []*watchedListener{plain}}
 	go func() { served <- fb.Serve(fbLn) }()
-	go func() { served <- f.accept(plain, nil, fbLn, nil) }()
+	go func() { served <- f.Serve(plain, nil, nil) }()
 	if tlsLn != nil {
 		h2 := r.httpsServer(fb)
-		h2.ConnState = f.h2ConnState
+		h2.ConnState = f.H2ConnState
 		servers = append(servers, h2)
-		h2Ln := newHandoff(tlsLn.Addr())
+		h2Ln := engine.NewHandoff(tlsLn.Addr())
 		wl := watchListener(tlsLn)
 		st.listeners = append(st.listeners, wl)
 		go func() { served <- h2.Serve(h2Ln) }()
-		go func() { served <- f.accept(wl, r.tlsConfig(), fbLn, h2Ln) }()
+		go func() { served <- f.Serve(wl, r.tlsConfig(), h2Ln) }()
 		r.log.Info("serving https", "addr", tlsLn.Addr().String())
 	}
 	r.serving.Store(st)
@@ -407,7 +323,7 @@ func (r *Router) ServeTLS(ctx context.Context, ln, tlsLn net.Listener) error {
 	}
 	var down sync.WaitGroup
 	errs := make([]error, len(servers)+1)
-	down.Go(func() { errs[0] = f.shutdown(shutdownCtx) })
+	down.Go(func() { errs[0] = f.Shutdown(shutdownCtx) })
 	for i, srv := range servers {
 		down.Go(func() {
 			if errs[i+1] = srv.Shutdown(shutdownCtx); errs[i+1] != nil {
@@ -440,9 +356,7 @@ func (r *Router) serveHandedOff(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Connection", "close") // net/http closes after the answer
 	}
 	if req.TLS == nil {
-		if cs, ok := req.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
-			req.TLS = cs
-		}
+		req.TLS = engine.TLSState(req.Context())
 	}
 	r.ServeHTTP(w, req)
 }
@@ -500,7 +414,7 @@ func (r *Router) apply(t Table) {
 	if n.same(cur.src) {
 		return
 	}
-	pool := make(map[string]*backend, len(r.pool))
+	pool := make(map[string]*engine.Backend, len(r.pool))
 	hosts := make(map[string]*route)
 	wild := make(map[string]*route)
 	if n.Global != nil {
@@ -509,12 +423,13 @@ func (r *Router) apply(t Table) {
 		// them to the control plane), and no app's name or wildcard takes
 		// them.
 		for h := range n.Global.ControlHosts {
-			hosts[h] = &route{app: controlRouteName}
+			hosts[h] = &route{Route: engine.Route{App: controlRouteName}}
 		}
 	}
 	for _, rt := range n.Routes {
-		cr := &route{app: rt.App, edge: rt.Edge, backends: make([]*backend, 0, len(rt.Backends))}
+		cr := &route{Route: engine.Route{App: rt.App, Backends: make([]*engine.Backend, 0, len(rt.Backends))}, edge: rt.Edge}
 		if rt.Edge != nil {
+			cr.ReadTimeout = rt.Edge.ReadTimeout
 			cr.covering = coveringCerts(rt.Hosts, rt.Edge.Certs)
 		}
 		for _, b := range rt.Backends {
@@ -522,17 +437,17 @@ func (r *Router) apply(t Table) {
 			if be == nil {
 				if be = r.pool[b.Addr]; be == nil {
 					if be = r.retired[b.Addr]; be == nil {
-						be = newBackend(b.Addr, r.opts.ConnectTimeout, r.log)
+						be = engine.NewBackend(b.Addr, r.opts.ConnectTimeout, r.log)
 					}
 					delete(r.retired, b.Addr)
 				}
 				pool[b.Addr] = be
 			}
-			cr.backends = append(cr.backends, be)
+			cr.Backends = append(cr.Backends, be)
 		}
 		for _, h := range rt.Hosts {
 			if other, taken := hosts[h]; taken {
-				r.log.Warn("host name claimed by two apps; the first one keeps it", "host", h, "app", other.app, "ignored_app", rt.App)
+				r.log.Warn("host name claimed by two apps; the first one keeps it", "host", h, "app", other.App, "ignored_app", rt.App)
 				continue
 			}
 			hosts[h] = cr
@@ -548,8 +463,8 @@ func (r *Router) apply(t Table) {
 	// control plane can wait for them before it stops the task.
 	for addr, be := range r.pool {
 		if pool[addr] == nil {
-			be.closeIdle()
-			if be.inflight.Load() > 0 {
+			be.CloseIdle()
+			if be.InFlight() > 0 {
 				r.retired[addr] = be
 			}
 		}
@@ -585,7 +500,7 @@ func (r *Router) closeIdle() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, be := range r.pool {
-		be.closeIdle()
+		be.CloseIdle()
 	}
 }
 
@@ -609,7 +524,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	id := req.Header.Get(headerRequestID)
-	if !validRequestID(id) {
+	if !engine.ValidRequestID(id) {
 		id = rand.Text()
 	}
 	tbl := r.table.Load()
@@ -634,7 +549,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case rt == nil:
 		w.Header().Set(headerRequestID, id)
 		writeError(w, http.StatusNotFound, "404 Not Found\n\nNo app is served at this address.\n")
-	case len(rt.backends) == 0:
+	case len(rt.Backends) == 0:
 		w.Header().Set(headerRequestID, id)
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "503 Service Unavailable\n\nThe app has no running instance right now. Try again in a moment.\n")
@@ -646,7 +561,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 // Request heads are held to nginx's default sizes (large_client_header_buffers
 // 4 8k): a line, with its CRLF, fits in 8 KB, and the head in 32 KB. The
-// front reads heads up to frontBufSize (8 KB) itself, so only the heads it
+// front (router/engine) reads heads up to 8 KB itself, so only the heads it
 // hands to net/http can be larger: net/http refuses a head over
 // MaxHeaderBytes+4096 bytes with a 431 (also one whose request line is that
 // long), and refuseHead a line over 8 KB.
@@ -681,12 +596,9 @@ func refuseHead(w http.ResponseWriter, req *http.Request, id string) bool {
 	return true
 }
 
-// The router's own error pages, on both paths (ServeHTTP and the front).
-const (
-	badGatewayPage     = "502 Bad Gateway\n\nThe app did not answer.\n"
-	badRequestPage     = "400 Bad Request\n\nThe request's body is malformed.\n"
-	gatewayTimeoutPage = "504 Gateway Timeout\n\nThe app did not answer in time.\n"
-)
+// badRequestPage answers a request whose body is malformed; the other error
+// pages of a proxied request are the engine's, the same on both paths.
+const badRequestPage = "400 Bad Request\n\nThe request's body is malformed.\n"
 
 func writeError(w http.ResponseWriter, code int, body string) {
 	h := w.Header()
@@ -697,26 +609,12 @@ func writeError(w http.ResponseWriter, code int, body string) {
 	_, _ = io.WriteString(w, body)
 }
 
-// validRequestID accepts an incoming request id if it is short, visible
-// ASCII; anything else is replaced so that it is safe to log and forward.
-func validRequestID[S string | []byte](id S) bool {
-	if len(id) == 0 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; c <= ' ' || c > '~' {
-			return false
-		}
-	}
-	return true
-}
-
 // rewrite builds the outgoing request. The backend is chosen later, by
 // balancer.RoundTrip, so that a failed dial can move on to another one.
 func rewrite(p *httputil.ProxyRequest) {
 	pr := p.In.Context().Value(proxiedKey{}).(*proxied)
 	p.Out.URL.Scheme = "http"
-	p.Out.URL.Host = pr.route.app // placeholder; replaced by a backend address
+	p.Out.URL.Host = pr.route.App // placeholder; replaced by a backend address
 	p.Out.Host = p.In.Host        // the app sees the host name it was called by
 	// The router is the edge: X-Forwarded-* sent by the client are dropped
 	// (ReverseProxy removes them before Rewrite) and set from the connection.
@@ -749,9 +647,9 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 			writeError(w, http.StatusBadRequest, badRequestPage)
 			return
 		}
-		r.log.Warn("proxy error", "app", pr.route.app, "backend", pr.backend, "request_id", pr.id, "err", err)
+		r.log.Warn("proxy error", "app", pr.route.App, "backend", pr.backend, "request_id", pr.id, "err", err)
 	}
-	writeError(w, http.StatusBadGateway, badGatewayPage)
+	writeError(w, http.StatusBadGateway, engine.BadGatewayPage)
 }
 
 // balancer is the ReverseProxy's transport: it sends the request to the
@@ -759,7 +657,7 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 // connection cannot be made (nothing was sent, so this is safe for every
 // method) and, once, when the connection of an idempotent request whose body
 // was not consumed fails (a task stopping under it, or its node gone). A
-// backend that failed is ejected (passive.go).
+// backend that failed is ejected (router/engine/passive.go).
 type balancer struct{}
 
 func (balancer) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -771,32 +669,32 @@ func (balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody {
 		body = &replayBody{rc: req.Body, bad: &pr.badBody}
 	}
-	var buf [16]*backend
-	order := pr.route.order(buf[:0], time.Now().UnixNano())
+	var buf [16]*engine.Backend
+	order := pr.route.Order(buf[:0], time.Now().UnixNano())
 	var lastErr error
 	failedSends := 0 // requests sent and lost; a dial failure sends nothing
 	for _, b := range order {
 		out := req.WithContext(req.Context()) // a shallow copy we may change
 		u := *req.URL
-		u.Host = b.addr
+		u.Host = b.Addr()
 		out.URL = &u
 		if body != nil {
 			out.Body = body
 		}
-		pr.backend = b.addr
-		b.inflight.Add(1)
-		resp, err := b.roundTrip(out)
+		pr.backend = b.Addr()
+		b.Begin()
+		resp, err := b.RoundTrip(out)
 		if err == nil {
 			resp.Body = countBody(resp.Body, b)
 			return resp, nil
 		}
-		b.inflight.Add(-1)
+		b.End()
 		lastErr = err
 		if req.Context().Err() != nil {
 			break // the client left, or the read timeout: not the task's failure
 		}
-		b.eject(time.Now(), err)
-		if !isDialError(err) {
+		b.Eject(time.Now(), err)
+		if !engine.IsDialError(err) {
 			failedSends++
 		}
 		// One more try after a lost request: a request that makes every
@@ -819,29 +717,16 @@ func retriable(req *http.Request, body *replayBody, err error) bool {
 	if req.Context().Err() != nil || (body != nil && body.read.Load()) {
 		return false
 	}
-	return isDialError(err) || idempotent(req)
+	return engine.IsDialError(err) || idempotent(req)
 }
 
 func idempotent(req *http.Request) bool {
-	if idempotentMethod(req.Method) {
+	if engine.IdempotentMethod(req.Method) {
 		return true
 	}
 	_, key := req.Header["Idempotency-Key"]
 	_, xkey := req.Header["X-Idempotency-Key"]
 	return key || xkey
-}
-
-func idempotentMethod(m string) bool {
-	switch m {
-	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
-		return true
-	}
-	return false
-}
-
-func isDialError(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // replayBody lets the same request body be offered to a second backend after
@@ -871,27 +756,15 @@ func (b *replayBody) Close() error {
 }
 
 func (r *Router) logAccess(req *http.Request, lw *logWriter, rt *route, pr *proxied, id string, start time.Time) {
-	l := requestLog{method: req.Method, host: []byte(req.Host), path: []byte(req.URL.Path), status: lw.status,
-		start: start, bytes: lw.bytes, id: []byte(id)}
+	l := engine.RequestLog{Method: req.Method, Host: []byte(req.Host), Path: []byte(req.URL.Path), Status: lw.status,
+		Start: start, Bytes: lw.bytes, ID: []byte(id)}
 	if rt != nil {
-		l.app = rt.app
+		l.App = rt.App
 	}
 	if pr != nil {
-		l.backend = pr.backend
+		l.Backend = pr.backend
 	}
 	r.logRequest(req.Context(), l)
-}
-
-// unescapePath returns a request target's path as net/http's URL.Path has
-// it, percent-decoded.
-func unescapePath(p []byte) []byte {
-	if bytes.IndexByte(p, '%') < 0 {
-		return p
-	}
-	if u, err := url.PathUnescape(string(p)); err == nil {
-		return []byte(u)
-	}
-	return p
 }
 
 // logWriter records what the access log needs. It keeps Flush and Hijack

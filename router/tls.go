@@ -8,10 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"paas/router/contract"
 	"strconv"
 	"strings"
 	"time"
+
+	"paas/router/contract"
+	"paas/router/engine"
 )
 
 // errNoCertificate fails a TLS handshake for a name no certificate covers.
@@ -128,15 +130,11 @@ func (r *Router) serveEdge(w http.ResponseWriter, req **http.Request, t *routeTa
 	}
 	if d := rt.edge.ReadTimeout; d > 0 {
 		ctx, cancel := context.WithCancelCause((*req).Context())
-		t := time.AfterFunc(d, func() { cancel(errReadTimeout) })
+		t := time.AfterFunc(d, func() { cancel(engine.ErrReadTimeout) })
 		*req = (*req).WithContext(context.WithValue(ctx, readTimerKey{}, t))
 	}
 	return false
 }
-
-// errReadTimeout cancels a request whose app did not send its response
-// headers within the app's proxy-read-timeout.
-var errReadTimeout = errors.New("the app did not answer within its read timeout")
 
 type readTimerKey struct{}
 
@@ -150,10 +148,10 @@ func stopReadTimeout(ctx context.Context) {
 
 // readTimedOut answers 504 when the request failed on its read timeout.
 func readTimedOut(w http.ResponseWriter, req *http.Request) bool {
-	if !errors.Is(context.Cause(req.Context()), errReadTimeout) {
+	if !errors.Is(context.Cause(req.Context()), engine.ErrReadTimeout) {
 		return false
 	}
-	writeError(w, http.StatusGatewayTimeout, gatewayTimeoutPage)
+	writeError(w, http.StatusGatewayTimeout, engine.GatewayTimeoutPage)
 	return true
 }
 

@@ -616,7 +616,7 @@ type suspecter interface {
 	Suspect(addrs []string) bool
 }
 
-// newlyDown lists the backends ejected since the last call (passive.go):
+// newlyDown lists the backends ejected since the last call (router/engine):
 // those whose connection failed, and, every ejectFor or so while they stay
 // out, those whose probe failed again. reported holds what was reported,
 // and is pruned.
@@ -626,7 +626,7 @@ func (r *Router) newlyDown(reported map[string]int64) []string {
 	defer r.mu.Unlock()
 	var addrs []string
 	for addr, be := range r.pool {
-		until := be.downUntil.Load()
+		until := be.DownUntil()
 		if until > now && reported[addr] != until {
 			reported[addr] = until
 			addrs = append(addrs, addr)

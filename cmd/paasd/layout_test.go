@@ -1,8 +1,10 @@
 package main
 
 import (
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -23,6 +25,8 @@ func TestLayout(t *testing.T) {
 		case pkg == "paas/plugins" || pkg == "paas/router/contract" || pkg == "paas/internal/output" ||
 			pkg == "paas/internal/applock" || pkg == "paas/internal/connlimit":
 			return 1.5 // contracts: the plugin API, the router's wire contract, output lines, locks
+		case pkg == "paas/router/engine":
+			return 1.75 // the router's engine: below router, which imports it (see engineImports)
 		case strings.HasPrefix(pkg, "paas/internal/clustertest") || strings.HasPrefix(pkg, "paas/internal/loopback") ||
 			strings.HasPrefix(pkg, "paas/internal/directory/slapdtest") || strings.HasPrefix(pkg, "paas/internal/oidctest") ||
 			strings.HasPrefix(pkg, "paas/scripts/"):
@@ -50,12 +54,20 @@ func TestLayout(t *testing.T) {
 			if il := layer(imp); il > l || (il == l && l < 2) {
 				t.Errorf("%s (layer %v) imports %s (layer %v)", pkg, l, imp, il)
 			}
+			if pkg == "paas/router/engine" && !engineImports[imp] {
+				t.Errorf("%s imports %s: the engine may import only %v of paas (and the standard and x libraries)", pkg, imp, slices.Sorted(maps.Keys(engineImports)))
+			}
 		}
 	}
 	if checked < 20 {
 		t.Fatalf("checked %d packages: go list gave too few", checked)
 	}
 }
+
+// engineImports are the packages of paas that router/engine may import: it
+// knows nothing of routes, configuration or Docker, only what its Host
+// (the router) tells it.
+var engineImports = map[string]bool{"paas/internal/connlimit": true}
 
 // TestCodeMap keeps the README's "Code map" in step with the tree: every
 // package is named in it (a sub-package may be covered by its parent's

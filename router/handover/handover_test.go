@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -155,20 +156,40 @@ func TestTake(t *testing.T) {
 		t.Errorf("the stale socket is still there: %v", err)
 	}
 
-	// A socket on another port (the port was changed) is not taken.
+	// A socket on another port (the port was changed) is not taken. Take
+	// retries until its context ends: each of these ends it once an attempt
+	// has failed, which Take logs at once, so that a slow answer under load
+	// is still waited for (up to a few seconds) and a fast one is not.
 	wrong := []Port{{"http", port + 1}}
-	ctx, cancel = context.WithTimeout(t.Context(), 300*time.Millisecond)
-	defer cancel()
-	if _, err := Take(ctx, dir, "", wrong, 50*time.Millisecond, nil); err == nil || !strings.Contains(err.Error(), "bound to port") {
+	ctx, log := untilFirstFailure(t, 5*time.Second)
+	if _, err := Take(ctx, dir, "", wrong, 50*time.Millisecond, log); err == nil || !strings.Contains(err.Error(), "bound to port") {
 		t.Errorf("Take of another port = %v", err)
 	}
 	// Nor is a socket that was not handed over.
-	ctx, cancel = context.WithTimeout(t.Context(), 300*time.Millisecond)
-	defer cancel()
-	if _, err := Take(ctx, dir, "", []Port{{"https", port}}, 50*time.Millisecond, nil); err == nil || !strings.Contains(err.Error(), "no https socket") {
+	ctx, log = untilFirstFailure(t, 5*time.Second)
+	if _, err := Take(ctx, dir, "", []Port{{"https", port}}, 50*time.Millisecond, log); err == nil || !strings.Contains(err.Error(), "no https socket") {
 		t.Errorf("Take of a missing socket = %v", err)
 	}
 }
+
+// untilFirstFailure returns a context for Take that ends when Take logs its
+// first failed attempt, or after limit, and the logger to give Take.
+func untilFirstFailure(t *testing.T, limit time.Duration) (context.Context, *slog.Logger) {
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
+	t.Cleanup(cancel)
+	return ctx, slog.New(cancelOnLog{cancel})
+}
+
+// cancelOnLog is a slog.Handler that cancels a context at the first record.
+type cancelOnLog struct{ cancel context.CancelFunc }
+
+func (h cancelOnLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h cancelOnLog) Handle(context.Context, slog.Record) error {
+	h.cancel()
+	return nil
+}
+func (h cancelOnLog) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h cancelOnLog) WithGroup(string) slog.Handler      { return h }
 
 func TestHealthy(t *testing.T) {
 	dir := t.TempDir()

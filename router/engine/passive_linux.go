@@ -1,4 +1,6 @@
-package router
+//go:build linux
+
+package engine
 
 import (
 	"net"

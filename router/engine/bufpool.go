@@ -1,4 +1,4 @@
-package router
+package engine
 
 import "sync"
 
@@ -9,8 +9,8 @@ import "sync"
 // scripts/bench/router.
 const copyBufferSize = 64 << 10
 
-// copyBuffers is shared by the front and ReverseProxy.
-var copyBuffers = newBufferPool()
+// CopyBuffers is shared by the front and ReverseProxy.
+var CopyBuffers = newBufferPool()
 
 // bufferPool lends ReverseProxy its copy buffers, so that a response does
 // not allocate (and the garbage collector reclaim) 32 KB each time.

@@ -1,9 +1,8 @@
-package router
+package engine
 
 import (
 	"errors"
 	"net"
-	"slices"
 	"syscall"
 	"time"
 )
@@ -11,21 +10,21 @@ import (
 // Passive health: the router learns that a task is unreachable from the
 // requests it sends it, without waiting for Swarm (which marks a lost node
 // down after about 15 s). A backend whose connection cannot be made within
-// Options.ConnectTimeout, or whose connection fails before a response came
-// (reset, closed, or what the router sent left unacknowledged for
-// ConnectTimeout: the node is gone), is ejected: it gets requests only when
-// every other backend of the route failed them. Once ejectFor has passed,
-// the next request that would have used it starts a probe (a TCP connect);
-// the backend takes requests again when a probe connects, and stays ejected
-// for another ejectFor when it does not. A request that failed moves on as
-// balancer.RoundTrip says: always when nothing was sent, once more for an
-// idempotent one.
+// its connect timeout (NewBackend), or whose connection fails before a
+// response came (reset, closed, or what the router sent left unacknowledged
+// for the connect timeout: the node is gone), is ejected: it gets requests
+// only when every other backend of the route failed them. Once ejectFor has
+// passed, the next request that would have used it starts a probe (a TCP
+// connect); the backend takes requests again when a probe connects, and
+// stays ejected for another ejectFor when it does not. A request that failed
+// moves on as the router's balancer.RoundTrip says: always when nothing was
+// sent, once more for an idempotent one.
 
 const (
-	// defaultConnectTimeout is Options.ConnectTimeout's default: a task on
-	// the overlay network answers a connection within milliseconds, and a
-	// node that is gone never does.
-	defaultConnectTimeout = time.Second
+	// DefaultConnectTimeout is NewBackend's (and the router's) default: a
+	// task on the overlay network answers a connection within
+	// milliseconds, and a node that is gone never does.
+	DefaultConnectTimeout = time.Second
 	// ejectFor is how long an ejected backend waits before it is probed,
 	// and between probes that fail.
 	ejectFor = 2 * time.Second
@@ -65,7 +64,7 @@ func peerLost(err error) bool {
 // usable reports whether b takes requests at now (unix nanoseconds). An
 // ejected backend whose time is up is probed, one probe at a time, and
 // stays out until a probe connects.
-func (b *backend) usable(now int64) bool {
+func (b *Backend) usable(now int64) bool {
 	until := b.downUntil.Load()
 	if until == 0 {
 		return true
@@ -76,12 +75,17 @@ func (b *backend) usable(now int64) bool {
 	return false
 }
 
-// ejected reports whether b is out of the rotation.
-func (b *backend) ejected() bool { return b.downUntil.Load() != 0 }
+// DownUntil is when an ejected backend is probed next, in unix
+// nanoseconds, pushed back by every failure while it is out; 0 while it is
+// in rotation.
+func (b *Backend) DownUntil() int64 { return b.downUntil.Load() }
+
+// Ejected reports whether b is out of the rotation.
+func (b *Backend) Ejected() bool { return b.downUntil.Load() != 0 }
 
 // eject takes b out of the rotation after a request failed on it with err;
 // a failure while it is out pushes its next probe back.
-func (b *backend) eject(now time.Time, err error) {
+func (b *Backend) Eject(now time.Time, err error) {
 	was := b.downUntil.Swap(now.Add(ejectFor).UnixNano())
 	if was != 0 {
 		return
@@ -89,12 +93,12 @@ func (b *backend) eject(now time.Time, err error) {
 	b.log.Warn("backend failed; ejected until it accepts a connection again", "backend", b.addr, "err", err)
 	// Its other idle connections are likely as dead as the one that failed
 	// (a lost node); new ones are made once a probe connects.
-	b.closeIdle()
+	b.CloseIdle()
 }
 
 // probe connects to b once; b takes requests again when that works, unless
 // a request failed on it meanwhile (downUntil moved from until).
-func (b *backend) probe(until int64) {
+func (b *Backend) probe(until int64) {
 	defer b.probing.Store(false)
 	c, err := (&net.Dialer{Timeout: b.timeout}).Dial("tcp", b.addr)
 	if err != nil {
@@ -105,25 +109,4 @@ func (b *backend) probe(until int64) {
 	if b.downUntil.CompareAndSwap(until, 0) {
 		b.log.Info("backend accepts connections again; back in rotation", "backend", b.addr)
 	}
-}
-
-// order returns the route's backends starting at the next round-robin
-// position, the ejected ones last.
-func (rt *route) order(dst []*backend, now int64) []*backend {
-	n := uint64(len(rt.backends))
-	start := rt.next.Add(1) - 1
-	k := len(dst)
-	for i := range n {
-		if b := rt.backends[(start+i)%n]; b.usable(now) {
-			dst = append(dst, b)
-		}
-	}
-	if usable := len(dst) - k; uint64(usable) < n {
-		for i := range n {
-			if b := rt.backends[(start+i)%n]; !slices.Contains(dst[k:k+usable], b) {
-				dst = append(dst, b)
-			}
-		}
-	}
-	return dst
 }

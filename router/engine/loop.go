@@ -1,6 +1,6 @@
 //go:build linux
 
-package router
+package engine
 
 import (
 	"bufio"
@@ -52,8 +52,8 @@ const (
 
 // loop is one event loop of the front.
 type loop struct {
-	f  *front
-	h1 *handoff
+	f  *Front
+	h1 *Handoff
 
 	epfd    int
 	file    *os.File // epfd, for waiting through Go's poller
@@ -71,7 +71,7 @@ type loop struct {
 
 	conns   []*lconn // by descriptor: clients and backends
 	clients map[*lconn]struct{}
-	pools   map[*backend][]*lconn // idle backend connections, most recent last
+	pools   map[*Backend][]*lconn // idle backend connections, most recent last
 	addrs   map[string]syscall.Sockaddr
 	queue   []*lconn // clients ready to serve their next request
 	events  [loopEvents]syscall.EpollEvent
@@ -112,10 +112,10 @@ type lconn struct {
 	h         requestHead
 	id        []byte
 	start     time.Time
-	order     []*backend
-	orderBuf  [16]*backend
+	order     []*Backend
+	orderBuf  [16]*Backend
 	next      int // in order
-	be        *backend
+	be        *Backend
 	b         *lconn // the backend connection in use
 	attempt   int
 	reused    bool
@@ -132,7 +132,7 @@ type lconn struct {
 
 	// Backend.
 	owner      *lconn // the client whose request it carries, nil when idle
-	pool       *backend
+	pool       *Backend
 	gen        uint64 // of pool's idle closes when it was put back
 	connecting bool
 	dialed     time.Time
@@ -143,7 +143,7 @@ type lconn struct {
 
 // newLoop starts a loop, or returns an error when the system refuses an
 // epoll instance (the front then serves with a goroutine per connection).
-func newLoop(f *front, h1 *handoff) (*loop, error) {
+func newLoop(f *Front, h1 *Handoff) (*loop, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -160,7 +160,7 @@ func newLoop(f *front, h1 *handoff) (*loop, error) {
 	}
 	l := &loop{
 		f: f, h1: h1, epfd: epfd, file: file, rc: rc,
-		clients: map[*lconn]struct{}{}, pools: map[*backend][]*lconn{}, addrs: map[string]syscall.Sockaddr{},
+		clients: map[*lconn]struct{}{}, pools: map[*Backend][]*lconn{}, addrs: map[string]syscall.Sockaddr{},
 		rbuf: bufio.NewReaderSize(nil, maxResponseHead),
 	}
 	l.pollFn = l.poll
@@ -176,13 +176,13 @@ func (l *loop) add(c net.Conn, tc *tls.Conn, tr *tlsTransport, state *tls.Connec
 	ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	_ = c.Close()
 	if err != nil {
-		l.f.r.log.Warn("serving a connection failed", "err", err)
+		l.f.log.Warn("serving a connection failed", "err", err)
 		l.live.Add(-1)
 		l.f.wg.Done()
 		release()
 		return
 	}
-	lc := &lconn{fd: fd, readable: true, writable: true, fc: &frontConn{r: l.f.r, f: l.f, clientIP: ip, tls: state}, in: make([]byte, frontBufSize), since: time.Now(), release: release}
+	lc := &lconn{fd: fd, readable: true, writable: true, fc: &frontConn{f: l.f, clientIP: ip, tls: state}, in: make([]byte, frontBufSize), since: time.Now(), release: release}
 	if tc != nil {
 		lc.tc, lc.tr = tc, tr
 		tr.nc, tr.c = nil, lc
@@ -193,7 +193,7 @@ func (l *loop) add(c net.Conn, tc *tls.Conn, tr *tlsTransport, state *tls.Connec
 	l.mu.Unlock()
 	// The socket is writable: adding it makes an event, which wakes the loop.
 	if err := l.register(fd); err != nil {
-		l.f.r.log.Warn("serving a connection failed", "err", err)
+		l.f.log.Warn("serving a connection failed", "err", err)
 		l.mu.Lock()
 		for i, a := range l.added {
 			if a == lc {
@@ -253,7 +253,7 @@ func (l *loop) run() {
 			err = l.pollErr
 		}
 		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			l.f.r.log.Error("event loop failed; its connections are closed, new ones get a goroutine each", "err", err)
+			l.f.log.Error("event loop failed; its connections are closed, new ones get a goroutine each", "err", err)
 			l.dead.Store(true)
 			l.closeAll()
 			return
@@ -385,7 +385,7 @@ func (l *loop) serve(c *lconn) {
 				l.handOff(c)
 				return
 			}
-			if stopping || l.f.r.draining.Load() {
+			if stopping || l.f.host.Draining() {
 				c.h.close = true // the last request on this connection
 			}
 			l.begin(c)
@@ -485,9 +485,9 @@ func (l *loop) begin(c *lconn) {
 	c.start = l.now
 	c.id = c.fc.proxyHead(&c.h)
 	c.fc.sent = 0
-	c.order = c.h.rt.order(c.orderBuf[:0], c.start.UnixNano())
+	c.order = c.h.rt.Order(c.orderBuf[:0], c.start.UnixNano())
 	c.be, c.next, c.failed, c.lastErr = nil, 0, 0, nil
-	c.retriable = c.h.idempotencyKey || idempotentMethod(string(c.h.method))
+	c.retriable = c.h.idempotencyKey || IdempotentMethod(string(c.h.method))
 	c.state = stExchange
 	l.nextBackend(c)
 }
@@ -521,7 +521,7 @@ func (l *loop) send(c *lconn) {
 }
 
 // backendConn returns an idle connection to be, or starts a new one.
-func (l *loop) backendConn(be *backend) (b *lconn, reused bool, err error) {
+func (l *loop) backendConn(be *Backend) (b *lconn, reused bool, err error) {
 	idle := l.pools[be]
 	for len(idle) > 0 {
 		b = idle[len(idle)-1]
@@ -944,7 +944,7 @@ func (l *loop) sendFailed(c *lconn, err error, dial bool) {
 	}
 	c.be.inflight.Add(-1)
 	c.lastErr = err
-	c.be.eject(l.now, err)
+	c.be.Eject(l.now, err)
 	if !dial {
 		c.failed++
 	}
@@ -956,7 +956,7 @@ func (l *loop) sendFailed(c *lconn, err error, dial bool) {
 }
 
 func (l *loop) badGateway(c *lconn) {
-	l.errorPage(c, http.StatusBadGateway, badGatewayPage, c.lastErr)
+	l.errorPage(c, http.StatusBadGateway, BadGatewayPage, c.lastErr)
 }
 
 // errorPage answers the request with one of the router's error pages; the
@@ -966,7 +966,7 @@ func (l *loop) errorPage(c *lconn, code int, page string, err error) {
 	if c.be != nil {
 		addr = c.be.addr
 	}
-	l.f.r.log.Warn("proxy error", "app", c.h.rt.app, "backend", addr, "request_id", string(c.id), "err", err)
+	l.f.log.Warn("proxy error", "app", c.h.rt.App, "backend", addr, "request_id", string(c.id), "err", err)
 	c.fc.errorPage(code, c.id, page)
 	c.fc.logProxied(&c.h, c.start, code, c.be, c.id)
 	c.keep = !c.h.close
@@ -998,19 +998,19 @@ func (l *loop) tick() {
 		switch {
 		case killing:
 			l.abort(c, 499)
-		case c.pending() && !c.progress.IsZero() && now.Sub(c.progress) > sendTimeout:
+		case c.pending() && !c.progress.IsZero() && now.Sub(c.progress) > l.f.cfg.SendTimeout:
 			l.abort(c, c.resp.status) // the client stopped reading
 		case c.state == stIdle && stopping:
 			l.serve(c) // the request that has arrived, if any, then closed
-		case c.state == stIdle && (c.n == 0 && now.Sub(c.since) > idleTimeout || c.n > 0 && now.Sub(c.since) > headerTimeout):
+		case c.state == stIdle && (c.n == 0 && now.Sub(c.since) > IdleTimeout || c.n > 0 && now.Sub(c.since) > HeaderTimeout):
 			l.closeClient(c)
 		case c.state == stAwait && c.rdhup && now.Sub(c.start) >= clientWatchAfter:
-			l.abort(c, 499) // nobody to answer, as ServeHTTP logs it
+			l.abort(c, 499) // nobody to answer, as the router's ServeHTTP logs it
 		case c.state == stAwait && !c.deadline.IsZero() && now.After(c.deadline):
 			l.closeBackend(c.b)
 			c.b = nil
 			c.be.inflight.Add(-1)
-			l.errorPage(c, http.StatusGatewayTimeout, gatewayTimeoutPage, errReadTimeout)
+			l.errorPage(c, http.StatusGatewayTimeout, GatewayTimeoutPage, ErrReadTimeout)
 		case c.state == stExchange && c.b != nil && c.b.connecting && now.Sub(c.b.dialed) > c.be.timeout:
 			l.sendFailed(c, dialError(c.be.addr, os.ErrDeadlineExceeded), true)
 		case c.state == stIdle && now.Sub(c.since) > keepBuffersFor:
@@ -1173,7 +1173,7 @@ func (l *loop) handOff(c *lconn) {
 	if err != nil {
 		return
 	}
-	l.f.r.handedOver.Add(1)
+	l.f.handedOver.Add(1)
 	go func() {
 		defer l.f.wg.Done()
 		l.h1.give(&handedOff{Conn: nc, br: br, tls: c.fc.tls, release: c.release})

@@ -1,4 +1,4 @@
-package router
+package engine
 
 import (
 	"io"
@@ -30,7 +30,7 @@ func TestUpstreamReuse(t *testing.T) {
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	u := newUpstream(srv.Listener.Addr().String(), defaultConnectTimeout)
+	u := newUpstream(srv.Listener.Addr().String(), DefaultConnectTimeout)
 	get := func(path string, readAll bool) string {
 		t.Helper()
 		req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+u.addr+path, nil)
@@ -87,7 +87,7 @@ func TestUpstreamCloseIdleInUse(t *testing.T) {
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	u := newUpstream(srv.Listener.Addr().String(), defaultConnectTimeout)
+	u := newUpstream(srv.Listener.Addr().String(), DefaultConnectTimeout)
 	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+u.addr+"/", nil)
 	resp, err := u.RoundTrip(req)
 	if err != nil {
@@ -101,5 +101,9 @@ func TestUpstreamCloseIdleInUse(t *testing.T) {
 	if len(u.idle) != 0 {
 		t.Fatal("a connection in use during closeIdle was pooled afterwards")
 	}
-	receive(t, closed, 5*time.Second, "the connection in use during closeIdle is still open")
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection in use during closeIdle is still open")
+	}
 }

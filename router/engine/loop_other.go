@@ -1,6 +1,6 @@
 //go:build !linux
 
-package router
+package engine
 
 import (
 	"crypto/tls"
@@ -21,7 +21,7 @@ type loop struct {
 // haveEventLoops tells whether this system has the event loops.
 const haveEventLoops = false
 
-func newLoop(*front, *handoff) (*loop, error) {
+func newLoop(*Front, *Handoff) (*loop, error) {
 	return nil, errors.New("event loops need epoll (Linux)")
 }
 

@@ -1,4 +1,4 @@
-package router
+package engine
 
 import (
 	"bufio"
@@ -8,17 +8,19 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
-	"paas/internal/connlimit"
-	"paas/router/contract"
 	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"paas/internal/connlimit"
 )
 
 // The front is the router's own HTTP/1.1 server, for the requests almost all
@@ -33,19 +35,16 @@ import (
 // handshake, with the parsing and headers here; where epoll is not
 // available, a goroutine serves each connection with the code here.
 //
-// Everything else goes to net/http and ServeHTTP, with the bytes the front
-// already read, for the rest of the connection: HTTP/2, HTTP/1.0, a request
-// with a body, an upgrade, the control endpoint, an ACME challenge, a redirect
-// to HTTPS, an unknown host or an app without tasks, and any request head the
-// front is not sure how to read. The two paths send the same request to the
-// app and the same response to the client (router_test.go checks both).
+// Everything else goes to net/http (the router's ServeHTTP), with the bytes
+// the front already read, for the rest of the connection: HTTP/2, HTTP/1.0,
+// a request with a body, an upgrade, and whatever the Host does not give a
+// route for (the control endpoint, an ACME challenge, a redirect to HTTPS,
+// an unknown host or an app without tasks), and any request head the front
+// is not sure how to read. The two paths send the same request to the app
+// and the same response to the client (the router's front_test.go checks
+// both).
 
 const (
-	// headerTimeout bounds how long a request head may take to arrive once
-	// it started, and a TLS handshake.
-	headerTimeout = 10 * time.Second
-	// idleTimeout closes a keep-alive connection that sent no new request.
-	idleTimeout = 120 * time.Second
 	// frontBufSize is the largest request head the front reads itself;
 	// net/http takes bigger ones (up to its 1 MB limit).
 	frontBufSize = 8 << 10
@@ -57,14 +56,19 @@ const (
 	flushAt = 32 << 10
 )
 
-// front serves the listeners' connections and tracks them for a graceful
+// Front serves the listeners' connections and tracks them for a graceful
 // shutdown.
-type front struct {
-	r        *Router
+type Front struct {
+	host     Host
+	cfg      Config
+	log      *slog.Logger
+	h1       *Handoff // takes the HTTP/1 connections the front does not serve
 	stopping atomic.Bool
 	killing  atomic.Bool // the shutdown's time is up
 	loops    []*loop     // HTTP/1 connections (loop.go); set before accepting
 	nextLoop atomic.Uint64
+	// handedOver counts the connections the front gave to net/http.
+	handedOver atomic.Int64
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -75,19 +79,50 @@ type front struct {
 	limit   *connlimit.Limiter
 	refused atomic.Uint64 // connections refused by limit
 	// h2conns gives back the limit's slot of a connection served by the
-	// HTTP/2 server once it closes it (h2ConnState): net/http must see the
+	// HTTP/2 server once it closes it (H2ConnState): net/http must see the
 	// *tls.Conn itself there, so it cannot be wrapped.
 	h2conns sync.Map // *tls.Conn -> func()
 }
 
-func newFront(r *Router) *front {
-	return &front{r: r, conns: map[net.Conn]struct{}{}, limit: &connlimit.Limiter{Max: r.opts.MaxConnsPerAddr}}
+// New returns a front that serves for host and gives the HTTP/1
+// connections it does not serve itself to h1, whose net/http server is to
+// use HandedOffContext. It starts its event loops (Config.Kind) at once.
+func New(host Host, cfg Config, h1 *Handoff) *Front {
+	cfg = cfg.withDefaults()
+	f := &Front{host: host, cfg: cfg, log: cfg.Log, h1: h1, conns: map[net.Conn]struct{}{}, limit: &connlimit.Limiter{Max: cfg.MaxConnsPerAddr}}
+	f.startLoops()
+	return f
 }
+
+// Serve serves ln's connections until ln is closed (nil then) or its Accept
+// fails for good. With cfg set, they are TLS: HTTP/2 ones go to h2, the
+// others are served by the front.
+func (f *Front) Serve(ln net.Listener, cfg *tls.Config, h2 *Handoff) error {
+	return f.accept(ln, cfg, f.h1, h2)
+}
+
+// Loops is the number of event loops serving (0: a goroutine per
+// connection).
+func (f *Front) Loops() int {
+	n := 0
+	for _, l := range f.loops {
+		if !l.dead.Load() {
+			n++
+		}
+	}
+	return n
+}
+
+// HandedOver is the number of connections the front gave to net/http.
+func (f *Front) HandedOver() int64 { return f.handedOver.Load() }
+
+// ConnLimit is the limit of connections per client address.
+func (f *Front) ConnLimit() *connlimit.Limiter { return f.limit }
 
 // accept serves ln's connections until ln is closed. With cfg set, they are
 // TLS: HTTP/2 ones go to h2, the others are served by the front. Requests
 // the front leaves to net/http go to h1.
-func (f *front) accept(ln net.Listener, cfg *tls.Config, h1, h2 *handoff) error {
+func (f *Front) accept(ln net.Listener, cfg *tls.Config, h1, h2 *Handoff) error {
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -98,7 +133,7 @@ func (f *front) accept(ln net.Listener, cfg *tls.Config, h1, h2 *handoff) error 
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				f.r.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+				f.log.Warn("accept failed; retrying", "err", err, "in", backoff)
 				time.Sleep(backoff)
 				continue
 			}
@@ -124,9 +159,9 @@ func (f *front) accept(ln net.Listener, cfg *tls.Config, h1, h2 *handoff) error 
 // plain HTTP (written without waiting for the request: a client that has
 // not sent it yet reads the answer first). It logs the first refusal, then
 // one in 1,000.
-func (f *front) refuse(c net.Conn, plain bool) {
+func (f *Front) refuse(c net.Conn, plain bool) {
 	if n := f.refused.Add(1); n%1000 == 1 {
-		f.r.log.Warn("refused a connection: too many from its address", "remote", c.RemoteAddr().String(), "limit", f.limit.Max, "refused", n)
+		f.log.Warn("refused a connection: too many from its address", "remote", c.RemoteAddr().String(), "limit", f.limit.Max, "refused", n)
 	}
 	if plain {
 		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
@@ -137,9 +172,9 @@ func (f *front) refuse(c net.Conn, plain bool) {
 
 const tooManyConns = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 47\r\nConnection: close\r\n\r\ntoo many connections from your address at once\n"
 
-// h2ConnState is the HTTP/2 server's ConnState: a connection it closed
+// H2ConnState is the HTTP/2 server's ConnState: a connection it closed
 // gives its slot back.
-func (f *front) h2ConnState(c net.Conn, st http.ConnState) {
+func (f *Front) H2ConnState(c net.Conn, st http.ConnState) {
 	if st != http.StateClosed && st != http.StateHijacked {
 		return
 	}
@@ -150,7 +185,7 @@ func (f *front) h2ConnState(c net.Conn, st http.ConnState) {
 
 // toLoop gives l a plain connection to serve; release gives back its slot
 // of the address limit, once the connection ends.
-func (f *front) toLoop(l *loop, c net.Conn, release func()) bool {
+func (f *Front) toLoop(l *loop, c net.Conn, release func()) bool {
 	if !f.trackLoop(l) {
 		_ = c.Close()
 		release()
@@ -161,7 +196,7 @@ func (f *front) toLoop(l *loop, c net.Conn, release func()) bool {
 }
 
 // toGoroutine serves c from a goroutine of its own (see accept).
-func (f *front) toGoroutine(c net.Conn, cfg *tls.Config, h1, h2 *handoff, release func()) bool {
+func (f *Front) toGoroutine(c net.Conn, cfg *tls.Config, h1, h2 *Handoff, release func()) bool {
 	if !f.track(c) {
 		_ = c.Close()
 		release()
@@ -178,7 +213,7 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
-func (f *front) track(c net.Conn) bool {
+func (f *Front) track(c net.Conn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopping.Load() {
@@ -190,17 +225,17 @@ func (f *front) track(c net.Conn) bool {
 }
 
 // startLoops starts the event loops that serve HTTP/1 (loop.go), one per
-// processor Go runs on; with none (Options.Engine, or no epoll), a
+// processor Go runs on; with none (Config.Kind, or no epoll), a
 // goroutine serves each connection. It is called before the front accepts
 // connections.
-func (f *front) startLoops(h1 *handoff) {
-	if f.r.opts.Engine != EngineEventLoops || !haveEventLoops {
+func (f *Front) startLoops() {
+	if f.cfg.Kind != EventLoops || !haveEventLoops {
 		return
 	}
 	for range runtime.GOMAXPROCS(0) {
-		l, err := newLoop(f, h1)
+		l, err := newLoop(f, f.h1)
 		if err != nil {
-			f.r.log.Warn("event loop unavailable; serving a goroutine per connection", "err", err)
+			f.log.Warn("event loop unavailable; serving a goroutine per connection", "err", err)
 			return
 		}
 		f.loops = append(f.loops, l)
@@ -210,7 +245,7 @@ func (f *front) startLoops(h1 *handoff) {
 
 // pickLoop returns the loop to serve a new connection, in turn, or nil for
 // a goroutine of its own.
-func (f *front) pickLoop() *loop {
+func (f *Front) pickLoop() *loop {
 	for range f.loops {
 		l := f.loops[f.nextLoop.Add(1)%uint64(len(f.loops))]
 		if !l.dead.Load() {
@@ -222,7 +257,7 @@ func (f *front) pickLoop() *loop {
 
 // moveToLoop gives a loop a connection that was tracked for a goroutine of
 // its own, and returns it; nil when there is none or the front is stopping.
-func (f *front) moveToLoop(c net.Conn) *loop {
+func (f *Front) moveToLoop(c net.Conn) *loop {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	l := f.pickLoop()
@@ -235,7 +270,7 @@ func (f *front) moveToLoop(c net.Conn) *loop {
 }
 
 // trackLoop counts a connection l is to serve.
-func (f *front) trackLoop(l *loop) bool {
+func (f *Front) trackLoop(l *loop) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopping.Load() {
@@ -246,17 +281,17 @@ func (f *front) trackLoop(l *loop) bool {
 	return true
 }
 
-func (f *front) untrack(c net.Conn) {
+func (f *Front) untrack(c net.Conn) {
 	f.mu.Lock()
 	delete(f.conns, c)
 	f.mu.Unlock()
 	f.wg.Done()
 }
 
-// shutdown makes every connection close once its current request has been
+// Shutdown makes every connection close once its current request has been
 // answered (an idle one at once) and waits for them until ctx is done, then
 // closes those left.
-func (f *front) shutdown(ctx context.Context) error {
+func (f *Front) Shutdown(ctx context.Context) error {
 	f.mu.Lock()
 	f.stopping.Store(true)
 	for c := range f.conns {
@@ -289,7 +324,7 @@ func (f *front) shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (f *front) serve(orig net.Conn, cfg *tls.Config, h1, h2 *handoff, release func()) {
+func (f *Front) serve(orig net.Conn, cfg *tls.Config, h1, h2 *Handoff, release func()) {
 	moved := false  // to a loop, which then counts it
 	passed := false // the address limit's slot: to a loop or to net/http
 	defer func() {
@@ -306,16 +341,16 @@ func (f *front) serve(orig net.Conn, cfg *tls.Config, h1, h2 *handoff, release f
 	if cfg != nil {
 		tr := newTLSTransport(raw)
 		tc := tls.Server(tr, cfg)
-		_ = raw.SetDeadline(time.Now().Add(headerTimeout))
+		_ = raw.SetDeadline(time.Now().Add(HeaderTimeout))
 		if err := tc.Handshake(); err != nil {
-			f.r.log.Warn("tls handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
+			f.log.Warn("tls handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
 			_ = raw.Close()
 			return
 		}
 		_ = raw.SetDeadline(time.Time{})
 		cs := tc.ConnectionState()
 		if cs.NegotiatedProtocol == "h2" {
-			f.r.handedOver.Add(1)
+			f.handedOver.Add(1)
 			f.h2conns.Store(tc, release)
 			passed = true
 			h2.give(tc)
@@ -328,16 +363,16 @@ func (f *front) serve(orig net.Conn, cfg *tls.Config, h1, h2 *handoff, release f
 		}
 		c, state = tc, &cs
 	}
-	fc := &frontConn{r: f.r, f: f, conn: c, tls: state, br: bufio.NewReaderSize(c, frontBufSize)}
+	fc := &frontConn{f: f, conn: c, tls: state, br: bufio.NewReaderSize(c, frontBufSize)}
 	fc.clientIP, _, _ = net.SplitHostPort(raw.RemoteAddr().String())
 	passed = fc.serveAll(h1, release)
 }
 
 // serveAll serves the connection's requests until it closes, or hands it
 // to net/http with release, which it reports.
-func (c *frontConn) serveAll(h1 *handoff, release func()) (handedOver bool) {
+func (c *frontConn) serveAll(h1 *Handoff, release func()) (handedOver bool) {
 	if c.serve() {
-		c.r.handedOver.Add(1)
+		c.f.handedOver.Add(1)
 		h1.give(&handedOff{Conn: c.conn, br: c.br, tls: c.tls, release: release})
 		return true
 	}
@@ -347,8 +382,7 @@ func (c *frontConn) serveAll(h1 *handoff, release func()) (handedOver bool) {
 
 // frontConn is one client connection served by the front.
 type frontConn struct {
-	r        *Router
-	f        *front
+	f        *Front
 	conn     net.Conn
 	tls      *tls.ConnectionState // nil for plain HTTP
 	br       *bufio.Reader
@@ -392,7 +426,7 @@ func (c *frontConn) serve() (handOff bool) {
 		if !fast {
 			return true
 		}
-		if c.f.stopping.Load() || c.r.draining.Load() {
+		if c.f.stopping.Load() || c.f.host.Draining() {
 			h.close = true // the last request on this connection
 		}
 		keep := c.proxy(&h)
@@ -408,12 +442,12 @@ func (c *frontConn) serve() (handOff bool) {
 // timer update per request.
 const deadlineSlack = 10 * time.Second
 
-// idleDeadline gives the client idleTimeout (less up to deadlineSlack) to
+// idleDeadline gives the client IdleTimeout (less up to deadlineSlack) to
 // send its next request.
 func (c *frontConn) idleDeadline() {
 	now := time.Now()
-	if c.deadline.Sub(now) < idleTimeout-deadlineSlack {
-		c.setReadDeadline(now.Add(idleTimeout))
+	if c.deadline.Sub(now) < IdleTimeout-deadlineSlack {
+		c.setReadDeadline(now.Add(IdleTimeout))
 	}
 }
 
@@ -431,7 +465,7 @@ type requestHead struct {
 	requestID      []byte
 	close          bool // the client asked to close the connection
 	idempotencyKey bool
-	rt             *route
+	rt             *Route
 }
 
 var (
@@ -457,7 +491,7 @@ func (c *frontConn) readHead(h *requestHead) (fast bool, err error) {
 		}
 		if len(buf) > 0 && !timed {
 			timed = true
-			c.setReadDeadline(time.Now().Add(headerTimeout))
+			c.setReadDeadline(time.Now().Add(HeaderTimeout))
 			if c.f.stopping.Load() {
 				return false, net.ErrClosed
 			}
@@ -568,21 +602,9 @@ func (c *frontConn) parseHead(head []byte, h *requestHead) bool {
 	if hosts != 1 || !plainHost(h.host) {
 		return false
 	}
-	if c.r.opts.AdminToken != "" && string(h.host) == contract.AdminHost {
-		return false
-	}
-	tbl := c.r.table.Load()
-	rt := tbl.lookupBytes(h.host)
-	if rt == nil || len(rt.backends) == 0 {
-		return false // net/http writes the 404 and 503 pages
-	}
-	if c.tls == nil {
-		if tbl.global != nil && bytes.HasPrefix(h.target, []byte(contract.ACMEChallengePath)) {
-			return false
-		}
-		if rt.edge != nil && len(rt.edge.Certs) > 0 && c.r.opts.HTTPSAddr != "" && rt.cert(canonicalHost(string(h.host)), time.Now()) != nil {
-			return false // the redirect to HTTPS
-		}
+	rt := c.f.host.Route(h.host, h.target, c.tls != nil)
+	if rt == nil || len(rt.Backends) == 0 {
+		return false // net/http answers it
 	}
 	h.rt = rt
 	return true
@@ -746,8 +768,8 @@ func (c *frontConn) proxy(h *requestHead) (keep bool) {
 }
 
 // logProxied writes the access log line of a request the front answered.
-func (c *frontConn) logProxied(h *requestHead, start time.Time, status int, b *backend, id []byte) {
-	if !c.r.opts.AccessLog {
+func (c *frontConn) logProxied(h *requestHead, start time.Time, status int, b *Backend, id []byte) {
+	if !c.f.cfg.AccessLog {
 		return
 	}
 	var backend string
@@ -758,9 +780,9 @@ func (c *frontConn) logProxied(h *requestHead, start time.Time, status int, b *b
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
-	c.r.logRequest(context.Background(), requestLog{
-		method: method(h.method), host: h.host, path: unescapePath(path), status: status,
-		start: start, bytes: c.sent, id: id, app: h.rt.app, backend: backend,
+	c.f.host.LogRequest(context.Background(), RequestLog{
+		Method: method(h.method), Host: h.host, Path: unescapePath(path), Status: status,
+		Start: start, Bytes: c.sent, ID: id, App: h.rt.App, Backend: backend,
 	})
 }
 
@@ -770,7 +792,7 @@ func (c *frontConn) logProxied(h *requestHead, start time.Time, status int, b *b
 func (c *frontConn) proxyHead(h *requestHead) []byte {
 	c.detach(h)
 	id := h.requestID
-	if !validRequestID(id) {
+	if !ValidRequestID(id) {
 		id = c.newRequestID()
 	}
 	c.req = append(c.req, "X-Forwarded-For: "...)
@@ -842,14 +864,14 @@ func method(b []byte) string {
 var errBadResponse = errors.New("malformed response")
 
 // exchange sends c.req to the route's backends in round-robin order, as
-// balancer.RoundTrip does, and passes the first response on. It returns the
+// the router's balancer.RoundTrip does, and passes the first response on. It returns the
 // status the client got, the backend that served it, and whether the client
 // connection may be reused.
-func (c *frontConn) exchange(h *requestHead, id []byte) (int, *backend, bool) {
-	var buf [16]*backend
-	order := h.rt.order(buf[:0], time.Now().UnixNano())
-	retriable := h.idempotencyKey || idempotentMethod(string(h.method))
-	var last *backend
+func (c *frontConn) exchange(h *requestHead, id []byte) (int, *Backend, bool) {
+	var buf [16]*Backend
+	order := h.rt.Order(buf[:0], time.Now().UnixNano())
+	retriable := h.idempotencyKey || IdempotentMethod(string(h.method))
+	var last *Backend
 	var lastErr error
 	failedSends := 0
 	for _, b := range order {
@@ -863,22 +885,22 @@ func (c *frontConn) exchange(h *requestHead, id []byte) (int, *backend, bool) {
 		b.inflight.Add(-1)
 		lastErr = err
 		if c.gone.Load() {
-			return 499, b, false // nobody to answer, as ServeHTTP logs it
+			return 499, b, false // nobody to answer, as the router's ServeHTTP logs it
 		}
-		if errors.Is(err, errReadTimeout) {
-			c.r.log.Warn("proxy error", "app", h.rt.app, "backend", b.addr, "request_id", string(id), "err", err)
-			return c.writeError(http.StatusGatewayTimeout, id, gatewayTimeoutPage), b, !h.close
+		if errors.Is(err, ErrReadTimeout) {
+			c.f.log.Warn("proxy error", "app", h.rt.App, "backend", b.addr, "request_id", string(id), "err", err)
+			return c.writeError(http.StatusGatewayTimeout, id, GatewayTimeoutPage), b, !h.close
 		}
-		b.eject(time.Now(), err)
-		if !isDialError(err) {
+		b.Eject(time.Now(), err)
+		if !IsDialError(err) {
 			failedSends++
 		}
-		if !isDialError(err) && !retriable || failedSends > 1 {
+		if !IsDialError(err) && !retriable || failedSends > 1 {
 			break
 		}
 	}
-	c.r.log.Warn("proxy error", "app", h.rt.app, "backend", last.addr, "request_id", string(id), "err", lastErr)
-	return c.writeError(http.StatusBadGateway, id, badGatewayPage), last, !h.close
+	c.f.log.Warn("proxy error", "app", h.rt.App, "backend", last.addr, "request_id", string(id), "err", lastErr)
+	return c.writeError(http.StatusBadGateway, id, BadGatewayPage), last, !h.close
 }
 
 // roundTrip sends the request in c.req to b and passes the response on. sent
@@ -886,7 +908,7 @@ func (c *frontConn) exchange(h *requestHead, id []byte) (int, *backend, bool) {
 // over, whatever err says. A request that fails on a reused connection
 // before any response came (the backend closed it while idle) is sent again
 // once on a new connection, unless the task did not answer at all.
-func (c *frontConn) roundTrip(b *backend, h *requestHead, id []byte) (status int, keep, sent bool, err error) {
+func (c *frontConn) roundTrip(b *Backend, h *requestHead, id []byte) (status int, keep, sent bool, err error) {
 	for attempt := 0; ; attempt++ {
 		uc, reused, err := b.fast.get(context.Background())
 		if err != nil {
@@ -901,7 +923,7 @@ func (c *frontConn) roundTrip(b *backend, h *requestHead, id []byte) (status int
 		if sent || err == nil {
 			return status, keep, true, err
 		}
-		if !reused || attempt > 0 || errors.Is(err, errReadTimeout) || peerLost(err) {
+		if !reused || attempt > 0 || errors.Is(err, ErrReadTimeout) || peerLost(err) {
 			return 0, false, false, err
 		}
 	}
@@ -926,7 +948,7 @@ func (c *frontConn) relay(uc *upstreamConn, h *requestHead, id []byte) (status i
 	}
 	if err != nil {
 		if timeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-			err = errReadTimeout // not a lost task's ETIMEDOUT (setPeerTimeout)
+			err = ErrReadTimeout // not a lost task's ETIMEDOUT (setPeerTimeout)
 		}
 		return 0, false, false, false, err
 	}
@@ -1035,12 +1057,7 @@ func (c *frontConn) stopWatch() {
 	c.idleDeadline()
 }
 
-func readTimeout(rt *route) time.Duration {
-	if rt.edge == nil {
-		return 0
-	}
-	return rt.edge.ReadTimeout
-}
+func readTimeout(rt *Route) time.Duration { return rt.ReadTimeout }
 
 // responseHead is a backend's response head, rewritten for the client.
 type responseHead struct {
@@ -1161,8 +1178,8 @@ var sendTimeout = 60 * time.Second
 // only once it is a sixth spent, which spares a timer update per write.
 func (c *frontConn) write(p []byte) (int, error) {
 	now := time.Now()
-	if c.writeDeadline.Sub(now) < sendTimeout*5/6 {
-		c.writeDeadline = now.Add(sendTimeout)
+	if c.writeDeadline.Sub(now) < c.f.cfg.SendTimeout*5/6 {
+		c.writeDeadline = now.Add(c.f.cfg.SendTimeout)
 		_ = c.conn.SetWriteDeadline(c.writeDeadline)
 	}
 	return c.conn.Write(p)
@@ -1208,7 +1225,7 @@ func (c *frontConn) pass(src *bufio.Reader, n int64) error {
 		if n < 0 || n >= int64(src.Size()) {
 			// Large reads go straight from the backend's socket to the
 			// client's, through a pooled buffer.
-			buf := copyBuffers.Get()
+			buf := CopyBuffers.Get()
 			want := len(buf)
 			if n > 0 && n < int64(want) {
 				want = int(n)
@@ -1220,11 +1237,11 @@ func (c *frontConn) pass(src *bufio.Reader, n int64) error {
 					n -= int64(k)
 				}
 				if _, werr := c.write(buf[:k]); werr != nil {
-					copyBuffers.Put(buf)
+					CopyBuffers.Put(buf)
 					return werr
 				}
 			}
-			copyBuffers.Put(buf)
+			CopyBuffers.Put(buf)
 			if err != nil {
 				if errors.Is(err, io.EOF) && n > 0 {
 					return io.ErrUnexpectedEOF
@@ -1337,20 +1354,20 @@ func (c *frontConn) errorPage(code int, id []byte, body string) {
 	c.sent = int64(len(body))
 }
 
-// handoff is the listener of a net/http server that serves the connections
+// Handoff is the listener of a net/http server that serves the connections
 // the front gives it.
-type handoff struct {
+type Handoff struct {
 	addr net.Addr
 	ch   chan net.Conn
 	done chan struct{}
 	once sync.Once
 }
 
-func newHandoff(addr net.Addr) *handoff {
-	return &handoff{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+func NewHandoff(addr net.Addr) *Handoff {
+	return &Handoff{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
 }
 
-func (l *handoff) Accept() (net.Conn, error) {
+func (l *Handoff) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.ch:
 		return c, nil
@@ -1359,15 +1376,15 @@ func (l *handoff) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *handoff) Close() error {
+func (l *Handoff) Close() error {
 	l.once.Do(func() { close(l.done) })
 	return nil
 }
 
-func (l *handoff) Addr() net.Addr { return l.addr }
+func (l *Handoff) Addr() net.Addr { return l.addr }
 
 // give passes c to the server, or closes it when the server has stopped.
-func (l *handoff) give(c net.Conn) {
+func (l *Handoff) give(c net.Conn) {
 	select {
 	case l.ch <- c:
 	case <-l.done:
@@ -1400,11 +1417,31 @@ func (c *handedOff) Close() error {
 
 type tlsStateKey struct{}
 
-// handedOffContext is the net/http server's ConnContext: it remembers the
-// TLS state of a handed-off connection for serveHandedOff.
-func handedOffContext(ctx context.Context, c net.Conn) context.Context {
+// HandedOffContext is the ConnContext of the net/http server that takes
+// the front's hand-offs: it remembers the TLS state of a handed-off
+// connection, which TLSState reads.
+func HandedOffContext(ctx context.Context, c net.Conn) context.Context {
 	if h, ok := c.(*handedOff); ok && h.tls != nil {
 		return context.WithValue(ctx, tlsStateKey{}, h.tls)
 	}
 	return ctx
+}
+
+// TLSState returns the TLS state of a request's connection that the front
+// handed to net/http after its handshake (HandedOffContext), or nil.
+func TLSState(ctx context.Context) *tls.ConnectionState {
+	cs, _ := ctx.Value(tlsStateKey{}).(*tls.ConnectionState)
+	return cs
+}
+
+// unescapePath returns a request target's path as net/http's URL.Path has
+// it, percent-decoded.
+func unescapePath(p []byte) []byte {
+	if bytes.IndexByte(p, '%') < 0 {
+		return p
+	}
+	if u, err := url.PathUnescape(string(p)); err == nil {
+		return []byte(u)
+	}
+	return p
 }
