@@ -20,6 +20,7 @@ bench:
 	go run ./scripts/bench/cluster
 	go run ./scripts/bench/routeridle
 	go run ./scripts/bench/api
+	go run ./scripts/bench/dashboard
 
 install:
 	scripts/install.sh

@@ -189,3 +189,40 @@ func (s *Swarm) removeNetworks(ctx context.Context, f filters.Args) error {
 		}
 	}
 }
+
+// ProcessCount is how many tasks of one process type run, and should.
+type ProcessCount struct {
+	Process string `json:"process"`
+	Running int    `json:"running"`
+	Desired int    `json:"desired"`
+}
+
+// Counts returns the task counts of every app's process types, by app,
+// from ONE list of the installation's services (Docker's service status),
+// not a call per app: what a list of many apps shows.
+func (s *Swarm) Counts(ctx context.Context) (map[string][]ProcessCount, error) {
+	f := filters.NewArgs(
+		filters.Arg("label", paas.LabelInstallation+"="+s.name),
+		filters.Arg("label", paas.LabelRole+"="+RoleApp),
+	)
+	svcs, err := s.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: f, Status: true})
+	if err != nil {
+		return nil, fmt.Errorf("list services: %w", err)
+	}
+	slices.SortFunc(svcs, func(a, b swarm.Service) int {
+		return compareProcess(a.Spec.Labels[paas.LabelProcess], b.Spec.Labels[paas.LabelProcess])
+	})
+	out := map[string][]ProcessCount{}
+	for _, svc := range svcs {
+		app := svc.Spec.Labels[paas.LabelApp]
+		pc := ProcessCount{Process: svc.Spec.Labels[paas.LabelProcess]}
+		if m := svc.Spec.Mode.Replicated; m != nil && m.Replicas != nil {
+			pc.Desired = int(*m.Replicas)
+		}
+		if st := svc.ServiceStatus; st != nil {
+			pc.Running = int(st.RunningTasks)
+		}
+		out[app] = append(out[app], pc)
+	}
+	return out, nil
+}

@@ -18,7 +18,7 @@ func TestLayout(t *testing.T) {
 			return 5 // wiring
 		case pkg == "paas/internal/commands" || strings.HasPrefix(pkg, "paas/plugins/"):
 			return 4 // commands (and the plugins compiled in)
-		case pkg == "paas/gitreceive" || pkg == "paas/internal/web" || pkg == "paas/internal/deploy":
+		case pkg == "paas/gitreceive" || pkg == "paas/internal/web" || pkg == "paas/internal/dashboard" || pkg == "paas/internal/deploy":
 			return 3 // pipeline, and the doors: SSH and HTTP
 		case pkg == "paas/internal/paas":
 			return 1 // the shared domain types, at the bottom

@@ -29,10 +29,7 @@ func cmdSigninLink(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: signin-link FILE")
 	}
-	data, err := os.ReadFile(ts.MkAbs(args[0]))
-	ts.Check(err)
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	link := lines[len(lines)-1]
+	link := lastLine(ts, args[0])
 	jar, _ := cookiejar.New(nil)
 	c := apiClient(ts)
 	c.Jar = jar
@@ -80,4 +77,12 @@ func hiddenValue(ts *testscript.TestScript, page, name string) string {
 	}
 	rest := page[i+len(marker):]
 	return html.UnescapeString(rest[:strings.IndexByte(rest, '"')])
+}
+
+// lastLine is the last line of the file (the link `ssh paas login` printed).
+func lastLine(ts *testscript.TestScript, file string) string {
+	data, err := os.ReadFile(ts.MkAbs(file))
+	ts.Check(err)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return lines[len(lines)-1]
 }

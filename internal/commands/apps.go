@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -108,6 +109,14 @@ type Platform struct {
 	Sources GitSources
 	// PushLocks are the apps' push locks (apps:rename takes the app's).
 	PushLocks Locker
+	// Counts, when set, gives apps:list --detail every app's task counts
+	// at once (the scheduler's one service list).
+	Counts Counts
+}
+
+// Counts are the task counts of every app's process types, by app.
+type Counts interface {
+	Counts(ctx context.Context) (map[string][]scheduler.ProcessCount, error)
 }
 
 // Limits bound what a command may set; `paasd serve` flags set them. A zero
@@ -146,7 +155,8 @@ func wantJSON(c *Call) (bool, error) { return output.WantJSON(c.Flags["--format"
 func (p *Platform) appCommands() []*Command {
 	return []*Command{
 		{Name: "apps:create", Args: "APP", Help: "Create a new app", MinArgs: 1, NamesApp: true, Run: p.appsCreate},
-		{Name: "apps:list", Args: "[--format stdout|json]", Help: "List your apps (json: a list of names, as Dokku's)", Flags: formatFlag, Run: p.appsList},
+		{Name: "apps:list", Args: "[--detail [--offset N] [--limit N]] [--format stdout|json]", Help: "List your apps (json: a list of names, as Dokku's); --detail: with state, tasks running/desired per process, release, last deploy and URL (--offset, --limit: a page of them)",
+			Flags: map[string]bool{"--format": true, "--detail": false, "--offset": true, "--limit": true}, Run: p.appsList},
 		{Name: "apps:exists", Args: "APP", Help: "Exit 0 when the app exists, 20 when it does not", App: true, Run: func(_ context.Context, c *Call) error {
 			fmt.Fprintf(c.Out, "App %s exists\n", c.App.Name)
 			return nil
@@ -203,7 +213,7 @@ func (p *Platform) visibleApps(id paas.Identity) ([]*paas.App, error) {
 	return out, nil
 }
 
-func (p *Platform) appsList(_ context.Context, c *Call) error {
+func (p *Platform) appsList(ctx context.Context, c *Call) error {
 	asJSON, err := wantJSON(c)
 	if err != nil {
 		return err
@@ -211,6 +221,21 @@ func (p *Platform) appsList(_ context.Context, c *Call) error {
 	apps, err := p.visibleApps(c.ID)
 	if err != nil {
 		return err
+	}
+	if c.Has("--detail") {
+		offset, err := countFlag(c, "--offset", 0)
+		if err != nil {
+			return err
+		}
+		limit, err := countFlag(c, "--limit", len(apps))
+		if err != nil {
+			return err
+		}
+		apps = apps[min(offset, len(apps)):min(offset+limit, len(apps))]
+		return p.appsDetail(ctx, c, apps, asJSON)
+	}
+	if c.Has("--offset") || c.Has("--limit") {
+		return errors.New("--offset and --limit go with --detail")
 	}
 	if asJSON {
 		names := make([]string, 0, len(apps))
@@ -363,4 +388,104 @@ func report(c *Call, asJSON bool, title string, fields []kv) error {
 		output.Detail(c.Out, "%-*s %s", width, f.k+":", sanitize(f.v))
 	}
 	return nil
+}
+
+// AppSummary is one app of apps:list --detail.
+type AppSummary struct {
+	Name    string `json:"name"`
+	State   string `json:"state"` // not deployed, stopped, running, degraded, down
+	Release int    `json:"release"`
+	// DeployedAt is when the serving release was made (zero before the first deploy).
+	DeployedAt time.Time                `json:"deployed_at,omitzero"`
+	URL        string                   `json:"url"`
+	Processes  []scheduler.ProcessCount `json:"processes"`
+}
+
+// appsDetail lists apps with their state: the task counts of all of them
+// come from one call to the scheduler, the rest from the store.
+func (p *Platform) appsDetail(ctx context.Context, c *Call, apps []*paas.App, asJSON bool) error {
+	var counts map[string][]scheduler.ProcessCount
+	// Only a deployed app has services: a list of apps none of which is
+	// deployed needs no call to the scheduler.
+	if p.Counts != nil && slices.ContainsFunc(apps, func(a *paas.App) bool { return a.Current > 0 }) {
+		var err error
+		if counts, err = p.Counts.Counts(ctx); err != nil {
+			return err
+		}
+	}
+	out := make([]AppSummary, 0, len(apps))
+	for _, a := range apps {
+		s := AppSummary{Name: a.Name, Release: a.Current, Processes: counts[a.Name]}
+		if s.Processes == nil {
+			s.Processes = []scheduler.ProcessCount{}
+		}
+		if a.Current > 0 {
+			rel, err := servingRelease(p.Store, a)
+			if err != nil {
+				return err
+			}
+			if rel != nil {
+				s.DeployedAt = rel.CreatedAt.UTC()
+			}
+		}
+		url, err := p.appURL(a.Name)
+		if err != nil {
+			return err
+		}
+		s.URL = url
+		s.State = appState(a, s.Processes)
+		out = append(out, s)
+	}
+	if asJSON {
+		return output.JSON(c.Out, out)
+	}
+	output.Header(c.Out, "My Apps")
+	output.Detail(c.Out, "%-24s %-12s %-8s %-20s %-24s %s", "Name", "State", "Release", "Deployed", "Tasks", "URL")
+	for _, s := range out {
+		var tasks []string
+		for _, pc := range s.Processes {
+			tasks = append(tasks, fmt.Sprintf("%s %d/%d", pc.Process, pc.Running, pc.Desired))
+		}
+		deployed := "-"
+		if !s.DeployedAt.IsZero() {
+			deployed = s.DeployedAt.Format("2006-01-02 15:04:05")
+		}
+		output.Detail(c.Out, "%-24s %-12s %-8s %-20s %-24s %s", s.Name, s.State, "v"+strconv.Itoa(s.Release), deployed, strings.Join(tasks, " "), s.URL)
+	}
+	return nil
+}
+
+// appState says in a word how an app is doing from its task counts.
+func appState(a *paas.App, procs []scheduler.ProcessCount) string {
+	switch {
+	case a.Current == 0:
+		return "not deployed"
+	case a.Stopped:
+		return "stopped"
+	}
+	running, desired := 0, 0
+	for _, pc := range procs {
+		running += pc.Running
+		desired += pc.Desired
+	}
+	switch {
+	case running >= desired:
+		return "running"
+	case running == 0:
+		return "down"
+	}
+	return "degraded"
+}
+
+// countFlag reads a flag whose value is a number from 0, def when not given.
+func countFlag(c *Call, flag string, def int) (int, error) {
+	v, ok := c.Flags[flag]
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 1_000_000_000 {
+		return 0, fmt.Errorf("%s wants a number from 0, got %q", flag, sanitize(v))
+	}
+	return n, nil
 }

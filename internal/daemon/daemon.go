@@ -28,6 +28,7 @@ import (
 	"paas/internal/auth"
 	"paas/internal/commands"
 	"paas/internal/cron"
+	"paas/internal/dashboard"
 	"paas/internal/deploy"
 	"paas/internal/paas"
 	"paas/internal/store"
@@ -309,8 +310,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return reg.DeleteApp(app)
 		}},
 		Releases: &releases{Pipeline: pipeline, store: st, repos: repos, sched: sched},
-		OneOffs:  sched,
-		Routing:  routes, RoutingStore: st,
+		OneOffs:  sched, Counts: sched,
+		Routing: routes, RoutingStore: st,
 		Limits:    commands.Limits{MaxConfigValue: int(cfg.MaxConfigValue), MaxConfigSize: int(cfg.MaxConfigSize), MaxScale: cfg.MaxScale},
 		Sources:   &sources{locks: pushLocks, store: st, repos: repos, pipeline: pipeline, tmp: filepath.Join(dataDir, "builds")},
 		PushLocks: pushLocks,
@@ -359,11 +360,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// The HTTP API runs the same commands as SSH, behind the same
 	// user-auth trigger, for an API token or a browser session; a request
 	// that may change state and comes with the session cookie must carry
-	// the session's CSRF token.
+	// the session's CSRF token. The dashboard's pages at / run the same
+	// commands again, for the browser's session.
+	webCommands := &commands.UserAuth{Next: dispatcher, Triggers: triggers}
+	dash := dashboard.New(dashboard.Options{Commands: webCommands, Sessions: signinSvc, Log: log})
 	webSrv := web.New(web.Options{
-		Commands:       &commands.UserAuth{Next: dispatcher, Triggers: triggers},
+		Commands:       webCommands,
 		Authenticators: []web.Authenticator{web.Tokens{Tokens: tokens}, signinSvc},
-		Mounts:         []web.Mount{{Prefix: "/auth/", Handler: signinSvc}},
+		Mounts:         []web.Mount{{Prefix: "/auth/", Handler: signinSvc}, {Prefix: "/", Handler: dash}},
 		Guard:          signinSvc.RequireCSRF,
 		Refusals:       audit,
 		Log:            log,

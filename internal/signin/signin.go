@@ -211,8 +211,12 @@ func (s *Service) Methods() []string {
 // Authenticate returns the identity of the request's session. ok is false
 // without a session cookie, and for one that is forged, edited, expired or
 // signed out (each logged and recorded, none an error).
+// The identity's Via is "web": the audit log marks what a browser did.
 func (s *Service) Authenticate(r *http.Request) (paas.Identity, bool, error) {
 	id, _, ok := s.session(r)
+	if ok {
+		id.Via = "web"
+	}
 	return id, ok, nil
 }
 

@@ -436,6 +436,10 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, id paas.Identit
 	writeJSON(w, status, map[string]string{"output": out.String()})
 }
 
+// PlainArgs is plainArgs, for the other handlers that run commands (the
+// dashboard), so their audit lines read as the API's.
+func PlainArgs(args []string) []string { return plainArgs(args) }
+
 // plainArgs drops the "--" that ends a command line's flags when no
 // argument after it looks like a flag: the audit log then reads as the
 // same command over SSH. Where one does ("--help" as a domain), the "--"

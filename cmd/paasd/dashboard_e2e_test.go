@@ -1,0 +1,299 @@
+package main
+
+// The dashboard end to end (dashboard.txtar): Debian's chromium, driven
+// headless through chromedp, signs in with the link of `ssh paas login`
+// and uses the pages of the real paasd through the router as a person
+// would: the app list, an app's page, its live logs while a `git push`
+// runs, the Roll back button, a config value hidden then revealed, sign
+// out; and is refused a POST without the CSRF token and another user's app.
+//
+// Chromium runs in a network namespace of its own: Docker adding and
+// removing veth interfaces during a test makes a browser in the host's
+// namespace fail its page loads with ERR_NETWORK_CHANGED. The namespace has
+// only a loopback (IPv6 off) where this test listens on the installation's
+// HTTPS port and forwards each connection to the router on the host's
+// 127.0.0.1.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	scriptCmds["dashboard-browser"] = cmdDashboardBrowser
+}
+
+// browserInNetns starts a headless chromium in a new network namespace
+// whose 127.0.0.1:port reaches the host's 127.0.0.1:port, and returns a
+// tab's context.
+func browserInNetns(ts *testscript.TestScript, port string) context.Context {
+	exe, err := exec.LookPath("chromium")
+	if err != nil {
+		ts.Fatalf("chromium is required for the dashboard test (scripts/install.sh --deps installs it)")
+	}
+	profile, err := os.MkdirTemp("", "paas-chromium")
+	ts.Check(err)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.UserDataDir(profile), chromedp.WindowSize(1280, 900),
+		// The installation's certificate is its own CA's.
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.Flag("host-resolver-rules", "MAP * 127.0.0.1"),
+		chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Cloneflags: syscall.CLONE_NEWNET}
+		}),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	ts.Defer(func() {
+		cancel()
+		cancelAlloc()
+		os.RemoveAll(profile)
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		ts.Fatalf("start chromium: %v", err)
+	}
+	pid := chromedp.FromContext(ctx).Browser.Process().Pid
+	ln, err := listenInNetns(pid, "127.0.0.1:"+port)
+	if err != nil {
+		ts.Fatalf("chromium's network namespace: %v", err)
+	}
+	ts.Defer(func() { ln.Close() })
+	go forward(ln, "127.0.0.1:"+port)
+	return ctx
+}
+
+// listenInNetns sets up the network namespace of the process pid (loopback
+// up, IPv6 off) and listens on addr in it. It works on an OS thread that
+// joins the namespace and is then thrown away, so no other goroutine ever
+// runs in the namespace.
+func listenInNetns(pid int, addr string) (net.Listener, error) {
+	type result struct {
+		ln  net.Listener
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		ln, err := func() (net.Listener, error) {
+			f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+				return nil, fmt.Errorf("setns: %w", err)
+			}
+			if err := loopbackUp(); err != nil {
+				return nil, err
+			}
+			for _, p := range []string{"all", "default", "lo"} {
+				if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+p+"/disable_ipv6", []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return nil, fmt.Errorf("turn IPv6 off: %w", err)
+				}
+			}
+			return net.Listen("tcp4", addr)
+		}()
+		done <- result{ln, err}
+	}()
+	r := <-done
+	return r.ln, r.err
+}
+
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("lo flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("lo up: %w", err)
+	}
+	return nil
+}
+
+// forward copies each connection accepted on ln to and from a connection
+// to addr (dialed from the host's namespace).
+func forward(ln net.Listener, addr string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			u, err := net.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer u.Close()
+			go func() { io.Copy(u, c); u.(*net.TCPConn).CloseWrite() }()
+			io.Copy(c, u)
+		}()
+	}
+}
+
+// browse runs steps in the tab with a deadline; a page load that fails with
+// ERR_NETWORK_CHANGED is tried once more.
+func browse(ts *testscript.TestScript, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	get(ts, ctx, what, chromedp.Steps(steps...))
+}
+
+// get runs a that returns a value, as browse runs steps.
+func get[T any](ts *testscript.TestScript, ctx context.Context, what string, a chromedp.Action[T]) T {
+	for attempt := 0; ; attempt++ {
+		tctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		v, err := chromedp.Run(tctx, a)
+		cancel()
+		if err == nil {
+			return v
+		}
+		if attempt == 0 && strings.Contains(err.Error(), "ERR_NETWORK_CHANGED") {
+			ts.Logf("%s: %v; once more", what, err)
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		loc, _ := chromedp.Run(lctx, chromedp.Location())
+		html, _ := chromedp.Run(lctx, chromedp.OuterHTML(chromedp.CSS("html")))
+		cancel()
+		ts.Fatalf("%s: %v (at %s)\n%s", what, err, loc, html)
+	}
+}
+
+func text(ts *testscript.TestScript, ctx context.Context, sel string) string {
+	return strings.TrimSpace(get(ts, ctx, "read "+sel, chromedp.Text(chromedp.CSS(sel))))
+}
+
+// poll waits until the JavaScript expression is true in the page. It asks
+// again and again, so that a page navigating away meanwhile (a form's
+// answer arriving) is no error.
+func poll(ts *testscript.TestScript, ctx context.Context, what, expr string, timeout time.Duration) {
+	var last error
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ok, err := chromedp.Run(tctx, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		last = err
+	}
+	get(ts, ctx, what, chromedp.Func(func(context.Context, *chromedp.Target) error {
+		return fmt.Errorf("not true after %s: %s (last error: %v)", timeout, expr, last)
+	}))
+}
+
+// flashIs is a JavaScript test that the page (a new one, loaded) says msg.
+func flashIs(msg string) string {
+	return `document.readyState == "complete" && document.getElementById("flash")?.textContent == "` + msg + `"`
+}
+
+// screenshot saves the page as NAME.png in $PAAS_SCREENSHOTS, when set.
+func screenshot(ts *testscript.TestScript, ctx context.Context, name string) {
+	dir := os.Getenv("PAAS_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png := get(ts, ctx, "screenshot", chromedp.FullScreenshot(100))
+	ts.Check(os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644))
+}
+
+// dashboard-browser LINKFILE APP OTHER PUSHDIR: signs in with the link in
+// LINKFILE, then on the dashboard: the app list's row of APP, APP's page,
+// its live logs while `git push paas main` runs in PUSHDIR (the output must
+// show "starting v2"), the Roll back button to v1, GREETING set and shown
+// hidden then revealed, a POST without the CSRF token, the page of OTHER
+// (another user's app), sign-out. Prints what it saw, one line each.
+func cmdDashboardBrowser(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 4 {
+		ts.Fatalf("usage: dashboard-browser LINKFILE APP OTHER PUSHDIR")
+	}
+	link, app, other, pushDir := lastLine(ts, args[0]), args[1], args[2], ts.MkAbs(args[3])
+	port := ts.Getenv("HTTPS_PORT")
+	base := "https://paas.paas.test:" + port
+	ctx := browserInNetns(ts, port)
+	say := func(format string, a ...any) { fmt.Fprintf(ts.Stdout(), format+"\n", a...) }
+
+	browse(ts, ctx, "sign in with the link", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.ID("signin")), chromedp.Click(chromedp.ID("signin")),
+		chromedp.WaitVisible(chromedp.ID("apps")))
+	if loc := get(ts, ctx, "where", chromedp.Location()); loc != base+"/" {
+		ts.Fatalf("signed in at %s, want the app list", loc)
+	}
+	say("signed in as %s", text(ts, ctx, "#user"))
+	say("app list: %s", strings.Join(strings.Fields(text(ts, ctx, `tr[data-app="`+app+`"]`)), " "))
+	screenshot(ts, ctx, "dashboard-apps")
+
+	browse(ts, ctx, "open the app", chromedp.Click(chromedp.CSS(`tr[data-app="`+app+`"] a`)), chromedp.WaitVisible(chromedp.ID("current")))
+	say("app page: serving %s", text(ts, ctx, "#current"))
+	say("task: %s", strings.Join(strings.Fields(text(ts, ctx, "#processes tbody tr")), " "))
+
+	// Live logs while a push deploys v2.
+	poll(ts, ctx, "logs follow", `document.querySelector(".logstate").textContent == "following"`, 30*time.Second)
+	push := exec.Command("git", "-C", pushDir, "push", "paas", "main")
+	push.Env = append(os.Environ(), "HOME="+ts.Getenv("HOME"), "GIT_SSH_COMMAND="+ts.Getenv("GIT_SSH_COMMAND"))
+	if out, err := push.CombinedOutput(); err != nil {
+		ts.Fatalf("git push: %v\n%s", err, out)
+	}
+	poll(ts, ctx, "the new release's output in the live logs", `document.getElementById("loglines").textContent.includes("starting v2")`, 90*time.Second)
+	say("live logs: starting v2")
+
+	browse(ts, ctx, "reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("current")))
+	say("after push: serving %s", text(ts, ctx, "#current"))
+	browse(ts, ctx, "roll back to v1", chromedp.Click(chromedp.ID("rollback-v1")))
+	poll(ts, ctx, "rolled back", flashIs("Rolled back."), 90*time.Second)
+	say("%s serving %s", text(ts, ctx, "#flash"), text(ts, ctx, "#current"))
+
+	const secret = "<b>s3cr3t</b>"
+	browse(ts, ctx, "set a config value",
+		chromedp.SendKeys(chromedp.ID("config-key"), "GREETING"), chromedp.SendKeys(chromedp.ID("config-value"), secret),
+		chromedp.Click(chromedp.ID("config-submit")))
+	poll(ts, ctx, "config set", flashIs("Config set."), 90*time.Second)
+	html := get(ts, ctx, "page", chromedp.OuterHTML(chromedp.CSS("html")))
+	say("%s GREETING shows %q; the page holds the value: %v", text(ts, ctx, "#flash"), text(ts, ctx, `tr[data-key="GREETING"] .value`), strings.Contains(html, "s3cr3t"))
+	if os.Getenv("PAAS_SCREENSHOTS") != "" {
+		// the live logs of the new release, for the picture
+		tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		chromedp.Run(tctx, chromedp.Poll[bool](`document.getElementById("loglines").textContent.includes("starting v1")`))
+		cancel()
+		screenshot(ts, ctx, "dashboard-app")
+	}
+	browse(ts, ctx, "reveal", chromedp.Click(chromedp.ID("reveal")), chromedp.WaitVisible(chromedp.ID("hide")))
+	say("revealed GREETING: %s", text(ts, ctx, `tr[data-key="GREETING"] .value`))
+
+	// A POST from the signed-in browser without the CSRF token.
+	status := get(ts, ctx, "post without the CSRF token",
+		chromedp.Evaluate[int](`fetch("/apps/`+app+`/rollback", {method: "POST", body: new URLSearchParams({version: "2"})}).then(r => r.status)`, chromedp.EvalAwaitPromise))
+	say("post without csrf token: %d", status)
+
+	browse(ts, ctx, "another user's app", chromedp.Navigate(base+"/apps/"+other), chromedp.WaitVisible(chromedp.CSS("main > h1")))
+	say("%s: %s / %s", other, text(ts, ctx, "main > h1"), text(ts, ctx, "#error"))
+
+	browse(ts, ctx, "sign out", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("signout")), chromedp.Click(chromedp.ID("signout")))
+	poll(ts, ctx, "signed out", `location.search.includes("signed_out") && document.readyState == "complete"`, 30*time.Second)
+	say("after sign-out: %s", text(ts, ctx, "main > h1"))
+	browse(ts, ctx, "the app list again", chromedp.Navigate(base+"/"), chromedp.WaitReady(chromedp.CSS("body")))
+	loc := get(ts, ctx, "where", chromedp.Location())
+	say("the app list then goes to %s", strings.TrimPrefix(loc, base))
+}
