@@ -7,152 +7,39 @@ package main
 // runs, the Roll back button, a config value hidden then revealed, sign
 // out; and is refused a POST without the CSRF token and another user's app.
 //
-// Chromium runs in a network namespace of its own: Docker adding and
-// removing veth interfaces during a test makes a browser in the host's
-// namespace fail its page loads with ERR_NETWORK_CHANGED. The namespace has
-// only a loopback (IPv6 off) where this test listens on the installation's
-// HTTPS port and forwards each connection to the router on the host's
-// 127.0.0.1.
+// Chromium runs in a network namespace of its own (internal/browsertest),
+// where the installation's HTTPS port of 127.0.0.1 reaches the router on
+// the host's.
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/rogpeppe/go-internal/testscript"
-	"golang.org/x/sys/unix"
+
+	"paas/internal/browsertest"
 )
 
 func init() {
 	scriptCmds["dashboard-browser"] = cmdDashboardBrowser
 }
 
-// browserInNetns starts a headless chromium in a new network namespace
-// whose 127.0.0.1:port reaches the host's 127.0.0.1:port, and returns a
-// tab's context.
+// browserInNetns starts a headless chromium in a network namespace of its
+// own whose 127.0.0.1:port reaches the host's 127.0.0.1:port
+// (internal/browsertest), and returns a tab's context.
 func browserInNetns(ts *testscript.TestScript, port string) context.Context {
-	exe, err := exec.LookPath("chromium")
+	ctx, stop, err := browsertest.Start([]string{port}, chromedp.WindowSize(1280, 900))
 	if err != nil {
-		ts.Fatalf("chromium is required for the dashboard test (scripts/install.sh --deps installs it)")
+		ts.Fatalf("%v", err)
 	}
-	profile, err := os.MkdirTemp("", "paas-chromium")
-	ts.Check(err)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(profile), chromedp.WindowSize(1280, 900),
-		// The installation's certificate is its own CA's.
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.Flag("host-resolver-rules", "MAP * 127.0.0.1"),
-		chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
-			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Cloneflags: syscall.CLONE_NEWNET}
-		}),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	ts.Defer(func() {
-		cancel()
-		cancelAlloc()
-		os.RemoveAll(profile)
-	})
-	if err := chromedp.Do(ctx); err != nil {
-		ts.Fatalf("start chromium: %v", err)
-	}
-	pid := chromedp.FromContext(ctx).Browser.Process().Pid
-	ln, err := listenInNetns(pid, "127.0.0.1:"+port)
-	if err != nil {
-		ts.Fatalf("chromium's network namespace: %v", err)
-	}
-	ts.Defer(func() { ln.Close() })
-	go forward(ln, "127.0.0.1:"+port)
+	ts.Defer(stop)
 	return ctx
-}
-
-// listenInNetns sets up the network namespace of the process pid (loopback
-// up, IPv6 off) and listens on addr in it. It works on an OS thread that
-// joins the namespace and is then thrown away, so no other goroutine ever
-// runs in the namespace.
-func listenInNetns(pid int, addr string) (net.Listener, error) {
-	type result struct {
-		ln  net.Listener
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		ln, err := func() (net.Listener, error) {
-			f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
-			if err != nil {
-				return nil, err
-			}
-			defer f.Close()
-			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-				return nil, fmt.Errorf("setns: %w", err)
-			}
-			if err := loopbackUp(); err != nil {
-				return nil, err
-			}
-			for _, p := range []string{"all", "default", "lo"} {
-				if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+p+"/disable_ipv6", []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
-					return nil, fmt.Errorf("turn IPv6 off: %w", err)
-				}
-			}
-			return net.Listen("tcp4", addr)
-		}()
-		done <- result{ln, err}
-	}()
-	r := <-done
-	return r.ln, r.err
-}
-
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("lo flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("lo up: %w", err)
-	}
-	return nil
-}
-
-// forward copies each connection accepted on ln to and from a connection
-// to addr (dialed from the host's namespace).
-func forward(ln net.Listener, addr string) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			u, err := net.Dial("tcp", addr)
-			if err != nil {
-				return
-			}
-			defer u.Close()
-			go func() { io.Copy(u, c); u.(*net.TCPConn).CloseWrite() }()
-			io.Copy(c, u)
-		}()
-	}
 }
 
 // browse runs steps in the tab with a deadline; a page load that fails with

@@ -29,6 +29,7 @@ func TestLayout(t *testing.T) {
 			return 1.75 // the router's engine: below router, which imports it (see engineImports)
 		case strings.HasPrefix(pkg, "paas/internal/clustertest") || strings.HasPrefix(pkg, "paas/internal/loopback") ||
 			strings.HasPrefix(pkg, "paas/internal/directory/slapdtest") || strings.HasPrefix(pkg, "paas/internal/oidctest") ||
+			strings.HasPrefix(pkg, "paas/internal/browsertest") ||
 			strings.HasPrefix(pkg, "paas/scripts/"):
 			return 0 // test support and tools: not held
 		default:

@@ -2,8 +2,8 @@ package signin
 
 import (
 	"context"
+	"net/url"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -12,44 +12,38 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"paas/internal/browsertest"
 	"paas/internal/oidctest"
 	"paas/internal/paas"
 )
 
-// requireChromium returns Debian's chromium; it fails the test when it is
-// missing and CI=true (scripts/install.sh installs it), and skips otherwise.
-func requireChromium(t *testing.T) string {
+// browser starts a headless chromium of its own in a network namespace of
+// its own (internal/browsertest; Docker's interfaces coming and going in
+// other tests would otherwise fail its page loads with ERR_NETWORK_CHANGED)
+// where the ports of urls reach the host's, and returns a tab's context. It
+// fails the test when chromium is missing and CI=true (scripts/install.sh
+// installs it), and skips otherwise.
+func browser(t *testing.T, urls ...string) context.Context {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
+	if _, err := browsertest.Exe(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
 		}
+		t.Skip(err)
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium is required for the browser tests (scripts/install.sh --deps installs it)")
+	var ports []string
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, u.Port())
 	}
-	t.Skip("chromium not installed (scripts/install.sh --deps installs it)")
-	return ""
-}
-
-// browser starts a headless chromium of its own (profile in a temp dir)
-// and returns a tab's context.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	exe := requireChromium(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		// The test server's certificate is httptest's own.
-		chromedp.Flag("ignore-certificate-errors", true),
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
+	ctx, stop, err := browsertest.Start(ports)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(stop)
 	return ctx
 }
 
@@ -132,7 +126,7 @@ func clearCookies(t *testing.T, ctx context.Context) {
 // the wrong issuer, audience or nonce, and a replayed sign-in link.
 func TestBrowser(t *testing.T) {
 	e := newEnv(t, true)
-	ctx := browser(t)
+	ctx := browser(t, e.srv.URL, e.provider.Issuer)
 
 	t.Run("sign in and out", func(t *testing.T) {
 		run(t, ctx, "open an app's page", chromedp.Navigate(e.srv.URL+"/apps/myapp?tab=logs"))
