@@ -293,6 +293,8 @@ func (r *fakeRuntime) Logs(_ context.Context, app string, opts scheduler.LogOpti
 }
 
 func (r *fakeRuntime) Status(_ context.Context, app string) ([]scheduler.ProcessStatus, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.status != nil {
 		return r.status, nil
 	}

@@ -1,11 +1,15 @@
 package commands
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"paas/internal/paas"
+	"paas/scheduler"
 )
 
 func TestProcessCommands(t *testing.T) {
@@ -104,5 +108,73 @@ func TestMaskedInspect(t *testing.T) {
 	}
 	if _, err := maskedInspect([]json.RawMessage{json.RawMessage(`{`)}, nil); err == nil {
 		t.Error("bad JSON accepted")
+	}
+}
+
+// syncBuilder is a strings.Builder that a command writes to while the test
+// reads it.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestPsReportWatch(t *testing.T) {
+	e := newEnv(t)
+	if code, _, errOut := e.run(t, bob, "", "ps:report", "bravo", "--watch"); code != ExitError || !strings.Contains(errOut, "add --format json") {
+		t.Fatalf("--watch without --format json: exit %d %q", code, errOut)
+	}
+	if code, _, _ := e.run(t, alice, "", "ps:report", "bravo", "--watch", "--format", "json"); code != ExitNotFound {
+		t.Fatalf("another user's app watched: exit %d", code)
+	}
+
+	// a document at once, another when the tasks change, none while they
+	// do not; the watch ends without error when the caller hangs up
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuilder
+	done := make(chan int)
+	go func() {
+		done <- e.d.RunCommand(ctx, bob, []string{"ps:report", "bravo", "--watch", "--format", "json"}, strings.NewReader(""), &out, &errOut)
+	}()
+	lines := func() []string { return strings.Split(strings.TrimSpace(out.String()), "\n") }
+	waitFor := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if out.String() != "" && len(lines()) >= n {
+				return
+			}
+		}
+		t.Fatalf("want %d documents, got %q (stderr %q)", n, out.String(), errOut.String())
+	}
+	waitFor(1)
+	if !strings.Contains(lines()[0], `"running":1`) || !strings.Contains(lines()[0], `"release":3`) {
+		t.Fatalf("first document %s", lines()[0])
+	}
+	time.Sleep(psWatchEvery + psWatchEvery/2)
+	if n := len(lines()); n != 1 {
+		t.Fatalf("%d documents while nothing changed", n)
+	}
+	e.runtime.mu.Lock()
+	e.runtime.status = []scheduler.ProcessStatus{{Process: "web", Desired: 2, Running: 2, Tasks: []scheduler.TaskStatus{
+		{ID: "t1", Slot: 1, State: "running", Node: "node2"}, {ID: "t2", Slot: 2, State: "running", Node: "node3"}}}}
+	e.runtime.mu.Unlock()
+	waitFor(2)
+	if !strings.Contains(lines()[1], `"running":2`) || !strings.Contains(lines()[1], `"node3"`) {
+		t.Fatalf("second document %s", lines()[1])
+	}
+	cancel()
+	if code := <-done; code != ExitOK {
+		t.Fatalf("hung up: exit %d", code)
 	}
 }

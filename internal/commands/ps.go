@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +20,8 @@ func (p *Platform) psCommands() []*Command {
 	return []*Command{
 		{Name: "logs", Args: "APP [-t] [-n NUM] [-p PROCESS] [-q]", Help: "Show an app's output; -t follows it until interrupted, -q without time and task", App: true,
 			Flags: map[string]bool{"-t": false, "--tail": false, "-n": true, "--num": true, "-p": true, "--ps": true, "-q": false, "--quiet": false}, Run: p.logs},
-		{Name: "ps:report", Args: "APP", Help: "Show an app's processes", App: true, Flags: formatFlag, Run: p.psReport},
+		{Name: "ps:report", Args: "APP [--format json [--watch]]", Help: "Show an app's processes; --watch prints the JSON document again at each change until interrupted", App: true,
+			Flags: map[string]bool{"--format": true, "--watch": false}, Run: p.psReport},
 	}
 }
 
@@ -75,10 +77,19 @@ func isDigits(s string) bool {
 	return true
 }
 
+// psWatchEvery is how often ps:report --watch reads the tasks' state.
+const psWatchEvery = 2 * time.Second
+
 func (p *Platform) psReport(ctx context.Context, c *Call) error {
 	asJSON, err := wantJSON(c)
 	if err != nil {
 		return err
+	}
+	if c.Has("--watch") {
+		if !asJSON || hasReportFlag(c) {
+			return refuse("ps:report --watch prints the JSON document at each change: add --format json")
+		}
+		return p.watchPS(ctx, c)
 	}
 	procs, err := p.Runtime.Status(ctx, c.App.Name)
 	if err != nil {
@@ -109,11 +120,7 @@ func (p *Platform) psReport(ctx context.Context, c *Call) error {
 		resources = releaseResources(rel)
 	}
 	if asJSON && !hasReportFlag(c) {
-		return output.JSON(c.Out, map[string]any{
-			"app": c.App.Name, "deployed": c.App.Current > 0, "release": c.App.Current, "processes": procs, "running": running > 0,
-			"can-scale": true, "procfile-path": c.App.ProcfilePath, "global-procfile-path": "Procfile", "computed-procfile-path": procfilePath(c.App),
-			"restore": !c.App.Stopped, "resources": resources, "storage-pinned-node": pinnedNode(c.App),
-		})
+		return output.JSON(c.Out, psDocument(c.App, procs, resources))
 	}
 	for _, proc := range slices.Sorted(maps.Keys(resources)) {
 		fields = append(fields, kv{"Resources " + proc, describeResources(resources[proc])})
@@ -137,11 +144,69 @@ func (p *Platform) psReport(ctx context.Context, c *Call) error {
 	return report(c, false, c.App.Name+" ps information", fields)
 }
 
+// psDocument is ps:report's JSON document.
+func psDocument(app *paas.App, procs []scheduler.ProcessStatus, resources map[string]paas.ProcessResources) map[string]any {
+	running := 0
+	for _, pr := range procs {
+		running += pr.Running
+	}
+	return map[string]any{
+		"app": app.Name, "deployed": app.Current > 0, "release": app.Current, "processes": procs, "running": running > 0,
+		"can-scale": true, "procfile-path": app.ProcfilePath, "global-procfile-path": "Procfile", "computed-procfile-path": procfilePath(app),
+		"restore": !app.Stopped, "resources": resources, "storage-pinned-node": pinnedNode(app),
+	}
+}
+
+// watchPS prints ps:report's JSON document, one line, and again each time
+// it changes (the app read again from the store, its tasks from the
+// runtime every psWatchEvery), until the caller hangs up. One command, so
+// one audit record, however long it watches.
+func (p *Platform) watchPS(ctx context.Context, c *Call) error {
+	var last []byte
+	for {
+		app, err := p.Store.App(c.App.Name)
+		if err != nil {
+			return err // destroyed meanwhile
+		}
+		procs, err := p.Runtime.Status(ctx, app.Name)
+		if ctx.Err() != nil {
+			return nil // the user hung up
+		}
+		if err != nil {
+			return err
+		}
+		rel, err := servingRelease(p.Store, app)
+		if err != nil {
+			return err
+		}
+		var resources map[string]paas.ProcessResources
+		if rel != nil {
+			resources = releaseResources(rel)
+		}
+		var doc bytes.Buffer
+		if err := output.JSON(&doc, psDocument(app, procs, resources)); err != nil {
+			return err
+		}
+		if !bytes.Equal(doc.Bytes(), last) {
+			if _, err := c.Out.Write(doc.Bytes()); err != nil {
+				return nil // the user hung up
+			}
+			output.Flush(c.Out)
+			last = doc.Bytes()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(psWatchEvery):
+		}
+	}
+}
+
 // hasReportFlag reports whether one of Dokku's single-value report flags
 // was given.
 func hasReportFlag(c *Call) bool {
 	for f := range c.Flags {
-		if f != "--format" && f != "--help" && strings.HasPrefix(f, "--") {
+		if f != "--format" && f != "--help" && f != "--watch" && strings.HasPrefix(f, "--") {
 			return true
 		}
 	}

@@ -118,7 +118,7 @@ func (s *Server) routes() {
 	handle("GET "+APIPrefix+"/apps/{app}/builds/{id}", s.build("builds:info"))
 	handle("GET "+APIPrefix+"/apps/{app}/builds/{id}/output", s.build("builds:output"))
 	handle("GET "+APIPrefix+"/apps/{app}/logs", s.logs)
-	handle("GET "+APIPrefix+"/apps/{app}/ps", s.readApp("ps:report"))
+	handle("GET "+APIPrefix+"/apps/{app}/ps", s.ps)
 	handle("GET "+APIPrefix+"/apps/{app}/scale", s.readApp("ps:scale"))
 	handle("PUT "+APIPrefix+"/apps/{app}/scale", s.act(func(r *http.Request, body []byte) ([]string, error) {
 		var in map[string]int
@@ -324,7 +324,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request, id paas.Identity) 
 	if p := q.Get("process"); p != "" {
 		args = append(args, "-p", p)
 	}
-	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
+	follow := isFollow(r)
 	if follow {
 		args = append(args, "-t")
 	}
@@ -345,6 +345,31 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request, id paas.Identity) 
 		writeJSON(w, http.StatusOK, map[string][]string{"lines": lines})
 		return
 	}
+	s.stream(w, r, id, args)
+}
+
+// isFollow reports whether the request asks for a stream (?follow=1).
+func isFollow(r *http.Request) bool {
+	f := r.URL.Query().Get("follow")
+	return f == "1" || f == "true"
+}
+
+// ps answers ps:report's document, or with ?follow=1 a stream of
+// server-sent events, one "data:" line with the document at first and at
+// each change of the app's tasks (ps:report --watch), until the client goes
+// away.
+func (s *Server) ps(w http.ResponseWriter, r *http.Request, id paas.Identity) {
+	if !isFollow(r) {
+		s.readApp("ps:report")(w, r, id)
+		return
+	}
+	s.stream(w, r, id, []string{"ps:report", "--watch", "--format", "json", "--", r.PathValue("app")})
+}
+
+// stream runs a command that prints until the client goes away, each
+// line of its output a server-sent event; "end" carries its exit code. A
+// command that fails before printing is answered as a problem.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, id paas.Identity, args []string) {
 	sse := &sseWriter{w: w, rc: http.NewResponseController(w)}
 	var errb bytes.Buffer
 	code := s.opts.Commands.RunCommand(r.Context(), id, args, strings.NewReader(""), sse, &errb)
