@@ -111,13 +111,9 @@ func (p *Platform) psReport(ctx context.Context, c *Call) error {
 		{"Restore", strconv.FormatBool(!c.App.Stopped)},
 		{"Ps storage pinned node", pinnedNode(c.App)},
 	}
-	rel, err := servingRelease(p.Store, c.App)
+	resources, err := p.servingResources(c.App)
 	if err != nil {
 		return err
-	}
-	var resources map[string]paas.ProcessResources
-	if rel != nil {
-		resources = releaseResources(rel)
 	}
 	if asJSON && !hasReportFlag(c) {
 		return output.JSON(c.Out, psDocument(c.App, procs, resources))
@@ -142,6 +138,16 @@ func (p *Platform) psReport(ctx context.Context, c *Call) error {
 		}
 	}
 	return report(c, false, c.App.Name+" ps information", fields)
+}
+
+// servingResources are the limits and reservations of each process type
+// of the release app serves (none before its first).
+func (p *Platform) servingResources(app *paas.App) (map[string]paas.ProcessResources, error) {
+	rel, err := servingRelease(p.Store, app)
+	if err != nil || rel == nil {
+		return nil, err
+	}
+	return releaseResources(rel), nil
 }
 
 // psDocument is ps:report's JSON document.
@@ -175,13 +181,9 @@ func (p *Platform) watchPS(ctx context.Context, c *Call) error {
 		if err != nil {
 			return err
 		}
-		rel, err := servingRelease(p.Store, app)
+		resources, err := p.servingResources(app)
 		if err != nil {
 			return err
-		}
-		var resources map[string]paas.ProcessResources
-		if rel != nil {
-			resources = releaseResources(rel)
 		}
 		var doc bytes.Buffer
 		if err := output.JSON(&doc, psDocument(app, procs, resources)); err != nil {
