@@ -216,6 +216,19 @@ type App struct {
 	Network NetworkSettings `json:"network,omitzero"`
 }
 
+// AppEntry is what a list of apps shows of an app (apps:list): who may use
+// it and whether and since when a release serves.
+type AppEntry struct {
+	Name    string
+	Owner   string
+	Access  []string
+	Current int
+	Stopped bool
+	// DeployedAt is when the serving release was made; zero when none, or
+	// when the list was not asked for it (store.ServedSince).
+	DeployedAt time.Time
+}
+
 // AppsSettings are the installation's app settings (`apps:set --global`).
 type AppsSettings struct {
 	// DisableAutocreation refuses a push to a missing app instead of

@@ -196,16 +196,36 @@ func (in *Installation) Close() {
 	os.RemoveAll(in.Tmp)
 }
 
-// fillStore records apps apps in a new store, as apps:create would.
+// fillStore records apps apps in a new store as a real installation holds
+// them: each created by apps:create and deployed 5 times, with 12 config
+// variables, so a listing reads what it would read there (the serving
+// release of every app, config that the app records carry). No service
+// runs: the apps' task counts come from Docker's service list, which
+// paasd still asks at every detailed list, and they read as down.
 func fillStore(dataDir string, apps int) error {
 	st, err := store.Open(dataDir)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	cfg := map[string]string{}
+	for i := range 12 {
+		cfg[fmt.Sprintf("SETTING_%02d", i)] = strings.Repeat("x", 40)
+	}
+	now := time.Now().UTC()
 	for i := range apps {
-		if err := st.CreateApp(&paas.App{Name: fmt.Sprintf("app-%03d", i), Owner: "bench", CreatedAt: time.Now().UTC()}); err != nil {
+		name := fmt.Sprintf("app-%03d", i)
+		if err := st.CreateApp(&paas.App{Name: name, Owner: "bench", CreatedAt: now}); err != nil {
 			return err
+		}
+		for v := 1; v <= 5; v++ {
+			rel := &paas.Release{App: name, Version: v, Config: cfg, ConfigVersion: v, Author: "bench", Reason: "push",
+				Image:     paas.Image{Repository: "127.0.0.1:5000/bench/" + name, Digest: "sha256:" + strings.Repeat("0", 64)},
+				Processes: []paas.ProcessType{{Name: "web", Command: "./server"}, {Name: "worker", Command: "./worker"}},
+				Scale:     map[string]int{"web": 2, "worker": 1}, Commit: strings.Repeat("c", 40), CreatedAt: now.Add(time.Duration(v) * time.Minute)}
+			if err := st.AddRelease(rel); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
