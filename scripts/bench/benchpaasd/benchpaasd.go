@@ -362,15 +362,30 @@ func Ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 // Ms prints d in milliseconds.
 func Ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 
+// LoadAverage is the machine's load average over 1, 5 and 15 minutes, as
+// /proc/loadavg says ("?" when it cannot be read): the figures of a shared
+// machine are read next to it.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
+}
+
 // Main is the main of a benchmark of an installation with many apps: flags
-// -n (requests per side) and -apps, run until done or interrupted; an error
-// is printed and exits 1.
+// -n (requests per side), -apps and -timeout (the whole run, setup
+// included), run until done, interrupted or out of time; an error is
+// printed and exits 1.
 func Main(run func(ctx context.Context, n, apps int) error) {
 	n := flag.Int("n", 1000, "requests per side")
 	apps := flag.Int("apps", 500, "apps in the store")
+	timeout := flag.Duration("timeout", 10*time.Minute, "the longest the whole run may take")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
 	if err := run(ctx, *n, *apps); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
