@@ -148,6 +148,7 @@ func watchBuild(ts *testscript.TestScript, ctx context.Context, url string, say 
 	if !strings.Contains(final, last) {
 		ts.Fatalf("the build's page lacks %q:\n%s", last, final)
 	}
+	screenshot(ts, tab, "dashboard-build")
 }
 
 // dashboard-browser LINKFILE APP OTHER PUSHDIR: signs in with the link in

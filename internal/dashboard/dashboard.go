@@ -514,7 +514,7 @@ func (h *Handler) buildPage(q *request) {
 		build := web.APIPrefix + "/apps/" + url.PathEscape(name) + "/builds/" + strconv.Itoa(d.Build.ID)
 		d.FollowURL, d.InfoURL = build+"/output?follow=1", build
 	}
-	h.render(q, http.StatusOK, "build", page{Title: fmt.Sprintf("%s build %s", name, id), Nav: "apps", Data: d})
+	h.render(q, http.StatusOK, "build", page{Title: fmt.Sprintf("%s build %d", name, d.Build.ID), Nav: "apps", Data: d})
 }
 
 type node struct {
