@@ -32,10 +32,10 @@ func init() {
 }
 
 // browserInNetns starts a headless chromium in a network namespace of its
-// own whose 127.0.0.1:port reaches the host's 127.0.0.1:port
-// (internal/browsertest), and returns a tab's context.
-func browserInNetns(ts *testscript.TestScript, port string) context.Context {
-	ctx, stop, err := browsertest.Start([]string{port}, chromedp.WindowSize(1280, 900))
+// own whose 127.0.0.1:PORT reaches the host's 127.0.0.1:PORT for each of
+// ports (internal/browsertest), and returns a tab's context.
+func browserInNetns(ts *testscript.TestScript, ports ...string) context.Context {
+	ctx, stop, err := browsertest.Start(ports, chromedp.WindowSize(1280, 900))
 	if err != nil {
 		ts.Fatalf("%v", err)
 	}

@@ -105,7 +105,7 @@ func (b *Builds) buildCommands() []*Command {
 // isBuild tells deploy records that built or imported an image from config changes.
 func isBuild(d *paas.Deploy) bool {
 	switch d.Reason {
-	case "push", "git:from-image", "git:sync", "git:from-archive":
+	case "push", "ps:rebuild", "git:from-image", "git:sync", "git:from-archive":
 		return true
 	}
 	return false

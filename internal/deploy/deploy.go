@@ -74,7 +74,7 @@ type Source struct {
 	// Export writes the commit's tree as a tar stream.
 	Export func(ctx context.Context, w io.Writer) error
 	// Reason names what deploys it in the build record ("push" when
-	// empty; "git:sync", "git:from-archive").
+	// empty; "ps:rebuild", "git:sync", "git:from-archive").
 	Reason string
 	// Kind and Metadata are what apps:report shows as the deploy source
 	// once it serves: "git" and the commit when empty.
