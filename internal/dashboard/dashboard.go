@@ -492,6 +492,9 @@ type buildData struct {
 	App    string
 	Build  build
 	Output string
+	// while the build runs: its output as it is written (server-sent
+	// events, builds:output --follow) and where to read its end
+	FollowURL, InfoURL string
 }
 
 func (h *Handler) buildPage(q *request) {
@@ -507,7 +510,11 @@ func (h *Handler) buildPage(q *request) {
 		return
 	}
 	d.Output = string(out)
-	h.render(q, http.StatusOK, "build", page{Title: fmt.Sprintf("%s build %s", name, id), Nav: "apps", Data: d})
+	if d.Build.Status == paas.DeployRunning {
+		build := web.APIPrefix + "/apps/" + url.PathEscape(name) + "/builds/" + strconv.Itoa(d.Build.ID)
+		d.FollowURL, d.InfoURL = build+"/output?follow=1", build
+	}
+	h.render(q, http.StatusOK, "build", page{Title: fmt.Sprintf("%s build %d", name, d.Build.ID), Nav: "apps", Data: d})
 }
 
 type node struct {

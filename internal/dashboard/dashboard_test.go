@@ -202,3 +202,20 @@ func TestChanges(t *testing.T) {
 		t.Fatalf("changes: %+v", got)
 	}
 }
+
+// A running build's page follows its output (the API's stream, by the
+// build's number, also when the page was asked for the latest); a
+// finished one's does not.
+func TestBuildPageFollows(t *testing.T) {
+	h, f := newTest()
+	if body := do(h, "GET", "/apps/myapp/builds/7", nil, true).Body.String(); strings.Contains(body, "data-follow") {
+		t.Errorf("a finished build's page follows it:\n%s", body)
+	}
+	f.out["builds:info"] = `{"id":8,"status":"running","kind":"push"}`
+	w := do(h, "GET", "/apps/myapp/builds/latest", nil, true)
+	for _, want := range []string{`<span id="build-status">running</span>`, `data-follow="/api/v1/apps/myapp/builds/8/output?follow=1"`, `data-info="/api/v1/apps/myapp/builds/8"`, "Building &lt;img src=x&gt;"} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("running build's page lacks %q\n%s", want, w.Body)
+		}
+	}
+}
