@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -207,4 +208,13 @@ func cmdDashboardSSO(ts *testscript.TestScript, neg bool, args []string) {
 	browse(ts, ctx, "deploy an image", chromedp.SendKeys(chromedp.CSS(`input[name="image"]`), image), chromedp.Click(chromedp.ID("deploy-image")))
 	poll(ts, ctx, "image deployed", flashIs("Image deployed."), 180*time.Second)
 	say("%s serving %s", text(ts, ctx, "#flash"), text(ts, ctx, "#current"))
+
+	// The audit page: what was done, without the reads of page views.
+	count := func(what string) int {
+		return get(ts, ctx, "count "+what, chromedp.Evaluate[int](`Array.from(document.querySelectorAll("table.events tbody tr")).filter(r => r.textContent.includes(`+strconv.Quote(what)+`)).length`))
+	}
+	browse(ts, ctx, "the audit log", chromedp.Navigate(base+"/audit"), chromedp.WaitVisible(chromedp.ID("with-reads")))
+	say("audit log: ps:scale %d, ps:rebuild %d, git:from-image %d, apps:report %d", count("ps:scale"), count("ps:rebuild"), count("git:from-image"), count("apps:report"))
+	browse(ts, ctx, "the audit log with the reads", chromedp.Click(chromedp.ID("with-reads")), chromedp.WaitVisible(chromedp.ID("changes-only")))
+	say("with the reads: apps:report %v", count("apps:report") > 0)
 }

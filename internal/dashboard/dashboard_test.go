@@ -219,3 +219,32 @@ func TestBuildPageFollows(t *testing.T) {
 		}
 	}
 }
+
+// The audit page leaves out the reads (page views record theirs), unless
+// asked; newest first either way.
+func TestAuditPage(t *testing.T) {
+	h, f := newTest()
+	f.out["events"] = `[{"id":1,"actor":"alice","app":"shop","action":"config:set","args":["A=…"],"result":"ok"},
+{"id":2,"actor":"alice","app":"shop","action":"apps:report","args":["--format","json"],"result":"ok"},
+{"id":3,"actor":"alice","app":"shop","action":"ps:scale","args":["web=…"],"result":"ok"},
+{"id":4,"actor":"alice","app":"shop","action":"logs","result":"ok"}]`
+	body := do(h, "GET", "/audit", nil, true).Body.String()
+	if got := f.ran[len(f.ran)-1]; strings.Join(got, " ") != "events --format json -n 5000" {
+		t.Fatalf("ran %q", got)
+	}
+	if !strings.Contains(body, "config:set A=…") || !strings.Contains(body, "ps:scale web=…") ||
+		strings.Contains(body, "apps:report") || strings.Contains(body, ">logs<") {
+		t.Fatalf("changes only:\n%s", body)
+	}
+	if strings.Index(body, "ps:scale") > strings.Index(body, "config:set") {
+		t.Fatalf("not newest first:\n%s", body)
+	}
+	body = do(h, "GET", "/audit?reads=1", nil, true).Body.String()
+	if got := f.ran[len(f.ran)-1]; strings.Join(got, " ") != "events --format json -n 200" {
+		t.Fatalf("ran %q", got)
+	}
+	if !strings.Contains(body, "apps:report --format json") || !strings.Contains(body, ">logs<") ||
+		strings.Index(body, ">logs<") > strings.Index(body, "config:set") {
+		t.Fatalf("with the reads, newest first:\n%s", body)
+	}
+}
