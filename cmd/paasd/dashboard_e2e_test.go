@@ -12,6 +12,7 @@ package main
 // the host's.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -31,10 +32,10 @@ func init() {
 }
 
 // browserInNetns starts a headless chromium in a network namespace of its
-// own whose 127.0.0.1:port reaches the host's 127.0.0.1:port
-// (internal/browsertest), and returns a tab's context.
-func browserInNetns(ts *testscript.TestScript, port string) context.Context {
-	ctx, stop, err := browsertest.Start([]string{port}, chromedp.WindowSize(1280, 900))
+// own whose 127.0.0.1:PORT reaches the host's 127.0.0.1:PORT for each of
+// ports (internal/browsertest), and returns a tab's context.
+func browserInNetns(ts *testscript.TestScript, ports ...string) context.Context {
+	ctx, stop, err := browsertest.Start(ports, chromedp.WindowSize(1280, 900))
 	if err != nil {
 		ts.Fatalf("%v", err)
 	}
@@ -107,6 +108,49 @@ func screenshot(ts *testscript.TestScript, ctx context.Context, name string) {
 	ts.Check(os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644))
 }
 
+// watchBuild opens the page at url (an app's latest build) in a tab of
+// its own as soon as it shows a running build, and waits, without
+// reloading it, for its output to grow while the build runs and for its
+// final status.
+func watchBuild(ts *testscript.TestScript, ctx context.Context, url string, say func(string, ...any)) {
+	tab, closeTab := chromedp.NewContext(ctx)
+	defer closeTab()
+	// the tab lives as long as the context of the first run: this one, not
+	// a step's with a deadline
+	_, err := chromedp.Run(tab, chromedp.Steps())
+	ts.Check(err)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		browse(ts, tab, "the latest build's page", chromedp.Navigate(url), chromedp.WaitReady(chromedp.ID("build-status")))
+		if text(ts, tab, "#build-status") == "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("no running build at %s", url)
+		}
+	}
+	// what the page was drawn with, and a watch for lines added while the
+	// status still reads running; a reload would lose window.loaded
+	atLoad := get(ts, tab, "watch the output", chromedp.Evaluate[string](`(function () {
+		var pre = document.getElementById("build-output"), status = document.getElementById("build-status");
+		window.loaded = pre.textContent;
+		window.grewWhileRunning = false;
+		new MutationObserver(function () {
+			if (status.textContent == "running" && pre.textContent.length > window.loaded.length) window.grewWhileRunning = true;
+		}).observe(pre, { childList: true });
+		return window.loaded;
+	})()`))
+	poll(ts, tab, "the build's status, without a reload", `window.loaded !== undefined && document.getElementById("build-status").textContent != "running"`, 120*time.Second)
+	final := get(ts, tab, "the build's output", chromedp.Evaluate[string](`document.getElementById("build-output").textContent`))
+	grew := get(ts, tab, "did it grow", chromedp.Evaluate[bool](`window.grewWhileRunning`))
+	const last = "receives traffic"
+	say("build page: drawn running, %d lines then; grew while running: %v; %d lines and %q (%v at load) when it reads %s, not reloaded",
+		strings.Count(atLoad, "\n"), grew, strings.Count(final, "\n"), last, strings.Contains(atLoad, last), text(ts, tab, "#build-status"))
+	if !strings.Contains(final, last) {
+		ts.Fatalf("the build's page lacks %q:\n%s", last, final)
+	}
+	screenshot(ts, tab, "dashboard-build")
+}
+
 // dashboard-browser LINKFILE APP OTHER PUSHDIR: signs in with the link in
 // LINKFILE, then on the dashboard: the app list's row of APP, APP's page,
 // its live logs while `git push paas main` runs in PUSHDIR (the output must
@@ -136,12 +180,17 @@ func cmdDashboardBrowser(ts *testscript.TestScript, neg bool, args []string) {
 	say("app page: serving %s", text(ts, ctx, "#current"))
 	say("task: %s", strings.Join(strings.Fields(text(ts, ctx, "#processes tbody tr")), " "))
 
-	// Live logs while a push deploys v2.
+	// Live logs while a push deploys v2, and the build's page in a second
+	// tab while it runs.
 	poll(ts, ctx, "logs follow", `document.querySelector(".logstate").textContent == "following"`, 30*time.Second)
 	push := exec.Command("git", "-C", pushDir, "push", "paas", "main")
 	push.Env = append(os.Environ(), "HOME="+ts.Getenv("HOME"), "GIT_SSH_COMMAND="+ts.Getenv("GIT_SSH_COMMAND"))
-	if out, err := push.CombinedOutput(); err != nil {
-		ts.Fatalf("git push: %v\n%s", err, out)
+	var pushOut bytes.Buffer
+	push.Stdout, push.Stderr = &pushOut, &pushOut
+	ts.Check(push.Start())
+	watchBuild(ts, ctx, base+"/apps/"+app+"/builds/latest", say)
+	if err := push.Wait(); err != nil {
+		ts.Fatalf("git push: %v\n%s", err, pushOut.Bytes())
 	}
 	poll(ts, ctx, "the new release's output in the live logs", `document.getElementById("loglines").textContent.includes("starting v2")`, 90*time.Second)
 	say("live logs: starting v2")

@@ -159,13 +159,19 @@ func ldapModify(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 }
 
-// paasd-ldap [TTL]: restart paasd reading keys from the scenario's directory,
-// with the bind password in a file and a cache TTL (default 5s).
+// paasd-ldap [TTL] [oidc]: restart paasd reading keys from the scenario's
+// directory, with the bind password in a file and a cache TTL (default 5s);
+// with oidc, the dashboard signs in at the scenario's OpenID provider
+// (oidc-provider first), its client secret in a file.
 func paasdLDAP(ts *testscript.TestScript, neg bool, args []string) {
 	d := directoryOf(ts)
-	ttl := "5s"
-	if len(args) > 0 {
-		ttl = args[0]
+	ttl, withOIDC := "5s", false
+	for _, a := range args {
+		if a == "oidc" {
+			withOIDC = true
+		} else {
+			ttl = a
+		}
 	}
 	in := installations.get(ts.Getenv("WORK"))
 	pwFile := filepath.Join(ts.Getenv("WORK"), ".ldap-password")
@@ -178,6 +184,10 @@ func paasdLDAP(ts *testscript.TestScript, neg bool, args []string) {
 		"--ldap-base-dn", slapdtest.PeopleDN, "--ldap-group-base-dn", slapdtest.GroupsDN,
 		"--ldap-admin-group", "cn=paas-admins," + slapdtest.GroupsDN,
 		"--ldap-cache-ttl", ttl, "--ldap-timeout", "2s",
+	}
+	if withOIDC {
+		in.extraArgs = append(in.extraArgs, "--oidc-issuer", providerOf(ts).Issuer, "--oidc-client-id", "paas",
+			"--oidc-client-secret-file", filepath.Join(ts.Getenv("WORK"), ".oidc-secret"))
 	}
 	ts.Check(in.start())
 	// start() returns once a router answers, which may still be the one the

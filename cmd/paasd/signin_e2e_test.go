@@ -5,6 +5,7 @@ package main
 // to paasd's /auth/, and the session then used on the HTTP API.
 
 import (
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 )
 
 func init() {
+	scriptCmds["signin-password"] = cmdSigninPassword
 	scriptCmds["signin-link"] = cmdSigninLink
 }
 
@@ -67,6 +69,43 @@ func cmdSigninLink(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	resp.Body.Close()
 	ts.Stdout().Write([]byte("link again: " + resp.Status + "\n"))
+}
+
+// signin-password USER PASSWORD: sign in through the router with the
+// directory's password form (paasd without OIDC, with --ldap-url), with Go's
+// HTTP client and a cookie jar as a browser would; prints the form's answer
+// status and, signed in, the API's whoami.
+func cmdSigninPassword(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: signin-password USER PASSWORD")
+	}
+	base := "https://paas.paas.test:" + ts.Getenv("HTTPS_PORT")
+	jar, _ := cookiejar.New(nil)
+	c := apiClient(ts)
+	c.Jar = jar
+	resp, err := c.Get(base + "/auth/login")
+	ts.Check(err)
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		ts.Fatalf("sign-in page: %s\n%s", resp.Status, page)
+	}
+	resp, err = c.PostForm(base+"/auth/login", url.Values{
+		"form_token": {hiddenValue(ts, string(page), "form_token")}, "return_to": {"/"},
+		"username": {args[0]}, "password": {args[1]},
+	})
+	ts.Check(err)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	fmt.Fprintf(ts.Stdout(), "sign-in: %s\n", resp.Status)
+	resp, err = c.Get(base + "/api/v1/whoami")
+	ts.Check(err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Fprintf(ts.Stdout(), "whoami: %s %s\n", resp.Status, strings.TrimSpace(string(body)))
+	if (resp.StatusCode != http.StatusOK) != neg {
+		ts.Fatalf("whoami: %s", resp.Status)
+	}
 }
 
 func hiddenValue(ts *testscript.TestScript, page, name string) string {

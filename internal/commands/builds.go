@@ -52,9 +52,12 @@ type Builds struct {
 	Running  RunningLogs // optional
 }
 
-// RunningLogs has the output so far of builds that have not finished.
+// RunningLogs has the output of builds that have not finished.
 type RunningLogs interface {
-	RunningLog(app string, id int) (string, bool)
+	// RunningLogFrom returns what the build has written from byte offset
+	// off on and a channel closed when it writes more or ends; ok is false
+	// when it is not running (any more).
+	RunningLogFrom(app string, id, off int) (more string, changed <-chan struct{}, ok bool)
 }
 
 // Commands returns the build commands.
@@ -94,14 +97,15 @@ func (b *Builds) buildCommands() []*Command {
 	return []*Command{
 		{Name: "builds:list", Args: "APP", Help: "List an app's builds, newest first", App: true, Flags: formatFlag, Run: b.buildsList},
 		{Name: "builds:info", Args: "APP [ID]", Help: "Show a build (the latest without ID)", App: true, Flags: formatFlag, Run: b.buildsInfo},
-		{Name: "builds:output", Args: "APP [ID]", Help: "Print a build's log (the latest without ID)", App: true, Run: b.buildsOutput},
+		{Name: "builds:output", Args: "APP [ID] [--follow|-f]", Help: "Print a build's log (the latest without ID); --follow prints a running build's output as it is written, until the build ends", App: true,
+			Flags: map[string]bool{"--follow": false, "-f": false}, Run: b.buildsOutput},
 	}
 }
 
 // isBuild tells deploy records that built or imported an image from config changes.
 func isBuild(d *paas.Deploy) bool {
 	switch d.Reason {
-	case "push", "git:from-image", "git:sync", "git:from-archive":
+	case "push", "ps:rebuild", "git:from-image", "git:sync", "git:from-archive":
 		return true
 	}
 	return false
@@ -232,17 +236,75 @@ func (b *Builds) buildsInfo(_ context.Context, c *Call) error {
 	})
 }
 
-func (b *Builds) buildsOutput(_ context.Context, c *Call) error {
+// buildsOutput prints a build's log. A running build's is its output so
+// far; with --follow, then what it writes next, each byte read once from
+// the offset reached, until it ends or the caller hangs up.
+func (b *Builds) buildsOutput(ctx context.Context, c *Call) error {
 	d, err := b.build(c)
 	if err != nil {
 		return err
 	}
-	log := d.Log
-	if d.State == paas.DeployRunning && b.Running != nil {
-		if soFar, ok := b.Running.RunningLog(d.App, d.ID); ok {
-			log = soFar
+	if d.State != paas.DeployRunning || b.Running == nil {
+		_, err = fmt.Fprint(c.Out, d.Log)
+		return err
+	}
+	follow := c.Has("--follow") || c.Has("-f")
+	off, seen := 0, false
+	for tries := 0; ; {
+		more, changed, ok := b.Running.RunningLogFrom(d.App, d.ID, off)
+		if !ok {
+			// ended: the rest is in its record
+			d, err = b.Store.Deploy(d.App, d.ID)
+			if err != nil {
+				return err
+			}
+			if d.State == paas.DeployRunning && follow && !seen && tries < buildStartTries {
+				// recorded a moment before the pipeline shares its output
+				tries++
+				if !sleepCtx(ctx, buildStartWait) {
+					return nil
+				}
+				continue
+			}
+			if len(d.Log) > off {
+				_, err = fmt.Fprint(c.Out, d.Log[off:])
+			}
+			return err
+		}
+		seen = true
+		if more != "" {
+			if _, err := fmt.Fprint(c.Out, more); err != nil {
+				return nil // the user hung up
+			}
+			output.Flush(c.Out)
+			off += len(more)
+		}
+		if !follow {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil // the user hung up
+		case <-changed:
 		}
 	}
-	_, err = fmt.Fprint(c.Out, log)
-	return err
+}
+
+// A build is recorded a moment before its output can be followed: a
+// follower asks again this often, this many times.
+const (
+	buildStartWait  = 50 * time.Millisecond
+	buildStartTries = 40
+)
+
+// sleepCtx waits d, false if ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,11 +187,49 @@ func TestBuildCommands(t *testing.T) {
 	}
 }
 
-type fakeRunning map[string]string // by "APP ID"
+// fakeRunning is the output of running builds, by "APP ID", as the
+// pipeline shares it: appended to, then ended.
+type fakeRunning struct {
+	mu    sync.Mutex
+	logs  map[string]string
+	grown map[string]chan struct{}
+}
 
-func (f fakeRunning) RunningLog(app string, id int) (string, bool) {
-	s, ok := f[fmt.Sprintf("%s %d", app, id)]
-	return s, ok
+func newFakeRunning(logs map[string]string) *fakeRunning {
+	f := &fakeRunning{logs: logs, grown: map[string]chan struct{}{}}
+	for k := range logs {
+		f.grown[k] = make(chan struct{})
+	}
+	return f
+}
+
+func (f *fakeRunning) RunningLogFrom(app string, id, off int) (string, <-chan struct{}, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := fmt.Sprintf("%s %d", app, id)
+	s, ok := f.logs[k]
+	if !ok {
+		return "", nil, false
+	}
+	return s[min(off, len(s)):], f.grown[k], true
+}
+
+// write appends to a running build's output and wakes its followers.
+func (f *fakeRunning) write(k, s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.logs[k] += s
+	close(f.grown[k])
+	f.grown[k] = make(chan struct{})
+}
+
+// end forgets the build (its record holds the log now) and wakes its
+// followers.
+func (f *fakeRunning) end(k string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.logs, k)
+	close(f.grown[k])
 }
 
 // builds:output of a build that is still running prints its output so far.
@@ -200,7 +239,7 @@ func TestBuildsOutputWhileRunning(t *testing.T) {
 	if err := st.StartDeploy(running); err != nil {
 		t.Fatal(err)
 	}
-	b := &Builds{Store: st, Pipeline: &fakePipeline{}, Logins: fakeLogins{}, Running: fakeRunning{fmt.Sprintf("alpha %d", running.ID): "-----> Building so far\n"}}
+	b := &Builds{Store: st, Pipeline: &fakePipeline{}, Logins: fakeLogins{}, Running: newFakeRunning(map[string]string{fmt.Sprintf("alpha %d", running.ID): "-----> Building so far\n"})}
 	d := NewDispatcher(st, "test", b.Commands())
 	var out, errb bytes.Buffer
 	if code := d.RunCommand(context.Background(), alice, []string{"builds:output", "alpha"}, strings.NewReader(""), &out, &errb); code != 0 {
@@ -208,5 +247,111 @@ func TestBuildsOutputWhileRunning(t *testing.T) {
 	}
 	if out.String() != "-----> Building so far\n" {
 		t.Errorf("builds:output of a running build = %q", out.String())
+	}
+}
+
+// builds:output --follow prints a running build's output so far, then what
+// it writes, each byte once, until it ends; a finished build's log at once.
+func TestBuildsOutputFollow(t *testing.T) {
+	st := storeWith(t, &paas.App{Name: "alpha", Owner: "alice"}, &paas.App{Name: "other", Owner: "bob"})
+	build := &paas.Deploy{App: "alpha", Reason: "push", Commit: strings.Repeat("a", 40), Author: "alice", StartedAt: time.Now()}
+	if err := st.StartDeploy(build); err != nil {
+		t.Fatal(err)
+	}
+	key := fmt.Sprintf("alpha %d", build.ID)
+	running := newFakeRunning(map[string]string{key: "-----> Building\n"})
+	b := &Builds{Store: st, Pipeline: &fakePipeline{}, Logins: fakeLogins{}, Running: running}
+	d := NewDispatcher(st, "test", b.Commands())
+
+	for _, bad := range []struct {
+		id   paas.Identity
+		args []string
+		code int
+		err  string
+	}{
+		{alice, []string{"builds:output", "alpha", "9", "--follow"}, ExitError, "alpha has no build 9"},
+		{alice, []string{"builds:output", "alpha", "x", "-f"}, ExitError, `build ID "x": want a number`},
+		{alice, []string{"builds:output", "other", "--follow"}, ExitNotFound, "App other does not exist"},
+	} {
+		var out, errb bytes.Buffer
+		if code := d.RunCommand(context.Background(), bad.id, bad.args, strings.NewReader(""), &out, &errb); code != bad.code || !strings.Contains(errb.String(), bad.err) || out.Len() > 0 {
+			t.Errorf("%v: exit %d, out %q, err %q; want %d, %q", bad.args, code, out.String(), errb.String(), bad.code, bad.err)
+		}
+	}
+
+	var out, errb syncBuilder
+	done := make(chan int, 1)
+	go func() {
+		done <- d.RunCommand(context.Background(), alice, []string{"builds:output", "alpha", "--follow"}, strings.NewReader(""), &out, &errb)
+	}()
+	waitOut := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if out.String() == want {
+				return
+			}
+		}
+		t.Fatalf("output %q, want %q (stderr %q)", out.String(), want, errb.String())
+	}
+	waitOut("-----> Building\n")
+	running.write(key, "Step 1/2 : FROM scratch\n")
+	waitOut("-----> Building\nStep 1/2 : FROM scratch\n")
+	select {
+	case code := <-done:
+		t.Fatalf("--follow ended (exit %d) while the build runs", code)
+	default:
+	}
+	// the last lines are written, the record closed, then the follower woken
+	running.write(key, "Step 2/2 : COPY . /\n")
+	build.State, build.FinishedAt = paas.DeploySucceeded, time.Now()
+	build.Log = "-----> Building\nStep 1/2 : FROM scratch\nStep 2/2 : COPY . /\n-----> Released v1\n"
+	if err := st.FinishDeploy(build); err != nil {
+		t.Fatal(err)
+	}
+	running.end(key)
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Fatalf("--follow of a build that ended: exit %d %q", code, errb.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("--follow did not end with the build")
+	}
+	if out.String() != build.Log {
+		t.Errorf("followed %q, want the whole log once: %q", out.String(), build.Log)
+	}
+
+	// a finished build: its log, at once
+	var again, errAgain bytes.Buffer
+	if code := d.RunCommand(context.Background(), alice, []string{"builds:output", "alpha", fmt.Sprint(build.ID), "-f"}, strings.NewReader(""), &again, &errAgain); code != ExitOK || again.String() != build.Log {
+		t.Errorf("-f of a finished build: exit %d, %q %q", code, again.String(), errAgain.String())
+	}
+}
+
+// The caller hanging up ends --follow without error.
+func TestBuildsOutputFollowHangUp(t *testing.T) {
+	st := storeWith(t, &paas.App{Name: "alpha", Owner: "alice"})
+	build := &paas.Deploy{App: "alpha", Reason: "push", Author: "alice", StartedAt: time.Now()}
+	if err := st.StartDeploy(build); err != nil {
+		t.Fatal(err)
+	}
+	running := newFakeRunning(map[string]string{fmt.Sprintf("alpha %d", build.ID): "-----> Building\n"})
+	d := NewDispatcher(st, "test", (&Builds{Store: st, Pipeline: &fakePipeline{}, Logins: fakeLogins{}, Running: running}).Commands())
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuilder
+	done := make(chan int, 1)
+	go func() {
+		done <- d.RunCommand(ctx, alice, []string{"builds:output", "alpha", "-f"}, strings.NewReader(""), &out, &errb)
+	}()
+	for deadline := time.Now().Add(5 * time.Second); out.String() == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != ExitOK || out.String() != "-----> Building\n" {
+			t.Errorf("hung up: exit %d, %q %q", code, out.String(), errb.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("--follow went on after the caller hung up")
 	}
 }

@@ -42,6 +42,8 @@ func (r *releases) Rebuild(ctx context.Context, app string, who paas.Identity, o
 	src := deploy.Source{
 		Commit: commit,
 		Export: func(ctx context.Context, w io.Writer) error { return repo.Archive(ctx, commit, w) },
+		// The build and the release say it was a rebuild, not a push.
+		Reason: "ps:rebuild",
 	}
 	landing, err := r.Push(ctx, app, who, src, out)
 	if err != nil {

@@ -492,6 +492,9 @@ type buildData struct {
 	App    string
 	Build  build
 	Output string
+	// while the build runs: its output as it is written (server-sent
+	// events, builds:output --follow) and where to read its end
+	FollowURL, InfoURL string
 }
 
 func (h *Handler) buildPage(q *request) {
@@ -507,7 +510,11 @@ func (h *Handler) buildPage(q *request) {
 		return
 	}
 	d.Output = string(out)
-	h.render(q, http.StatusOK, "build", page{Title: fmt.Sprintf("%s build %s", name, id), Nav: "apps", Data: d})
+	if d.Build.Status == paas.DeployRunning {
+		build := web.APIPrefix + "/apps/" + url.PathEscape(name) + "/builds/" + strconv.Itoa(d.Build.ID)
+		d.FollowURL, d.InfoURL = build+"/output?follow=1", build
+	}
+	h.render(q, http.StatusOK, "build", page{Title: fmt.Sprintf("%s build %d", name, d.Build.ID), Nav: "apps", Data: d})
 }
 
 type node struct {
@@ -535,14 +542,40 @@ func (h *Handler) nodesPage(q *request) {
 	h.render(q, http.StatusOK, "nodes", page{Title: "Nodes", Nav: "nodes", Data: nodes})
 }
 
+type auditData struct {
+	Events []paas.Event
+	Reads  bool // the reads shown too
+}
+
+// auditPage shows the newest 200 changes one may see, or with ?reads=1 the
+// newest 200 events of any kind: every page view records its reads, which
+// would otherwise push what was done off the page within minutes.
 func (h *Handler) auditPage(q *request) {
+	d := auditData{Reads: q.r.URL.Query().Get("reads") == "1"}
+	n := auditScan
+	if d.Reads {
+		n = auditShown
+	}
 	var evs []paas.Event
-	if err := h.runJSON(q, &evs, "events", "-n", "200"); err != nil {
+	if err := h.runJSON(q, &evs, "events", "-n", strconv.Itoa(n)); err != nil {
 		h.fail(q, err)
 		return
 	}
-	h.render(q, http.StatusOK, "audit", page{Title: "Audit log", Nav: "audit", Data: evs})
+	if d.Reads {
+		d.Events = slices.Clone(evs)
+		slices.Reverse(d.Events) // newest first, as without the reads
+	} else {
+		d.Events = changes(evs, auditShown)
+	}
+	h.render(q, http.StatusOK, "audit", page{Title: "Audit log", Nav: "audit", Data: d})
 }
+
+// The audit page shows auditShown events; without the reads, it looks for
+// them among the newest auditScan.
+const (
+	auditShown = 200
+	auditScan  = 5000
+)
 
 type token struct {
 	Name       string  `json:"name"`

@@ -202,3 +202,49 @@ func TestChanges(t *testing.T) {
 		t.Fatalf("changes: %+v", got)
 	}
 }
+
+// A running build's page follows its output (the API's stream, by the
+// build's number, also when the page was asked for the latest); a
+// finished one's does not.
+func TestBuildPageFollows(t *testing.T) {
+	h, f := newTest()
+	if body := do(h, "GET", "/apps/myapp/builds/7", nil, true).Body.String(); strings.Contains(body, "data-follow") {
+		t.Errorf("a finished build's page follows it:\n%s", body)
+	}
+	f.out["builds:info"] = `{"id":8,"status":"running","kind":"push"}`
+	w := do(h, "GET", "/apps/myapp/builds/latest", nil, true)
+	for _, want := range []string{`<span id="build-status">running</span>`, `data-follow="/api/v1/apps/myapp/builds/8/output?follow=1"`, `data-info="/api/v1/apps/myapp/builds/8"`, "Building &lt;img src=x&gt;"} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("running build's page lacks %q\n%s", want, w.Body)
+		}
+	}
+}
+
+// The audit page leaves out the reads (page views record theirs), unless
+// asked; newest first either way.
+func TestAuditPage(t *testing.T) {
+	h, f := newTest()
+	f.out["events"] = `[{"id":1,"actor":"alice","app":"shop","action":"config:set","args":["A=…"],"result":"ok"},
+{"id":2,"actor":"alice","app":"shop","action":"apps:report","args":["--format","json"],"result":"ok"},
+{"id":3,"actor":"alice","app":"shop","action":"ps:scale","args":["web=…"],"result":"ok"},
+{"id":4,"actor":"alice","app":"shop","action":"logs","result":"ok"}]`
+	body := do(h, "GET", "/audit", nil, true).Body.String()
+	if got := f.ran[len(f.ran)-1]; strings.Join(got, " ") != "events --format json -n 5000" {
+		t.Fatalf("ran %q", got)
+	}
+	if !strings.Contains(body, "config:set A=…") || !strings.Contains(body, "ps:scale web=…") ||
+		strings.Contains(body, "apps:report") || strings.Contains(body, ">logs<") {
+		t.Fatalf("changes only:\n%s", body)
+	}
+	if strings.Index(body, "ps:scale") > strings.Index(body, "config:set") {
+		t.Fatalf("not newest first:\n%s", body)
+	}
+	body = do(h, "GET", "/audit?reads=1", nil, true).Body.String()
+	if got := f.ran[len(f.ran)-1]; strings.Join(got, " ") != "events --format json -n 200" {
+		t.Fatalf("ran %q", got)
+	}
+	if !strings.Contains(body, "apps:report --format json") || !strings.Contains(body, ">logs<") ||
+		strings.Index(body, ">logs<") > strings.Index(body, "config:set") {
+		t.Fatalf("with the reads, newest first:\n%s", body)
+	}
+}

@@ -74,7 +74,7 @@ type Source struct {
 	// Export writes the commit's tree as a tar stream.
 	Export func(ctx context.Context, w io.Writer) error
 	// Reason names what deploys it in the build record ("push" when
-	// empty; "git:sync", "git:from-archive").
+	// empty; "ps:rebuild", "git:sync", "git:from-archive").
 	Reason string
 	// Kind and Metadata are what apps:report shows as the deploy source
 	// once it serves: "git" and the commit when empty.
@@ -539,7 +539,7 @@ func (p *Pipeline) record(rec *paas.Deploy, out io.Writer) (io.Writer, func(erro
 	if err := p.store.StartDeploy(rec); err != nil {
 		return nil, nil, err
 	}
-	buf := &cappedBuffer{max: maxLog}
+	buf := &cappedBuffer{max: maxLog, grown: make(chan struct{})}
 	p.running.Store(runningKey{rec.App, rec.ID}, buf)
 	finish := func(err error) {
 		rec.FinishedAt = time.Now().UTC()
@@ -552,6 +552,7 @@ func (p *Pipeline) record(rec *paas.Deploy, out io.Writer) (io.Writer, func(erro
 			p.log.Error("record deploy", "app", rec.App, "err", ferr)
 		}
 		p.running.Delete(runningKey{rec.App, rec.ID})
+		buf.end() // followers read the rest from the record
 		p.log.Info("deploy finished", "app", rec.App, "deploy", rec.ID, "release", rec.Release, "state", rec.State)
 	}
 	return io.MultiWriter(out, buf), finish, nil
@@ -563,26 +564,39 @@ type runningKey struct {
 	id  int
 }
 
-// RunningLog returns the log so far of the app's deploy id while it runs.
-func (p *Pipeline) RunningLog(app string, id int) (string, bool) {
+// RunningLogFrom returns what the app's deploy id has written from byte
+// offset off on, while it runs, and a channel closed as soon as it writes
+// more or ends: a follower reads each byte once, however long the log.
+// ok is false once the deploy has ended (its record then holds the whole
+// log, of which the bytes read so far are the beginning).
+func (p *Pipeline) RunningLogFrom(app string, id, off int) (more string, changed <-chan struct{}, ok bool) {
 	buf, ok := p.running.Load(runningKey{app, id})
 	if !ok {
-		return "", false
+		return "", nil, false
 	}
-	return buf.(*cappedBuffer).String(), true
+	more, changed = buf.(*cappedBuffer).from(off)
+	return more, changed, true
 }
 
+// cappedBuffer keeps a running deploy's output, up to max bytes, and
+// tells followers when it grows.
 type cappedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	max int
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	max   int
+	grown chan struct{} // closed and replaced at each write, closed at the end
+	ended bool
 }
 
 func (c *cappedBuffer) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if room := c.max - c.buf.Len(); room > 0 {
+	if room := c.max - c.buf.Len(); room > 0 && len(p) > 0 {
 		c.buf.Write(p[:min(len(p), room)])
+		if !c.ended {
+			close(c.grown)
+			c.grown = make(chan struct{})
+		}
 	}
 	return len(p), nil
 }
@@ -591,6 +605,25 @@ func (c *cappedBuffer) String() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.buf.String()
+}
+
+// from returns the bytes from offset off on and the channel closed at the
+// next write or at the end.
+func (c *cappedBuffer) from(off int) (string, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.buf.Bytes()
+	return string(b[min(max(off, 0), len(b)):]), c.grown
+}
+
+// end wakes the followers for the last time.
+func (c *cappedBuffer) end() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.ended {
+		c.ended = true
+		close(c.grown)
+	}
 }
 
 func shortSHA(sha string) string {

@@ -379,17 +379,31 @@ func TestDeployTriggersOnChanges(t *testing.T) {
 // it is recorded, it is gone from there.
 func TestRunningLog(t *testing.T) {
 	e := deployedApp(t)
-	var during string
+	var during, after string
 	var found bool
-	e.scheduler.during = func() { during, found = e.p.RunningLog("hello", 1) }
+	var grown <-chan struct{}
+	e.scheduler.during = func() {
+		during, _, found = e.p.RunningLogFrom("hello", 1, 0)
+		after, grown, _ = e.p.RunningLogFrom("hello", 1, len(during))
+	}
 	var out syncBuffer
 	if err := e.p.Restart(context.Background(), "hello", alice, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !found || !strings.Contains(during, "rolling out v3") {
-		t.Errorf("RunningLog during the deploy = %q, %v; want its output so far", during, found)
+		t.Errorf("RunningLogFrom during the deploy = %q, %v; want its output so far", during, found)
 	}
-	if _, ok := e.p.RunningLog("hello", 1); ok {
-		t.Error("RunningLog still has the deploy after it finished")
+	if _, _, ok := e.p.RunningLogFrom("hello", 1, 0); ok {
+		t.Error("RunningLogFrom still has the deploy after it finished")
+	}
+	// a follower at the end of the log so far reads nothing more then, and
+	// is woken by what comes next or by the end
+	if after != "" || grown == nil {
+		t.Fatalf("RunningLogFrom at the end = %q, %v", after, grown)
+	}
+	select {
+	case <-grown:
+	default:
+		t.Error("a follower was not woken when the deploy wrote more and ended")
 	}
 }

@@ -116,7 +116,7 @@ func (s *Server) routes() {
 	handle("POST "+APIPrefix+"/apps/{app}/certs", s.certsAdd)
 	handle("GET "+APIPrefix+"/apps/{app}/builds", s.readApp("builds:list"))
 	handle("GET "+APIPrefix+"/apps/{app}/builds/{id}", s.build("builds:info"))
-	handle("GET "+APIPrefix+"/apps/{app}/builds/{id}/output", s.build("builds:output"))
+	handle("GET "+APIPrefix+"/apps/{app}/builds/{id}/output", s.buildOutput)
 	handle("GET "+APIPrefix+"/apps/{app}/logs", s.logs)
 	handle("GET "+APIPrefix+"/apps/{app}/ps", s.ps)
 	handle("GET "+APIPrefix+"/apps/{app}/scale", s.readApp("ps:scale"))
@@ -300,6 +300,17 @@ func (s *Server) build(cmd string) apiFunc {
 	}
 }
 
+// buildOutput answers a build's log, or with ?follow=1 a stream of
+// server-sent events, a "data:" line per line of its output as it is
+// written, until the build ends (builds:output --follow).
+func (s *Server) buildOutput(w http.ResponseWriter, r *http.Request, id paas.Identity) {
+	if !isFollow(r) {
+		s.build("builds:output")(w, r, id)
+		return
+	}
+	s.stream(w, r, id, plainArgs([]string{"builds:output", "--follow", "--", r.PathValue("app"), r.PathValue("id")}))
+}
+
 func (s *Server) events(w http.ResponseWriter, r *http.Request, id paas.Identity) {
 	args := []string{"events", "--format", "json"}
 	if n := r.URL.Query().Get("n"); n != "" {
@@ -405,6 +416,9 @@ func (e *sseWriter) start() {
 }
 
 func (e *sseWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil // nothing said yet: a failure can still be a problem
+	}
 	if !e.started {
 		e.start()
 	}
@@ -415,8 +429,12 @@ func (e *sseWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		if _, err := fmt.Fprintf(e.w, "data: %s\n\n", strings.TrimRight(string(e.partial[:i]), "\r")); err != nil {
-			return 0, err
+		// a CR ends a line in an event stream too: what a progress bar
+		// redraws with it becomes lines of its own
+		for _, line := range strings.Split(strings.TrimRight(string(e.partial[:i]), "\r"), "\r") {
+			if _, err := fmt.Fprintf(e.w, "data: %s\n\n", line); err != nil {
+				return 0, err
+			}
 		}
 		e.partial = e.partial[i+1:]
 		wrote = true

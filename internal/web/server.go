@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -105,8 +106,12 @@ func (s *Server) Authenticate(r *http.Request) (paas.Identity, bool, error) {
 // Serve serves on ln until ctx ends, then lets requests finish for grace
 // (streams such as followed logs are cut).
 func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
+	var handler http.Handler = s
+	if ln.Addr().Network() == "unix" {
+		handler = fromRouter(s)
+	}
 	srv := &http.Server{
-		Handler:           s,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -131,6 +136,25 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 	}
 	<-done
 	return err
+}
+
+// fromRouter gives each request the client's address the router forwards.
+// On the control socket only the router connects (the socket is the
+// router's volume's, mode 0600) and it sets X-Forwarded-For itself, having
+// dropped any the client sent; the last address is the one it saw, and
+// what sign-in and the audit log then name instead of the socket's "@".
+func fromRouter(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fwd := r.Header.Values("X-Forwarded-For")
+		if len(fwd) > 0 {
+			last := fwd[len(fwd)-1]
+			last = strings.TrimSpace(last[strings.LastIndexByte(last, ',')+1:])
+			if ip, err := netip.ParseAddr(last); err == nil {
+				r.RemoteAddr = ip.String()
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // BearerToken is the token of an "Authorization: Bearer TOKEN" header, ""

@@ -59,3 +59,35 @@ document.querySelectorAll("[data-ps]").forEach(function (box) {
   };
   es.addEventListener("end", function () { es.close(); });
 });
+
+// A running build's output as it is written (server-sent events of
+// builds:output --follow, which start from the beginning of the log, so
+// they replace what the page was drawn with), added as text, never as
+// HTML; then its status, read again when the stream ends.
+document.querySelectorAll("pre[data-follow]").forEach(function (pre) {
+  var fresh = true;
+  var es = new EventSource(pre.dataset.follow);
+  es.onopen = function () { fresh = true; }; // a reconnection sends the log again
+  es.onmessage = function (e) {
+    if (fresh) { pre.textContent = ""; fresh = false; }
+    pre.appendChild(document.createTextNode(e.data + "\n"));
+    pre.scrollTop = pre.scrollHeight;
+  };
+  es.addEventListener("end", function () {
+    es.close();
+    var status = document.getElementById("build-status");
+    fetch(pre.dataset.info, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+      .then(function (b) {
+        status.textContent = b.status;
+        document.getElementById("build-duration").textContent = b.duration_seconds.toFixed(1) + " s";
+        if (b.release) document.getElementById("build-release").textContent = " · release v" + b.release;
+        if (b.error) {
+          var err = document.getElementById("build-error");
+          err.textContent = b.error;
+          err.hidden = false;
+        }
+      })
+      .catch(function () { status.textContent = "ended (reload for its status)"; });
+  });
+});
