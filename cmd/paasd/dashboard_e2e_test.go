@@ -196,7 +196,8 @@ func cmdDashboardBrowser(ts *testscript.TestScript, neg bool, args []string) {
 	say("live logs: starting v2")
 	// the tasks' state follows without a reload: the page was drawn with v1
 	poll(ts, ctx, "the new release's tasks, without a reload", `(function () { var h = document.querySelectorAll("#proclist h3"); return h.length == 1 && h[0].textContent.includes("1/1 running, release v2"); })()`, 60*time.Second)
-	say("processes without a reload: %s", strings.Join(strings.Fields(text(ts, ctx, "#proclist h3")), " "))
+	procs := get(ts, ctx, "the processes", chromedp.Evaluate[string](`Array.from(document.querySelectorAll("#proclist h3"), h => h.textContent).join(" ")`))
+	say("processes without a reload: %s", strings.Join(strings.Fields(procs), " "))
 
 	browse(ts, ctx, "reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("current")))
 	say("after push: serving %s", text(ts, ctx, "#current"))
