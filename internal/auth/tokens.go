@@ -195,9 +195,7 @@ func NewUsers(local *Keys, dir UserDirectory, ttl, timeout time.Duration, log *s
 // User returns the identity of name as source knows it now; ok is false
 // when source no longer has them (or cannot say, for the directory).
 func (u *Users) User(ctx context.Context, name, source string) (paas.Identity, bool, error) {
-	// A link's session is the user of the key it was issued to.
-	source = strings.TrimPrefix(source, paas.SourceWebLink+"/")
-	switch source {
+	switch source = keySource(source); source {
 	case "admin-keys":
 		admins, err := u.local.adminKeys()
 		if err != nil {
@@ -237,7 +235,13 @@ func (u *Users) unknown(id paas.Identity) error {
 	}
 	return fmt.Errorf("no token for %s: a token's user is looked up again at each use, and %s does not know %s now", id.Name, cmp.Or(map[string]string{
 		"admin-keys": "the admin keys file", "ssh-keys": "ssh-keys:list",
-	}[strings.TrimPrefix(id.Source, paas.SourceWebLink+"/")], "the directory"), id.Name)
+	}[keySource(id.Source)], "the directory"), id.Name)
+}
+
+// keySource is where a user was found: a link's session is the user of the
+// key it was issued to ("web-link/ldap" is "ldap").
+func keySource(source string) string {
+	return strings.TrimPrefix(source, paas.SourceWebLink+"/")
 }
 
 func (u *Users) directoryUser(ctx context.Context, name string) (paas.Identity, bool, error) {
