@@ -195,6 +195,7 @@ func newDeploymentID(version int) string {
 // When the running deployment already runs rel's task templates with as
 // many web tasks, only the other process types are scaled, in place.
 func (s *Swarm) Deploy(ctx context.Context, rel *paas.Release, opts DeployOptions, out io.Writer) error {
+	defer s.changing()()
 	if out == nil {
 		out = io.Discard
 	}
@@ -781,6 +782,7 @@ func (s *Swarm) drain(ctx context.Context, d *deployment, timeout time.Duration,
 // every process type to zero. The services stay, so the app stays known to
 // the router (503 instead of 404) and ps:start can bring it back.
 func (s *Swarm) Stop(ctx context.Context, app string, drain time.Duration, out io.Writer) error {
+	defer s.changing()()
 	if drain <= 0 {
 		drain = 30 * time.Second
 	}
@@ -834,6 +836,7 @@ func (s *Swarm) Reconcile(ctx context.Context, app string, current int, out io.W
 
 // Retire is Reconcile, reporting how many services it removed.
 func (s *Swarm) Retire(ctx context.Context, app string, current int, out io.Writer) (int, error) {
+	defer s.changing()()
 	deps, err := s.deployments(ctx, app)
 	if err != nil || len(deps) < 2 && (len(deps) == 0 || deps[0].routed || deps[0].release == current) {
 		return 0, err

@@ -340,6 +340,7 @@ func (s *Swarm) waitAll(ctx context.Context, rs []*rollout, p *progress) error {
 // Remove removes every service and one-off task of app and waits until
 // their containers are gone.
 func (s *Swarm) Remove(ctx context.Context, app string) error {
+	defer s.changing()()
 	if err := s.removeOneOffs(ctx, app); err != nil {
 		return err
 	}

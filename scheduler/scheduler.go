@@ -129,6 +129,8 @@ type Swarm struct {
 	routerMu   sync.Mutex
 	lastRouter *RouterSpec
 	netBatch   int
+
+	counts counts // Counts' last answer
 }
 
 // New returns a scheduler for the installation opts.Name.

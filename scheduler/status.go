@@ -112,6 +112,7 @@ func (s *Swarm) nodeNames(ctx context.Context) (map[string]string, error) {
 // RemoveAll removes every service, one-off task, network and secret of this
 // installation and waits until their containers are gone.
 func (s *Swarm) RemoveAll(ctx context.Context) error {
+	defer s.changing()()
 	inst := filters.Arg("label", paas.LabelInstallation+"="+s.name)
 	svcs, err := s.cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(inst)})
 	if err != nil {
@@ -197,10 +198,10 @@ type ProcessCount struct {
 	Desired int    `json:"desired"`
 }
 
-// Counts returns the task counts of every app's process types, by app,
-// from ONE list of the installation's services (Docker's service status),
-// not a call per app: what a list of many apps shows.
-func (s *Swarm) Counts(ctx context.Context) (map[string][]ProcessCount, error) {
+// listCounts returns the task counts of every app's process types, by
+// app, from ONE list of the installation's services (Docker's service
+// status), not a call per app: what a list of many apps shows (Counts).
+func (s *Swarm) listCounts(ctx context.Context) (map[string][]ProcessCount, error) {
 	f := filters.NewArgs(
 		filters.Arg("label", paas.LabelInstallation+"="+s.name),
 		filters.Arg("label", paas.LabelRole+"="+RoleApp),

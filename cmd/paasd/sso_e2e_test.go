@@ -8,7 +8,9 @@ package main
 // and the provider's port.
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -143,6 +145,18 @@ func cmdDashboardSSO(ts *testscript.TestScript, neg bool, args []string) {
 	poll(ts, ctx, "rebuilt", flashIs("Rebuilt and deployed."), 300*time.Second)
 	say("%s serving %s", text(ts, ctx, "#flash"), text(ts, ctx, "#current"))
 
+	// An API token made on the tokens page works with curl's kind of
+	// client, and the Revoke button ends it.
+	browse(ts, ctx, "the tokens page", chromedp.Navigate(base+"/tokens"), chromedp.WaitVisible(chromedp.ID("token-create")))
+	browse(ts, ctx, "create a token", chromedp.SendKeys(chromedp.CSS(`#token-create input[name="name"]`), "laptop"),
+		chromedp.SendKeys(chromedp.CSS(`#token-create input[name="expires"]`), "30d"), chromedp.Click(chromedp.CSS(`#token-create button`)),
+		chromedp.WaitVisible(chromedp.ID("new-token")))
+	token := text(ts, ctx, "#new-token")
+	say("token page: laptop expires %v; whoami with it: %s", text(ts, ctx, `tr[data-token="laptop"] td:nth-child(3)`) != "never", whoami(ts, token))
+	browse(ts, ctx, "revoke it", chromedp.Click(chromedp.CSS(`tr[data-token="laptop"] button`)))
+	poll(ts, ctx, "revoked", flashIs("Token revoked."), 30*time.Second)
+	say("%s whoami with it: %s", text(ts, ctx, "#flash"), whoami(ts, token))
+
 	browse(ts, ctx, "another user's app", chromedp.Navigate(base+"/apps/"+other), chromedp.WaitVisible(chromedp.ID("error")))
 	say("%s: %s / %s", other, text(ts, ctx, "main > h1"), text(ts, ctx, "#error"))
 	browse(ts, ctx, "the nodes", chromedp.Navigate(base+"/nodes"), chromedp.WaitVisible(chromedp.ID("error")))
@@ -217,4 +231,17 @@ func cmdDashboardSSO(ts *testscript.TestScript, neg bool, args []string) {
 	say("audit log: ps:scale %d, ps:rebuild %d, git:from-image %d, apps:report %d", count("ps:scale"), count("ps:rebuild"), count("git:from-image"), count("apps:report"))
 	browse(ts, ctx, "the audit log with the reads", chromedp.Click(chromedp.ID("with-reads")), chromedp.WaitVisible(chromedp.ID("changes-only")))
 	say("with the reads: apps:report %v", count("apps:report") > 0)
+}
+
+// whoami is the status and user name of GET /api/v1/whoami with token.
+func whoami(ts *testscript.TestScript, token string) string {
+	req, err := http.NewRequest("GET", "https://paas.paas.test:"+ts.Getenv("HTTPS_PORT")+"/api/v1/whoami", nil)
+	ts.Check(err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := apiClient(ts).Do(req)
+	ts.Check(err)
+	defer resp.Body.Close()
+	var who struct{ Name string }
+	json.NewDecoder(resp.Body).Decode(&who)
+	return strings.TrimSpace(resp.Status + " " + who.Name)
 }

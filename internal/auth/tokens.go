@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -56,12 +57,18 @@ func NewTokens(store TokenStore, users *Users) *Tokens {
 }
 
 // Create makes a token name for id, valid for ttl (0: no expiry), and
-// returns it: the only time it is shown.
-func (t *Tokens) Create(id paas.Identity, name string, ttl time.Duration) (string, *paas.Token, error) {
+// returns it: the only time it is shown. id must be a user Users can look
+// up again, as every use of the token will.
+func (t *Tokens) Create(ctx context.Context, id paas.Identity, name string, ttl time.Duration) (string, *paas.Token, error) {
 	if id.Via != "" && strings.HasPrefix(id.Via, "token") {
 		// A token makes no token: a leaked one would otherwise outlive its
 		// own revocation through the tokens it made.
 		return "", nil, errors.New("tokens are made over SSH or in the dashboard, not with a token")
+	}
+	if _, ok, err := t.users.User(ctx, id.Name, id.Source); err != nil {
+		return "", nil, err
+	} else if !ok {
+		return "", nil, t.users.unknown(id)
 	}
 	inst, err := t.store.InstallationID()
 	if err != nil {
@@ -188,6 +195,8 @@ func NewUsers(local *Keys, dir UserDirectory, ttl, timeout time.Duration, log *s
 // User returns the identity of name as source knows it now; ok is false
 // when source no longer has them (or cannot say, for the directory).
 func (u *Users) User(ctx context.Context, name, source string) (paas.Identity, bool, error) {
+	// A link's session is the user of the key it was issued to.
+	source = strings.TrimPrefix(source, paas.SourceWebLink+"/")
 	switch source {
 	case "admin-keys":
 		admins, err := u.local.adminKeys()
@@ -211,10 +220,24 @@ func (u *Users) User(ctx context.Context, name, source string) (paas.Identity, b
 			}
 		}
 		return paas.Identity{}, false, nil
-	case "ldap":
+	case "ldap", paas.SourceWebPassword, paas.SourceWebOIDC:
+		// A user who signed in on the web with a password is a directory
+		// user; one who signed in at the OpenID provider is looked up in
+		// the directory behind it (paas keeps no refresh token to ask the
+		// provider again).
 		return u.directoryUser(ctx, name)
 	}
 	return paas.Identity{}, false, nil
+}
+
+// unknown says why id cannot have a token: its user cannot be looked up.
+func (u *Users) unknown(id paas.Identity) error {
+	if u.dir == nil && id.Source == paas.SourceWebOIDC {
+		return fmt.Errorf("no token for %s: a token's user is looked up again at each use, so that one who leaves loses their tokens, and a user of the OpenID provider is looked up in the directory (--ldap-url), which this installation has none of; make the token over SSH", id.Name)
+	}
+	return fmt.Errorf("no token for %s: a token's user is looked up again at each use, and %s does not know %s now", id.Name, cmp.Or(map[string]string{
+		"admin-keys": "the admin keys file", "ssh-keys": "ssh-keys:list",
+	}[strings.TrimPrefix(id.Source, paas.SourceWebLink+"/")], "the directory"), id.Name)
 }
 
 func (u *Users) directoryUser(ctx context.Context, name string) (paas.Identity, bool, error) {

@@ -41,7 +41,7 @@ func TestTokens(t *testing.T) {
 	ctx := context.Background()
 	tokens, st, clk, adminFile := newTokens(t, nil, 0)
 	root := paas.Identity{Name: "root", Admin: true, Source: "admin-keys"}
-	tok, rec, err := tokens.Create(root, "ci", 24*time.Hour)
+	tok, rec, err := tokens.Create(context.Background(), root, "ci", 24*time.Hour)
 	must(t, err)
 	if !strings.HasPrefix(tok, "paas_") || len(tok) != len("paas_")+12+1+16+1+43 {
 		t.Fatalf("token %q: not paas_INST_ID_SECRET", tok)
@@ -57,10 +57,10 @@ func TestTokens(t *testing.T) {
 	if rec.ExpiresAt != clk.now().UTC().Add(24*time.Hour) {
 		t.Errorf("expires at %v", rec.ExpiresAt)
 	}
-	if _, _, err := tokens.Create(root, "ci", 0); !errors.Is(err, store.ErrTokenExists) {
+	if _, _, err := tokens.Create(context.Background(), root, "ci", 0); !errors.Is(err, store.ErrTokenExists) {
 		t.Errorf("a second ci: %v, want ErrTokenExists", err)
 	}
-	if _, _, err := tokens.Create(paas.Identity{Name: "root", Via: "token ci"}, "more", 0); err == nil {
+	if _, _, err := tokens.Create(context.Background(), paas.Identity{Name: "root", Via: "token ci"}, "more", 0); err == nil {
 		t.Error("a token made a token")
 	}
 
@@ -72,7 +72,7 @@ func TestTokens(t *testing.T) {
 
 	alice := paas.Identity{Name: "alice", Source: "ssh-keys"}
 	must(t, st.AddKey(&paas.SSHKey{Name: "alice", Fingerprint: gossh.FingerprintSHA256(genKey(t))}))
-	atok, _, err := tokens.Create(alice, "laptop", 0)
+	atok, _, err := tokens.Create(context.Background(), alice, "laptop", 0)
 	must(t, err)
 	other := "paas_0123456789ab" + tok[len("paas_")+12:]
 	for _, c := range []struct {
@@ -107,13 +107,26 @@ func TestTokens(t *testing.T) {
 	if err := tokens.Revoke("alice", "laptop"); !errors.Is(err, paas.ErrTokenNotFound) {
 		t.Errorf("revoked twice: %v", err)
 	}
-	atok, _, err = tokens.Create(alice, "laptop", 0)
+	atok, _, err = tokens.Create(context.Background(), alice, "laptop", 0)
 	must(t, err)
 	must(t, st.RemoveKey("alice"))
 	if _, err := tokens.Identify(ctx, atok); !errors.Is(err, ErrTokenUserGone) {
 		t.Errorf("alice's key removed: %v", err)
 	}
-	rtok, _, err := tokens.Create(root, "ops", 0)
+	// A web session of a link is its key's user; a user unknown now, or
+	// one of the OpenID provider without a directory, gets no token.
+	ltok, _, err := tokens.Create(ctx, paas.Identity{Name: "root", Admin: true, Source: paas.SourceWebLink + "/admin-keys", Via: "web"}, "web", 0)
+	must(t, err)
+	if id, err := tokens.Identify(ctx, ltok); err != nil || id.Name != "root" || !id.Admin {
+		t.Errorf("a link session's token: %+v, %v", id, err)
+	}
+	if _, _, err := tokens.Create(ctx, alice, "again", 0); err == nil || !strings.Contains(err.Error(), "ssh-keys:list does not know alice") {
+		t.Errorf("a user without a key now: %v", err)
+	}
+	if _, _, err := tokens.Create(ctx, paas.Identity{Name: "olga", Source: paas.SourceWebOIDC, Via: "web"}, "ci", 0); err == nil || !strings.Contains(err.Error(), "--ldap-url") {
+		t.Errorf("an OpenID user without a directory: %v", err)
+	}
+	rtok, _, err := tokens.Create(context.Background(), root, "ops", 0)
 	must(t, err)
 	writeAdmin(t, adminFile, string(gossh.MarshalAuthorizedKey(genKey(t))))
 	if _, err := tokens.Identify(ctx, rtok); !errors.Is(err, ErrTokenUserGone) {
@@ -135,8 +148,20 @@ func TestTokensDirectoryUser(t *testing.T) {
 	const ttl = time.Minute
 	tokens, _, clk, _ := newTokens(t, client, ttl)
 	ctx := context.Background()
-	tok, _, err := tokens.Create(paas.Identity{Name: "carol", Source: "ldap", Groups: []string{"team"}}, "ci", 0)
+	tok, _, err := tokens.Create(context.Background(), paas.Identity{Name: "carol", Source: "ldap", Groups: []string{"team"}}, "ci", 0)
 	must(t, err)
+	// Signed in on the web, at the OpenID provider or with her password,
+	// she is the directory's carol; dave is not in it.
+	for _, src := range []string{paas.SourceWebOIDC, paas.SourceWebPassword, paas.SourceWebLink + "/ldap"} {
+		wtok, _, err := tokens.Create(ctx, paas.Identity{Name: "carol", Source: src, Via: "web"}, "web-"+src[len(src)-4:], 0)
+		must(t, err)
+		if id, err := tokens.Identify(ctx, wtok); err != nil || id.Name != "carol" || !slices.Equal(id.Groups, []string{"team"}) {
+			t.Errorf("%s token: %+v, %v", src, id, err)
+		}
+	}
+	if _, _, err := tokens.Create(ctx, paas.Identity{Name: "dave", Source: paas.SourceWebOIDC, Via: "web"}, "ci", 0); err == nil || !strings.Contains(err.Error(), "the directory does not know dave") {
+		t.Errorf("dave, not in the directory: %v", err)
+	}
 	check := func(wantOK bool, wantGroups []string) {
 		t.Helper()
 		id, err := tokens.Identify(ctx, tok)

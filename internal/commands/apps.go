@@ -21,6 +21,10 @@ import (
 type Store interface {
 	AppStore
 	Apps() ([]*paas.App, error)
+	// AppList is every app as apps:list shows it, sorted by name;
+	// ServedSince sets the DeployedAt of some of them.
+	AppList() ([]paas.AppEntry, error)
+	ServedSince(apps []paas.AppEntry) error
 	CreateApp(app *paas.App) error
 	DeleteApp(name string) error
 	AddKey(k *paas.SSHKey) error
@@ -218,9 +222,15 @@ func (p *Platform) appsList(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	apps, err := p.visibleApps(c.ID)
+	all, err := p.Store.AppList()
 	if err != nil {
 		return err
+	}
+	apps := all[:0]
+	for _, a := range all {
+		if auth.CanUseApp(c.ID, &paas.App{Name: a.Name, Owner: a.Owner, Access: a.Access}) {
+			apps = append(apps, a)
+		}
 	}
 	if c.Has("--detail") {
 		offset, err := countFlag(c, "--offset", 0)
@@ -402,38 +412,32 @@ type AppSummary struct {
 }
 
 // appsDetail lists apps with their state: the task counts of all of them
-// come from one call to the scheduler, the rest from the store.
-func (p *Platform) appsDetail(ctx context.Context, c *Call, apps []*paas.App, asJSON bool) error {
+// come from one call to the scheduler, the rest from the store's list.
+func (p *Platform) appsDetail(ctx context.Context, c *Call, apps []paas.AppEntry, asJSON bool) error {
 	var counts map[string][]scheduler.ProcessCount
 	// Only a deployed app has services: a list of apps none of which is
 	// deployed needs no call to the scheduler.
-	if p.Counts != nil && slices.ContainsFunc(apps, func(a *paas.App) bool { return a.Current > 0 }) {
+	if p.Counts != nil && slices.ContainsFunc(apps, func(a paas.AppEntry) bool { return a.Current > 0 }) {
 		var err error
 		if counts, err = p.Counts.Counts(ctx); err != nil {
 			return err
 		}
 	}
+	if err := p.Store.ServedSince(apps); err != nil {
+		return err
+	}
 	out := make([]AppSummary, 0, len(apps))
 	for _, a := range apps {
-		s := AppSummary{Name: a.Name, Release: a.Current, Processes: counts[a.Name]}
+		s := AppSummary{Name: a.Name, Release: a.Current, DeployedAt: a.DeployedAt, Processes: counts[a.Name]}
 		if s.Processes == nil {
 			s.Processes = []scheduler.ProcessCount{}
-		}
-		if a.Current > 0 {
-			rel, err := servingRelease(p.Store, a)
-			if err != nil {
-				return err
-			}
-			if rel != nil {
-				s.DeployedAt = rel.CreatedAt.UTC()
-			}
 		}
 		url, err := p.appURL(a.Name)
 		if err != nil {
 			return err
 		}
 		s.URL = url
-		s.State = appState(a, s.Processes)
+		s.State = appState(a.Current, a.Stopped, s.Processes)
 		out = append(out, s)
 	}
 	if asJSON {
@@ -455,12 +459,13 @@ func (p *Platform) appsDetail(ctx context.Context, c *Call, apps []*paas.App, as
 	return nil
 }
 
-// appState says in a word how an app is doing from its task counts.
-func appState(a *paas.App, procs []scheduler.ProcessCount) string {
+// appState says in a word how an app is doing from its serving release,
+// whether it is stopped and its task counts.
+func appState(current int, stopped bool, procs []scheduler.ProcessCount) string {
 	switch {
-	case a.Current == 0:
+	case current == 0:
 		return "not deployed"
-	case a.Stopped:
+	case stopped:
 		return "stopped"
 	}
 	running, desired := 0, 0

@@ -137,6 +137,29 @@ func (s *fakeStore) Apps() ([]*paas.App, error) {
 	return out, nil
 }
 
+func (s *fakeStore) AppList() ([]paas.AppEntry, error) {
+	apps, _ := s.Apps()
+	var out []paas.AppEntry
+	for _, a := range apps {
+		out = append(out, paas.AppEntry{Name: a.Name, Owner: a.Owner, Access: a.Access, Current: a.Current, Stopped: a.Stopped})
+	}
+	return out, nil
+}
+
+func (s *fakeStore) ServedSince(apps []paas.AppEntry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, a := range apps {
+		apps[i].DeployedAt = time.Time{}
+		for _, rel := range s.rels[a.Name] {
+			if rel.Version == a.Current {
+				apps[i].DeployedAt = rel.CreatedAt.UTC()
+			}
+		}
+	}
+	return nil
+}
+
 func (s *fakeStore) CreateApp(app *paas.App) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -14,7 +14,7 @@ import (
 
 // TokenService makes, lists and revokes a user's API tokens (auth.Tokens).
 type TokenService interface {
-	Create(id paas.Identity, name string, ttl time.Duration) (string, *paas.Token, error)
+	Create(ctx context.Context, id paas.Identity, name string, ttl time.Duration) (string, *paas.Token, error)
 	List(user string) ([]*paas.Token, error)
 	Revoke(user, name string) error
 }
@@ -28,7 +28,7 @@ func TokenCommands(ts TokenService, exists error) []*Command {
 			Help:    "Make an API token for the HTTP API, acting as you; it is shown once",
 			Details: "--expires: 90d, 12h, 30m (days, hours, minutes); without it the token does not expire.\nOnly its SHA-256 is stored: keep the token, it cannot be shown again. Revoke it with tokens:revoke NAME.",
 			Flags:   map[string]bool{"--expires": true, "--format": true},
-			Run: func(_ context.Context, c *Call) error {
+			Run: func(ctx context.Context, c *Call) error {
 				asJSON, err := wantJSON(c)
 				if err != nil {
 					return err
@@ -46,7 +46,7 @@ func TokenCommands(ts TokenService, exists error) []*Command {
 						return err
 					}
 				}
-				token, t, err := ts.Create(c.ID, name, ttl)
+				token, t, err := ts.Create(ctx, c.ID, name, ttl)
 				if exists != nil && errors.Is(err, exists) {
 					return fmt.Errorf("you have a token named %s already: revoke it first, or choose another name", name)
 				}

@@ -25,19 +25,24 @@ func (p *Platform) appURLs(app string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	hosts := []string{p.Routing.DefaultHost(app)}
+	return p.routedURLs(r, p.Routing.DefaultHost(app), time.Now()), nil
+}
+
+// routedURLs are appURLs of an app whose routing settings are r and
+// whose APP.DOMAIN is host.
+func (p *Platform) routedURLs(r *paas.Routing, host string, now time.Time) []string {
+	hosts := []string{host}
 	for _, d := range r.Domains {
 		if !strings.HasPrefix(d, "*.") && !slices.Contains(hosts, d) {
 			hosts = append(hosts, d)
 		}
 	}
-	now := time.Now()
 	urls := make([]string, 0, len(hosts))
 	for _, h := range hosts {
 		urls = append(urls, p.hostURL(h, p.servesHTTPS(r, h, now)))
 	}
 	slices.Sort(urls)
-	return urls, nil
+	return urls
 }
 
 // servesHTTPS reports whether the router serves host over HTTPS: it has a
@@ -72,19 +77,18 @@ func (p *Platform) appURL(app string) (string, error) {
 	if p.Routing == nil || p.RoutingStore == nil {
 		return p.AppURL(app), nil
 	}
+	// The app's settings and APP.DOMAIN are read once (apps:list --detail
+	// makes the URL of every app it lists).
 	r, err := p.RoutingStore.Routing(app)
 	if err != nil {
 		return "", err
 	}
 	host := p.Routing.DefaultHost(app)
-	if p.servesHTTPS(r, host, time.Now()) {
+	now := time.Now()
+	if p.servesHTTPS(r, host, now) {
 		return p.hostURL(host, true), nil
 	}
-	urls, err := p.appURLs(app)
-	if err != nil {
-		return "", err
-	}
-	for _, u := range urls {
+	for _, u := range p.routedURLs(r, host, now) {
 		if strings.HasPrefix(u, "https://") {
 			return u, nil
 		}

@@ -643,10 +643,27 @@ func changes(evs []paas.Event, n int) []paas.Event {
 		if len(out) == n {
 			break
 		}
-		if e.Action == "logs" || e.Action == "events" || slices.Contains(e.Args, "--format") {
+		if isRead(e) {
 			continue
 		}
 		out = append(out, e)
 	}
 	return out
+}
+
+// isRead reports whether e is a command that changes nothing, by its name:
+// a report, list, show... and ps:scale without a KEY=N (the formation).
+func isRead(e paas.Event) bool {
+	switch e.Action {
+	case "logs", "events", "releases", "whoami", "help", "version", "url", "urls", "login", "apps:locked", "nodes:join-command":
+		return true
+	case "ps:scale":
+		return !slices.ContainsFunc(e.Args, func(a string) bool { return strings.Contains(a, "=") })
+	}
+	_, verb, _ := strings.Cut(e.Action, ":")
+	switch verb {
+	case "report", "list", "show", "info", "get", "keys", "export", "output", "inspect", "exists", "logs", "failed":
+		return true
+	}
+	return false
 }

@@ -227,13 +227,15 @@ func TestAuditPage(t *testing.T) {
 	f.out["events"] = `[{"id":1,"actor":"alice","app":"shop","action":"config:set","args":["A=…"],"result":"ok"},
 {"id":2,"actor":"alice","app":"shop","action":"apps:report","args":["--format","json"],"result":"ok"},
 {"id":3,"actor":"alice","app":"shop","action":"ps:scale","args":["web=…"],"result":"ok"},
-{"id":4,"actor":"alice","app":"shop","action":"logs","result":"ok"}]`
+{"id":4,"actor":"alice","app":"shop","action":"logs","result":"ok"},
+{"id":5,"actor":"alice","action":"tokens:create","args":["--format","json","ci"],"result":"ok"},
+{"id":6,"actor":"alice","app":"shop","action":"ps:scale","args":["--format","json"],"result":"ok"}]`
 	body := do(h, "GET", "/audit", nil, true).Body.String()
 	if got := f.ran[len(f.ran)-1]; strings.Join(got, " ") != "events --format json -n 5000" {
 		t.Fatalf("ran %q", got)
 	}
-	if !strings.Contains(body, "config:set A=…") || !strings.Contains(body, "ps:scale web=…") ||
-		strings.Contains(body, "apps:report") || strings.Contains(body, ">logs<") {
+	if !strings.Contains(body, "config:set A=…") || !strings.Contains(body, "ps:scale web=…") || !strings.Contains(body, "tokens:create --format json ci") ||
+		strings.Contains(body, "apps:report") || strings.Contains(body, ">logs<") || strings.Contains(body, "ps:scale --format") {
 		t.Fatalf("changes only:\n%s", body)
 	}
 	if strings.Index(body, "ps:scale") > strings.Index(body, "config:set") {

@@ -216,6 +216,19 @@ type App struct {
 	Network NetworkSettings `json:"network,omitzero"`
 }
 
+// AppEntry is what a list of apps shows of an app (apps:list): who may use
+// it and whether and since when a release serves.
+type AppEntry struct {
+	Name    string
+	Owner   string
+	Access  []string
+	Current int
+	Stopped bool
+	// DeployedAt is when the serving release was made; zero when none, or
+	// when the list was not asked for it (store.ServedSince).
+	DeployedAt time.Time
+}
+
 // AppsSettings are the installation's app settings (`apps:set --global`).
 type AppsSettings struct {
 	// DisableAutocreation refuses a push to a missing app instead of
@@ -488,13 +501,22 @@ type Identity struct {
 	Admin bool   `json:"admin"`
 	// Groups are the directory groups of an LDAP user (names, e.g. a cn).
 	Groups []string `json:"groups,omitempty"`
-	// Source is where the key was found: "admin-keys", "ssh-keys" or "ldap".
+	// Source is where the key was found: "admin-keys", "ssh-keys" or "ldap";
+	// for a web session, how it signed in (SourceWebOIDC, SourceWebPassword,
+	// or SourceWebLink + "/" + the source of the key a link was issued to).
 	Source string `json:"source,omitempty"`
 	// Via is the door a request came through when it is not SSH: "token
 	// NAME" (an API token), "web" (a browser session). The audit log
 	// records it with the event.
 	Via string `json:"via,omitempty"`
 }
+
+// Sources of the identities of web sessions (Identity.Source).
+const (
+	SourceWebOIDC     = "web-oidc"     // at the OpenID provider
+	SourceWebPassword = "web-password" // with a directory password
+	SourceWebLink     = "web-link"     // with a link of `ssh paas login`
+)
 
 // Token is an API token of a user (tokens:create): its secret is never
 // stored, only its SHA-256.

@@ -48,9 +48,9 @@ const (
 // link's is SourceLink, "/" and the source of the key it was issued to
 // ("web-link/ldap", "web-link/admin-keys").
 const (
-	SourceOIDC     = "web-oidc"
-	SourcePassword = "web-password"
-	SourceLink     = "web-link"
+	SourceOIDC     = paas.SourceWebOIDC
+	SourcePassword = paas.SourceWebPassword
+	SourceLink     = paas.SourceWebLink
 )
 
 // Directory checks a user's password, and finds a user again by name

@@ -30,6 +30,7 @@ var ErrInUse = errors.New("the store file is in use by another process")
 type Store struct {
 	db   *bolt.DB
 	seal *sealer
+	list appList // what AppList decoded
 }
 
 // Open opens (creating when missing) the store file under dataDir, with

@@ -196,16 +196,36 @@ func (in *Installation) Close() {
 	os.RemoveAll(in.Tmp)
 }
 
-// fillStore records apps apps in a new store, as apps:create would.
+// fillStore records apps apps in a new store as a real installation holds
+// them: each created by apps:create and deployed 5 times, with 12 config
+// variables, so a listing reads what it would read there (the serving
+// release of every app, config that the app records carry). No service
+// runs: the apps' task counts come from Docker's service list, which
+// paasd still asks at every detailed list, and they read as down.
 func fillStore(dataDir string, apps int) error {
 	st, err := store.Open(dataDir)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	cfg := map[string]string{}
+	for i := range 12 {
+		cfg[fmt.Sprintf("SETTING_%02d", i)] = strings.Repeat("x", 40)
+	}
+	now := time.Now().UTC()
 	for i := range apps {
-		if err := st.CreateApp(&paas.App{Name: fmt.Sprintf("app-%03d", i), Owner: "bench", CreatedAt: time.Now().UTC()}); err != nil {
+		name := fmt.Sprintf("app-%03d", i)
+		if err := st.CreateApp(&paas.App{Name: name, Owner: "bench", CreatedAt: now}); err != nil {
 			return err
+		}
+		for v := 1; v <= 5; v++ {
+			rel := &paas.Release{App: name, Version: v, Config: cfg, ConfigVersion: v, Author: "bench", Reason: "push",
+				Image:     paas.Image{Repository: "127.0.0.1:5000/bench/" + name, Digest: "sha256:" + strings.Repeat("0", 64)},
+				Processes: []paas.ProcessType{{Name: "web", Command: "./server"}, {Name: "worker", Command: "./worker"}},
+				Scale:     map[string]int{"web": 2, "worker": 1}, Commit: strings.Repeat("c", 40), CreatedAt: now.Add(time.Duration(v) * time.Minute)}
+			if err := st.AddRelease(rel); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -342,15 +362,30 @@ func Ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 // Ms prints d in milliseconds.
 func Ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 
+// LoadAverage is the machine's load average over 1, 5 and 15 minutes, as
+// /proc/loadavg says ("?" when it cannot be read): the figures of a shared
+// machine are read next to it.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
+}
+
 // Main is the main of a benchmark of an installation with many apps: flags
-// -n (requests per side) and -apps, run until done or interrupted; an error
-// is printed and exits 1.
+// -n (requests per side), -apps and -timeout (the whole run, setup
+// included), run until done, interrupted or out of time; an error is
+// printed and exits 1.
 func Main(run func(ctx context.Context, n, apps int) error) {
 	n := flag.Int("n", 1000, "requests per side")
 	apps := flag.Int("apps", 500, "apps in the store")
+	timeout := flag.Duration("timeout", 10*time.Minute, "the longest the whole run may take")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
 	if err := run(ctx, *n, *apps); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)

@@ -4,10 +4,11 @@
 // and GET /api/v1/apps (an API token), both HTTPS through the router,
 // against the same listings over SSH in the same run (`apps:list --format
 // json`, and `apps:list --detail --format json`, the command the page
-// runs), interleaved: p50 and p99 of N requests each, the ratios against
-// SSH, and the size of the first page.
+// runs, for the same page of apps), interleaved: p50 and p99 of N
+// requests each, the ratios against SSH, the size of the first page, and
+// the machine's load average before and after.
 //
-//	go run ./scripts/bench/dashboard [-n 1000] [-apps 500]
+//	go run ./scripts/bench/dashboard [-n 1000] [-apps 500] [-timeout 10m]
 //
 // It starts a real paasd (scripts/bench/benchpaasd) and needs Go, OpenSSH's
 // ssh-keygen and Docker in swarm mode (scripts/install.sh --deps).
@@ -22,6 +23,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"runtime"
 	"strings"
 	"time"
 
@@ -70,14 +72,18 @@ func run(ctx context.Context, n, apps int) error {
 		out, err := in.Run("apps:list --format json")
 		return []byte(out), err
 	}}
+	// What the page's handler runs for its first page (100 apps and one
+	// more, which tells whether a next page exists).
 	sshDetail := &benchpaasd.Side{Name: "ssh --detail", Call: func() ([]byte, error) {
-		out, err := in.Run("apps:list --detail --format json")
+		out, err := in.Run("apps:list --detail --offset 0 --limit 101 --format json")
 		return []byte(out), err
 	}}
 	sides := []*benchpaasd.Side{page, api, ssh, sshDetail}
+	loadBefore := benchpaasd.LoadAverage()
 	if err := benchpaasd.Interleave(ctx, n, sides); err != nil {
 		return err
 	}
+	loadAfter := benchpaasd.LoadAverage()
 	pct, ms, ratio := benchpaasd.Pct, benchpaasd.Ms, benchpaasd.Ratio
 	fmt.Printf("\n| %d apps, N=%d | p50 | p99 | p50/ssh | p99/ssh |\n|---|---|---|---|---|\n", apps, n)
 	for _, sd := range []struct {
@@ -87,12 +93,15 @@ func run(ctx context.Context, n, apps int) error {
 		{"GET / (app list page, 100 apps, session cookie)", page},
 		{"GET /api/v1/apps (token)", api},
 		{"ssh apps:list --format json", ssh},
-		{"ssh apps:list --detail --format json", sshDetail},
+		{"ssh apps:list --detail --offset 0 --limit 101 --format json", sshDetail},
 	} {
 		t := sd.side.Times
 		fmt.Printf("| %s | %s | %s | %.2fx | %.2fx |\n", sd.label, ms(pct(t, 50)), ms(pct(t, 99)),
 			ratio(pct(t, 50), pct(ssh.Times, 50)), ratio(pct(t, 99), pct(ssh.Times, 99)))
 	}
+	fmt.Printf("page/ssh --detail (the same command, the HTML door around it): p50 %.2fx, p99 %.2fx\n",
+		ratio(pct(page.Times, 50), pct(sshDetail.Times, 50)), ratio(pct(page.Times, 99), pct(sshDetail.Times, 99)))
+	fmt.Printf("load average (1, 5, 15 min) before: %s; after: %s (%d cores)\n", loadBefore, loadAfter, runtime.NumCPU())
 	fmt.Printf("first page: %d bytes (%d of HTML, %d of headers), %d apps listed of %d\n", firstPage, len(body), head.Len(), rows, apps)
 	verdict := func(ok bool) string {
 		if ok {
