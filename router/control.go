@@ -12,15 +12,19 @@ import (
 // The control plane's HTTP server (paasd's API and dashboard) is served at
 // the host names of contract.ControlConfig, through the unix socket
 // Options.ControlSocket, where paasd listens on this node: it needs no
-// port of its own, and keeps the router's TLS.
+// port of its own, and keeps the router's TLS. On the other managers
+// nothing answers there, and the router connects to
+// Options.ControlRelaySocket instead, where the ports process relays the
+// connection to paasd's node (router/relay).
 
 // controlRouteName names the route table's entry of each control plane
 // name: it has no backends, so the front leaves these requests to
 // net/http, and it takes the name from any app.
 const controlRouteName = "(control plane)"
 
-// newControlProxy returns the proxy to the control plane at socket.
-func newControlProxy(socket string, timeout time.Duration, r *Router) *httputil.ReverseProxy {
+// newControlProxy returns the proxy to the control plane at socket, or
+// through relay when nothing answers at socket.
+func newControlProxy(socket, relay string, timeout time.Duration, r *Router) *httputil.ReverseProxy {
 	dialer := &net.Dialer{Timeout: timeout}
 	return &httputil.ReverseProxy{
 		Rewrite: func(p *httputil.ProxyRequest) {
@@ -31,7 +35,14 @@ func newControlProxy(socket string, timeout time.Duration, r *Router) *httputil.
 		},
 		Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return dialer.DialContext(ctx, "unix", socket)
+				c, err := dialer.DialContext(ctx, "unix", socket)
+				if err == nil || relay == "" || ctx.Err() != nil {
+					return c, err
+				}
+				if c, rerr := dialer.DialContext(ctx, "unix", relay); rerr == nil {
+					return c, nil
+				}
+				return nil, err
 			},
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     60 * time.Second,

@@ -88,3 +88,53 @@ func TestControlPlaneRoute(t *testing.T) {
 		t.Errorf("control plane down: %d, want 502", code)
 	}
 }
+
+// On a node where paasd does not run (its socket missing, or left behind by
+// a paasd that stopped), the control plane's names go through the relay
+// socket; with neither answering, they answer 502.
+func TestControlPlaneThroughRelay(t *testing.T) {
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	sock, relaySock := filepath.Join(dir, contract.ControlSocket), filepath.Join(dir, contract.ControlRelaySocket)
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.SetUnlinkOnClose(false)
+	stale.Close() // the file stays, nothing listens: connection refused
+	ln, err := net.Listen("unix", relaySock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relayed := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "relayed %s %s", r.URL.Path, r.Header.Get("X-Forwarded-For"))
+	})}
+	go relayed.Serve(ln)
+	data, _ := json.Marshal(contract.GlobalConfig{Control: &contract.ControlConfig{Hosts: []string{"paas.example.test"}, Certs: []contract.CertPEM{ca.issue(t, time.Now().Add(time.Hour), "paas.example.test")}}})
+	p := parseConfig("g1", contract.RoleGlobalConfig, data, nil)
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	_, _, httpsAddr := tlsRouterWith(t, &fakeSource{table: Table{Global: p.global}}, Options{ControlSocket: sock, ControlRelaySocket: relaySock})
+	c := httpsClient(ca.pool, httpsAddr, false)
+	get := func() (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "https://paas.example.test/api/v1/whoami", nil)
+		req.Header.Set("X-Forwarded-For", "198.51.100.9") // a client's own: dropped
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(); code != 200 || body != "relayed /api/v1/whoami 127.0.0.1" {
+		t.Errorf("through the relay: %d %q", code, body)
+	}
+	relayed.Close()
+	c.CloseIdleConnections()
+	if code, _ := get(); code != http.StatusBadGateway {
+		t.Errorf("neither socket answers: %d, want 502", code)
+	}
+}

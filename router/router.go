@@ -100,7 +100,11 @@ type Options struct {
 	// ControlSocket is the unix socket the control plane's HTTP server
 	// listens on (control.go); "" serves no control plane.
 	ControlSocket string
-	Log           *slog.Logger
+	// ControlRelaySocket is where the ports process relays to the control
+	// plane on another node (router/relay): the router connects there when
+	// nothing answers on ControlSocket.
+	ControlRelaySocket string
+	Log                *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -189,7 +193,7 @@ func New(src Source, opts Options) *Router {
 	}
 	r.table.Store(&routeTable{hosts: map[string]*route{}})
 	if opts.ControlSocket != "" {
-		r.control = newControlProxy(opts.ControlSocket, opts.ConnectTimeout, r)
+		r.control = newControlProxy(opts.ControlSocket, opts.ControlRelaySocket, opts.ConnectTimeout, r)
 	}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:   rewrite,

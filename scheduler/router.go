@@ -72,6 +72,11 @@ type RouterSpec struct {
 	// Swarm secret at contract.CertKeySecretPath. None when empty.
 	CertKeySecret string
 	certKeyRef    *swarm.SecretReference
+	// RelaySecret is the control relay's bundle (contract.RelayBundle): it
+	// reaches the ports processes as a Swarm secret at
+	// contract.ControlRelaySecretPath. None when empty.
+	RelaySecret string
+	relayRef    *swarm.SecretReference
 }
 
 // RouterServiceName returns the name of the router service.
@@ -118,11 +123,18 @@ func (s *Swarm) EnsureRouter(ctx context.Context, rs RouterSpec) error {
 	if err := s.retirePublishingRouter(ctx); err != nil {
 		return fmt.Errorf("ensure router: %w", err)
 	}
+	if rs.RelaySecret != "" {
+		ref, err := s.ensureRouterSecret(ctx, RoleRelaySecret, rs.RelaySecret, contract.ControlRelaySecretPath)
+		if err != nil {
+			return fmt.Errorf("ensure router: %w", err)
+		}
+		rs.relayRef = ref
+	}
 	if err := s.ensureRouterService(ctx, s.portsSpec(rs), RolePorts); err != nil {
 		return err
 	}
 	if rs.CertKeySecret != "" {
-		ref, err := s.ensureRouterSecret(ctx, rs.CertKeySecret)
+		ref, err := s.ensureRouterSecret(ctx, RoleRouterSecret, rs.CertKeySecret, contract.CertKeySecretPath)
 		if err != nil {
 			return fmt.Errorf("ensure router: %w", err)
 		}
@@ -197,6 +209,7 @@ func (s *Swarm) portsSpec(rs RouterSpec) swarm.ServiceSpec {
 		},
 		Healthcheck:     routerHealth(rs.Binary, "--ports"),
 		StopGracePeriod: &grace,
+		Secrets:         secretRefs(rs.relayRef),
 	}, []swarm.NetworkAttachmentConfig{{Target: "host"}})
 }
 
@@ -228,18 +241,23 @@ func secretRefs(ref *swarm.SecretReference) []*swarm.SecretReference {
 	return []*swarm.SecretReference{ref}
 }
 
-// RoleRouterSecret labels the secret of the router's cert key.
-const RoleRouterSecret = "router-cert-key"
+// The roles of the router's secrets: the router's cert key, the control
+// relay's certificate for the ports processes.
+const (
+	RoleRouterSecret = "router-cert-key"
+	RoleRelaySecret  = "control-relay"
+)
 
-// ensureRouterSecret returns a reference to the secret holding text (named
-// after its content), creating it when missing, and removes the
-// installation's other router secrets that no service uses.
-func (s *Swarm) ensureRouterSecret(ctx context.Context, text string) (*swarm.SecretReference, error) {
+// ensureRouterSecret returns a reference, as the file target, to the
+// secret of role holding text (named after its content), creating it when
+// missing, and removes the installation's other secrets of role that no
+// service uses.
+func (s *Swarm) ensureRouterSecret(ctx context.Context, role, text, target string) (*swarm.SecretReference, error) {
 	sum := sha256.Sum256([]byte(text))
-	name := objectName(s.name, "router-cert-key", hex.EncodeToString(sum[:])[:12])
+	name := objectName(s.name, role, hex.EncodeToString(sum[:])[:12])
 	list, err := s.cli.SecretList(ctx, swarm.SecretListOptions{Filters: filters.NewArgs(
 		filters.Arg("label", paas.LabelInstallation+"="+s.name),
-		filters.Arg("label", paas.LabelRole+"="+RoleRouterSecret),
+		filters.Arg("label", paas.LabelRole+"="+role),
 	)})
 	if err != nil {
 		return nil, fmt.Errorf("list secrets: %w", err)
@@ -255,17 +273,17 @@ func (s *Swarm) ensureRouterSecret(ctx context.Context, text string) (*swarm.Sec
 	}
 	if id == "" {
 		resp, err := s.cli.SecretCreate(ctx, swarm.SecretSpec{
-			Annotations: swarm.Annotations{Name: name, Labels: s.routerLabels(RoleRouterSecret)},
+			Annotations: swarm.Annotations{Name: name, Labels: s.routerLabels(role)},
 			Data:        []byte(text),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("create the router's cert key secret: %w", err)
+			return nil, fmt.Errorf("create the router's %s secret: %w", role, err)
 		}
 		id = resp.ID
 	}
 	return &swarm.SecretReference{
 		SecretID: id, SecretName: name,
-		File: &swarm.SecretReferenceFileTarget{Name: path.Base(contract.CertKeySecretPath), UID: "0", GID: "0", Mode: 0o400},
+		File: &swarm.SecretReferenceFileTarget{Name: path.Base(target), UID: "0", GID: "0", Mode: 0o400},
 	}, nil
 }
 

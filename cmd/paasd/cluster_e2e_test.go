@@ -2,11 +2,14 @@ package main
 
 // End-to-end scenarios on a cluster: each testdata/cluster/*.txtar runs
 // against the real paasd pointed at a 3-node Swarm of real Docker daemons on
-// this machine (scripts/cluster.sh: a manager and two workers, each in a
-// network namespace of its own), with the real ssh and git clients.
+// this machine (scripts/cluster.sh: two managers and a worker, each in a
+// network namespace of its own; paasd talks to node 1), with the real ssh
+// and git clients.
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,12 +26,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/client"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"paas/builder"
 	"paas/builder/buildertest"
 	"paas/internal/clustertest"
+	"paas/internal/daemon"
 	"paas/internal/registry"
+	"paas/router/contract"
+	"paas/router/relay"
 	"paas/scheduler"
 )
 
@@ -44,7 +51,9 @@ func TestCluster(t *testing.T) {
 	// The nodes trust no registry as insecure, and each reads registry CAs
 	// from a certs.d of its own, as separate machines do: they pull the
 	// apps' images from paasd's embedded registry over TLS they verify.
-	c := clustertest.UpWith(t, 3, clustertest.Options{TLSRegistry: true})
+	// Node 2 is a manager too: it runs a router, which reaches paasd on
+	// node 1 through its ports process's relay.
+	c := clustertest.UpWith(t, 3, clustertest.Options{TLSRegistry: true, Managers: 2})
 	hostIP := net.ParseIP(c.HostAddr)
 	for _, n := range c.Nodes {
 		info, err := c.Client(t, n.Name).Info(context.Background())
@@ -70,12 +79,26 @@ func TestCluster(t *testing.T) {
 				in.regHost = c.HostAddr
 				// paasd writes its registry's CA where the manager's
 				// dockerd, which builds and pushes, reads it.
+				// The relay listener on the machine's address on the
+				// cluster's bridge, where the managers reach paasd.
 				in.extraArgs = append(in.extraArgs, "--node-docker-socket", c.ManagerSocket(),
-					"--docker-certs-dir", c.Manager().CertsDir)
+					"--docker-certs-dir", c.Manager().CertsDir, "--control-addr", net.JoinHostPort(c.HostAddr, "0"))
 				env.Setenv("DOCKER_HOST", c.DockerHost)
 				env.Setenv("CLUSTER_HOST_ADDR", c.HostAddr)
 				for i, n := range c.Nodes {
 					env.Setenv(fmt.Sprintf("NODE%d", i+1), n.Name)
+					env.Setenv(fmt.Sprintf("NODE%d_ADDR", i+1), n.Addr)
+				}
+				// The second manager pulls the router's image as paasd
+				// starts: it trusts the registry's CA (made here, kept by
+				// paasd) from the start, as a manager joined with
+				// scripts/install.sh --join does.
+				certs, err := registry.LoadCertificates(filepath.Join(in.dataDir, "registry-tls"), []string{c.HostAddr})
+				if err == nil {
+					err = registry.WriteDockerCA(c.Nodes[1].CertsDir, in.registryHostPort(), certs.CA)
+				}
+				if err != nil {
+					env.T().Fatal(err)
 				}
 			})
 			if err != nil {
@@ -125,7 +148,84 @@ func clusterCmds() map[string]func(ts *testscript.TestScript, neg bool, args []s
 	cmds := maps.Clone(scriptCmds)
 	cmds["spread"] = cmdSpread
 	cmds["hits"] = cmdHits
+	cmds["control-via"] = cmdControlVia
+	cmds["relay-refuses"] = cmdRelayRefuses
 	return cmds
+}
+
+// cmdControlVia: "control-via ADDR PATH" GETs https://paas.paas.test/PATH
+// through the router at ADDR (a node's address, the HTTPS port), with
+// $TOKEN as the API token, and prints the status and the body. It waits
+// (up to 60s) for the router to accept connections, not for any answer.
+func cmdControlVia(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: control-via ADDR PATH")
+	}
+	ca, err := os.ReadFile(filepath.Join(ts.Getenv("DATA_DIR"), daemon.WebTLSDir, "ca.crt"))
+	ts.Check(err)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	addr := net.JoinHostPort(args[0], ts.Getenv("HTTPS_PORT"))
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "paas.paas.test"},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	defer c.CloseIdleConnections()
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		req, err := http.NewRequest("GET", "https://paas.paas.test"+args[1], nil)
+		ts.Check(err)
+		req.Header.Set("Authorization", "Bearer "+ts.Getenv("TOKEN"))
+		resp, err := c.Do(req)
+		if err != nil {
+			if time.Now().Before(deadline) {
+				time.Sleep(500 * time.Millisecond)
+				continue
+			}
+			ts.Fatalf("GET %s through %s: %v", args[1], addr, err)
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		fmt.Fprintf(ts.Stdout(), "status %d\n%s\n", resp.StatusCode, body)
+		return
+	}
+}
+
+// cmdRelayRefuses: "relay-refuses" connects to the relay address paasd
+// published in the Swarm as a client without the relay's certificate (TLS
+// trusting paasd's, then plain HTTP) and fails unless both get no page.
+func cmdRelayRefuses(ts *testscript.TestScript, neg bool, args []string) {
+	cli, err := client.NewClientWithOpts(client.WithHost(ts.Getenv("DOCKER_HOST")), client.WithAPIVersionNegotiation())
+	ts.Check(err)
+	defer cli.Close()
+	addr, err := relay.Lookup(context.Background(), cli, ts.Getenv("PAAS_NAME"))
+	ts.Check(err)
+	ca, err := os.ReadFile(filepath.Join(ts.Getenv("DATA_DIR"), daemon.RelayTLSDir, registry.CAFileName))
+	ts.Check(err)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	req := "GET /api/v1/whoami HTTP/1.1\r\nHost: paas.paas.test\r\nAuthorization: Bearer " + ts.Getenv("TOKEN") + "\r\n\r\n"
+	for _, withTLS := range []bool{true, false} {
+		var conn net.Conn
+		if withTLS {
+			conn, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: contract.RelayServerName})
+		} else {
+			conn, err = net.DialTimeout("tcp", addr, 5*time.Second)
+		}
+		if err != nil {
+			fmt.Fprintf(ts.Stdout(), "tls=%v: refused: %v\n", withTLS, err)
+			continue
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		_, werr := io.WriteString(conn, req)
+		got, rerr := io.ReadAll(conn)
+		conn.Close()
+		if strings.Contains(string(got), "200 OK") || strings.Contains(string(got), `"name"`) {
+			ts.Fatalf("tls=%v: %s answered without the relay's certificate: %q", withTLS, addr, got)
+		}
+		fmt.Fprintf(ts.Stdout(), "tls=%v: refused: %q %v %v\n", withTLS, strings.SplitN(string(got), "\r\n", 2)[0], werr, rerr)
+	}
 }
 
 // cmdSpread: "spread APP PROCESS N" reads ps:report APP --format json and

@@ -160,6 +160,9 @@ func (in *installation) args() []string {
 		"--domain", "paas.test",
 		"--admin-keys", in.adminKeys,
 		"--name", in.name,
+		// The relay listener of the routers of other managers: a port
+		// of its own for each installation.
+		"--control-addr", "127.0.0.1:0",
 	}, in.extraArgs...)
 }
 

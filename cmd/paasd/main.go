@@ -258,6 +258,7 @@ func serve(args []string, stderr io.Writer) int {
 	f.String(&cfg.DockerCertsDir, "docker-certs-dir", daemon.DefaultDockerCertsDir, "where the local Docker daemon looks for registry CAs (HOST:PORT/ca.crt); empty: write none")
 	f.String(&cfg.PluginsDir, "plugins-dir", "", "directory of executable plugins (default DATA_DIR/plugins)")
 	f.String(&cfg.NodeDockerSocket, "node-docker-socket", "", "the Docker socket's path on every manager, for the router's ports process (default /var/run/docker.sock; Swarm templates such as {{.Node.Hostname}} allowed)")
+	f.String(&cfg.ControlAddr, "control-addr", "", "HOST:PORT where the routers of the other managers reach the API and dashboard, through their ports process's relay (TLS, only the relay's certificate gets in); default: this node's Swarm address, port 7443; off: paas.DOMAIN answers on this node only")
 	f.Int(&cfg.KeepReleases, "keep-releases", 10, "releases whose images each app keeps in the registry (how far rollback reaches)")
 	f.String(&cfg.PostgresImage, "postgres-image", "", "image of Postgres databases (default paas-postgres:15, built by scripts/postgres/build.sh)")
 	limitFlags(f, &cfg)

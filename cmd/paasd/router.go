@@ -20,6 +20,7 @@ import (
 	"paas/router/contract"
 	"paas/router/handover"
 	"paas/router/ports"
+	"paas/router/relay"
 )
 
 // In the router's Swarm services (scheduler.EnsureRouter), a router takes its
@@ -99,6 +100,7 @@ func runRouter(args []string, stderr io.Writer) int {
 	} else {
 		opts.IdleDrain = routerIdleDrain
 		opts.ControlSocket = filepath.Join(socketsDir, contract.ControlSocket)
+		opts.ControlRelaySocket = filepath.Join(socketsDir, contract.ControlRelaySocket)
 		opts.WaitForRoutes = true
 		err = serveHandedOver(ctx, src, opts, socketsDir, port, httpsPort)
 	}
@@ -181,12 +183,26 @@ func runRouterPorts(args []string, stderr io.Writer) int {
 	f.Int(&httpsPort, "https-port", 0, "HTTPS port to bind; 0: none")
 	f.String(&o.Dir, "sockets-dir", "", "directory shared with the routers (required)")
 	f.String(&o.Docker, "docker-socket", "/var/run/docker.sock", "the Docker API socket the read-only proxy reads from")
+	relayFile := contract.ControlRelaySecretPath
+	f.String(&relayFile, "control-relay-file", relayFile, "`file` (a Swarm secret) of the control relay's certificate; without it, no relay to the control plane on another node")
 	if !f.parse(args, stderr) {
 		return 2
 	}
 	if o.Dir == "" {
 		fmt.Fprintln(stderr, "paasd: --sockets-dir is required")
 		return 2
+	}
+	var bundle *contract.RelayBundle
+	if data, err := os.ReadFile(relayFile); err == nil {
+		b, err := contract.ParseRelayBundle(data)
+		if err != nil {
+			fmt.Fprintf(stderr, "paasd: --control-relay-file: %v\n", err)
+			return 1
+		}
+		bundle = &b
+	} else if !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stderr, "paasd: --control-relay-file: %v\n", err)
+		return 1
 	}
 	o.Ports = []handover.Port{{Name: "http", Port: httpPort}}
 	if httpsPort > 0 {
@@ -196,6 +212,14 @@ func runRouterPorts(args []string, stderr io.Writer) int {
 	o.Log = newLogger(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if bundle != nil {
+		stopRelay, err := startControlRelay(ctx, o, name, *bundle)
+		if err != nil {
+			o.Log.Error("control relay", "err", err)
+			return 1
+		}
+		defer stopRelay()
+	}
 	if err := ports.Run(ctx, o); err != nil {
 		o.Log.Error("router ports stopped", "err", err)
 		return 1
@@ -235,4 +259,36 @@ func runRouterHealth(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "healthy")
 	return 0
+}
+
+// startControlRelay relays connections of the control relay socket in the
+// sockets directory to paasd on whatever node it runs (router/relay), until
+// ctx ends; the function it returns waits for that.
+func startControlRelay(ctx context.Context, o ports.Options, installation string, bundle contract.RelayBundle) (func(), error) {
+	tlsCfg, err := bundle.ClientTLS()
+	if err != nil {
+		return nil, err
+	}
+	docker, err := client.NewClientWithOpts(client.WithHost("unix://"+o.Docker), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		docker.Close()
+		return nil, err
+	}
+	ep, err := handover.Listen(filepath.Join(o.Dir, contract.ControlRelaySocket))
+	if err != nil {
+		docker.Close()
+		return nil, err
+	}
+	r := relay.New(relay.Options{Installation: installation, Configs: docker, TLS: tlsCfg, Log: o.Log})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := r.Serve(ctx, ep, 5*time.Second); err != nil {
+			o.Log.Warn("control relay stopped", "err", err)
+		}
+	}()
+	return func() { <-done; ep.Close(); docker.Close() }, nil
 }

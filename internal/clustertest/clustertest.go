@@ -42,6 +42,9 @@ type Options struct {
 	// each reads registry CAs from a certs.d of its own (Node.CertsDir), as
 	// separate machines do (scripts/cluster.sh --tls-registry).
 	TLSRegistry bool
+	// Managers is how many of the first nodes are managers (at least 1,
+	// the default: node 1 only; scripts/cluster.sh --managers).
+	Managers int
 }
 
 // Cluster is a running cluster, as scripts/cluster.sh up describes it.
@@ -94,6 +97,9 @@ func UpWith(t testing.TB, n int, opts Options) *Cluster {
 	}
 	if opts.TLSRegistry {
 		args = append(args, "--tls-registry")
+	}
+	if opts.Managers > 1 {
+		args = append(args, "--managers", fmt.Sprint(opts.Managers))
 	}
 	out, err := c.run(ctx, t, args...)
 	if err != nil {

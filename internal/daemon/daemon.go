@@ -69,6 +69,12 @@ type Config struct {
 	// NodeDockerSocket is the Docker socket's path on each manager, for the
 	// router's ports process (default: /var/run/docker.sock).
 	NodeDockerSocket string
+	// ControlAddr is HOST:PORT where the routers of the other managers
+	// reach the control plane through their ports process's relay (TLS,
+	// the relay's certificate required): "" for this node's Swarm address
+	// and DefaultControlPort, ControlAddrOff for none (paas.DOMAIN then
+	// answers on paasd's node only).
+	ControlAddr string
 	// KeepReleases is how many releases' images an app keeps in the
 	// registry (rollback reaches that far back).
 	KeepReleases int
@@ -153,6 +159,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.SSHAddr); err != nil {
 		return fmt.Errorf("--ssh-addr %q: %w", c.SSHAddr, err)
+	}
+	if err := validControlAddr(c.ControlAddr); err != nil {
+		return err
 	}
 	if err := c.validateRegistry(); err != nil {
 		return err
@@ -370,8 +379,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Mounts:         []web.Mount{{Prefix: "/auth/", Handler: signinSvc}, {Prefix: "/", Handler: dash}},
 		Guard:          signinSvc.RequireCSRF,
 		Refusals:       audit,
+		Relayed:        contract.IsRelayClient,
 		Log:            log,
 	})
+	// The same server for the routers of the other managers, through
+	// their ports processes' relay.
+	relay, err := listenRelay(ctx, cfg, dataDir, func(ctx context.Context) (string, error) {
+		info, err := docker.Info(ctx)
+		return info.Swarm.NodeAddr, err
+	}, log)
+	if err != nil {
+		return err
+	}
+	relayBundle := ""
+	if relay != nil {
+		defer relay.ln.Close()
+		relayBundle = relay.bundle
+	}
 
 	ssh, err := gitreceive.New(gitreceive.Options{
 		Addr:        cfg.SSHAddr,
@@ -405,7 +429,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err := routes.Sync(gctx); err != nil {
 			log.Warn("cannot publish the route configuration", "err", err)
 		}
-		if err := startRouter(gctx, docker, sched, cfg, target, network, routerToken, certKeyText, log); err != nil {
+		if err := startRouter(gctx, docker, sched, cfg, target, network, routerToken, certKeyText, relayBundle, log); err != nil {
 			return err
 		}
 		close(routerReady)
@@ -421,6 +445,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	g.Go(func() error { return ssh.Run(gctx, ShutdownGrace) })
 	g.Go(func() error { return serveWeb(gctx, docker, sched, cfg.Name, webSrv, log) })
+	if relay != nil {
+		g.Go(func() error { return serveRelay(gctx, docker, cfg.Name, relay, webSrv, log) })
+	}
 	g.Go(func() error { return triggers.Run(gctx) })
 	g.Go(func() error { return sched.WatchKills(gctx, docker, audit.recordKill) })
 	g.Go(func() error { return cronJobs.Run(gctx) })
@@ -431,7 +458,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // startRouter builds the router image from this very binary and runs it as
 // the router's two Swarm services (scheduler.EnsureRouter): the ports
 // process, which binds the HTTP and HTTPS ports on the host, and the router.
-func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, reg paas.ImageRegistry, network, token, certKey string, log *slog.Logger) error {
+func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.Swarm, cfg Config, reg paas.ImageRegistry, network, token, certKey, relayBundle string, log *slog.Logger) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -466,6 +493,7 @@ func startRouter(ctx context.Context, docker client.APIClient, sched *scheduler.
 		RouterEnv:     []string{"PAAS_ADMIN_TOKEN=" + token},
 		CertKeySecret: certKey,
 		PortsArgs:     portsArgs,
+		RelaySecret:   relayBundle,
 
 		NodeDockerSocket: cfg.NodeDockerSocket,
 	})

@@ -90,3 +90,13 @@ func serveWeb(ctx context.Context, docker client.APIClient, sched *scheduler.Swa
 	log.Info("API serving through the router", "socket", ln.Addr().String())
 	return srv.Serve(ctx, ln, ShutdownGrace)
 }
+
+// serveRelay says in the Swarm where the relay listener is, then serves srv
+// on it until ctx ends.
+func serveRelay(ctx context.Context, docker client.APIClient, installation string, rl *relayListener, srv *web.Server, log *slog.Logger) error {
+	if err := publishRelay(ctx, docker, installation, rl.addr); err != nil {
+		return err
+	}
+	log.Info("API serving the routers of the other managers through their relay", "addr", rl.addr)
+	return srv.Serve(ctx, rl.ln, ShutdownGrace)
+}

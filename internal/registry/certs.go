@@ -150,20 +150,66 @@ func loadOrMakeCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, []byte, err
 	return cert, key, certPEM, nil
 }
 
-func makeServerCert(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) (tls.Certificate, error) {
+// LoadClientCertificate reads the client certificate for name that dir's
+// CA signed (base.crt and base.key in dir), making the CA and the
+// certificate when missing, and the certificate again when it is not the
+// CA's, names another or is about to expire. It returns the certificate
+// and the CA's PEM.
+func LoadClientCertificate(dir, base, name string) (tls.Certificate, []byte, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("client certificate: %w", err)
+	}
+	ca, caKey, caPEM, err := loadOrMakeCA(dir)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("client certificate CA: %w", err)
+	}
+	certPath, keyPath := filepath.Join(dir, base+".crt"), filepath.Join(dir, base+".key")
+	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err == nil && cert.Leaf != nil && cert.Leaf.Subject.CommonName == name &&
+		time.Until(cert.Leaf.NotAfter) >= certRenewAhead && cert.Leaf.CheckSignatureFrom(ca) == nil {
+		return cert, caPEM, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return tls.Certificate{}, nil, fmt.Errorf("client certificate: %w", err)
+	}
+	tmpl := leafTemplate(name, x509.ExtKeyUsageClientAuth)
+	if cert, err = issue(certPath, keyPath, tmpl, ca, caKey); err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("client certificate: %w", err)
+	}
+	return cert, caPEM, nil
+}
+
+// leafTemplate is a certificate for name, for one use.
+func leafTemplate(name string, use x509.ExtKeyUsage) *x509.Certificate {
+	now := time.Now()
+	return &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: name, Organization: []string{"paas"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(certValidity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{use},
+	}
+}
+
+// issue makes a key, has ca sign tmpl for it and writes both.
+func issue(certPath, keyPath string, tmpl, ca *x509.Certificate, caKey *ecdsa.PrivateKey) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: hosts[0], Organization: []string{"paas"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(certValidity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, err
 	}
+	if _, err := writePair(certPath, keyPath, der, key); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.LoadX509KeyPair(certPath, keyPath)
+}
+
+func makeServerCert(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) (tls.Certificate, error) {
+	tmpl := leafTemplate(hosts[0], x509.ExtKeyUsageServerAuth)
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
 			if !slices.ContainsFunc(tmpl.IPAddresses, ip.Equal) {
@@ -173,14 +219,7 @@ func makeServerCert(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, h
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	if _, err := writePair(filepath.Join(dir, certFileName), filepath.Join(dir, certKeyName), der, key); err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.LoadX509KeyPair(filepath.Join(dir, certFileName), filepath.Join(dir, certKeyName))
+	return issue(filepath.Join(dir, certFileName), filepath.Join(dir, certKeyName), tmpl, ca, caKey)
 }
 
 // writePair writes a certificate (world-readable) and its key (owner-only),

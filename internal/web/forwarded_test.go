@@ -20,7 +20,7 @@ func TestFromRouter(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var got string
-			h := fromRouter(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.RemoteAddr }))
+			h := fromRouter(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.RemoteAddr }), nil)
 			r := httptest.NewRequest("GET", "/", nil)
 			r.RemoteAddr = "@"
 			for _, v := range tt.fwd {

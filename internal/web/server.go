@@ -7,6 +7,7 @@ package web
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -51,7 +52,12 @@ type Options struct {
 	// Guard, when set, sees every request before the routes do (the
 	// sign-in's CSRF check of requests signed in by a cookie).
 	Guard func(http.Handler) http.Handler
-	Log   *slog.Logger
+	// Relayed, when set, says whether a request that came over TLS (paasd's
+	// relay listener, not the control socket) came through the router's
+	// relay (contract.IsRelayClient): only then is its X-Forwarded-For
+	// believed.
+	Relayed func(*tls.ConnectionState) bool
+	Log     *slog.Logger
 }
 
 // Server serves the API and the mounted handlers.
@@ -107,8 +113,11 @@ func (s *Server) Authenticate(r *http.Request) (paas.Identity, bool, error) {
 // (streams such as followed logs are cut).
 func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
 	var handler http.Handler = s
-	if ln.Addr().Network() == "unix" {
-		handler = fromRouter(s)
+	switch {
+	case ln.Addr().Network() == "unix":
+		handler = fromRouter(s, nil)
+	case s.opts.Relayed != nil:
+		handler = fromRouter(s, func(r *http.Request) bool { return r.TLS != nil && s.opts.Relayed(r.TLS) })
 	}
 	srv := &http.Server{
 		Handler:           handler,
@@ -143,10 +152,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 // router's volume's, mode 0600) and it sets X-Forwarded-For itself, having
 // dropped any the client sent; the last address is the one it saw, and
 // what sign-in and the audit log then name instead of the socket's "@".
-func fromRouter(next http.Handler) http.Handler {
+// On the relay listener, the router's bytes come through the relay
+// unchanged: trusted, when set, says which requests did (the others keep
+// the address they came from).
+func fromRouter(next http.Handler, trusted func(*http.Request) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fwd := r.Header.Values("X-Forwarded-For")
-		if len(fwd) > 0 {
+		if len(fwd) > 0 && (trusted == nil || trusted(r)) {
 			last := fwd[len(fwd)-1]
 			last = strings.TrimSpace(last[strings.LastIndexByte(last, ',')+1:])
 			if ip, err := netip.ParseAddr(last); err == nil {
