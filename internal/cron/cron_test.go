@@ -67,9 +67,28 @@ func TestParseAppJSON(t *testing.T) {
 
 // fakeStore holds one app and its current release.
 type fakeStore struct {
-	mu  sync.Mutex
-	app *paas.App
-	rel *paas.Release
+	mu    sync.Mutex
+	app   *paas.App
+	rel   *paas.Release
+	reads int // of the whole release
+}
+
+func (f *fakeStore) AppList() ([]paas.AppEntry, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := f.app
+	return []paas.AppEntry{{Name: a.Name, Owner: a.Owner, Current: a.Current, Stopped: a.Stopped}}, nil
+}
+
+func (f *fakeStore) ServedSince(apps []paas.AppEntry) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range apps {
+		if apps[i].Name == f.app.Name && apps[i].Current == f.rel.Version {
+			apps[i].DeployedAt = f.rel.CreatedAt
+		}
+	}
+	return nil
 }
 
 func (f *fakeStore) Apps() ([]*paas.App, error) {
@@ -92,6 +111,7 @@ func (f *fakeStore) App(name string) (*paas.App, error) {
 func (f *fakeStore) Release(app string, v int) (*paas.Release, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.reads++
 	r := *f.rel
 	return &r, nil
 }
@@ -368,18 +388,65 @@ func TestFollowsRelease(t *testing.T) {
 	job := task("a", "* * * * *")
 	s, r, _, _, st := setup(t, at("10:00:30"), job)
 	st.mu.Lock()
-	st.rel = &paas.Release{App: "web", Version: 5}
+	st.app.Current, st.rel = 5, &paas.Release{App: "web", Version: 5}
 	st.mu.Unlock()
 	s.Tick(at("10:01:00"))
 	noStart(t, r)
 	st.mu.Lock()
-	st.rel = &paas.Release{App: "web", Version: 6, Cron: []paas.CronTask{job}}
+	st.app.Current, st.rel = 6, &paas.Release{App: "web", Version: 6, Cron: []paas.CronTask{job}}
 	st.mu.Unlock()
 	s.Tick(at("10:02:00"))
 	r.finish(started(t, r), 0)
 	if runs := waitRuns(t, s, job.ID, 1); runs[0].Release != 6 {
 		t.Errorf("ran release %d, want 6", runs[0].Release)
 	}
+}
+
+// TestTickSkipsIdleReleases: a serving release without tasks is read once,
+// not at every tick, until the app serves another release, or an app of
+// the same name made again serves its own v1.
+func TestTickSkipsIdleReleases(t *testing.T) {
+	job := task("a", "* * * * *")
+	s, r, _, _, st := setup(t, at("10:00:30"))
+	// tick returns how many times the ticks read a release.
+	tick := func(times ...string) int {
+		st.mu.Lock()
+		before := st.reads
+		st.mu.Unlock()
+		for _, when := range times {
+			s.Tick(at(when))
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.reads - before
+	}
+	serve := func(v int, made string, tasks ...paas.CronTask) {
+		st.mu.Lock()
+		st.app.Current, st.rel = v, &paas.Release{App: "web", Version: v, CreatedAt: at(made), Cron: tasks}
+		st.mu.Unlock()
+	}
+	if n := tick("10:01:00", "10:01:05", "10:01:10"); n != 1 {
+		t.Fatalf("3 ticks read the release %d times, want 1", n)
+	}
+	noStart(t, r)
+	serve(5, "10:01:30", job)
+	if n := tick("10:02:00"); n != 1 {
+		t.Fatalf("a new release read %d times, want 1", n)
+	}
+	r.finish(started(t, r), 0)
+	waitRuns(t, s, job.ID, 1)
+	// The app made again: v1 without tasks, then v1 with tasks, told apart
+	// by their dates.
+	serve(1, "10:02:30")
+	if n := tick("10:03:00", "10:03:05"); n != 1 {
+		t.Fatalf("the new app's v1 read %d times, want 1", n)
+	}
+	serve(1, "10:03:30", job)
+	if n := tick("10:04:00"); n != 1 {
+		t.Fatalf("another v1 read %d times, want 1", n)
+	}
+	r.finish(started(t, r), 0)
+	waitRuns(t, s, job.ID, 2)
 }
 
 // TestAdoptAfterRestart: a run a stopped paasd left going still counts as

@@ -21,6 +21,11 @@ import (
 // Store is the state the cron service reads.
 type Store interface {
 	Apps() ([]*paas.App, error)
+	// AppList and ServedSince are the cheap reads of every app's entry
+	// and its serving release's date (store.AppList): what Tick looks at
+	// every 5 s.
+	AppList() ([]paas.AppEntry, error)
+	ServedSince(apps []paas.AppEntry) error
 	App(name string) (*paas.App, error)
 	Release(app string, v int) (*paas.Release, error)
 }
@@ -115,6 +120,9 @@ type Service struct {
 	mu      sync.Mutex
 	running map[key]string    // task -> its one-off task's name ("" while starting)
 	checked map[key]time.Time // the schedule was looked at up to then
+	// idle holds, by app, the serving release Tick found without tasks:
+	// it is not read again until the app serves another.
+	idle    map[string]served
 	started time.Time
 	ctx     context.Context // Run's: detached and scheduled runs live in it
 	wg      sync.WaitGroup
@@ -144,7 +152,7 @@ func New(st Store, r Runner, ev Events, opts Options) *Service {
 	}
 	return &Service{
 		store: st, runner: r, events: ev, dir: opts.Dir, seconds: opts.Seconds, log: log, now: now, tick: tick,
-		running: map[key]string{}, checked: map[key]time.Time{}, started: now(), ctx: context.Background(),
+		running: map[key]string{}, checked: map[key]time.Time{}, idle: map[string]served{}, started: now(), ctx: context.Background(),
 	}
 }
 
@@ -215,22 +223,46 @@ func (s *Service) release(k key) {
 // Tick starts the tasks due since the last Tick (or the start), up to now.
 // A task still running when its next run is due is not started again: the
 // skipped run is recorded in events.
+//
+// Most apps have no cron tasks: Tick reads the list of apps and the dates
+// of their serving releases (kept decoded by the store while unchanged),
+// and the whole app and release only of the apps whose serving release it
+// has not yet seen without tasks. Releases are never changed once added,
+// so an app's release, its version and date, has tasks or not for good.
 func (s *Service) Tick(now time.Time) {
-	apps, err := s.store.Apps()
+	apps, err := s.store.AppList()
+	if err == nil {
+		err = s.store.ServedSince(apps)
+	}
 	if err != nil {
 		s.log.Error("cron: list apps", "err", err)
 		return
 	}
-	for _, app := range apps {
-		if app.Current == 0 || app.Stopped {
+	s.mu.Lock()
+	idle := s.idle
+	s.mu.Unlock()
+	stillIdle := map[string]served{}
+	for _, e := range apps {
+		if e.Current == 0 || e.Stopped {
 			continue
 		}
-		rel, err := s.store.Release(app.Name, 0)
+		at := served{e.Current, e.DeployedAt}
+		if idle[e.Name] == at {
+			stillIdle[e.Name] = at
+			continue
+		}
+		app, err := s.store.App(e.Name)
 		if err != nil {
-			s.log.Error("cron: current release", "app", app.Name, "err", err)
+			s.log.Error("cron: read app", "app", e.Name, "err", err)
+			continue
+		}
+		rel, err := s.store.Release(e.Name, e.Current)
+		if err != nil {
+			s.log.Error("cron: current release", "app", e.Name, "err", err)
 			continue
 		}
 		if len(rel.Cron) == 0 {
+			stillIdle[e.Name] = at
 			continue
 		}
 		withNetworks(app, rel)
@@ -245,6 +277,16 @@ func (s *Service) Tick(now time.Time) {
 			}
 		}
 	}
+	s.mu.Lock()
+	s.idle = stillIdle
+	s.mu.Unlock()
+}
+
+// served names an app's serving release: its version and when it was made
+// (an app destroyed and made again starts at v1 again).
+type served struct {
+	version int
+	at      time.Time
 }
 
 // due reports whether task's schedule has a time in (last look, now].
