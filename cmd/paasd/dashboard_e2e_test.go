@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -70,8 +71,14 @@ func get[T any](ts *testscript.TestScript, ctx context.Context, what string, a c
 	}
 }
 
+// text is the rendered text of the first element sel matches, once there
+// is one. It is read in one evaluation: the live parts of a page replace
+// their elements as they redraw, so a node found in one DevTools call may
+// be gone in the next ("No node with given id").
 func text(ts *testscript.TestScript, ctx context.Context, sel string) string {
-	return strings.TrimSpace(get(ts, ctx, "read "+sel, chromedp.Text(chromedp.CSS(sel))))
+	q := `document.querySelector(` + strconv.Quote(sel) + `)`
+	poll(ts, ctx, "find "+sel, q+` !== null`, 90*time.Second)
+	return strings.TrimSpace(get(ts, ctx, "read "+sel, chromedp.Evaluate[string](`(`+q+` || {innerText: ""}).innerText`)))
 }
 
 // poll waits until the JavaScript expression is true in the page. It asks
@@ -151,6 +158,54 @@ func watchBuild(ts *testscript.TestScript, ctx context.Context, url string, say 
 	screenshot(ts, tab, "dashboard-build")
 }
 
+// pushFollowed runs `git push paas main` in pushDir while the app's page
+// in ctx follows its logs, and during (when set) while the push runs; then
+// waits for a log line with want, which the new release prints, without a
+// reload.
+func pushFollowed(ts *testscript.TestScript, ctx context.Context, pushDir, want string, say func(string, ...any), during func()) {
+	poll(ts, ctx, "logs follow", `document.querySelector(".logstate").textContent == "following"`, 30*time.Second)
+	push := exec.Command("git", "-C", pushDir, "push", "paas", "main")
+	push.Env = append(os.Environ(), "HOME="+ts.Getenv("HOME"), "GIT_SSH_COMMAND="+ts.Getenv("GIT_SSH_COMMAND"))
+	var pushOut bytes.Buffer
+	push.Stdout, push.Stderr = &pushOut, &pushOut
+	ts.Check(push.Start())
+	if during != nil {
+		during()
+	}
+	if err := push.Wait(); err != nil {
+		ts.Fatalf("git push: %v\n%s", err, pushOut.Bytes())
+	}
+	poll(ts, ctx, "the new release's output in the live logs", `document.getElementById("loglines").textContent.includes(`+strconv.Quote(want)+`)`, 90*time.Second)
+	say("live logs: %s", want)
+}
+
+// buildsDrawn waits until the app page's list of builds has n rows, the
+// newest succeeded, and returns them: id, status, kind and release each.
+func buildsDrawn(ts *testscript.TestScript, ctx context.Context, n int) string {
+	poll(ts, ctx, "the push's build, without a reload", fmt.Sprintf(`(function () { var r = document.querySelectorAll("#buildlist tbody tr"); return r.length == %d && r[0].cells[1].textContent == "succeeded"; })()`, n), 60*time.Second)
+	// read in one evaluation: the list is redrawn as builds start and end
+	return get(ts, ctx, "the builds", chromedp.Evaluate[string](`Array.from(document.querySelectorAll("#buildlist tbody tr"), r => Array.from(r.cells, c => c.textContent).slice(0, 3).join(" ") + " " + r.cells[6].textContent).join(", ")`))
+}
+
+// rollBack clicks the app page's Roll back button of release version.
+func rollBack(ts *testscript.TestScript, ctx context.Context, version string, say func(string, ...any)) {
+	browse(ts, ctx, "roll back to "+version, chromedp.Click(chromedp.ID("rollback-"+version)))
+	poll(ts, ctx, "rolled back", flashIs("Rolled back."), 90*time.Second)
+	say("%s serving %s", text(ts, ctx, "#flash"), text(ts, ctx, "#current"))
+}
+
+// setConfig sets key to secret in bold markup (<b>secret</b>, which every
+// page must escape) with the app page's config form, and says what the
+// page then shows of it (hidden) and whether it holds the secret.
+func setConfig(ts *testscript.TestScript, ctx context.Context, key, secret string, say func(string, ...any)) {
+	browse(ts, ctx, "set a config value",
+		chromedp.SendKeys(chromedp.ID("config-key"), key), chromedp.SendKeys(chromedp.ID("config-value"), "<b>"+secret+"</b>"),
+		chromedp.Click(chromedp.ID("config-submit")))
+	poll(ts, ctx, "config set", flashIs("Config set."), 90*time.Second)
+	html := get(ts, ctx, "page", chromedp.OuterHTML(chromedp.CSS("html")))
+	say("%s %s shows %q; the page holds the value: %v", text(ts, ctx, "#flash"), key, text(ts, ctx, `tr[data-key=`+strconv.Quote(key)+`] .value`), strings.Contains(html, secret))
+}
+
 // dashboard-browser LINKFILE APP OTHER PUSHDIR: signs in with the link in
 // LINKFILE, then on the dashboard: the app list's row of APP, APP's page,
 // its live logs while `git push paas main` runs in PUSHDIR (the output must
@@ -182,36 +237,18 @@ func cmdDashboardBrowser(ts *testscript.TestScript, neg bool, args []string) {
 
 	// Live logs while a push deploys v2, and the build's page in a second
 	// tab while it runs.
-	poll(ts, ctx, "logs follow", `document.querySelector(".logstate").textContent == "following"`, 30*time.Second)
-	push := exec.Command("git", "-C", pushDir, "push", "paas", "main")
-	push.Env = append(os.Environ(), "HOME="+ts.Getenv("HOME"), "GIT_SSH_COMMAND="+ts.Getenv("GIT_SSH_COMMAND"))
-	var pushOut bytes.Buffer
-	push.Stdout, push.Stderr = &pushOut, &pushOut
-	ts.Check(push.Start())
-	watchBuild(ts, ctx, base+"/apps/"+app+"/builds/latest", say)
-	if err := push.Wait(); err != nil {
-		ts.Fatalf("git push: %v\n%s", err, pushOut.Bytes())
-	}
-	poll(ts, ctx, "the new release's output in the live logs", `document.getElementById("loglines").textContent.includes("starting v2")`, 90*time.Second)
-	say("live logs: starting v2")
+	pushFollowed(ts, ctx, pushDir, "starting v2", say, func() { watchBuild(ts, ctx, base+"/apps/"+app+"/builds/latest", say) })
 	// the tasks' state follows without a reload: the page was drawn with v1
 	poll(ts, ctx, "the new release's tasks, without a reload", `(function () { var h = document.querySelectorAll("#proclist h3"); return h.length == 1 && h[0].textContent.includes("1/1 running, release v2"); })()`, 60*time.Second)
 	procs := get(ts, ctx, "the processes", chromedp.Evaluate[string](`Array.from(document.querySelectorAll("#proclist h3"), h => h.textContent).join(" ")`))
 	say("processes without a reload: %s", strings.Join(strings.Fields(procs), " "))
+	// the builds too: the page was drawn with build 1 only
+	say("builds without a reload: %s", buildsDrawn(ts, ctx, 2))
 
 	browse(ts, ctx, "reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("current")))
 	say("after push: serving %s", text(ts, ctx, "#current"))
-	browse(ts, ctx, "roll back to v1", chromedp.Click(chromedp.ID("rollback-v1")))
-	poll(ts, ctx, "rolled back", flashIs("Rolled back."), 90*time.Second)
-	say("%s serving %s", text(ts, ctx, "#flash"), text(ts, ctx, "#current"))
-
-	const secret = "<b>s3cr3t</b>"
-	browse(ts, ctx, "set a config value",
-		chromedp.SendKeys(chromedp.ID("config-key"), "GREETING"), chromedp.SendKeys(chromedp.ID("config-value"), secret),
-		chromedp.Click(chromedp.ID("config-submit")))
-	poll(ts, ctx, "config set", flashIs("Config set."), 90*time.Second)
-	html := get(ts, ctx, "page", chromedp.OuterHTML(chromedp.CSS("html")))
-	say("%s GREETING shows %q; the page holds the value: %v", text(ts, ctx, "#flash"), text(ts, ctx, `tr[data-key="GREETING"] .value`), strings.Contains(html, "s3cr3t"))
+	rollBack(ts, ctx, "v1", say)
+	setConfig(ts, ctx, "GREETING", "s3cr3t", say)
 	if os.Getenv("PAAS_SCREENSHOTS") != "" {
 		// the live logs of the new release, for the picture
 		tctx, cancel := context.WithTimeout(ctx, 20*time.Second)

@@ -76,10 +76,11 @@ func cmdOIDCProvider(ts *testscript.TestScript, neg bool, args []string) {
 // wrong issuer, audience and nonce. Last, ADMIN signs in, sees the nodes
 // and deploys IMAGE to APP. Prints what it saw, one line each.
 func cmdDashboardSSO(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 7 {
-		ts.Fatalf("usage: dashboard-sso USER PASSWORD ADMIN ADMINPASSWORD APP OTHER IMAGE")
+	if len(args) != 8 {
+		ts.Fatalf("usage: dashboard-sso USER PASSWORD ADMIN ADMINPASSWORD APP OTHER IMAGE PUSHDIR")
 	}
 	user, password, admin, adminPassword, app, other, image := args[0], args[1], args[2], args[3], args[4], args[5], args[6]
+	pushDir := ts.MkAbs(args[7])
 	p := providerOf(ts)
 	issuer, err := url.Parse(p.Issuer)
 	ts.Check(err)
@@ -146,6 +147,17 @@ func cmdDashboardSSO(ts *testscript.TestScript, neg bool, args []string) {
 	browse(ts, ctx, "rebuild", chromedp.Click(chromedp.ID("rebuild")))
 	poll(ts, ctx, "rebuilt", flashIs("Rebuilt and deployed."), 300*time.Second)
 	say("%s serving %s", text(ts, ctx, "#flash"), text(ts, ctx, "#current"))
+
+	// Live logs while a push deploys the next commit, its build in the
+	// list, both without a reload; then the Roll back button and a config
+	// value.
+	pushFollowed(ts, ctx, pushDir, "api 1.1 on", say, nil)
+	say("builds without a reload: %s", buildsDrawn(ts, ctx, 3))
+	// the releases are not live: the Roll back button of v2, current when
+	// the page was drawn, comes with a reload
+	browse(ts, ctx, "reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("rollback-v2")))
+	rollBack(ts, ctx, "v2", say)
+	setConfig(ts, ctx, "NOTE", "n0te", say)
 
 	// An API token made on the tokens page works with curl's kind of
 	// client, and the Revoke button ends it.

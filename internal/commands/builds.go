@@ -2,9 +2,11 @@ package commands
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 
@@ -95,7 +97,8 @@ func (b *Builds) appOrGlobal(c *Call) (*paas.App, []string, error) {
 
 func (b *Builds) buildCommands() []*Command {
 	return []*Command{
-		{Name: "builds:list", Args: "APP", Help: "List an app's builds, newest first", App: true, Flags: formatFlag, Run: b.buildsList},
+		{Name: "builds:list", Args: "APP [--format json [--watch]]", Help: "List an app's builds, newest first; --watch prints the JSON list again at each change until interrupted", App: true,
+			Flags: map[string]bool{"--format": true, "--watch": false}, Run: b.buildsList},
 		{Name: "builds:info", Args: "APP [ID]", Help: "Show a build (the latest without ID)", App: true, Flags: formatFlag, Run: b.buildsInfo},
 		{Name: "builds:output", Args: "APP [ID] [--follow|-f]", Help: "Print a build's log (the latest without ID); --follow prints a running build's output as it is written, until the build ends", App: true,
 			Flags: map[string]bool{"--follow": false, "-f": false}, Run: b.buildsOutput},
@@ -141,20 +144,20 @@ func duration(d *paas.Deploy) time.Duration {
 	return d.FinishedAt.Sub(d.StartedAt).Round(time.Millisecond)
 }
 
-func (b *Builds) buildsList(_ context.Context, c *Call) error {
+func (b *Builds) buildsList(ctx context.Context, c *Call) error {
 	asJSON, err := wantJSON(c)
 	if err != nil {
 		return err
 	}
-	all, err := b.Store.Deploys(c.App.Name)
+	if c.Has("--watch") {
+		if !asJSON {
+			return refuse("builds:list --watch prints the JSON list at each change: add --format json")
+		}
+		return b.watchBuilds(ctx, c)
+	}
+	list, err := b.builds(c.App.Name)
 	if err != nil {
 		return err
-	}
-	list := []buildJSON{}
-	for _, d := range all {
-		if isBuild(d) {
-			list = append(list, toBuildJSON(d))
-		}
 	}
 	if asJSON {
 		return output.JSON(c.Out, list)
@@ -169,6 +172,66 @@ func (b *Builds) buildsList(_ context.Context, c *Call) error {
 		fmt.Fprintf(c.Out, "%-5d %-10s %-9s %-8s %-20s %s\n", d.ID, d.Status, fmt.Sprintf("%.1fs", d.Duration), commit, d.StartedAt.Format(time.RFC3339), sanitize(d.Builder))
 	}
 	return nil
+}
+
+// builds is app's builds, newest first.
+func (b *Builds) builds(app string) ([]buildJSON, error) {
+	all, err := b.Store.Deploys(app)
+	if err != nil {
+		return nil, err
+	}
+	list := []buildJSON{}
+	for _, d := range all {
+		if isBuild(d) {
+			list = append(list, toBuildJSON(d))
+		}
+	}
+	return list, nil
+}
+
+// buildsWatchEvery is how often builds:list --watch reads the builds.
+const buildsWatchEvery = 2 * time.Second
+
+// watchBuilds prints builds:list's JSON list, one line, and again each
+// time a build starts or changes state (read every buildsWatchEvery; a
+// running build's growing duration alone is no change), until the caller
+// hangs up or the app is destroyed. One command, so one audit record.
+func (b *Builds) watchBuilds(ctx context.Context, c *Call) error {
+	last := ""
+	for {
+		if _, err := b.Store.App(c.App.Name); err != nil {
+			return err // destroyed meanwhile
+		}
+		list, err := b.builds(c.App.Name)
+		if err != nil {
+			return err
+		}
+		if key := watchKey(list); key != last {
+			if err := output.JSON(c.Out, list); err != nil {
+				return nil // the user hung up
+			}
+			output.Flush(c.Out)
+			last = key
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(buildsWatchEvery):
+		}
+	}
+}
+
+// watchKey is what builds:list --watch tells changes by: the list without
+// the durations of builds still running, which grow at each read.
+func watchKey(list []buildJSON) string {
+	key := slices.Clone(list)
+	for i := range key {
+		if key[i].FinishedAt.IsZero() {
+			key[i].Duration = 0
+		}
+	}
+	data, _ := json.Marshal(key)
+	return string(data)
 }
 
 // build returns the build named by the optional ID argument, the latest one without it.

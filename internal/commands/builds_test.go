@@ -355,3 +355,55 @@ func TestBuildsOutputFollowHangUp(t *testing.T) {
 		t.Fatal("--follow went on after the caller hung up")
 	}
 }
+
+// builds:list --watch: the list at once, again when a build starts and when
+// it ends, not while it only runs longer; it ends without error when the
+// caller hangs up.
+func TestBuildsListWatch(t *testing.T) {
+	st := storeWith(t, &paas.App{Name: "alpha", Owner: "alice"})
+	b := &Builds{Store: st, Pipeline: &fakePipeline{}, Images: &fakeImageDeployer{}, Cache: &fakeCache{}, Logins: fakeLogins{}}
+	d := NewDispatcher(st, "test", b.Commands())
+	run := func(id paas.Identity, args ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := d.RunCommand(context.Background(), id, args, strings.NewReader(""), &out, &errOut)
+		return code, errOut.String()
+	}
+	if code, errOut := run(alice, "builds:list", "alpha", "--watch"); code != ExitError || !strings.Contains(errOut, "add --format json") {
+		t.Fatalf("--watch without --format json: exit %d %q", code, errOut)
+	}
+	if code, _ := run(bob, "builds:list", "alpha", "--watch", "--format", "json"); code != ExitNotFound {
+		t.Fatalf("another user's app watched: exit %d", code)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := startWatch(t, ctx, d, alice, "builds:list", "alpha", "--watch", "--format", "json")
+	w.waitFor(t, 1)
+	if w.lines()[0] != "[]" {
+		t.Fatalf("first list %s", w.lines()[0])
+	}
+	build := &paas.Deploy{App: "alpha", Reason: "push", Commit: "0123456789abcdef0123456789abcdef01234567", Builder: "dockerfile", Author: "alice", StartedAt: time.Now().UTC()}
+	if err := st.StartDeploy(build); err != nil {
+		t.Fatal(err)
+	}
+	w.waitFor(t, 2)
+	if !strings.Contains(w.lines()[1], `"status":"running"`) {
+		t.Fatalf("second list %s", w.lines()[1])
+	}
+	time.Sleep(buildsWatchEvery + buildsWatchEvery/2)
+	if n := len(w.lines()); n != 2 {
+		t.Fatalf("%d lists while the build only ran longer: %q", n, w.out.String())
+	}
+	build.FinishedAt, build.State = time.Now().UTC(), paas.DeploySucceeded
+	if err := st.FinishDeploy(build); err != nil {
+		t.Fatal(err)
+	}
+	w.waitFor(t, 3)
+	if !strings.Contains(w.lines()[2], `"status":"succeeded"`) {
+		t.Fatalf("third list %s", w.lines()[2])
+	}
+	cancel()
+	if code := <-w.done; code != ExitOK {
+		t.Fatalf("hung up: exit %d (%s)", code, w.errOut.String())
+	}
+}

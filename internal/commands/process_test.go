@@ -130,6 +130,33 @@ func (s *syncBuilder) String() string {
 	return s.b.String()
 }
 
+// watch is a --watch command running until its context ends.
+type watch struct {
+	out, errOut syncBuilder
+	done        chan int // its exit code
+}
+
+// startWatch runs the command args as id until ctx ends.
+func startWatch(t *testing.T, ctx context.Context, d *Dispatcher, id paas.Identity, args ...string) *watch {
+	w := &watch{done: make(chan int, 1)}
+	go func() { w.done <- d.RunCommand(ctx, id, args, strings.NewReader(""), &w.out, &w.errOut) }()
+	return w
+}
+
+// lines are the lines the command printed so far.
+func (w *watch) lines() []string { return strings.Split(strings.TrimSpace(w.out.String()), "\n") }
+
+// waitFor waits until the command printed n lines.
+func (w *watch) waitFor(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if w.out.String() != "" && len(w.lines()) >= n {
+			return
+		}
+	}
+	t.Fatalf("want %d lines, got %q (stderr %q)", n, w.out.String(), w.errOut.String())
+}
+
 func TestPsReportWatch(t *testing.T) {
 	e := newEnv(t)
 	if code, _, errOut := e.run(t, bob, "", "ps:report", "bravo", "--watch"); code != ExitError || !strings.Contains(errOut, "add --format json") {
@@ -142,39 +169,25 @@ func TestPsReportWatch(t *testing.T) {
 	// a document at once, another when the tasks change, none while they
 	// do not; the watch ends without error when the caller hangs up
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut syncBuilder
-	done := make(chan int)
-	go func() {
-		done <- e.d.RunCommand(ctx, bob, []string{"ps:report", "bravo", "--watch", "--format", "json"}, strings.NewReader(""), &out, &errOut)
-	}()
-	lines := func() []string { return strings.Split(strings.TrimSpace(out.String()), "\n") }
-	waitFor := func(n int) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if out.String() != "" && len(lines()) >= n {
-				return
-			}
-		}
-		t.Fatalf("want %d documents, got %q (stderr %q)", n, out.String(), errOut.String())
-	}
-	waitFor(1)
-	if !strings.Contains(lines()[0], `"running":1`) || !strings.Contains(lines()[0], `"release":3`) {
-		t.Fatalf("first document %s", lines()[0])
+	w := startWatch(t, ctx, e.d, bob, "ps:report", "bravo", "--watch", "--format", "json")
+	w.waitFor(t, 1)
+	if !strings.Contains(w.lines()[0], `"running":1`) || !strings.Contains(w.lines()[0], `"release":3`) {
+		t.Fatalf("first document %s", w.lines()[0])
 	}
 	time.Sleep(psWatchEvery + psWatchEvery/2)
-	if n := len(lines()); n != 1 {
+	if n := len(w.lines()); n != 1 {
 		t.Fatalf("%d documents while nothing changed", n)
 	}
 	e.runtime.mu.Lock()
 	e.runtime.status = []scheduler.ProcessStatus{{Process: "web", Desired: 2, Running: 2, Tasks: []scheduler.TaskStatus{
 		{ID: "t1", Slot: 1, State: "running", Node: "node2"}, {ID: "t2", Slot: 2, State: "running", Node: "node3"}}}}
 	e.runtime.mu.Unlock()
-	waitFor(2)
-	if !strings.Contains(lines()[1], `"running":2`) || !strings.Contains(lines()[1], `"node3"`) {
-		t.Fatalf("second document %s", lines()[1])
+	w.waitFor(t, 2)
+	if !strings.Contains(w.lines()[1], `"running":2`) || !strings.Contains(w.lines()[1], `"node3"`) {
+		t.Fatalf("second document %s", w.lines()[1])
 	}
 	cancel()
-	if code := <-done; code != ExitOK {
+	if code := <-w.done; code != ExitOK {
 		t.Fatalf("hung up: exit %d", code)
 	}
 }

@@ -372,6 +372,7 @@ type appData struct {
 	Deployed   bool
 	LogsURL    string
 	PSURL      string // the tasks' state as it changes (server-sent events)
+	BuildsURL  string // the builds as they start and end (server-sent events)
 }
 
 // flashes are the messages a redirect after an action may ask for.
@@ -431,6 +432,7 @@ func (h *Handler) appPage(q *request) {
 	d.Events = changes(evs, 30)
 	d.LogsURL = web.APIPrefix + "/apps/" + url.PathEscape(name) + "/logs?follow=1&lines=50"
 	d.PSURL = web.APIPrefix + "/apps/" + url.PathEscape(name) + "/ps?follow=1"
+	d.BuildsURL = web.APIPrefix + "/apps/" + url.PathEscape(name) + "/builds?follow=1"
 	h.render(q, http.StatusOK, "app", page{Title: name, Nav: "apps", Flash: flashes[q.r.URL.Query().Get("done")], Data: d})
 }
 

@@ -114,7 +114,7 @@ func (s *Server) routes() {
 	}))
 	handle("GET "+APIPrefix+"/apps/{app}/certs", s.readApp("certs:report"))
 	handle("POST "+APIPrefix+"/apps/{app}/certs", s.certsAdd)
-	handle("GET "+APIPrefix+"/apps/{app}/builds", s.readApp("builds:list"))
+	handle("GET "+APIPrefix+"/apps/{app}/builds", s.builds)
 	handle("GET "+APIPrefix+"/apps/{app}/builds/{id}", s.build("builds:info"))
 	handle("GET "+APIPrefix+"/apps/{app}/builds/{id}/output", s.buildOutput)
 	handle("GET "+APIPrefix+"/apps/{app}/logs", s.logs)
@@ -298,6 +298,18 @@ func (s *Server) build(cmd string) apiFunc {
 		}
 		s.respond(w, r, id, append(args, "--", r.PathValue("app"), r.PathValue("id")), nil, http.StatusOK)
 	}
+}
+
+// builds answers builds:list's JSON list, or with ?follow=1 a stream of
+// server-sent events, one "data:" line with the list at first and each
+// time a build starts or ends (builds:list --watch), until the client goes
+// away.
+func (s *Server) builds(w http.ResponseWriter, r *http.Request, id paas.Identity) {
+	if !isFollow(r) {
+		s.readApp("builds:list")(w, r, id)
+		return
+	}
+	s.stream(w, r, id, []string{"builds:list", "--watch", "--format", "json", "--", r.PathValue("app")})
 }
 
 // buildOutput answers a build's log, or with ?follow=1 a stream of

@@ -17,15 +17,17 @@ document.querySelectorAll("[data-logs]").forEach(function (box) {
   };
 });
 
+// el makes an element whose text is text, set as text, never as HTML.
+function el(tag, text, cls) {
+  var e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+}
+
 // Live task state: ps:report's document at each change (server-sent
 // events), drawn with text nodes only, as the page draws it.
 document.querySelectorAll("[data-ps]").forEach(function (box) {
-  function el(tag, text, cls) {
-    var e = document.createElement(tag);
-    if (text !== undefined) e.textContent = text;
-    if (cls) e.className = cls;
-    return e;
-  }
   function draw(doc) {
     var procs = doc.processes || [];
     box.textContent = "";
@@ -56,6 +58,47 @@ document.querySelectorAll("[data-ps]").forEach(function (box) {
   var es = new EventSource(box.dataset.ps);
   es.onmessage = function (e) {
     try { draw(JSON.parse(e.data)); } catch (err) { /* a partial line: the next document redraws */ }
+  };
+  es.addEventListener("end", function () { es.close(); });
+});
+
+// Live builds: builds:list's list each time a build starts or ends
+// (server-sent events), drawn with text nodes only, as the page draws it.
+document.querySelectorAll("[data-builds]").forEach(function (box) {
+  function when(s) {
+    var d = new Date(s);
+    return isNaN(d) || d.getUTCFullYear() < 2 ? "-" : d.toISOString().slice(0, 19).replace("T", " ");
+  }
+  function draw(builds) {
+    box.textContent = "";
+    if (builds.length === 0) {
+      box.appendChild(el("p", "No builds yet."));
+      return;
+    }
+    var table = el("table"), head = el("thead"), tr = el("tr"), body = el("tbody");
+    ["ID", "Status", "Kind", "Commit", "Started", "Duration", "Release"].forEach(function (t) { tr.appendChild(el("th", t)); });
+    head.appendChild(tr);
+    table.appendChild(head);
+    builds.forEach(function (b) {
+      var row = el("tr"), id = el("td"), a = el("a", String(b.id)), commit = el("td");
+      a.href = "/apps/" + encodeURIComponent(box.dataset.app) + "/builds/" + b.id;
+      id.appendChild(a);
+      row.appendChild(id);
+      row.appendChild(el("td", b.status));
+      row.appendChild(el("td", b.kind));
+      commit.appendChild(el("code", (b.commit || "").replace(/^sha256:/, "").slice(0, 7)));
+      row.appendChild(commit);
+      row.appendChild(el("td", when(b.started_at)));
+      row.appendChild(el("td", b.duration_seconds.toFixed(1) + " s"));
+      row.appendChild(el("td", b.release ? "v" + b.release : ""));
+      body.appendChild(row);
+    });
+    table.appendChild(body);
+    box.appendChild(table);
+  }
+  var es = new EventSource(box.dataset.builds);
+  es.onmessage = function (e) {
+    try { draw(JSON.parse(e.data)); } catch (err) { /* a partial line: the next list redraws */ }
   };
   es.addEventListener("end", function () { es.close(); });
 });
