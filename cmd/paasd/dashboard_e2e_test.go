@@ -187,6 +187,15 @@ func buildsDrawn(ts *testscript.TestScript, ctx context.Context, n int) string {
 	return get(ts, ctx, "the builds", chromedp.Evaluate[string](`Array.from(document.querySelectorAll("#buildlist tbody tr"), r => Array.from(r.cells, c => c.textContent).slice(0, 3).join(" ") + " " + r.cells[6].textContent).join(", ")`))
 }
 
+// releasesDrawn waits until the app page says it serves current and
+// offers to roll back to earlier, without a reload (the page was drawn
+// with another release serving), and says so.
+func releasesDrawn(ts *testscript.TestScript, ctx context.Context, current, earlier string) string {
+	poll(ts, ctx, "the releases, without a reload", `document.getElementById("current").textContent == `+strconv.Quote(current)+
+		` && document.getElementById("release-`+current+`").classList.contains("current") && document.getElementById("rollback-`+earlier+`") !== null`, 60*time.Second)
+	return fmt.Sprintf("serving %s, Roll back to %s offered", text(ts, ctx, "#current"), earlier)
+}
+
 // rollBack clicks the app page's Roll back button of release version.
 func rollBack(ts *testscript.TestScript, ctx context.Context, version string, say func(string, ...any)) {
 	browse(ts, ctx, "roll back to "+version, chromedp.Click(chromedp.ID("rollback-"+version)))
@@ -244,6 +253,7 @@ func cmdDashboardBrowser(ts *testscript.TestScript, neg bool, args []string) {
 	say("processes without a reload: %s", strings.Join(strings.Fields(procs), " "))
 	// the builds too: the page was drawn with build 1 only
 	say("builds without a reload: %s", buildsDrawn(ts, ctx, 2))
+	say("releases without a reload: %s", releasesDrawn(ts, ctx, "v2", "v1"))
 
 	browse(ts, ctx, "reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("current")))
 	say("after push: serving %s", text(ts, ctx, "#current"))

@@ -55,9 +55,31 @@ document.querySelectorAll("[data-ps]").forEach(function (box) {
       box.appendChild(table);
     });
   }
+  // Another release serving (a push, a rollback, a config change made
+  // elsewhere): the page's releases and its current release are drawn
+  // again from the page as the server renders it now.
+  var serving = box.dataset.release;
+  function releasesChanged() {
+    fetch(location.pathname, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) {
+        var page = new DOMParser().parseFromString(html, "text/html");
+        ["releases", "current"].forEach(function (id) {
+          var now = page.getElementById(id), old = document.getElementById(id);
+          if (now && old) old.replaceWith(document.adoptNode(now));
+        });
+      })
+      .catch(function () { /* the next change tries again */ });
+  }
   var es = new EventSource(box.dataset.ps);
   es.onmessage = function (e) {
-    try { draw(JSON.parse(e.data)); } catch (err) { /* a partial line: the next document redraws */ }
+    var doc;
+    try { doc = JSON.parse(e.data); } catch (err) { return; /* a partial line: the next document redraws */ }
+    draw(doc);
+    if (String(doc.release) !== serving) {
+      serving = String(doc.release);
+      releasesChanged();
+    }
   };
   es.addEventListener("end", function () { es.close(); });
 });
