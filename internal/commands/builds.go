@@ -23,6 +23,8 @@ type BuildStore interface {
 	UpdateGlobalBuildSettings(fn func(*paas.BuildSettings) error) error
 	Deploys(app string) ([]*paas.Deploy, error)
 	Deploy(app string, id int) (*paas.Deploy, error)
+	// DeploysStamp changes whenever one of app's deploy records does.
+	DeploysStamp(app string) (string, error)
 }
 
 // ImageDeployer deploys a prebuilt image (the pipeline with an importer).
@@ -193,25 +195,30 @@ func (b *Builds) builds(app string) ([]buildJSON, error) {
 const buildsWatchEvery = 2 * time.Second
 
 // watchBuilds prints builds:list's JSON list, one line, and again each
-// time a build starts or changes state (read every buildsWatchEvery; a
+// time a build starts or changes state (the records read again only when
+// the store's stamp of them changed, looked at every buildsWatchEvery; a
 // running build's growing duration alone is no change), until the caller
 // hangs up or the app is destroyed. One command, so one audit record.
 func (b *Builds) watchBuilds(ctx context.Context, c *Call) error {
-	last := ""
-	for {
-		if _, err := b.Store.App(c.App.Name); err != nil {
+	printed, read := "", ""
+	for first := true; ; first = false {
+		stamp, err := b.Store.DeploysStamp(c.App.Name)
+		if err != nil {
 			return err // destroyed meanwhile
 		}
-		list, err := b.builds(c.App.Name)
-		if err != nil {
-			return err
-		}
-		if key := watchKey(list); key != last {
-			if err := output.JSON(c.Out, list); err != nil {
-				return nil // the user hung up
+		if first || stamp != read {
+			list, err := b.builds(c.App.Name)
+			if err != nil {
+				return err
 			}
-			output.Flush(c.Out)
-			last = key
+			read = stamp
+			if key := watchKey(list); first || key != printed {
+				if err := output.JSON(c.Out, list); err != nil {
+					return nil // the user hung up
+				}
+				output.Flush(c.Out)
+				printed = key
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -90,6 +90,29 @@ func (s *Store) BuildSettings(app string) (paas.BuildSettings, error) {
 // ErrBuildNotFound is returned for a build ID the app does not have.
 var ErrBuildNotFound = errors.New("build not found")
 
+// DeploysStamp is a string that changes whenever one of app's deploy
+// records is written, added or removed: each record's key and nonce (every
+// write seals under a fresh random one), read without opening a record.
+// A watcher of the app's builds compares it before reading them again
+// (Deploys opens and decodes every record, build log included).
+func (s *Store) DeploysStamp(app string) (string, error) {
+	var stamp []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
+			return paas.ErrAppNotFound
+		}
+		db := tx.Bucket(bucketDeploys).Bucket([]byte(app))
+		if db == nil {
+			return nil
+		}
+		return db.ForEach(func(k, v []byte) error {
+			stamp = append(append(stamp, k...), s.seal.nonce(v)...)
+			return nil
+		})
+	})
+	return string(stamp), err
+}
+
 // Deploy returns the app's deploy record id, or its latest when id is 0.
 func (s *Store) Deploy(app string, id int) (*paas.Deploy, error) {
 	var d *paas.Deploy

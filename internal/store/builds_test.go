@@ -62,3 +62,64 @@ func TestDeployByID(t *testing.T) {
 		t.Fatalf("unknown id: %v", err)
 	}
 }
+
+// DeploysStamp changes at each write of a deploy record, the same value
+// written again included, and when a new app takes the name (its own, none);
+// not otherwise.
+func TestDeploysStamp(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.DeploysStamp("a"); !errors.Is(err, paas.ErrAppNotFound) {
+		t.Fatalf("missing app: %v", err)
+	}
+	if err := s.CreateApp(&paas.App{Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	stamp := func() string {
+		t.Helper()
+		st, err := s.DeploysStamp("a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	seen := map[string]bool{}
+	changed := func(what string) {
+		t.Helper()
+		st := stamp()
+		if seen[st] {
+			t.Fatalf("%s: the stamp did not change", what)
+		}
+		seen[st] = true
+		if stamp() != st {
+			t.Fatalf("%s: the stamp changed without a write", what)
+		}
+	}
+	changed("no deploys")
+	d := &paas.Deploy{App: "a", Reason: "push", StartedAt: time.Now()}
+	if err := s.StartDeploy(d); err != nil {
+		t.Fatal(err)
+	}
+	changed("a deploy started")
+	if err := s.FinishDeploy(d); err != nil {
+		t.Fatal(err)
+	}
+	changed("the same record written again")
+	d.State = paas.DeploySucceeded
+	if err := s.FinishDeploy(d); err != nil {
+		t.Fatal(err)
+	}
+	changed("the deploy finished")
+	if err := s.DeleteApp("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateApp(&paas.App{Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if stamp() != "" || !seen[""] {
+		t.Fatalf("a new app of the same name: stamp %q", stamp())
+	}
+}

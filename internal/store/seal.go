@@ -74,6 +74,13 @@ func (s *sealer) seal(plain []byte) []byte {
 	return s.aead.Seal(out, out[len(sealedMagic):], plain, nil)
 }
 
+// nonce returns a sealed value's nonce, without opening it: every write
+// seals under a fresh one, so it tells one write from another.
+func (s *sealer) nonce(raw []byte) []byte {
+	rest := raw[min(len(raw), len(sealedMagic)):]
+	return rest[:min(len(rest), s.aead.NonceSize())]
+}
+
 // open returns the plain text of a sealed value; a value that is not sealed
 // is an error (Open sealed every value before anything reads).
 func (s *sealer) open(raw []byte) ([]byte, error) {
