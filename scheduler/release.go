@@ -546,6 +546,11 @@ func (s *Swarm) checkAll(ctx context.Context, rel *paas.Release, web *rollout, a
 		return errors.New("health checks need the router, and none is configured")
 	}
 	if len(addrs) != web.want {
+		// A task that died since it ran has no address: its end says
+		// more than the missing address.
+		if err := s.newFailure(ctx, web); err != nil {
+			return err
+		}
 		return &RolloutError{Process: web.process, State: "unreachable", Reason: fmt.Sprintf("%d of %d web tasks have an address on the app's network", len(addrs), web.want)}
 	}
 	tasks, err := s.tasks(ctx, web.id)

@@ -173,7 +173,7 @@ func (s *Swarm) wait(ctx context.Context, r *rollout, p *progress) error {
 				}
 				continue
 			}
-			if !r.before[t.ID] && failed(t.Status.State) {
+			if r.failedTask(t) {
 				return s.failure(ctx, r, t)
 			}
 			if !wanted {
@@ -228,6 +228,27 @@ func (s *Swarm) count(running, want int) string {
 		return fmt.Sprint(running)
 	}
 	return fmt.Sprintf("%d/%d", running, want)
+}
+
+// failedTask reports whether t is a task of r's new spec that stopped on
+// its own.
+func (r *rollout) failedTask(t *swarm.Task) bool {
+	return taskHash(t) == r.hash && !r.before[t.ID] && failed(t.Status.State)
+}
+
+// newFailure is the error of a task of r's new spec that stopped on its
+// own, nil when none did (or the tasks cannot be listed).
+func (s *Swarm) newFailure(ctx context.Context, r *rollout) error {
+	tasks, err := s.tasks(ctx, r.id)
+	if err != nil {
+		return nil
+	}
+	for i := range tasks {
+		if r.failedTask(&tasks[i]) {
+			return s.failure(ctx, r, &tasks[i])
+		}
+	}
+	return nil
 }
 
 // failure builds the error for a failed task, with its last log lines.
