@@ -200,32 +200,21 @@ const buildsWatchEvery = 2 * time.Second
 // running build's growing duration alone is no change), until the caller
 // hangs up or the app is destroyed. One command, so one audit record.
 func (b *Builds) watchBuilds(ctx context.Context, c *Call) error {
-	printed, read := "", ""
-	for first := true; ; first = false {
+	var list []buildJSON
+	read, key := "", ""
+	return watchJSON(ctx, c, buildsWatchEvery, func() (any, string, error) {
 		stamp, err := b.Store.DeploysStamp(c.App.Name)
 		if err != nil {
-			return err // destroyed meanwhile
+			return nil, "", err // destroyed meanwhile
 		}
-		if first || stamp != read {
-			list, err := b.builds(c.App.Name)
-			if err != nil {
-				return err
+		if list == nil || stamp != read {
+			if list, err = b.builds(c.App.Name); err != nil {
+				return nil, "", err
 			}
-			read = stamp
-			if key := watchKey(list); first || key != printed {
-				if err := output.JSON(c.Out, list); err != nil {
-					return nil // the user hung up
-				}
-				output.Flush(c.Out)
-				printed = key
-			}
+			read, key = stamp, watchKey(list)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(buildsWatchEvery):
-		}
-	}
+		return list, key, nil
+	})
 }
 
 // watchKey is what builds:list --watch tells changes by: the list without

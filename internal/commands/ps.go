@@ -1,8 +1,8 @@
 package commands
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -168,38 +168,50 @@ func psDocument(app *paas.App, procs []scheduler.ProcessStatus, resources map[st
 // runtime every psWatchEvery), until the caller hangs up. One command, so
 // one audit record, however long it watches.
 func (p *Platform) watchPS(ctx context.Context, c *Call) error {
-	var last []byte
-	for {
+	return watchJSON(ctx, c, psWatchEvery, func() (any, string, error) {
 		app, err := p.Store.App(c.App.Name)
 		if err != nil {
-			return err // destroyed meanwhile
+			return nil, "", err // destroyed meanwhile
 		}
 		procs, err := p.Runtime.Status(ctx, app.Name)
+		if err != nil {
+			return nil, "", err
+		}
+		resources, err := p.servingResources(app)
+		if err != nil {
+			return nil, "", err
+		}
+		doc := psDocument(app, procs, resources)
+		key, err := json.Marshal(doc)
+		return doc, string(key), err
+	})
+}
+
+// watchJSON prints the JSON document read returns, one line, and again
+// each time the key read returns with it changes, reading every `every`,
+// until the caller hangs up. An error of read ends it (the app destroyed
+// meanwhile).
+func watchJSON(ctx context.Context, c *Call, every time.Duration, read func() (doc any, key string, err error)) error {
+	printed := ""
+	for first := true; ; first = false {
+		doc, key, err := read()
 		if ctx.Err() != nil {
 			return nil // the user hung up
 		}
 		if err != nil {
 			return err
 		}
-		resources, err := p.servingResources(app)
-		if err != nil {
-			return err
-		}
-		var doc bytes.Buffer
-		if err := output.JSON(&doc, psDocument(app, procs, resources)); err != nil {
-			return err
-		}
-		if !bytes.Equal(doc.Bytes(), last) {
-			if _, err := c.Out.Write(doc.Bytes()); err != nil {
+		if first || key != printed {
+			if err := output.JSON(c.Out, doc); err != nil {
 				return nil // the user hung up
 			}
 			output.Flush(c.Out)
-			last = doc.Bytes()
+			printed = key
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(psWatchEvery):
+		case <-time.After(every):
 		}
 	}
 }

@@ -98,10 +98,10 @@ var ErrBuildNotFound = errors.New("build not found")
 func (s *Store) DeploysStamp(app string) (string, error) {
 	var stamp []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
-			return paas.ErrAppNotFound
+		db, err := appBucket(tx, bucketDeploys, app)
+		if err != nil {
+			return err
 		}
-		db := tx.Bucket(bucketDeploys).Bucket([]byte(app))
 		if db == nil {
 			return nil
 		}
@@ -117,10 +117,10 @@ func (s *Store) DeploysStamp(app string) (string, error) {
 func (s *Store) Deploy(app string, id int) (*paas.Deploy, error) {
 	var d *paas.Deploy
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
-			return paas.ErrAppNotFound
+		db, err := appBucket(tx, bucketDeploys, app)
+		if err != nil {
+			return err
 		}
-		db := tx.Bucket(bucketDeploys).Bucket([]byte(app))
 		if db == nil {
 			return ErrBuildNotFound
 		}

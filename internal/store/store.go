@@ -123,6 +123,16 @@ func (s *Store) compact() error {
 // Close closes the store file.
 func (s *Store) Close() error { return s.db.Close() }
 
+// appBucket is app's bucket under parent (releases, deploys), nil while
+// nothing of app's is stored there, or paas.ErrAppNotFound when there is
+// no such app.
+func appBucket(tx *bolt.Tx, parent []byte, app string) (*bolt.Bucket, error) {
+	if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
+		return nil, paas.ErrAppNotFound
+	}
+	return tx.Bucket(parent).Bucket([]byte(app)), nil
+}
+
 func get[T any](s *Store, b *bolt.Bucket, key []byte) (*T, bool, error) {
 	raw := b.Get(key)
 	if raw == nil {
@@ -324,10 +334,11 @@ func (s *Store) AddRelease(rel *paas.Release) error {
 func (s *Store) LatestVersion(app string) (int, error) {
 	v := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
-			return paas.ErrAppNotFound
+		rb, err := appBucket(tx, bucketReleases, app)
+		if err != nil {
+			return err
 		}
-		if rb := tx.Bucket(bucketReleases).Bucket([]byte(app)); rb != nil {
+		if rb != nil {
 			if k, _ := rb.Cursor().Last(); k != nil {
 				v = int(binary.BigEndian.Uint64(k))
 			}
@@ -372,10 +383,10 @@ func (s *Store) Release(app string, v int) (*paas.Release, error) {
 func (s *Store) Releases(app string) ([]*paas.Release, error) {
 	var rels []*paas.Release
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
-			return paas.ErrAppNotFound
+		rb, err := appBucket(tx, bucketReleases, app)
+		if err != nil {
+			return err
 		}
-		rb := tx.Bucket(bucketReleases).Bucket([]byte(app))
 		if rb == nil {
 			return nil
 		}
@@ -427,10 +438,10 @@ func (s *Store) FinishDeploy(d *paas.Deploy) error {
 func (s *Store) Deploys(app string) ([]*paas.Deploy, error) {
 	var out []*paas.Deploy
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
-			return paas.ErrAppNotFound
+		db, err := appBucket(tx, bucketDeploys, app)
+		if err != nil {
+			return err
 		}
-		db := tx.Bucket(bucketDeploys).Bucket([]byte(app))
 		if db == nil {
 			return nil
 		}
