@@ -61,6 +61,15 @@ type rollout struct {
 	// waitStopped makes wait also wait for the older tasks to stop, not
 	// only to be meant to.
 	waitStopped bool
+	// timeout bounds wait; the scheduler's rollout timeout when zero.
+	timeout time.Duration
+}
+
+func (r *rollout) timeoutOr(d time.Duration) time.Duration {
+	if r.timeout > 0 {
+		return r.timeout
+	}
+	return d
 }
 
 func (r *rollout) settleFor(d time.Duration) time.Duration {
@@ -148,7 +157,8 @@ func (s *Swarm) tasks(ctx context.Context, serviceID string) ([]swarm.Task, erro
 // is still meant to run, and that has held for the settle time. It returns a
 // *RolloutError as soon as a new task fails, or when the timeout passes.
 func (s *Swarm) wait(ctx context.Context, r *rollout, p *progress) error {
-	deadline := time.Now().Add(s.timeout)
+	timeout := r.timeoutOr(s.timeout)
+	deadline := time.Now().Add(timeout)
 	var (
 		stableKey   string
 		stableSince time.Time
@@ -204,11 +214,14 @@ func (s *Swarm) wait(ctx context.Context, r *rollout, p *progress) error {
 		}
 		if time.Now().After(deadline) {
 			e := &RolloutError{Process: r.process, State: "timeout"}
-			e.Reason = fmt.Sprintf("%s running after %s", s.count(len(running), r.want), s.timeout)
+			e.Reason = fmt.Sprintf("%s running after %s", s.count(len(running), r.want), timeout)
 			if waiting != nil {
 				e.Task = r.taskName(waiting)
 				e.State = string(waiting.Status.State)
-				e.Reason = fmt.Sprintf("not running after %s: %s", s.timeout, taskMessage(waiting))
+				e.Reason = fmt.Sprintf("not running after %s: %s", timeout, taskMessage(waiting))
+				if h := s.lastHealthCheck(ctx, waiting); h != "" {
+					e.Reason += "; " + h
+				}
 				e.Logs = s.taskLogs(ctx, waiting.ID, 10)
 			} else if old > 0 {
 				e.Reason += fmt.Sprintf("; %d task(s) of the previous version still running", old)
@@ -260,6 +273,28 @@ func (s *Swarm) failure(ctx context.Context, r *rollout, t *swarm.Task) error {
 		Reason:  taskMessage(t),
 		Logs:    s.taskLogs(ctx, t.ID, 10),
 	}
+}
+
+// lastHealthCheck says how the health check of t's container last ended,
+// when the container has one and runs on this node: why a task stays
+// "starting". It is "" when that cannot be known.
+func (s *Swarm) lastHealthCheck(ctx context.Context, t *swarm.Task) string {
+	cs := t.Status.ContainerStatus
+	if cs == nil || cs.ContainerID == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	c, err := s.cli.ContainerInspect(ctx, cs.ContainerID)
+	if err != nil || c.State == nil || c.State.Health == nil {
+		return ""
+	}
+	checks := c.State.Health.Log
+	if len(checks) == 0 {
+		return "no health check has ended yet"
+	}
+	last := checks[len(checks)-1]
+	return fmt.Sprintf("last health check: exit %d: %s", last.ExitCode, strings.TrimSpace(last.Output))
 }
 
 // taskLogs returns the last n lines a task wrote, nil when they cannot be read.

@@ -44,12 +44,16 @@ const (
 	// routerHealthEvery, is replaced, routerRestartDelay after it stopped.
 	// A new task counts as running only once a check passed, so a new
 	// router takes traffic from an old one only once it serves. A check
-	// answers in milliseconds; each is a process started in the container.
+	// answers in milliseconds, but each is a process started in the
+	// container, which takes seconds on a loaded machine.
 	routerHealthEvery   = 5 * time.Second
-	routerHealthTimeout = 2 * time.Second
+	routerHealthTimeout = 10 * time.Second
 	routerHealthRetries = 3
 	routerHealthStart   = 60 * time.Second
 	routerRestartDelay  = time.Second
+	// A router's rollout waits at least as long as its health checks may
+	// fail before the task counts as unhealthy.
+	routerRolloutMin = routerHealthStart + routerHealthEvery*routerHealthRetries
 )
 
 // RouterSpec is what the router's services run: the paasd image, the path
@@ -302,6 +306,7 @@ func (s *Swarm) ensureRouterService(ctx context.Context, spec swarm.ServiceSpec,
 	// The replaced tasks must have drained and stopped too: until then
 	// they serve requests the control plane cannot see in the new one.
 	r.waitStopped = true
+	r.timeout = max(s.timeout, routerRolloutMin)
 	if err := s.wait(ctx, r, p); err != nil {
 		s.log.Info("rollout failed, rolling back", "service", spec.Name, "err", err)
 		if rbErr := s.revert(ctx, r, p); rbErr != nil {

@@ -33,6 +33,8 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"paas/internal/loopback"
 )
 
 func init() {
@@ -241,10 +243,9 @@ func cmdPebbleStart(ts *testscript.TestScript, neg bool, args []string) {
 	dir := ts.MkAbs(".pebble")
 	ts.Check(os.MkdirAll(dir, 0o700))
 	port := func() int {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := loopback.FreePort() // never the same twice
 		ts.Check(err)
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port
+		return p
 	}
 	acmePort, mgmtPort, dnsPort, dnsMgmtPort, tlsPort := port(), port(), port(), port(), port()
 

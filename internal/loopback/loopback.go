@@ -8,29 +8,50 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"sync"
+)
+
+// given is every port FreePort returned in this process: it never returns
+// one twice, so that the servers of one test (each port chosen before any
+// binds) cannot be handed the same port.
+var (
+	givenMu sync.Mutex
+	given   = map[int]bool{}
 )
 
 // FreePort returns a TCP port that nothing listened on a moment ago, on
 // any address. It is taken below the kernel's range of ephemeral ports, so
 // that no outgoing connection takes it meanwhile: a test that opens
 // thousands of connections (as the router's tests do) would otherwise hold
-// the very port another test's server is about to bind.
+// the very port another test's server is about to bind. It never returns
+// the same port twice in one process.
 func FreePort() (int, error) {
+	givenMu.Lock()
+	defer givenMu.Unlock()
 	low := ephemeralLow()
 	const first = 10000
-	if low <= first+1000 {
-		return anyPort()
-	}
 	for range 100 {
-		port := first + rand.IntN(low-first)
-		l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
-		if err != nil {
-			continue
+		var port int
+		if low <= first+1000 {
+			p, err := anyPort()
+			if err != nil {
+				return 0, err
+			}
+			port = p
+		} else {
+			port = first + rand.IntN(low-first)
+			l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+			if err != nil {
+				continue
+			}
+			l.Close()
 		}
-		l.Close()
-		return port, nil
+		if !given[port] {
+			given[port] = true
+			return port, nil
+		}
 	}
-	return 0, errors.New("no free port below the ephemeral range in 100 tries")
+	return 0, errors.New("no free port in 100 tries")
 }
 
 // anyPort is a port the kernel picks (from the ephemeral range).

@@ -8,11 +8,16 @@ import (
 
 func TestFreePort(t *testing.T) {
 	low := ephemeralLow()
+	seen := map[int]bool{}
 	for range 20 {
 		port, err := FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
+		if seen[port] {
+			t.Fatalf("port %d returned twice", port)
+		}
+		seen[port] = true
 		if port >= low {
 			t.Fatalf("port %d is in the ephemeral range (from %d)", port, low)
 		}
