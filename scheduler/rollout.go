@@ -345,7 +345,7 @@ func taskMessage(t *swarm.Task) string {
 		return t.Status.Err
 	case t.Status.State == swarm.TaskStateComplete:
 		return "the process exited"
-	case t.Status.Message != "":
+	case t.Status.Message != "" && t.Status.Message != string(t.Status.State):
 		return string(t.Status.State) + ": " + t.Status.Message
 	}
 	return string(t.Status.State)

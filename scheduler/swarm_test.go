@@ -662,6 +662,39 @@ func TestDeployTimesOut(t *testing.T) {
 	}
 }
 
+// TestDeployHealthCheckNeverPasses: an image whose own HEALTHCHECK never
+// passes keeps its task "starting"; the rollout's timeout says how the
+// container's last health check ended.
+func TestDeployHealthCheckNeverPasses(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	dir := buildertest.HelloApp(t)
+	dockerfile := buildertest.HelloDockerfile + "HEALTHCHECK --interval=1s --start-period=5m CMD [\"/not-here\"]\n"
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := builder.NewDockerfile(e.cli, e.reg, nil).Build(ctx, builder.Input{App: "hello", Dir: dir, Tag: "unhealthy", Out: io.Discard})
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	s := scheduler.New(e.cli, scheduler.Options{
+		Name: e.name, Traffic: e.traffic, Timeout: 20 * time.Second, Settle: time.Second,
+		RegistryAuth: func() string { return builder.DockerAuth(e.reg) },
+	})
+	rel := e.release(1, nil)
+	rel.Image = img
+	err = s.Deploy(ctx, rel, scheduler.DeployOptions{}, io.Discard)
+	t.Logf("error: %v", err)
+	var rerr *scheduler.RolloutError
+	if !errors.As(err, &rerr) || rerr.State != "starting" || !strings.Contains(err.Error(), "last health check: exit ") || !strings.Contains(err.Error(), "not-here") {
+		t.Fatalf("Deploy = %v, want a task still starting and its last health check", err)
+	}
+	if sts := e.status(t, "hello"); len(sts) != 0 {
+		t.Errorf("services remain: %+v", sts)
+	}
+}
+
 // routerImage builds paasd and the router image from it, as paasd serve does.
 func routerImage(t *testing.T, e *testEnv) string {
 	t.Helper()
