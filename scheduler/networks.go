@@ -77,6 +77,37 @@ func (s *Swarm) AddAppNetworks(ctx context.Context) error {
 	return s.attachRouter(ctx)
 }
 
+// RestoreAppNetworks makes again those of names (the apps' own networks,
+// as a restored store records them) that this Swarm does not have, and
+// puts the router on them (one replacement of the routers). It returns how
+// many it made; a name that is not one of the installation's app networks
+// is refused.
+func (s *Swarm) RestoreAppNetworks(ctx context.Context, names []string) (int, error) {
+	have, err := s.AppNetworks(ctx)
+	if err != nil {
+		return 0, err
+	}
+	prefix := objectName(s.name, "app") + "-"
+	made := 0
+	for _, name := range names {
+		if name == "" || slices.Contains(have, name) {
+			continue
+		}
+		if !strings.HasPrefix(name, prefix) {
+			return made, fmt.Errorf("network %s is not an app network of %s", name, s.name)
+		}
+		if err := s.createNetwork(ctx, name, paas.NetworkRoleApp, nil); err != nil {
+			return made, err
+		}
+		have = append(have, name)
+		made++
+	}
+	if made == 0 {
+		return 0, nil
+	}
+	return made, s.attachRouter(ctx)
+}
+
 func (s *Swarm) makeAppNetworks(ctx context.Context, n int) error {
 	for range n {
 		b := make([]byte, 4)

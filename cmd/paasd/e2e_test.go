@@ -242,6 +242,14 @@ func (in *installation) cleanup() {
 	}
 	closeIdleConns(in.work)
 	in.stop()
+	in.removeFromDocker()
+	in.logFile.Close()
+}
+
+// removeFromDocker removes everything the installation made in Docker:
+// services, secrets, networks, configs, volumes, images, build caches, and
+// the registry CA it gave the daemon.
+func (in *installation) removeFromDocker() {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if in.dockerHost != "" {
 		opts = append(opts, client.WithHost(in.dockerHost))
@@ -278,7 +286,6 @@ func (in *installation) cleanup() {
 	for _, v := range strings.Fields(string(vols)) {
 		dockerCmd("volume", "rm", "-f", v).Run()
 	}
-	in.logFile.Close()
 }
 
 var installations byWork[*installation]
@@ -445,6 +452,14 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 			}
 		}
 		ts.Fatalf("%s has web services %q, want %s", args[0], last, args[1])
+	},
+	// paasd-lose: the machine is lost: paasd stops, and what it made in
+	// Docker and its data dir are gone.
+	"paasd-lose": func(ts *testscript.TestScript, neg bool, args []string) {
+		in := installations.get(ts.Getenv("WORK"))
+		in.stop()
+		in.removeFromDocker()
+		ts.Check(os.RemoveAll(in.dataDir))
 	},
 	"paasd-start": func(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(installations.get(ts.Getenv("WORK")).start())

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -21,6 +22,7 @@ import (
 	"github.com/docker/go-units"
 
 	"paas/gitreceive"
+	"paas/internal/backup"
 	"paas/internal/daemon"
 	"paas/internal/directory"
 	"paas/internal/signin"
@@ -42,6 +44,8 @@ Usage:
                                this container (their services' health check)
   paasd rotate-key [flags]     re-encrypt the stopped installation's store under a
                                new config key, written to its key file
+  paasd restore [flags]        restore a backup (ssh paas backup:export) into a new
+                               data dir; the next paasd serve runs every app again
   paasd version                print the version
 
 Run 'paasd COMMAND --help' for a command's flags. Every flag also reads
@@ -73,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return envExec(args[1:], stderr)
 	case "rotate-key":
 		return rotateKey(args[1:], stdout, stderr)
+	case "restore":
+		return restoreBackup(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "paasd %s\n", version)
 		return 0
@@ -325,5 +331,69 @@ func rotateKey(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "-----> Re-encrypted %d values under a new config key, now in %s\n", n, path)
+	return 0
+}
+
+// restoreBackup puts a backup (backup:export) into a new data dir, with the
+// config key saved apart from it, checking that the key opens the store
+// before anything is in place.
+func restoreBackup(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var dataDir, keyFile, from string
+	f := &envFlags{fs: flag.NewFlagSet("paasd restore", flag.ContinueOnError)}
+	f.String(&dataDir, "data-dir", "/var/lib/paas", "the new installation's data dir: missing, or empty but for the config key")
+	configKeyFlag(f, &keyFile)
+	f.String(&from, "from", "", "the backup `file` that `ssh paas backup:export` wrote; - for standard input (required)")
+	if !f.parse(args, stderr) {
+		return 2
+	}
+	if from == "" {
+		fmt.Fprintln(stderr, "paasd: --from is required: paasd restore --data-dir DIR --from paas-backup.tar")
+		return 2
+	}
+	dataDir, err := filepath.Abs(dataDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "paasd: %v\n", err)
+		return 1
+	}
+	keyPath := daemon.KeyFile(dataDir, keyFile)
+	if _, err := store.ReadKeyFile(keyPath); errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(stderr, "paasd: %v\n  A backup holds no config key: put the key file kept with it at %s (or name it with --config-key-file)\n", err, keyPath)
+		return 1
+	} else if err != nil {
+		fmt.Fprintf(stderr, "paasd: %v\n", err)
+		return 1
+	}
+	in := stdin
+	if from != "-" {
+		file, err := os.Open(from)
+		if err != nil {
+			fmt.Fprintf(stderr, "paasd: %v\n", err)
+			return 1
+		}
+		defer file.Close()
+		in = file
+	}
+	keep := func(name string) bool { return filepath.Join(dataDir, name) == keyPath }
+	check := func(dir string) error {
+		st, err := store.OpenWithKeyFile(dir, keyPath, false)
+		if errors.Is(err, store.ErrWrongKey) {
+			return fmt.Errorf("the config key in %s does not open this backup's store: use the key kept with the backup", keyPath)
+		}
+		if err != nil {
+			return err
+		}
+		return st.Close()
+	}
+	m, sum, err := backup.Restore(in, dataDir, keep, check)
+	if err != nil {
+		fmt.Fprintf(stderr, "paasd: restore: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "-----> Restored the backup of %s made %s by paasd %s: %d apps, %d files, %.1f MB, in %s\n",
+		m.Installation, m.CreatedAt.Format(time.RFC3339), m.Version, m.Apps, sum.Files, float64(sum.Bytes)/1e6, dataDir)
+	fmt.Fprintf(stdout, "       Start paasd serve with --name %s and the same --domain and registry address: it runs every app's current release again\n", m.Installation)
+	if !m.Images {
+		fmt.Fprintln(stdout, "       The backup holds no images: an app whose image the registry lacks is built again with ssh paas ps:rebuild APP")
+	}
 	return 0
 }

@@ -358,7 +358,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		commands.ResourceCommands(st, pipeline),
 		commands.NetworkCommands(&commands.Network{Apps: st, Networks: sched, Pipeline: pipeline}),
 		commands.CronCommands(cronJobs), pluginCommands(triggers),
-		commands.TokenCommands(tokens, store.ErrTokenExists), commands.LoginCommands(signinSvc))
+		commands.TokenCommands(tokens, store.ErrTokenExists), commands.LoginCommands(signinSvc),
+		commands.BackupCommands(&backups{dataDir: dataDir, keyFile: KeyFile(dataDir, cfg.ConfigKeyFile), st: st, name: cfg.Name, version: cfg.Version, embedded: cfg.Registry == ""}))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))
 	keys = local
@@ -440,6 +441,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		// Renames a stop interrupted: finished once the router serves.
 		if err := platform.FinishRenames(gctx, io.Discard); err != nil {
 			log.Error("finish interrupted renames", "err", err)
+		}
+		// A data dir restored from a backup: the apps run again.
+		if err := restoreRollouts(gctx, dataDir, st, pipeline, sched, audit, log); err != nil {
+			log.Error("roll out the restored apps", "err", err)
 		}
 		return nil
 	})

@@ -155,7 +155,14 @@ func (p *Pipeline) Scale(ctx context.Context, appName string, who paas.Identity,
 // Restart runs the current release again in a new deployment: new tasks,
 // health-checked, then the old ones drained and stopped.
 func (p *Pipeline) Restart(ctx context.Context, appName string, who paas.Identity, out io.Writer) error {
-	return p.withCurrent(ctx, appName, who, "ps:restart", true, out, nil)
+	return p.Redeploy(ctx, appName, who, "ps:restart", out)
+}
+
+// Redeploy runs the current release again in a new deployment as Restart
+// does, recorded as a deploy of reason ("restore": the first start on a
+// data dir restored from a backup).
+func (p *Pipeline) Redeploy(ctx context.Context, appName string, who paas.Identity, reason string, out io.Writer) error {
+	return p.withCurrent(ctx, appName, who, reason, true, out, nil)
 }
 
 // RestartProcess restarts the tasks of one process type of the current

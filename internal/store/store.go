@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -51,7 +52,7 @@ func OpenWithKey(dataDir string, key []byte) (*Store, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(dataDir, "paas.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := bolt.Open(filepath.Join(dataDir, FileName), 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store: %w", ErrInUse)
 	}
@@ -479,3 +480,14 @@ func (s *Store) OpenDeploys() ([]*paas.Deploy, error) {
 	})
 	return open, err
 }
+
+// Snapshot gives fn a consistent copy of the store file as it is now, of
+// size bytes, for a backup: writes wait meanwhile only for the copy's
+// start (bbolt's read transaction). Its values stay sealed under the
+// config key.
+func (s *Store) Snapshot(fn func(size int64, file io.WriterTo) error) error {
+	return s.db.View(func(tx *bolt.Tx) error { return fn(tx.Size(), tx) })
+}
+
+// FileName is the store's file in the data dir.
+const FileName = "paas.db"
