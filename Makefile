@@ -21,6 +21,7 @@ bench:
 	go run ./scripts/bench/routeridle
 	go run ./scripts/bench/api
 	go run ./scripts/bench/dashboard
+	go run ./scripts/bench/backup
 	go test -run '^$$' -bench Tick -benchtime 100x ./internal/cron
 
 install:
