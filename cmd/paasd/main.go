@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -22,7 +21,6 @@ import (
 	"github.com/docker/go-units"
 
 	"paas/gitreceive"
-	"paas/internal/backup"
 	"paas/internal/daemon"
 	"paas/internal/directory"
 	"paas/internal/signin"
@@ -355,14 +353,6 @@ func restoreBackup(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "paasd: %v\n", err)
 		return 1
 	}
-	keyPath := daemon.KeyFile(dataDir, keyFile)
-	if _, err := store.ReadKeyFile(keyPath); errors.Is(err, fs.ErrNotExist) {
-		fmt.Fprintf(stderr, "paasd: %v\n  A backup holds no config key: put the key file kept with it at %s (or name it with --config-key-file)\n", err, keyPath)
-		return 1
-	} else if err != nil {
-		fmt.Fprintf(stderr, "paasd: %v\n", err)
-		return 1
-	}
 	in := stdin
 	if from != "-" {
 		file, err := os.Open(from)
@@ -373,18 +363,7 @@ func restoreBackup(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 		defer file.Close()
 		in = file
 	}
-	keep := func(name string) bool { return filepath.Join(dataDir, name) == keyPath }
-	check := func(dir string) error {
-		st, err := store.OpenWithKeyFile(dir, keyPath, false)
-		if errors.Is(err, store.ErrWrongKey) {
-			return fmt.Errorf("the config key in %s does not open this backup's store: use the key kept with the backup", keyPath)
-		}
-		if err != nil {
-			return err
-		}
-		return st.Close()
-	}
-	m, sum, err := backup.Restore(in, dataDir, keep, check)
+	m, sum, err := daemon.Restore(in, dataDir, keyFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "paasd: restore: %v\n", err)
 		return 1

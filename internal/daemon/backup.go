@@ -115,3 +115,28 @@ func restoreRollouts(ctx context.Context, dataDir string, st *store.Store, pipel
 	log.Info("restored apps rolled out", "failed", failed)
 	return os.Remove(marker)
 }
+
+// Restore puts the backup read from r into dataDir, which must be missing
+// or hold only the config key: the key in keyFile (DATA_DIR/config.key
+// when empty), kept apart from the backup, which must open its store
+// before anything is in place.
+func Restore(r io.Reader, dataDir, keyFile string) (backup.Manifest, backup.Summary, error) {
+	keyPath := KeyFile(dataDir, keyFile)
+	if _, err := store.ReadKeyFile(keyPath); errors.Is(err, fs.ErrNotExist) {
+		return backup.Manifest{}, backup.Summary{}, fmt.Errorf("%w\n  A backup holds no config key: put the key file kept with it at %s (or name it with --config-key-file)", err, keyPath)
+	} else if err != nil {
+		return backup.Manifest{}, backup.Summary{}, err
+	}
+	keep := func(name string) bool { return filepath.Join(dataDir, name) == keyPath }
+	check := func(dir string) error {
+		st, err := store.OpenWithKeyFile(dir, keyPath, false)
+		if errors.Is(err, store.ErrWrongKey) {
+			return fmt.Errorf("the config key in %s does not open this backup's store: use the key kept with the backup", keyPath)
+		}
+		if err != nil {
+			return err
+		}
+		return st.Close()
+	}
+	return backup.Restore(r, dataDir, keep, check)
+}
