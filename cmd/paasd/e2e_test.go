@@ -461,6 +461,16 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 		in.removeFromDocker()
 		ts.Check(os.RemoveAll(in.dataDir))
 	},
+	// registry-moves: the embedded registry of the next start listens on
+	// another port (a restore on a machine at another address).
+	"registry-moves": func(ts *testscript.TestScript, neg bool, args []string) {
+		in := installations.get(ts.Getenv("WORK"))
+		port, err := loopback.FreePort()
+		ts.Check(err)
+		in.regPort = port
+		ts.Setenv("REG_PORT", fmt.Sprint(port))
+		ts.Setenv("REGISTRY", in.registryHostPort()+"/"+in.name)
+	},
 	"paasd-start": func(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(installations.get(ts.Getenv("WORK")).start())
 	},

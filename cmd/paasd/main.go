@@ -370,7 +370,7 @@ func restoreBackup(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 	}
 	fmt.Fprintf(stdout, "-----> Restored the backup of %s made %s by paasd %s: %d apps, %d files, %.1f MB, in %s\n",
 		m.Installation, m.CreatedAt.Format(time.RFC3339), m.Version, m.Apps, sum.Files, float64(sum.Bytes)/1e6, dataDir)
-	fmt.Fprintf(stdout, "       Start paasd serve with --name %s and the same --domain and registry address: it runs every app's current release again\n", m.Installation)
+	fmt.Fprintf(stdout, "       Start paasd serve with --name %s and the same --domain: it runs every app's current release again\n", m.Installation)
 	if !m.Images {
 		fmt.Fprintln(stdout, "       The backup holds no images: an app whose image the registry lacks is built again with ssh paas ps:rebuild APP")
 	}

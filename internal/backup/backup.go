@@ -39,6 +39,9 @@ type Manifest struct {
 	Apps         int       `json:"apps"`
 	// Images: the embedded registry's images are in it (no --no-images).
 	Images bool `json:"images"`
+	// Registry is where the releases' images were named when it was made
+	// (HOST:PORT/NAME): a restore at another address renames them.
+	Registry string `json:"registry,omitempty"`
 }
 
 // Source is what Write reads: a data dir and its store.

@@ -29,8 +29,10 @@ type backups struct {
 	st      *store.Store
 	name    string
 	version string
-	// embedded: the images are in the data dir's registry.
+	// embedded: the images are in the data dir's registry, their names
+	// starting with registry (HOST:PORT/NAME).
 	embedded bool
+	registry string
 }
 
 var _ commands.Backups = (*backups)(nil)
@@ -41,6 +43,9 @@ func (b *backups) Export(ctx context.Context, w io.Writer, images bool) (backup.
 		return backup.Manifest{}, backup.Summary{}, err
 	}
 	m := backup.Manifest{Installation: b.name, Version: b.version, CreatedAt: time.Now().UTC(), Apps: len(apps), Images: images && b.embedded}
+	if m.Images {
+		m.Registry = b.registry
+	}
 	keyRel, _ := filepath.Rel(b.dataDir, b.keyFile)
 	keyRel = filepath.ToSlash(keyRel)
 	skip := func(rel string, dir bool) bool {
@@ -66,7 +71,10 @@ func (b *backups) Export(ctx context.Context, w io.Writer, images bool) (backup.
 // release again: on a new Swarm nothing of the apps runs yet. Each is a
 // deploy of reason "restore", recorded and audited; the marker goes once
 // every app was tried, and a failure is logged with what to do.
-func restoreRollouts(ctx context.Context, dataDir string, st *store.Store, pipeline *deploy.Pipeline, sched *scheduler.Swarm, audit *auditLog, log *slog.Logger) error {
+// registry is where this paasd names images (HOST:PORT/NAME of the
+// embedded registry; "" for a registry elsewhere): restored images named
+// at another address are renamed to it first.
+func restoreRollouts(ctx context.Context, dataDir, registry string, st *store.Store, pipeline *deploy.Pipeline, sched *scheduler.Swarm, audit *auditLog, log *slog.Logger) error {
 	marker := filepath.Join(dataDir, backup.RestoredName)
 	data, err := os.ReadFile(marker)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -84,6 +92,13 @@ func restoreRollouts(ctx context.Context, dataDir string, st *store.Store, pipel
 		return err
 	}
 	log.Info("restored from a backup: rolling the apps out again", "backup_of", m.Installation, "created_at", m.CreatedAt, "apps", len(apps))
+	if m.Images && m.Registry != "" && registry != "" && m.Registry != registry {
+		n, err := st.RebaseImages(m.Registry, registry)
+		if err != nil {
+			return fmt.Errorf("rename the restored images: %w", err)
+		}
+		log.Info("renamed the releases' images to this registry's address", "from", m.Registry, "to", registry, "releases", n)
+	}
 	// Each app keeps its own network: on a new Swarm, it is made again.
 	var nets []string
 	for _, app := range apps {

@@ -234,6 +234,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer reg.close()
 	target := reg.target
+	embeddedPrefix := "" // where the embedded registry names images
+	if cfg.Registry == "" {
+		embeddedPrefix = target.Prefix
+	}
 
 	network := cfg.Name + "-net" // apps deployed before apps had networks of their own
 	routerToken, err := secretFile(filepath.Join(dataDir, "router_token"))
@@ -359,7 +363,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		commands.NetworkCommands(&commands.Network{Apps: st, Networks: sched, Pipeline: pipeline}),
 		commands.CronCommands(cronJobs), pluginCommands(triggers),
 		commands.TokenCommands(tokens, store.ErrTokenExists), commands.LoginCommands(signinSvc),
-		commands.BackupCommands(&backups{dataDir: dataDir, keyFile: KeyFile(dataDir, cfg.ConfigKeyFile), st: st, name: cfg.Name, version: cfg.Version, embedded: cfg.Registry == ""}))
+		commands.BackupCommands(&backups{dataDir: dataDir, keyFile: KeyFile(dataDir, cfg.ConfigKeyFile), st: st, name: cfg.Name, version: cfg.Version, embedded: cfg.Registry == "", registry: target.Prefix}))
 	dispatcher.SetAuditor(audit)
 	dispatcher.SetMore(execPluginCommands(triggers))
 	keys = local
@@ -443,7 +447,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			log.Error("finish interrupted renames", "err", err)
 		}
 		// A data dir restored from a backup: the apps run again.
-		if err := restoreRollouts(gctx, dataDir, st, pipeline, sched, audit, log); err != nil {
+		if err := restoreRollouts(gctx, dataDir, embeddedPrefix, st, pipeline, sched, audit, log); err != nil {
 			log.Error("roll out the restored apps", "err", err)
 		}
 		return nil

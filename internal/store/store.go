@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -491,3 +493,49 @@ func (s *Store) Snapshot(fn func(size int64, file io.WriterTo) error) error {
 
 // FileName is the store's file in the data dir.
 const FileName = "paas.db"
+
+// RebaseImages renames the image of every release whose repository starts
+// with from+"/" to start with to+"/" instead: the same registry, restored
+// at another address. It returns how many releases changed.
+func (s *Store) RebaseImages(from, to string) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		all := tx.Bucket(bucketReleases)
+		var apps [][]byte
+		err := all.ForEach(func(k, v []byte) error {
+			if v == nil { // a nested bucket: an app's releases
+				apps = append(apps, slices.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, app := range apps {
+			rb := all.Bucket(app)
+			changed := map[string]*paas.Release{} // by key; written after the walk
+			err := rb.ForEach(func(k, v []byte) error {
+				r := new(paas.Release)
+				if err := s.decode(v, r); err != nil {
+					return err
+				}
+				if rest, ok := strings.CutPrefix(r.Image.Repository, from+"/"); ok {
+					r.Image.Repository = to + "/" + rest
+					changed[string(k)] = r
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for k, r := range changed {
+				if err := s.put(rb, []byte(k), r); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}

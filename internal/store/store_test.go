@@ -544,3 +544,42 @@ func TestRenameApp(t *testing.T) {
 		t.Fatalf("a new app of the old name has releases %v", rels)
 	}
 }
+
+// TestRebaseImages renames the images of a registry restored at another
+// address, in every release of every app, and nothing else.
+func TestRebaseImages(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	mustCreate(t, s, "web", "alice")
+	mustCreate(t, s, "api", "alice")
+	for v, repo := range map[int]string{1: "10.0.0.1:5000/paas/web", 2: "10.0.0.1:5000/paas/web", 3: "elsewhere.example/team/web"} {
+		rel := release("web", v, nil)
+		rel.Image.Repository = repo
+		if err := s.AddRelease(rel); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rel := release("api", 1, nil)
+	rel.Image.Repository = "10.0.0.1:5000/paasx/api" // another installation's prefix: not this one's
+	if err := s.AddRelease(rel); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.RebaseImages("10.0.0.1:5000/paas", "10.0.0.9:5000/paas")
+	if err != nil || n != 2 {
+		t.Fatalf("RebaseImages = %d, %v; want 2 releases", n, err)
+	}
+	want := map[string][]string{
+		"web": {"elsewhere.example/team/web", "10.0.0.9:5000/paas/web", "10.0.0.9:5000/paas/web"},
+		"api": {"10.0.0.1:5000/paasx/api"},
+	}
+	for app, repos := range want {
+		rels, err := s.Releases(app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range rels {
+			if r.Image.Repository != repos[i] || r.Image.Digest != "sha256:"+app {
+				t.Errorf("%s v%d: %+v, want %s", app, r.Version, r.Image, repos[i])
+			}
+		}
+	}
+}
