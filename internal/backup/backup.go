@@ -99,7 +99,10 @@ func Write(w io.Writer, src Source, m Manifest) (Summary, error) {
 			return err
 		}
 		rel = filepath.ToSlash(rel)
-		if rel == src.StoreFile || src.Skip != nil && src.Skip(rel, d.IsDir()) {
+		// The store is written from its snapshot; a restore's marker and
+		// its unfinished copy are no data of the installation.
+		if rel == src.StoreFile || rel == RestoredName || strings.HasPrefix(rel, restoreTmpPrefix) ||
+			src.Skip != nil && src.Skip(rel, d.IsDir()) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
@@ -168,6 +171,9 @@ func writeFile(tw *tar.Writer, name string, mode fs.FileMode, mtime time.Time, s
 // the backup restored, until paasd has rolled every app out again.
 const RestoredName = "restored.json"
 
+// restoreTmpPrefix starts the directory Restore writes into first.
+const restoreTmpPrefix = ".restore-"
+
 // Restore reads a backup from r into dir, which must be missing or empty
 // but for the files keep allows (the config key put back beforehand).
 // The entries are written to a directory inside dir first and checked
@@ -192,7 +198,7 @@ func Restore(r io.Reader, dir string, keep func(name string) bool, check func(di
 	}
 	// Inside dir, so that moving the entries in place is a rename on one
 	// file system even when dir is a mount point.
-	tmp, err := os.MkdirTemp(dir, ".restore-")
+	tmp, err := os.MkdirTemp(dir, restoreTmpPrefix)
 	if err != nil {
 		return m, sum, err
 	}

@@ -53,8 +53,8 @@ func (b *backups) Export(ctx context.Context, w io.Writer, images bool) (backup.
 		switch {
 		case rel == keyRel || rel == keyRel+".new":
 			return true // kept apart
-		case top == "builds" || rel == store.FileName+".compact" || rel == backup.RestoredName || strings.HasPrefix(top, ".restore-"):
-			return true // builds under way, a compaction's copy, a restore's leftovers
+		case top == "builds" || rel == store.FileName+".compact":
+			return true // builds under way, a compaction's copy
 		case top == registryStorageDir:
 			// Uploads under way are not images yet.
 			return !images || dir && path.Base(rel) == "_uploads"
